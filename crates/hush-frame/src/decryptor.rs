@@ -1,0 +1,288 @@
+//! The receiving side: one [`Decryptor`] per incoming stream, holding one key per KID.
+//!
+//! Decryption mirrors [`crate::Encryptor`]'s three steps, so a host can run the AEAD itself:
+//! [`Decryptor::plan`] (find the prefix, unescape H.26x, decode the header, pick the KID's
+//! key, check the replay window without changing it), [`Decryptor::open`] (the AEAD), and
+//! [`Decryptor::commit`] (record the counter in the replay window, checking it again, and
+//! strip the header and tag). Nothing but the counters of [`DecryptStats`] changes before a
+//! frame authenticated. The KID selects exactly one key: there is no trial decryption.
+
+use core::ops::Range;
+use std::collections::BTreeMap;
+
+use crate::MAX_FRAME_LEN;
+use crate::codec::Layout;
+use crate::encryptor::build_aad;
+use crate::error::{DecryptError, KeyError};
+use crate::escape;
+use crate::header::Header;
+use crate::key::{BaseKey, FrameKey};
+use crate::replay::{DEFAULT_REPLAY_WINDOW, ReplayWindow};
+use crate::stats::DecryptStats;
+use crate::suite::{CipherSuite, NONCE_LEN};
+
+/// Where a received frame's parts sit in the buffer, and its nonce.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenPlan {
+    layout: Layout,
+    kid: u64,
+    ctr: u64,
+    nonce: [u8; NONCE_LEN],
+    prefix_len: usize,
+    header_len: usize,
+    payload_len: usize,
+    tag_len: usize,
+}
+
+impl OpenPlan {
+    /// The frame's KID.
+    pub fn kid(&self) -> u64 {
+        self.kid
+    }
+
+    /// The frame's counter.
+    pub fn ctr(&self) -> u64 {
+        self.ctr
+    }
+
+    /// The AEAD nonce.
+    pub fn nonce(&self) -> &[u8; NONCE_LEN] {
+        &self.nonce
+    }
+
+    /// The ciphertext, decrypted in place.
+    pub fn payload_range(&self) -> Range<usize> {
+        let start = self.prefix_len + self.header_len;
+        start..start + self.payload_len
+    }
+
+    /// The tag.
+    pub fn tag_range(&self) -> Range<usize> {
+        let start = self.payload_range().end;
+        start..start + self.tag_len
+    }
+}
+
+/// One KID's key and replay state.
+struct KeyEntry {
+    key: FrameKey,
+    window: ReplayWindow,
+}
+
+/// Decrypts one incoming stream's frames.
+pub struct Decryptor {
+    suite: CipherSuite,
+    keys: BTreeMap<u64, KeyEntry>,
+    window: u32,
+    scratch: Vec<u8>,
+    stats: DecryptStats,
+}
+
+impl Decryptor {
+    /// A decryptor for `suite` with the default replay window and no keys.
+    pub fn new(suite: CipherSuite) -> Self {
+        Decryptor {
+            suite,
+            keys: BTreeMap::new(),
+            window: DEFAULT_REPLAY_WINDOW,
+            scratch: Vec::with_capacity(64),
+            stats: DecryptStats::default(),
+        }
+    }
+
+    /// Sets the replay window for keys added from now on (1 to 65536 counters).
+    pub fn with_replay_window(mut self, counters: u32) -> Result<Self, KeyError> {
+        ReplayWindow::new(counters)?;
+        self.window = counters;
+        Ok(self)
+    }
+
+    /// Installs the key for `kid`, replacing any (the replay window starts afresh).
+    pub fn add_key(&mut self, kid: u64, base_key: &BaseKey) -> Result<(), KeyError> {
+        let window = ReplayWindow::new(self.window)?;
+        let key = FrameKey::derive(self.suite, kid, base_key);
+        self.keys.insert(kid, KeyEntry { key, window });
+        Ok(())
+    }
+
+    /// Removes the key for `kid`; returns whether there was one.
+    pub fn remove_key(&mut self, kid: u64) -> bool {
+        self.keys.remove(&kid).is_some()
+    }
+
+    /// Whether a key for `kid` is installed.
+    pub fn has_key(&self, kid: u64) -> bool {
+        self.keys.contains_key(&kid)
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> DecryptStats {
+        self.stats
+    }
+
+    /// Counts a drop the host decided on (its own AEAD failed, say).
+    pub fn record_failure(&mut self, e: DecryptError) {
+        self.stats.count(e);
+    }
+
+    /// Decrypts the frame in `buf` in place: wire frame in, plaintext out. On error `buf` may
+    /// hold anything and must be dropped, never decoded.
+    pub fn decrypt(&mut self, layout: Layout, buf: &mut Vec<u8>) -> Result<OpenPlan, DecryptError> {
+        self.decrypt_with_metadata(layout, buf, &[])
+    }
+
+    /// [`Decryptor::decrypt`] with the application metadata the sender authenticated.
+    pub fn decrypt_with_metadata(
+        &mut self,
+        layout: Layout,
+        buf: &mut Vec<u8>,
+        metadata: &[u8],
+    ) -> Result<OpenPlan, DecryptError> {
+        let plan = self.plan(layout, buf)?;
+        self.open_with_metadata(&plan, buf, metadata)?;
+        self.commit(&plan, buf)?;
+        Ok(plan)
+    }
+
+    /// Step 1: parses the frame and picks its key. Counts the reason when it fails.
+    pub fn plan(&mut self, layout: Layout, buf: &mut Vec<u8>) -> Result<OpenPlan, DecryptError> {
+        let r = self.plan_inner(layout, buf);
+        if let Err(e) = r {
+            self.stats.count(e);
+        }
+        r
+    }
+
+    fn plan_inner(&self, layout: Layout, buf: &mut Vec<u8>) -> Result<OpenPlan, DecryptError> {
+        if buf.len() > MAX_FRAME_LEN {
+            return Err(DecryptError::FrameTooLarge);
+        }
+        if buf.is_empty() {
+            return Err(DecryptError::Unencrypted);
+        }
+        let prefix_len = layout
+            .clear_prefix(buf)
+            .map_err(|_| DecryptError::Unencrypted)?;
+        if layout.escapes() {
+            escape::unescape_in_place(buf, prefix_len);
+        }
+        let rest = buf.get(prefix_len..).ok_or(DecryptError::Unencrypted)?;
+        if rest.is_empty() {
+            return Err(DecryptError::Unencrypted);
+        }
+        let (header, header_len) =
+            Header::decode(rest).map_err(|_| DecryptError::MalformedHeader)?;
+        let tag_len = self.suite.tag_len();
+        let payload_len = rest
+            .len()
+            .checked_sub(header_len + tag_len)
+            .ok_or(DecryptError::Truncated)?;
+        let entry = self
+            .keys
+            .get(&header.kid)
+            .ok_or(DecryptError::UnknownKid(header.kid))?;
+        if !entry.window.check(header.ctr) {
+            return Err(DecryptError::Replayed);
+        }
+        Ok(OpenPlan {
+            layout,
+            kid: header.kid,
+            ctr: header.ctr,
+            nonce: entry.key.nonce(header.ctr),
+            prefix_len,
+            header_len,
+            payload_len,
+            tag_len,
+        })
+    }
+
+    /// The AAD of a planned frame, for a host that runs the AEAD itself.
+    pub fn aad(&mut self, plan: &OpenPlan, buf: &[u8]) -> &[u8] {
+        build_aad(
+            &mut self.scratch,
+            plan.layout,
+            buf,
+            plan.prefix_len,
+            plan.header_len,
+            &[],
+        );
+        &self.scratch
+    }
+
+    /// Step 2: authenticates and decrypts the payload in place. Counts a failure.
+    pub fn open(&mut self, plan: &OpenPlan, buf: &mut [u8]) -> Result<(), DecryptError> {
+        self.open_with_metadata(plan, buf, &[])
+    }
+
+    fn open_with_metadata(
+        &mut self,
+        plan: &OpenPlan,
+        buf: &mut [u8],
+        metadata: &[u8],
+    ) -> Result<(), DecryptError> {
+        let Some(entry) = self.keys.get(&plan.kid) else {
+            self.stats.count(DecryptError::UnknownKid(plan.kid));
+            return Err(DecryptError::UnknownKid(plan.kid));
+        };
+        if buf.len() < plan.tag_range().end {
+            self.stats.count(DecryptError::Truncated);
+            return Err(DecryptError::Truncated);
+        }
+        build_aad(
+            &mut self.scratch,
+            plan.layout,
+            buf,
+            plan.prefix_len,
+            plan.header_len,
+            metadata,
+        );
+        let (payload, tag) =
+            buf[plan.payload_range().start..plan.tag_range().end].split_at_mut(plan.payload_len);
+        if entry
+            .key
+            .aead()
+            .open(&plan.nonce, &self.scratch, payload, tag)
+            .is_err()
+        {
+            self.stats.count(DecryptError::AuthFailed);
+            return Err(DecryptError::AuthFailed);
+        }
+        Ok(())
+    }
+
+    /// Step 3, after the frame authenticated: records its counter (refusing it if another
+    /// frame with the same counter was committed since the plan) and leaves `prefix ||
+    /// plaintext` in `buf`.
+    pub fn commit(&mut self, plan: &OpenPlan, buf: &mut Vec<u8>) -> Result<(), DecryptError> {
+        let accepted = self
+            .keys
+            .get_mut(&plan.kid)
+            .map(|e| e.window.accept(plan.ctr));
+        match accepted {
+            Some(true) => {}
+            Some(false) => {
+                self.stats.count(DecryptError::Replayed);
+                return Err(DecryptError::Replayed);
+            }
+            None => {
+                self.stats.count(DecryptError::UnknownKid(plan.kid));
+                return Err(DecryptError::UnknownKid(plan.kid));
+            }
+        }
+        let payload = plan.payload_range();
+        buf.copy_within(payload.clone(), plan.prefix_len);
+        buf.truncate(plan.prefix_len + plan.payload_len);
+        self.stats.decrypted += 1;
+        Ok(())
+    }
+}
+
+impl core::fmt::Debug for Decryptor {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Decryptor")
+            .field("suite", &self.suite)
+            .field("kids", &self.keys.keys().collect::<Vec<_>>())
+            .field("stats", &self.stats)
+            .finish()
+    }
+}

@@ -1,0 +1,294 @@
+//! The sending side: one [`Encryptor`] per outgoing stream (per encoded transform).
+//!
+//! Encryption is split in three steps so that a host can run the AEAD itself (WebCrypto in a
+//! browser Worker, DESIGN.md section 2):
+//!
+//! 1. [`Encryptor::plan`] checks the frame and the key's usage, **reserves the counter**, lays
+//!    the frame out in place (`[prefix][header][payload][room for the tag]`) and returns a
+//!    [`SealPlan`] with the nonce and the byte ranges;
+//! 2. [`Encryptor::seal`] runs the suite's AEAD (or the host encrypts
+//!    [`SealPlan::payload_range`] with [`Encryptor::aad`] and writes the tag itself);
+//! 3. [`Encryptor::finish`] escapes H.26x output and counts the frame.
+//!
+//! The counter is taken at step 1, not 3: two frames planned before either is sealed (an async
+//! host) still get distinct nonces, and a frame whose sealing failed burns its counter rather
+//! than risk reusing it. [`Encryptor::encrypt`] does all three.
+
+use core::ops::Range;
+
+use crate::MAX_FRAME_LEN;
+use crate::codec::Layout;
+use crate::error::EncryptError;
+use crate::escape;
+use crate::header::Header;
+use crate::key::{BaseKey, FrameKey};
+use crate::stats::EncryptStats;
+use crate::suite::{CipherSuite, NONCE_LEN};
+
+/// Where a planned frame's parts sit in the buffer, and its nonce.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SealPlan {
+    layout: Layout,
+    kid: u64,
+    ctr: u64,
+    nonce: [u8; NONCE_LEN],
+    prefix_len: usize,
+    header_len: usize,
+    payload_len: usize,
+    tag_len: usize,
+}
+
+impl SealPlan {
+    /// The KID the frame is sealed under.
+    pub fn kid(&self) -> u64 {
+        self.kid
+    }
+
+    /// The frame's counter.
+    pub fn ctr(&self) -> u64 {
+        self.ctr
+    }
+
+    /// The AEAD nonce (`salt XOR CTR`).
+    pub fn nonce(&self) -> &[u8; NONCE_LEN] {
+        &self.nonce
+    }
+
+    /// The bytes to encrypt in place.
+    pub fn payload_range(&self) -> Range<usize> {
+        let start = self.prefix_len + self.header_len;
+        start..start + self.payload_len
+    }
+
+    /// Length of the SFrame header in the laid-out frame.
+    pub fn header_len(&self) -> usize {
+        self.header_len
+    }
+
+    /// Length of the clear prefix.
+    pub fn prefix_len(&self) -> usize {
+        self.prefix_len
+    }
+
+    /// Where the tag goes (right after the payload).
+    pub fn tag_range(&self) -> Range<usize> {
+        let start = self.payload_range().end;
+        start..start + self.tag_len
+    }
+}
+
+/// Encrypts one outgoing stream's frames with one key at a time.
+pub struct Encryptor {
+    suite: CipherSuite,
+    kid: u64,
+    key: FrameKey,
+    /// Next counter. Monotonic for the encryptor's whole life, across key changes, so that
+    /// even a KID set again with the same base key never sees a counter twice.
+    next_ctr: u64,
+    frames_with_key: u64,
+    blocks_with_key: u64,
+    frame_limit: u64,
+    block_limit: u64,
+    scratch: Vec<u8>,
+    stats: EncryptStats,
+}
+
+impl Encryptor {
+    /// An encryptor sending under `kid`, keyed from `base_key`.
+    pub fn new(suite: CipherSuite, kid: u64, base_key: &BaseKey) -> Self {
+        let (frame_limit, block_limit) = suite.usage_limit();
+        Encryptor {
+            suite,
+            kid,
+            key: FrameKey::derive(suite, kid, base_key),
+            next_ctr: 0,
+            frames_with_key: 0,
+            blocks_with_key: 0,
+            frame_limit,
+            block_limit,
+            scratch: Vec::with_capacity(64),
+            stats: EncryptStats::default(),
+        }
+    }
+
+    /// Lowers the number of frames one key may seal (never raises it above the suite's limit).
+    pub fn with_usage_limit(mut self, frames: u64) -> Self {
+        self.frame_limit = frames.min(self.suite.usage_limit().0);
+        self
+    }
+
+    /// Switches to a new key. The per-key usage starts again; the counter does not.
+    pub fn set_key(&mut self, kid: u64, base_key: &BaseKey) {
+        self.kid = kid;
+        self.key = FrameKey::derive(self.suite, kid, base_key);
+        self.frames_with_key = 0;
+        self.blocks_with_key = 0;
+    }
+
+    /// The KID frames are sent under now.
+    pub fn kid(&self) -> u64 {
+        self.kid
+    }
+
+    /// The suite.
+    pub fn suite(&self) -> CipherSuite {
+        self.suite
+    }
+
+    /// True once the key has used half of its budget: time to ask for a new epoch, well
+    /// before [`EncryptError::RotateKey`].
+    pub fn needs_rotation(&self) -> bool {
+        self.frames_with_key >= self.frame_limit / 2 || self.blocks_with_key >= self.block_limit / 2
+    }
+
+    /// Frames the current key may still seal.
+    pub fn frames_left(&self) -> u64 {
+        self.frame_limit.saturating_sub(self.frames_with_key)
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> EncryptStats {
+        self.stats
+    }
+
+    /// Encrypts the frame in `buf` in place: plaintext in, wire frame out. On error `buf` may
+    /// hold anything and must not be sent.
+    pub fn encrypt(&mut self, layout: Layout, buf: &mut Vec<u8>) -> Result<SealPlan, EncryptError> {
+        self.encrypt_with_metadata(layout, buf, &[])
+    }
+
+    /// [`Encryptor::encrypt`] with application metadata authenticated after the codec's
+    /// (RFC 9605 section 4.4.3 `metadata`); the receiver must pass the same.
+    pub fn encrypt_with_metadata(
+        &mut self,
+        layout: Layout,
+        buf: &mut Vec<u8>,
+        metadata: &[u8],
+    ) -> Result<SealPlan, EncryptError> {
+        let plan = self.plan(layout, buf)?;
+        self.seal_with_metadata(&plan, buf, metadata)?;
+        self.finish(&plan, buf);
+        Ok(plan)
+    }
+
+    /// Step 1: checks, reserves a counter and lays the frame out. See the module docs.
+    pub fn plan(&mut self, layout: Layout, buf: &mut Vec<u8>) -> Result<SealPlan, EncryptError> {
+        if buf.len() > MAX_FRAME_LEN {
+            self.stats.refused_frame += 1;
+            return Err(EncryptError::FrameTooLarge);
+        }
+        let Ok(prefix_len) = layout.clear_prefix(buf) else {
+            self.stats.refused_frame += 1;
+            return Err(EncryptError::FrameTooShort(layout));
+        };
+        let payload_len = buf.len() - prefix_len;
+        let blocks = (payload_len as u64).div_ceil(16) + 1;
+        if self.frames_with_key >= self.frame_limit
+            || self.blocks_with_key.saturating_add(blocks) > self.block_limit
+            || self.next_ctr == u64::MAX
+        {
+            self.stats.refused_rotate += 1;
+            return Err(EncryptError::RotateKey);
+        }
+        let ctr = self.next_ctr;
+        self.next_ctr += 1;
+        self.frames_with_key += 1;
+        self.blocks_with_key += blocks;
+
+        let header = Header::new(self.kid, ctr);
+        let (hbytes, header_len) = header.to_bytes();
+        let tag_len = self.suite.tag_len();
+        buf.resize(prefix_len + header_len + payload_len + tag_len, 0);
+        buf.copy_within(
+            prefix_len..prefix_len + payload_len,
+            prefix_len + header_len,
+        );
+        buf[prefix_len..prefix_len + header_len].copy_from_slice(&hbytes[..header_len]);
+        Ok(SealPlan {
+            layout,
+            kid: self.kid,
+            ctr,
+            nonce: self.key.nonce(ctr),
+            prefix_len,
+            header_len,
+            payload_len,
+            tag_len,
+        })
+    }
+
+    /// The AAD for a planned frame: `header || metadata` (the codec's, see [`crate::codec`]).
+    pub fn aad(&mut self, plan: &SealPlan, buf: &[u8]) -> &[u8] {
+        build_aad(
+            &mut self.scratch,
+            plan.layout,
+            buf,
+            plan.prefix_len,
+            plan.header_len,
+            &[],
+        );
+        &self.scratch
+    }
+
+    /// Step 2: seals the planned frame with the suite's AEAD.
+    pub fn seal(&mut self, plan: &SealPlan, buf: &mut [u8]) -> Result<(), EncryptError> {
+        self.seal_with_metadata(plan, buf, &[])
+    }
+
+    fn seal_with_metadata(
+        &mut self,
+        plan: &SealPlan,
+        buf: &mut [u8],
+        metadata: &[u8],
+    ) -> Result<(), EncryptError> {
+        if plan.kid != self.kid || buf.len() < plan.tag_range().end {
+            return Err(EncryptError::Seal);
+        }
+        build_aad(
+            &mut self.scratch,
+            plan.layout,
+            buf,
+            plan.prefix_len,
+            plan.header_len,
+            metadata,
+        );
+        let (payload, tag) =
+            buf[plan.payload_range().start..plan.tag_range().end].split_at_mut(plan.payload_len);
+        self.key
+            .aead()
+            .seal(&plan.nonce, &self.scratch, payload, tag)
+            .map_err(|_| EncryptError::Seal)
+    }
+
+    /// Step 3: escapes H.26x output and counts the frame.
+    pub fn finish(&mut self, plan: &SealPlan, buf: &mut Vec<u8>) {
+        if plan.layout.escapes() {
+            escape::escape_in_place(buf, plan.prefix_len);
+        }
+        self.stats.encrypted += 1;
+    }
+}
+
+/// Writes `header || metadata || extra` into `out`, reading both from the laid-out frame.
+pub(crate) fn build_aad(
+    out: &mut Vec<u8>,
+    layout: Layout,
+    frame: &[u8],
+    prefix_len: usize,
+    header_len: usize,
+    extra: &[u8],
+) {
+    out.clear();
+    out.extend_from_slice(&frame[prefix_len..prefix_len + header_len]);
+    layout.write_metadata(&frame[..prefix_len], out);
+    out.extend_from_slice(extra);
+}
+
+impl core::fmt::Debug for Encryptor {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Encryptor")
+            .field("suite", &self.suite)
+            .field("kid", &self.kid)
+            .field("next_ctr", &self.next_ctr)
+            .finish_non_exhaustive()
+    }
+}

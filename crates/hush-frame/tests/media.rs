@@ -1,0 +1,282 @@
+//! Media mode end to end: the clear prefix survives, H.26x output holds no start code, and
+//! every drop reason is counted. Also the negative cases: wrong key, tampering, replay,
+//! truncation, unknown KID, unencrypted input.
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{LAYOUTS, frame};
+use hush_frame::escape::contains_start_code;
+use hush_frame::{
+    BaseKey, CipherSuite, Codec, DecryptError, Decryptor, EncryptError, Encryptor, Layout,
+};
+
+fn key(b: u8) -> BaseKey {
+    BaseKey::new(&[b; 32]).unwrap()
+}
+
+fn pair(suite: CipherSuite) -> (Encryptor, Decryptor) {
+    let tx = Encryptor::new(suite, 0x1234, &key(1));
+    let mut rx = Decryptor::new(suite);
+    rx.add_key(0x1234, &key(1)).unwrap();
+    (tx, rx)
+}
+
+/// A body full of start codes and zero runs, the worst case for escaping.
+fn nasty_body() -> Vec<u8> {
+    (0..3000u32)
+        .map(|i| if i % 7 < 4 { 0 } else { (i % 4) as u8 })
+        .collect()
+}
+
+#[test]
+fn every_layout_and_suite_round_trips_with_its_prefix_in_the_clear() {
+    for suite in CipherSuite::ALL {
+        for layout in LAYOUTS {
+            for key_frame in [true, false] {
+                let (mut tx, mut rx) = pair(suite);
+                let plain = frame(layout, key_frame, &nasty_body());
+                let mut buf = plain.clone();
+                let plan = tx.encrypt(layout, &mut buf).unwrap();
+                let prefix = plan.prefix_len();
+                assert_eq!(&buf[..prefix], &plain[..prefix], "{layout:?} prefix kept");
+                assert!(
+                    !buf.ends_with(&plain[plain.len() - 64..]),
+                    "{layout:?} body hidden"
+                );
+                if matches!(layout, Layout::Media(Codec::H264 | Codec::H265)) {
+                    assert!(
+                        !contains_start_code(&buf[prefix..]),
+                        "{layout:?} start code"
+                    );
+                }
+                rx.decrypt(layout, &mut buf).unwrap();
+                assert_eq!(buf, plain, "{suite:?} {layout:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn h264_prefix_is_authenticated_but_start_code_length_is_not() {
+    let layout = Layout::Media(Codec::H264);
+    let (mut tx, mut rx) = pair(CipherSuite::default());
+    let plain = frame(layout, true, b"slice data");
+    let mut buf = plain.clone();
+    tx.encrypt(layout, &mut buf).unwrap();
+    // The receiver's depacketizer may rewrite 4-byte start codes as 3-byte ones.
+    let mut rewritten = buf[1..].to_vec();
+    rx.decrypt(layout, &mut rewritten).unwrap();
+    assert_eq!(rewritten, plain[1..]);
+    // Changing a byte of the SPS (clear, authenticated) is caught.
+    let mut buf2 = plain.clone();
+    tx.encrypt(layout, &mut buf2).unwrap();
+    buf2[6] ^= 0x01;
+    assert_eq!(rx.decrypt(layout, &mut buf2), Err(DecryptError::AuthFailed));
+}
+
+#[test]
+fn wrong_key_is_refused_and_counted() {
+    for suite in CipherSuite::ALL {
+        let mut tx = Encryptor::new(suite, 9, &key(1));
+        let mut rx = Decryptor::new(suite);
+        rx.add_key(9, &key(2)).unwrap();
+        let mut buf = frame(Layout::Media(Codec::Vp8), false, b"secret");
+        tx.encrypt(Layout::Media(Codec::Vp8), &mut buf).unwrap();
+        assert_eq!(
+            rx.decrypt(Layout::Media(Codec::Vp8), &mut buf),
+            Err(DecryptError::AuthFailed)
+        );
+        assert_eq!(rx.stats().auth_failed, 1);
+        assert_eq!(rx.stats().decrypted, 0);
+    }
+}
+
+#[test]
+fn replay_is_refused_and_honest_frames_still_flow() {
+    let layout = Layout::Media(Codec::Opus);
+    let (mut tx, mut rx) = pair(CipherSuite::default());
+    let mut first = frame(layout, false, b"one");
+    tx.encrypt(layout, &mut first).unwrap();
+    let copy = first.clone();
+    rx.decrypt(layout, &mut first).unwrap();
+    let mut replay = copy.clone();
+    assert_eq!(rx.decrypt(layout, &mut replay), Err(DecryptError::Replayed));
+    let mut next = frame(layout, false, b"two");
+    tx.encrypt(layout, &mut next).unwrap();
+    rx.decrypt(layout, &mut next).unwrap();
+    assert_eq!(next, frame(layout, false, b"two"));
+    let s = rx.stats();
+    assert_eq!((s.decrypted, s.replayed), (2, 1));
+}
+
+#[test]
+fn a_forged_frame_does_not_move_the_replay_window() {
+    let layout = Layout::Pure;
+    let (mut tx, mut rx) = pair(CipherSuite::default());
+    let mut frames: Vec<Vec<u8>> = (0..3)
+        .map(|i| {
+            let mut f = vec![i; 40];
+            tx.encrypt(layout, &mut f).unwrap();
+            f
+        })
+        .collect();
+    // A forgery claiming counter 2 with a bad tag.
+    let mut forged = frames[2].clone();
+    let last = forged.len() - 1;
+    forged[last] ^= 0x80;
+    assert_eq!(
+        rx.decrypt(layout, &mut forged),
+        Err(DecryptError::AuthFailed)
+    );
+    // The real frame 2 is still accepted, then 0 and 1 out of order.
+    for i in [2, 0, 1] {
+        rx.decrypt(layout, &mut frames[i]).unwrap();
+    }
+    assert_eq!(rx.stats().decrypted, 3);
+}
+
+#[test]
+fn interleaved_plans_with_the_same_counter_commit_once() {
+    let layout = Layout::Pure;
+    let (mut tx, mut rx) = pair(CipherSuite::default());
+    let mut a = vec![5u8; 100];
+    tx.encrypt(layout, &mut a).unwrap();
+    let mut b = a.clone();
+    let pa = rx.plan(layout, &mut a).unwrap();
+    let pb = rx.plan(layout, &mut b).unwrap();
+    rx.open(&pa, &mut a).unwrap();
+    rx.open(&pb, &mut b).unwrap();
+    rx.commit(&pa, &mut a).unwrap();
+    assert_eq!(rx.commit(&pb, &mut b), Err(DecryptError::Replayed));
+}
+
+#[test]
+fn unknown_kid_truncated_malformed_and_unencrypted_are_told_apart() {
+    let layout = Layout::Media(Codec::Vp8);
+    let (mut tx, mut rx) = pair(CipherSuite::default());
+    let mut other = Encryptor::new(CipherSuite::default(), 77, &key(1));
+    let mut f = frame(layout, false, b"x");
+    other.encrypt(layout, &mut f).unwrap();
+    assert_eq!(
+        rx.decrypt(layout, &mut f),
+        Err(DecryptError::UnknownKid(77))
+    );
+
+    let mut f = frame(layout, false, b"payload");
+    tx.encrypt(layout, &mut f).unwrap();
+    f.truncate(3 + 2 + 10);
+    assert_eq!(rx.decrypt(layout, &mut f), Err(DecryptError::Truncated));
+
+    // Config byte announcing an 8-byte KID that is not there.
+    let mut f = vec![0x31, 0x02, 0x00, 0xf0, 0x01];
+    assert_eq!(
+        rx.decrypt(layout, &mut f),
+        Err(DecryptError::MalformedHeader)
+    );
+
+    assert_eq!(
+        rx.decrypt(layout, &mut Vec::new()),
+        Err(DecryptError::Unencrypted)
+    );
+    let mut short_key_frame = vec![0x10, 0x02];
+    assert_eq!(
+        rx.decrypt(layout, &mut short_key_frame),
+        Err(DecryptError::Unencrypted)
+    );
+
+    let s = rx.stats();
+    assert_eq!(
+        (
+            s.unknown_kid,
+            s.truncated,
+            s.malformed_header,
+            s.unencrypted,
+            s.decrypted
+        ),
+        (1, 1, 1, 2, 0)
+    );
+    assert_eq!(s.dropped(), 5);
+}
+
+#[test]
+fn frames_too_short_for_their_codec_are_refused_not_sent() {
+    let mut tx = Encryptor::new(CipherSuite::default(), 1, &key(1));
+    for (layout, f) in [
+        (Layout::Media(Codec::Opus), vec![]),
+        (Layout::Media(Codec::Vp8), vec![0x10, 0x02, 0x00]),
+        (Layout::Media(Codec::Av1), vec![0x12]),
+    ] {
+        let mut buf = f.clone();
+        assert_eq!(
+            tx.encrypt(layout, &mut buf),
+            Err(EncryptError::FrameTooShort(layout))
+        );
+    }
+    assert_eq!(tx.stats().refused_frame, 3);
+    assert_eq!(tx.stats().encrypted, 0);
+}
+
+#[test]
+fn the_key_must_rotate_before_its_usage_limit() {
+    let mut tx = Encryptor::new(CipherSuite::default(), 1, &key(1)).with_usage_limit(10);
+    let mut rotate_asked_at = None;
+    for i in 0..10 {
+        if rotate_asked_at.is_none() && tx.needs_rotation() {
+            rotate_asked_at = Some(i);
+        }
+        let mut f = vec![1u8; 10];
+        tx.encrypt(Layout::Pure, &mut f).unwrap();
+    }
+    assert_eq!(rotate_asked_at, Some(5), "asks at half the budget");
+    let mut f = vec![1u8; 10];
+    assert_eq!(
+        tx.encrypt(Layout::Pure, &mut f),
+        Err(EncryptError::RotateKey)
+    );
+    // A new key starts a new budget; the counter keeps going up (no nonce reuse even for a
+    // KID set again with the same key).
+    tx.set_key(2, &key(2));
+    let p = tx.encrypt(Layout::Pure, &mut f).unwrap();
+    assert_eq!(p.ctr(), 10);
+    tx.set_key(1, &key(1));
+    let mut g = vec![1u8; 10];
+    assert_eq!(tx.encrypt(Layout::Pure, &mut g).unwrap().ctr(), 11);
+}
+
+#[test]
+fn host_seam_matches_the_built_in_aead() {
+    // A host that runs the AEAD itself (as the browser does with WebCrypto) produces the
+    // same bytes from the plan's nonce, AAD and ranges.
+    for layout in LAYOUTS {
+        let suite = CipherSuite::Aes128GcmSha256_128;
+        let mut a = Encryptor::new(suite, 5, &key(3));
+        let mut b = Encryptor::new(suite, 5, &key(3));
+        let plain = frame(layout, true, &nasty_body());
+        let mut built_in = plain.clone();
+        a.encrypt(layout, &mut built_in).unwrap();
+
+        let mut host = plain.clone();
+        let plan = b.plan(layout, &mut host).unwrap();
+        let aad = b.aad(&plan, &host).to_vec();
+        let d = hush_frame::key::DerivedKey::derive(suite, 5, &key(3));
+        let aead = hush_frame::aead::SuiteAead::new(suite, d.expose_key()).unwrap();
+        let (payload, tag) = host[plan.payload_range().start..plan.tag_range().end]
+            .split_at_mut(plan.tag_range().start - plan.payload_range().start);
+        aead.seal(plan.nonce(), &aad, payload, tag).unwrap();
+        b.finish(&plan, &mut host);
+        assert_eq!(host, built_in, "{layout:?}");
+
+        // And the receiving seam: the host opens, the decryptor commits.
+        let mut rx = Decryptor::new(suite);
+        rx.add_key(5, &key(3)).unwrap();
+        let p = rx.plan(layout, &mut host).unwrap();
+        let aad = rx.aad(&p, &host).to_vec();
+        let (payload, tag) = host[p.payload_range().start..p.tag_range().end]
+            .split_at_mut(p.tag_range().start - p.payload_range().start);
+        aead.open(p.nonce(), &aad, payload, tag).unwrap();
+        rx.commit(&p, &mut host).unwrap();
+        assert_eq!(host, plain, "{layout:?}");
+    }
+}

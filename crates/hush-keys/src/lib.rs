@@ -1,0 +1,1 @@
+//! hush-keys: work in progress.

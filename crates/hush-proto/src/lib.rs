@@ -1,0 +1,1 @@
+//! hush-proto: work in progress.

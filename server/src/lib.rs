@@ -1,0 +1,1 @@
+//! hush-relay: work in progress.
