@@ -1,0 +1,220 @@
+//! Messages from a client to the relay.
+
+use serde::{Deserialize, Serialize};
+
+use crate::bytes::OpaqueBytes;
+use crate::ids::{ParticipantId, RoomId, Source, TrackId};
+use crate::limits::{
+    MAX_ATTESTATION_BYTES, MAX_E2EE_PAYLOAD_BYTES, MAX_IDENTITY_KEY_BYTES, MAX_MID_BYTES,
+};
+use crate::message::{self, DecodeError, FieldTooLarge};
+use crate::signal::{Candidate, Sdp};
+use crate::token::AccessToken;
+
+/// A message from a client to the relay. See the crate docs for the table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Not `#[non_exhaustive]` on purpose: the relay matches it exhaustively, so a message added here
+/// does not compile until the relay handles it.
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMessage {
+    /// The first message on a connection: the access token and this participant's public keys.
+    Join(Join),
+    /// Leave the room; the relay closes the connection.
+    Leave,
+    /// An SDP offer for this participant's connection.
+    Offer(Sdp),
+    /// An SDP answer to the relay's offer.
+    Answer(Sdp),
+    /// A trickle ICE candidate.
+    Candidate(Candidate),
+    /// Start publishing a track (needs the `publish` grant and the source in `sources`).
+    Publish(Publish),
+    /// Stop publishing a track.
+    Unpublish(Unpublish),
+    /// Receive a track again after `unsubscribe` (needs the `subscribe` grant).
+    Subscribe(TrackRef),
+    /// Stop receiving a track.
+    Unsubscribe(TrackRef),
+    /// An opaque key-exchange envelope for one participant of the room.
+    E2ee(E2eeTo),
+    /// Ask a track's publisher for a keyframe (after a key change, say).
+    KeyframeRequest(TrackRef),
+    /// Moderator: remove a participant (a removal is a leave).
+    ForceDisconnect(ForceDisconnect),
+    /// Moderator: stop a participant's track.
+    ForceUnpublish(ForceUnpublish),
+    /// Moderator: lock or unlock the room to new participants.
+    LockRoom(LockRoom),
+    /// Moderator: close the room, removing everyone.
+    CloseRoom,
+    /// Keepalive; the relay answers `pong` with the same `seq`.
+    Ping(Ping),
+}
+
+impl ClientMessage {
+    /// Every `type` a client may send.
+    pub const TYPES: &'static [&'static str] = &[
+        "join",
+        "leave",
+        "offer",
+        "answer",
+        "candidate",
+        "publish",
+        "unpublish",
+        "subscribe",
+        "unsubscribe",
+        "e2ee",
+        "keyframe_request",
+        "force_disconnect",
+        "force_unpublish",
+        "lock_room",
+        "close_room",
+        "ping",
+    ];
+
+    /// Decodes and checks one message (see [`crate::message`] for the order of checks).
+    pub fn decode(text: &str) -> Result<Self, DecodeError> {
+        let msg: Self = message::decode(text, Self::TYPES)?;
+        msg.check_limits().map_err(DecodeError::FieldTooLarge)?;
+        Ok(msg)
+    }
+
+    /// Encodes the message as JSON text with `"v": 1`.
+    pub fn encode(&self) -> String {
+        message::encode(self)
+    }
+
+    /// Checks every field against its size limit. [`ClientMessage::decode`] already did; call
+    /// this on messages built in code before trusting them as if decoded. The token's size is
+    /// left to the token verifier, which refuses it with its own code.
+    pub fn check_limits(&self) -> Result<(), FieldTooLarge> {
+        match self {
+            Self::Join(join) => {
+                let key = join.identity_key.len();
+                FieldTooLarge::check("identity_key", key, MAX_IDENTITY_KEY_BYTES)?;
+                let att = join.attestation.as_ref().map_or(0, OpaqueBytes::len);
+                FieldTooLarge::check("attestation", att, MAX_ATTESTATION_BYTES)
+            }
+            Self::Offer(sdp) | Self::Answer(sdp) => sdp.check(),
+            Self::Candidate(c) => c.check(),
+            Self::Publish(p) => {
+                FieldTooLarge::check("mid", p.mid.as_deref().map_or(0, str::len), MAX_MID_BYTES)
+            }
+            Self::E2ee(e) => {
+                FieldTooLarge::check("payload", e.payload.len(), MAX_E2EE_PAYLOAD_BYTES)
+            }
+            Self::Leave
+            | Self::Unpublish(_)
+            | Self::Subscribe(_)
+            | Self::Unsubscribe(_)
+            | Self::KeyframeRequest(_)
+            | Self::ForceDisconnect(_)
+            | Self::ForceUnpublish(_)
+            | Self::LockRoom(_)
+            | Self::CloseRoom
+            | Self::Ping(_) => Ok(()),
+        }
+    }
+
+    /// The wire `type` of this message.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::Join(_) => "join",
+            Self::Leave => "leave",
+            Self::Offer(_) => "offer",
+            Self::Answer(_) => "answer",
+            Self::Candidate(_) => "candidate",
+            Self::Publish(_) => "publish",
+            Self::Unpublish(_) => "unpublish",
+            Self::Subscribe(_) => "subscribe",
+            Self::Unsubscribe(_) => "unsubscribe",
+            Self::E2ee(_) => "e2ee",
+            Self::KeyframeRequest(_) => "keyframe_request",
+            Self::ForceDisconnect(_) => "force_disconnect",
+            Self::ForceUnpublish(_) => "force_unpublish",
+            Self::LockRoom(_) => "lock_room",
+            Self::CloseRoom => "close_room",
+            Self::Ping(_) => "ping",
+        }
+    }
+}
+
+/// `join`: the access token and this participant's keys.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Join {
+    /// The access token from the app's backend (never in a URL).
+    pub token: AccessToken,
+    /// The room the client means to join; if given, a token for another room is refused with
+    /// `token_wrong_room`. Without it the token's room is joined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<RoomId>,
+    /// This participant's identity public key (X25519 today), shown to the others.
+    pub identity_key: OpaqueBytes,
+    /// The app backend's signed statement binding the identity key to this participant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestation: Option<OpaqueBytes>,
+}
+
+/// `publish`: start publishing one source.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Publish {
+    /// What the track carries.
+    pub source: Source,
+    /// The SDP `mid` of the transceiver that sends it, when already negotiated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mid: Option<String>,
+}
+
+/// `unpublish`: stop publishing one source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unpublish {
+    /// The source to stop.
+    pub source: Source,
+}
+
+/// A reference to one track of the room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackRef {
+    /// The track.
+    pub track: TrackId,
+}
+
+/// `e2ee` from a client: an envelope for one named participant of the same room.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct E2eeTo {
+    /// The recipient.
+    pub to: ParticipantId,
+    /// Opaque bytes (an HPKE envelope), base64 on the wire.
+    pub payload: OpaqueBytes,
+}
+
+/// `force_disconnect`: remove a participant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForceDisconnect {
+    /// Who to remove.
+    pub participant: ParticipantId,
+}
+
+/// `force_unpublish`: stop a participant's track.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForceUnpublish {
+    /// Whose track.
+    pub participant: ParticipantId,
+    /// Which source.
+    pub source: Source,
+}
+
+/// `lock_room` (and, from the relay, `room_locked`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockRoom {
+    /// Locked rooms refuse new participants with `room_locked`.
+    pub locked: bool,
+}
+
+/// `ping` (and `pong`, with the same `seq`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ping {
+    /// Chosen by the client; echoed in `pong`.
+    pub seq: u64,
+}

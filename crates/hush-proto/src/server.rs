@@ -1,0 +1,261 @@
+//! Messages from the relay to a client.
+
+use serde::{Deserialize, Serialize};
+
+use crate::bytes::OpaqueBytes;
+use crate::client::{LockRoom, Ping, TrackRef};
+use crate::error::ErrorCode;
+use crate::ids::{ParticipantId, RoomId, SenderIndex, Source, TrackId};
+use crate::limits::{
+    MAX_ATTESTATION_BYTES, MAX_E2EE_PAYLOAD_BYTES, MAX_ERROR_MESSAGE_BYTES, MAX_IDENTITY_KEY_BYTES,
+};
+use crate::message::{self, DecodeError, FieldTooLarge, truncate_at_char_boundary};
+use crate::signal::{Candidate, Sdp};
+use crate::token::Grants;
+
+/// A message from the relay to a client. See the crate docs for the table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Not `#[non_exhaustive]` on purpose: clients in this workspace match it exhaustively.
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// The answer to a successful `join`: who you are and who is already there.
+    Joined(Joined),
+    /// Someone joined the room.
+    ParticipantJoined(ParticipantJoined),
+    /// Someone left the room (or was removed): the key layer starts a new epoch.
+    ParticipantLeft(ParticipantLeft),
+    /// A track was published (also sent to its publisher, which learns the track id this way).
+    TrackPublished(TrackInfo),
+    /// A track was unpublished.
+    TrackUnpublished(TrackUnpublished),
+    /// An SDP offer from the relay (it adds or removes other participants' tracks).
+    Offer(Sdp),
+    /// The relay's SDP answer to the client's offer.
+    Answer(Sdp),
+    /// A trickle ICE candidate of the relay.
+    Candidate(Candidate),
+    /// An opaque key-exchange envelope from another participant.
+    E2ee(E2eeFrom),
+    /// A subscriber asked for a keyframe of one of your tracks.
+    KeyframeRequest(TrackRef),
+    /// A moderator locked or unlocked the room.
+    RoomLocked(LockRoom),
+    /// The answer to `ping`.
+    Pong(Ping),
+    /// A refusal. If `fatal`, the relay closes the connection after it.
+    Error(ErrorMessage),
+}
+
+impl ServerMessage {
+    /// Every `type` the relay may send.
+    pub const TYPES: &'static [&'static str] = &[
+        "joined",
+        "participant_joined",
+        "participant_left",
+        "track_published",
+        "track_unpublished",
+        "offer",
+        "answer",
+        "candidate",
+        "e2ee",
+        "keyframe_request",
+        "room_locked",
+        "pong",
+        "error",
+    ];
+
+    /// Decodes and checks one message (for clients).
+    pub fn decode(text: &str) -> Result<Self, DecodeError> {
+        let msg: Self = message::decode(text, Self::TYPES)?;
+        msg.check_limits().map_err(DecodeError::FieldTooLarge)?;
+        Ok(msg)
+    }
+
+    /// Encodes the message as JSON text with `"v": 1`.
+    pub fn encode(&self) -> String {
+        message::encode(self)
+    }
+
+    /// An `error` message; `message` is cut to [`MAX_ERROR_MESSAGE_BYTES`].
+    pub fn error(code: ErrorCode, message: impl Into<String>, fatal: bool) -> Self {
+        let mut message = message.into();
+        truncate_at_char_boundary(&mut message, MAX_ERROR_MESSAGE_BYTES);
+        Self::Error(ErrorMessage {
+            code,
+            message,
+            fatal,
+        })
+    }
+
+    /// Checks every field against its size limit.
+    pub fn check_limits(&self) -> Result<(), FieldTooLarge> {
+        match self {
+            Self::Joined(j) => j.participants.iter().try_for_each(ParticipantInfo::check),
+            Self::ParticipantJoined(p) => p.participant.check(),
+            Self::Offer(sdp) | Self::Answer(sdp) => sdp.check(),
+            Self::Candidate(c) => c.check(),
+            Self::E2ee(e) => {
+                FieldTooLarge::check("payload", e.payload.len(), MAX_E2EE_PAYLOAD_BYTES)
+            }
+            Self::Error(e) => {
+                FieldTooLarge::check("message", e.message.len(), MAX_ERROR_MESSAGE_BYTES)
+            }
+            Self::ParticipantLeft(_)
+            | Self::TrackPublished(_)
+            | Self::TrackUnpublished(_)
+            | Self::KeyframeRequest(_)
+            | Self::RoomLocked(_)
+            | Self::Pong(_) => Ok(()),
+        }
+    }
+
+    /// The wire `type` of this message.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::Joined(_) => "joined",
+            Self::ParticipantJoined(_) => "participant_joined",
+            Self::ParticipantLeft(_) => "participant_left",
+            Self::TrackPublished(_) => "track_published",
+            Self::TrackUnpublished(_) => "track_unpublished",
+            Self::Offer(_) => "offer",
+            Self::Answer(_) => "answer",
+            Self::Candidate(_) => "candidate",
+            Self::E2ee(_) => "e2ee",
+            Self::KeyframeRequest(_) => "keyframe_request",
+            Self::RoomLocked(_) => "room_locked",
+            Self::Pong(_) => "pong",
+            Self::Error(_) => "error",
+        }
+    }
+}
+
+/// `joined`: the answer to a successful `join`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Joined {
+    /// Your participant id (the token's `sub`).
+    pub you: ParticipantId,
+    /// Your sender index in this room.
+    pub sender_index: SenderIndex,
+    /// The membership sequence number of your join: members with a smaller `join_seq` have been
+    /// in the room longer. Events after this one have larger `seq`s.
+    pub join_seq: u64,
+    /// The room.
+    pub room: RoomId,
+    /// Whether the room is locked.
+    pub locked: bool,
+    /// Your grants, as the token gave them.
+    pub grants: Grants,
+    /// Everyone else in the room, oldest first.
+    pub participants: Vec<ParticipantInfo>,
+    /// Every track published in the room.
+    pub tracks: Vec<TrackInfo>,
+}
+
+/// A member of a room as the others see it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParticipantInfo {
+    /// The participant.
+    pub id: ParticipantId,
+    /// Its sender index.
+    pub sender_index: SenderIndex,
+    /// The membership sequence number of its join.
+    pub join_seq: u64,
+    /// Its identity public key, as given in its `join`.
+    pub identity_key: OpaqueBytes,
+    /// Its attestation, as given in its `join`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestation: Option<OpaqueBytes>,
+    /// Its grants (so members can see who moderates and who records).
+    pub grants: Grants,
+}
+
+impl ParticipantInfo {
+    fn check(&self) -> Result<(), FieldTooLarge> {
+        let key = self.identity_key.len();
+        FieldTooLarge::check("identity_key", key, MAX_IDENTITY_KEY_BYTES)?;
+        let att = self.attestation.as_ref().map_or(0, OpaqueBytes::len);
+        FieldTooLarge::check("attestation", att, MAX_ATTESTATION_BYTES)
+    }
+}
+
+/// `participant_joined`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParticipantJoined {
+    /// The room's membership sequence number of this event (equal to the newcomer's `join_seq`).
+    pub seq: u64,
+    /// The newcomer.
+    pub participant: ParticipantInfo,
+}
+
+/// `participant_left`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParticipantLeft {
+    /// The room's membership sequence number of this event.
+    pub seq: u64,
+    /// Who left.
+    pub participant: ParticipantId,
+    /// Its sender index (never given to anyone else in this room).
+    pub sender_index: SenderIndex,
+    /// Why.
+    pub reason: LeaveReason,
+}
+
+/// Why a participant left.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum LeaveReason {
+    /// It sent `leave`.
+    Left,
+    /// Its connection closed or was closed (timeout, abuse).
+    Disconnected,
+    /// A moderator removed it.
+    Removed,
+    /// It joined again on another connection (it will appear again as a new member).
+    Replaced,
+}
+
+/// `track_published`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackInfo {
+    /// The track.
+    pub track: TrackId,
+    /// Its publisher.
+    pub participant: ParticipantId,
+    /// The publisher's sender index.
+    pub sender_index: SenderIndex,
+    /// What it carries.
+    pub source: Source,
+}
+
+/// `track_unpublished`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackUnpublished {
+    /// The track.
+    pub track: TrackId,
+    /// Its publisher.
+    pub participant: ParticipantId,
+    /// What it carried.
+    pub source: Source,
+}
+
+/// `e2ee` from the relay: an envelope another participant addressed to you.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct E2eeFrom {
+    /// The sender (set by the relay, not by the sender).
+    pub from: ParticipantId,
+    /// The opaque bytes, unchanged.
+    pub payload: OpaqueBytes,
+}
+
+/// `error`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorMessage {
+    /// The stable code.
+    pub code: ErrorCode,
+    /// For developers; never secrets or other participants' data.
+    pub message: String,
+    /// Whether the relay closes the connection after this message.
+    pub fatal: bool,
+}

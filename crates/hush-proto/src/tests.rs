@@ -1,0 +1,365 @@
+//! Round trips and refusals for every message type.
+
+use crate::limits::*;
+use crate::*;
+
+fn pid(s: &str) -> ParticipantId {
+    ParticipantId::new(s).unwrap()
+}
+
+fn info(id: &str, index: u32) -> ParticipantInfo {
+    ParticipantInfo {
+        id: pid(id),
+        sender_index: SenderIndex(index),
+        join_seq: u64::from(index) + 1,
+        identity_key: OpaqueBytes::new([7u8; 32]),
+        attestation: None,
+        grants: Grants {
+            publish: true,
+            subscribe: true,
+            ..Grants::default()
+        },
+    }
+}
+
+fn every_client_message() -> Vec<ClientMessage> {
+    let track = TrackRef { track: TrackId(3) };
+    vec![
+        ClientMessage::Join(Join {
+            token: AccessToken::new("a.b.c"),
+            room: Some(RoomId::new("r1").unwrap()),
+            identity_key: OpaqueBytes::new([1u8; 32]),
+            attestation: Some(OpaqueBytes::new([2u8; 64])),
+        }),
+        ClientMessage::Leave,
+        ClientMessage::Offer(Sdp {
+            sdp: "v=0\r\n".into(),
+        }),
+        ClientMessage::Answer(Sdp {
+            sdp: "v=0\r\n".into(),
+        }),
+        ClientMessage::Candidate(Candidate {
+            candidate: "candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host".into(),
+            sdp_mid: Some("0".into()),
+            sdp_m_line_index: Some(0),
+            username_fragment: None,
+        }),
+        ClientMessage::Publish(Publish {
+            source: Source::Camera,
+            mid: Some("1".into()),
+        }),
+        ClientMessage::Unpublish(Unpublish {
+            source: Source::Screen,
+        }),
+        ClientMessage::Subscribe(track),
+        ClientMessage::Unsubscribe(track),
+        ClientMessage::E2ee(E2eeTo {
+            to: pid("bob"),
+            payload: OpaqueBytes::new(vec![9; 100]),
+        }),
+        ClientMessage::KeyframeRequest(track),
+        ClientMessage::ForceDisconnect(ForceDisconnect {
+            participant: pid("bob"),
+        }),
+        ClientMessage::ForceUnpublish(ForceUnpublish {
+            participant: pid("bob"),
+            source: Source::Microphone,
+        }),
+        ClientMessage::LockRoom(LockRoom { locked: true }),
+        ClientMessage::CloseRoom,
+        ClientMessage::Ping(Ping { seq: 42 }),
+    ]
+}
+
+fn every_server_message() -> Vec<ServerMessage> {
+    vec![
+        ServerMessage::Joined(Joined {
+            you: pid("alice"),
+            sender_index: SenderIndex(2),
+            join_seq: 5,
+            room: RoomId::new("r1").unwrap(),
+            locked: false,
+            grants: Grants {
+                sources: Some(vec![Source::Camera]),
+                ..Grants::default()
+            },
+            participants: vec![info("bob", 0), info("carol", 1)],
+            tracks: vec![TrackInfo {
+                track: TrackId(0),
+                participant: pid("bob"),
+                sender_index: SenderIndex(0),
+                source: Source::Microphone,
+            }],
+        }),
+        ServerMessage::ParticipantJoined(ParticipantJoined {
+            seq: 6,
+            participant: info("dan", 3),
+        }),
+        ServerMessage::ParticipantLeft(ParticipantLeft {
+            seq: 7,
+            participant: pid("dan"),
+            sender_index: SenderIndex(3),
+            reason: LeaveReason::Removed,
+        }),
+        ServerMessage::TrackPublished(TrackInfo {
+            track: TrackId(1),
+            participant: pid("bob"),
+            sender_index: SenderIndex(0),
+            source: Source::Camera,
+        }),
+        ServerMessage::TrackUnpublished(TrackUnpublished {
+            track: TrackId(1),
+            participant: pid("bob"),
+            source: Source::Camera,
+        }),
+        ServerMessage::Offer(Sdp {
+            sdp: "v=0\r\n".into(),
+        }),
+        ServerMessage::Answer(Sdp {
+            sdp: "v=0\r\n".into(),
+        }),
+        ServerMessage::Candidate(Candidate {
+            candidate: String::new(),
+            sdp_mid: None,
+            sdp_m_line_index: None,
+            username_fragment: Some("abcd".into()),
+        }),
+        ServerMessage::E2ee(E2eeFrom {
+            from: pid("bob"),
+            payload: OpaqueBytes::new(vec![1, 2]),
+        }),
+        ServerMessage::KeyframeRequest(TrackRef { track: TrackId(1) }),
+        ServerMessage::RoomLocked(LockRoom { locked: true }),
+        ServerMessage::Pong(Ping { seq: 42 }),
+        ServerMessage::error(ErrorCode::RoomFull, "room is full", true),
+    ]
+}
+
+#[test]
+fn every_client_message_round_trips() {
+    let all = every_client_message();
+    assert_eq!(all.len(), ClientMessage::TYPES.len(), "one sample per type");
+    for msg in all {
+        let text = msg.encode();
+        assert!(text.starts_with(r#"{"v":1,"type":""#), "{text}");
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(json["type"], msg.type_name());
+        assert!(ClientMessage::TYPES.contains(&msg.type_name()));
+        assert_eq!(ClientMessage::decode(&text).unwrap(), msg, "{text}");
+    }
+}
+
+#[test]
+fn every_server_message_round_trips() {
+    let all = every_server_message();
+    assert_eq!(all.len(), ServerMessage::TYPES.len(), "one sample per type");
+    for msg in all {
+        let text = msg.encode();
+        assert!(text.starts_with(r#"{"v":1,"type":""#), "{text}");
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(json["type"], msg.type_name());
+        assert!(ServerMessage::TYPES.contains(&msg.type_name()));
+        assert_eq!(ServerMessage::decode(&text).unwrap(), msg, "{text}");
+    }
+}
+
+#[test]
+fn every_message_type_is_in_the_crate_docs() {
+    let docs = include_str!("lib.rs");
+    for t in ClientMessage::TYPES.iter().chain(ServerMessage::TYPES) {
+        assert!(
+            docs.contains(&format!("| `{t}`")) || docs.contains(&format!("/ `{t}`")),
+            "{t}"
+        );
+    }
+}
+
+#[test]
+fn wire_form_is_as_documented() {
+    let text = ClientMessage::E2ee(E2eeTo {
+        to: pid("bob"),
+        payload: OpaqueBytes::new([0xff]),
+    })
+    .encode();
+    assert_eq!(text, r#"{"v":1,"type":"e2ee","to":"bob","payload":"/w=="}"#);
+    let text = ClientMessage::Leave.encode();
+    assert_eq!(text, r#"{"v":1,"type":"leave"}"#);
+}
+
+#[test]
+fn unknown_fields_are_ignored() {
+    let msg = ClientMessage::decode(r#"{"v":1,"type":"ping","seq":1,"later":"field"}"#).unwrap();
+    assert_eq!(msg, ClientMessage::Ping(Ping { seq: 1 }));
+    let msg = ClientMessage::decode(r#"{"type":"leave","extra":[1],"v":1}"#).unwrap();
+    assert_eq!(msg, ClientMessage::Leave);
+}
+
+fn refused(text: &str) -> ErrorCode {
+    ClientMessage::decode(text).unwrap_err().code()
+}
+
+#[test]
+fn unknown_or_missing_version_is_refused() {
+    assert_eq!(
+        refused(r#"{"v":2,"type":"ping","seq":1}"#),
+        ErrorCode::UnsupportedVersion
+    );
+    assert_eq!(
+        refused(r#"{"v":0,"type":"ping","seq":1}"#),
+        ErrorCode::UnsupportedVersion
+    );
+    assert_eq!(
+        refused(r#"{"v":"1","type":"ping","seq":1}"#),
+        ErrorCode::UnsupportedVersion
+    );
+    assert_eq!(
+        refused(r#"{"v":1.5,"type":"ping","seq":1}"#),
+        ErrorCode::UnsupportedVersion
+    );
+    assert_eq!(
+        refused(r#"{"type":"ping","seq":1}"#),
+        ErrorCode::MalformedMessage
+    );
+    // The version is checked before the type: a v2 message may have types v1 does not know.
+    assert_eq!(
+        refused(r#"{"v":2,"type":"hologram"}"#),
+        ErrorCode::UnsupportedVersion
+    );
+}
+
+#[test]
+fn unknown_or_missing_type_is_refused() {
+    assert_eq!(
+        refused(r#"{"v":1,"type":"hologram"}"#),
+        ErrorCode::UnknownMessageType
+    );
+    // A relay-to-client type is not a client message.
+    assert_eq!(
+        refused(r#"{"v":1,"type":"joined"}"#),
+        ErrorCode::UnknownMessageType
+    );
+    assert_eq!(
+        refused(r#"{"v":1,"type":"JOIN"}"#),
+        ErrorCode::UnknownMessageType
+    );
+    assert_eq!(refused(r#"{"v":1}"#), ErrorCode::MalformedMessage);
+    assert_eq!(refused(r#"{"v":1,"type":7}"#), ErrorCode::MalformedMessage);
+}
+
+#[test]
+fn missing_or_mistyped_fields_are_refused() {
+    for text in [
+        r#"{"v":1,"type":"join","identity_key":"AAAA"}"#,
+        r#"{"v":1,"type":"join","token":"a.b.c"}"#,
+        r#"{"v":1,"type":"offer"}"#,
+        r#"{"v":1,"type":"e2ee","to":"bob"}"#,
+        r#"{"v":1,"type":"e2ee","payload":"AAAA"}"#,
+        r#"{"v":1,"type":"e2ee","to":"bob","payload":"not base64!"}"#,
+        r#"{"v":1,"type":"e2ee","to":"","payload":"AAAA"}"#,
+        r#"{"v":1,"type":"publish","source":"hologram"}"#,
+        r#"{"v":1,"type":"ping","seq":-1}"#,
+        r#"{"v":1,"type":"keyframe_request","track":"3"}"#,
+        r#"{"v":1,"type":"lock_room"}"#,
+        r#"{"v":1,"type":"ping","seq":1,"seq":2}"#,
+    ] {
+        assert_eq!(refused(text), ErrorCode::MalformedMessage, "{text}");
+    }
+}
+
+#[test]
+fn malformed_json_is_refused() {
+    for text in [
+        "",
+        "null",
+        "[]",
+        "\"join\"",
+        "{",
+        r#"{"v":1,"type":"ping","seq":1"#,
+        "{}x",
+    ] {
+        assert_eq!(refused(text), ErrorCode::MalformedMessage, "{text:?}");
+    }
+}
+
+#[test]
+fn oversized_messages_and_fields_are_refused() {
+    let padding = "x".repeat(MAX_MESSAGE_BYTES);
+    let text = format!(r#"{{"v":1,"type":"ping","seq":1,"pad":"{padding}"}}"#);
+    assert_eq!(
+        ClientMessage::decode(&text).unwrap_err(),
+        DecodeError::TooLarge { len: text.len() }
+    );
+    assert_eq!(refused(&text), ErrorCode::MessageTooLarge);
+
+    let sdp = "x".repeat(MAX_SDP_BYTES + 1);
+    let err = ClientMessage::decode(&format!(r#"{{"v":1,"type":"offer","sdp":"{sdp}"}}"#));
+    assert_eq!(
+        err.unwrap_err(),
+        DecodeError::FieldTooLarge(FieldTooLarge {
+            field: "sdp",
+            limit: MAX_SDP_BYTES
+        })
+    );
+
+    let payload = OpaqueBytes::new(vec![0; MAX_E2EE_PAYLOAD_BYTES + 1]);
+    let text = ClientMessage::E2ee(E2eeTo {
+        to: pid("bob"),
+        payload,
+    })
+    .encode();
+    assert_eq!(refused(&text), ErrorCode::FieldTooLarge);
+    let payload = OpaqueBytes::new(vec![0; MAX_E2EE_PAYLOAD_BYTES]);
+    let text = ClientMessage::E2ee(E2eeTo {
+        to: pid("bob"),
+        payload,
+    })
+    .encode();
+    assert!(ClientMessage::decode(&text).is_ok(), "exactly at the limit");
+
+    let candidate = "c".repeat(MAX_CANDIDATE_BYTES + 1);
+    let text = format!(r#"{{"v":1,"type":"candidate","candidate":"{candidate}"}}"#);
+    assert_eq!(refused(&text), ErrorCode::FieldTooLarge);
+
+    let key = OpaqueBytes::new(vec![0; MAX_IDENTITY_KEY_BYTES + 1]);
+    let join = ClientMessage::Join(Join {
+        token: AccessToken::new("t"),
+        room: None,
+        identity_key: key,
+        attestation: None,
+    });
+    assert_eq!(refused(&join.encode()), ErrorCode::FieldTooLarge);
+}
+
+#[test]
+fn decode_errors_do_not_echo_input_in_display() {
+    let err = ClientMessage::decode(r#"{"v":1,"type":"publish","source":"s3cr3t"}"#).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::MalformedMessage);
+    assert!(!err.to_string().contains("s3cr3t"));
+    // The sender may see what was wrong with its own message.
+    assert!(err.client_message().contains("source") || err.client_message().contains("variant"));
+}
+
+#[test]
+fn error_messages_are_cut_to_their_limit() {
+    let long = "é".repeat(MAX_ERROR_MESSAGE_BYTES);
+    let ServerMessage::Error(e) = ServerMessage::error(ErrorCode::InternalError, long, false)
+    else {
+        panic!("not an error")
+    };
+    assert!(e.message.len() <= MAX_ERROR_MESSAGE_BYTES);
+    assert!(e.message.chars().all(|c| c == 'é'));
+}
+
+#[test]
+fn join_debug_never_shows_the_token_or_ids() {
+    let join = ClientMessage::Join(Join {
+        token: AccessToken::new("eyJhbGciOiJIUzI1NiJ9.claims.signature"),
+        room: Some(RoomId::new("private-room").unwrap()),
+        identity_key: OpaqueBytes::new([1u8; 32]),
+        attestation: None,
+    });
+    let debug = format!("{join:?}");
+    for secret in ["eyJ", "signature", "private-room"] {
+        assert!(!debug.contains(secret), "{debug}");
+    }
+}

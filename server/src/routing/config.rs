@@ -1,0 +1,67 @@
+//! Limits and timers of the routing core.
+
+use std::time::Duration;
+
+/// A token-bucket rate: up to `burst` at once, refilled at `per_second`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    /// The bucket's size.
+    pub burst: u32,
+    /// Refill per second.
+    pub per_second: u32,
+}
+
+/// Server-wide limits and timers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RelayConfig {
+    /// Rooms at once (closed rooms that are still remembered count).
+    pub max_rooms: usize,
+    /// Participants per room: the server cap. A room's own limit can only be lower.
+    pub max_participants_per_room: u32,
+    /// Sender indexes a room may hand out in its life; once used up it refuses joins with
+    /// `room_full`. Must fit the key layer's KID packing.
+    pub max_sender_indexes: u32,
+    /// How long an empty room lives before it is forgotten (unless set per room).
+    pub empty_room_timeout: Duration,
+    /// How long a closed room is remembered, refusing joins with `room_closed`.
+    pub closed_room_retention: Duration,
+    /// How long a connection may wait before sending `join`.
+    pub join_timeout: Duration,
+    /// Messages per connection.
+    pub message_rate: RateLimit,
+    /// Messages dropped in a row for the rate limit before the connection is closed.
+    pub max_rate_strikes: u32,
+    /// The shortest time between two keyframe requests reaching one publisher's track; requests
+    /// in between are merged into one sent when the interval is over.
+    pub keyframe_interval: Duration,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            max_rooms: 10_000,
+            max_participants_per_room: 100,
+            max_sender_indexes: 1 << 16,
+            empty_room_timeout: Duration::from_secs(5 * 60),
+            closed_room_retention: Duration::from_secs(10 * 60),
+            join_timeout: Duration::from_secs(10),
+            // A committer of a full room sends one envelope per member at once.
+            message_rate: RateLimit {
+                burst: 200,
+                per_second: 50,
+            },
+            max_rate_strikes: 100,
+            keyframe_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Settings of one room, set through the admin API before or while it runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RoomSettings {
+    /// The room's participant limit (capped by [`RelayConfig::max_participants_per_room`]).
+    pub max_participants: Option<u32>,
+    /// How long the room lives empty (instead of [`RelayConfig::empty_room_timeout`]).
+    pub empty_timeout: Option<Duration>,
+}

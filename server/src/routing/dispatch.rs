@@ -1,0 +1,246 @@
+//! Handling each client message: `join` on a fresh connection, everything else in a room.
+
+use std::time::Instant;
+
+use hush_proto::{
+    ClientMessage, E2eeFrom, E2eeTo, ErrorCode, Grants, Join, LeaveReason, ParticipantId, Publish,
+    RoomId, ServerMessage, TrackId,
+};
+
+use super::config::RoomSettings;
+use super::outbox::Refusal;
+use super::output::{Audit, ConnId, MediaSignal, Output};
+use super::relay::Relay;
+use super::room::{Newcomer, Room};
+use crate::time::Now;
+
+const NOT_IN_ROOM: Refusal = Refusal::new(ErrorCode::InternalError, "internal error");
+
+impl Relay {
+    pub(crate) fn dispatch(&mut self, now: Now, conn: ConnId, message: ClientMessage) {
+        let Some(room) = self.conns.get(&conn).map(|c| c.room.clone()) else {
+            return;
+        };
+        match (room, message) {
+            (None, ClientMessage::Join(join)) => self.join(now, conn, join),
+            (None, _) => self.close_with_error(
+                now.instant,
+                conn,
+                ErrorCode::NotJoined,
+                "the first message must be join",
+                LeaveReason::Disconnected,
+            ),
+            (Some(room), message) => {
+                if let Err(refusal) = self.in_room(now.instant, conn, room, message) {
+                    self.out.refuse(conn, refusal, false);
+                }
+            }
+        }
+    }
+
+    fn join(&mut self, now: Now, conn: ConnId, join: Join) {
+        let verified = self
+            .tokens
+            .verify(now.unix_secs(), join.token.expose(), join.room.as_ref());
+        let claims = match verified {
+            Ok(claims) => claims,
+            Err(err) => return self.refuse_join(now.instant, conn, err.code(), err.to_string()),
+        };
+        let room_id = claims.room;
+        if let Err(refusal) = self.admit(now.instant, &room_id, &claims.sub) {
+            return self.refuse_join(now.instant, conn, refusal.code, refusal.message);
+        }
+        let newcomer = Newcomer {
+            id: claims.sub.clone(),
+            conn,
+            identity_key: join.identity_key,
+            attestation: join.attestation,
+            grants: claims.grants,
+        };
+        let (Some(room), Some(c)) = (self.rooms.get_mut(&room_id), self.conns.get_mut(&conn))
+        else {
+            self.refuse_fatally(now.instant, conn, NOT_IN_ROOM, LeaveReason::Disconnected);
+            return;
+        };
+        room.admit(newcomer, &mut self.out);
+        c.room = Some(room_id.clone());
+        self.out.push(Output::Audit(Audit::Joined {
+            room: room_id,
+            participant: claims.sub,
+            conn,
+        }));
+    }
+
+    /// A refused join: audited, then fatal.
+    fn refuse_join(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        code: ErrorCode,
+        message: impl Into<String>,
+    ) {
+        self.out
+            .push(Output::Audit(Audit::JoinRefused { conn, code }));
+        self.close_with_error(now, conn, code, message, LeaveReason::Disconnected);
+    }
+
+    /// Finds or creates the room and checks that `participant` may enter; a member with the same
+    /// id on another connection is replaced (it leaves first).
+    fn admit(
+        &mut self,
+        now: Instant,
+        room_id: &RoomId,
+        participant: &ParticipantId,
+    ) -> Result<(), Refusal> {
+        if !self.rooms.contains_key(room_id) {
+            if self.rooms.len() >= self.config.max_rooms {
+                return Err(Refusal::new(
+                    ErrorCode::ServerFull,
+                    "the relay has no room for another room",
+                ));
+            }
+            self.rooms.insert(
+                room_id.clone(),
+                Room::new(room_id.clone(), RoomSettings::default(), now),
+            );
+        }
+        let room = self.rooms.get(room_id).ok_or(NOT_IN_ROOM)?;
+        if let Some(old) = room.check_admission(participant, &self.config)? {
+            let message = "you joined again on another connection";
+            self.close_with_error(
+                now,
+                old,
+                ErrorCode::Replaced,
+                message,
+                LeaveReason::Replaced,
+            );
+        }
+        Ok(())
+    }
+
+    /// A message from a member of `room_id`.
+    fn in_room(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        room_id: RoomId,
+        message: ClientMessage,
+    ) -> Result<(), Refusal> {
+        let room = self.rooms.get_mut(&room_id).ok_or(NOT_IN_ROOM)?;
+        let member = room.member_by_conn(conn).ok_or(NOT_IN_ROOM)?;
+        let (me, grants): (ParticipantId, Grants) = (member.id.clone(), member.grants.clone());
+        match message {
+            ClientMessage::Join(_) => {
+                return Err(Refusal::new(ErrorCode::AlreadyJoined, "already joined"));
+            }
+            ClientMessage::Leave => {
+                self.forget_conn(now, conn, LeaveReason::Left);
+                self.out.push(Output::Close { conn });
+            }
+            ClientMessage::Offer(sdp) => self.hand_to_media(conn, MediaSignal::Offer(sdp)),
+            ClientMessage::Answer(sdp) => self.hand_to_media(conn, MediaSignal::Answer(sdp)),
+            ClientMessage::Candidate(c) => self.hand_to_media(conn, MediaSignal::Candidate(c)),
+            ClientMessage::Publish(Publish { source, mid }) => {
+                if !grants.publish {
+                    return Err(Refusal::new(
+                        ErrorCode::PublishNotAllowed,
+                        "your token does not allow publishing",
+                    ));
+                }
+                if !grants.may_publish(source) {
+                    return Err(Refusal::new(
+                        ErrorCode::SourceNotAllowed,
+                        "your token does not allow this source",
+                    ));
+                }
+                room.publish(conn, source, mid, &mut self.out)?;
+            }
+            ClientMessage::Unpublish(u) => {
+                room.unpublish(conn, u.source, true, &mut self.out)?;
+            }
+            ClientMessage::Subscribe(t) => {
+                if !grants.subscribe {
+                    return Err(Refusal::new(
+                        ErrorCode::SubscribeNotAllowed,
+                        "your token does not allow subscribing",
+                    ));
+                }
+                room.set_subscribed(conn, t.track, true, &mut self.out)?;
+            }
+            ClientMessage::Unsubscribe(t) => {
+                room.set_subscribed(conn, t.track, false, &mut self.out)?
+            }
+            ClientMessage::E2ee(E2eeTo { to, payload }) => {
+                // Only to a member of the sender's own room: the lookup is in this room alone.
+                let recipient = room.member(&to).ok_or(Refusal::new(
+                    ErrorCode::UnknownParticipant,
+                    "no such participant in your room",
+                ))?;
+                let message = ServerMessage::E2ee(E2eeFrom { from: me, payload });
+                self.out.send(recipient.conn, message);
+            }
+            ClientMessage::KeyframeRequest(t) => self.keyframe_request(now, conn, t.track)?,
+            ClientMessage::ForceDisconnect(f) => {
+                moderator(&grants)?;
+                self.remove_participant_as(now, &room_id, &f.participant, Some(me))?;
+            }
+            ClientMessage::ForceUnpublish(f) => {
+                moderator(&grants)?;
+                self.unpublish_as(&room_id, &f.participant, f.source, Some(me))?;
+            }
+            ClientMessage::LockRoom(l) => {
+                moderator(&grants)?;
+                self.set_locked_as(&room_id, l.locked, Some(me))?;
+            }
+            ClientMessage::CloseRoom => {
+                moderator(&grants)?;
+                self.close_room_as(now, &room_id, Some(me))?;
+            }
+            ClientMessage::Ping(p) => self.out.send(conn, ServerMessage::Pong(p)),
+        }
+        Ok(())
+    }
+
+    fn hand_to_media(&mut self, conn: ConnId, signal: MediaSignal) {
+        self.out.push(Output::Media { conn, signal });
+    }
+
+    /// A keyframe request from `subscriber` for `track` in its room, through the track's gate.
+    pub(crate) fn keyframe_request(
+        &mut self,
+        now: Instant,
+        subscriber: ConnId,
+        track: TrackId,
+    ) -> Result<(), Refusal> {
+        let unknown = Refusal::new(ErrorCode::UnknownTrack, "no such track in your room");
+        let room_id = self
+            .conns
+            .get(&subscriber)
+            .and_then(|c| c.room.as_ref())
+            .ok_or(unknown)?;
+        let room = self.rooms.get_mut(room_id).ok_or(unknown)?;
+        let publication = room
+            .publication_mut(track)
+            .filter(|p| p.publisher != subscriber)
+            .ok_or(unknown)?;
+        if publication
+            .keyframe
+            .request(now, self.config.keyframe_interval)
+        {
+            let publisher = publication.publisher;
+            self.out.push(Output::RequestKeyframe { publisher, track });
+        }
+        Ok(())
+    }
+}
+
+fn moderator(grants: &Grants) -> Result<(), Refusal> {
+    if grants.moderator {
+        Ok(())
+    } else {
+        Err(Refusal::new(
+            ErrorCode::ModeratorRequired,
+            "moderator commands need the moderator grant",
+        ))
+    }
+}

@@ -1,0 +1,74 @@
+//! Keyframe requests to one track, merged and rate limited.
+//!
+//! Every subscriber that joins, loses packets or gets a new key asks for a keyframe; a publisher
+//! that answered each one would send little else. The gate lets one request through per
+//! interval and remembers that more arrived meanwhile, so that exactly one more goes out when the
+//! interval ends: nobody waits longer than one interval, and the publisher sees at most one
+//! request per interval.
+
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct KeyframeGate {
+    last_sent: Option<Instant>,
+    pending: bool,
+}
+
+impl KeyframeGate {
+    fn ready_at(&self, interval: Duration) -> Option<Instant> {
+        self.last_sent.and_then(|t| t.checked_add(interval))
+    }
+
+    /// A request arrives: whether to send one now (otherwise it is pending).
+    pub(crate) fn request(&mut self, now: Instant, interval: Duration) -> bool {
+        if self.ready_at(interval).is_none_or(|at| now >= at) {
+            self.last_sent = Some(now);
+            self.pending = false;
+            true
+        } else {
+            self.pending = true;
+            false
+        }
+    }
+
+    /// When a pending request is due.
+    pub(crate) fn deadline(&self, interval: Duration) -> Option<Instant> {
+        if self.pending {
+            self.ready_at(interval)
+        } else {
+            None
+        }
+    }
+
+    /// Whether a pending request is due now (it is then sent).
+    pub(crate) fn poll(&mut self, now: Instant, interval: Duration) -> bool {
+        if self.deadline(interval).is_some_and(|at| now >= at) {
+            self.last_sent = Some(now);
+            self.pending = false;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_per_interval_and_none_lost() {
+        let t0 = Instant::now();
+        let i = Duration::from_millis(500);
+        let mut g = KeyframeGate::default();
+        assert!(g.request(t0, i));
+        assert_eq!(g.deadline(i), None);
+        assert!(!g.request(t0 + Duration::from_millis(10), i));
+        assert!(!g.request(t0 + Duration::from_millis(20), i));
+        assert_eq!(g.deadline(i), Some(t0 + i));
+        assert!(!g.poll(t0 + Duration::from_millis(499), i));
+        assert!(g.poll(t0 + i, i));
+        assert!(!g.poll(t0 + i, i), "merged into one");
+        assert_eq!(g.deadline(i), None);
+    }
+}

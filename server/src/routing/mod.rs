@@ -1,0 +1,46 @@
+//! The routing core: rooms, members, grants, publications, subscriptions and the forwarding
+//! table, with no I/O.
+//!
+//! [`Relay`] is a state machine in the sans-IO style (str0m, quinn-proto): the adapters call
+//! [`Relay::connect`], [`Relay::handle_text`], [`Relay::disconnected`],
+//! [`Relay::request_keyframe`] and [`Relay::handle_timeout`] with the time, then carry out every
+//! [`Output`] from [`Relay::poll_output`]: send a message, close a connection, hand SDP to the
+//! media session, start or stop forwarding a track to a subscriber, ask a publisher for a
+//! keyframe, write an audit record.
+//!
+//! # Rules it enforces
+//!
+//! - The first message is `join` with a valid token ([`crate::token`]); anything else, or
+//!   nothing within [`RelayConfig::join_timeout`], closes the connection.
+//! - A room is created by its first join (or by [`Relay::configure_room`]) and forgotten after
+//!   it stayed empty for its timeout. It holds at most the smaller of the server's cap and its
+//!   own limit. A locked room refuses newcomers; a closed room refuses everyone until forgotten.
+//! - Each join gets the next sender index of the room (never reused in the room's life) and a
+//!   `join_seq`; each join and leave advances the room's membership sequence number, which every
+//!   membership event carries, so that all members see one order.
+//! - A participant acts only in its token's room, only with its grants: `publish` and `sources`
+//!   to publish, `subscribe` to receive, `moderator` for moderator commands.
+//! - Members with `subscribe` receive every track of the others unless they `unsubscribe`.
+//! - `e2ee` envelopes go only to a named member of the sender's room, marked with the sender's
+//!   id by the relay; payloads are never read.
+//! - Keyframe requests reach a publisher at most once per [`RelayConfig::keyframe_interval`]
+//!   per track; requests in between are merged into one at the end of the interval.
+//! - Each connection has a message token bucket; a flood is dropped, then closed.
+//! - A participant that joins again replaces its old connection (a leave, then a join).
+
+mod config;
+mod dispatch;
+mod keyframe;
+mod moderation;
+mod outbox;
+mod output;
+mod rate;
+mod relay;
+mod room;
+
+#[cfg(test)]
+mod tests;
+
+pub use config::{RateLimit, RelayConfig, RoomSettings};
+pub use output::{Audit, ConnId, MediaSignal, ModerationAction, Output};
+pub use relay::Relay;

@@ -1,0 +1,152 @@
+//! Moderation: by a member with the `moderator` grant (over signaling) or by the app's backend
+//! (the admin API, through the public methods here). A removal is a leave: the others get
+//! `participant_left` with reason `removed` and move to a new epoch.
+
+use std::time::Instant;
+
+use hush_proto::{ErrorCode, LeaveReason, LockRoom, ParticipantId, RoomId, ServerMessage, Source};
+
+use super::outbox::Refusal;
+use super::output::{Audit, ModerationAction, Output};
+use super::relay::Relay;
+use crate::time::Now;
+
+const UNKNOWN_ROOM: Refusal = Refusal::new(ErrorCode::UnknownRoom, "no such room");
+const UNKNOWN_PARTICIPANT: Refusal = Refusal::new(
+    ErrorCode::UnknownParticipant,
+    "no such participant in your room",
+);
+
+impl Relay {
+    /// Admin API: removes a participant from a room.
+    pub fn remove_participant(
+        &mut self,
+        now: Now,
+        room: &RoomId,
+        participant: &ParticipantId,
+    ) -> Result<(), ErrorCode> {
+        self.remove_participant_as(now.instant, room, participant, None)
+            .map_err(|r| r.code)
+    }
+
+    /// Admin API: unpublishes a participant's track.
+    pub fn force_unpublish(
+        &mut self,
+        room: &RoomId,
+        participant: &ParticipantId,
+        source: Source,
+    ) -> Result<(), ErrorCode> {
+        self.unpublish_as(room, participant, source, None)
+            .map_err(|r| r.code)
+    }
+
+    /// Admin API: locks or unlocks a room.
+    pub fn set_locked(&mut self, room: &RoomId, locked: bool) -> Result<(), ErrorCode> {
+        self.set_locked_as(room, locked, None).map_err(|r| r.code)
+    }
+
+    /// Admin API: closes a room, removing everyone; it refuses joins until it is forgotten.
+    pub fn close_room(&mut self, now: Now, room: &RoomId) -> Result<(), ErrorCode> {
+        self.close_room_as(now.instant, room, None)
+            .map_err(|r| r.code)
+    }
+
+    fn audit(&mut self, room: &RoomId, moderator: Option<ParticipantId>, action: ModerationAction) {
+        let audit = Audit::Moderation {
+            room: room.clone(),
+            moderator,
+            action,
+        };
+        self.out.push(Output::Audit(audit));
+    }
+
+    pub(crate) fn remove_participant_as(
+        &mut self,
+        now: Instant,
+        room_id: &RoomId,
+        target: &ParticipantId,
+        by: Option<ParticipantId>,
+    ) -> Result<(), Refusal> {
+        let room = self.rooms.get(room_id).ok_or(UNKNOWN_ROOM)?;
+        let conn = room.member(target).ok_or(UNKNOWN_PARTICIPANT)?.conn;
+        self.audit(room_id, by, ModerationAction::Remove(target.clone()));
+        let message = "a moderator removed you from the room";
+        self.close_with_error(now, conn, ErrorCode::Removed, message, LeaveReason::Removed);
+        Ok(())
+    }
+
+    pub(crate) fn unpublish_as(
+        &mut self,
+        room_id: &RoomId,
+        target: &ParticipantId,
+        source: Source,
+        by: Option<ParticipantId>,
+    ) -> Result<(), Refusal> {
+        let room = self.rooms.get_mut(room_id).ok_or(UNKNOWN_ROOM)?;
+        let conn = room.member(target).ok_or(UNKNOWN_PARTICIPANT)?.conn;
+        room.unpublish(conn, source, true, &mut self.out)?;
+        self.audit(
+            room_id,
+            by,
+            ModerationAction::Unpublish(target.clone(), source),
+        );
+        Ok(())
+    }
+
+    pub(crate) fn set_locked_as(
+        &mut self,
+        room_id: &RoomId,
+        locked: bool,
+        by: Option<ParticipantId>,
+    ) -> Result<(), Refusal> {
+        let room = self.rooms.get_mut(room_id).ok_or(UNKNOWN_ROOM)?;
+        if room.closed_at.is_some() {
+            return Err(Refusal::new(ErrorCode::RoomClosed, "the room was closed"));
+        }
+        room.locked = locked;
+        room.broadcast(
+            &mut self.out,
+            None,
+            &ServerMessage::RoomLocked(LockRoom { locked }),
+        );
+        self.audit(room_id, by, ModerationAction::Lock(locked));
+        Ok(())
+    }
+
+    pub(crate) fn close_room_as(
+        &mut self,
+        now: Instant,
+        room_id: &RoomId,
+        by: Option<ParticipantId>,
+    ) -> Result<(), Refusal> {
+        let room = self.rooms.get_mut(room_id).ok_or(UNKNOWN_ROOM)?;
+        if room.closed_at.is_some() {
+            return Ok(());
+        }
+        room.closed_at = Some(now);
+        room.locked = true;
+        let conns: Vec<_> = room.members.iter().map(|m| m.conn).collect();
+        let mut left = Vec::with_capacity(conns.len());
+        for conn in conns {
+            // Nobody stays to be told who left: each one is told the room closed.
+            if let Some(member) =
+                room.remove_member(now, conn, LeaveReason::Removed, false, &mut self.out)
+            {
+                left.push(member.id);
+            }
+            self.out
+                .error(conn, ErrorCode::RoomClosed, "the room was closed", true);
+            self.conns.remove(&conn);
+        }
+        self.audit(room_id, by, ModerationAction::Close);
+        for participant in left {
+            let audit = Audit::Left {
+                room: room_id.clone(),
+                participant,
+                reason: LeaveReason::Removed,
+            };
+            self.out.push(Output::Audit(audit));
+        }
+        Ok(())
+    }
+}

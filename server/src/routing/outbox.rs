@@ -1,0 +1,56 @@
+//! The queue of outputs, and refusals on their way into it.
+
+use std::collections::VecDeque;
+
+use hush_proto::{ErrorCode, ServerMessage};
+
+use super::output::{ConnId, Output};
+
+/// Why a request was refused: the code and a fixed message for the client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub(crate) code: ErrorCode,
+    pub(crate) message: &'static str,
+}
+
+impl Refusal {
+    pub(crate) const fn new(code: ErrorCode, message: &'static str) -> Self {
+        Self { code, message }
+    }
+}
+
+/// Outputs waiting for [`super::Relay::poll_output`].
+#[derive(Debug, Default)]
+pub(crate) struct Outbox(VecDeque<Output>);
+
+impl Outbox {
+    pub(crate) fn push(&mut self, output: Output) {
+        self.0.push_back(output);
+    }
+
+    pub(crate) fn pop(&mut self) -> Option<Output> {
+        self.0.pop_front()
+    }
+
+    pub(crate) fn send(&mut self, conn: ConnId, message: ServerMessage) {
+        self.push(Output::Send { conn, message });
+    }
+
+    /// An `error` message; a fatal one is followed by closing the connection.
+    pub(crate) fn error(
+        &mut self,
+        conn: ConnId,
+        code: ErrorCode,
+        message: impl Into<String>,
+        fatal: bool,
+    ) {
+        self.send(conn, ServerMessage::error(code, message, fatal));
+        if fatal {
+            self.push(Output::Close { conn });
+        }
+    }
+
+    pub(crate) fn refuse(&mut self, conn: ConnId, refusal: Refusal, fatal: bool) {
+        self.error(conn, refusal.code, refusal.message, fatal);
+    }
+}

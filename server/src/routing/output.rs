@@ -1,0 +1,161 @@
+//! What the routing core asks its adapters to do.
+
+use hush_proto::{
+    Candidate, ErrorCode, LeaveReason, ParticipantId, RoomId, Sdp, ServerMessage, Source, TrackId,
+};
+
+/// A client connection (one signaling WebSocket and its media session), numbered by the core.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub(crate) u64);
+
+impl ConnId {
+    /// The number, for the adapter's own tables.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+/// One thing for an adapter to do, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Output {
+    /// Send a signaling message.
+    Send {
+        /// To whom.
+        conn: ConnId,
+        /// What.
+        message: ServerMessage,
+    },
+    /// Close the connection (after sending what was queued before) and its media session. The
+    /// core has forgotten it already.
+    Close {
+        /// Which.
+        conn: ConnId,
+    },
+    /// Hand negotiation from the client to its media session.
+    Media {
+        /// Whose.
+        conn: ConnId,
+        /// What.
+        signal: MediaSignal,
+    },
+    /// A track was published: the publisher's media with this `mid` (if given) is `track`.
+    Published {
+        /// The publisher.
+        publisher: ConnId,
+        /// The new track.
+        track: TrackId,
+        /// What it carries.
+        source: Source,
+        /// The SDP `mid` the client named, if any.
+        mid: Option<String>,
+    },
+    /// A track was unpublished: drop what arrives for it.
+    Unpublished {
+        /// The publisher.
+        publisher: ConnId,
+        /// The track.
+        track: TrackId,
+    },
+    /// Start forwarding a track to a subscriber (add it to its connection, renegotiate).
+    StartForward {
+        /// The publisher.
+        publisher: ConnId,
+        /// The track.
+        track: TrackId,
+        /// The subscriber.
+        subscriber: ConnId,
+    },
+    /// Stop forwarding a track to a subscriber.
+    StopForward {
+        /// The publisher.
+        publisher: ConnId,
+        /// The track.
+        track: TrackId,
+        /// The subscriber.
+        subscriber: ConnId,
+    },
+    /// Ask the publisher for a keyframe on this track (a PLI, or the `keyframe_request`
+    /// message for clients that generate keyframes from signaling). Already rate limited.
+    RequestKeyframe {
+        /// The publisher.
+        publisher: ConnId,
+        /// The track.
+        track: TrackId,
+    },
+    /// Something for the audit trail.
+    Audit(Audit),
+}
+
+/// Negotiation from a client, for its media session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MediaSignal {
+    /// The client's offer.
+    Offer(Sdp),
+    /// The client's answer to the relay's offer.
+    Answer(Sdp),
+    /// A client's trickle ICE candidate.
+    Candidate(Candidate),
+}
+
+/// An audit event. Ids are redacted when formatted; the audit writer decides what to keep.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Audit {
+    /// A participant joined.
+    Joined {
+        /// The room.
+        room: RoomId,
+        /// Who.
+        participant: ParticipantId,
+        /// On which connection.
+        conn: ConnId,
+    },
+    /// A participant left.
+    Left {
+        /// The room.
+        room: RoomId,
+        /// Who.
+        participant: ParticipantId,
+        /// Why.
+        reason: LeaveReason,
+    },
+    /// A join was refused: a token refusal, or the room said no.
+    JoinRefused {
+        /// The connection.
+        conn: ConnId,
+        /// Why.
+        code: ErrorCode,
+    },
+    /// A moderator acted.
+    Moderation {
+        /// The room.
+        room: RoomId,
+        /// The moderator (`None` for the admin API).
+        moderator: Option<ParticipantId>,
+        /// What was done.
+        action: ModerationAction,
+    },
+    /// A connection was closed for abuse (rate limit).
+    Abuse {
+        /// The connection.
+        conn: ConnId,
+        /// Why.
+        code: ErrorCode,
+    },
+}
+
+/// A moderation action, for the audit trail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ModerationAction {
+    /// A participant was removed.
+    Remove(ParticipantId),
+    /// A participant's track was unpublished.
+    Unpublish(ParticipantId, Source),
+    /// The room was locked or unlocked.
+    Lock(bool),
+    /// The room was closed.
+    Close,
+}

@@ -1,0 +1,323 @@
+//! The relay's routing state machine: connections in, outputs out.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use hush_proto::{ClientMessage, ErrorCode, LeaveReason, RoomId, TrackId};
+
+use super::config::{RelayConfig, RoomSettings};
+use super::outbox::{Outbox, Refusal};
+use super::output::{Audit, ConnId, Output};
+use super::rate::TokenBucket;
+use super::room::Room;
+use crate::time::Now;
+use crate::token::TokenVerifier;
+
+/// The routing core. Feed it connections, messages, disconnections and timeouts with the time;
+/// take [`Output`]s from [`Relay::poll_output`] until it returns `None`; call
+/// [`Relay::handle_timeout`] at [`Relay::poll_timeout`]. It never blocks, reads no clock and
+/// draws no random numbers: the same inputs give the same outputs.
+#[derive(Debug)]
+pub struct Relay {
+    pub(crate) config: RelayConfig,
+    pub(crate) tokens: TokenVerifier,
+    pub(crate) conns: BTreeMap<ConnId, Conn>,
+    pub(crate) rooms: BTreeMap<RoomId, Room>,
+    next_conn: u64,
+    pub(crate) out: Outbox,
+}
+
+/// A connection's state.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    opened: Instant,
+    bucket: TokenBucket,
+    strikes: u32,
+    /// The room it joined, once it has.
+    pub(crate) room: Option<RoomId>,
+}
+
+impl Relay {
+    /// A relay with no rooms.
+    pub fn new(config: RelayConfig, tokens: TokenVerifier) -> Self {
+        Self {
+            config,
+            tokens,
+            conns: BTreeMap::new(),
+            rooms: BTreeMap::new(),
+            next_conn: 0,
+            out: Outbox::default(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RelayConfig {
+        &self.config
+    }
+
+    /// The token verifier, to add or revoke keys while running.
+    pub fn tokens_mut(&mut self) -> &mut TokenVerifier {
+        &mut self.tokens
+    }
+
+    /// A new connection. It must send `join` within [`RelayConfig::join_timeout`].
+    pub fn connect(&mut self, now: Now) -> ConnId {
+        let id = ConnId(self.next_conn);
+        self.next_conn += 1;
+        let conn = Conn {
+            opened: now.instant,
+            bucket: TokenBucket::new(self.config.message_rate, now.instant),
+            strikes: 0,
+            room: None,
+        };
+        self.conns.insert(id, conn);
+        id
+    }
+
+    /// A text message from a connection: rate limited, decoded, then handled.
+    pub fn handle_text(&mut self, now: Now, conn: ConnId, text: &str) {
+        if !self.take_rate_token(now.instant, conn) {
+            return;
+        }
+        match ClientMessage::decode(text) {
+            Ok(message) => self.dispatch(now, conn, message),
+            Err(err) => {
+                let refusal_text = err.client_message();
+                self.refuse_input(now.instant, conn, err.code(), refusal_text);
+            }
+        }
+    }
+
+    /// A message already decoded (by an in-process client): rate limited and size checked like
+    /// text, then handled.
+    pub fn handle_message(&mut self, now: Now, conn: ConnId, message: ClientMessage) {
+        if !self.take_rate_token(now.instant, conn) {
+            return;
+        }
+        match message.check_limits() {
+            Ok(()) => self.dispatch(now, conn, message),
+            Err(err) => {
+                self.refuse_input(now.instant, conn, ErrorCode::FieldTooLarge, err.to_string())
+            }
+        }
+    }
+
+    /// The connection closed on its own: it leaves its room, if it was in one.
+    pub fn disconnected(&mut self, now: Now, conn: ConnId) {
+        self.forget_conn(now.instant, conn, LeaveReason::Disconnected);
+    }
+
+    /// A subscriber's media session asked for a keyframe (RTCP PLI or FIR) on `track`.
+    pub fn request_keyframe(&mut self, now: Now, subscriber: ConnId, track: TrackId) {
+        // Media-side requests for tracks that just went away are normal: nothing to report.
+        let _ = self.keyframe_request(now.instant, subscriber, track);
+    }
+
+    /// Runs the timers due at `now`: join timeouts, merged keyframe requests, expiry of empty
+    /// and closed rooms.
+    pub fn handle_timeout(&mut self, now: Now) {
+        let now = now.instant;
+        let late: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.room.is_none() && self.join_deadline(c).is_some_and(|at| at <= now))
+            .map(|(&id, _)| id)
+            .collect();
+        for conn in late {
+            self.out.push(Output::Audit(Audit::JoinRefused {
+                conn,
+                code: ErrorCode::JoinTimeout,
+            }));
+            self.close_with_error(
+                now,
+                conn,
+                ErrorCode::JoinTimeout,
+                "no join in time",
+                LeaveReason::Disconnected,
+            );
+        }
+
+        let interval = self.config.keyframe_interval;
+        for room in self.rooms.values_mut() {
+            for p in &mut room.publications {
+                if p.keyframe.poll(now, interval) {
+                    self.out.push(Output::RequestKeyframe {
+                        publisher: p.publisher,
+                        track: p.track,
+                    });
+                }
+            }
+        }
+
+        let config = &self.config;
+        self.rooms.retain(|_, room| {
+            !(room.members.is_empty() && room.expires_at(config).is_some_and(|at| at <= now))
+        });
+    }
+
+    /// When [`Relay::handle_timeout`] should next run, if anything is waiting. Scans every
+    /// connection and room (fine for thousands; a timer wheel would replace it beyond that).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let joins = self
+            .conns
+            .values()
+            .filter(|c| c.room.is_none())
+            .filter_map(|c| self.join_deadline(c));
+        let interval = self.config.keyframe_interval;
+        let keyframes = self
+            .rooms
+            .values()
+            .flat_map(|r| r.publications.iter())
+            .filter_map(|p| p.keyframe.deadline(interval));
+        let rooms = self
+            .rooms
+            .values()
+            .filter(|r| r.members.is_empty())
+            .filter_map(|r| r.expires_at(&self.config));
+        joins.chain(keyframes).chain(rooms).min()
+    }
+
+    /// The next thing for the adapters to do.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop()
+    }
+
+    /// Sets a room's own limits, creating it (empty) if it does not exist yet.
+    pub fn configure_room(
+        &mut self,
+        now: Now,
+        room: RoomId,
+        settings: RoomSettings,
+    ) -> Result<(), ErrorCode> {
+        if let Some(existing) = self.rooms.get_mut(&room) {
+            if existing.closed_at.is_some() {
+                return Err(ErrorCode::RoomClosed);
+            }
+            existing.settings = settings;
+            return Ok(());
+        }
+        if self.rooms.len() >= self.config.max_rooms {
+            return Err(ErrorCode::ServerFull);
+        }
+        self.rooms
+            .insert(room.clone(), Room::new(room, settings, now.instant));
+        Ok(())
+    }
+
+    /// How many rooms the relay holds (closed ones it still remembers included).
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+
+    /// How many participants are in `room`, if it exists.
+    pub fn participant_count(&self, room: &RoomId) -> Option<usize> {
+        self.rooms.get(room).map(|r| r.members.len())
+    }
+
+    /// Who receives `track` published on `publisher` (the forwarding table).
+    pub fn subscribers(&self, publisher: ConnId, track: TrackId) -> Vec<ConnId> {
+        let room = self.conns.get(&publisher).and_then(|c| c.room.as_ref());
+        room.and_then(|r| self.rooms.get(r))
+            .and_then(|r| {
+                r.publications
+                    .iter()
+                    .find(|p| p.track == track && p.publisher == publisher)
+            })
+            .map(|p| p.subscribers.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    fn join_deadline(&self, conn: &Conn) -> Option<Instant> {
+        conn.opened.checked_add(self.config.join_timeout)
+    }
+
+    /// Takes a message token from the connection's bucket. Dropped messages are answered with
+    /// one `rate_limited` error per burst; too many in a row close the connection.
+    fn take_rate_token(&mut self, now: Instant, conn: ConnId) -> bool {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return false; // closed already: late input is ignored
+        };
+        if c.bucket.try_take(now) {
+            c.strikes = 0;
+            return true;
+        }
+        c.strikes = c.strikes.saturating_add(1);
+        if c.strikes > self.config.max_rate_strikes {
+            self.out.push(Output::Audit(Audit::Abuse {
+                conn,
+                code: ErrorCode::RateLimited,
+            }));
+            self.close_with_error(
+                now,
+                conn,
+                ErrorCode::RateLimited,
+                "too many messages",
+                LeaveReason::Disconnected,
+            );
+        } else if c.strikes == 1 {
+            self.out.error(
+                conn,
+                ErrorCode::RateLimited,
+                "too many messages: dropped",
+                false,
+            );
+        }
+        false
+    }
+
+    /// Bad input: fatal before `join` (the first message must be a valid join), otherwise only
+    /// the message is dropped.
+    fn refuse_input(&mut self, now: Instant, conn: ConnId, code: ErrorCode, message: String) {
+        let joined = self.conns.get(&conn).is_some_and(|c| c.room.is_some());
+        if joined {
+            self.out.error(conn, code, message, false);
+        } else {
+            self.close_with_error(now, conn, code, message, LeaveReason::Disconnected);
+        }
+    }
+
+    /// Sends a fatal error, closes the connection and forgets it (a leave, if it was in a room).
+    pub(crate) fn close_with_error(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        code: ErrorCode,
+        message: impl Into<String>,
+        reason: LeaveReason,
+    ) {
+        if self.conns.contains_key(&conn) {
+            self.out.error(conn, code, message, true);
+            self.forget_conn(now, conn, reason);
+        }
+    }
+
+    pub(crate) fn refuse_fatally(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        refusal: Refusal,
+        reason: LeaveReason,
+    ) {
+        self.close_with_error(now, conn, refusal.code, refusal.message, reason);
+    }
+
+    /// Forgets a connection; if it was in a room, it leaves it.
+    pub(crate) fn forget_conn(&mut self, now: Instant, conn: ConnId, reason: LeaveReason) {
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        let Some(room_id) = c.room else {
+            return;
+        };
+        if let Some(room) = self.rooms.get_mut(&room_id)
+            && let Some(member) = room.remove_member(now, conn, reason, true, &mut self.out)
+        {
+            let audit = Audit::Left {
+                room: room_id,
+                participant: member.id,
+                reason,
+            };
+            self.out.push(Output::Audit(audit));
+        }
+    }
+}

@@ -1,0 +1,411 @@
+//! One room: members, publications and subscriptions, and the operations that touch only it.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use hush_proto::{
+    ErrorCode, Grants, LeaveReason, OpaqueBytes, ParticipantId, ParticipantInfo, ParticipantJoined,
+    ParticipantLeft, RoomId, SenderIndex, ServerMessage, Source, TrackId, TrackInfo,
+    TrackUnpublished,
+};
+
+use super::config::{RelayConfig, RoomSettings};
+use super::keyframe::KeyframeGate;
+use super::outbox::{Outbox, Refusal};
+use super::output::{ConnId, Output};
+
+/// A member of a room.
+#[derive(Debug)]
+pub(crate) struct Member {
+    pub(crate) id: ParticipantId,
+    pub(crate) conn: ConnId,
+    pub(crate) sender_index: SenderIndex,
+    pub(crate) join_seq: u64,
+    pub(crate) identity_key: OpaqueBytes,
+    pub(crate) attestation: Option<OpaqueBytes>,
+    pub(crate) grants: Grants,
+}
+
+impl Member {
+    fn info(&self) -> ParticipantInfo {
+        ParticipantInfo {
+            id: self.id.clone(),
+            sender_index: self.sender_index,
+            join_seq: self.join_seq,
+            identity_key: self.identity_key.clone(),
+            attestation: self.attestation.clone(),
+            grants: self.grants.clone(),
+        }
+    }
+}
+
+/// What a newcomer brings.
+pub(crate) struct Newcomer {
+    pub(crate) id: ParticipantId,
+    pub(crate) conn: ConnId,
+    pub(crate) identity_key: OpaqueBytes,
+    pub(crate) attestation: Option<OpaqueBytes>,
+    pub(crate) grants: Grants,
+}
+
+/// A published track and who receives it.
+#[derive(Debug)]
+pub(crate) struct Publication {
+    pub(crate) track: TrackId,
+    pub(crate) publisher: ConnId,
+    pub(crate) participant: ParticipantId,
+    pub(crate) sender_index: SenderIndex,
+    pub(crate) source: Source,
+    pub(crate) subscribers: BTreeSet<ConnId>,
+    pub(crate) keyframe: KeyframeGate,
+}
+
+impl Publication {
+    fn info(&self) -> TrackInfo {
+        TrackInfo {
+            track: self.track,
+            participant: self.participant.clone(),
+            sender_index: self.sender_index,
+            source: self.source,
+        }
+    }
+}
+
+/// A room. Members are kept oldest first.
+#[derive(Debug)]
+pub(crate) struct Room {
+    pub(crate) id: RoomId,
+    pub(crate) settings: RoomSettings,
+    pub(crate) members: Vec<Member>,
+    pub(crate) publications: Vec<Publication>,
+    /// The next sender index to hand out; never goes back.
+    next_sender_index: u32,
+    /// The membership sequence number of the last join or leave.
+    seq: u64,
+    next_track: u64,
+    pub(crate) locked: bool,
+    pub(crate) closed_at: Option<Instant>,
+    pub(crate) empty_since: Option<Instant>,
+}
+
+impl Room {
+    pub(crate) fn new(id: RoomId, settings: RoomSettings, now: Instant) -> Self {
+        Self {
+            id,
+            settings,
+            members: Vec::new(),
+            publications: Vec::new(),
+            next_sender_index: 0,
+            seq: 0,
+            next_track: 0,
+            locked: false,
+            closed_at: None,
+            empty_since: Some(now),
+        }
+    }
+
+    pub(crate) fn member(&self, id: &ParticipantId) -> Option<&Member> {
+        self.members.iter().find(|m| m.id == *id)
+    }
+
+    pub(crate) fn member_by_conn(&self, conn: ConnId) -> Option<&Member> {
+        self.members.iter().find(|m| m.conn == conn)
+    }
+
+    pub(crate) fn publication_mut(&mut self, track: TrackId) -> Option<&mut Publication> {
+        self.publications.iter_mut().find(|p| p.track == track)
+    }
+
+    /// The participant limit: the room's own, capped by the server's.
+    pub(crate) fn capacity(&self, config: &RelayConfig) -> u32 {
+        let own = self.settings.max_participants.unwrap_or(u32::MAX);
+        own.min(config.max_participants_per_room)
+    }
+
+    /// When the room may be forgotten, if it is empty or closed.
+    pub(crate) fn expires_at(&self, config: &RelayConfig) -> Option<Instant> {
+        if let Some(closed) = self.closed_at {
+            return closed.checked_add(config.closed_room_retention);
+        }
+        let timeout: Duration = self
+            .settings
+            .empty_timeout
+            .unwrap_or(config.empty_room_timeout);
+        self.empty_since
+            .and_then(|since| since.checked_add(timeout))
+    }
+
+    /// Whether `id` may join now. Returns the connection of the member it replaces, if it is
+    /// already in the room (a reconnect; allowed in a locked room, since it is no newcomer).
+    pub(crate) fn check_admission(
+        &self,
+        id: &ParticipantId,
+        config: &RelayConfig,
+    ) -> Result<Option<ConnId>, Refusal> {
+        if self.closed_at.is_some() {
+            return Err(Refusal::new(ErrorCode::RoomClosed, "the room was closed"));
+        }
+        let replaces = self.member(id).map(|m| m.conn);
+        if self.locked && replaces.is_none() {
+            return Err(Refusal::new(ErrorCode::RoomLocked, "the room is locked"));
+        }
+        let others = self.members.len() - usize::from(replaces.is_some());
+        if others >= self.capacity(config) as usize {
+            return Err(Refusal::new(ErrorCode::RoomFull, "the room is full"));
+        }
+        if self.next_sender_index >= config.max_sender_indexes {
+            return Err(Refusal::new(
+                ErrorCode::RoomFull,
+                "the room has used all its sender indexes",
+            ));
+        }
+        Ok(replaces)
+    }
+
+    /// Adds a member (after [`Room::check_admission`]): `joined` to it, `participant_joined`
+    /// to the others, and every published track to it if it subscribes.
+    pub(crate) fn admit(&mut self, newcomer: Newcomer, out: &mut Outbox) {
+        let sender_index = SenderIndex(self.next_sender_index);
+        self.next_sender_index = self.next_sender_index.saturating_add(1);
+        self.seq += 1;
+        let member = Member {
+            id: newcomer.id,
+            conn: newcomer.conn,
+            sender_index,
+            join_seq: self.seq,
+            identity_key: newcomer.identity_key,
+            attestation: newcomer.attestation,
+            grants: newcomer.grants,
+        };
+        let joined = hush_proto::Joined {
+            you: member.id.clone(),
+            sender_index,
+            join_seq: member.join_seq,
+            room: self.id.clone(),
+            locked: self.locked,
+            grants: member.grants.clone(),
+            participants: self.members.iter().map(Member::info).collect(),
+            tracks: self.publications.iter().map(Publication::info).collect(),
+        };
+        out.send(member.conn, ServerMessage::Joined(joined));
+        let event = ServerMessage::ParticipantJoined(ParticipantJoined {
+            seq: self.seq,
+            participant: member.info(),
+        });
+        self.broadcast(out, Some(member.conn), &event);
+        if member.grants.subscribe {
+            for publication in &mut self.publications {
+                publication.subscribers.insert(member.conn);
+                out.push(Output::StartForward {
+                    publisher: publication.publisher,
+                    track: publication.track,
+                    subscriber: member.conn,
+                });
+            }
+        }
+        self.members.push(member);
+        self.empty_since = None;
+    }
+
+    /// Removes the member on `conn`: its tracks are unpublished, its subscriptions end, and
+    /// (if `announce`) the others get `participant_left`. The caller deals with its connection.
+    pub(crate) fn remove_member(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        reason: LeaveReason,
+        announce: bool,
+        out: &mut Outbox,
+    ) -> Option<Member> {
+        let index = self.members.iter().position(|m| m.conn == conn)?;
+        let member = self.members.remove(index);
+        while let Some(index) = self.publications.iter().position(|p| p.publisher == conn) {
+            self.drop_publication(index, announce, out);
+        }
+        for publication in &mut self.publications {
+            if publication.subscribers.remove(&conn) {
+                out.push(Output::StopForward {
+                    publisher: publication.publisher,
+                    track: publication.track,
+                    subscriber: conn,
+                });
+            }
+        }
+        self.seq += 1;
+        if announce {
+            let event = ServerMessage::ParticipantLeft(ParticipantLeft {
+                seq: self.seq,
+                participant: member.id.clone(),
+                sender_index: member.sender_index,
+                reason,
+            });
+            self.broadcast(out, None, &event);
+        }
+        if self.members.is_empty() {
+            self.empty_since = Some(now);
+        }
+        Some(member)
+    }
+
+    /// Publishes `source` for the member on `conn` (grants already checked): every other
+    /// subscribing member starts receiving it.
+    pub(crate) fn publish(
+        &mut self,
+        conn: ConnId,
+        source: Source,
+        mid: Option<String>,
+        out: &mut Outbox,
+    ) -> Result<TrackId, Refusal> {
+        if self
+            .publications
+            .iter()
+            .any(|p| p.publisher == conn && p.source == source)
+        {
+            return Err(Refusal::new(
+                ErrorCode::AlreadyPublished,
+                "you already publish this source",
+            ));
+        }
+        let track = TrackId(self.next_track);
+        let Some(member) = self.member_by_conn(conn) else {
+            return Err(Refusal::new(ErrorCode::InternalError, "internal error"));
+        };
+        let subscribers: BTreeSet<ConnId> = self
+            .members
+            .iter()
+            .filter(|m| m.conn != conn && m.grants.subscribe)
+            .map(|m| m.conn)
+            .collect();
+        let publication = Publication {
+            track,
+            publisher: conn,
+            participant: member.id.clone(),
+            sender_index: member.sender_index,
+            source,
+            subscribers,
+            keyframe: KeyframeGate::default(),
+        };
+        self.next_track += 1;
+        out.push(Output::Published {
+            publisher: conn,
+            track,
+            source,
+            mid,
+        });
+        self.broadcast(
+            out,
+            None,
+            &ServerMessage::TrackPublished(publication.info()),
+        );
+        for &subscriber in &publication.subscribers {
+            out.push(Output::StartForward {
+                publisher: conn,
+                track,
+                subscriber,
+            });
+        }
+        self.publications.push(publication);
+        Ok(track)
+    }
+
+    /// Unpublishes the track of `source` published on `conn`; tells everyone if `announce`.
+    pub(crate) fn unpublish(
+        &mut self,
+        conn: ConnId,
+        source: Source,
+        announce: bool,
+        out: &mut Outbox,
+    ) -> Result<TrackId, Refusal> {
+        let Some(index) = self
+            .publications
+            .iter()
+            .position(|p| p.publisher == conn && p.source == source)
+        else {
+            return Err(Refusal::new(
+                ErrorCode::NotPublished,
+                "no track from this source",
+            ));
+        };
+        Ok(self.drop_publication(index, announce, out))
+    }
+
+    /// Removes the publication at `index`: its subscribers stop receiving it.
+    fn drop_publication(&mut self, index: usize, announce: bool, out: &mut Outbox) -> TrackId {
+        let publication = self.publications.remove(index);
+        let conn = publication.publisher;
+        let source = publication.source;
+        for &subscriber in &publication.subscribers {
+            out.push(Output::StopForward {
+                publisher: conn,
+                track: publication.track,
+                subscriber,
+            });
+        }
+        out.push(Output::Unpublished {
+            publisher: conn,
+            track: publication.track,
+        });
+        if announce {
+            let event = ServerMessage::TrackUnpublished(TrackUnpublished {
+                track: publication.track,
+                participant: publication.participant,
+                source,
+            });
+            self.broadcast(out, None, &event);
+        }
+        publication.track
+    }
+
+    /// Sends `message` to every member but `except`.
+    pub(crate) fn broadcast(
+        &self,
+        out: &mut Outbox,
+        except: Option<ConnId>,
+        message: &ServerMessage,
+    ) {
+        for member in &self.members {
+            if Some(member.conn) != except {
+                out.send(member.conn, message.clone());
+            }
+        }
+    }
+
+    /// Starts or stops forwarding `track` to the member on `conn`.
+    pub(crate) fn set_subscribed(
+        &mut self,
+        conn: ConnId,
+        track: TrackId,
+        subscribed: bool,
+        out: &mut Outbox,
+    ) -> Result<(), Refusal> {
+        let Some(publication) = self.publication_mut(track).filter(|p| p.publisher != conn) else {
+            return Err(Refusal::new(
+                ErrorCode::UnknownTrack,
+                "no such track in your room",
+            ));
+        };
+        let publisher = publication.publisher;
+        if subscribed {
+            if publication.subscribers.insert(conn) {
+                out.push(Output::StartForward {
+                    publisher,
+                    track,
+                    subscriber: conn,
+                });
+            }
+        } else if publication.subscribers.remove(&conn) {
+            out.push(Output::StopForward {
+                publisher,
+                track,
+                subscriber: conn,
+            });
+        }
+        Ok(())
+    }
+
+    /// The membership sequence number of the last join or leave.
+    #[cfg(test)]
+    pub(crate) fn seq(&self) -> u64 {
+        self.seq
+    }
+}

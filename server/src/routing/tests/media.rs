@@ -1,0 +1,356 @@
+//! Publishing, subscriptions, the forwarding table, envelopes and keyframe requests.
+
+use std::time::Duration;
+
+use hush_proto::limits::MAX_E2EE_PAYLOAD_BYTES;
+use hush_proto::{
+    ClientMessage, E2eeFrom, E2eeTo, ErrorCode, OpaqueBytes, Publish, Sdp, ServerMessage, Source,
+    TrackId, TrackRef, Unpublish,
+};
+
+use super::*;
+use crate::routing::MediaSignal;
+
+fn publish(source: Source) -> ClientMessage {
+    ClientMessage::Publish(Publish {
+        source,
+        mid: Some("0".into()),
+    })
+}
+
+#[test]
+fn a_subscribe_only_token_cannot_publish() {
+    let mut sim = Sim::new();
+    let a = sim.join("a", "r", full());
+    let v = sim.join("viewer", "r", viewer());
+    let out = sim.send(v, publish(Source::Camera));
+    assert_refused(&out, v, ErrorCode::PublishNotAllowed);
+    assert!(to(&out, a).is_empty(), "nothing else happens");
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o, Output::Published { .. } | Output::StartForward { .. }))
+    );
+    assert_alive(&mut sim, v);
+}
+
+#[test]
+fn sources_outside_the_grant_are_refused() {
+    let mut sim = Sim::new();
+    let a = sim.join("a", "r", only_sources(&[Source::Microphone]));
+    let out = sim.send(a, publish(Source::Screen));
+    assert_refused(&out, a, ErrorCode::SourceNotAllowed);
+    let out = sim.send(a, publish(Source::Microphone));
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Published {
+            source: Source::Microphone,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn a_track_is_forwarded_to_every_subscriber_but_its_publisher() {
+    let mut sim = Sim::new();
+    let a = sim.join("a", "r", full());
+    let b = sim.join("b", "r", viewer());
+    let silent = sim.join(
+        "silent",
+        "r",
+        Grants {
+            publish: true,
+            ..Grants::default()
+        },
+    );
+    let out = sim.send(a, publish(Source::Camera));
+    let track = TrackId(0);
+    assert!(out.contains(&Output::Published {
+        publisher: a,
+        track,
+        source: Source::Camera,
+        mid: Some("0".into())
+    }));
+    for conn in [a, b, silent] {
+        match to(&out, conn).as_slice() {
+            [ServerMessage::TrackPublished(t)] => {
+                assert_eq!(
+                    (t.track, t.source, t.participant.as_str()),
+                    (track, Source::Camera, "a")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(out.contains(&Output::StartForward {
+        publisher: a,
+        track,
+        subscriber: b
+    }));
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o, Output::StartForward { subscriber, .. } if *subscriber != b))
+    );
+    assert_eq!(sim.relay.subscribers(a, track), [b]);
+
+    // A later subscriber gets the track at once, and sees it in `joined`.
+    let (c, out) = sim.try_join("c", "r", viewer());
+    assert!(out.contains(&Output::StartForward {
+        publisher: a,
+        track,
+        subscriber: c
+    }));
+    match to(&out, c).first() {
+        Some(ServerMessage::Joined(j)) => assert_eq!(j.tracks.len(), 1),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(sim.relay.subscribers(a, track), [b, c]);
+
+    // Unsubscribe and subscribe again.
+    let out = sim.send(b, ClientMessage::Unsubscribe(TrackRef { track }));
+    assert_eq!(
+        out,
+        [Output::StopForward {
+            publisher: a,
+            track,
+            subscriber: b
+        }]
+    );
+    assert_eq!(sim.relay.subscribers(a, track), [c]);
+    let out = sim.send(b, ClientMessage::Subscribe(TrackRef { track }));
+    assert_eq!(
+        out,
+        [Output::StartForward {
+            publisher: a,
+            track,
+            subscriber: b
+        }]
+    );
+    assert!(
+        sim.send(b, ClientMessage::Subscribe(TrackRef { track }))
+            .is_empty(),
+        "idempotent"
+    );
+    // Without the grant, or for one's own or an unknown track: refused.
+    let out = sim.send(silent, ClientMessage::Subscribe(TrackRef { track }));
+    assert_refused(&out, silent, ErrorCode::SubscribeNotAllowed);
+    let out = sim.send(a, ClientMessage::Subscribe(TrackRef { track }));
+    assert_refused(&out, a, ErrorCode::UnknownTrack);
+    let out = sim.send(b, ClientMessage::Subscribe(TrackRef { track: TrackId(9) }));
+    assert_refused(&out, b, ErrorCode::UnknownTrack);
+}
+
+#[test]
+fn unpublish_and_leave_stop_forwarding() {
+    let mut sim = Sim::new();
+    let a = sim.join("a", "r", full());
+    let b = sim.join("b", "r", full());
+    sim.send(a, publish(Source::Camera));
+    sim.send(a, publish(Source::Microphone));
+    let out = sim.send(a, publish(Source::Camera));
+    assert_refused(&out, a, ErrorCode::AlreadyPublished);
+
+    let out = sim.send(
+        a,
+        ClientMessage::Unpublish(Unpublish {
+            source: Source::Camera,
+        }),
+    );
+    assert!(out.contains(&Output::StopForward {
+        publisher: a,
+        track: TrackId(0),
+        subscriber: b
+    }));
+    assert!(out.contains(&Output::Unpublished {
+        publisher: a,
+        track: TrackId(0)
+    }));
+    assert!(
+        matches!(to(&out, b).as_slice(), [ServerMessage::TrackUnpublished(t)] if t.track == TrackId(0))
+    );
+    let out = sim.send(
+        a,
+        ClientMessage::Unpublish(Unpublish {
+            source: Source::Camera,
+        }),
+    );
+    assert_refused(&out, a, ErrorCode::NotPublished);
+
+    // Track ids are not reused either.
+    let out = sim.send(a, publish(Source::Camera));
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Published {
+            track: TrackId(2),
+            ..
+        }
+    )));
+
+    sim.relay.disconnected(sim.now, a);
+    let out = sim.drain();
+    for track in [TrackId(1), TrackId(2)] {
+        assert!(out.contains(&Output::StopForward {
+            publisher: a,
+            track,
+            subscriber: b
+        }));
+        assert!(out.contains(&Output::Unpublished {
+            publisher: a,
+            track
+        }));
+    }
+    assert!(matches!(
+        to(&out, b).last(),
+        Some(ServerMessage::ParticipantLeft(_))
+    ));
+}
+
+#[test]
+fn a_subscriber_that_leaves_stops_receiving() {
+    let mut sim = Sim::new();
+    let a = sim.join("a", "r", full());
+    let b = sim.join("b", "r", full());
+    sim.send(a, publish(Source::Camera));
+    let out = sim.send(b, ClientMessage::Leave);
+    assert!(out.contains(&Output::StopForward {
+        publisher: a,
+        track: TrackId(0),
+        subscriber: b
+    }));
+    assert!(sim.relay.subscribers(a, TrackId(0)).is_empty());
+}
+
+#[test]
+fn envelopes_reach_only_the_named_member_of_the_same_room() {
+    let mut sim = Sim::new();
+    let a = sim.join("a", "r", full());
+    let b = sim.join("b", "r", full());
+    let c = sim.join("c", "r", full());
+    let x = sim.join("x", "elsewhere", full());
+    let payload = OpaqueBytes::new(vec![0xAB; 120]);
+
+    let out = sim.send(
+        a,
+        ClientMessage::E2ee(E2eeTo {
+            to: pid("b"),
+            payload: payload.clone(),
+        }),
+    );
+    let expected = ServerMessage::E2ee(E2eeFrom {
+        from: pid("a"),
+        payload: payload.clone(),
+    });
+    assert_eq!(
+        out,
+        [Output::Send {
+            conn: b,
+            message: expected
+        }]
+    );
+    assert!(to(&out, c).is_empty(), "only the named recipient");
+
+    // A member of another room is unknown from here: refused, and nothing reaches it.
+    let out = sim.send(
+        a,
+        ClientMessage::E2ee(E2eeTo {
+            to: pid("x"),
+            payload: payload.clone(),
+        }),
+    );
+    assert_refused(&out, a, ErrorCode::UnknownParticipant);
+    assert!(to(&out, x).is_empty());
+
+    // Over the size limit: refused before routing.
+    let big = OpaqueBytes::new(vec![0; MAX_E2EE_PAYLOAD_BYTES + 1]);
+    let out = sim.send(
+        a,
+        ClientMessage::E2ee(E2eeTo {
+            to: pid("b"),
+            payload: big,
+        }),
+    );
+    assert_refused(&out, a, ErrorCode::FieldTooLarge);
+    assert!(to(&out, b).is_empty());
+
+    // The sender is named by the relay: a spoofed "from" field is ignored.
+    let text = format!(
+        r#"{{"v":1,"type":"e2ee","to":"b","from":"c","payload":"{}"}}"#,
+        "q83v"
+    );
+    let out = sim.send_text(a, &text);
+    assert!(matches!(to(&out, b).as_slice(), [ServerMessage::E2ee(e)] if e.from == pid("a")));
+}
+
+#[test]
+fn keyframe_requests_are_merged_and_rate_limited_per_track() {
+    let mut sim = Sim::new();
+    let a = sim.join("a", "r", full());
+    let b = sim.join("b", "r", full());
+    let c = sim.join("c", "r", full());
+    sim.send(a, publish(Source::Camera));
+    sim.send(a, publish(Source::Microphone));
+    let camera = TrackId(0);
+    let request = |track| ClientMessage::KeyframeRequest(TrackRef { track });
+
+    let out = sim.send(b, request(camera));
+    assert_eq!(
+        out,
+        [Output::RequestKeyframe {
+            publisher: a,
+            track: camera
+        }]
+    );
+    // Within the interval: merged, nothing goes out yet.
+    assert!(sim.send(c, request(camera)).is_empty());
+    sim.now = sim.now.advance(Duration::from_millis(100));
+    assert!(sim.send(b, request(camera)).is_empty());
+    sim.relay.request_keyframe(sim.now, c, camera);
+    assert!(sim.drain().is_empty());
+    // Another track has its own gate.
+    let out = sim.send(b, request(TrackId(1)));
+    assert_eq!(
+        out,
+        [Output::RequestKeyframe {
+            publisher: a,
+            track: TrackId(1)
+        }]
+    );
+
+    // One merged request goes out when the interval ends, and only one.
+    let due = sim.relay.poll_timeout().unwrap();
+    assert_eq!(
+        due,
+        sim.now.instant - Duration::from_millis(100) + Duration::from_millis(500)
+    );
+    let out = sim.advance(Duration::from_millis(400));
+    assert_eq!(
+        out,
+        [Output::RequestKeyframe {
+            publisher: a,
+            track: camera
+        }]
+    );
+    assert!(sim.advance(Duration::from_secs(5)).is_empty());
+
+    // Unknown tracks and one's own are refused.
+    let out = sim.send(b, request(TrackId(7)));
+    assert_refused(&out, b, ErrorCode::UnknownTrack);
+    let out = sim.send(a, request(camera));
+    assert_refused(&out, a, ErrorCode::UnknownTrack);
+}
+
+#[test]
+fn negotiation_goes_to_the_media_session() {
+    let mut sim = Sim::new();
+    let a = sim.join("a", "r", full());
+    let sdp = Sdp {
+        sdp: "v=0\r\n".into(),
+    };
+    let out = sim.send(a, ClientMessage::Offer(sdp.clone()));
+    assert_eq!(
+        out,
+        [Output::Media {
+            conn: a,
+            signal: MediaSignal::Offer(sdp)
+        }]
+    );
+}

@@ -1,0 +1,204 @@
+//! Moderator commands over signaling and the admin API.
+
+use std::time::Duration;
+
+use hush_proto::{
+    ClientMessage, ErrorCode, ForceDisconnect, ForceUnpublish, LeaveReason, LockRoom, Publish,
+    ServerMessage, Source, TrackId,
+};
+
+use super::*;
+use crate::routing::{Audit, ModerationAction};
+
+fn kick(who: &str) -> ClientMessage {
+    ClientMessage::ForceDisconnect(ForceDisconnect {
+        participant: pid(who),
+    })
+}
+
+#[test]
+fn moderator_commands_need_the_moderator_grant() {
+    let mut sim = Sim::new();
+    let a = sim.join("a", "r", full());
+    let b = sim.join("b", "r", full());
+    sim.send(
+        b,
+        ClientMessage::Publish(Publish {
+            source: Source::Camera,
+            mid: None,
+        }),
+    );
+    for command in [
+        kick("b"),
+        ClientMessage::ForceUnpublish(ForceUnpublish {
+            participant: pid("b"),
+            source: Source::Camera,
+        }),
+        ClientMessage::LockRoom(LockRoom { locked: true }),
+        ClientMessage::CloseRoom,
+    ] {
+        let out = sim.send(a, command);
+        assert_refused(&out, a, ErrorCode::ModeratorRequired);
+        assert!(to(&out, b).is_empty(), "nothing happened to b");
+    }
+    assert_eq!(sim.relay.subscribers(b, TrackId(0)), [a]);
+    assert_alive(&mut sim, b);
+}
+
+#[test]
+fn force_disconnect_is_a_removal_and_a_leave() {
+    let mut sim = Sim::new();
+    let m = sim.join("mod", "r", moderator());
+    let b = sim.join("b", "r", full());
+    let c = sim.join("c", "r", full());
+    sim.send(
+        b,
+        ClientMessage::Publish(Publish {
+            source: Source::Camera,
+            mid: None,
+        }),
+    );
+    let out = sim.send(m, kick("b"));
+    assert_refused_fatally(&out, b, ErrorCode::Removed);
+    for conn in [m, c] {
+        match to(&out, conn).as_slice() {
+            [
+                ServerMessage::TrackUnpublished(_),
+                ServerMessage::ParticipantLeft(e),
+            ] => {
+                assert_eq!(
+                    (e.participant.as_str(), e.reason, e.seq),
+                    ("b", LeaveReason::Removed, 4)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(out.contains(&Output::Audit(Audit::Moderation {
+        room: rid("r"),
+        moderator: Some(pid("mod")),
+        action: ModerationAction::Remove(pid("b")),
+    })));
+    assert_eq!(sim.relay.participant_count(&rid("r")), Some(2));
+
+    // Someone in another room cannot be reached.
+    let x = sim.join("x", "elsewhere", full());
+    let out = sim.send(m, kick("x"));
+    assert_refused(&out, m, ErrorCode::UnknownParticipant);
+    assert!(to(&out, x).is_empty());
+}
+
+#[test]
+fn force_unpublish() {
+    let mut sim = Sim::new();
+    let m = sim.join("mod", "r", moderator());
+    let b = sim.join("b", "r", full());
+    sim.send(
+        b,
+        ClientMessage::Publish(Publish {
+            source: Source::Screen,
+            mid: None,
+        }),
+    );
+    let command = ClientMessage::ForceUnpublish(ForceUnpublish {
+        participant: pid("b"),
+        source: Source::Screen,
+    });
+    let out = sim.send(m, command.clone());
+    assert!(out.contains(&Output::StopForward {
+        publisher: b,
+        track: TrackId(0),
+        subscriber: m
+    }));
+    assert!(matches!(
+        to(&out, b).as_slice(),
+        [ServerMessage::TrackUnpublished(_)]
+    ));
+    let out = sim.send(m, command);
+    assert_refused(&out, m, ErrorCode::NotPublished);
+    assert_alive(&mut sim, b);
+}
+
+#[test]
+fn a_locked_room_refuses_newcomers_but_not_its_members() {
+    let mut sim = Sim::new();
+    let m = sim.join("mod", "r", moderator());
+    let b = sim.join("b", "r", full());
+    let out = sim.send(m, ClientMessage::LockRoom(LockRoom { locked: true }));
+    assert_eq!(
+        to(&out, b),
+        [&ServerMessage::RoomLocked(LockRoom { locked: true })]
+    );
+
+    let (n, out) = sim.try_join("newcomer", "r", full());
+    assert_refused_fatally(&out, n, ErrorCode::RoomLocked);
+    assert!(to(&out, b).is_empty());
+    // A member reconnecting is no newcomer.
+    sim.join("b", "r", full());
+
+    sim.send(m, ClientMessage::LockRoom(LockRoom { locked: false }));
+    sim.join("newcomer", "r", full());
+}
+
+#[test]
+fn closing_a_room_removes_everyone_and_refuses_joins_until_forgotten() {
+    let mut sim = Sim::new();
+    let m = sim.join("mod", "r", moderator());
+    let b = sim.join("b", "r", full());
+    sim.send(
+        b,
+        ClientMessage::Publish(Publish {
+            source: Source::Camera,
+            mid: None,
+        }),
+    );
+    let out = sim.send(m, ClientMessage::CloseRoom);
+    for conn in [m, b] {
+        assert_refused_fatally(&out, conn, ErrorCode::RoomClosed);
+    }
+    assert!(out.contains(&Output::Unpublished {
+        publisher: b,
+        track: TrackId(0)
+    }));
+    assert_eq!(sim.relay.participant_count(&rid("r")), Some(0));
+
+    let (late, out) = sim.try_join("late", "r", full());
+    assert_refused_fatally(&out, late, ErrorCode::RoomClosed);
+    sim.advance(Duration::from_secs(600));
+    assert_eq!(sim.relay.room_count(), 0);
+    sim.join("late", "r", full());
+}
+
+#[test]
+fn the_admin_api_acts_without_a_moderator() {
+    let mut sim = Sim::new();
+    let a = sim.join("a", "r", full());
+    let b = sim.join("b", "r", full());
+    assert_eq!(sim.relay.set_locked(&rid("r"), true), Ok(()));
+    assert_eq!(
+        sim.relay.remove_participant(sim.now, &rid("r"), &pid("b")),
+        Ok(())
+    );
+    let out = sim.drain();
+    assert_refused_fatally(&out, b, ErrorCode::Removed);
+    assert!(out.contains(&Output::Audit(Audit::Moderation {
+        room: rid("r"),
+        moderator: None,
+        action: ModerationAction::Remove(pid("b")),
+    })));
+    assert_eq!(
+        sim.relay.remove_participant(sim.now, &rid("r"), &pid("b")),
+        Err(ErrorCode::UnknownParticipant)
+    );
+    assert_eq!(
+        sim.relay.set_locked(&rid("nope"), true),
+        Err(ErrorCode::UnknownRoom)
+    );
+    assert_eq!(
+        sim.relay
+            .force_unpublish(&rid("r"), &pid("a"), Source::Camera),
+        Err(ErrorCode::NotPublished)
+    );
+    assert_eq!(sim.relay.close_room(sim.now, &rid("r")), Ok(()));
+    assert_refused_fatally(&sim.drain(), a, ErrorCode::RoomClosed);
+}

@@ -1,0 +1,88 @@
+//! Flood protection: a flooding connection is slowed, then closed; the others keep going.
+
+use std::time::Duration;
+
+use hush_proto::{ClientMessage, ErrorCode, LeaveReason, Ping, ServerMessage};
+
+use super::*;
+use crate::routing::{Audit, RateLimit};
+
+fn ping(seq: u64) -> ClientMessage {
+    ClientMessage::Ping(Ping { seq })
+}
+
+fn pongs(out: &[Output], conn: ConnId) -> usize {
+    to(out, conn)
+        .iter()
+        .filter(|m| matches!(m, ServerMessage::Pong(_)))
+        .count()
+}
+
+#[test]
+fn a_flood_is_dropped_then_closed_while_the_others_keep_going() {
+    let mut sim = Sim::with_config(RelayConfig {
+        message_rate: RateLimit {
+            burst: 5,
+            per_second: 10,
+        },
+        max_rate_strikes: 20,
+        ..Default::default()
+    });
+    let honest = sim.join("honest", "r", full());
+    let flood = sim.join("flood", "r", full());
+
+    // The join took one token: four more pass, then one error, then silence.
+    let mut out = Vec::new();
+    for seq in 0..10 {
+        out.extend(sim.send(flood, ping(seq)));
+    }
+    assert_eq!(pongs(&out, flood), 4);
+    assert_eq!(error(&out, flood), (ErrorCode::RateLimited, false));
+    assert!(!closed(&out, flood));
+
+    // The bucket refills: 10 per second.
+    sim.now = sim.now.advance(Duration::from_millis(300));
+    let mut out = Vec::new();
+    for seq in 0..5 {
+        out.extend(sim.send(flood, ping(seq)));
+    }
+    assert_eq!(pongs(&out, flood), 3);
+
+    // Going on past the strike limit closes the connection, which is a leave.
+    let mut out = Vec::new();
+    for seq in 0..30 {
+        out.extend(sim.send(flood, ping(seq)));
+    }
+    assert!(closed(&out, flood));
+    let fatal = to(&out, flood).into_iter().any(
+        |m| matches!(m, ServerMessage::Error(e) if e.code == ErrorCode::RateLimited && e.fatal),
+    );
+    assert!(fatal);
+    assert!(out.contains(&Output::Audit(Audit::Abuse {
+        conn: flood,
+        code: ErrorCode::RateLimited
+    })));
+    assert!(matches!(
+        to(&out, honest).as_slice(),
+        [ServerMessage::ParticipantLeft(e)] if e.reason == LeaveReason::Disconnected
+    ));
+    assert_alive(&mut sim, honest);
+}
+
+#[test]
+fn garbage_counts_against_the_rate_limit_too() {
+    let mut sim = Sim::with_config(RelayConfig {
+        message_rate: RateLimit {
+            burst: 3,
+            per_second: 1,
+        },
+        max_rate_strikes: 2,
+        ..Default::default()
+    });
+    let a = sim.join("a", "r", full());
+    let mut out = Vec::new();
+    for _ in 0..6 {
+        out.extend(sim.send_text(a, "garbage"));
+    }
+    assert!(closed(&out, a));
+}
