@@ -2,8 +2,9 @@
 //!
 //! - `dev`: runs the product (the relay with the demo page on localhost).
 //! - `test`: runs every test: the workspace's Rust tests (unit, integration, property, doc,
-//!   benches in test mode) and the `wasm32-unknown-unknown` build of the crates that run in
-//!   the browser.
+//!   benches in test mode), the `wasm32-unknown-unknown` build of the browser crates, and the
+//!   browser tests in headless Chromium.
+//! - `web`: builds the browser side only (wasm, wasm-bindgen glue, TypeScript).
 //!
 //! Each task prints the commands it runs, installs what a fresh machine lacks (a rustup
 //! target), and stops at the first failure with that command's exit status.
@@ -11,15 +12,22 @@
 use std::process::{Command, ExitCode};
 
 /// Crates that must build for the browser.
-const WASM_CRATES: &[&str] = &["hush-frame"];
+const WASM_CRATES: &[&str] = &["hush-frame", "hush-wasm"];
+
+/// The wasm-bindgen CLI must match the `wasm-bindgen` crate exactly.
+const WASM_BINDGEN: &str = "0.2.130";
+
+/// Gzipped size budget of the wasm module, in bytes.
+const WASM_GZIP_BUDGET: u64 = 120 * 1024;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("test") => test(),
         Some("dev") => dev(),
+        Some("web") => web(),
         _ => {
-            eprintln!("usage: cargo xtask <dev|test>");
+            eprintln!("usage: cargo xtask <dev|test|web>");
             return ExitCode::from(2);
         }
     };
@@ -78,8 +86,94 @@ fn test() -> Result<(), u8> {
             ],
         )?;
     }
+    web()?;
+    browser_tests()?;
     eprintln!("xtask test: all passed");
     Ok(())
+}
+
+/// Runs a shell command line (for pipes and redirections), echoing it.
+fn sh(line: &str) -> Result<(), u8> {
+    run("sh", &["-c", line])
+}
+
+/// Output of a command, if it ran and succeeded.
+fn output(program: &str, args: &[&str]) -> Option<String> {
+    let o = Command::new(program).args(args).output().ok()?;
+    o.status
+        .success()
+        .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+/// Builds hush-wasm, its JavaScript glue (wasm-bindgen, pinned) and the TypeScript.
+fn web() -> Result<(), u8> {
+    if !has_target("wasm32-unknown-unknown") {
+        run("rustup", &["target", "add", "wasm32-unknown-unknown"])?;
+    }
+    run(
+        "cargo",
+        &[
+            "build",
+            "-p",
+            "hush-wasm",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--release",
+        ],
+    )?;
+    let have = output("wasm-bindgen", &["--version"]).unwrap_or_default();
+    if !have.contains(WASM_BINDGEN) {
+        // Without --locked: with it, resolution fails on some registry mirrors.
+        run(
+            "cargo",
+            &["install", "wasm-bindgen-cli", "--version", WASM_BINDGEN],
+        )?;
+    }
+    run(
+        "wasm-bindgen",
+        &[
+            "--target",
+            "web",
+            "--out-dir",
+            "web/wasm",
+            "target/wasm32-unknown-unknown/release/hush_wasm.wasm",
+        ],
+    )?;
+    let gz = output(
+        "sh",
+        &["-c", "gzip -9 -c web/wasm/hush_wasm_bg.wasm | wc -c"],
+    )
+    .and_then(|s| s.trim().parse::<u64>().ok())
+    .ok_or(1u8)?;
+    eprintln!("hush_wasm_bg.wasm: {gz} bytes gzipped (budget {WASM_GZIP_BUDGET})");
+    if gz > WASM_GZIP_BUDGET {
+        eprintln!("wasm size budget exceeded");
+        return Err(1);
+    }
+    if !std::path::Path::new("web/node_modules/.package-lock.json").exists() {
+        run("npm", &["ci", "--prefix", "web", "--no-audit", "--no-fund"])?;
+    }
+    run(
+        "npx",
+        &["--prefix", "web", "tsc", "-p", "web/tsconfig.worker.json"],
+    )
+}
+
+/// Runs the headless-Chromium tests, in a loopback-only network namespace where possible.
+fn browser_tests() -> Result<(), u8> {
+    if !std::path::Path::new("/usr/bin/chromium").exists() {
+        sh("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium")?;
+    }
+    let isolated = Command::new("unshare")
+        .args(["--net", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if isolated {
+        sh("unshare --net sh -c 'ip link set lo up && node tests/browser/run.mjs'")
+    } else {
+        eprintln!("unshare --net unavailable: the browser tests bind 127.0.0.1 only");
+        run("node", &["tests/browser/run.mjs"])
+    }
 }
 
 fn dev() -> Result<(), u8> {
