@@ -129,15 +129,11 @@ fn web() -> Result<(), u8> {
             &["install", "wasm-bindgen-cli", "--version", WASM_BINDGEN],
         )?;
     }
+    let target_dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    let module = format!("{target_dir}/wasm32-unknown-unknown/release/hush_wasm.wasm");
     run(
         "wasm-bindgen",
-        &[
-            "--target",
-            "web",
-            "--out-dir",
-            "web/wasm",
-            "target/wasm32-unknown-unknown/release/hush_wasm.wasm",
-        ],
+        &["--target", "web", "--out-dir", "web/wasm", &module],
     )?;
     let gz = output(
         "sh",

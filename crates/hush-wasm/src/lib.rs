@@ -156,25 +156,16 @@ impl Receiver {
     /// Counters by outcome, as `[decrypted, unencrypted, malformed_header, truncated,
     /// unknown_kid, replayed, auth_failed, too_large]`.
     pub fn stats(&self) -> Vec<f64> {
-        let DecryptStats {
-            decrypted,
-            unencrypted,
-            malformed_header,
-            truncated,
-            unknown_kid,
-            replayed,
-            auth_failed,
-            too_large,
-        } = self.inner.stats();
+        let s: DecryptStats = self.inner.stats();
         [
-            decrypted,
-            unencrypted,
-            malformed_header,
-            truncated,
-            unknown_kid,
-            replayed,
-            auth_failed,
-            too_large,
+            s.decrypted,
+            s.unencrypted,
+            s.malformed_header,
+            s.truncated,
+            s.unknown_kid,
+            s.replayed,
+            s.auth_failed,
+            s.too_large,
         ]
         .map(|v| v as f64)
         .to_vec()
