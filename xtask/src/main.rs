@@ -12,7 +12,7 @@
 use std::process::{Command, ExitCode};
 
 /// Crates that must build for the browser.
-const WASM_CRATES: &[&str] = &["hush-frame", "hush-wasm"];
+const WASM_CRATES: &[&str] = &["hush-frame", "hush-keys", "hush-wasm"];
 
 /// The wasm-bindgen CLI must match the `wasm-bindgen` crate exactly.
 const WASM_BINDGEN: &str = "0.2.130";

@@ -1,0 +1,49 @@
+//! Members and the relay's ordered membership events.
+
+use crate::attest::Attestation;
+use crate::identity::IdentityPublicKey;
+use crate::ids::ParticipantId;
+use crate::kid::SenderIndex;
+
+/// A room member as the relay announces it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// The participant id (the token's `sub`).
+    pub participant: ParticipantId,
+    /// Relay-assigned sender index, unique and never reused within the room.
+    pub sender_index: SenderIndex,
+    /// Sequence number of the relay event that made it a member; the lowest one is the
+    /// committer.
+    pub join_seq: u64,
+    /// Its X25519 identity public key.
+    pub identity: IdentityPublicKey,
+    /// The backend's attestation, when the app uses them.
+    pub attestation: Option<Attestation>,
+}
+
+/// One event of the relay's ordered, per-room event log.
+///
+/// Sequence numbers are per room and consecutive (1, 2, 3, ...): every member sees every event,
+/// in order; the session buffers an event that arrives ahead of a gap.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MembershipEvent {
+    /// The event's sequence number.
+    pub seq: u64,
+    /// What happened.
+    pub change: Change,
+}
+
+/// What a membership event changes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Change {
+    /// A participant joined (its `join_seq` equals the event's `seq`).
+    Join(Member),
+    /// A participant left.
+    Leave(ParticipantId),
+    /// A participant was removed by a moderator or the backend.
+    Remove(ParticipantId),
+    /// A rekey point the relay put in the log, because a member asked for one
+    /// ([`crate::Output::RequestRekey`]): a timer, or a sender near its usage limit.
+    Rekey,
+}
