@@ -472,10 +472,24 @@ impl<R: CryptoRng> Session<R> {
             return Err(MembershipError::BadJoinSequence.into());
         }
         let me = own.sender_index;
+        let my_identity = *self.identity.public();
         for m in members {
             if m.participant == self.participant {
-                self.seen_indexes.insert(m.sender_index);
-                self.members.insert(m.join_seq, m);
+                // Only our own exact entry is taken unchecked. Any other entry under our id
+                // (a relay inventing a second "us" with its own key and an earlier join, to
+                // become the committer) is refused like any duplicate.
+                let exact = m.join_seq == seq
+                    && m.identity == my_identity
+                    && !self.members.contains_key(&seq);
+                if exact {
+                    self.seen_indexes.insert(m.sender_index);
+                    self.members.insert(m.join_seq, m);
+                } else {
+                    self.event(Event::MemberRefused {
+                        participant: m.participant,
+                        reason: MembershipError::DuplicateParticipant,
+                    });
+                }
             } else if m.join_seq >= seq {
                 self.event(Event::MemberRefused {
                     participant: m.participant,
