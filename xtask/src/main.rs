@@ -155,21 +155,51 @@ fn web() -> Result<(), u8> {
     )
 }
 
-/// Runs the headless-Chromium tests, in a loopback-only network namespace where possible.
+/// Runs the headless-browser tests: `tests/browser/run.mjs`, then every
+/// `tests/browser/*.test.mjs` in name order, in a loopback-only network namespace where possible.
+/// A `NAME.prepare.mjs` runs first, outside the namespace, for steps that need the npm registry.
+/// `HUSH_BROWSER_TESTS=a,b` runs only the scripts whose names contain one of the words.
 fn browser_tests() -> Result<(), u8> {
     if !std::path::Path::new("/usr/bin/chromium").exists() {
         sh("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium")?;
     }
+    let filter: Vec<String> = std::env::var("HUSH_BROWSER_TESTS")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|w| !w.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let wanted = |name: &str| filter.is_empty() || filter.iter().any(|w| name.contains(w.as_str()));
+    let mut scripts: Vec<String> = std::fs::read_dir("tests/browser")
+        .map_err(|e| {
+            eprintln!("tests/browser: {e}");
+            1u8
+        })?
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.ends_with(".test.mjs") || name.ends_with(".prepare.mjs"))
+        .collect();
+    scripts.sort();
+    for prepare in scripts.iter().filter(|n| n.ends_with(".prepare.mjs") && wanted(n)) {
+        run("node", &[&format!("tests/browser/{prepare}")])?;
+    }
+    let mut tests = vec!["run.mjs".to_owned()];
+    tests.extend(scripts.into_iter().filter(|n| n.ends_with(".test.mjs")));
     let isolated = Command::new("unshare")
         .args(["--net", "true"])
         .status()
         .is_ok_and(|s| s.success());
-    if isolated {
-        sh("unshare --net sh -c 'ip link set lo up && node tests/browser/run.mjs'")
-    } else {
-        eprintln!("unshare --net unavailable: the browser tests bind 127.0.0.1 only");
-        run("node", &["tests/browser/run.mjs"])
+    for test in tests.iter().filter(|n| wanted(n)) {
+        eprintln!("== browser test {test}");
+        if isolated {
+            sh(&format!(
+                "unshare --net sh -c 'ip link set lo up && node tests/browser/{test}'"
+            ))?;
+        } else {
+            eprintln!("unshare --net unavailable: the browser tests bind 127.0.0.1 only");
+            run("node", &[&format!("tests/browser/{test}")])?;
+        }
     }
+    Ok(())
 }
 
 fn dev() -> Result<(), u8> {
