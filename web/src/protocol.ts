@@ -9,15 +9,63 @@ export interface TransformOptions {
   kind: 'audio' | 'video';
   /** Label for stats (a participant id or track id). */
   id: string;
+  /**
+   * Send side: the stream context whose key the transform seals with (0 microphone,
+   * 1 camera, 2 screen, 3 screen audio). Default 0 for audio, 1 for video.
+   */
+  context?: number;
+  /** Receive side: the remote participant id, if known (reported in stats and events). */
+  participant?: string;
 }
 
 /** Page -> Worker. */
 export type ToWorker =
-  | { kind: 'init'; wasmUrl: string; suite: number }
-  | { kind: 'setSendKey'; kid: bigint; key: Uint8Array }
+  | {
+      kind: 'init'; wasmUrl: string; suite: number;
+      /** `false` keeps every frame in wasm (no WebCrypto path); default on for suites 4, 5. */
+      hostAead?: boolean;
+    }
+  /** Sets the key of stream `context`, or of every context when it is left out. */
+  | { kind: 'setSendKey'; kid: bigint; key: Uint8Array; context?: number }
   | { kind: 'addRecvKey'; kid: bigint; key: Uint8Array }
   | { kind: 'removeRecvKey'; kid: bigint }
-  | { kind: 'stats' };
+  | { kind: 'stats' }
+  /**
+   * Key exchange (worker-keys.ts): start a hush-keys session in the Worker. `seed` is 32 bytes
+   * from `crypto.getRandomValues` (the session's RNG); `sharedSecret` (at least 32 random
+   * bytes) only with mode `shared`. Both are wiped in the Worker after use. Answered by
+   * `keysIdentity`. A second `keysStart` replaces the session (a new identity: join again).
+   */
+  | { kind: 'keysStart'; mode: 'exchange' | 'shared'; sharedSecret?: Uint8Array; seed: Uint8Array }
+  /**
+   * A relay message for the key exchange, as parsed from the WebSocket (base64 fields as
+   * received): `joined`, `participant_joined`, `participant_left`, `rekey` or `e2ee`.
+   */
+  | { kind: 'relayEvent'; event: RelayMessage };
+
+/** A hush-proto message object (`{v: 1, type, ...}`), either direction. */
+export interface RelayMessage {
+  v: number;
+  type: string;
+  [field: string]: unknown;
+}
+
+/** What the key exchange tells the page. */
+export type KeyEvent =
+  /** Receive keys for this epoch are installed. */
+  | { type: 'epoch'; epoch: number }
+  /** Local streams now send on this epoch. */
+  | { type: 'switched'; epoch: number }
+  /** The safety code to compare out of band, `0123 4567 8901`. */
+  | { type: 'safetyCode'; code: string }
+  /** A new key arrived from the committer: ask publishers for a keyframe. */
+  | { type: 'keyframeWanted' }
+  /** A member was refused (bad key, duplicate, ...): it gets no keys. */
+  | { type: 'memberRefused'; participant: string; reason: string }
+  /** This member was removed: every key is retired. */
+  | { type: 'removed' }
+  /** A refused input (a stable code such as `malformed`, `forged`, `stale_event`); nothing changed. */
+  | { type: 'error'; reason: string };
 
 /** Why a frame was dropped (matches hush-wasm's `lastError` codes). */
 export type DropReason =
@@ -29,16 +77,28 @@ export type DropReason =
   | 'auth_failed'
   | 'too_large'
   | 'encrypt_failed'
-  | 'no_key';
+  | 'no_key'
+  | 'other';
 
 /** Per-transform counters. */
 export interface TransformStats {
   id: string;
   side: 'send' | 'recv';
   kind: 'audio' | 'video';
+  /** Send side: the stream context. */
+  context?: number;
+  /** Receive side: the remote participant, when the page named it. */
+  participant?: string;
+  /** Frames that entered the transform. */
   frames: number;
+  /** Frames that left it, encrypted or decrypted. */
   ok: number;
+  /** Frames dropped, by reason. */
   dropped: Partial<Record<DropReason, number>>;
+  /** Bytes that entered the transform. */
+  bytes: number;
+  /** Frames that went through WebCrypto (the rest through wasm). */
+  host: number;
 }
 
 /** Worker -> page. */
@@ -46,4 +106,15 @@ export type FromWorker =
   | { kind: 'initAck' }
   | { kind: 'ack'; of: ToWorker['kind'] }
   | { kind: 'stats'; transforms: TransformStats[] }
-  | { kind: 'error'; reason: 'not_initialized' | 'bad_message' | 'wasm_failed'; detail: string };
+  /**
+   * A receive transform dropped frames: the first drop for a reason at once, then at most
+   * one event per transform and reason per second. `total` counts every drop for the reason.
+   */
+  | { kind: 'decryptFailure'; id: string; participant?: string; reason: DropReason; total: number }
+  | { kind: 'error'; reason: 'not_initialized' | 'bad_message' | 'wasm_failed'; detail: string }
+  /** The identity public key for `join.identity_key` (answer to `keysStart`). */
+  | { kind: 'keysIdentity'; identityKey: Uint8Array }
+  /** A ClientMessage (`e2ee {to, payload}` or `rekey`) for the page to send to the relay as is. */
+  | { kind: 'relaySend'; message: RelayMessage }
+  /** A key exchange event. */
+  | { kind: 'keyEvent'; event: KeyEvent };

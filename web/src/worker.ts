@@ -1,25 +1,39 @@
 /// <reference lib="webworker" />
 /**
  * The Hush encoded-transform Worker: encrypts every outgoing frame and decrypts every
- * incoming one with hush-wasm. Keys live here; the page only hands them over. Fail closed: a
- * frame that cannot be encrypted, or is not valid SFrame for a known key, is dropped.
+ * incoming one with hush-wasm, large frames through WebCrypto (hybrid.ts). Keys live here, in
+ * the key ring (keyring.ts); the page only hands them over or carries the key exchange's
+ * opaque messages. Fail closed: a frame that cannot be encrypted, or is not valid SFrame for a
+ * known key, is dropped and counted.
  */
 import init, { Receiver, Sender } from '../wasm/hush_wasm.js';
+import { HostKeys, HybridOpener, HybridSealer, hostSuite, orderedTransform, type FrameResult } from './hybrid.js';
+import { Context, keyRing } from './keyring.js';
+import { handleKeysMessage } from './worker-keys.js';
 import type { DropReason, FromWorker, LayoutCode, ToWorker, TransformOptions, TransformStats } from './protocol.js';
 
 declare const self: DedicatedWorkerGlobalScope;
 
 let ready = false;
 let suite = 4;
-let sendKey: { kid: bigint; key: Uint8Array } | null = null;
-const recvKeys = new Map<bigint, Uint8Array>();
-const senders = new Set<Sender>();
-const receivers = new Set<Receiver>();
+let hostKeys: HostKeys | null = null;
 const stats: TransformStats[] = [];
+/** Base keys by KID, mirrored from the key ring (for the WebCrypto keys). */
+const recvBase = new Map<bigint, Uint8Array>();
+
+/** Every context `setSendKey` without a context applies to. */
+const ALL_CONTEXTS = Object.values(Context);
+/** decryptFailure events: at most one per transform and reason per this many ms. */
+const FAILURE_EVENT_MS = 1000;
 
 function post(m: FromWorker): void {
   self.postMessage(m);
 }
+
+keyRing.listen({
+  recvKeyAdded(kid, key) { recvBase.set(kid, key); hostKeys?.drop(kid); },
+  recvKeyRemoved(kid) { recvBase.delete(kid); hostKeys?.drop(kid); },
+});
 
 /** The layout code for a frame, from its MIME type where the browser gives one. */
 function layoutFor(frame: RTCEncodedVideoFrame | RTCEncodedAudioFrame, kind: 'audio' | 'video'): LayoutCode {
@@ -35,43 +49,119 @@ function layoutFor(frame: RTCEncodedVideoFrame | RTCEncodedAudioFrame, kind: 'au
   }
 }
 
-function count(s: TransformStats, r: DropReason): void {
-  s.dropped[r] = (s.dropped[r] ?? 0) + 1;
+type Frame = RTCEncodedVideoFrame | RTCEncodedAudioFrame;
+
+/**
+ * One encryptor per KID for the whole Worker, shared by every send transform that seals under
+ * that KID. Its counter never goes back: not when a transform restarts (track replaced), not
+ * when two transforms share a KID (one key set for every context, simulcast), not when a
+ * KID's base key is replaced. So no nonce is ever used twice in this Worker, whatever the page
+ * does with keys.
+ */
+const sealers = new Map<bigint, { sealer: HybridSealer; key: Uint8Array }>();
+/** Encryptors kept for KIDs no context uses any more (a KID can come back: keep its counter). */
+const MAX_SEALERS = 64;
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d |= a[i] ^ b[i];
+  return d === 0;
+}
+
+/** The encryptor for `kid`, keyed with `key` (created, or re-keyed when the key changed). */
+function sealerFor(kid: bigint, key: Uint8Array): HybridSealer | null {
+  const have = sealers.get(kid);
+  try {
+    if (have) {
+      if (!sameBytes(have.key, key)) { have.sealer.sender.setKey(kid, key); hostKeys?.drop(kid); }
+      have.key = key;
+      return have.sealer;
+    }
+    const sealer = new HybridSealer(new Sender(suite, kid, key), hostKeys);
+    sealers.set(kid, { sealer, key });
+  } catch { return null; }
+  if (sealers.size > MAX_SEALERS) {
+    const live = new Set(ALL_CONTEXTS.map((c) => keyRing.sendKey(c)?.kid));
+    for (const old of sealers.keys()) if (!live.has(old)) { sealers.delete(old); break; }
+  }
+  return sealers.get(kid)?.sealer ?? null;
 }
 
 function attach(readable: ReadableStream, writable: WritableStream, opts: TransformOptions): void {
-  const s: TransformStats = { id: opts.id, side: opts.side, kind: opts.kind, frames: 0, ok: 0, dropped: {} };
+  const context = opts.context ?? (opts.kind === 'audio' ? Context.microphone : Context.camera);
+  const s: TransformStats = {
+    id: opts.id, side: opts.side, kind: opts.kind, frames: 0, ok: 0, dropped: {}, bytes: 0, host: 0,
+    ...(opts.side === 'send' ? { context } : {}),
+    ...(opts.participant !== undefined ? { participant: opts.participant } : {}),
+  };
   stats.push(s);
-  let sender: Sender | null = null;
-  let senderKid: bigint | null = null;
-  let receiver: Receiver | null = null;
-  const transform = new TransformStream({
-    transform(frame: RTCEncodedVideoFrame | RTCEncodedAudioFrame, controller) {
+  const lastEvent = new Map<DropReason, number>();
+  const drop = (r: DropReason): null => {
+    const total = (s.dropped[r] ?? 0) + 1;
+    s.dropped[r] = total;
+    if (opts.side === 'recv') {
+      const now = performance.now();
+      const last = lastEvent.get(r);
+      if (last === undefined || now - last >= FAILURE_EVENT_MS) {
+        lastEvent.set(r, now);
+        post({ kind: 'decryptFailure', id: opts.id, ...(opts.participant !== undefined ? { participant: opts.participant } : {}), reason: r, total });
+      }
+    }
+    return null;
+  };
+  const deliver = (frame: Frame, r: FrameResult): Frame | null => {
+    if (!(r instanceof Uint8Array)) return drop(r.drop);
+    frame.data = r.buffer as ArrayBuffer;
+    s.ok++;
+    return frame;
+  };
+  const finish = (frame: Frame, r: FrameResult | Promise<FrameResult>): Frame | null | Promise<Frame | null> => {
+    if (!(r instanceof Promise)) return deliver(frame, r);
+    s.host++;
+    return r.then((v) => deliver(frame, v));
+  };
+
+  let step: (frame: Frame) => Frame | null | Promise<Frame | null>;
+  let cleanup: () => void;
+  if (opts.side === 'send') {
+    let warnedKid: bigint | null = null;
+    keyRing.streamStarted(context);
+    step = (frame) => {
       s.frames++;
       const data = new Uint8Array(frame.data);
-      const layout = layoutFor(frame, opts.kind);
-      if (opts.side === 'send') {
-        if (!sendKey) { count(s, 'no_key'); return; }
-        if (!sender) { sender = new Sender(suite, sendKey.kid, sendKey.key); senders.add(sender); senderKid = sendKey.kid; }
-        else if (senderKid !== sendKey.kid) { sender.setKey(sendKey.kid, sendKey.key); senderKid = sendKey.kid; }
-        let out: Uint8Array;
-        try { out = sender.encrypt(layout, data); } catch { count(s, 'encrypt_failed'); return; }
-        frame.data = out.buffer as ArrayBuffer;
-      } else {
-        if (!receiver) {
-          receiver = new Receiver(suite);
-          receivers.add(receiver);
-          for (const [kid, key] of recvKeys) receiver.addKey(kid, key);
+      s.bytes += data.byteLength;
+      const k = keyRing.sendKey(context);
+      if (!k) return drop('no_key');
+      const sealer = sealerFor(k.kid, k.key);
+      if (!sealer) return drop('encrypt_failed');
+      const r = sealer.seal(layoutFor(frame, opts.kind), data, k.key);
+      if (warnedKid !== k.kid && sealer.sender.needsRotation()) { warnedKid = k.kid; keyRing.usageLimitNear(context); }
+      return finish(frame, r);
+    };
+    cleanup = () => keyRing.streamStopped(context);
+  } else {
+    let opener: HybridOpener | null = null;
+    const stop = keyRing.listen({
+      recvKeyAdded(kid, key) { try { opener?.receiver.addKey(kid, key); } catch { /* refused key: frames under it fail */ } },
+      recvKeyRemoved(kid) { opener?.receiver.removeKey(kid); },
+    });
+    step = (frame) => {
+      s.frames++;
+      const data = new Uint8Array(frame.data);
+      s.bytes += data.byteLength;
+      if (!opener) {
+        opener = new HybridOpener(new Receiver(suite), hostKeys, (kid) => recvBase.get(kid));
+        for (const [kid, key] of keyRing.recvKeys()) {
+          try { opener.receiver.addKey(kid, key); } catch { /* refused key: frames under it fail */ }
         }
-        const out = receiver.decrypt(layout, data);
-        if (!out) { count(s, (receiver.lastError() ?? 'auth_failed') as DropReason); return; }
-        frame.data = out.buffer as ArrayBuffer;
       }
-      s.ok++;
-      controller.enqueue(frame);
-    },
-  });
-  readable.pipeThrough(transform).pipeTo(writable).catch(() => {});
+      return finish(frame, opener.open(layoutFor(frame, opts.kind), data));
+    };
+    cleanup = () => { stop(); opener?.receiver.free(); opener = null; };
+  }
+  readable.pipeThrough(orderedTransform<Frame>(step)).pipeTo(writable).catch(() => {}).finally(cleanup);
 }
 
 self.onrtctransform = (event: RTCTransformEvent) => {
@@ -87,16 +177,21 @@ self.onmessage = async (event: MessageEvent<ToWorker & { readable?: ReadableStre
   switch (m.kind) {
     case 'init':
       try { await init({ module_or_path: m.wasmUrl }); } catch (e) { post({ kind: 'error', reason: 'wasm_failed', detail: String(e) }); return; }
-      suite = m.suite; ready = true; post({ kind: 'initAck' }); return;
+      suite = m.suite;
+      hostKeys = hostSuite(suite) && m.hostAead !== false ? new HostKeys(suite) : null;
+      ready = true; post({ kind: 'initAck' }); return;
     case 'setSendKey':
-      sendKey = { kid: m.kid, key: m.key }; post({ kind: 'ack', of: m.kind }); return;
+      for (const c of m.context === undefined ? ALL_CONTEXTS : [m.context]) keyRing.setSend(c, m.kid, m.key);
+      post({ kind: 'ack', of: m.kind }); return;
     case 'addRecvKey':
-      recvKeys.set(m.kid, m.key); for (const r of receivers) r.addKey(m.kid, m.key); post({ kind: 'ack', of: m.kind }); return;
+      keyRing.addRecv(m.kid, m.key); post({ kind: 'ack', of: m.kind }); return;
     case 'removeRecvKey':
-      recvKeys.delete(m.kid); for (const r of receivers) r.removeKey(m.kid); post({ kind: 'ack', of: m.kind }); return;
+      keyRing.removeRecv(m.kid); post({ kind: 'ack', of: m.kind }); return;
     case 'stats':
       post({ kind: 'stats', transforms: stats }); return;
+    case 'keysStart': case 'relayEvent':
+      handleKeysMessage(m, post); return;
     default:
-      post({ kind: 'error', reason: 'bad_message', detail: JSON.stringify(m) });
+      post({ kind: 'error', reason: 'bad_message', detail: String((m as { kind?: unknown }).kind) });
   }
 };

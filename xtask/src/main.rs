@@ -152,7 +152,23 @@ fn web() -> Result<(), u8> {
     run(
         "npx",
         &["--prefix", "web", "tsc", "-p", "web/tsconfig.worker.json"],
-    )
+    )?;
+    // The frame-crypto bench page's Worker (run with `node tests/browser/bench.mjs`).
+    run(
+        "npx",
+        &["--prefix", "web", "tsc", "-p", "web/bench/tsconfig.json"],
+    )?;
+    web_api()
+}
+
+/// Builds the main-thread TypeScript (browser API, relay client, demo page) into web/dist and
+/// the npm package in pkg/ from web/dist and web/wasm.
+fn web_api() -> Result<(), u8> {
+    run(
+        "npx",
+        &["--prefix", "web", "tsc", "-p", "web/tsconfig.api.json"],
+    )?;
+    run("node", &["pkg/build.mjs"])
 }
 
 /// Runs the headless-browser tests: `tests/browser/run.mjs`, then every
@@ -162,6 +178,12 @@ fn web() -> Result<(), u8> {
 fn browser_tests() -> Result<(), u8> {
     if !std::path::Path::new("/usr/bin/chromium").exists() {
         sh("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium")?;
+    }
+    // Firefox ESR for tests/browser/firefox.test.mjs (driven over WebDriver BiDi).
+    if !std::path::Path::new("/usr/bin/firefox-esr").exists() {
+        sh(
+            "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq firefox-esr",
+        )?;
     }
     let filter: Vec<String> = std::env::var("HUSH_BROWSER_TESTS")
         .unwrap_or_default()
@@ -179,7 +201,10 @@ fn browser_tests() -> Result<(), u8> {
         .filter(|name| name.ends_with(".test.mjs") || name.ends_with(".prepare.mjs"))
         .collect();
     scripts.sort();
-    for prepare in scripts.iter().filter(|n| n.ends_with(".prepare.mjs") && wanted(n)) {
+    for prepare in scripts
+        .iter()
+        .filter(|n| n.ends_with(".prepare.mjs") && wanted(n))
+    {
         run("node", &[&format!("tests/browser/{prepare}")])?;
     }
     let mut tests = vec!["run.mjs".to_owned()];
@@ -202,10 +227,23 @@ fn browser_tests() -> Result<(), u8> {
     Ok(())
 }
 
+/// Builds the web assets and the relay, then runs the relay in dev mode on 127.0.0.1:8080
+/// serving the demo (`web/demo`, `web/dist`, `web/wasm`) until Ctrl-C.
 fn dev() -> Result<(), u8> {
-    eprintln!(
-        "The relay is not built yet (issue 6): there is no product to run. \
-         `cargo xtask test` runs what exists: the SFrame frame core (crates/hush-frame)."
-    );
-    Err(1)
+    web()?;
+    run("cargo", &["build", "--release", "-p", "hush-relay"])?;
+    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".to_owned());
+    let relay = format!("{target}/release/hush-relay");
+    eprintln!("== open http://127.0.0.1:8080/r/demo in two tabs (Ctrl-C stops the relay)");
+    run(
+        &relay,
+        &[
+            "serve",
+            "--dev",
+            "--bind",
+            "127.0.0.1:8080",
+            "--static-dir",
+            "web",
+        ],
+    )
 }

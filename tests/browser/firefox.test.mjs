@@ -1,0 +1,80 @@
+// Firefox ESR (Debian `firefox-esr`, driven by puppeteer-core over WebDriver BiDi): the E2EE
+// two-peer-connection call inside Firefox, and one call between Chromium and Firefox (each
+// page served from 127.0.0.1, the SDP carried by this script), decoded both ways with the
+// Hush Worker on each side; and a wrong key in Firefox decodes nothing. Both browsers now and
+// then hand the receive transform the same video frame twice; the replay window drops the
+// copy, so `replayed` is the one drop reason allowed on received video.
+//   unshare --net sh -c 'ip link set lo up && node tests/browser/firefox.test.mjs'
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { access } from 'node:fs/promises';
+import { checks, drops, launch, root, serve, watch } from './harness.mjs';
+
+const require = createRequire(join(root, 'web', 'package.json'));
+const puppeteer = require('puppeteer-core');
+const FIREFOX = process.env.FIREFOX ?? '/usr/bin/firefox-esr';
+const { check, done } = checks('firefox tests');
+try { await access(FIREFOX); } catch {
+  console.log(`FAIL ${FIREFOX} missing: apt-get install -y firefox-esr (cargo xtask test does)`);
+  process.exit(1);
+}
+
+const server = await serve({ '/': root });
+const url = `http://127.0.0.1:${server.address().port}/tests/browser/e2ee.html`;
+const firefox = await puppeteer.launch({
+  browser: 'firefox', executablePath: FIREFOX, headless: true, protocol: 'webDriverBiDi',
+  extraPrefsFirefox: {
+    'media.navigator.streams.fake': true,
+    'media.navigator.permission.disabled': true,
+    'media.peerconnection.ice.loopback': true,
+    'permissions.default.camera': 1,
+    'permissions.default.microphone': 1,
+  },
+});
+const chromium = await launch();
+const byKind = (stats, side, kind) => stats.find((t) => t.side === side && t.kind === kind);
+try {
+  const ff = await firefox.newPage();
+  ff.on('console', (m) => { if (m.type() === 'error') console.log(`  [firefox] ${m.text()}`); });
+  await ff.goto(url);
+  await ff.waitForFunction(() => window.hushReady === true);
+  const version = await firefox.version();
+
+  const good = await ff.evaluate(() => window.hush.call({ seconds: 5 }));
+  const rv = good.rx.find((t) => t.kind === 'video');
+  const ra = good.rx.find((t) => t.kind === 'audio');
+  check(`${version}: two-peer E2EE call decodes video, worker decrypted video and audio, 0 failures`,
+    good.framesDecoded > 10 && good.videoWidth > 0 && rv?.ok > 10 && ra?.ok > 10 && drops(rv.dropped) === (rv.dropped.replayed ?? 0) && drops(ra.dropped) === 0,
+    { framesDecoded: good.framesDecoded, videoWidth: good.videoWidth, rx: good.rx });
+  const bad = await ff.evaluate(() => window.hush.call({ recvKey: 'wrong', seconds: 4 }));
+  const bv = bad.rx.find((t) => t.kind === 'video');
+  check(`${version}: wrong key decodes nothing, failures counted as auth_failed`,
+    bad.framesDecoded === 0 && bad.videoWidth === 0 && (bv?.dropped.auth_failed ?? 0) > 10 && bv.ok === 0,
+    { framesDecoded: bad.framesDecoded, rx: bad.rx });
+
+  // Chromium offers, Firefox answers; each sends under its own KID.
+  const ch = await chromium.newPage();
+  watch(ch, 'chromium');
+  await ch.goto(url);
+  await ch.waitForFunction(() => window.hushReady === true);
+  await ch.evaluate(() => window.hush.peer({ sendKid: 1, recvKid: 2 }));
+  await ff.evaluate(() => window.hush.peer({ sendKid: 2, recvKid: 1 }));
+  const offer = await ch.evaluate(() => window.hush.offer());
+  const answer = await ff.evaluate((sdp) => window.hush.answer(sdp), offer);
+  await ch.evaluate((sdp) => window.hush.accept(sdp), answer);
+  await new Promise((r) => setTimeout(r, 6000));
+  const c = await ch.evaluate(() => window.hush.result());
+  const f = await ff.evaluate(() => window.hush.result());
+  for (const [name, r] of [['Chromium receives from Firefox', c], ['Firefox receives from Chromium', f]]) {
+    const v = byKind(r.stats, 'recv', 'video');
+    const a = byKind(r.stats, 'recv', 'audio');
+    check(`${name}: video decoded, worker decrypted video and audio, 0 failures`,
+      r.framesDecoded > 10 && r.videoWidth > 0 && v?.ok > 10 && a?.ok > 10 && drops(v?.dropped) === (v?.dropped.replayed ?? 0) && drops(a?.dropped) === 0,
+      { framesDecoded: r.framesDecoded, videoWidth: r.videoWidth, stats: r.stats });
+  }
+} finally {
+  await firefox.close().catch(() => {});
+  await chromium.close();
+  server.close();
+}
+done();

@@ -1,0 +1,74 @@
+// Browser test of the key exchange in real Workers: four members, each its own Worker with its
+// own wasm hush-keys session, and a fake relay in the page (keys.js). Checks: (a) one epoch
+// and one safety code for all, (b) frames sealed by one member open at every other, (c) after
+// a leave the others move to a fresh epoch and the leaver's keys open none of its frames,
+// (d) malformed e2ee payloads are refused with a reason and change nothing.
+// Run by `cargo xtask test` (after `cargo xtask web`) as: node tests/browser/keys.test.mjs
+import { createServer } from 'node:http';
+import { readFile, mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, normalize, extname, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+
+const root = normalize(join(dirname(fileURLToPath(import.meta.url)), '..', '..'));
+const require = createRequire(join(root, 'web', 'package.json'));
+const { chromium } = require('playwright-core');
+const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'application/wasm' };
+
+function serve() {
+  const server = createServer(async (req, res) => {
+    const path = normalize(join(root, decodeURIComponent(new URL(req.url, 'http://x').pathname)));
+    if (!path.startsWith(root)) { res.writeHead(403).end(); return; }
+    try {
+      const body = await readFile(path);
+      res.writeHead(200, { 'content-type': TYPES[extname(path)] ?? 'application/octet-stream' }).end(body);
+    } catch { res.writeHead(404).end(); }
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+}
+
+let failures = 0;
+function check(name, ok, detail) {
+  console.log(`${ok ? 'ok  ' : 'FAIL'} ${name}${!ok && detail !== undefined ? ` ${JSON.stringify(detail)}` : ''}`);
+  if (!ok) failures++;
+}
+
+const server = await serve();
+const base = `http://127.0.0.1:${server.address().port}`;
+const ctx = await chromium.launchPersistentContext(await mkdtemp(join(tmpdir(), 'hush-keys-')), {
+  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', headless: true,
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'],
+});
+try {
+  const page = await ctx.newPage();
+  page.on('console', (m) => { if (m.type() === 'error') console.log(`  [page] ${m.text()}`); });
+  page.on('pageerror', (e) => console.log(`  [page error] ${e.message}`));
+  await page.goto(`${base}/tests/browser/keys.html`);
+  await page.waitForFunction(() => window.keysReady === true);
+  const r = await page.evaluate(() => window.keys.run());
+
+  const same = (xs) => xs.length > 0 && xs.every((x) => x === xs[0]);
+  check('identity keys are 32 bytes', r.identityBytes.every((n) => n === 32), r.identityBytes);
+  check('(a) four members settle on the last join\'s epoch (4)', r.settled && same(r.epochs) && r.epochs[0] === 4,
+    { epochs: r.epochs, installed: r.installed });
+  check('(a) one safety code for all, 12 digits', same(r.codes) && /^\d{4} \d{4} \d{4}$/.test(r.codes[0] ?? ''), r.codes);
+  check('(b) 12 of 12 cross-member frames decrypt', r.frames.length === 12 && r.frames.every((f) => f.ok), r.frames);
+  check('(d) malformed payloads refused with reasons', JSON.stringify(r.malformed.refusals) === JSON.stringify(['malformed', 'malformed_event', 'unsupported_version']),
+    r.malformed.refusals);
+  check('(d) ... and nothing changed', r.malformed.others.length === 0 && r.malformed.epochAfter === r.malformed.before.epoch
+    && r.malformed.codeAfter === r.malformed.before.code && r.malformed.stillDecrypts, r.malformed);
+  check('(c) after carol leaves the others switch to epoch 5', r.leave.settled && same(r.leave.epochs) && r.leave.epochs[0] === 5, r.leave);
+  check('(c) the code changes and stays shared', r.leave.codeChanged && same(r.leave.codes), r.leave.codes);
+  check('(c) members decrypt the new epoch', r.leave.bob.ok && r.leave.dave.ok, { bob: r.leave.bob, dave: r.leave.dave });
+  check('(c) the leaver cannot (unknown_kid or auth_failed)', !r.leave.carol.ok && ['unknown_kid', 'auth_failed'].includes(r.leave.carol.reason),
+    { carol: r.leave.carol, carolEpoch: r.leave.carolEpoch });
+  check('usage limit -> rekey request -> fresh epoch 6, same code, leaver still out', r.rekey.requests === 1 && r.rekey.settled && r.rekey.sameCode && r.rekey.bob.ok && !r.rekey.carol.ok, r.rekey);
+  const unexpected = Object.entries(r.errors).filter(([n, e]) => (n === 'bob' ? e.length !== 3 : e.length !== 0));
+  check('no refusals besides the injected ones', unexpected.length === 0, r.errors);
+} finally {
+  await ctx.close();
+  server.close();
+}
+if (failures) { console.log(`${failures} key exchange check(s) failed`); process.exit(1); }
+console.log('key exchange browser tests: all passed');

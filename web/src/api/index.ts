@@ -1,0 +1,400 @@
+/**
+ * Hush browser API: end-to-end encryption for any RTCPeerConnection.
+ *
+ * ```js
+ * const hush = await HushE2ee.init();             // starts the Worker, loads the wasm
+ * const pc = new RTCPeerConnection(hush.peerConnectionConfig());
+ * const t = pc.addTransceiver(track, { direction: 'sendonly' });
+ * hush.attachSender(t.sender, { source: 'camera' }); // before negotiation
+ * await hush.setKey(1n, key);                      // or startKeyExchange(...)
+ * ```
+ *
+ * Keys live in the Worker: the page hands over explicit keys, or carries the opaque key-exchange
+ * messages between the relay and the Worker and receives public results (epochs, the safety code,
+ * decrypt failures, stats). No top-level await: nothing runs until `init`.
+ */
+import type { DropReason, FromWorker, ToWorker, TransformOptions, TransformStats } from '../protocol.js';
+import { HushError, WorkerLink, type WorkerEvent } from './link.js';
+
+export { HushError } from './link.js';
+export type { DropReason, TransformStats } from '../protocol.js';
+
+/** What a local track carries; picks its SFrame stream context. */
+export type Source = 'microphone' | 'camera' | 'screen' | 'screen_audio';
+
+/** Stream context per source (hush-keys' KID layout). */
+export const CONTEXTS: Readonly<Record<Source, number>> = { microphone: 0, camera: 1, screen: 2, screen_audio: 3 };
+
+/** Cipher suites (RFC 9605 section 4.5). */
+export const Suite = {
+  AES_128_CTR_HMAC_SHA256_80: 1,
+  AES_128_CTR_HMAC_SHA256_64: 2,
+  AES_128_CTR_HMAC_SHA256_32: 3,
+  AES_128_GCM_SHA256_128: 4,
+  AES_256_GCM_SHA512_128: 5,
+} as const;
+
+/** Options for `init`. Every URL defaults to the file next to this module in the package. */
+export interface InitOptions {
+  /** The Worker script (`hush-e2ee/worker`). Ignored when `worker` is given. */
+  workerUrl?: string | URL;
+  /** A Worker already started from the worker script (for bundlers: `new Worker(new URL(...))`). */
+  worker?: Worker;
+  /** The wasm module (`hush_wasm_bg.wasm`). */
+  wasmUrl?: string | URL;
+  /** Cipher suite; AES_128_GCM_SHA256_128 (4) by default. */
+  suite?: number;
+  /** Use `createEncodedStreams` even where `RTCRtpScriptTransform` exists (tests). */
+  forceLegacy?: boolean;
+}
+
+/** How `startKeyExchange` keys the room. */
+export interface KeyExchangeOptions {
+  /** `exchange`: HPKE epoch envelopes between members; `shared`: keys from one room secret. */
+  mode: 'exchange' | 'shared';
+  /** The room secret for `shared` mode (high entropy; the Worker refuses short ones). */
+  sharedSecret?: Uint8Array;
+  /** Sends a hush-proto ClientMessage object (`e2ee`, `rekey`) to the relay as is. */
+  send(message: Record<string, unknown>): void;
+}
+
+/** Per-participant counters from `getStats`. */
+export interface ParticipantStats {
+  /** The participant id, or `self` for this page's senders. */
+  participant: string;
+  /** Frames the Worker handled (decrypted or encrypted). */
+  frames: number;
+  /** Frames that passed (decrypted on receive, encrypted on send). */
+  ok: number;
+  /** Frames dropped, by reason. */
+  dropped: Partial<Record<DropReason, number>>;
+  /** Video frames the decoder decoded (receive side). */
+  framesDecoded: number;
+  /** Bytes received (receive) or sent (send) by RTP. */
+  bytes: number;
+  /** Bits per second since the previous `getStats` call. */
+  bitrate: number;
+  /** Per-transform detail. */
+  transforms: TransformStats[];
+}
+
+/** Detail of the `decryptfailure` event. */
+export interface DecryptFailure {
+  participant: string | undefined;
+  reason: DropReason;
+  /** Frames dropped for this reason by this transform so far. */
+  total: number;
+  /** The transform's label. */
+  id: string;
+}
+
+/** Detail of the `keychange` event. */
+export interface KeyChange {
+  /** `installed`: a new epoch's keys are ready; `switched`: senders now use it; `explicit`: setKey. */
+  type: 'installed' | 'switched' | 'explicit';
+  epoch?: number;
+}
+
+/**
+ * Events: `keychange` (KeyChange), `decryptfailure` (DecryptFailure), `safetycode` ({code}),
+ * `keyframewanted` ({}), `memberrefused` ({participant, reason}), `keyerror` ({reason}),
+ * `workerfailed` ({detail}). Each is a CustomEvent with the object as `detail`.
+ */
+export type HushEventName =
+  | 'keychange' | 'decryptfailure' | 'safetycode' | 'keyframewanted' | 'memberrefused' | 'keyerror' | 'workerfailed';
+
+interface Attached {
+  options: TransformOptions;
+  sender?: RTCRtpSender;
+  receiver?: RTCRtpReceiver;
+  lastBytes: number;
+  lastTime: number;
+}
+
+/** Legacy Chromium API (`encodedInsertableStreams: true`). */
+type WithEncodedStreams = { createEncodedStreams(): { readable: ReadableStream; writable: WritableStream } };
+
+/** Whether this browser has `RTCRtpScriptTransform`. */
+export function hasScriptTransform(): boolean {
+  return typeof globalThis.RTCRtpScriptTransform === 'function';
+}
+
+/** Whether this browser has the legacy `createEncodedStreams`. */
+export function hasEncodedStreams(): boolean {
+  return typeof RTCRtpSender !== 'undefined' && 'createEncodedStreams' in RTCRtpSender.prototype;
+}
+
+/** The E2EE layer of one page: owns the Worker. */
+export class HushE2ee extends EventTarget {
+  private link: WorkerLink | null = null;
+  private legacy = false;
+  private readonly attached: Attached[] = [];
+  private readonly seen = new WeakSet<object>();
+  private nextId = 0;
+  private keyExchange: KeyExchangeOptions | null = null;
+  private lastSafetyCode: string | null = null;
+
+  /** Starts the Worker and loads the wasm; resolves with a ready instance. */
+  static async init(options: InitOptions = {}): Promise<HushE2ee> {
+    const hush = new HushE2ee();
+    await hush.init(options);
+    return hush;
+  }
+
+  /** Starts the Worker and loads the wasm (once). Other methods throw `not_initialized` before. */
+  async init(options: InitOptions = {}): Promise<void> {
+    if (this.link) throw new HushError('already_initialized', 'init was already called');
+    if (!hasScriptTransform() && !hasEncodedStreams()) {
+      throw new HushError('unsupported', 'this browser has neither RTCRtpScriptTransform nor createEncodedStreams');
+    }
+    this.legacy = options.forceLegacy === true ? hasEncodedStreams() : !hasScriptTransform();
+    const worker = options.worker
+      ?? (options.workerUrl !== undefined
+        ? new Worker(options.workerUrl, { type: 'module' })
+        : new Worker(new URL('../worker.js', import.meta.url), { type: 'module' }));
+    const wasmUrl = String(options.wasmUrl ?? new URL('../../wasm/hush_wasm_bg.wasm', import.meta.url));
+    const link = new WorkerLink(worker, (e) => this.onWorkerEvent(e));
+    try {
+      await link.request({ kind: 'init', wasmUrl: new URL(wasmUrl, location.href).href, suite: options.suite ?? Suite.AES_128_GCM_SHA256_128 }, 'initAck');
+    } catch (e) {
+      link.close();
+      throw e;
+    }
+    this.link = link;
+  }
+
+  /** Whether attach uses the legacy `createEncodedStreams` path. */
+  get usesLegacyStreams(): boolean {
+    return this.legacy;
+  }
+
+  /**
+   * The RTCPeerConnection configuration to use with this instance: adds
+   * `encodedInsertableStreams: true` where the legacy path needs it. Create the connection with it.
+   */
+  peerConnectionConfig(config: RTCConfiguration = {}): RTCConfiguration {
+    this.ready();
+    return this.legacy ? { ...config, encodedInsertableStreams: true } as RTCConfiguration : config;
+  }
+
+  /** Encrypts everything `sender` sends. Call right after addTrack/addTransceiver, before negotiation. */
+  attachSender(sender: RTCRtpSender, options: { source?: Source; kind?: 'audio' | 'video' } = {}): void {
+    const kind = options.kind ?? (sender.track?.kind as 'audio' | 'video' | undefined);
+    if (kind !== 'audio' && kind !== 'video') throw new HushError('bad_argument', 'the sender has no track: pass kind');
+    const source = options.source ?? (kind === 'audio' ? 'microphone' : 'camera');
+    const context = CONTEXTS[source];
+    if (context === undefined) throw new HushError('bad_argument', `unknown source ${String(source)}`);
+    this.attach(sender, { side: 'send', kind, id: `send-${source}-${this.nextId++}`, context } as TransformOptions, { sender });
+  }
+
+  /**
+   * Decrypts everything `receiver` receives. Call before `setLocalDescription` (right after
+   * addTransceiver, or in `ontrack` on the answering side). Frames that do not decrypt are dropped.
+   */
+  attachReceiver(receiver: RTCRtpReceiver, options: { participant?: string } = {}): void {
+    const kind = receiver.track.kind as 'audio' | 'video';
+    const id = `recv-${options.participant ?? 'remote'}-${kind}-${this.nextId++}`;
+    this.attach(receiver, { side: 'recv', kind, id, participant: options.participant } as TransformOptions, { receiver });
+  }
+
+  /** Whether `endpoint` already has a transform from this instance. */
+  isAttached(endpoint: RTCRtpSender | RTCRtpReceiver): boolean {
+    return this.seen.has(endpoint);
+  }
+
+  /** Sets the send key (all contexts, or one) for the local streams. */
+  async setSendKey(kid: bigint, key: Uint8Array, context?: number): Promise<void> {
+    const link = this.ready();
+    const m = { kind: 'setSendKey', kid, key: key.slice(), ...(context === undefined ? {} : { context }) } as ToWorker;
+    await link.request(m, 'ack');
+    this.emit('keychange', { type: 'explicit' } satisfies KeyChange);
+  }
+
+  /** Adds a receive key. */
+  async addRecvKey(kid: bigint, key: Uint8Array): Promise<void> {
+    await this.ready().request({ kind: 'addRecvKey', kid, key: key.slice() }, 'ack');
+    this.emit('keychange', { type: 'explicit' } satisfies KeyChange);
+  }
+
+  /** Removes a receive key. */
+  async removeRecvKey(kid: bigint): Promise<void> {
+    await this.ready().request({ kind: 'removeRecvKey', kid }, 'ack');
+  }
+
+  /** Explicit keys, both ways: `kid`/`key` for sending and receiving (a symmetric test call). */
+  async setKey(kid: bigint, key: Uint8Array, options: { context?: number } = {}): Promise<void> {
+    await this.setSendKey(kid, key, options.context);
+    await this.addRecvKey(kid, key);
+  }
+
+  /**
+   * Starts the hush-keys session in the Worker; resolves with the identity public key to put in
+   * `join.identity_key`. Then pass every relay membership and `e2ee` message to `relayEvent`.
+   */
+  async startKeyExchange(options: KeyExchangeOptions): Promise<Uint8Array> {
+    const link = this.ready();
+    if (this.keyExchange) throw new HushError('already_started', 'the key exchange already runs');
+    if (options.mode === 'shared' && !(options.sharedSecret instanceof Uint8Array)) {
+      throw new HushError('bad_argument', 'shared mode needs sharedSecret');
+    }
+    const seed = crypto.getRandomValues(new Uint8Array(32));
+    const m = { kind: 'keysStart', mode: options.mode, seed, ...(options.sharedSecret ? { sharedSecret: options.sharedSecret.slice() } : {}) };
+    this.keyExchange = options;
+    try {
+      const reply = await link.request(m as unknown as ToWorker, 'keysIdentity' as FromWorker['kind']) as unknown as { identityKey: Uint8Array };
+      return reply.identityKey;
+    } catch (e) {
+      this.keyExchange = null;
+      if (e instanceof HushError && e.code === 'bad_message') {
+        throw new HushError('unsupported', 'this Worker has no key exchange');
+      }
+      throw e;
+    }
+  }
+
+  /** Hands a relay message (`joined`, `participant_joined`, `participant_left`, `rekey`, `e2ee`) to the key exchange. */
+  relayEvent(event: Record<string, unknown>): void {
+    const link = this.ready();
+    if (!this.keyExchange) return;
+    link.post({ kind: 'relayEvent', event }, []);
+  }
+
+  /** The safety code last reported by the key exchange. */
+  get safetyCode(): string | null {
+    return this.lastSafetyCode;
+  }
+
+  /** Worker counters and RTP stats, per participant (`self` for the local senders). */
+  async getStats(): Promise<ParticipantStats[]> {
+    const reply = await this.ready().request<Extract<FromWorker, { kind: 'stats' }>>({ kind: 'stats' }, 'stats');
+    const byId = new Map(reply.transforms.map((t) => [t.id, t]));
+    const out = new Map<string, ParticipantStats>();
+    const now = performance.now();
+    for (const a of this.attached) {
+      const t = byId.get(a.options.id);
+      const who = a.options.side === 'send' ? 'self' : (a.options as { participant?: string }).participant ?? 'remote';
+      let p = out.get(who);
+      if (!p) {
+        p = { participant: who, frames: 0, ok: 0, dropped: {}, framesDecoded: 0, bytes: 0, bitrate: 0, transforms: [] };
+        out.set(who, p);
+      }
+      if (t) {
+        p.transforms.push(t);
+        p.frames += t.frames;
+        p.ok += t.ok;
+        for (const [r, n] of Object.entries(t.dropped)) {
+          p.dropped[r as DropReason] = (p.dropped[r as DropReason] ?? 0) + (n ?? 0);
+        }
+      }
+      const rtp = await rtpStats(a);
+      p.framesDecoded += rtp.framesDecoded;
+      p.bytes += rtp.bytes;
+      if (a.lastTime > 0 && now > a.lastTime && rtp.bytes >= a.lastBytes) {
+        p.bitrate += Math.round(((rtp.bytes - a.lastBytes) * 8 * 1000) / (now - a.lastTime));
+      }
+      a.lastBytes = rtp.bytes;
+      a.lastTime = now;
+    }
+    return [...out.values()];
+  }
+
+  /** Raw Worker counters, one entry per transform. */
+  async transformStats(): Promise<TransformStats[]> {
+    return (await this.ready().request<Extract<FromWorker, { kind: 'stats' }>>({ kind: 'stats' }, 'stats')).transforms;
+  }
+
+  /** Stops the Worker. The attached transforms stop passing frames. */
+  close(): void {
+    this.link?.close();
+    this.link = null;
+    this.keyExchange = null;
+  }
+
+  private ready(): WorkerLink {
+    if (!this.link) throw new HushError('not_initialized', 'call HushE2ee.init() (and await it) first');
+    return this.link;
+  }
+
+  private attach(endpoint: RTCRtpSender | RTCRtpReceiver, options: TransformOptions, a: Pick<Attached, 'sender' | 'receiver'>): void {
+    const link = this.ready();
+    if (this.seen.has(endpoint)) return;
+    if (this.legacy) {
+      let streams: { readable: ReadableStream; writable: WritableStream };
+      try {
+        streams = (endpoint as unknown as WithEncodedStreams).createEncodedStreams();
+      } catch (e) {
+        throw new HushError('unsupported', `createEncodedStreams failed (create the RTCPeerConnection with peerConnectionConfig()): ${String(e)}`);
+      }
+      link.post({ readable: streams.readable, writable: streams.writable, options }, [streams.readable, streams.writable] as unknown as Transferable[]);
+    } else {
+      endpoint.transform = new RTCRtpScriptTransform(link.worker, options);
+    }
+    this.seen.add(endpoint);
+    this.attached.push({ options, ...a, lastBytes: 0, lastTime: 0 });
+  }
+
+  private emit(name: HushEventName, detail: unknown): void {
+    this.dispatchEvent(new CustomEvent(name, { detail }));
+  }
+
+  private onWorkerEvent(m: WorkerEvent): void {
+    switch (m.kind) {
+      case 'decryptFailure':
+        this.emit('decryptfailure', {
+          participant: m.participant as string | undefined, reason: m.reason as DropReason, total: Number(m.total), id: String(m.id),
+        } satisfies DecryptFailure);
+        return;
+      case 'relaySend':
+        if (this.keyExchange && m.message && typeof m.message === 'object') {
+          this.keyExchange.send(m.message as Record<string, unknown>);
+        }
+        return;
+      case 'keyEvent':
+        this.onKeyEvent((m.event ?? {}) as Record<string, unknown>);
+        return;
+      case 'workerFailed':
+        this.emit('workerfailed', { detail: m.detail });
+        return;
+      case 'error':
+        this.emit('keyerror', { reason: m.reason, detail: m.detail });
+        return;
+      default:
+        // Unknown events are ignored: a newer Worker may send more.
+    }
+  }
+
+  private onKeyEvent(e: Record<string, unknown>): void {
+    switch (e.type) {
+      case 'epoch': this.emit('keychange', { type: 'installed', epoch: Number(e.epoch) } satisfies KeyChange); return;
+      case 'switched': this.emit('keychange', { type: 'switched', epoch: Number(e.epoch) } satisfies KeyChange); return;
+      case 'safetyCode':
+        this.lastSafetyCode = String(e.code);
+        this.emit('safetycode', { code: this.lastSafetyCode });
+        return;
+      case 'keyframeWanted': this.emit('keyframewanted', {}); return;
+      case 'memberRefused': this.emit('memberrefused', { participant: e.participant, reason: e.reason }); return;
+      case 'error': this.emit('keyerror', { reason: e.reason }); return;
+      default:
+    }
+  }
+}
+
+/** RTP byte and frame counters of one attached sender or receiver. */
+async function rtpStats(a: Attached): Promise<{ bytes: number; framesDecoded: number }> {
+  let bytes = 0;
+  let framesDecoded = 0;
+  try {
+    const report = await (a.sender ?? a.receiver)?.getStats();
+    report?.forEach((r: Record<string, unknown>) => {
+      if (r.type === 'inbound-rtp') {
+        bytes += Number(r.bytesReceived ?? 0);
+        framesDecoded += Number(r.framesDecoded ?? 0);
+      } else if (r.type === 'outbound-rtp') {
+        bytes += Number(r.bytesSent ?? 0);
+      }
+    });
+  } catch {
+    // A closed connection has no stats: count nothing.
+  }
+  return { bytes, framesDecoded };
+}

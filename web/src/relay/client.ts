@@ -1,0 +1,440 @@
+/**
+ * A client for the Hush relay: WebSocket signaling on `/v1/rtc` (hush-proto JSON, `v: 1`), one
+ * RTCPeerConnection, E2EE through `HushE2ee`.
+ *
+ * Negotiation follows the relay contract: the client publishes with `sendonly` transceivers
+ * (the sender transform attached right after `addTransceiver`), sends `publish {source, mid}` per
+ * transceiver and then its `offer`; the relay answers. The relay offers when it forwards other
+ * participants' tracks; it is the impolite peer, so when its offer meets ours the client rolls
+ * back, answers, and offers again (perfect negotiation, the polite side). Received tracks are
+ * mapped to participants by stream id `p<sender_index>` and track id `t<track>`.
+ *
+ * No reconnect: a closed socket ends the session with a `close` event carrying the relay's error
+ * code, if it sent one.
+ */
+import { CONTEXTS, HushE2ee, type Source } from '../api/index.js';
+import { alignExtmapIds, extmapIds, keepDtlsRole } from './sdp.js';
+
+/** A member of the room, as the relay describes it. */
+export interface Member {
+  id: string;
+  senderIndex: number;
+  joinSeq: number;
+  identityKey: string;
+}
+
+/** A remote track and whose it is. */
+export interface RemoteTrack {
+  participant: string | undefined;
+  senderIndex: number | undefined;
+  trackId: number | undefined;
+  track: MediaStreamTrack;
+  receiver: RTCRtpReceiver;
+}
+
+/** How the room's media keys are made. */
+export type KeyMode =
+  /** The hush-keys exchange (HPKE envelopes through the relay). */
+  | { mode: 'exchange' }
+  /** One room secret, distributed by the app; keys ratchet on joins. */
+  | { mode: 'shared'; secret: Uint8Array }
+  /** Explicit keys derived here from a secret (no exchange; every member needs the same secret). */
+  | { mode: 'explicit'; secret: Uint8Array }
+  /** No E2EE: frames go as the browser encodes them. */
+  | { mode: 'none' };
+
+/** Options for `RelaySession.join`. */
+export interface JoinOptions {
+  /** The relay's WebSocket URL, e.g. `ws://127.0.0.1:8080/v1/rtc`. */
+  url: string;
+  /** The access token (sent in `join`, never in the URL). */
+  token: string;
+  /** The room to join (checked against the token's room by the relay). */
+  room?: string;
+  /** The E2EE instance (already initialized); required unless keys.mode is `none`. */
+  e2ee?: HushE2ee;
+  keys: KeyMode;
+  /** Local tracks to publish, by source. */
+  publish?: Partial<Record<'camera' | 'microphone' | 'screen', MediaStreamTrack>>;
+  /** How long to wait for `joined`. */
+  joinTimeoutMs?: number;
+}
+
+/** Why the session ended. */
+export interface CloseInfo {
+  /** The relay's error code (`token_expired`, `room_full`, ...), or `socket_closed`, `left`. */
+  code: string;
+  message: string;
+}
+
+/** Error from `join`. */
+export class RelayError extends Error {
+  /** The relay's error code, or a local one (`socket_closed`, `join_timeout`, `bad_message`). */
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(`${code}: ${message}`);
+    this.name = 'RelayError';
+    this.code = code;
+  }
+}
+
+type Msg = Record<string, unknown> & { type: string };
+
+const b64 = (bytes: Uint8Array): string => btoa(Array.from(bytes, (b) => String.fromCharCode(b)).join(''));
+
+/** Relay membership and key messages the Worker's key session needs. */
+const KEY_EVENTS = new Set(['joined', 'participant_joined', 'participant_left', 'rekey', 'e2ee']);
+
+/**
+ * One participant's session with the relay. Events (CustomEvent detail): `track` (RemoteTrack),
+ * `trackended` (RemoteTrack), `participantjoined` (Member), `participantleft` ({id}),
+ * `close` (CloseInfo), `error` ({code, message}) for non-fatal relay errors.
+ */
+export class RelaySession extends EventTarget {
+  /** This participant's id. */
+  you = '';
+  /** This participant's sender index. */
+  senderIndex = -1;
+  /** The room. */
+  room = '';
+  /** Other members by id. */
+  readonly members = new Map<string, Member>();
+  /** Received tracks by track id string (`t<n>` or the browser's id). */
+  readonly remote = new Map<string, RemoteTrack>();
+  /** Relay track ids of our own published sources. */
+  readonly published = new Map<string, number>();
+  /** The peer connection (after join). */
+  pc: RTCPeerConnection | null = null;
+  /** Relay messages that could not be handled, by type. */
+  readonly ignored: Record<string, number> = {};
+
+  private ws: WebSocket | null = null;
+  private closed = false;
+  private queue: Promise<void> = Promise.resolve();
+  private pendingCandidates: RTCIceCandidateInit[] = [];
+  private trackSenders = new Map<number, string>();
+  private readonly sent = new Map<string, string>();
+
+  private constructor(private readonly options: JoinOptions) {
+    super();
+  }
+
+  /** Connects, joins, publishes; resolves once `joined` arrived and the first offer is out. */
+  static async join(options: JoinOptions): Promise<RelaySession> {
+    const s = new RelaySession(options);
+    await s.start();
+    return s;
+  }
+
+  /** Sends `leave` and closes. */
+  leave(): void {
+    this.send({ type: 'leave' });
+    this.finish({ code: 'left', message: 'left the room' });
+  }
+
+  /** Asks the publishers of every received video track for a keyframe. */
+  requestKeyframes(): void {
+    for (const t of this.remote.values()) {
+      if (t.trackId !== undefined && t.track.kind === 'video') this.send({ type: 'keyframe_request', track: t.trackId });
+    }
+  }
+
+  /** The member owning `senderIndex`. */
+  memberBySenderIndex(index: number): Member | undefined {
+    for (const m of this.members.values()) if (m.senderIndex === index) return m;
+    return undefined;
+  }
+
+  private send(message: Record<string, unknown>): void {
+    if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify({ v: 1, ...message }));
+  }
+
+  private async start(): Promise<void> {
+    const { e2ee, keys } = this.options;
+    if (keys.mode !== 'none' && !e2ee) throw new RelayError('bad_argument', 'E2EE needs an initialized HushE2ee');
+    let identityKey: Uint8Array = crypto.getRandomValues(new Uint8Array(32));
+    if (e2ee && (keys.mode === 'exchange' || keys.mode === 'shared')) {
+      identityKey = await e2ee.startKeyExchange({
+        mode: keys.mode,
+        sharedSecret: keys.mode === 'shared' ? keys.secret : undefined,
+        send: (m) => this.send(m),
+      });
+      e2ee.addEventListener('keyframewanted', () => this.requestKeyframes());
+    }
+    const ws = new WebSocket(this.options.url);
+    this.ws = ws;
+    const joined = await new Promise<Msg>((resolve, reject) => {
+      const timer = setTimeout(() => { reject(new RelayError('join_timeout', 'no joined from the relay')); ws.close(); }, this.options.joinTimeoutMs ?? 10_000);
+      ws.onopen = () => {
+        this.send({
+          type: 'join', token: this.options.token, identity_key: b64(identityKey),
+          ...(this.options.room ? { room: this.options.room } : {}),
+        });
+      };
+      ws.onmessage = (e) => {
+        const m = parse(e.data);
+        if (m?.type === 'joined') { clearTimeout(timer); resolve(m); return; }
+        if (m?.type === 'error') { clearTimeout(timer); reject(new RelayError(String(m.code), String(m.message ?? ''))); }
+      };
+      ws.onclose = (e) => { clearTimeout(timer); reject(new RelayError('socket_closed', `closed before joined (${e.code})`)); };
+    });
+    // Relay messages wait until the connection is set up, then run one at a time.
+    const setup = this.onJoined(joined);
+    this.queue = setup.catch(() => undefined);
+    ws.onmessage = (e) => {
+      const m = parse(e.data);
+      if (!m) { this.ignored.bad_message = (this.ignored.bad_message ?? 0) + 1; return; }
+      if (m.type === 'error') this.lastError = { code: String(m.code), message: String(m.message ?? '') };
+      this.queue = this.queue.then(() => this.handle(m)).catch((err) => {
+        this.ignored[m.type] = (this.ignored[m.type] ?? 0) + 1;
+        this.dispatchEvent(new CustomEvent('error', { detail: { code: 'client_error', message: `${m.type}: ${String(err)}` } }));
+      });
+    };
+    ws.onclose = (e) => this.finish({ code: this.lastError?.code ?? 'socket_closed', message: this.lastError?.message ?? `socket closed (${e.code})` });
+    try {
+      await setup;
+    } catch (e) {
+      this.finish({ code: 'client_error', message: String(e) });
+      throw e;
+    }
+  }
+
+  private lastError: CloseInfo | null = null;
+
+  private async onJoined(m: Msg): Promise<void> {
+    this.you = String(m.you);
+    this.senderIndex = Number(m.sender_index);
+    this.room = String(m.room);
+    for (const p of (m.participants as Msg[] | undefined) ?? []) this.addMember(p);
+    for (const t of (m.tracks as Msg[] | undefined) ?? []) this.trackSenders.set(Number(t.track), String(t.participant));
+    const { e2ee, keys } = this.options;
+    if (e2ee && keys.mode === 'explicit') await this.installExplicitKeys();
+    this.keyEvent(m);
+
+    const pc = new RTCPeerConnection(e2ee ? e2ee.peerConnectionConfig({}) : {});
+    this.pc = pc;
+    pc.onicecandidate = (e) => {
+      if (!e.candidate || !e.candidate.candidate) return;
+      this.send({
+        type: 'candidate', candidate: e.candidate.candidate,
+        ...(e.candidate.sdpMid != null ? { sdp_mid: e.candidate.sdpMid } : {}),
+        ...(e.candidate.sdpMLineIndex != null ? { sdp_m_line_index: e.candidate.sdpMLineIndex } : {}),
+        ...(e.candidate.usernameFragment != null ? { username_fragment: e.candidate.usernameFragment } : {}),
+      });
+    };
+    pc.ontrack = (e) => this.onTrack(e);
+
+    const publish = Object.entries(this.options.publish ?? {}).filter(([, t]) => t) as [Source, MediaStreamTrack][];
+    if (publish.length === 0) return; // Nothing to publish: wait for the relay's offer.
+    const stream = new MediaStream(publish.map(([, t]) => t));
+    const transceivers: [Source, RTCRtpTransceiver][] = [];
+    for (const [source, track] of publish) {
+      const t = pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
+      if (e2ee && keys.mode !== 'none') e2ee.attachSender(t.sender, { source, kind: track.kind as 'audio' | 'video' });
+      transceivers.push([source, t]);
+    }
+    this.publishing = transceivers;
+    await this.offer();
+  }
+
+  private publishing: [Source, RTCRtpTransceiver][] = [];
+  private lastOwnOffer: string | undefined;
+
+  /** Creates and sends our offer, announcing each publishing transceiver's mid first. */
+  private async offer(): Promise<void> {
+    const pc = this.pc;
+    if (!pc || this.closed || pc.signalingState !== 'stable') return;
+    await pc.setLocalDescription(await pc.createOffer());
+    this.lastOwnOffer = pc.localDescription?.sdp;
+    for (const [source, t] of this.publishing) {
+      if (this.sent.has(source)) continue;
+      // The relay matches a publication to incoming media by mid, or by kind without one. A
+      // rollback (glare with the relay's offer) can change our mids, and a second `publish` is
+      // refused: so the mid goes along only where the kind alone is ambiguous.
+      const kind = t.sender.track?.kind;
+      const ambiguous = this.publishing.filter(([, o]) => o.sender.track?.kind === kind).length > 1;
+      const mid = ambiguous ? t.mid ?? undefined : undefined;
+      this.sent.set(source, mid ?? '');
+      this.send({ type: 'publish', source, ...(mid !== undefined ? { mid } : {}) });
+    }
+    this.send({ type: 'offer', sdp: pc.localDescription?.sdp ?? '' });
+  }
+
+  private async handle(m: Msg): Promise<void> {
+    const pc = this.pc;
+    this.keyEvent(m);
+    switch (m.type) {
+      case 'offer': {
+        if (!pc) return;
+        const ours = pc.signalingState === 'have-local-offer';
+        if (ours) await pc.setLocalDescription({ type: 'rollback' });
+        // Our own offers count too: after a rollback nothing is current yet, but the browser
+        // numbers our next offer the way it numbered the last one.
+        const known = extmapIds(pc.currentLocalDescription?.sdp, pc.currentRemoteDescription?.sdp, this.lastOwnOffer);
+        await pc.setRemoteDescription({ type: 'offer', sdp: alignExtmapIds(String(m.sdp), known) });
+        await this.flushCandidates();
+        await pc.setLocalDescription(await pc.createAnswer());
+        this.send({ type: 'answer', sdp: pc.localDescription?.sdp ?? '' });
+        // Candidates we trickled with the rolled-back offer reached a relay that had no
+        // description of ours yet: send them again (the browser keeps them in the description).
+        if (ours) this.resendCandidates();
+        // Polite peer: our rolled-back offer goes out again (with any new mids).
+        if (ours || this.publishing.some(([, t]) => t.mid === null || t.currentDirection === null)) await this.offer();
+        return;
+      }
+      case 'answer':
+        if (!pc || pc.signalingState !== 'have-local-offer') return; // Stale: we rolled back.
+        await pc.setRemoteDescription({ type: 'answer', sdp: keepDtlsRole(String(m.sdp), pc.currentLocalDescription?.sdp) });
+        await this.flushCandidates();
+        return;
+      case 'candidate': {
+        const c: RTCIceCandidateInit = {
+          candidate: String(m.candidate ?? ''),
+          sdpMid: (m.sdp_mid as string | undefined) ?? null,
+          sdpMLineIndex: (m.sdp_m_line_index as number | undefined) ?? null,
+          usernameFragment: (m.username_fragment as string | undefined) ?? null,
+        };
+        if (!c.candidate) return;
+        if (!pc?.remoteDescription) { this.pendingCandidates.push(c); return; }
+        await pc.addIceCandidate(c).catch(() => { this.ignored.candidate = (this.ignored.candidate ?? 0) + 1; });
+        return;
+      }
+      case 'participant_joined': {
+        const p = m.participant as Msg;
+        const member = this.addMember(p);
+        if (this.options.keys.mode === 'explicit') await this.addExplicitRecvKeys(member.senderIndex);
+        this.dispatchEvent(new CustomEvent('participantjoined', { detail: member }));
+        return;
+      }
+      case 'participant_left': {
+        const id = String(m.participant);
+        this.members.delete(id);
+        this.dispatchEvent(new CustomEvent('participantleft', { detail: { id } }));
+        return;
+      }
+      case 'track_published':
+        this.trackSenders.set(Number(m.track), String(m.participant));
+        if (String(m.participant) === this.you) this.published.set(String(m.source), Number(m.track));
+        return;
+      case 'track_unpublished':
+        for (const [key, t] of this.remote) {
+          if (t.trackId === Number(m.track)) {
+            this.remote.delete(key);
+            this.dispatchEvent(new CustomEvent('trackended', { detail: t }));
+          }
+        }
+        return;
+      case 'error':
+        if (m.fatal !== true) this.dispatchEvent(new CustomEvent('error', { detail: this.lastError }));
+        return;
+      case 'joined': case 'e2ee': case 'rekey': case 'keyframe_request': case 'room_locked': case 'pong':
+        return;
+      default:
+        this.ignored[m.type] = (this.ignored[m.type] ?? 0) + 1;
+    }
+  }
+
+  private keyEvent(m: Msg): void {
+    const { e2ee, keys } = this.options;
+    if (e2ee && (keys.mode === 'exchange' || keys.mode === 'shared') && KEY_EVENTS.has(m.type)) e2ee.relayEvent(m);
+  }
+
+  private resendCandidates(): void {
+    const sdp = this.pc?.localDescription?.sdp ?? '';
+    let mid: string | undefined;
+    let index = -1;
+    for (const line of sdp.split(/\r?\n/)) {
+      if (line.startsWith('m=')) { index++; mid = undefined; }
+      else if (line.startsWith('a=mid:')) mid = line.slice(6).trim();
+      else if (line.startsWith('a=candidate:') && index === 0) {
+        // BUNDLE: one transport, so the first m-section's candidates are all of them.
+        this.send({ type: 'candidate', candidate: line.slice(2).trim(), sdp_m_line_index: 0, ...(mid !== undefined ? { sdp_mid: mid } : {}) });
+      }
+    }
+  }
+
+  private async flushCandidates(): Promise<void> {
+    const pc = this.pc;
+    if (!pc) return;
+    const pending = this.pendingCandidates;
+    this.pendingCandidates = [];
+    for (const c of pending) await pc.addIceCandidate(c).catch(() => undefined);
+  }
+
+  private addMember(p: Msg): Member {
+    const member: Member = {
+      id: String(p.id), senderIndex: Number(p.sender_index), joinSeq: Number(p.join_seq), identityKey: String(p.identity_key ?? ''),
+    };
+    this.members.set(member.id, member);
+    return member;
+  }
+
+  private onTrack(e: RTCTrackEvent): void {
+    const streamId = e.streams[0]?.id ?? '';
+    const senderIndex = /^p(\d+)$/.exec(streamId)?.[1];
+    const trackId = /^t(\d+)$/.exec(e.track.id)?.[1];
+    const index = senderIndex === undefined ? undefined : Number(senderIndex);
+    const tid = trackId === undefined ? undefined : Number(trackId);
+    const participant = (index !== undefined ? this.memberBySenderIndex(index)?.id : undefined)
+      ?? (tid !== undefined ? this.trackSenders.get(tid) : undefined);
+    const { e2ee, keys } = this.options;
+    // The answering side's ontrack runs inside setRemoteDescription, before our answer: in time.
+    if (e2ee && keys.mode !== 'none' && !e2ee.isAttached(e.receiver)) e2ee.attachReceiver(e.receiver, { participant });
+    const remote: RemoteTrack = { participant, senderIndex: index, trackId: tid, track: e.track, receiver: e.receiver };
+    this.remote.set(e.track.id, remote);
+    this.dispatchEvent(new CustomEvent('track', { detail: remote }));
+  }
+
+  /** Explicit mode: one key per (sender index, context), derived from the shared secret. */
+  private async installExplicitKeys(): Promise<void> {
+    const e2ee = this.options.e2ee;
+    if (!e2ee) return;
+    for (const ctx of [CONTEXTS.microphone, CONTEXTS.camera, CONTEXTS.screen, CONTEXTS.screen_audio]) {
+      const kid = explicitKid(this.senderIndex, ctx);
+      await e2ee.setSendKey(kid, await this.explicitKey(kid), ctx);
+    }
+    for (const m of this.members.values()) await this.addExplicitRecvKeys(m.senderIndex);
+  }
+
+  private async addExplicitRecvKeys(senderIndex: number): Promise<void> {
+    const e2ee = this.options.e2ee;
+    if (!e2ee) return;
+    for (const ctx of [0, 1, 2, 3]) {
+      const kid = explicitKid(senderIndex, ctx);
+      await e2ee.addRecvKey(kid, await this.explicitKey(kid));
+    }
+  }
+
+  private async explicitKey(kid: bigint): Promise<Uint8Array> {
+    const keys = this.options.keys;
+    if (keys.mode !== 'explicit') throw new RelayError('bad_argument', 'not in explicit mode');
+    const base = await crypto.subtle.importKey('raw', keys.secret as BufferSource, 'HKDF', false, ['deriveBits']);
+    const info = new TextEncoder().encode(`hush explicit ${kid}`);
+    const bits = await crypto.subtle.deriveBits({ name: 'HKDF', hash: 'SHA-256', salt: new Uint8Array(0), info }, base, 128);
+    return new Uint8Array(bits);
+  }
+
+  private finish(info: CloseInfo): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.pc?.close();
+    if (this.ws && this.ws.readyState <= WebSocket.OPEN) this.ws.close(1000);
+    this.dispatchEvent(new CustomEvent('close', { detail: info }));
+  }
+}
+
+/** KID for explicit mode: sender index and context, like hush-keys' layout (epoch 0). */
+export function explicitKid(senderIndex: number, context: number): bigint {
+  return (BigInt(senderIndex) << 4n) | BigInt(context & 0xf);
+}
+
+function parse(data: unknown): Msg | null {
+  if (typeof data !== 'string' || data.length > 1 << 20) return null;
+  try {
+    const m = JSON.parse(data) as unknown;
+    if (m && typeof m === 'object' && typeof (m as Msg).type === 'string' && (m as Msg).v === 1) return m as Msg;
+  } catch {
+    // Not JSON: dropped and counted by the caller.
+  }
+  return null;
+}

@@ -1,0 +1,123 @@
+/// <reference lib="webworker" />
+/**
+ * The key exchange inside the Worker: one hush-keys session (hush-wasm `KeySession`) per
+ * `keysStart`. The page only carries opaque relay messages (`relayEvent` in, `relaySend` out);
+ * identity keys and epoch secrets stay in wasm memory, frame keys go to the key ring and
+ * nowhere else. Session timers run here (setTimeout at `nextTimeout`).
+ */
+import { KeySession } from '../wasm/hush_wasm.js';
+import { keyRing } from './keyring.js';
+import type { FromWorker, KeyEvent, RelayMessage, ToWorker } from './protocol.js';
+
+declare const self: DedicatedWorkerGlobalScope;
+
+/** The messages this module handles. */
+export type KeysMessage = Extract<ToWorker, { kind: 'keysStart' | 'relayEvent' }>;
+
+/** Whether `m` is one of this module's messages. */
+export function isKeysMessage(m: ToWorker): m is KeysMessage {
+  return m.kind === 'keysStart' || m.kind === 'relayEvent';
+}
+
+/** One output of `KeySession.pollOutputs()`. */
+type Output =
+  | { kind: 'relaySend'; json: string }
+  | { kind: 'key'; op: 'setSend' | 'stopSend' | 'addRecv' | 'removeRecv'; context?: number; kid?: bigint; key?: Uint8Array }
+  | { kind: 'event'; event: KeyEvent };
+
+/** setTimeout's longest delay. */
+const MAX_DELAY_MS = 0x7fffffff;
+
+let session: KeySession | null = null;
+let timer: ReturnType<typeof setTimeout> | null = null;
+let post: (m: FromWorker) => void = (m) => self.postMessage(m);
+/** Local send streams running now: a session started later (or joined later) learns of them. */
+const streams = new Set<number>();
+
+/** Feeds a transform notice to the session; a refusal before the join is expected (replayed later). */
+function notify(call: (s: KeySession, now: number) => string | undefined): void {
+  if (!session) return;
+  call(session, Date.now());
+  drain();
+}
+
+keyRing.listen({
+  streamStarted(context) { streams.add(context); notify((s, now) => s.localStreamStarted(now, context)); },
+  streamStopped(context) { streams.delete(context); notify((s, now) => s.localStreamStopped(now, context)); },
+  usageLimitNear(context) { notify((s, now) => s.usageLimitNear(now, context)); },
+});
+
+/** Applies the session's outputs: keys to the key ring, messages and events to the page. */
+function drain(): void {
+  if (!session) return;
+  for (const o of session.pollOutputs() as Output[]) {
+    switch (o.kind) {
+      case 'relaySend':
+        post({ kind: 'relaySend', message: JSON.parse(o.json) as RelayMessage });
+        break;
+      case 'key':
+        if (o.op === 'setSend' && o.context !== undefined && o.kid !== undefined && o.key) keyRing.setSend(o.context, o.kid, o.key);
+        else if (o.op === 'stopSend' && o.context !== undefined) keyRing.stopSend(o.context);
+        else if (o.op === 'addRecv' && o.kid !== undefined && o.key) keyRing.addRecv(o.kid, o.key);
+        else if (o.op === 'removeRecv' && o.kid !== undefined) keyRing.removeRecv(o.kid);
+        break;
+      case 'event':
+        post({ kind: 'keyEvent', event: o.event });
+        break;
+    }
+  }
+  schedule();
+}
+
+/** Arms the timer for the session's next deadline. */
+function schedule(): void {
+  if (timer !== null) { clearTimeout(timer); timer = null; }
+  const at = session?.nextTimeout();
+  if (at === undefined) return;
+  const delay = Math.min(Math.max(0, at - Date.now()), MAX_DELAY_MS);
+  timer = setTimeout(() => {
+    timer = null;
+    session?.handleTick(Date.now());
+    drain();
+  }, delay);
+}
+
+function stop(): void {
+  if (timer !== null) { clearTimeout(timer); timer = null; }
+  session?.free();
+  session = null;
+}
+
+function fail(reason: string): void {
+  post({ kind: 'keyEvent', event: { type: 'error', reason } });
+}
+
+/** Handles `keysStart` and `relayEvent` (the Worker's onmessage dispatches them here). */
+export function handleKeysMessage(m: KeysMessage, postTo?: (m: FromWorker) => void): void {
+  if (postTo) post = postTo;
+  if (m.kind === 'keysStart') {
+    stop();
+    try {
+      session = new KeySession(m.mode, m.seed, m.mode === 'shared' ? m.sharedSecret ?? null : null);
+    } catch (e) {
+      fail(`start_failed: ${e instanceof Error ? e.message : String(e)}`);
+      return;
+    } finally {
+      // The seed and the shared secret were copied into wasm; wipe the structured clones.
+      m.seed.fill(0);
+      m.sharedSecret?.fill(0);
+    }
+    post({ kind: 'keysIdentity', identityKey: session.identityKey() });
+    return;
+  }
+  if (!session) { fail('not_started'); return; }
+  let text: string;
+  try { text = JSON.stringify(m.event); } catch { fail('malformed_event'); return; }
+  const refused = session.handleRelayEvent(Date.now(), text);
+  if (refused !== undefined) fail(refused);
+  // Streams that started before the join get their keys now (repeats are no-ops).
+  if (m.event?.type === 'joined' && refused === undefined) {
+    for (const c of streams) session.localStreamStarted(Date.now(), c);
+  }
+  drain();
+}
