@@ -56,6 +56,11 @@
 //! }
 //! ```
 
+pub mod config;
+pub mod driver;
+pub mod http;
+pub mod media;
+pub mod ops;
 pub mod routing;
 pub mod time;
 pub mod token;

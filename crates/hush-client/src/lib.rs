@@ -2,4 +2,28 @@
 //!
 //! Joins a relay room over signaling, publishes frames encrypted with hush-frame under keys from
 //! hush-keys, subscribes to the other participants and decrypts what arrives. Used by tests and
-//! the load tool.
+//! the load tool (`hush-load`).
+//!
+//! - [`Client`]: `connect` (WebSocket `/v1/rtc`, `join` with the token, one webrtc-rs
+//!   PeerConnection with mDNS off, the polite peer of the relay's renegotiations), `send_frame`
+//!   (encrypt, then packetize), `stats`, `leave`; [`ClientEvent`]s through a bounded queue.
+//! - [`crypto`]: encryptors per stream context, one decryptor, counters per sender and reason.
+//! - [`ivf`]: a minimal IVF reader and writer for VP8 frames.
+//! - [`synth`]: synthetic VP8 and Opus frames that carry a plaintext marker.
+//!
+//! The key session runs in exchange mode: the relay's `joined`, `participant_joined`,
+//! `participant_left` and `rekey` messages are its ordered membership log, `e2ee` messages its
+//! envelopes; "to all members" envelopes are fanned out by this client, one per member.
+//! Member attestations are not sent or checked yet.
+
+mod client;
+pub mod crypto;
+mod error;
+pub mod ivf;
+pub mod synth;
+
+pub use client::{
+    Client, ClientEvent, ClientOptions, FrameSink, JoinInfo, MediaKind, ReceivedFrame,
+};
+pub use crypto::{DropCounts, RecvStats, SendStats, Stats};
+pub use error::ClientError;

@@ -38,8 +38,13 @@ pub enum ClientMessage {
     Unsubscribe(TrackRef),
     /// An opaque key-exchange envelope for one participant of the room.
     E2ee(E2eeTo),
-    /// Ask a track's publisher for a keyframe (after a key change, say).
+    /// Ask a track's publisher for a keyframe (needs the `subscribe` grant and a subscription to
+    /// that track).
     KeyframeRequest(TrackRef),
+    /// Ask the relay to put a rekey point in the room's ordered membership log (a key-layer
+    /// timer or a sender near its key's usage limit). Rate limited per room; requests within the
+    /// interval merge into one.
+    Rekey(RekeyRequest),
     /// Moderator: remove a participant (a removal is a leave).
     ForceDisconnect(ForceDisconnect),
     /// Moderator: stop a participant's track.
@@ -66,6 +71,7 @@ impl ClientMessage {
         "unsubscribe",
         "e2ee",
         "keyframe_request",
+        "rekey",
         "force_disconnect",
         "force_unpublish",
         "lock_room",
@@ -109,6 +115,7 @@ impl ClientMessage {
             | Self::Subscribe(_)
             | Self::Unsubscribe(_)
             | Self::KeyframeRequest(_)
+            | Self::Rekey(_)
             | Self::ForceDisconnect(_)
             | Self::ForceUnpublish(_)
             | Self::LockRoom(_)
@@ -131,6 +138,7 @@ impl ClientMessage {
             Self::Unsubscribe(_) => "unsubscribe",
             Self::E2ee(_) => "e2ee",
             Self::KeyframeRequest(_) => "keyframe_request",
+            Self::Rekey(_) => "rekey",
             Self::ForceDisconnect(_) => "force_disconnect",
             Self::ForceUnpublish(_) => "force_unpublish",
             Self::LockRoom(_) => "lock_room",
@@ -187,6 +195,40 @@ pub struct E2eeTo {
     pub to: ParticipantId,
     /// Opaque bytes (an HPKE envelope), base64 on the wire.
     pub payload: OpaqueBytes,
+}
+
+/// `rekey`: ask for a new epoch. The body is optional: `{"v":1,"type":"rekey"}` is a request
+/// without a reason.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RekeyRequest {
+    /// Why the client asks (informational; the others never see it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<RekeyReason>,
+}
+
+/// Why a client asks for a rekey.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RekeyReason {
+    /// The key layer's rotation timer.
+    Timer,
+    /// A sender nears its key's usage limit (the SFrame counter).
+    UsageLimit,
+    /// A reason this version does not know (sent by a newer client); accepted, not refused.
+    #[serde(other)]
+    Other,
+}
+
+impl RekeyReason {
+    /// The wire name (also the metrics label).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Timer => "timer",
+            Self::UsageLimit => "usage_limit",
+            Self::Other => "other",
+        }
+    }
 }
 
 /// `force_disconnect`: remove a participant.

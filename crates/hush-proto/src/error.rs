@@ -107,6 +107,9 @@ error_codes! {
     SourceNotAllowed = "source_not_allowed",
     /// Subscribing needs the `subscribe` grant.
     SubscribeNotAllowed = "subscribe_not_allowed",
+    /// The request needs a subscription to the track (a keyframe request for a track you do
+    /// not receive).
+    NotSubscribed = "not_subscribed",
     /// Moderator commands need the `moderator` grant.
     ModeratorRequired = "moderator_required",
 

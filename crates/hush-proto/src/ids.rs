@@ -11,6 +11,52 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::limits::MAX_ID_BYTES;
 use crate::redact::REDACTED;
 
+/// A random value that names one life of a room: a room forgotten after its empty timeout and
+/// created again under the same id gets a new one, although its sequence numbers and sender
+/// indexes start again from the beginning. Key layers that derive keys from the room id alone
+/// (shared-secret mode) must bind this too, or the second life would reuse the first one's keys
+/// and nonces. 16 bytes, standard base64 on the wire (24 characters).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RoomInstance(pub [u8; 16]);
+
+impl RoomInstance {
+    /// The bytes.
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for RoomInstance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RoomInstance(")?;
+        for b in &self.0[..4] {
+            write!(f, "{b:02x}")?;
+        }
+        write!(f, "..)")
+    }
+}
+
+impl Serialize for RoomInstance {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use base64::Engine as _;
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for RoomInstance {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use base64::Engine as _;
+        let text = String::deserialize(d)?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text.as_bytes())
+            .map_err(|_| serde::de::Error::custom("room_instance is not base64"))?;
+        let bytes: [u8; 16] = bytes
+            .try_into()
+            .map_err(|_| serde::de::Error::custom("room_instance is not 16 bytes"))?;
+        Ok(Self(bytes))
+    }
+}
+
 /// Why a string is not a valid room or participant id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]

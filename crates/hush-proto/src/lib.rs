@@ -33,7 +33,8 @@
 //! | `unpublish` | `source` | | `track_unpublished` to everyone |
 //! | `subscribe` / `unsubscribe` | `track` | `subscribe` (to subscribe) | starts or stops forwarding that track to you |
 //! | `e2ee` | `to`, `payload` | | `e2ee` with `from` to that member of your room only |
-//! | `keyframe_request` | `track` | | `keyframe_request` to the publisher, rate limited per track |
+//! | `keyframe_request` | `track` | `subscribe`, subscribed to `track` | `keyframe_request` to the publisher, rate limited per track |
+//! | `rekey` | `reason`? (`timer`, `usage_limit`) | | `rekey` with the next membership `seq` to every member (you too); at most one per room per second, requests in between merge into one |
 //! | `force_disconnect` | `participant` | `moderator` | removes it (`removed`); a removal is a leave |
 //! | `force_unpublish` | `participant`, `source` | `moderator` | unpublishes its track |
 //! | `lock_room` | `locked` | `moderator` | `room_locked` to everyone |
@@ -46,9 +47,10 @@
 //!
 //! | `type` | fields |
 //! |---|---|
-//! | `joined` | `you`, `sender_index`, `join_seq`, `room`, `locked`, `grants`, `participants` (oldest first), `tracks` |
+//! | `joined` | `you`, `sender_index`, `join_seq`, `room`, `room_instance`, `locked`, `grants`, `participants` (oldest first), `tracks` |
 //! | `participant_joined` | `seq`, `participant` {`id`, `sender_index`, `join_seq`, `identity_key`, `attestation`?, `grants`} |
 //! | `participant_left` | `seq`, `participant`, `sender_index`, `reason` (`left`, `disconnected`, `removed`, `replaced`) |
+//! | `rekey` | `seq` |
 //! | `track_published` | `track`, `participant`, `sender_index`, `source` |
 //! | `track_unpublished` | `track`, `participant`, `source` |
 //! | `offer` / `answer` / `candidate` | as from the client |
@@ -58,9 +60,10 @@
 //! | `pong` | `seq` |
 //! | `error` | `code`, `message`, `fatal` |
 //!
-//! Membership events (`joined`, `participant_joined`, `participant_left`) carry the room's
-//! membership sequence number, which grows by one per join or leave: the key layer orders epoch
-//! changes by it. Sender indexes and track ids are never reused within a room.
+//! Membership events (`joined`, `participant_joined`, `participant_left`, `rekey`) carry the
+//! room's membership sequence number, which grows by one per join, leave or rekey point: the key
+//! layer orders epoch changes by it (a rekey is a fresh epoch, like a leave, but keeps the
+//! safety code). Sender indexes and track ids are never reused within a room.
 //!
 //! # Error codes
 //!
@@ -96,6 +99,7 @@
 //! | `publish_not_allowed` | no `publish` grant |
 //! | `source_not_allowed` | the source is not in the `sources` grant |
 //! | `subscribe_not_allowed` | no `subscribe` grant |
+//! | `not_subscribed` | you do not receive this track (`keyframe_request`) |
 //! | `moderator_required` | no `moderator` grant |
 //! | `room_full` | the room is at its participant limit (fatal at join) |
 //! | `server_full` | the relay is at its room limit (fatal at join) |
@@ -132,16 +136,16 @@ mod tests;
 pub use bytes::OpaqueBytes;
 pub use client::{
     ClientMessage, E2eeTo, ForceDisconnect, ForceUnpublish, Join, LockRoom, Ping, Publish,
-    TrackRef, Unpublish,
+    RekeyReason, RekeyRequest, TrackRef, Unpublish,
 };
 pub use error::ErrorCode;
-pub use ids::{IdError, ParticipantId, RoomId, SenderIndex, Source, TrackId};
+pub use ids::{IdError, ParticipantId, RoomId, RoomInstance, SenderIndex, Source, TrackId};
 pub use limits::MAX_MESSAGE_BYTES;
 pub use message::{DecodeError, FieldTooLarge, PROTOCOL_VERSION};
 pub use redact::Pii;
 pub use server::{
     E2eeFrom, ErrorMessage, Joined, LeaveReason, ParticipantInfo, ParticipantJoined,
-    ParticipantLeft, ServerMessage, TrackInfo, TrackUnpublished,
+    ParticipantLeft, RekeyEvent, ServerMessage, TrackInfo, TrackUnpublished,
 };
 pub use signal::{Candidate, Sdp};
 pub use token::{AccessToken, Audience, Grants, TokenClaims};

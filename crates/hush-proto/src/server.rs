@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::bytes::OpaqueBytes;
 use crate::client::{LockRoom, Ping, TrackRef};
 use crate::error::ErrorCode;
-use crate::ids::{ParticipantId, RoomId, SenderIndex, Source, TrackId};
+use crate::ids::{ParticipantId, RoomId, RoomInstance, SenderIndex, Source, TrackId};
 use crate::limits::{
     MAX_ATTESTATION_BYTES, MAX_E2EE_PAYLOAD_BYTES, MAX_ERROR_MESSAGE_BYTES, MAX_IDENTITY_KEY_BYTES,
 };
@@ -25,6 +25,9 @@ pub enum ServerMessage {
     ParticipantJoined(ParticipantJoined),
     /// Someone left the room (or was removed): the key layer starts a new epoch.
     ParticipantLeft(ParticipantLeft),
+    /// A rekey point in the room's membership log (after a member's `rekey`): the key layer
+    /// starts a fresh epoch numbered `seq`. Sent to every member, the requester included.
+    Rekey(RekeyEvent),
     /// A track was published (also sent to its publisher, which learns the track id this way).
     TrackPublished(TrackInfo),
     /// A track was unpublished.
@@ -53,6 +56,7 @@ impl ServerMessage {
         "joined",
         "participant_joined",
         "participant_left",
+        "rekey",
         "track_published",
         "track_unpublished",
         "offer",
@@ -102,6 +106,7 @@ impl ServerMessage {
                 FieldTooLarge::check("message", e.message.len(), MAX_ERROR_MESSAGE_BYTES)
             }
             Self::ParticipantLeft(_)
+            | Self::Rekey(_)
             | Self::TrackPublished(_)
             | Self::TrackUnpublished(_)
             | Self::KeyframeRequest(_)
@@ -116,6 +121,7 @@ impl ServerMessage {
             Self::Joined(_) => "joined",
             Self::ParticipantJoined(_) => "participant_joined",
             Self::ParticipantLeft(_) => "participant_left",
+            Self::Rekey(_) => "rekey",
             Self::TrackPublished(_) => "track_published",
             Self::TrackUnpublished(_) => "track_unpublished",
             Self::Offer(_) => "offer",
@@ -142,6 +148,11 @@ pub struct Joined {
     pub join_seq: u64,
     /// The room.
     pub room: RoomId,
+    /// This life of the room (see [`RoomInstance`]): equal for every member of one life,
+    /// different after the room was forgotten and created again. Optional on the wire for
+    /// relays that predate it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room_instance: Option<RoomInstance>,
     /// Whether the room is locked.
     pub locked: bool,
     /// Your grants, as the token gave them.
@@ -199,6 +210,14 @@ pub struct ParticipantLeft {
     pub sender_index: SenderIndex,
     /// Why.
     pub reason: LeaveReason,
+}
+
+/// `rekey` from the relay: a rekey point in the membership log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RekeyEvent {
+    /// The room's membership sequence number of this event (the same counter as joins and
+    /// leaves; the new epoch's number).
+    pub seq: u64,
 }
 
 /// Why a participant left.

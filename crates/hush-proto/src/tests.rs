@@ -58,6 +58,9 @@ fn every_client_message() -> Vec<ClientMessage> {
             payload: OpaqueBytes::new(vec![9; 100]),
         }),
         ClientMessage::KeyframeRequest(track),
+        ClientMessage::Rekey(RekeyRequest {
+            reason: Some(RekeyReason::UsageLimit),
+        }),
         ClientMessage::ForceDisconnect(ForceDisconnect {
             participant: pid("bob"),
         }),
@@ -78,6 +81,7 @@ fn every_server_message() -> Vec<ServerMessage> {
             sender_index: SenderIndex(2),
             join_seq: 5,
             room: RoomId::new("r1").unwrap(),
+            room_instance: Some(RoomInstance([0xa5; 16])),
             locked: false,
             grants: Grants {
                 sources: Some(vec![Source::Camera]),
@@ -101,6 +105,7 @@ fn every_server_message() -> Vec<ServerMessage> {
             sender_index: SenderIndex(3),
             reason: LeaveReason::Removed,
         }),
+        ServerMessage::Rekey(RekeyEvent { seq: 8 }),
         ServerMessage::TrackPublished(TrackInfo {
             track: TrackId(1),
             participant: pid("bob"),
@@ -184,6 +189,72 @@ fn wire_form_is_as_documented() {
     assert_eq!(text, r#"{"v":1,"type":"e2ee","to":"bob","payload":"/w=="}"#);
     let text = ClientMessage::Leave.encode();
     assert_eq!(text, r#"{"v":1,"type":"leave"}"#);
+}
+
+#[test]
+fn rekey_has_an_optional_reason() {
+    // No body at all: the form the key layer sends.
+    let msg = ClientMessage::decode(r#"{"v":1,"type":"rekey"}"#).unwrap();
+    assert_eq!(msg, ClientMessage::Rekey(RekeyRequest::default()));
+    assert_eq!(msg.encode(), r#"{"v":1,"type":"rekey"}"#);
+    let msg = ClientMessage::decode(r#"{"v":1,"type":"rekey","reason":"timer"}"#).unwrap();
+    assert_eq!(
+        msg,
+        ClientMessage::Rekey(RekeyRequest {
+            reason: Some(RekeyReason::Timer)
+        })
+    );
+    // A reason from a newer client is accepted as `other`, not refused.
+    let msg = ClientMessage::decode(r#"{"v":1,"type":"rekey","reason":"solar_flare"}"#).unwrap();
+    assert_eq!(
+        msg,
+        ClientMessage::Rekey(RekeyRequest {
+            reason: Some(RekeyReason::Other)
+        })
+    );
+    // A mistyped one is refused.
+    for text in [
+        r#"{"v":1,"type":"rekey","reason":7}"#,
+        r#"{"v":1,"type":"rekey","reason":{"timer":true}}"#,
+    ] {
+        assert_eq!(refused(text), ErrorCode::MalformedMessage, "{text}");
+    }
+    // The relay's event carries the sequence number only.
+    let text = ServerMessage::Rekey(RekeyEvent { seq: 12 }).encode();
+    assert_eq!(text, r#"{"v":1,"type":"rekey","seq":12}"#);
+    assert!(ServerMessage::decode(r#"{"v":1,"type":"rekey"}"#).is_err());
+}
+
+#[test]
+fn room_instance_is_16_bytes_of_base64() {
+    let j = |instance: &str| {
+        format!(
+            r#"{{"v":1,"type":"joined","you":"a","sender_index":0,"join_seq":1,"room":"r","room_instance":{instance},"locked":false,"grants":{{}},"participants":[],"tracks":[]}}"#
+        )
+    };
+    let ok = ServerMessage::decode(&j(r#""AAECAwQFBgcICQoLDA0ODw==""#)).unwrap();
+    let ServerMessage::Joined(joined) = ok else {
+        panic!("not joined")
+    };
+    let want: [u8; 16] = core::array::from_fn(|i| i as u8);
+    assert_eq!(joined.room_instance, Some(RoomInstance(want)));
+    for bad in [
+        r#""AAECAwQFBgcICQoLDA0O""#,
+        r#""not base64!""#,
+        "16",
+        r#""AAECAwQFBgcICQoLDA0ODxA=""#,
+    ] {
+        assert!(ServerMessage::decode(&j(bad)).is_err(), "{bad}");
+    }
+    // Absent (an older relay): still a valid `joined`.
+    let old = r#"{"v":1,"type":"joined","you":"a","sender_index":0,"join_seq":1,"room":"r","locked":false,"grants":{},"participants":[],"tracks":[]}"#;
+    assert!(
+        matches!(ServerMessage::decode(old), Ok(ServerMessage::Joined(j)) if j.room_instance.is_none())
+    );
+    assert_eq!(
+        format!("{:?}", RoomInstance(want)),
+        "RoomInstance(00010203..)"
+    );
 }
 
 #[test]

@@ -35,6 +35,9 @@ pub struct RelayConfig {
     /// The shortest time between two keyframe requests reaching one publisher's track; requests
     /// in between are merged into one sent when the interval is over.
     pub keyframe_interval: Duration,
+    /// The shortest time between two rekey points in one room's membership log; `rekey`
+    /// requests in between are merged into one placed when the interval is over.
+    pub rekey_interval: Duration,
 }
 
 impl Default for RelayConfig {
@@ -53,6 +56,7 @@ impl Default for RelayConfig {
             },
             max_rate_strikes: 100,
             keyframe_interval: Duration::from_millis(500),
+            rekey_interval: Duration::from_secs(1),
         }
     }
 }

@@ -11,7 +11,7 @@ use super::config::RoomSettings;
 use super::outbox::Refusal;
 use super::output::{Audit, ConnId, MediaSignal, Output};
 use super::relay::Relay;
-use super::room::{Newcomer, Room};
+use super::room::Newcomer;
 use crate::time::Now;
 
 const NOT_IN_ROOM: Refusal = Refusal::new(ErrorCode::InternalError, "internal error");
@@ -99,10 +99,8 @@ impl Relay {
                     "the relay has no room for another room",
                 ));
             }
-            self.rooms.insert(
-                room_id.clone(),
-                Room::new(room_id.clone(), RoomSettings::default(), now),
-            );
+            let room = self.new_room(room_id.clone(), RoomSettings::default(), now);
+            self.rooms.insert(room_id.clone(), room);
         }
         let room = self.rooms.get(room_id).ok_or(NOT_IN_ROOM)?;
         if let Some(old) = room.check_admission(participant, &self.config)? {
@@ -180,6 +178,11 @@ impl Relay {
                 self.out.send(recipient.conn, message);
             }
             ClientMessage::KeyframeRequest(t) => self.keyframe_request(now, conn, t.track)?,
+            ClientMessage::Rekey(_) => {
+                // Any member may ask (the committer's timer, a sender near its usage limit);
+                // the reason is informational and goes nowhere.
+                room.request_rekey(now, self.config.rekey_interval, &mut self.out);
+            }
             ClientMessage::ForceDisconnect(f) => {
                 moderator(&grants)?;
                 self.remove_participant_as(now, &room_id, &f.participant, Some(me))?;
@@ -206,6 +209,8 @@ impl Relay {
     }
 
     /// A keyframe request from `subscriber` for `track` in its room, through the track's gate.
+    /// Only a member with the `subscribe` grant that receives the track may ask: anyone else
+    /// could otherwise make a publisher send keyframes (large frames) at the gate's full rate.
     pub(crate) fn keyframe_request(
         &mut self,
         now: Instant,
@@ -219,10 +224,25 @@ impl Relay {
             .and_then(|c| c.room.as_ref())
             .ok_or(unknown)?;
         let room = self.rooms.get_mut(room_id).ok_or(unknown)?;
+        let may_subscribe = room
+            .member_by_conn(subscriber)
+            .is_some_and(|m| m.grants.subscribe);
         let publication = room
             .publication_mut(track)
             .filter(|p| p.publisher != subscriber)
             .ok_or(unknown)?;
+        if !may_subscribe {
+            return Err(Refusal::new(
+                ErrorCode::SubscribeNotAllowed,
+                "keyframe requests need the subscribe grant",
+            ));
+        }
+        if !publication.subscribers.contains(&subscriber) {
+            return Err(Refusal::new(
+                ErrorCode::NotSubscribed,
+                "you do not receive this track",
+            ));
+        }
         if publication
             .keyframe
             .request(now, self.config.keyframe_interval)

@@ -23,18 +23,24 @@
 //! - Members with `subscribe` receive every track of the others unless they `unsubscribe`.
 //! - `e2ee` envelopes go only to a named member of the sender's room, marked with the sender's
 //!   id by the relay; payloads are never read.
-//! - Keyframe requests reach a publisher at most once per [`RelayConfig::keyframe_interval`]
-//!   per track; requests in between are merged into one at the end of the interval.
+//! - Keyframe requests come only from members with `subscribe` that receive the track, and
+//!   reach a publisher at most once per [`RelayConfig::keyframe_interval`] per track; requests
+//!   in between are merged into one at the end of the interval.
+//! - Any member may ask for a rekey: the room places a `rekey` point (the next membership
+//!   sequence number) for every member, at most once per [`RelayConfig::rekey_interval`];
+//!   requests in between merge into one placed at the end of the interval, never refused.
+//! - Each room creation gets a fresh [`hush_proto::RoomInstance`] (from the key set with
+//!   [`Relay::set_room_instance_key`]), sent in `joined`.
 //! - Each connection has a message token bucket; a flood is dropped, then closed.
 //! - A participant that joins again replaces its old connection (a leave, then a join).
 
 mod config;
 mod dispatch;
-mod keyframe;
+mod gate;
 mod moderation;
 mod outbox;
 mod output;
-mod rate;
+pub(crate) mod rate;
 mod relay;
 mod room;
 

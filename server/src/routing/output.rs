@@ -137,6 +137,13 @@ pub enum Audit {
         /// What was done.
         action: ModerationAction,
     },
+    /// A rekey point was placed in a room's log (a fresh epoch for everyone in it).
+    Rekey {
+        /// The room.
+        room: RoomId,
+        /// The point's membership sequence number.
+        seq: u64,
+    },
     /// A connection was closed for abuse (rate limit).
     Abuse {
         /// The connection.

@@ -3,7 +3,10 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use hush_proto::{ClientMessage, ErrorCode, LeaveReason, RoomId, TrackId};
+use hmac::{Hmac, KeyInit, Mac};
+use hush_proto::{ClientMessage, ErrorCode, LeaveReason, RoomId, RoomInstance, TrackId};
+use sha2::Sha256;
+use zeroize::Zeroizing;
 
 use super::config::{RelayConfig, RoomSettings};
 use super::outbox::{Outbox, Refusal};
@@ -25,6 +28,10 @@ pub struct Relay {
     pub(crate) rooms: BTreeMap<RoomId, Room>,
     next_conn: u64,
     pub(crate) out: Outbox,
+    /// The key room instances are derived from (see [`Relay::set_room_instance_key`]).
+    room_instance_key: Zeroizing<[u8; 32]>,
+    /// Rooms created so far: each creation gets a distinct instance.
+    rooms_created: u64,
 }
 
 /// A connection's state.
@@ -47,7 +54,44 @@ impl Relay {
             rooms: BTreeMap::new(),
             next_conn: 0,
             out: Outbox::default(),
+            room_instance_key: Zeroizing::new([0; 32]),
+            rooms_created: 0,
         }
+    }
+
+    /// Sets the secret that room instances ([`hush_proto::RoomInstance`], in `joined`) are
+    /// derived from. The adapter must call it once at start with 32 bytes from the OS RNG: the
+    /// core draws no random numbers itself, so this key is its only source. Each room creation
+    /// gets `HMAC-SHA-256(key, "hush room instance" || creation counter || room id)[..16]`:
+    /// distinct for every creation in this process, unpredictable without the key, and
+    /// (with a fresh key per start) different across restarts. Without a call the key is all
+    /// zeros: instances still differ within one process, but repeat after a restart.
+    pub fn set_room_instance_key(&mut self, key: [u8; 32]) {
+        self.room_instance_key = Zeroizing::new(key);
+    }
+
+    /// A new room named `id`, with the next instance.
+    pub(crate) fn new_room(&mut self, id: RoomId, settings: RoomSettings, now: Instant) -> Room {
+        self.rooms_created += 1;
+        let instance = match Hmac::<Sha256>::new_from_slice(self.room_instance_key.as_slice()) {
+            Ok(mut mac) => {
+                mac.update(b"hush room instance");
+                mac.update(&self.rooms_created.to_be_bytes());
+                mac.update(id.as_str().as_bytes());
+                let tag = mac.finalize().into_bytes();
+                let mut bytes = [0u8; 16];
+                bytes.copy_from_slice(&tag[..16]);
+                RoomInstance(bytes)
+            }
+            // HMAC accepts keys of any length: unreachable. The counter alone still keeps
+            // instances distinct in this process.
+            Err(_) => {
+                let mut bytes = [0u8; 16];
+                bytes[..8].copy_from_slice(&self.rooms_created.to_be_bytes());
+                RoomInstance(bytes)
+            }
+        };
+        Room::new(id, instance, settings, now)
     }
 
     /// The configuration.
@@ -113,8 +157,8 @@ impl Relay {
         let _ = self.keyframe_request(now.instant, subscriber, track);
     }
 
-    /// Runs the timers due at `now`: join timeouts, merged keyframe requests, expiry of empty
-    /// and closed rooms.
+    /// Runs the timers due at `now`: join timeouts, merged keyframe and rekey requests, expiry
+    /// of empty and closed rooms.
     pub fn handle_timeout(&mut self, now: Now) {
         let now = now.instant;
         let late: Vec<ConnId> = self
@@ -138,7 +182,9 @@ impl Relay {
         }
 
         let interval = self.config.keyframe_interval;
+        let rekey_interval = self.config.rekey_interval;
         for room in self.rooms.values_mut() {
+            room.poll_rekey(now, rekey_interval, &mut self.out);
             for p in &mut room.publications {
                 if p.keyframe.poll(now, interval) {
                     self.out.push(Output::RequestKeyframe {
@@ -169,12 +215,17 @@ impl Relay {
             .values()
             .flat_map(|r| r.publications.iter())
             .filter_map(|p| p.keyframe.deadline(interval));
+        let rekey_interval = self.config.rekey_interval;
+        let rekeys = self
+            .rooms
+            .values()
+            .filter_map(|r| r.rekey.deadline(rekey_interval));
         let rooms = self
             .rooms
             .values()
             .filter(|r| r.members.is_empty())
             .filter_map(|r| r.expires_at(&self.config));
-        joins.chain(keyframes).chain(rooms).min()
+        joins.chain(keyframes).chain(rekeys).chain(rooms).min()
     }
 
     /// The next thing for the adapters to do.
@@ -199,8 +250,8 @@ impl Relay {
         if self.rooms.len() >= self.config.max_rooms {
             return Err(ErrorCode::ServerFull);
         }
-        self.rooms
-            .insert(room.clone(), Room::new(room, settings, now.instant));
+        let new = self.new_room(room.clone(), settings, now.instant);
+        self.rooms.insert(room, new);
         Ok(())
     }
 

@@ -5,14 +5,14 @@ use std::time::{Duration, Instant};
 
 use hush_proto::{
     ErrorCode, Grants, LeaveReason, OpaqueBytes, ParticipantId, ParticipantInfo, ParticipantJoined,
-    ParticipantLeft, RoomId, SenderIndex, ServerMessage, Source, TrackId, TrackInfo,
-    TrackUnpublished,
+    ParticipantLeft, RekeyEvent, RoomId, RoomInstance, SenderIndex, ServerMessage, Source, TrackId,
+    TrackInfo, TrackUnpublished,
 };
 
 use super::config::{RelayConfig, RoomSettings};
-use super::keyframe::KeyframeGate;
+use super::gate::MergeGate;
 use super::outbox::{Outbox, Refusal};
-use super::output::{ConnId, Output};
+use super::output::{Audit, ConnId, Output};
 
 /// A member of a room.
 #[derive(Debug)]
@@ -57,7 +57,7 @@ pub(crate) struct Publication {
     pub(crate) sender_index: SenderIndex,
     pub(crate) source: Source,
     pub(crate) subscribers: BTreeSet<ConnId>,
-    pub(crate) keyframe: KeyframeGate,
+    pub(crate) keyframe: MergeGate,
 }
 
 impl Publication {
@@ -75,6 +75,8 @@ impl Publication {
 #[derive(Debug)]
 pub(crate) struct Room {
     pub(crate) id: RoomId,
+    /// This life of the room: new each time the id is created again after being forgotten.
+    pub(crate) instance: RoomInstance,
     pub(crate) settings: RoomSettings,
     pub(crate) members: Vec<Member>,
     pub(crate) publications: Vec<Publication>,
@@ -86,12 +88,20 @@ pub(crate) struct Room {
     pub(crate) locked: bool,
     pub(crate) closed_at: Option<Instant>,
     pub(crate) empty_since: Option<Instant>,
+    /// Rekey requests: at most one rekey point per interval, the rest merged.
+    pub(crate) rekey: MergeGate,
 }
 
 impl Room {
-    pub(crate) fn new(id: RoomId, settings: RoomSettings, now: Instant) -> Self {
+    pub(crate) fn new(
+        id: RoomId,
+        instance: RoomInstance,
+        settings: RoomSettings,
+        now: Instant,
+    ) -> Self {
         Self {
             id,
+            instance,
             settings,
             members: Vec::new(),
             publications: Vec::new(),
@@ -101,6 +111,7 @@ impl Room {
             locked: false,
             closed_at: None,
             empty_since: Some(now),
+            rekey: MergeGate::default(),
         }
     }
 
@@ -182,6 +193,7 @@ impl Room {
             sender_index,
             join_seq: member.join_seq,
             room: self.id.clone(),
+            room_instance: Some(self.instance),
             locked: self.locked,
             grants: member.grants.clone(),
             participants: self.members.iter().map(Member::info).collect(),
@@ -283,7 +295,7 @@ impl Room {
             sender_index: member.sender_index,
             source,
             subscribers,
-            keyframe: KeyframeGate::default(),
+            keyframe: MergeGate::default(),
         };
         self.next_track += 1;
         out.push(Output::Published {
@@ -354,6 +366,37 @@ impl Room {
             self.broadcast(out, None, &event);
         }
         publication.track
+    }
+
+    /// A member asks for a rekey: a rekey point now, or merged into the one due at the end of
+    /// the interval.
+    pub(crate) fn request_rekey(&mut self, now: Instant, interval: Duration, out: &mut Outbox) {
+        if self.rekey.request(now, interval) {
+            self.place_rekey(out);
+        }
+    }
+
+    /// Places a merged rekey point if one is due at `now`.
+    pub(crate) fn poll_rekey(&mut self, now: Instant, interval: Duration, out: &mut Outbox) {
+        if self.rekey.poll(now, interval) {
+            self.place_rekey(out);
+        }
+    }
+
+    /// A rekey point: the next membership sequence number, to every member (the requester too).
+    /// With nobody left to tell (everyone left while it was pending) the point is dropped; the
+    /// next newcomer's join is a new epoch anyway.
+    fn place_rekey(&mut self, out: &mut Outbox) {
+        if self.members.is_empty() || self.closed_at.is_some() {
+            return;
+        }
+        self.seq += 1;
+        let event = ServerMessage::Rekey(RekeyEvent { seq: self.seq });
+        self.broadcast(out, None, &event);
+        out.push(Output::Audit(Audit::Rekey {
+            room: self.id.clone(),
+            seq: self.seq,
+        }));
     }
 
     /// Sends `message` to every member but `except`.

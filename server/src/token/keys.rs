@@ -9,7 +9,6 @@
 use core::fmt;
 use std::collections::BTreeMap;
 
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use zeroize::Zeroizing;
 
 use super::error::TokenError;
@@ -47,13 +46,6 @@ impl KeyAlgorithm {
             "HS256" => Some(Self::Hs256),
             "EdDSA" => Some(Self::EdDsa),
             _ => None,
-        }
-    }
-
-    pub(crate) const fn jsonwebtoken(self) -> Algorithm {
-        match self {
-            Self::Hs256 => Algorithm::HS256,
-            Self::EdDsa => Algorithm::EdDSA,
         }
     }
 }
@@ -105,11 +97,30 @@ fn check_hs256_secret(secret: &[u8]) -> Result<(), KeyError> {
     }
 }
 
-/// One verification key. No `Debug` of the key material (jsonwebtoken's `DecodingKey` would
-/// print an HMAC secret).
+/// The bytes behind one verification key. No `Debug`: an HMAC secret must never be printed.
+pub(crate) enum KeyMaterial {
+    /// An HS256 shared secret, wiped on drop.
+    Hs256(Zeroizing<Vec<u8>>),
+    /// An Ed25519 public key, checked when configured (valid point, not of small order).
+    Ed25519(ed25519_dalek::VerifyingKey),
+}
+
+/// One verification key, bound to its algorithm.
 pub(crate) struct VerifyingKey {
-    pub(crate) algorithm: KeyAlgorithm,
-    pub(crate) key: DecodingKey,
+    material: KeyMaterial,
+}
+
+impl VerifyingKey {
+    pub(crate) fn algorithm(&self) -> KeyAlgorithm {
+        match self.material {
+            KeyMaterial::Hs256(_) => KeyAlgorithm::Hs256,
+            KeyMaterial::Ed25519(_) => KeyAlgorithm::EdDsa,
+        }
+    }
+
+    pub(crate) fn material(&self) -> &KeyMaterial {
+        &self.material
+    }
 }
 
 /// The keys that verify tokens, by key id.
@@ -127,8 +138,8 @@ impl VerifyingKeys {
     /// Adds an HS256 shared secret under `kid`.
     pub fn add_hs256(&mut self, kid: impl Into<String>, secret: &[u8]) -> Result<(), KeyError> {
         check_hs256_secret(secret)?;
-        let key = DecodingKey::from_secret(secret);
-        self.insert(kid.into(), KeyAlgorithm::Hs256, key)
+        let material = KeyMaterial::Hs256(Zeroizing::new(secret.to_vec()));
+        self.insert(kid.into(), material)
     }
 
     /// Adds an Ed25519 public key (32 bytes, RFC 8032) under `kid`.
@@ -142,9 +153,7 @@ impl VerifyingKeys {
         if point.is_weak() {
             return Err(KeyError::WeakEd25519Key);
         }
-        // jsonwebtoken's rust_crypto verifier reads exactly these 32 raw bytes.
-        let key = DecodingKey::from_ed_der(public_key);
-        self.insert(kid.into(), KeyAlgorithm::EdDsa, key)
+        self.insert(kid.into(), KeyMaterial::Ed25519(point))
     }
 
     /// Removes a key, revoking every token it signed. Returns whether it was there.
@@ -162,17 +171,12 @@ impl VerifyingKeys {
         self.keys.is_empty()
     }
 
-    fn insert(
-        &mut self,
-        kid: String,
-        algorithm: KeyAlgorithm,
-        key: DecodingKey,
-    ) -> Result<(), KeyError> {
+    fn insert(&mut self, kid: String, material: KeyMaterial) -> Result<(), KeyError> {
         check_kid(&kid)?;
         if self.keys.contains_key(&kid) {
             return Err(KeyError::DuplicateKid);
         }
-        self.keys.insert(kid, VerifyingKey { algorithm, key });
+        self.keys.insert(kid, VerifyingKey { material });
         Ok(())
     }
 
@@ -189,24 +193,25 @@ impl VerifyingKeys {
 impl fmt::Debug for VerifyingKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map()
-            .entries(self.keys.iter().map(|(kid, k)| (kid, k.algorithm)))
+            .entries(self.keys.iter().map(|(kid, k)| (kid, k.algorithm())))
             .finish()
     }
 }
 
-/// The PKCS #8 v1 prefix of an Ed25519 private key (RFC 8410 section 7): the 32-byte seed
-/// follows it. jsonwebtoken's signer reads this form.
-const ED25519_PKCS8_PREFIX: [u8; 16] = [
-    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
-];
+/// The secret half of a [`SigningKey`]. Both variants wipe themselves on drop
+/// (`ed25519-dalek`'s `zeroize` feature).
+pub(crate) enum SigningMaterial {
+    /// An HS256 shared secret.
+    Hs256(Zeroizing<Vec<u8>>),
+    /// An Ed25519 private key.
+    Ed25519(ed25519_dalek::SigningKey),
+}
 
 /// A key that mints tokens: the app's backend holds it; the relay holds one only in dev mode
 /// and for the `hush-relay token` CLI. `Debug` shows the key id and algorithm only.
 pub struct SigningKey {
     kid: String,
-    algorithm: KeyAlgorithm,
-    key: EncodingKey,
-    ed25519_public: Option<[u8; 32]>,
+    material: SigningMaterial,
 }
 
 impl SigningKey {
@@ -215,12 +220,9 @@ impl SigningKey {
         let kid = kid.into();
         check_kid(&kid)?;
         check_hs256_secret(secret)?;
-        let key = EncodingKey::from_secret(secret);
         Ok(Self {
             kid,
-            algorithm: KeyAlgorithm::Hs256,
-            key,
-            ed25519_public: None,
+            material: SigningMaterial::Hs256(Zeroizing::new(secret.to_vec())),
         })
     }
 
@@ -228,18 +230,9 @@ impl SigningKey {
     pub fn ed25519(kid: impl Into<String>, seed: &[u8; 32]) -> Result<Self, KeyError> {
         let kid = kid.into();
         check_kid(&kid)?;
-        let public = ed25519_dalek::SigningKey::from_bytes(seed)
-            .verifying_key()
-            .to_bytes();
-        let mut der = Zeroizing::new([0u8; 48]);
-        der[..16].copy_from_slice(&ED25519_PKCS8_PREFIX);
-        der[16..].copy_from_slice(seed);
-        let key = EncodingKey::from_ed_der(der.as_slice());
         Ok(Self {
             kid,
-            algorithm: KeyAlgorithm::EdDsa,
-            key,
-            ed25519_public: Some(public),
+            material: SigningMaterial::Ed25519(ed25519_dalek::SigningKey::from_bytes(seed)),
         })
     }
 
@@ -250,16 +243,22 @@ impl SigningKey {
 
     /// The algorithm.
     pub fn algorithm(&self) -> KeyAlgorithm {
-        self.algorithm
+        match self.material {
+            SigningMaterial::Hs256(_) => KeyAlgorithm::Hs256,
+            SigningMaterial::Ed25519(_) => KeyAlgorithm::EdDsa,
+        }
     }
 
     /// For Ed25519 keys, the public key to configure in the relay.
     pub fn ed25519_public_key(&self) -> Option<[u8; 32]> {
-        self.ed25519_public
+        match &self.material {
+            SigningMaterial::Hs256(_) => None,
+            SigningMaterial::Ed25519(key) => Some(key.verifying_key().to_bytes()),
+        }
     }
 
-    pub(crate) fn encoding_key(&self) -> &EncodingKey {
-        &self.key
+    pub(crate) fn material(&self) -> &SigningMaterial {
+        &self.material
     }
 }
 
@@ -267,7 +266,7 @@ impl fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SigningKey")
             .field("kid", &self.kid)
-            .field("algorithm", &self.algorithm)
+            .field("algorithm", &self.algorithm())
             .finish_non_exhaustive()
     }
 }

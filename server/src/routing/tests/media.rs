@@ -354,3 +354,51 @@ fn negotiation_goes_to_the_media_session() {
         }]
     );
 }
+
+#[test]
+fn keyframe_requests_need_the_subscribe_grant_and_a_subscription() {
+    let mut sim = Sim::new();
+    let a = sim.join("a", "r", full());
+    let b = sim.join("b", "r", full());
+    let publisher_only = sim.join(
+        "p",
+        "r",
+        Grants {
+            publish: true,
+            ..Grants::default()
+        },
+    );
+    sim.send(a, publish(Source::Camera));
+    let camera = TrackId(0);
+    let request = ClientMessage::KeyframeRequest(TrackRef { track: camera });
+
+    // No subscribe grant: refused with its own code, nothing reaches the publisher.
+    let out = sim.send(publisher_only, request.clone());
+    assert_refused(&out, publisher_only, ErrorCode::SubscribeNotAllowed);
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o, Output::RequestKeyframe { .. }))
+    );
+    // The media side (a PLI from a session that should not receive the track) is dropped too.
+    sim.relay.request_keyframe(sim.now, publisher_only, camera);
+    assert!(sim.drain().is_empty());
+
+    // A subscriber that unsubscribed from the track: refused, and the gate is not used up.
+    sim.send(b, ClientMessage::Unsubscribe(TrackRef { track: camera }));
+    let out = sim.send(b, request.clone());
+    assert_refused(&out, b, ErrorCode::NotSubscribed);
+    sim.relay.request_keyframe(sim.now, b, camera);
+    assert!(sim.drain().is_empty());
+
+    // Subscribed again: the request goes through at once (the refusals took no slot).
+    sim.send(b, ClientMessage::Subscribe(TrackRef { track: camera }));
+    let out = sim.send(b, request);
+    assert_eq!(
+        out,
+        [Output::RequestKeyframe {
+            publisher: a,
+            track: camera
+        }]
+    );
+    assert_alive(&mut sim, publisher_only);
+}

@@ -106,6 +106,47 @@ fn an_empty_room_keeps_its_indexes_until_it_times_out() {
 }
 
 #[test]
+fn a_room_created_again_has_a_new_instance_though_its_counters_restart() {
+    let mut sim = Sim::new();
+    sim.relay.set_room_instance_key([0x42; 32]);
+    let (a, out) = sim.try_join("a", "r", full());
+    let first = joined(&out, a);
+    let (b, out) = sim.try_join("b", "r", full());
+    let second = joined(&out, b);
+    // One life: every member is told the same instance.
+    assert!(first.room_instance.is_some());
+    assert_eq!(first.room_instance, second.room_instance);
+    // Another room at the same time has its own.
+    let (x, out) = sim.try_join("x", "other", full());
+    assert_ne!(joined(&out, x).room_instance, first.room_instance);
+
+    sim.relay.disconnected(sim.now, a);
+    sim.relay.disconnected(sim.now, b);
+    sim.advance(Duration::from_secs(301));
+    assert_eq!(sim.relay.participant_count(&rid("r")), None, "forgotten");
+    // The same id again: seq and sender indexes start over (what a shared-secret key layer
+    // would otherwise repeat), the instance does not.
+    let (a2, out) = sim.try_join("a", "r", full());
+    let again = joined(&out, a2);
+    assert_eq!(
+        (again.sender_index, again.join_seq),
+        (first.sender_index, first.join_seq)
+    );
+    assert_ne!(again.room_instance, first.room_instance);
+
+    // The key is the only randomness: another key, other instances; the same key and inputs,
+    // the same instances (the core stays deterministic).
+    let instance_with = |key: [u8; 32]| {
+        let mut sim = Sim::new();
+        sim.relay.set_room_instance_key(key);
+        let (c, out) = sim.try_join("a", "r", full());
+        joined(&out, c).room_instance
+    };
+    assert_eq!(instance_with([1; 32]), instance_with([1; 32]));
+    assert_ne!(instance_with([1; 32]), instance_with([2; 32]));
+}
+
+#[test]
 fn room_cap_server_wide_and_per_room() {
     let mut sim = Sim::with_config(RelayConfig {
         max_participants_per_room: 2,
@@ -366,6 +407,10 @@ impl View {
                     Some(e.sender_index.0)
                 );
             }
+            ServerMessage::Rekey(e) => {
+                assert_eq!(e.seq, self.last_seq + 1, "no gap, no reordering");
+                self.last_seq = e.seq;
+            }
             _ => {}
         }
     }
@@ -415,6 +460,21 @@ fn fifty_members_with_churn_all_agree_on_the_membership() {
             views.remove(conn);
             false
         });
+        // Two members ask for a rekey at once, the relay places one now and the merged one a
+        // second later: every view sees both in the same order as the joins and leaves.
+        for (_, conn) in conns.iter().take(2) {
+            let out = sim.send(*conn, ClientMessage::Rekey(Default::default()));
+            feed(&mut views, &out);
+        }
+        let out = sim.advance(Duration::from_secs(1));
+        assert!(out.iter().any(|o| matches!(
+            o,
+            Output::Send {
+                message: ServerMessage::Rekey(_),
+                ..
+            }
+        )));
+        feed(&mut views, &out);
     }
     let truth: BTreeMap<String, u32> = sim.relay.rooms[&rid("big")]
         .members

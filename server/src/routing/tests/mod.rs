@@ -5,6 +5,7 @@ mod media;
 mod membership;
 mod moderation;
 mod protection;
+mod rekey;
 
 use std::time::{Duration, Instant};
 

@@ -1,20 +1,21 @@
-//! Keyframe requests to one track, merged and rate limited.
+//! Requests merged and rate limited: keyframe requests to one track, rekey requests of one room.
 //!
 //! Every subscriber that joins, loses packets or gets a new key asks for a keyframe; a publisher
-//! that answered each one would send little else. The gate lets one request through per
+//! that answered each one would send little else. Likewise every member of a room may ask for a
+//! rekey at about the same time (a shared rotation timer). The gate lets one request through per
 //! interval and remembers that more arrived meanwhile, so that exactly one more goes out when the
-//! interval ends: nobody waits longer than one interval, and the publisher sees at most one
-//! request per interval.
+//! interval ends: nobody waits longer than one interval, and the target sees at most one
+//! request per interval. Extra requests are not refused: they are merged.
 
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Debug, Default)]
-pub(crate) struct KeyframeGate {
+pub(crate) struct MergeGate {
     last_sent: Option<Instant>,
     pending: bool,
 }
 
-impl KeyframeGate {
+impl MergeGate {
     fn ready_at(&self, interval: Duration) -> Option<Instant> {
         self.last_sent.and_then(|t| t.checked_add(interval))
     }
@@ -60,7 +61,7 @@ mod tests {
     fn one_per_interval_and_none_lost() {
         let t0 = Instant::now();
         let i = Duration::from_millis(500);
-        let mut g = KeyframeGate::default();
+        let mut g = MergeGate::default();
         assert!(g.request(t0, i));
         assert_eq!(g.deadline(i), None);
         assert!(!g.request(t0 + Duration::from_millis(10), i));

@@ -1,0 +1,262 @@
+//! The frame layer of one client: an SFrame [`Encryptor`] per local stream context with keys
+//! from the key session, one [`Decryptor`] for everything received, and the counters.
+
+use std::collections::{BTreeMap, HashMap};
+
+use hush_frame::{BaseKey, CipherSuite, Codec, DecryptError, Decryptor, Encryptor, Layout};
+use hush_keys::KeyUpdate;
+use hush_proto::Source;
+
+/// What happened to one local stream's frames.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SendStats {
+    /// Frames encrypted and handed to the packetizer.
+    pub encrypted: u64,
+    /// Frames dropped because no send key was set yet (never sent in the clear).
+    pub dropped_no_key: u64,
+    /// Frames the encryptor refused (usage limit, oversized).
+    pub encrypt_errors: u64,
+    /// Frames the media engine refused after encryption (not negotiated yet, closed).
+    pub write_errors: u64,
+}
+
+/// Frames dropped by the receiver, by reason.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DropCounts {
+    /// Not an SFrame frame.
+    pub unencrypted: u64,
+    /// Unreadable SFrame header.
+    pub malformed_header: u64,
+    /// Shorter than header and tag.
+    pub truncated: u64,
+    /// No key for the frame's KID.
+    pub unknown_kid: u64,
+    /// A counter already seen.
+    pub replayed: u64,
+    /// Authentication failed (wrong key, tampered).
+    pub auth_failed: u64,
+    /// Over the size limit.
+    pub too_large: u64,
+    /// Any other reason.
+    pub other: u64,
+}
+
+impl DropCounts {
+    /// All drops.
+    pub fn total(&self) -> u64 {
+        self.unencrypted
+            + self.malformed_header
+            + self.truncated
+            + self.unknown_kid
+            + self.replayed
+            + self.auth_failed
+            + self.too_large
+            + self.other
+    }
+
+    fn count(&mut self, e: DecryptError) {
+        let c = match e {
+            DecryptError::Unencrypted => &mut self.unencrypted,
+            DecryptError::MalformedHeader => &mut self.malformed_header,
+            DecryptError::Truncated => &mut self.truncated,
+            DecryptError::UnknownKid(_) => &mut self.unknown_kid,
+            DecryptError::Replayed => &mut self.replayed,
+            DecryptError::AuthFailed => &mut self.auth_failed,
+            DecryptError::FrameTooLarge => &mut self.too_large,
+            _ => &mut self.other,
+        };
+        *c += 1;
+    }
+}
+
+/// What arrived from one remote sender (by sender index).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecvStats {
+    /// RTP packets received.
+    pub packets: u64,
+    /// Whole frames reassembled and handed to the decryptor.
+    pub frames: u64,
+    /// Frames that decrypted and authenticated.
+    pub decrypted: u64,
+    /// Frames lost in reassembly (a missing packet).
+    pub incomplete: u64,
+    /// Frames the decryptor dropped, by reason.
+    pub dropped: DropCounts,
+}
+
+/// A snapshot of a client's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Per published source.
+    pub sent: BTreeMap<Source, SendStats>,
+    /// Per remote sender index.
+    pub received: BTreeMap<u32, RecvStats>,
+    /// Packets on tracks whose stream id names no sender (`p<index>`).
+    pub unmapped_packets: u64,
+    /// Events dropped because the application's queue was full.
+    pub events_dropped: u64,
+    /// Key messages or relay events the key session refused.
+    pub key_inputs_refused: u64,
+    /// The epoch local streams send on.
+    pub sending_epoch: Option<u64>,
+    /// The newest epoch installed.
+    pub latest_epoch: Option<u64>,
+    /// The safety code, once known.
+    pub safety_code: Option<u64>,
+}
+
+impl Stats {
+    /// Sum of frames decrypted from every sender.
+    pub fn decrypted_total(&self) -> u64 {
+        self.received.values().map(|r| r.decrypted).sum()
+    }
+
+    /// Sum of frames dropped by the decryptor, every sender.
+    pub fn dropped_total(&self) -> u64 {
+        self.received.values().map(|r| r.dropped.total()).sum()
+    }
+}
+
+/// The stream context (hush-keys KID layout) of a source, as the browser's Worker numbers them.
+pub fn context_of(source: Source) -> hush_keys::StreamContext {
+    match source {
+        Source::Microphone => hush_keys::StreamContext::MICROPHONE,
+        Source::Camera => hush_keys::StreamContext::CAMERA,
+        _ => hush_keys::StreamContext::SCREEN,
+    }
+}
+
+/// The frame layout of a source's codec (VP8 video, Opus audio).
+pub fn layout_of(source: Source) -> Layout {
+    match source {
+        Source::Microphone => Layout::Media(Codec::Opus),
+        _ => Layout::Media(Codec::Vp8),
+    }
+}
+
+/// Outcome of [`FrameCrypto::encrypt`].
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Sealed {
+    /// Encrypted in place; `rotate` when the key nears its usage limit.
+    Ok { rotate: bool },
+    /// No key yet: drop the frame.
+    NoKey,
+    /// The encryptor refused.
+    Failed,
+}
+
+/// Encryptors, decryptor and counters, behind the client's lock.
+pub(crate) struct FrameCrypto {
+    suite: CipherSuite,
+    send: HashMap<u8, Encryptor>,
+    recv: Decryptor,
+    pub(crate) stats: Stats,
+}
+
+impl FrameCrypto {
+    pub(crate) fn new(suite: CipherSuite) -> Self {
+        Self {
+            suite,
+            send: HashMap::new(),
+            recv: Decryptor::new(suite),
+            stats: Stats::default(),
+        }
+    }
+
+    /// Applies one key change from the session. Keys are never logged.
+    pub(crate) fn apply(&mut self, update: KeyUpdate) {
+        match update {
+            KeyUpdate::InstallReceive { kid, key } => {
+                if let Ok(k) = BaseKey::new(key.as_bytes()) {
+                    let _ = self.recv.add_key(kid.get(), &k);
+                }
+            }
+            KeyUpdate::RetireReceive { kid } => {
+                self.recv.remove_key(kid.get());
+            }
+            KeyUpdate::SetSend { context, kid, key } => {
+                if let Ok(k) = BaseKey::new(key.as_bytes()) {
+                    match self.send.get_mut(&context.0) {
+                        Some(e) => e.set_key(kid.get(), &k),
+                        None => {
+                            self.send
+                                .insert(context.0, Encryptor::new(self.suite, kid.get(), &k));
+                        }
+                    }
+                }
+            }
+            KeyUpdate::StopSend { context } => {
+                self.send.remove(&context.0);
+            }
+            _ => {}
+        }
+    }
+
+    /// Encrypts `frame` in place for `source`; fails closed without a key.
+    pub(crate) fn encrypt(&mut self, source: Source, frame: &mut Vec<u8>) -> Sealed {
+        let stats = self.stats.sent.entry(source).or_default();
+        let Some(enc) = self.send.get_mut(&context_of(source).0) else {
+            stats.dropped_no_key += 1;
+            return Sealed::NoKey;
+        };
+        match enc.encrypt(layout_of(source), frame) {
+            Ok(_) => {
+                stats.encrypted += 1;
+                Sealed::Ok {
+                    rotate: enc.needs_rotation(),
+                }
+            }
+            Err(_) => {
+                stats.encrypt_errors += 1;
+                Sealed::Failed
+            }
+        }
+    }
+
+    /// Decrypts a whole received frame from `sender` in place; counts the outcome.
+    pub(crate) fn decrypt(&mut self, sender: u32, layout: Layout, frame: &mut Vec<u8>) -> bool {
+        let r = self.recv.decrypt(layout, frame);
+        let stats = self.stats.received.entry(sender).or_default();
+        stats.frames += 1;
+        match r {
+            Ok(_) => {
+                stats.decrypted += 1;
+                true
+            }
+            Err(e) => {
+                stats.dropped.count(e);
+                false
+            }
+        }
+    }
+
+    /// Lends the decryptor (for tests that replay recorded frames).
+    pub(crate) fn decryptor_mut(&mut self) -> &mut Decryptor {
+        &mut self.recv
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hush_keys::{Kid, SenderIndex, StreamContext};
+
+    #[test]
+    fn fails_closed_without_a_key_and_counts_by_reason() {
+        let mut c = FrameCrypto::new(CipherSuite::Aes128GcmSha256_128);
+        let mut f = crate::synth::opus_frame(0, 80);
+        let plain = f.clone();
+        assert_eq!(c.encrypt(Source::Microphone, &mut f), Sealed::NoKey);
+        assert_eq!(f, plain, "untouched, and the caller drops it");
+        assert_eq!(c.stats.sent[&Source::Microphone].dropped_no_key, 1);
+        // Plaintext arriving at the receiver is dropped, never passed on.
+        assert!(!c.decrypt(4, layout_of(Source::Microphone), &mut f));
+        assert_eq!(c.stats.received[&4].decrypted, 0);
+        assert_eq!(c.stats.received[&4].dropped.total(), 1);
+        let _ = (Kid::new(
+            StreamContext::MICROPHONE,
+            SenderIndex::new(1).unwrap(),
+            1,
+        ),);
+    }
+}

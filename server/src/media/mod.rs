@@ -1,0 +1,55 @@
+//! The media adapter: one webrtc-rs `PeerConnection` per participant, forwarding RTP between
+//! them with payloads untouched.
+//!
+//! Each participant's connection is an actor task ([`peer`]) fed by the driver through a bounded
+//! command queue. A published track's packets go from the publisher's receive loop through a
+//! [`fanout::Fanout`] into each subscriber's bounded queue, and from there to the subscriber's
+//! local track with only the header rewritten (SSRC, payload type, header extensions dropped).
+//! Negotiation follows the contract in the crate's signaling docs: the client offers what it
+//! sends, the relay offers what it forwards, and the relay is the impolite peer.
+
+pub(crate) mod fanout;
+pub(crate) mod peer;
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use hush_proto::TrackId;
+
+/// Called with every forwarded RTP payload and the track it belongs to, on the publisher's
+/// receive path (once per packet, before fan-out). For tests that assert the relay only ever
+/// sees ciphertext; keep it cheap, it runs on the media path.
+pub type ForwardTap = Arc<dyn Fn(TrackId, &[u8]) + Send + Sync>;
+
+/// How the media side binds and what it tells peers.
+#[derive(Clone)]
+pub struct MediaOptions {
+    /// The local address media sockets bind to (one UDP port per participant). A loopback
+    /// address gives loopback host candidates only (development, tests).
+    pub udp_ip: IpAddr,
+    /// The public address to announce in host candidates instead of `udp_ip` (1:1 NAT).
+    pub public_ip: Option<IpAddr>,
+    /// See [`ForwardTap`].
+    pub forward_tap: Option<ForwardTap>,
+}
+
+impl Default for MediaOptions {
+    fn default() -> Self {
+        Self {
+            udp_ip: IpAddr::from([127, 0, 0, 1]),
+            public_ip: None,
+            forward_tap: None,
+        }
+    }
+}
+
+impl fmt::Debug for MediaOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MediaOptions")
+            .field("udp_ip", &self.udp_ip)
+            .field("public_ip", &self.public_ip)
+            .field("forward_tap", &self.forward_tap.is_some())
+            .finish()
+    }
+}

@@ -1,0 +1,460 @@
+//! Prometheus metrics of the relay, rendered in the OpenMetrics text format (which Prometheus
+//! scrapes natively) by the `prometheus-client` crate.
+//!
+//! Every metric is a cheap atomic behind an `Arc`: the adapters share one [`Metrics`] (in an
+//! `Arc`) and bump counters from any task; `/metrics` calls [`Metrics::render`]. Label values
+//! come only from closed sets ([`ErrorCode`] strings, message types, fixed reason lists), so a
+//! client cannot grow the label space: an unknown E2EE drop reason is counted as `other`.
+//!
+//! [`Metrics::observe`] counts what the routing core decided from its [`Output`]s (joins,
+//! refusals by code, keyframe requests, rekey points, messages sent), so the adapters only add
+//! what the core cannot see: connections, packets and bytes, and client-reported E2EE health.
+
+use std::fmt::Write as _;
+
+use hush_proto::{ErrorCode, ServerMessage};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::routing::{Audit, Output};
+
+/// The `Content-Type` of [`Metrics::render`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The reasons a client may report for dropped E2EE frames (web/src/protocol.ts `DropReason`,
+/// hush-frame's decrypt errors); anything else is counted as `other`.
+pub const E2EE_DROP_REASONS: &[&str] = &[
+    "unencrypted",
+    "malformed_header",
+    "truncated",
+    "unknown_kid",
+    "replayed",
+    "auth_failed",
+    "too_large",
+    "encrypt_failed",
+    "no_key",
+    "other",
+];
+
+/// Why a media packet was dropped by the relay (label values of `hush_dropped_packets`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PacketDrop {
+    /// A subscriber's queue was full (slow consumer).
+    QueueFull,
+    /// The packet belongs to no published track (unpublished, unknown SSRC).
+    UnknownTrack,
+    /// Writing to the subscriber failed.
+    WriteFailed,
+}
+
+impl PacketDrop {
+    /// The label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::QueueFull => "queue_full",
+            Self::UnknownTrack => "unknown_track",
+            Self::WriteFailed => "write_failed",
+        }
+    }
+}
+
+/// Where a keyframe request came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum KeyframeOrigin {
+    /// RTCP PLI or FIR from a subscriber's media session.
+    Rtcp,
+    /// A `keyframe_request` signaling message.
+    Signaling,
+}
+
+type Labels = [(&'static str, &'static str); 1];
+
+/// The relay's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    connections_open: Gauge,
+    connections: Counter,
+    connections_refused: Family<Labels, Counter>,
+    rooms: Gauge,
+    participants: Gauge,
+    joins: Counter,
+    refusals: Family<Labels, Counter>,
+    messages_in: Family<Labels, Counter>,
+    messages_out: Family<Labels, Counter>,
+    forwarded_packets: Counter,
+    forwarded_bytes: Counter,
+    dropped_packets: Family<Labels, Counter>,
+    keyframe_requests_in: Family<Labels, Counter>,
+    keyframe_requests_out: Counter,
+    rekeys: Counter,
+    e2ee_dropped_frames: Family<Labels, Counter>,
+    e2ee_epoch_changes: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Every metric at zero, registered under the `hush_` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("hush");
+        let m = Self {
+            registry: Registry::default(),
+            connections_open: Gauge::default(),
+            connections: Counter::default(),
+            connections_refused: Family::default(),
+            rooms: Gauge::default(),
+            participants: Gauge::default(),
+            joins: Counter::default(),
+            refusals: Family::default(),
+            messages_in: Family::default(),
+            messages_out: Family::default(),
+            forwarded_packets: Counter::default(),
+            forwarded_bytes: Counter::default(),
+            dropped_packets: Family::default(),
+            keyframe_requests_in: Family::default(),
+            keyframe_requests_out: Counter::default(),
+            rekeys: Counter::default(),
+            e2ee_dropped_frames: Family::default(),
+            e2ee_epoch_changes: Counter::default(),
+        };
+        let r = &mut registry;
+        r.register(
+            "connections_open",
+            "Signaling connections open now",
+            m.connections_open.clone(),
+        );
+        r.register(
+            "connections",
+            "Signaling connections accepted",
+            m.connections.clone(),
+        );
+        r.register(
+            "connections_refused",
+            "Connections refused before signaling, by per-IP limit",
+            m.connections_refused.clone(),
+        );
+        r.register("rooms", "Rooms the relay holds", m.rooms.clone());
+        r.register(
+            "participants",
+            "Participants in all rooms",
+            m.participants.clone(),
+        );
+        r.register("joins", "Successful joins", m.joins.clone());
+        r.register(
+            "refusals",
+            "Error messages sent to clients, by code",
+            m.refusals.clone(),
+        );
+        r.register(
+            "messages_in",
+            "Signaling messages received, by type",
+            m.messages_in.clone(),
+        );
+        r.register(
+            "messages_out",
+            "Signaling messages sent, by type",
+            m.messages_out.clone(),
+        );
+        r.register(
+            "forwarded_packets",
+            "RTP packets forwarded to subscribers",
+            m.forwarded_packets.clone(),
+        );
+        r.register(
+            "forwarded_bytes",
+            "RTP bytes forwarded to subscribers",
+            m.forwarded_bytes.clone(),
+        );
+        r.register(
+            "dropped_packets",
+            "RTP packets dropped by the relay, by reason",
+            m.dropped_packets.clone(),
+        );
+        r.register(
+            "keyframe_requests_in",
+            "Keyframe requests from subscribers, by origin",
+            m.keyframe_requests_in.clone(),
+        );
+        r.register(
+            "keyframe_requests_out",
+            "Keyframe requests sent to publishers after merging",
+            m.keyframe_requests_out.clone(),
+        );
+        r.register(
+            "rekeys",
+            "Rekey points placed in room logs",
+            m.rekeys.clone(),
+        );
+        r.register(
+            "e2ee_dropped_frames",
+            "Frames dropped by clients' E2EE transforms, by reason (client-reported)",
+            m.e2ee_dropped_frames.clone(),
+        );
+        r.register(
+            "e2ee_epoch_changes",
+            "Key epoch changes (client-reported)",
+            m.e2ee_epoch_changes.clone(),
+        );
+        Self { registry, ..m }
+    }
+
+    /// The exposition text for `/metrics` (serve it with [`CONTENT_TYPE`]).
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        if encode(&mut text, &self.registry).is_err() {
+            // Writing into a String cannot fail; an encoder error would be a bug in a metric.
+            let _ = writeln!(text, "# EOF");
+        }
+        text
+    }
+
+    /// Counts what the routing core decided. Call it on every [`Output`] before carrying it
+    /// out.
+    pub fn observe(&self, output: &Output) {
+        match output {
+            Output::Send { message, .. } => {
+                self.messages_out
+                    .get_or_create(&[("type", message.type_name())])
+                    .inc();
+                if let ServerMessage::Error(e) = message {
+                    self.refusal(e.code);
+                }
+            }
+            Output::RequestKeyframe { .. } => {
+                self.keyframe_requests_out.inc();
+            }
+            Output::Audit(Audit::Joined { .. }) => {
+                self.joins.inc();
+            }
+            Output::Audit(Audit::Rekey { .. }) => {
+                self.rekeys.inc();
+            }
+            _ => {}
+        }
+    }
+
+    /// A refusal sent to a client (already counted by [`Metrics::observe`] for core refusals).
+    pub fn refusal(&self, code: ErrorCode) {
+        self.refusals
+            .get_or_create(&[("code", code.as_str())])
+            .inc();
+    }
+
+    /// A signaling message arrived (`type_name` from `ClientMessage::type_name`, or
+    /// `"invalid"` for one that did not decode).
+    pub fn message_in(&self, type_name: &'static str) {
+        self.messages_in.get_or_create(&[("type", type_name)]).inc();
+    }
+
+    /// A connection was accepted.
+    pub fn connection_opened(&self) {
+        self.connections.inc();
+        self.connections_open.inc();
+    }
+
+    /// A connection ended.
+    pub fn connection_closed(&self) {
+        self.connections_open.dec();
+    }
+
+    /// A connection was refused by a per-IP limit (`reason` from `LimitRefusal::as_str`).
+    pub fn connection_refused(&self, reason: &'static str) {
+        self.connections_refused
+            .get_or_create(&[("reason", reason)])
+            .inc();
+    }
+
+    /// Sets the room and participant gauges (from `Relay::room_count` and the rooms' sizes).
+    pub fn set_rooms(&self, rooms: usize, participants: usize) {
+        self.rooms.set(i64::try_from(rooms).unwrap_or(i64::MAX));
+        self.participants
+            .set(i64::try_from(participants).unwrap_or(i64::MAX));
+    }
+
+    /// One RTP packet of `bytes` forwarded to one subscriber.
+    pub fn forwarded(&self, bytes: usize) {
+        self.forwarded_packets.inc();
+        self.forwarded_bytes
+            .inc_by(u64::try_from(bytes).unwrap_or(u64::MAX));
+    }
+
+    /// One RTP packet dropped.
+    pub fn dropped(&self, reason: PacketDrop) {
+        self.dropped_packets
+            .get_or_create(&[("reason", reason.as_str())])
+            .inc();
+    }
+
+    /// A keyframe request arrived from a subscriber (before merging).
+    pub fn keyframe_request(&self, origin: KeyframeOrigin) {
+        let origin = match origin {
+            KeyframeOrigin::Rtcp => "rtcp",
+            KeyframeOrigin::Signaling => "signaling",
+        };
+        self.keyframe_requests_in
+            .get_or_create(&[("origin", origin)])
+            .inc();
+    }
+
+    /// A client reported `count` frames dropped by its E2EE transforms for `reason`.
+    pub fn e2ee_dropped(&self, reason: &str, count: u64) {
+        let reason = E2EE_DROP_REASONS
+            .iter()
+            .find(|&&known| known == reason)
+            .copied()
+            .unwrap_or("other");
+        self.e2ee_dropped_frames
+            .get_or_create(&[("reason", reason)])
+            .inc_by(count);
+    }
+
+    /// A client reported a key epoch change.
+    pub fn e2ee_epoch_changed(&self) {
+        self.e2ee_epoch_changes.inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hush_proto::{Ping, RekeyEvent};
+
+    use super::*;
+    use crate::routing::ConnId;
+
+    fn line<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+        text.lines().find(|l| l.starts_with(prefix))
+    }
+
+    #[test]
+    fn renders_every_metric_in_openmetrics_text() {
+        let m = Metrics::new();
+        m.connection_opened();
+        m.connection_opened();
+        m.connection_closed();
+        m.connection_refused("connect_rate");
+        m.set_rooms(3, 7);
+        m.message_in("join");
+        m.message_in("join");
+        m.message_in("rekey");
+        m.forwarded(1200);
+        m.forwarded(300);
+        m.dropped(PacketDrop::QueueFull);
+        m.keyframe_request(KeyframeOrigin::Rtcp);
+        m.observe(&Output::Audit(Audit::Rekey {
+            room: hush_proto::RoomId::new("r").unwrap(),
+            seq: 3,
+        }));
+        m.e2ee_dropped("auth_failed", 5);
+        m.e2ee_dropped("replayed", 1);
+        m.e2ee_epoch_changed();
+        let text = m.render();
+        for (prefix, value) in [
+            ("hush_connections_open ", "1"),
+            ("hush_connections_total ", "2"),
+            (
+                "hush_connections_refused_total{reason=\"connect_rate\"} ",
+                "1",
+            ),
+            ("hush_rooms ", "3"),
+            ("hush_participants ", "7"),
+            ("hush_messages_in_total{type=\"join\"} ", "2"),
+            ("hush_messages_in_total{type=\"rekey\"} ", "1"),
+            ("hush_forwarded_packets_total ", "2"),
+            ("hush_forwarded_bytes_total ", "1500"),
+            ("hush_dropped_packets_total{reason=\"queue_full\"} ", "1"),
+            ("hush_keyframe_requests_in_total{origin=\"rtcp\"} ", "1"),
+            ("hush_rekeys_total ", "1"),
+            (
+                "hush_e2ee_dropped_frames_total{reason=\"auth_failed\"} ",
+                "5",
+            ),
+            ("hush_e2ee_dropped_frames_total{reason=\"replayed\"} ", "1"),
+            ("hush_e2ee_epoch_changes_total ", "1"),
+        ] {
+            let got = line(&text, prefix).unwrap_or_else(|| panic!("{prefix} missing:\n{text}"));
+            assert_eq!(&got[prefix.len()..], value, "{got}");
+        }
+        assert!(text.contains("# TYPE hush_forwarded_bytes counter"));
+        assert!(text.contains("# TYPE hush_participants gauge"));
+        // prometheus-client ends help texts with a period; families with no label set yet (here
+        // `refusals`) are not written at all.
+        assert!(text.contains("# HELP hush_forwarded_bytes RTP bytes forwarded to subscribers.\n"));
+        assert!(!text.contains("hush_refusals"));
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn core_outputs_are_counted() {
+        let m = Metrics::new();
+        let conn = ConnId(0);
+        let outputs = [
+            Output::Send {
+                conn,
+                message: ServerMessage::error(ErrorCode::TokenExpired, "token has expired", true),
+            },
+            Output::Send {
+                conn,
+                message: ServerMessage::error(ErrorCode::TokenExpired, "token has expired", true),
+            },
+            Output::Send {
+                conn,
+                message: ServerMessage::error(ErrorCode::RoomFull, "the room is full", true),
+            },
+            Output::Send {
+                conn,
+                message: ServerMessage::Pong(Ping { seq: 1 }),
+            },
+            Output::Send {
+                conn,
+                message: ServerMessage::Rekey(RekeyEvent { seq: 4 }),
+            },
+            Output::RequestKeyframe {
+                publisher: conn,
+                track: hush_proto::TrackId(0),
+            },
+            Output::Close { conn },
+        ];
+        for o in &outputs {
+            m.observe(o);
+        }
+        let text = m.render();
+        assert!(
+            text.contains("hush_refusals_total{code=\"token_expired\"} 2\n"),
+            "{text}"
+        );
+        assert!(text.contains("hush_refusals_total{code=\"room_full\"} 1\n"));
+        assert!(text.contains("hush_messages_out_total{type=\"error\"} 3\n"));
+        assert!(text.contains("hush_messages_out_total{type=\"pong\"} 1\n"));
+        assert!(text.contains("hush_messages_out_total{type=\"rekey\"} 1\n"));
+        assert!(text.contains("hush_keyframe_requests_out_total 1\n"));
+    }
+
+    #[test]
+    fn client_reported_reasons_cannot_grow_the_label_space() {
+        let m = Metrics::new();
+        for i in 0..100 {
+            m.e2ee_dropped(&format!("made_up_{i}"), 1);
+        }
+        m.e2ee_dropped("other", 1);
+        let text = m.render();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("hush_e2ee_dropped_frames_total"))
+            .collect();
+        assert_eq!(
+            lines,
+            ["hush_e2ee_dropped_frames_total{reason=\"other\"} 101"]
+        );
+        assert!(!text.contains("made_up"));
+    }
+}

@@ -1,0 +1,151 @@
+//! Rekey points: ordered with joins and leaves, merged per room, members only.
+
+use std::time::Duration;
+
+use hush_proto::{ClientMessage, ErrorCode, RekeyEvent, RekeyReason, RekeyRequest, ServerMessage};
+
+use super::*;
+
+fn rekey() -> ClientMessage {
+    ClientMessage::Rekey(RekeyRequest {
+        reason: Some(RekeyReason::Timer),
+    })
+}
+
+/// The `seq` of every membership event `conn` received, in order, tagged by kind.
+fn log(out: &[Output], conn: ConnId) -> Vec<(&'static str, u64)> {
+    to(out, conn)
+        .into_iter()
+        .filter_map(|m| match m {
+            ServerMessage::Joined(j) => Some(("joined", j.join_seq)),
+            ServerMessage::ParticipantJoined(e) => Some(("join", e.seq)),
+            ServerMessage::ParticipantLeft(e) => Some(("leave", e.seq)),
+            ServerMessage::Rekey(e) => Some(("rekey", e.seq)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn rekeys(out: &[Output]) -> Vec<(ConnId, u64)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Send {
+                conn,
+                message: ServerMessage::Rekey(RekeyEvent { seq }),
+            } => Some((*conn, *seq)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_rekey_is_a_point_in_the_membership_log_sent_to_everyone() {
+    let mut sim = Sim::new();
+    let a = sim.join("a", "r", full());
+    let b = sim.join("b", "r", viewer());
+    let other = sim.join("x", "elsewhere", full());
+    let out = sim.send(b, rekey());
+    // Everyone in the room, the requester included, with the next sequence number (joins were
+    // 1 and 2); nobody in another room, no error.
+    assert_eq!(rekeys(&out), [(a, 3), (b, 3)]);
+    assert!(out.contains(&Output::Audit(crate::routing::Audit::Rekey {
+        room: rid("r"),
+        seq: 3
+    })));
+    assert!(to(&out, other).is_empty());
+    assert!(!out.iter().any(|o| matches!(
+        o,
+        Output::Send {
+            message: ServerMessage::Error(_),
+            ..
+        }
+    )));
+    // The next join continues the same counter.
+    let (c, out) = sim.try_join("c", "r", full());
+    assert_eq!(log(&out, a), [("join", 4)]);
+    assert_eq!(log(&out, c), [("joined", 4)]);
+    // ... and so does a leave.
+    let out = sim.send(c, ClientMessage::Leave);
+    assert_eq!(log(&out, a), [("leave", 5)]);
+    assert_eq!(sim.relay.rooms[&rid("r")].seq(), 5);
+    assert_eq!(sim.relay.rooms[&rid("elsewhere")].seq(), 1);
+}
+
+#[test]
+fn rekeys_are_merged_to_one_per_interval_and_keep_their_place_among_joins() {
+    let mut sim = Sim::new();
+    let a = sim.join("a", "r", full());
+    let b = sim.join("b", "r", full());
+    assert_eq!(rekeys(&sim.send(a, rekey())), [(a, 3), (b, 3)]);
+
+    // Within the second: merged into one pending point, no error, nothing sent.
+    sim.now = sim.now.advance(Duration::from_millis(200));
+    for conn in [a, b, a, b, a] {
+        let out = sim.send(conn, rekey());
+        assert!(out.is_empty(), "{out:?}");
+    }
+    assert_eq!(
+        sim.relay.poll_timeout(),
+        Some(sim.now.instant + Duration::from_millis(800))
+    );
+    // A join while it is pending takes the next number; the pending rekey comes after it.
+    let (c, out) = sim.try_join("c", "r", full());
+    assert_eq!(log(&out, a), [("join", 4)]);
+    assert!(rekeys(&sim.advance(Duration::from_millis(799))).is_empty());
+    let out = sim.advance(Duration::from_millis(1));
+    assert_eq!(rekeys(&out), [(a, 5), (b, 5), (c, 5)], "one, to all three");
+    // Only one: the merged requests do not trickle out later.
+    assert!(rekeys(&sim.advance(Duration::from_secs(10))).is_empty());
+    // Once the interval has passed, a request is placed at once again.
+    assert_eq!(rekeys(&sim.send(c, rekey())), [(a, 6), (b, 6), (c, 6)]);
+}
+
+#[test]
+fn a_pending_rekey_of_a_room_that_emptied_is_dropped() {
+    let mut sim = Sim::new();
+    let a = sim.join("a", "r", full());
+    sim.send(a, rekey());
+    sim.now = sim.now.advance(Duration::from_millis(100));
+    assert!(sim.send(a, rekey()).is_empty());
+    sim.send(a, ClientMessage::Leave);
+    let out = sim.advance(Duration::from_secs(1));
+    assert!(rekeys(&out).is_empty(), "{out:?}");
+    // The room's counter did not move for it: the next join is the next event.
+    let (b, out) = sim.try_join("b", "r", full());
+    assert_eq!(log(&out, b), [("joined", 4)]);
+}
+
+#[test]
+fn only_members_can_ask_for_a_rekey() {
+    let mut sim = Sim::new();
+    let a = sim.join("a", "r", full());
+    // Before join: the first message must be join, and the connection is closed.
+    let stranger = sim.connect();
+    let out = sim.send(stranger, rekey());
+    assert_refused_fatally(&out, stranger, ErrorCode::NotJoined);
+    assert!(to(&out, a).is_empty(), "the room hears nothing");
+    assert_eq!(sim.relay.rooms[&rid("r")].seq(), 1);
+    // A rekey request that is not JSON for the type is refused like any malformed message.
+    let out = sim.send_text(a, r#"{"v":1,"type":"rekey","reason":5}"#);
+    assert_refused(&out, a, ErrorCode::MalformedMessage);
+    assert_eq!(sim.relay.rooms[&rid("r")].seq(), 1);
+    assert_alive(&mut sim, a);
+}
+
+#[test]
+fn a_rekey_flood_costs_the_room_one_point_per_interval() {
+    let mut sim = Sim::new();
+    let a = sim.join("a", "r", full());
+    let b = sim.join("b", "r", full());
+    let mut placed = 0;
+    // 10 s of one request every 20 ms from each member (under the message rate limit).
+    for _ in 0..500 {
+        for conn in [a, b] {
+            placed += rekeys(&sim.send(conn, rekey())).len();
+        }
+        placed += rekeys(&sim.advance(Duration::from_millis(20))).len();
+    }
+    // Two members receive each point; at most one point per second.
+    assert!(placed / 2 <= 11 && placed / 2 >= 9, "{placed}");
+    assert_alive(&mut sim, a);
+}
