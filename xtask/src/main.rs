@@ -17,8 +17,10 @@ const WASM_CRATES: &[&str] = &["hush-frame", "hush-keys", "hush-wasm"];
 /// The wasm-bindgen CLI must match the `wasm-bindgen` crate exactly.
 const WASM_BINDGEN: &str = "0.2.130";
 
-/// Gzipped size budget of the wasm module, in bytes.
-const WASM_GZIP_BUDGET: u64 = 120 * 1024;
+/// Gzipped size budget of the wasm module, in bytes. The frame layer alone is about 58 KB; the
+/// key exchange (HPKE, X25519, Ed25519, the session, JSON parsing of relay events) brings the
+/// module to about 155 KB with the `wasm` profile (opt-level z, fat LTO).
+const WASM_GZIP_BUDGET: u64 = 170 * 1024;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -118,7 +120,8 @@ fn web() -> Result<(), u8> {
             "hush-wasm",
             "--target",
             "wasm32-unknown-unknown",
-            "--release",
+            "--profile",
+            "wasm",
         ],
     )?;
     let have = output("wasm-bindgen", &["--version"]).unwrap_or_default();
@@ -130,10 +133,20 @@ fn web() -> Result<(), u8> {
         )?;
     }
     let target_dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
-    let module = format!("{target_dir}/wasm32-unknown-unknown/release/hush_wasm.wasm");
+    let module = format!("{target_dir}/wasm32-unknown-unknown/wasm/hush_wasm.wasm");
+    // No wasm-opt: measured on this module (binaryen 132 from npm, -Oz/-Os/-O2), it cuts the raw
+    // size by 11-13% but grows the gzipped size, which is what pages download, by 5%.
     run(
         "wasm-bindgen",
-        &["--target", "web", "--out-dir", "web/wasm", &module],
+        &[
+            "--target",
+            "web",
+            "--remove-name-section",
+            "--remove-producers-section",
+            "--out-dir",
+            "web/wasm",
+            &module,
+        ],
     )?;
     let gz = output(
         "sh",
@@ -146,7 +159,11 @@ fn web() -> Result<(), u8> {
         eprintln!("wasm size budget exceeded");
         return Err(1);
     }
-    if !std::path::Path::new("web/node_modules/.package-lock.json").exists() {
+    // npm writes node_modules/.package-lock.json on install: reinstall when the lock file is
+    // newer (a dependency was added since), not only when node_modules is missing.
+    let modified = |p: &str| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let installed = modified("web/node_modules/.package-lock.json");
+    if installed.is_none() || installed < modified("web/package-lock.json") {
         run("npm", &["ci", "--prefix", "web", "--no-audit", "--no-fund"])?;
     }
     run(

@@ -105,6 +105,9 @@ pub enum MembershipError {
     BadAttestation,
     /// The snapshot does not contain this session's own participant id and identity key.
     NotInSnapshot,
+    /// Shared-secret mode: the join sequence is over [`crate::session::MAX_SHARED_SECRET_SEQ`]
+    /// (the ratchet from `E_0` would take that many steps).
+    SequenceTooLarge,
 }
 
 impl fmt::Display for MembershipError {
@@ -120,6 +123,7 @@ impl fmt::Display for MembershipError {
             MembershipError::MissingAttestation => "member attestation missing",
             MembershipError::BadAttestation => "member attestation invalid",
             MembershipError::NotInSnapshot => "own participant missing from the snapshot",
+            MembershipError::SequenceTooLarge => "join sequence too large for shared-secret mode",
         })
     }
 }

@@ -56,8 +56,9 @@
 //! rekeys (the frame layer then refuses to encrypt past its usage limit: no nonce reuse);
 //! add a ghost member or swap identity keys, which the safety code shows and attestations
 //! forbid. Acks and switch notices are authenticated with the epoch secret, so any member of
-//! the epoch (not only the committer) could forge a switch notice and make members switch early:
-//! members are trusted with availability.
+//! the epoch could compute one in another's name; with [`crate::Input::MessageFrom`] (the
+//! relay's `from`) a member's message claiming another member's sender index is refused, so
+//! only the relay could still forge them (availability only).
 //!
 //! ## Shared-secret mode
 //!

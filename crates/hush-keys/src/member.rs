@@ -46,4 +46,8 @@ pub enum Change {
     /// A rekey point the relay put in the log, because a member asked for one
     /// ([`crate::Output::RequestRekey`]): a timer, or a sender near its usage limit.
     Rekey,
+    /// A join the driver refused before the session could see it (its identity key or sender
+    /// index could not even be parsed): it changes nothing but keeps the log consecutive. Every
+    /// member refuses the same join, so none of them starts an epoch for it.
+    Refused(ParticipantId),
 }

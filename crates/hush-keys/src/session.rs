@@ -88,6 +88,16 @@ pub enum Input<'a> {
     Membership(MembershipEvent),
     /// An opaque key message (envelope, ack or switch notice) the relay forwarded.
     Message(&'a [u8]),
+    /// [`Input::Message`] with the sender the relay names (`e2ee.from`, which members cannot
+    /// set). A message whose claimed sender index belongs to another current member is refused
+    /// ([`EnvelopeError::Forged`]): a member cannot pass off acks or switch notices (which are
+    /// MACed with the epoch secret every member holds) as the committer's or another member's.
+    MessageFrom {
+        /// The sender as the relay names it.
+        from: &'a ParticipantId,
+        /// The bytes.
+        bytes: &'a [u8],
+    },
     /// A local encoded transform started sending on `context`.
     LocalStreamStarted(StreamContext),
     /// A local transform stopped.
@@ -205,6 +215,13 @@ pub enum Output {
 const MAX_QUEUED_EVENTS: usize = 4096;
 const MAX_EARLY_ENVELOPES: usize = 32;
 const MAX_EARLY_ACKS: usize = 4096;
+/// Key messages for epochs further ahead than this (past the newest relay event received) are
+/// refused, not buffered: a member cannot park envelopes for epoch 2^63 and keep them forever.
+pub const EARLY_EPOCH_WINDOW: u64 = 64;
+/// Shared-secret mode ratchets `E_0` once per relay event up to the join sequence; a snapshot
+/// whose sequence number is larger than this is refused ([`MembershipError::SequenceTooLarge`])
+/// instead of hanging the client in the ratchet loop.
+pub const MAX_SHARED_SECRET_SEQ: u64 = 1 << 16;
 const REKEY_RETRY: Duration = Duration::from_secs(30);
 
 struct EpochState {
@@ -311,6 +328,10 @@ impl<R: CryptoRng> Session<R> {
             Input::Joined { seq, members } => self.on_joined(now, seq, members),
             Input::Membership(ev) => self.on_event(now, ev),
             Input::Message(bytes) => self.on_message(now, bytes),
+            Input::MessageFrom { from, bytes } => {
+                self.check_claimed_sender(from, bytes)?;
+                self.on_message(now, bytes)
+            }
             Input::LocalStreamStarted(ctx) => {
                 self.require_joined()?;
                 if self.local_streams.insert(ctx)
@@ -464,6 +485,10 @@ impl<R: CryptoRng> Session<R> {
         if self.me.is_some() {
             return Err(UsageError::AlreadyJoined.into());
         }
+        if matches!(self.cfg.mode, KeyMode::SharedSecret(_)) && seq > MAX_SHARED_SECRET_SEQ {
+            // `E_seq = ratchet^seq(E_0)`: one HMAC per step, and `seq` is the relay's.
+            return Err(MembershipError::SequenceTooLarge.into());
+        }
         let own = members
             .iter()
             .find(|m| m.participant == self.participant && m.identity == *self.identity.public())
@@ -524,6 +549,7 @@ impl<R: CryptoRng> Session<R> {
                 }
             }
         }
+        self.prune_early();
         self.process_queue(now);
         Ok(())
     }
@@ -596,6 +622,7 @@ impl<R: CryptoRng> Session<R> {
             Change::Leave(pid) => self.on_leave(now, seq, &pid, Reason::Leave),
             Change::Remove(pid) => self.on_leave(now, seq, &pid, Reason::Removal),
             Change::Rekey => self.new_epoch(now, seq, Reason::Rekey, None),
+            Change::Refused(_) => {}
         }
         self.early_envelopes
             .retain(|(e, _)| *e > seq || self.wait.is_some_and(|w| w.epoch == *e));
@@ -672,6 +699,8 @@ impl<R: CryptoRng> Session<R> {
                 && let Some(st) = self.epochs.get(&h)
             {
                 let mut e = st.secret.ratchet();
+                // Events are applied one by one, so this gap is the count of events since the
+                // head that started no epoch (refused joins): one ratchet per event received.
                 for _ in h + 1..epoch {
                     e = e.ratchet();
                 }
@@ -893,6 +922,19 @@ impl<R: CryptoRng> Session<R> {
 
     // ---------------------------------------------------------------- messages
 
+    /// Refuses a message whose claimed sender index is not that of `from`, when `from` is a
+    /// current member (messages from members not applied yet are checked when opened).
+    fn check_claimed_sender(&self, from: &ParticipantId, bytes: &[u8]) -> Result<(), Error> {
+        let claimed = match Message::parse(bytes)? {
+            Message::Envelope { header, .. } => header.sender,
+            Message::Ack { sender, .. } | Message::Switch { sender, .. } => sender,
+        };
+        match self.members.values().find(|m| m.participant == *from) {
+            Some(m) if m.sender_index != claimed => Err(EnvelopeError::Forged.into()),
+            _ => Ok(()),
+        }
+    }
+
     fn on_message(&mut self, now: Instant, bytes: &[u8]) -> Result<(), Error> {
         let msg = Message::parse(bytes)?;
         match msg {
@@ -910,15 +952,62 @@ impl<R: CryptoRng> Session<R> {
         }
     }
 
+    /// The furthest epoch a key message may name and still be kept for later: the newest relay
+    /// event received (applied or queued) plus [`EARLY_EPOCH_WINDOW`]. `None` before the
+    /// snapshot (nothing is known yet; the buffer's size bounds what is kept).
+    fn early_bound(&self) -> Option<u64> {
+        self.me?;
+        let newest = self
+            .events
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or(0)
+            .max(self.applied_seq);
+        Some(newest.saturating_add(EARLY_EPOCH_WINDOW))
+    }
+
+    /// Keeps an envelope for an epoch whose event has not been applied yet. Bounded twice: by
+    /// epoch ([`Session::early_bound`]) and by count; when full, the entry for the furthest
+    /// epoch gives way (the oldest of those first), so junk for far epochs cannot push out an
+    /// envelope for the next one, and a flood for the next epoch is outlived by the envelope
+    /// that arrives after it.
     fn buffer_envelope(&mut self, epoch: u64, bytes: &[u8]) -> Result<(), Error> {
+        if self.early_bound().is_some_and(|b| epoch > b) {
+            return Err(EnvelopeError::UnexpectedEpoch.into());
+        }
         if self.early_envelopes.iter().any(|(_, b)| b == bytes) {
             return Err(EnvelopeError::Replayed.into());
         }
         if self.early_envelopes.len() >= MAX_EARLY_ENVELOPES {
-            return Err(EnvelopeError::BufferFull.into());
+            let far = self.early_envelopes.iter().map(|(e, _)| *e).max();
+            match far {
+                Some(f) if epoch <= f => {
+                    if let Some(i) = self.early_envelopes.iter().position(|(e, _)| *e == f) {
+                        self.early_envelopes.remove(i);
+                    }
+                }
+                _ => return Err(EnvelopeError::BufferFull.into()),
+            }
         }
         self.early_envelopes.push((epoch, bytes.to_vec()));
         Ok(())
+    }
+
+    /// Drops buffered key messages that the bound refuses now (after the snapshot).
+    fn prune_early(&mut self) {
+        let Some(bound) = self.early_bound() else {
+            return;
+        };
+        let floor = self.applied_seq;
+        self.early_envelopes.retain(|(e, _)| {
+            *e <= bound && (*e > floor || self.wait.is_some_and(|w| w.epoch == *e))
+        });
+        self.early_acks
+            .retain(|b| control_epoch(b).is_some_and(|e| e <= bound));
+        if self.early_switch.as_ref().is_some_and(|(e, _)| *e > bound) {
+            self.early_switch = None;
+        }
     }
 
     fn on_envelope(&mut self, now: Instant, h: EnvelopeHeader, bytes: &[u8]) -> Result<(), Error> {
@@ -998,6 +1087,9 @@ impl<R: CryptoRng> Session<R> {
         bytes: &[u8],
     ) -> Result<(), Error> {
         if self.me.is_none() || epoch > self.applied_seq {
+            if self.early_bound().is_some_and(|b| epoch > b) {
+                return Err(EnvelopeError::UnexpectedEpoch.into());
+            }
             if self.early_acks.len() >= MAX_EARLY_ACKS {
                 return Err(EnvelopeError::BufferFull.into());
             }
@@ -1035,6 +1127,9 @@ impl<R: CryptoRng> Session<R> {
                 || epoch > self.applied_seq
                 || self.wait.is_some_and(|w| w.epoch == epoch)
             {
+                if self.early_bound().is_some_and(|b| epoch > b) {
+                    return Err(EnvelopeError::UnexpectedEpoch.into());
+                }
                 if self.early_switch.as_ref().is_none_or(|(e, _)| *e < epoch) {
                     self.early_switch = Some((epoch, bytes.to_vec()));
                 }
@@ -1129,5 +1224,13 @@ impl<R: CryptoRng> Session<R> {
 
     fn event(&mut self, e: Event) {
         self.outputs.push_back(Output::Event(e));
+    }
+}
+
+/// The epoch an ack or switch notice names, if it parses.
+fn control_epoch(bytes: &[u8]) -> Option<u64> {
+    match Message::parse(bytes).ok()? {
+        Message::Ack { epoch, .. } | Message::Switch { epoch, .. } => Some(epoch),
+        Message::Envelope { .. } => None,
     }
 }

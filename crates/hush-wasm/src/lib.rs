@@ -6,13 +6,26 @@
 //! this crate only converts types. `u64` KIDs and counters are JavaScript `BigInt`s.
 //!
 //! Layout codes (`layout` arguments): 0 pure, 1 Opus, 2 VP8, 3 VP9, 4 H.264, 5 H.265, 6 AV1.
+//!
+//! **Host AEAD** (DESIGN.md section 2, "AEAD as a seam"): for large frames the Worker runs
+//! AES-GCM with WebCrypto. [`Sender::plan_seal`] reserves the counter and returns a
+//! [`SealJob`] (clear head, nonce, AAD); the host seals `frame[payloadStart..]` and calls
+//! [`Sender::finish`] (or [`Sender::finish_frame`] for H.26x, which escapes). On the receiving
+//! side [`Receiver::plan_open`] checks the header, KID and replay window and returns an
+//! [`OpenJob`]; the host opens the ciphertext and calls [`Receiver::commit`], or
+//! [`Receiver::record_auth_failure`] when the tag did not verify. Only AES-GCM suites (4, 5)
+//! are meant for this path: for them WebCrypto's `ciphertext || tag` is the SFrame layout.
 
 use hush_frame::aead::SuiteAead;
 use hush_frame::key::{DerivedKey, FrameKey};
 use hush_frame::{
     BaseKey, CipherSuite, Codec, DecryptError, DecryptStats, Decryptor, Encryptor, Header, Layout,
+    OpenPlan, SealPlan,
 };
 use wasm_bindgen::prelude::*;
+
+/// The key exchange (hush-keys) in the Worker: [`keys::KeySession`].
+pub mod keys;
 
 /// Maps a layout code to a [`Layout`].
 fn layout(code: u8) -> Result<Layout, JsError> {
@@ -70,6 +83,48 @@ impl Sender {
             .encrypt(l, &mut self.buf)
             .map_err(|e| JsError::new(&e.to_string()))?;
         Ok(self.buf.clone())
+    }
+
+    /// Host-AEAD step 1: checks the frame, reserves its counter and returns what the host
+    /// needs to seal it; throws (drop the frame) when it cannot be sent.
+    #[wasm_bindgen(js_name = planSeal)]
+    pub fn plan_seal(&mut self, layout_code: u8, frame: &[u8]) -> Result<SealJob, JsError> {
+        let l = layout(layout_code)?;
+        self.buf.clear();
+        self.buf.extend_from_slice(frame);
+        let plan = self
+            .inner
+            .plan(l, &mut self.buf)
+            .map_err(|e| JsError::new(&e.to_string()))?;
+        let head = self.buf[..plan.payload_range().start].to_vec();
+        let aad = self.inner.aad(&plan, &self.buf).to_vec();
+        Ok(SealJob {
+            payload_start: plan.prefix_len() as u32,
+            plan,
+            head,
+            aad,
+            escapes: escapes(layout_code),
+        })
+    }
+
+    /// Host-AEAD step 3 for layouts that do not escape: counts the frame, sealed by the host
+    /// as `head || ciphertext || tag`. Throws for H.26x (use `finishFrame`).
+    pub fn finish(&mut self, job: &SealJob) -> Result<(), JsError> {
+        if job.escapes {
+            return Err(JsError::new("H.26x frames need finishFrame"));
+        }
+        self.inner.finish(&job.plan, &mut Vec::new());
+        Ok(())
+    }
+
+    /// Host-AEAD step 3 with the sealed frame (`head || ciphertext || tag`): escapes H.26x
+    /// output and counts the frame; returns the wire frame.
+    #[wasm_bindgen(js_name = finishFrame)]
+    pub fn finish_frame(&mut self, job: &SealJob, frame: &[u8]) -> Vec<u8> {
+        self.buf.clear();
+        self.buf.extend_from_slice(frame);
+        self.inner.finish(&job.plan, &mut self.buf);
+        self.buf.clone()
     }
 
     /// True once the key used half its budget: ask for a new epoch.
@@ -147,6 +202,70 @@ impl Receiver {
         }
     }
 
+    /// Host-AEAD step 1: parses `frame`, picks its KID's key and checks the replay window
+    /// (without changing it). `undefined` when the frame must be dropped (see `lastError`).
+    #[wasm_bindgen(js_name = planOpen)]
+    pub fn plan_open(&mut self, layout_code: u8, frame: &[u8]) -> Result<Option<OpenJob>, JsError> {
+        let l = layout(layout_code)?;
+        self.buf.clear();
+        self.buf.extend_from_slice(frame);
+        let plan = match self.inner.plan(l, &mut self.buf) {
+            Ok(plan) => plan,
+            Err(e) => {
+                self.last_error = Some(e);
+                return Ok(None);
+            }
+        };
+        self.last_error = None;
+        let escapes = escapes(layout_code);
+        let sealed_range = plan.payload_range().start..plan.tag_range().end;
+        // The decrypted frame is `clear prefix || plaintext`: AV1's framing (carrier OBU
+        // header and size, between prefix and SFrame header) is not part of it.
+        let prefix_len = plan.prefix_len();
+        Ok(Some(OpenJob {
+            head: self.buf[..prefix_len].to_vec(),
+            // After unescaping the ciphertext may sit elsewhere than in `frame`: copy it.
+            sealed: if escapes {
+                self.buf[sealed_range.clone()].to_vec()
+            } else {
+                Vec::new()
+            },
+            sealed_start: sealed_range.start as u32,
+            sealed_end: sealed_range.end as u32,
+            aad: self.inner.aad(&plan, &self.buf).to_vec(),
+            frame_len: self.buf.len(),
+            plan,
+            escapes,
+        }))
+    }
+
+    /// Host-AEAD step 3, after the host's AEAD accepted the frame: records its counter in
+    /// the replay window. `false` (drop the frame, see `lastError`) when another frame with
+    /// the same counter was accepted meanwhile or the key was removed.
+    pub fn commit(&mut self, job: &OpenJob) -> bool {
+        // `commit` moves the payload within a frame-sized buffer; its content is not used
+        // here (the host holds the plaintext), only its length.
+        self.buf.clear();
+        self.buf.resize(job.frame_len, 0);
+        match self.inner.commit(&job.plan, &mut self.buf) {
+            Ok(()) => {
+                self.last_error = None;
+                true
+            }
+            Err(e) => {
+                self.last_error = Some(e);
+                false
+            }
+        }
+    }
+
+    /// Counts a frame whose tag the host's AEAD refused (`lastError` becomes `auth_failed`).
+    #[wasm_bindgen(js_name = recordAuthFailure)]
+    pub fn record_auth_failure(&mut self) {
+        self.inner.record_failure(DecryptError::AuthFailed);
+        self.last_error = Some(DecryptError::AuthFailed);
+    }
+
     /// Why the last frame was dropped, as a stable code (`auth_failed`, `replayed`, ...).
     #[wasm_bindgen(js_name = lastError)]
     pub fn last_error(&self) -> Option<String> {
@@ -169,6 +288,130 @@ impl Receiver {
         ]
         .map(|v| v as f64)
         .to_vec()
+    }
+}
+
+/// Whether a layout code escapes its ciphertext (H.264, H.265).
+fn escapes(layout_code: u8) -> bool {
+    matches!(layout_code, 4 | 5)
+}
+
+/// A frame planned for sealing by the host: see the crate docs ("Host AEAD").
+#[wasm_bindgen]
+pub struct SealJob {
+    plan: SealPlan,
+    head: Vec<u8>,
+    aad: Vec<u8>,
+    payload_start: u32,
+    escapes: bool,
+}
+
+#[wasm_bindgen]
+impl SealJob {
+    /// The KID to seal under (selects the host's key).
+    #[wasm_bindgen(getter)]
+    pub fn kid(&self) -> u64 {
+        self.plan.kid()
+    }
+
+    /// The frame's counter.
+    #[wasm_bindgen(getter)]
+    pub fn ctr(&self) -> u64 {
+        self.plan.ctr()
+    }
+
+    /// What goes before the ciphertext on the wire: `clear prefix || SFrame header`.
+    #[wasm_bindgen(getter)]
+    pub fn head(&self) -> Vec<u8> {
+        self.head.clone()
+    }
+
+    /// Where the plaintext to seal starts in the frame given to `planSeal`.
+    #[wasm_bindgen(getter, js_name = payloadStart)]
+    pub fn payload_start(&self) -> u32 {
+        self.payload_start
+    }
+
+    /// The 12-byte AEAD nonce (the WebCrypto IV).
+    #[wasm_bindgen(getter)]
+    pub fn nonce(&self) -> Vec<u8> {
+        self.plan.nonce().to_vec()
+    }
+
+    /// The AAD: `header || codec metadata`.
+    #[wasm_bindgen(getter)]
+    pub fn aad(&self) -> Vec<u8> {
+        self.aad.clone()
+    }
+
+    /// Whether the sealed frame must go through `finishFrame` (H.26x escaping).
+    #[wasm_bindgen(getter)]
+    pub fn escapes(&self) -> bool {
+        self.escapes
+    }
+}
+
+/// A received frame planned for opening by the host: see the crate docs ("Host AEAD").
+#[wasm_bindgen]
+pub struct OpenJob {
+    plan: OpenPlan,
+    head: Vec<u8>,
+    sealed: Vec<u8>,
+    sealed_start: u32,
+    sealed_end: u32,
+    aad: Vec<u8>,
+    frame_len: usize,
+    escapes: bool,
+}
+
+#[wasm_bindgen]
+impl OpenJob {
+    /// The frame's KID (selects the host's key).
+    #[wasm_bindgen(getter)]
+    pub fn kid(&self) -> u64 {
+        self.plan.kid()
+    }
+
+    /// The clear prefix: the decrypted frame is `head || plaintext`.
+    #[wasm_bindgen(getter)]
+    pub fn head(&self) -> Vec<u8> {
+        self.head.clone()
+    }
+
+    /// Where `ciphertext || tag` starts in the received frame (layouts that do not escape).
+    #[wasm_bindgen(getter, js_name = sealedStart)]
+    pub fn sealed_start(&self) -> u32 {
+        self.sealed_start
+    }
+
+    /// Where `ciphertext || tag` ends in the received frame (layouts that do not escape).
+    #[wasm_bindgen(getter, js_name = sealedEnd)]
+    pub fn sealed_end(&self) -> u32 {
+        self.sealed_end
+    }
+
+    /// `ciphertext || tag` after unescaping, for H.26x (`escapes`); empty otherwise.
+    #[wasm_bindgen(getter)]
+    pub fn sealed(&self) -> Vec<u8> {
+        self.sealed.clone()
+    }
+
+    /// The 12-byte AEAD nonce (the WebCrypto IV).
+    #[wasm_bindgen(getter)]
+    pub fn nonce(&self) -> Vec<u8> {
+        self.plan.nonce().to_vec()
+    }
+
+    /// The AAD: `header || codec metadata`.
+    #[wasm_bindgen(getter)]
+    pub fn aad(&self) -> Vec<u8> {
+        self.aad.clone()
+    }
+
+    /// Whether the ciphertext must be read from `sealed` (H.26x) rather than the frame.
+    #[wasm_bindgen(getter)]
+    pub fn escapes(&self) -> bool {
+        self.escapes
     }
 }
 
@@ -209,6 +452,14 @@ pub fn derive_key(suite_id: u16, kid: u64, key: &[u8]) -> Result<Vec<u8>, JsErro
     out.extend_from_slice(d.expose_key());
     out.extend_from_slice(d.salt());
     Ok(out)
+}
+
+/// The AEAD key of section 4.4.2 (`sframe_key`) for `kid`, to import into WebCrypto once per
+/// KID (as a non-extractable key; the caller zeroes these bytes after the import).
+#[wasm_bindgen(js_name = aeadKey)]
+pub fn aead_key(suite_id: u16, kid: u64, key: &[u8]) -> Result<Vec<u8>, JsError> {
+    let d = DerivedKey::derive(suite(suite_id)?, kid, &base_key(key)?);
+    Ok(d.expose_key().to_vec())
 }
 
 /// The nonce of counter `ctr` for `kid` under `key`.
