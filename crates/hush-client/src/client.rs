@@ -339,7 +339,9 @@ impl Client {
             identity: *identity.public(),
             attestation: None,
         });
-        let mut session = Session::new(Config::new(room), identity, me, rng.clone());
+        let mut config = Config::new(room);
+        config.room_instance = joined.room_instance.map(|i| *i.as_bytes());
+        let mut session = Session::new(config, identity, me, rng.clone());
         let clock = tokio::time::Instant::now();
         let now = hush_keys::Instant::from_millis(0);
         session.handle_input(

@@ -145,11 +145,19 @@ impl SharedSecret {
         Ok(Self(Zeroizing::new(secret.to_vec())))
     }
 
-    /// `E_0 = HKDF-Extract(salt = "hush shared secret" || room id, secret)`.
-    pub(crate) fn epoch_zero(&self, room: &[u8]) -> EpochSecret {
-        let mut salt = Zeroizing::new(alloc::vec::Vec::with_capacity(18 + room.len()));
+    /// `E_0 = HKDF-Extract(salt = "hush shared secret" || u16be(len(room)) || room [|| instance],
+    /// secret)`: the relay's 16-byte room-instance nonce, when it sends one, makes each life of a
+    /// room distinct. The length prefix keeps every (room, instance) pair's salt unique.
+    pub(crate) fn epoch_zero(&self, room: &[u8], instance: Option<[u8; 16]>) -> EpochSecret {
+        let mut salt = Zeroizing::new(alloc::vec::Vec::with_capacity(18 + 2 + room.len() + 16));
         salt.extend_from_slice(b"hush shared secret");
+        // Room ids are at most a few hundred bytes (`ids::check_len`).
+        let len = u16::try_from(room.len()).unwrap_or(u16::MAX);
+        salt.extend_from_slice(&len.to_be_bytes());
         salt.extend_from_slice(room);
+        if let Some(instance) = instance {
+            salt.extend_from_slice(&instance);
+        }
         let (prk, _) = Hkdf::<Sha256>::extract(Some(&salt), &self.0);
         let mut b = [0u8; SECRET_LEN];
         b.copy_from_slice(&prk);
@@ -166,6 +174,17 @@ impl fmt::Debug for SharedSecret {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn room_instance_changes_epoch_zero() {
+        let s = SharedSecret::new(b"correct horse battery staple, 32+").unwrap();
+        let plain = s.epoch_zero(b"room", None);
+        let first = s.epoch_zero(b"room", Some([1; 16]));
+        let second = s.epoch_zero(b"room", Some([2; 16]));
+        assert_ne!(plain.expose_secret(), first.expose_secret());
+        assert_ne!(first.expose_secret(), second.expose_secret());
+        assert_eq!(first.expose_secret(), s.epoch_zero(b"room", Some([1; 16])).expose_secret());
+    }
 
     #[test]
     fn ratchet_is_hkdf_expand_with_the_documented_label() {

@@ -62,7 +62,9 @@
 //!
 //! ## Shared-secret mode
 //!
-//! `E_0 = HKDF-Extract("hush shared secret" || room, secret)`, then every relay event ratchets
+//! `E_0 = HKDF-Extract("hush shared secret" || u16be(len(room)) || room || room_instance,
+//! secret)` (`room_instance`, from the relay's `joined`, differs for each life of a room, so a
+//! room recreated after its empty timeout never repeats keys), then every relay event ratchets
 //! (`E_s = ratchet^s(E_0)`), with the same ack and switch round and no envelopes. It needs no
 //! identity exchange but anyone who ever held the secret can compute every epoch, past and
 //! future: it keeps the relay out, nothing more.

@@ -54,6 +54,11 @@ pub struct Config {
     pub contexts: u8,
     /// With a key set, members refuse anyone without a valid backend attestation.
     pub attestation_key: Option<VerifyingKey>,
+    /// The relay's nonce for this life of the room (`joined.room_instance`). Shared-secret mode
+    /// mixes it into `E_0`: a room the relay forgot (empty timeout) and created again restarts
+    /// its sequence numbers and sender indexes at 0, and without it would repeat every key and
+    /// nonce of the earlier life. Exchange mode draws fresh epochs and does not need it.
+    pub room_instance: Option<[u8; 16]>,
 }
 
 impl Config {
@@ -68,6 +73,7 @@ impl Config {
             rekey_interval: Some(Duration::from_secs(600)),
             contexts: 4,
             attestation_key: None,
+            room_instance: None,
         }
     }
 }
@@ -531,7 +537,7 @@ impl<R: CryptoRng> Session<R> {
         self.events.retain(|s, _| *s > seq);
         match &self.cfg.mode {
             KeyMode::SharedSecret(s) => {
-                let mut e = s.epoch_zero(self.cfg.room.as_bytes());
+                let mut e = s.epoch_zero(self.cfg.room.as_bytes(), self.cfg.room_instance);
                 for _ in 0..seq {
                     e = e.ratchet();
                 }

@@ -355,6 +355,7 @@ impl KeyCore {
         if let Some(s) = shared {
             cfg.mode = KeyMode::SharedSecret(s);
         }
+        cfg.room_instance = j.room_instance.map(|i| *i.as_bytes());
         let mut session = Box::new(Session::new(cfg, identity, me, rng));
         let r = session.handle_input(
             now,
