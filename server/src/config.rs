@@ -13,6 +13,22 @@
 //! cert = "/etc/hush/cert.pem"
 //! key = "/etc/hush/key.pem"
 //!
+//! metrics_bind = "127.0.0.1:9100"   # /metrics on its own listener (see crate::http)
+//! audit_key_file = "/etc/hush/audit.key"  # pseudonym key of the audit trail (else random)
+//!
+//! [limits]                       # every field optional; defaults in parentheses
+//! max_rooms = 10000              # rooms at once (10000)
+//! max_participants_per_room = 100  # server cap; a room's own limit can only be lower (100)
+//! empty_room_timeout_secs = 300  # how long an empty room lives (300)
+//! join_timeout_secs = 10         # a connection must send `join` within this (10)
+//! message_burst = 200            # signaling messages per connection: bucket size (200)
+//! message_rate = 50              # ... and refill per second (50)
+//! idle_timeout_secs = 60         # close a WebSocket silent this long; pinged at half (60)
+//! ip_connect_burst = 20          # new WebSockets per IP (per /64): bucket size (20)
+//! ip_connect_rate = 5            # ... and refill per second (5)
+//! ip_max_connections = 32        # WebSockets open at once per IP (32)
+//! ip_free_auth_failures = 5      # refused tokens per IP before a doubling backoff (5)
+//!
 //! [[keys]]
 //! kid = "2026-01"
 //! alg = "HS256"
@@ -27,12 +43,15 @@
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
+use crate::ops::limits::IpLimits;
+use crate::routing::{RateLimit, RelayConfig};
 use crate::token::{KeyError, VerifyingKeys};
 
 /// The default listen address: loopback only.
@@ -56,9 +75,118 @@ pub struct FileConfig {
     pub public_ip: Option<IpAddr>,
     /// TLS for HTTP and WebSocket.
     pub tls: Option<TlsFiles>,
+    /// A separate listen address for `GET /metrics` (and `/healthz`).
+    pub metrics_bind: Option<SocketAddr>,
+    /// A file whose bytes key the audit trail's pseudonyms (at least 32 bytes; see
+    /// [`crate::ops::audit`]). Without it the key is random per process.
+    pub audit_key_file: Option<PathBuf>,
+    /// Limits and timers.
+    #[serde(default)]
+    pub limits: LimitsConfig,
     /// Token verification keys.
     #[serde(default)]
     pub keys: Vec<KeyConfig>,
+}
+
+/// The `[limits]` section: every field optional, unset ones keep their defaults
+/// ([`RelayConfig::default`], [`IpLimits::default`], [`DEFAULT_IDLE_TIMEOUT`]).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Rooms at once.
+    pub max_rooms: Option<usize>,
+    /// Participants per room (the server cap).
+    pub max_participants_per_room: Option<u32>,
+    /// Seconds an empty room lives.
+    pub empty_room_timeout_secs: Option<u64>,
+    /// Seconds a connection has to send `join`.
+    pub join_timeout_secs: Option<u64>,
+    /// Signaling messages per connection: the bucket's size.
+    pub message_burst: Option<u32>,
+    /// Signaling messages per connection: refill per second.
+    pub message_rate: Option<u32>,
+    /// Seconds a WebSocket may stay silent before it is closed (pinged at half of it).
+    pub idle_timeout_secs: Option<u64>,
+    /// New WebSockets per IP address (per /64 for IPv6): the bucket's size.
+    pub ip_connect_burst: Option<u32>,
+    /// New WebSockets per IP address: refill per second.
+    pub ip_connect_rate: Option<u32>,
+    /// WebSockets open at once per IP address.
+    pub ip_max_connections: Option<u32>,
+    /// Refused tokens per IP address before the backoff starts.
+    pub ip_free_auth_failures: Option<u32>,
+}
+
+/// How long a WebSocket may stay silent (no message, no pong) before the relay closes it.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl LimitsConfig {
+    /// The routing core's configuration: the defaults with this section's values.
+    pub fn relay_config(&self) -> Result<RelayConfig, ConfigError> {
+        let mut config = RelayConfig::default();
+        if let Some(v) = self.max_rooms {
+            config.max_rooms = positive("max_rooms", v)?;
+        }
+        if let Some(v) = self.max_participants_per_room {
+            config.max_participants_per_room = positive("max_participants_per_room", v)?;
+        }
+        if let Some(v) = self.empty_room_timeout_secs {
+            config.empty_room_timeout = Duration::from_secs(v);
+        }
+        if let Some(v) = self.join_timeout_secs {
+            config.join_timeout = Duration::from_secs(positive("join_timeout_secs", v)?);
+        }
+        config.message_rate = RateLimit {
+            burst: positive(
+                "message_burst",
+                self.message_burst.unwrap_or(config.message_rate.burst),
+            )?,
+            per_second: positive(
+                "message_rate",
+                self.message_rate.unwrap_or(config.message_rate.per_second),
+            )?,
+        };
+        Ok(config)
+    }
+
+    /// The per-IP limits: the defaults with this section's values.
+    pub fn ip_limits(&self) -> Result<IpLimits, ConfigError> {
+        let mut limits = IpLimits::default();
+        limits.connect_rate = RateLimit {
+            burst: positive(
+                "ip_connect_burst",
+                self.ip_connect_burst.unwrap_or(limits.connect_rate.burst),
+            )?,
+            per_second: positive(
+                "ip_connect_rate",
+                self.ip_connect_rate
+                    .unwrap_or(limits.connect_rate.per_second),
+            )?,
+        };
+        if let Some(v) = self.ip_max_connections {
+            limits.max_concurrent = positive("ip_max_connections", v)?;
+        }
+        if let Some(v) = self.ip_free_auth_failures {
+            limits.free_auth_failures = v;
+        }
+        Ok(limits)
+    }
+
+    /// The WebSocket idle timeout.
+    pub fn idle_timeout(&self) -> Result<Duration, ConfigError> {
+        match self.idle_timeout_secs {
+            Some(v) => Ok(Duration::from_secs(positive("idle_timeout_secs", v)?)),
+            None => Ok(DEFAULT_IDLE_TIMEOUT),
+        }
+    }
+}
+
+/// Refuses a zero where zero would lock everyone out (or never let anyone in).
+fn positive<T: PartialEq + Default>(name: &'static str, value: T) -> Result<T, ConfigError> {
+    if value == T::default() {
+        return Err(ConfigError::Limit(name, "must be greater than 0"));
+    }
+    Ok(value)
 }
 
 /// A certificate chain and its private key, PEM.
@@ -95,6 +223,10 @@ pub enum ConfigError {
     Parse(String),
     /// A key entry is wrong.
     Key(String, String),
+    /// A `[limits]` value is out of range (the field, why).
+    Limit(&'static str, &'static str),
+    /// The audit key file is too short.
+    AuditKey(PathBuf),
 }
 
 impl fmt::Display for ConfigError {
@@ -103,6 +235,12 @@ impl fmt::Display for ConfigError {
             Self::Read(path, err) => write!(f, "cannot read {}: {err}", path.display()),
             Self::Parse(msg) => write!(f, "invalid configuration: {msg}"),
             Self::Key(kid, msg) => write!(f, "key {kid:?}: {msg}"),
+            Self::Limit(name, msg) => write!(f, "[limits] {name}: {msg}"),
+            Self::AuditKey(path) => write!(
+                f,
+                "{}: an audit key file needs at least 32 bytes",
+                path.display()
+            ),
         }
     }
 }
@@ -158,6 +296,19 @@ impl FileConfig {
     }
 }
 
+/// The audit trail's pseudonym key from `path`: SHA-256 of the file's bytes (at least 32,
+/// one trailing newline ignored). Wiped on drop.
+pub fn read_audit_key(path: &Path) -> Result<Zeroizing<[u8; 32]>, ConfigError> {
+    use sha2::Digest as _;
+    let bytes = read_secret_file(path)?;
+    if bytes.len() < 32 {
+        return Err(ConfigError::AuditKey(path.to_owned()));
+    }
+    let mut key = Zeroizing::new([0u8; 32]);
+    key.copy_from_slice(&sha2::Sha256::digest(bytes.as_slice()));
+    Ok(key)
+}
+
 /// Reads an HS256 secret: the file's raw bytes, one trailing newline ignored. Wiped on drop.
 pub fn read_secret_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, ConfigError> {
     let mut bytes =
@@ -196,6 +347,71 @@ mod tests {
             FileConfig::parse("[[keys]]\nkid = \"a\"\nalg = \"EdDSA\"\npublic_key = \"AAAA\"\n")
                 .unwrap();
         assert!(matches!(c.verifying_keys(), Err(ConfigError::Key(..))));
+    }
+
+    #[test]
+    fn limits_map_onto_the_core_and_the_ip_limiter() {
+        let c = FileConfig::parse(
+            "[limits]\nmax_participants_per_room = 3\nempty_room_timeout_secs = 7\n\
+             message_burst = 4\nmessage_rate = 2\nidle_timeout_secs = 9\n\
+             ip_connect_burst = 6\nip_max_connections = 1\nip_free_auth_failures = 0\n",
+        )
+        .unwrap();
+        let relay = c.limits.relay_config().unwrap();
+        assert_eq!(relay.max_participants_per_room, 3);
+        assert_eq!(relay.empty_room_timeout, Duration::from_secs(7));
+        assert_eq!(
+            relay.message_rate,
+            RateLimit {
+                burst: 4,
+                per_second: 2
+            }
+        );
+        // Unset values keep their defaults.
+        assert_eq!(relay.max_rooms, RelayConfig::default().max_rooms);
+        assert_eq!(relay.join_timeout, RelayConfig::default().join_timeout);
+        let ip = c.limits.ip_limits().unwrap();
+        assert_eq!(ip.connect_rate.burst, 6);
+        assert_eq!(
+            ip.connect_rate.per_second,
+            IpLimits::default().connect_rate.per_second
+        );
+        assert_eq!(ip.max_concurrent, 1);
+        assert_eq!(ip.free_auth_failures, 0);
+        assert_eq!(c.limits.idle_timeout().unwrap(), Duration::from_secs(9));
+        // No section: all defaults.
+        let d = FileConfig::parse("").unwrap();
+        assert_eq!(d.limits.relay_config().unwrap(), RelayConfig::default());
+        assert_eq!(d.limits.ip_limits().unwrap(), IpLimits::default());
+        assert_eq!(d.limits.idle_timeout().unwrap(), DEFAULT_IDLE_TIMEOUT);
+    }
+
+    #[test]
+    fn bad_limits_are_refused_by_name() {
+        for (field, text) in [
+            ("message_rate", "[limits]\nmessage_rate = 0\n"),
+            (
+                "max_participants_per_room",
+                "[limits]\nmax_participants_per_room = 0\n",
+            ),
+            ("ip_connect_rate", "[limits]\nip_connect_rate = 0\n"),
+            ("idle_timeout_secs", "[limits]\nidle_timeout_secs = 0\n"),
+        ] {
+            let c = FileConfig::parse(text).unwrap();
+            let err = c
+                .limits
+                .relay_config()
+                .and_then(|_| c.limits.ip_limits())
+                .and_then(|_| c.limits.idle_timeout())
+                .unwrap_err();
+            assert!(
+                matches!(err, ConfigError::Limit(name, _) if name == field),
+                "{err}"
+            );
+        }
+        // A typo is an error, not a silently ignored limit; so is a negative number.
+        assert!(FileConfig::parse("[limits]\nmax_participant = 3\n").is_err());
+        assert!(FileConfig::parse("[limits]\nmessage_rate = -1\n").is_err());
     }
 
     #[test]

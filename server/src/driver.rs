@@ -2,12 +2,19 @@
 //! out the core's outputs.
 //!
 //! Signaling connections and media sessions talk to it through one bounded channel
-//! ([`Input`]); it answers through each connection's bounded outgoing queue ([`Outgoing`]) and
-//! each participant's media actor ([`crate::media::peer`]). It sleeps until the next input or
+//! (`Input`); it answers through each connection's bounded outgoing queue (`Outgoing`) and
+//! each participant's media actor (`media::peer`). It sleeps until the next input or
 //! the core's next timer, whichever comes first.
+//!
+//! Around the core it keeps the operations in step ([`DriverOps`]): every output is counted by
+//! [`Metrics::observe`] before it is carried out, audit events go to the [`AuditSink`], and a
+//! join refused for a token reason counts as an authentication failure of the connection's IP
+//! address in the [`IpLimiter`] (a successful join clears its count).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use hush_proto::{SenderIndex, ServerMessage, TrackId, TrackRef};
@@ -16,6 +23,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::media::MediaOptions;
 use crate::media::fanout::Fanout;
 use crate::media::peer::{self, PeerCommand, PeerHandle};
+use crate::ops::audit::AuditSink;
+use crate::ops::limits::IpLimiter;
+use crate::ops::metrics::{KeyframeOrigin, Metrics, PacketDrop};
 use crate::routing::{Audit, ConnId, Output, Relay};
 use crate::time::Now;
 
@@ -31,6 +41,8 @@ pub(crate) enum Input {
     Open {
         outgoing: mpsc::Sender<Outgoing>,
         reply: oneshot::Sender<ConnId>,
+        /// The client's address, for the per-IP authentication-failure backoff.
+        ip: IpAddr,
     },
     /// A text message from a connection.
     Text { conn: ConnId, text: String },
@@ -40,6 +52,8 @@ pub(crate) enum Input {
     Keyframe { subscriber: ConnId, track: TrackId },
     /// The connection's media session failed; close the connection.
     MediaFailed { conn: ConnId },
+    /// `/metrics` is about to render: bring the gauges and fan-out counters up to date.
+    RefreshMetrics { done: oneshot::Sender<()> },
 }
 
 /// Something for a signaling connection's writer.
@@ -47,8 +61,23 @@ pub(crate) enum Input {
 pub(crate) enum Outgoing {
     /// A JSON text message.
     Text(String),
+    /// A WebSocket ping (the reader saw nothing for half the idle timeout).
+    Ping,
     /// Close the socket (after what was queued before).
     Close,
+    /// Close the socket with this close code and reason.
+    CloseWith(u16, &'static str),
+}
+
+/// What the driver keeps in step with the core: shared with the HTTP handlers.
+#[derive(Debug)]
+pub struct DriverOps {
+    /// Counts every core output, connections, fan-out packets.
+    pub metrics: Arc<Metrics>,
+    /// Told about authentication failures and successes per IP address.
+    pub limiter: Arc<Mutex<IpLimiter>>,
+    /// Writes the audit trail.
+    pub audit: AuditSink,
 }
 
 /// A handle to the driver task; cloned into every connection.
@@ -66,7 +95,7 @@ pub fn now() -> Now {
 }
 
 /// Starts the driver on the current tokio runtime.
-pub fn spawn(relay: Relay, media: MediaOptions) -> DriverHandle {
+pub fn spawn(relay: Relay, media: MediaOptions, ops: DriverOps) -> DriverHandle {
     let (tx, rx) = mpsc::channel(INPUT_QUEUE);
     let driver = Driver {
         relay,
@@ -75,6 +104,8 @@ pub fn spawn(relay: Relay, media: MediaOptions) -> DriverHandle {
         tx: tx.downgrade(),
         conns: HashMap::new(),
         fanouts: HashMap::new(),
+        ops,
+        fanout_totals: FanoutTotals::default(),
     };
     tokio::spawn(driver.run());
     DriverHandle { tx }
@@ -84,6 +115,16 @@ struct ConnState {
     outgoing: mpsc::Sender<Outgoing>,
     peer: Option<PeerHandle>,
     sender_index: Option<SenderIndex>,
+    ip: IpAddr,
+}
+
+/// Fan-out packet counters: those of unpublished tracks, and what was already exported.
+#[derive(Default)]
+struct FanoutTotals {
+    retired_forwarded: u64,
+    retired_dropped: u64,
+    exported_forwarded: u64,
+    exported_dropped: u64,
 }
 
 struct Driver {
@@ -95,6 +136,8 @@ struct Driver {
     conns: HashMap<ConnId, ConnState>,
     /// Published tracks by (publisher, track): track ids are only unique within a room.
     fanouts: HashMap<(ConnId, TrackId), Arc<Fanout>>,
+    ops: DriverOps,
+    fanout_totals: FanoutTotals,
 }
 
 impl Driver {
@@ -127,7 +170,11 @@ impl Driver {
 
     fn input(&mut self, input: Input) {
         match input {
-            Input::Open { outgoing, reply } => {
+            Input::Open {
+                outgoing,
+                reply,
+                ip,
+            } => {
                 let conn = self.relay.connect(now());
                 self.conns.insert(
                     conn,
@@ -135,6 +182,7 @@ impl Driver {
                         outgoing,
                         peer: None,
                         sender_index: None,
+                        ip,
                     },
                 );
                 if reply.send(conn).is_err() {
@@ -150,6 +198,7 @@ impl Driver {
                 }
             }
             Input::Keyframe { subscriber, track } => {
+                self.ops.metrics.keyframe_request(KeyframeOrigin::Rtcp);
                 self.relay.request_keyframe(now(), subscriber, track)
             }
             Input::MediaFailed { conn } => {
@@ -158,7 +207,45 @@ impl Driver {
                     self.relay.disconnected(now(), conn);
                 }
             }
+            Input::RefreshMetrics { done } => {
+                self.refresh_metrics();
+                let _ = done.send(());
+            }
         }
+    }
+
+    /// Sets the room and participant gauges and adds what the fan-outs counted since the last
+    /// refresh (counters only grow: unpublished tracks' counts were kept in `fanout_totals`).
+    fn refresh_metrics(&mut self) {
+        let participants = self.relay.rooms.values().map(|r| r.members.len()).sum();
+        self.ops
+            .metrics
+            .set_rooms(self.relay.room_count(), participants);
+        let totals = &mut self.fanout_totals;
+        let (mut forwarded, mut dropped) = (totals.retired_forwarded, totals.retired_dropped);
+        for fanout in self.fanouts.values() {
+            forwarded = forwarded.saturating_add(fanout.forwarded.load(Ordering::Relaxed));
+            dropped = dropped.saturating_add(fanout.dropped.load(Ordering::Relaxed));
+        }
+        let metrics = &self.ops.metrics;
+        metrics.add_forwarded_packets(forwarded.saturating_sub(totals.exported_forwarded));
+        metrics.add_dropped(
+            PacketDrop::QueueFull,
+            dropped.saturating_sub(totals.exported_dropped),
+        );
+        totals.exported_forwarded = totals.exported_forwarded.max(forwarded);
+        totals.exported_dropped = totals.exported_dropped.max(dropped);
+    }
+
+    /// Keeps an unpublished track's packet counts for [`Driver::refresh_metrics`].
+    fn retire(&mut self, fanout: &Fanout) {
+        let totals = &mut self.fanout_totals;
+        totals.retired_forwarded = totals
+            .retired_forwarded
+            .saturating_add(fanout.forwarded.load(Ordering::Relaxed));
+        totals.retired_dropped = totals
+            .retired_dropped
+            .saturating_add(fanout.dropped.load(Ordering::Relaxed));
     }
 
     /// Carries out every output of the core.
@@ -169,6 +256,7 @@ impl Driver {
     }
 
     fn output(&mut self, output: Output) {
+        self.ops.metrics.observe(&output);
         match output {
             Output::Send { conn, message } => self.send(conn, message),
             Output::Close { conn } => {
@@ -203,6 +291,7 @@ impl Driver {
             Output::Unpublished { publisher, track } => {
                 if let Some(fanout) = self.fanouts.remove(&(publisher, track)) {
                     fanout.close();
+                    self.retire(&fanout);
                 }
                 self.command_existing_peer(publisher, PeerCommand::Unpublished { track });
             }
@@ -230,7 +319,36 @@ impl Driver {
                     ServerMessage::KeyframeRequest(TrackRef { track }),
                 );
             }
-            Output::Audit(audit) => audit_log(&audit),
+            Output::Audit(audit) => self.audit(&audit),
+        }
+    }
+
+    /// Writes the audit line and keeps the per-IP authentication count.
+    fn audit(&mut self, audit: &Audit) {
+        self.ops.audit.record(audit);
+        let (conn, failed) = match audit {
+            Audit::JoinRefused { conn, code } if code.is_token_error() => (*conn, true),
+            Audit::Joined { conn, .. } => (*conn, false),
+            _ => return,
+        };
+        let Some(ip) = self.conns.get(&conn).map(|c| c.ip) else {
+            return;
+        };
+        let mut limiter = self
+            .ops
+            .limiter
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if failed {
+            if let Some(backoff) = limiter.auth_failed(Instant::now(), ip) {
+                tracing::info!(
+                    conn = conn.get(),
+                    backoff_s = backoff.as_secs(),
+                    "repeated token failures: backing off this address"
+                );
+            }
+        } else {
+            limiter.auth_succeeded(ip);
         }
     }
 
@@ -290,7 +408,129 @@ impl Driver {
     }
 }
 
-/// Writes an audit record. Ids are redacted by their `Debug`; codes and reasons are kept.
-fn audit_log(audit: &Audit) {
-    tracing::info!(target: "hush_relay::audit", ?audit);
+#[cfg(test)]
+mod tests {
+    use hush_proto::TrackId;
+    use rtc::rtp;
+
+    use super::*;
+    use crate::ops::limits::IpLimits;
+    use crate::routing::RelayConfig;
+    use crate::token::{TokenPolicy, TokenVerifier, VerifyingKeys};
+
+    fn driver() -> (Driver, Arc<Metrics>) {
+        let relay = Relay::new(
+            RelayConfig::default(),
+            TokenVerifier::new(VerifyingKeys::new(), TokenPolicy::new("hush")),
+        );
+        let metrics = Arc::new(Metrics::new());
+        let (tx, rx) = mpsc::channel(1);
+        let driver = Driver {
+            relay,
+            media: MediaOptions::default(),
+            rx,
+            tx: tx.downgrade(),
+            conns: HashMap::new(),
+            fanouts: HashMap::new(),
+            ops: DriverOps {
+                metrics: Arc::clone(&metrics),
+                limiter: Arc::new(Mutex::new(IpLimiter::new(IpLimits::default()))),
+                audit: AuditSink::new([0; 32]),
+            },
+            fanout_totals: FanoutTotals::default(),
+        };
+        (driver, metrics)
+    }
+
+    /// A fan-out with one subscriber whose queue holds one packet: `sent` packets give one
+    /// forwarded and `sent - 1` dropped.
+    fn fanout(track: u64, sent: usize) -> (Arc<Fanout>, mpsc::Receiver<rtp::Packet>) {
+        let fanout = Arc::new(Fanout::new(TrackId(track), SenderIndex(1)));
+        let (sink, queue) = mpsc::channel(1);
+        fanout.add_sink(ConnId(9), sink);
+        for _ in 0..sent {
+            fanout.forward(&rtp::Packet::default());
+        }
+        (fanout, queue)
+    }
+
+    fn value(text: &str, prefix: &str) -> Option<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    const FORWARDED: &str = "hush_forwarded_packets_total";
+    const DROPPED: &str = "hush_dropped_packets_total{reason=\"queue_full\"}";
+
+    #[test]
+    fn fanout_counters_reach_metrics_once_and_survive_unpublishing() {
+        let (mut d, metrics) = driver();
+        let (a, _qa) = fanout(0, 4);
+        d.fanouts.insert((ConnId(1), TrackId(0)), Arc::clone(&a));
+        d.refresh_metrics();
+        let text = metrics.render();
+        assert_eq!(value(&text, FORWARDED), Some(1), "{text}");
+        assert_eq!(value(&text, DROPPED), Some(3));
+        // A second refresh adds nothing new.
+        d.refresh_metrics();
+        assert_eq!(value(&metrics.render(), FORWARDED), Some(1));
+
+        // Unpublished: the fan-out goes, its counts stay.
+        d.output(Output::Unpublished {
+            publisher: ConnId(1),
+            track: TrackId(0),
+        });
+        assert!(d.fanouts.is_empty());
+        let (b, _qb) = fanout(1, 2);
+        d.fanouts.insert((ConnId(2), TrackId(1)), b);
+        d.refresh_metrics();
+        let text = metrics.render();
+        assert_eq!(value(&text, FORWARDED), Some(2), "{text}");
+        assert_eq!(value(&text, DROPPED), Some(4));
+        assert_eq!(value(&text, "hush_rooms"), Some(0));
+        assert_eq!(value(&text, "hush_participants"), Some(0));
+    }
+
+    #[test]
+    fn token_refusals_back_off_the_address_and_other_refusals_do_not() {
+        let (mut d, _) = driver();
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let (outgoing, _out) = mpsc::channel(8);
+        let conn = d.relay.connect(now());
+        d.conns.insert(
+            conn,
+            ConnState {
+                outgoing,
+                peer: None,
+                sender_index: None,
+                ip,
+            },
+        );
+        let limiter = Arc::clone(&d.ops.limiter);
+        let free = IpLimits::default().free_auth_failures;
+        // Room refusals are not authentication failures.
+        for _ in 0..free + 3 {
+            d.audit(&Audit::JoinRefused {
+                conn,
+                code: hush_proto::ErrorCode::RoomFull,
+            });
+        }
+        assert!(
+            limiter
+                .lock()
+                .unwrap()
+                .try_connect(Instant::now(), ip)
+                .is_ok()
+        );
+        for _ in 0..=free {
+            d.audit(&Audit::JoinRefused {
+                conn,
+                code: hush_proto::ErrorCode::TokenExpired,
+            });
+        }
+        assert!(matches!(
+            limiter.lock().unwrap().try_connect(Instant::now(), ip),
+            Err(crate::ops::limits::LimitRefusal::AuthBackoff { .. })
+        ));
+    }
 }

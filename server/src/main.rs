@@ -2,21 +2,29 @@
 //!
 //! - `hush-relay [serve] [--bind ADDR] [--config FILE] [--dev] [--static-dir DIR] ...` runs the
 //!   relay (the default command). With no flags and no file it listens on 127.0.0.1:8080.
+//!
+//!   Output: the audit trail as JSON Lines on stdout (or `--audit-file`), the log on stderr
+//!   (`--log-format text|json`, filtered by `RUST_LOG`), and the start-up banner on stderr.
 //! - `hush-relay token --room R --sub S --key-file F [--kid K] [--ttl SECS] [--publish]
 //!   [--subscribe] [--moderator]` prints a signed access token (HS256; the secret is read from
 //!   the file, never from the command line).
 
+use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use hush_proto::{Audience, Grants, ParticipantId, RoomId, TokenClaims};
-use hush_relay::config::{DEFAULT_BIND, FileConfig, read_secret_file};
-use hush_relay::http::{DevMinter, RelayOptions, serve, serve_tls};
+use hush_relay::config::{DEFAULT_BIND, FileConfig, read_audit_key, read_secret_file};
+use hush_relay::http::{DevMinter, RelayOptions, serve_all};
 use hush_relay::media::MediaOptions;
+use hush_relay::ops::audit::{AUDIT_TARGET, AuditSink, AuditWriter};
 use hush_relay::token::{SigningKey, TokenPolicy, mint};
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -69,6 +77,26 @@ struct ServeArgs {
     /// The token audience this relay accepts [default: hush].
     #[arg(long, env = "HUSH_AUDIENCE")]
     audience: Option<String>,
+    /// Serve /metrics (and /healthz) on this separate address, plain HTTP [default: /metrics
+    /// on the main address only when it is loopback].
+    #[arg(long, env = "HUSH_METRICS_BIND")]
+    metrics_bind: Option<SocketAddr>,
+    /// Append the audit trail (JSON Lines) to this file instead of stdout.
+    #[arg(long, env = "HUSH_AUDIT_FILE")]
+    audit_file: Option<PathBuf>,
+    /// The log's format on stderr.
+    #[arg(long, env = "HUSH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// How the log is written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[derive(Args, Debug)]
@@ -157,15 +185,47 @@ fn token(args: TokenArgs) -> ExitCode {
     }
 }
 
+/// The log on stderr (text or JSON, `RUST_LOG` filtered, without audit lines) and the audit
+/// trail as bare JSON lines on stdout or appended to `audit_file`.
+fn init_logging(format: LogFormat, audit_file: Option<&Path>) -> Result<(), String> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,webrtc=warn,rtc=warn"))
+        // Audit lines have their own writer; the log does not repeat them.
+        .add_directive(
+            format!("{AUDIT_TARGET}=off")
+                .parse()
+                .map_err(|e| format!("log filter: {e}"))?,
+        );
+    let log = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let log = match format {
+        LogFormat::Text => log.boxed(),
+        LogFormat::Json => log.json().boxed(),
+    };
+    let audit_out: Box<dyn Write + Send> = match audit_file {
+        Some(path) => Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| format!("cannot open the audit file {}: {e}", path.display()))?,
+        ),
+        None => Box::new(std::io::stdout()),
+    };
+    let audit = AuditWriter::new(audit_out).with_filter(
+        tracing_subscriber::filter::Targets::new().with_target(AUDIT_TARGET, tracing::Level::INFO),
+    );
+    tracing_subscriber::registry()
+        .with(log.with_filter(filter))
+        .with(audit)
+        .try_init()
+        .map_err(|e| format!("logging: {e}"))
+}
+
 fn run_serve(args: ServeArgs) -> ExitCode {
     let started = Instant::now();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("info,webrtc=warn,rtc=warn")
-            }),
-        )
-        .init();
+    if let Err(err) = init_logging(args.log_format, args.audit_file.as_deref()) {
+        return fail(err);
+    }
     let file = match &args.config {
         Some(path) => match FileConfig::load(path) {
             Ok(file) => file,
@@ -226,6 +286,26 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         }
     });
     let mut options = RelayOptions::new(keys);
+    let limits = (
+        file.limits.relay_config(),
+        file.limits.ip_limits(),
+        file.limits.idle_timeout(),
+    );
+    match limits {
+        (Ok(relay), Ok(ip), Ok(idle)) => {
+            options.relay = relay;
+            options.ip_limits = ip;
+            options.idle_timeout = idle;
+        }
+        (Err(err), _, _) | (_, Err(err), _) | (_, _, Err(err)) => return fail(err),
+    }
+    if let Some(path) = &file.audit_key_file {
+        match read_audit_key(path) {
+            Ok(key) => options.audit = Some(AuditSink::new(*key)),
+            Err(err) => return fail(err),
+        }
+    }
+    let metrics_bind = args.metrics_bind.or(file.metrics_bind);
     options.policy = TokenPolicy::new(audience);
     options.static_dir = args
         .static_dir
@@ -251,26 +331,36 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             Err(err) => return fail(format!("cannot listen on {bind}: {err}")),
         };
         let local = listener.local_addr().unwrap_or(bind);
+        let metrics = match metrics_bind {
+            Some(at) => match tokio::net::TcpListener::bind(at).await {
+                Ok(listener) => Some(listener),
+                Err(err) => return fail(format!("cannot listen on {at} for /metrics: {err}")),
+            },
+            None => None,
+        };
+        // stdout carries the audit trail alone: the banner goes to stderr.
         if dev {
-            println!("{}", dev_banner(local));
+            eprintln!("{}", dev_banner(local));
         }
         let scheme = if tls.is_some() { "https" } else { "http" };
-        println!(
+        eprintln!(
             "hush-relay listening on {scheme}://{local}/ (started in {} ms)",
             started.elapsed().as_millis()
         );
+        match metrics.as_ref().and_then(|m| m.local_addr().ok()) {
+            Some(at) => eprintln!("hush-relay metrics on http://{at}/metrics"),
+            None if local.ip().is_loopback() => {
+                eprintln!("hush-relay metrics on {scheme}://{local}/metrics")
+            }
+            None => eprintln!("hush-relay: /metrics is off (set --metrics-bind)"),
+        }
         tokio::select! {
-            result = async {
-                match tls {
-                    Some(config) => serve_tls(listener, config, options).await,
-                    None => serve(listener, options).await,
-                }
-            } => match result {
+            result = serve_all(listener, tls, metrics, options) => match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => fail(err),
             },
             _ = tokio::signal::ctrl_c() => {
-                println!("hush-relay: shutting down");
+                eprintln!("hush-relay: shutting down");
                 ExitCode::SUCCESS
             }
         }

@@ -19,7 +19,7 @@
 //! | VP9 | none | WebRTC's VP9 packetizer builds the payload descriptor from encoder metadata, not from the bitstream, and nothing downstream parses the uncompressed header; keeping it clear would only leak it |
 //! | H.264 | start codes, every NAL unit before the first slice in full (SPS, PPS, SEI, AUD), then the slice's NAL header and one byte of its slice header | the packetizer splits at start codes; the depacketizer reads NAL types (key frame = IDR + SPS/PPS) and the first slice-header byte (`first_mb_in_slice`, `slice_type`); what LiveKit keeps |
 //! | H.265 | the same, with 2-byte NAL headers (VPS, SPS, PPS, AUD, SEI clear) | as H.264 |
-//! | AV1 | leading temporal-delimiter, sequence-header and padding OBUs in full, then the header (and extension) of the first other OBU | OBU types and layer ids stay visible; frame data, tile groups and metadata are encrypted |
+//! | AV1 | leading temporal-delimiter, sequence-header and padding OBUs in full; then a copy of the first other OBU's header (and extension) with a size field for the sealed part ([`av1`]) | the packetizer parses OBUs by their size fields, so the wire frame stays a valid OBU stream; OBU types and layer ids stay visible; frame headers, tile groups and metadata are encrypted |
 //!
 //! For H.264 and H.265 the bytes after the prefix are escaped ([`crate::escape`]) so that the
 //! ciphertext never contains a start code. NAL types not in the clear list end the prefix
@@ -37,7 +37,18 @@
 //! own start codes (4 bytes in WebRTC), which may differ from the sender's (3 or 4), so the
 //! metadata authenticated for H.264/H.265 is not the raw prefix but each NAL unit in it
 //! without its start code and trailing zero bytes, each preceded by its length as 4
-//! big-endian bytes. For the other codecs it is the prefix itself.
+//! big-endian bytes.
+//!
+//! **AV1 framing and canonical metadata.** The AV1 depacketizer drops temporal delimiters and
+//! padding and rewrites every OBU size field, and the packetizer needs a valid OBU stream, so
+//! AV1 is the one layout with *framing*: bytes the sender inserts between the clear prefix and
+//! the SFrame header (the carrier OBU's header and size) and the receiver removes, and whose
+//! metadata leaves out delimiters, padding and sizes. [`av1`] has the rules and the reasons.
+//! The wire frame is `[clear prefix][framing][SFrame header][ciphertext][tag]` and the
+//! metadata is computed from `clear prefix || framing`. For the other codecs there is no
+//! framing and the metadata is the prefix itself.
+
+pub mod av1;
 
 /// A codec whose frames media mode understands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -71,10 +82,67 @@ pub enum Layout {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct NoPrefix;
 
+/// How the sender splits a plaintext frame: the clear prefix, and the framing to insert
+/// after it (AV1 only; see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SendSplit {
+    /// Bytes at the start of the frame that stay as they are.
+    pub(crate) prefix_len: usize,
+    carrier: Option<av1::Carrier>,
+}
+
+impl SendSplit {
+    /// The framing for a sealed part (`SFrame header || ciphertext || tag`) of `sealed_len`
+    /// bytes.
+    pub(crate) fn framing(&self, sealed_len: usize) -> av1::Framing {
+        self.carrier
+            .map_or(av1::Framing::NONE, |c| c.framing(sealed_len))
+    }
+}
+
+/// How a received frame splits: `[prefix][framing][SFrame header ...]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct OpenSplit {
+    /// The clear prefix, kept in the decrypted frame.
+    pub(crate) prefix_len: usize,
+    /// The framing after it, removed with the SFrame header and tag.
+    pub(crate) framing_len: usize,
+}
+
 impl Layout {
+    /// The sender's split of plaintext `frame`.
+    pub(crate) fn send_split(self, frame: &[u8]) -> Result<SendSplit, NoPrefix> {
+        if self == Layout::Media(Codec::Av1) {
+            let c = av1::send_split(frame)?;
+            return Ok(SendSplit {
+                prefix_len: c.at,
+                carrier: Some(c),
+            });
+        }
+        Ok(SendSplit {
+            prefix_len: self.clear_prefix(frame)?,
+            carrier: None,
+        })
+    }
+
+    /// The receiver's split of wire `frame` (before H.26x unescaping).
+    pub(crate) fn open_split(self, frame: &[u8]) -> Result<OpenSplit, NoPrefix> {
+        if self == Layout::Media(Codec::Av1) {
+            let (prefix_len, framing_len) = av1::open_split(frame)?;
+            return Ok(OpenSplit {
+                prefix_len,
+                framing_len,
+            });
+        }
+        Ok(OpenSplit {
+            prefix_len: self.clear_prefix(frame)?,
+            framing_len: 0,
+        })
+    }
+
     /// Length of the clear prefix of `frame` (plaintext on the sender, as received on the
     /// receiver: both give the same answer).
-    pub(crate) fn clear_prefix(self, frame: &[u8]) -> Result<usize, NoPrefix> {
+    fn clear_prefix(self, frame: &[u8]) -> Result<usize, NoPrefix> {
         match self {
             Layout::Pure | Layout::Media(Codec::Vp9) => Ok(0),
             Layout::Media(Codec::Opus) => fixed(frame, 1),
@@ -85,7 +153,7 @@ impl Layout {
             }
             Layout::Media(Codec::H264) => annex_b_prefix(frame, &H264),
             Layout::Media(Codec::H265) => annex_b_prefix(frame, &H265),
-            Layout::Media(Codec::Av1) => av1_prefix(frame),
+            Layout::Media(Codec::Av1) => av1::send_split(frame).map(|c| c.at),
         }
     }
 
@@ -94,8 +162,13 @@ impl Layout {
         matches!(self, Layout::Media(Codec::H264 | Codec::H265))
     }
 
-    /// Appends the metadata authenticated for `prefix` (see the module docs) to `out`.
+    /// Appends the metadata authenticated for `prefix` (the wire bytes before the SFrame
+    /// header: clear prefix and framing; see the module docs) to `out`.
     pub(crate) fn write_metadata(self, prefix: &[u8], out: &mut Vec<u8>) {
+        if self == Layout::Media(Codec::Av1) {
+            av1::write_metadata(prefix, out);
+            return;
+        }
         if !self.escapes() || prefix.is_empty() {
             out.extend_from_slice(prefix);
             return;
@@ -223,53 +296,6 @@ fn trim_trailing_zeros(nal: &[u8]) -> &[u8] {
     &nal[..end]
 }
 
-/// AV1 OBU types that stay entirely clear: sequence header 1, temporal delimiter 2, padding 15.
-fn av1_clear_obu(obu_type: u8) -> bool {
-    matches!(obu_type, 1 | 2 | 15)
-}
-
-/// The AV1 walk of the module docs.
-fn av1_prefix(frame: &[u8]) -> Result<usize, NoPrefix> {
-    let mut at = 0usize;
-    loop {
-        let header = *frame.get(at).ok_or(NoPrefix)?;
-        if header & 0x80 != 0 {
-            return Err(NoPrefix);
-        }
-        let obu_type = (header >> 3) & 0x0f;
-        let has_ext = header & 0x04 != 0;
-        let has_size = header & 0x02 != 0;
-        let header_len = 1 + usize::from(has_ext);
-        if !av1_clear_obu(obu_type) {
-            return fixed(frame, at + header_len);
-        }
-        if !has_size {
-            // A clear OBU without a size would run to the end of the frame.
-            return Err(NoPrefix);
-        }
-        let (size, leb_len) = read_leb128(frame, at + header_len)?;
-        at = at
-            .checked_add(header_len + leb_len)
-            .and_then(|a| a.checked_add(size))
-            .ok_or(NoPrefix)?;
-    }
-}
-
-/// Reads an AV1 `leb128()` (at most 8 bytes, value below 2^32) at `at`: `(value, length)`.
-fn read_leb128(frame: &[u8], at: usize) -> Result<(usize, usize), NoPrefix> {
-    let mut value = 0u64;
-    for i in 0..8 {
-        let b = *frame.get(at + i).ok_or(NoPrefix)?;
-        value |= u64::from(b & 0x7f) << (7 * i);
-        if b & 0x80 == 0 {
-            return u32::try_from(value)
-                .map(|v| (v as usize, i + 1))
-                .map_err(|_| NoPrefix);
-        }
-    }
-    Err(NoPrefix)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,21 +356,9 @@ mod tests {
     }
 
     #[test]
-    fn av1_walks_clear_obus() {
-        // Temporal delimiter (type 2, has_size, size 0), sequence header (type 1, size 2),
-        // then a frame OBU (type 6) with an extension byte.
-        let frame = [
-            0x12, 0x00, 0x0a, 0x02, 0xaa, 0xbb, 0x36, 0x10, 0x05, 1, 2, 3, 4, 5,
-        ];
-        assert_eq!(prefix(Codec::Av1, &frame), Ok(8));
-        assert_eq!(prefix(Codec::Av1, &[0x32, 0x01]), Ok(1));
-        // Truncated, oversized, forbidden bit, size-less clear OBU.
+    fn av1_prefix_ends_at_the_carrier() {
+        let frame = [0x12, 0x00, 0x0a, 0x02, 0xaa, 0xbb, 0x36, 0x10, 0x05, 1];
+        assert_eq!(prefix(Codec::Av1, &frame), Ok(6));
         assert_eq!(prefix(Codec::Av1, &[0x12]), Err(NoPrefix));
-        assert_eq!(
-            prefix(Codec::Av1, &[0x12, 0xff, 0xff, 0xff, 0xff, 0x7f]),
-            Err(NoPrefix)
-        );
-        assert_eq!(prefix(Codec::Av1, &[0x92, 0x00]), Err(NoPrefix));
-        assert_eq!(prefix(Codec::Av1, &[0x10, 0x00]), Err(NoPrefix));
     }
 }

@@ -29,6 +29,7 @@ pub struct OpenPlan {
     ctr: u64,
     nonce: [u8; NONCE_LEN],
     prefix_len: usize,
+    framing_len: usize,
     header_len: usize,
     payload_len: usize,
     tag_len: usize,
@@ -52,8 +53,25 @@ impl OpenPlan {
 
     /// The ciphertext, decrypted in place.
     pub fn payload_range(&self) -> Range<usize> {
-        let start = self.prefix_len + self.header_len;
+        let start = self.prefix_len + self.framing_len + self.header_len;
         start..start + self.payload_len
+    }
+
+    /// Length of the clear prefix: the decrypted frame is `prefix || plaintext`.
+    pub fn prefix_len(&self) -> usize {
+        self.prefix_len
+    }
+
+    /// Length of the framing between the clear prefix and the SFrame header (AV1's carrier
+    /// OBU header and size, [`crate::codec::av1`]; 0 for every other layout). Removed with
+    /// the header and tag.
+    pub fn framing_len(&self) -> usize {
+        self.framing_len
+    }
+
+    /// Length of the SFrame header.
+    pub fn header_len(&self) -> usize {
+        self.header_len
     }
 
     /// The tag.
@@ -160,13 +178,16 @@ impl Decryptor {
         if buf.is_empty() {
             return Err(DecryptError::Unencrypted);
         }
-        let prefix_len = layout
-            .clear_prefix(buf)
+        let split = layout
+            .open_split(buf)
             .map_err(|_| DecryptError::Unencrypted)?;
+        let prefix_len = split.prefix_len;
         if layout.escapes() {
             escape::unescape_in_place(buf, prefix_len);
         }
-        let rest = buf.get(prefix_len..).ok_or(DecryptError::Unencrypted)?;
+        let rest = buf
+            .get(prefix_len + split.framing_len..)
+            .ok_or(DecryptError::Unencrypted)?;
         if rest.is_empty() {
             return Err(DecryptError::Unencrypted);
         }
@@ -190,6 +211,7 @@ impl Decryptor {
             ctr: header.ctr,
             nonce: entry.key.nonce(header.ctr),
             prefix_len,
+            framing_len: split.framing_len,
             header_len,
             payload_len,
             tag_len,
@@ -202,7 +224,7 @@ impl Decryptor {
             &mut self.scratch,
             plan.layout,
             buf,
-            plan.prefix_len,
+            plan.prefix_len + plan.framing_len,
             plan.header_len,
             &[],
         );
@@ -232,7 +254,7 @@ impl Decryptor {
             &mut self.scratch,
             plan.layout,
             buf,
-            plan.prefix_len,
+            plan.prefix_len + plan.framing_len,
             plan.header_len,
             metadata,
         );
@@ -284,5 +306,115 @@ impl core::fmt::Debug for Decryptor {
             .field("kids", &self.keys.keys().collect::<Vec<_>>())
             .field("stats", &self.stats)
             .finish()
+    }
+}
+
+/// Host AEAD without the frame: see [`crate::Encryptor::plan_detached`].
+impl Decryptor {
+    /// [`Decryptor::plan`] for a frame the caller keeps: `head` is its first
+    /// `min(frame_len, DETACHED_HEAD)` bytes. Checks the header, KID and replay window
+    /// (without changing it) and counts the reason when it fails. `Ok(None)` for layouts that
+    /// need the whole frame (H.26x, AV1): use `plan`. The host opens
+    /// `frame[payload_range().start..]` (ciphertext and tag) with
+    /// [`Decryptor::detached_aad`]; the plaintext frame is `frame[..prefix_len] || plaintext`.
+    pub fn plan_detached(
+        &mut self,
+        layout: Layout,
+        head: &[u8],
+        frame_len: usize,
+    ) -> Result<Option<OpenPlan>, DecryptError> {
+        if !crate::encryptor::detachable(layout) {
+            return Ok(None);
+        }
+        let r = self.plan_detached_inner(layout, head, frame_len);
+        if let Err(e) = r {
+            self.stats.count(e);
+        }
+        r.map(Some)
+    }
+
+    fn plan_detached_inner(
+        &self,
+        layout: Layout,
+        head: &[u8],
+        frame_len: usize,
+    ) -> Result<OpenPlan, DecryptError> {
+        if frame_len > MAX_FRAME_LEN {
+            return Err(DecryptError::FrameTooLarge);
+        }
+        if frame_len == 0 || head.len() != frame_len.min(crate::encryptor::DETACHED_HEAD) {
+            return Err(DecryptError::Unencrypted);
+        }
+        let prefix_len = layout
+            .open_split(head)
+            .map_err(|_| DecryptError::Unencrypted)?
+            .prefix_len;
+        let rest = head.get(prefix_len..).ok_or(DecryptError::Unencrypted)?;
+        if rest.is_empty() {
+            return Err(DecryptError::Unencrypted);
+        }
+        // The header (at most 17 bytes) lies inside `head` unless the frame ends first.
+        let (header, header_len) =
+            Header::decode(rest).map_err(|_| DecryptError::MalformedHeader)?;
+        let tag_len = self.suite.tag_len();
+        let payload_len = (frame_len - prefix_len)
+            .checked_sub(header_len + tag_len)
+            .ok_or(DecryptError::Truncated)?;
+        let entry = self
+            .keys
+            .get(&header.kid)
+            .ok_or(DecryptError::UnknownKid(header.kid))?;
+        if !entry.window.check(header.ctr) {
+            return Err(DecryptError::Replayed);
+        }
+        Ok(OpenPlan {
+            layout,
+            kid: header.kid,
+            ctr: header.ctr,
+            nonce: entry.key.nonce(header.ctr),
+            prefix_len,
+            framing_len: 0,
+            header_len,
+            payload_len,
+            tag_len,
+        })
+    }
+
+    /// The AAD of a detached plan, `header || metadata`, from the frame's `head`.
+    pub fn detached_aad(&mut self, plan: &OpenPlan, head: &[u8]) -> &[u8] {
+        let end = (plan.prefix_len + plan.header_len).min(head.len());
+        build_aad(
+            &mut self.scratch,
+            plan.layout,
+            &head[..end],
+            plan.prefix_len.min(end),
+            end - plan.prefix_len.min(end),
+            &[],
+        );
+        &self.scratch
+    }
+
+    /// Step 3 of a detached plan, after the host's AEAD accepted the frame: records its
+    /// counter (refusing it if another frame with the same counter was committed since the
+    /// plan, or the key was removed) and counts it.
+    pub fn commit_detached(&mut self, plan: &OpenPlan) -> Result<(), DecryptError> {
+        match self
+            .keys
+            .get_mut(&plan.kid)
+            .map(|e| e.window.accept(plan.ctr))
+        {
+            Some(true) => {
+                self.stats.decrypted += 1;
+                Ok(())
+            }
+            Some(false) => {
+                self.stats.count(DecryptError::Replayed);
+                Err(DecryptError::Replayed)
+            }
+            None => {
+                self.stats.count(DecryptError::UnknownKid(plan.kid));
+                Err(DecryptError::UnknownKid(plan.kid))
+            }
+        }
     }
 }

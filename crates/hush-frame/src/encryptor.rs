@@ -4,7 +4,8 @@
 //! browser Worker, DESIGN.md section 2):
 //!
 //! 1. [`Encryptor::plan`] checks the frame and the key's usage, **reserves the counter**, lays
-//!    the frame out in place (`[prefix][header][payload][room for the tag]`) and returns a
+//!    the frame out in place (`[prefix][framing][header][payload][room for the tag]`, with
+//!    framing only for AV1) and returns a
 //!    [`SealPlan`] with the nonce and the byte ranges;
 //! 2. [`Encryptor::seal`] runs the suite's AEAD (or the host encrypts
 //!    [`SealPlan::payload_range`] with [`Encryptor::aad`] and writes the tag itself);
@@ -33,6 +34,7 @@ pub struct SealPlan {
     ctr: u64,
     nonce: [u8; NONCE_LEN],
     prefix_len: usize,
+    framing_len: usize,
     header_len: usize,
     payload_len: usize,
     tag_len: usize,
@@ -56,7 +58,7 @@ impl SealPlan {
 
     /// The bytes to encrypt in place.
     pub fn payload_range(&self) -> Range<usize> {
-        let start = self.prefix_len + self.header_len;
+        let start = self.prefix_len + self.framing_len + self.header_len;
         start..start + self.payload_len
     }
 
@@ -65,9 +67,16 @@ impl SealPlan {
         self.header_len
     }
 
-    /// Length of the clear prefix.
+    /// Length of the clear prefix: the bytes at the start of the frame given to
+    /// [`Encryptor::plan`] that stay as they were. The plaintext is the rest of that frame.
     pub fn prefix_len(&self) -> usize {
         self.prefix_len
+    }
+
+    /// Length of the framing inserted after the clear prefix, before the SFrame header: AV1's
+    /// carrier OBU header and size ([`crate::codec::av1`]); 0 for every other layout.
+    pub fn framing_len(&self) -> usize {
+        self.framing_len
     }
 
     /// Where the tag goes (right after the payload).
@@ -177,10 +186,11 @@ impl Encryptor {
             self.stats.refused_frame += 1;
             return Err(EncryptError::FrameTooLarge);
         }
-        let Ok(prefix_len) = layout.clear_prefix(buf) else {
+        let Ok(split) = layout.send_split(buf) else {
             self.stats.refused_frame += 1;
             return Err(EncryptError::FrameTooShort(layout));
         };
+        let prefix_len = split.prefix_len;
         let payload_len = buf.len() - prefix_len;
         let blocks = (payload_len as u64).div_ceil(16) + 1;
         if self.frames_with_key >= self.frame_limit
@@ -198,18 +208,22 @@ impl Encryptor {
         let header = Header::new(self.kid, ctr);
         let (hbytes, header_len) = header.to_bytes();
         let tag_len = self.suite.tag_len();
-        buf.resize(prefix_len + header_len + payload_len + tag_len, 0);
-        buf.copy_within(
-            prefix_len..prefix_len + payload_len,
-            prefix_len + header_len,
-        );
-        buf[prefix_len..prefix_len + header_len].copy_from_slice(&hbytes[..header_len]);
+        let framing = split.framing(header_len + payload_len + tag_len);
+        let framing = framing.as_bytes();
+        let header_at = prefix_len + framing.len();
+        // The only growth besides header and tag: AV1 framing, at most 6 bytes; a caller
+        // that leaves that much capacity headroom gets no allocation.
+        buf.resize(header_at + header_len + payload_len + tag_len, 0);
+        buf.copy_within(prefix_len..prefix_len + payload_len, header_at + header_len);
+        buf[prefix_len..header_at].copy_from_slice(framing);
+        buf[header_at..header_at + header_len].copy_from_slice(&hbytes[..header_len]);
         Ok(SealPlan {
             layout,
             kid: self.kid,
             ctr,
             nonce: self.key.nonce(ctr),
             prefix_len,
+            framing_len: framing.len(),
             header_len,
             payload_len,
             tag_len,
@@ -222,7 +236,7 @@ impl Encryptor {
             &mut self.scratch,
             plan.layout,
             buf,
-            plan.prefix_len,
+            plan.prefix_len + plan.framing_len,
             plan.header_len,
             &[],
         );
@@ -247,7 +261,7 @@ impl Encryptor {
             &mut self.scratch,
             plan.layout,
             buf,
-            plan.prefix_len,
+            plan.prefix_len + plan.framing_len,
             plan.header_len,
             metadata,
         );
@@ -268,18 +282,19 @@ impl Encryptor {
     }
 }
 
-/// Writes `header || metadata || extra` into `out`, reading both from the laid-out frame.
+/// Writes `header || metadata || extra` into `out`, reading both from the laid-out frame,
+/// whose SFrame header starts at `header_at` (after the clear prefix and the framing).
 pub(crate) fn build_aad(
     out: &mut Vec<u8>,
     layout: Layout,
     frame: &[u8],
-    prefix_len: usize,
+    header_at: usize,
     header_len: usize,
     extra: &[u8],
 ) {
     out.clear();
-    out.extend_from_slice(&frame[prefix_len..prefix_len + header_len]);
-    layout.write_metadata(&frame[..prefix_len], out);
+    out.extend_from_slice(&frame[header_at..header_at + header_len]);
+    layout.write_metadata(&frame[..header_at], out);
     out.extend_from_slice(extra);
 }
 
@@ -290,5 +305,98 @@ impl core::fmt::Debug for Encryptor {
             .field("kid", &self.kid)
             .field("next_ctr", &self.next_ctr)
             .finish_non_exhaustive()
+    }
+}
+
+/// How many leading bytes of a frame [`Encryptor::plan_detached`] and
+/// [`crate::Decryptor::plan_detached`] read: enough for the longest fixed clear prefix (VP8
+/// key frames, 10 bytes) and the longest SFrame header (17 bytes).
+pub const DETACHED_HEAD: usize = 32;
+
+/// Whether `layout` can be planned from the frame's first [`DETACHED_HEAD`] bytes: its clear
+/// prefix has a fixed rule read there, it is not escaped (H.26x) and has no framing (AV1).
+pub(crate) fn detachable(layout: Layout) -> bool {
+    use crate::codec::Codec;
+    matches!(
+        layout,
+        Layout::Pure | Layout::Media(Codec::Opus | Codec::Vp8 | Codec::Vp9)
+    )
+}
+
+/// Host AEAD without the frame: the host keeps the frame and seals `frame[prefix_len..]`
+/// itself, so nothing but its first bytes is copied here (the browser Worker's WebCrypto path).
+impl Encryptor {
+    /// [`Encryptor::plan`] for a frame the caller keeps: `head` is the frame's first
+    /// `min(frame_len, DETACHED_HEAD)` bytes and `frame_len` its length. Checks the frame and
+    /// the key's usage and **reserves the counter**, like `plan`. `Ok(None)` (nothing
+    /// reserved) for layouts that need the whole frame (H.26x, AV1): use `plan`.
+    ///
+    /// The wire frame is `frame[..prefix_len] || header || AEAD(frame[prefix_len..])`, with
+    /// the header and AAD from [`Encryptor::detached_aad`]; once sealed, call
+    /// [`Encryptor::finish_detached`] (a frame whose sealing failed burns its counter).
+    pub fn plan_detached(
+        &mut self,
+        layout: Layout,
+        head: &[u8],
+        frame_len: usize,
+    ) -> Result<Option<SealPlan>, EncryptError> {
+        if !detachable(layout) {
+            return Ok(None);
+        }
+        if frame_len > MAX_FRAME_LEN {
+            self.stats.refused_frame += 1;
+            return Err(EncryptError::FrameTooLarge);
+        }
+        if head.len() != frame_len.min(DETACHED_HEAD) {
+            return Err(EncryptError::Seal);
+        }
+        // The fixed rules read the first byte and compare the length with at most 10, so
+        // `head` gives the answer the whole frame would.
+        let Ok(split) = layout.open_split(head) else {
+            self.stats.refused_frame += 1;
+            return Err(EncryptError::FrameTooShort(layout));
+        };
+        let prefix_len = split.prefix_len;
+        let payload_len = frame_len - prefix_len;
+        // Same accounting as `plan`.
+        let blocks = (payload_len as u64).div_ceil(16) + 1;
+        if self.frames_with_key >= self.frame_limit
+            || self.blocks_with_key.saturating_add(blocks) > self.block_limit
+            || self.next_ctr == u64::MAX
+        {
+            self.stats.refused_rotate += 1;
+            return Err(EncryptError::RotateKey);
+        }
+        let ctr = self.next_ctr;
+        self.next_ctr += 1;
+        self.frames_with_key += 1;
+        self.blocks_with_key += blocks;
+        Ok(Some(SealPlan {
+            layout,
+            kid: self.kid,
+            ctr,
+            nonce: self.key.nonce(ctr),
+            prefix_len,
+            framing_len: 0,
+            header_len: Header::new(self.kid, ctr).to_bytes().1,
+            payload_len,
+            tag_len: self.suite.tag_len(),
+        }))
+    }
+
+    /// The AAD of a detached plan, `header || metadata`, from the frame's `head`; the SFrame
+    /// header is its first [`SealPlan::header_len`] bytes.
+    pub fn detached_aad(&mut self, plan: &SealPlan, head: &[u8]) -> &[u8] {
+        let (hbytes, header_len) = Header::new(plan.kid, plan.ctr).to_bytes();
+        self.scratch.clear();
+        self.scratch.extend_from_slice(&hbytes[..header_len]);
+        let prefix = head.get(..plan.prefix_len).unwrap_or(head);
+        plan.layout.write_metadata(prefix, &mut self.scratch);
+        &self.scratch
+    }
+
+    /// Counts a frame the host sealed from a detached plan.
+    pub fn finish_detached(&mut self) {
+        self.stats.encrypted += 1;
     }
 }

@@ -45,7 +45,7 @@ pub mod suite;
 
 pub use codec::{Codec, Layout};
 pub use decryptor::{Decryptor, OpenPlan};
-pub use encryptor::{Encryptor, SealPlan};
+pub use encryptor::{DETACHED_HEAD, Encryptor, SealPlan};
 pub use error::{DecryptError, EncryptError, HeaderError, KeyError};
 pub use header::Header;
 pub use key::BaseKey;

@@ -5,8 +5,8 @@
 
 mod common;
 
-use common::{LAYOUTS, frame};
-use hush_frame::{BaseKey, CipherSuite, Decryptor, Encryptor, Header, Layout};
+use common::{LAYOUTS, av1, frame};
+use hush_frame::{BaseKey, CipherSuite, Codec, Decryptor, Encryptor, Header, Layout};
 use proptest::prelude::*;
 
 fn suite() -> impl Strategy<Value = CipherSuite> {
@@ -90,6 +90,44 @@ proptest! {
             rx.decrypt(layout, &mut buf).unwrap();
             prop_assert_eq!(buf, bytes);
         }
+    }
+
+    #[test]
+    fn av1_temporal_units_survive_any_depacketizer(
+        suite in suite(),
+        delimiter: bool,
+        sequence_header in prop::option::of(prop::collection::vec(any::<u8>(), 0..40)),
+        padding in prop::option::of(prop::collection::vec(any::<u8>(), 0..20)),
+        obus in prop::collection::vec(
+            (prop::sample::select(vec![3u8, 4, 5, 6, 7]), prop::option::of(any::<u8>()),
+             prop::collection::vec(any::<u8>(), 0..300)), 1..4),
+        last_unsized: bool, size_len in 1usize..5, rx_last_unsized: bool,
+    ) {
+        // Any temporal unit of clear OBUs and frame data, through any re-encoding of sizes
+        // a depacketizer may choose: the receiver authenticates it and gets the sender's
+        // frame data back byte for byte, after the clear OBUs as it received them.
+        let layout = Layout::Media(Codec::Av1);
+        let (mut tx, mut rx) = pair(suite, 7);
+        let mut plain = Vec::new();
+        if delimiter { plain.extend([0x12, 0x00]); }
+        if let Some(p) = &padding { plain.extend(av1::obu(15, None, p, true)); }
+        if let Some(sh) = &sequence_header { plain.extend(av1::obu(1, None, sh, true)); }
+        let clear_len = plain.len();
+        for (i, (t, ext, payload)) in obus.iter().enumerate() {
+            plain.extend(av1::obu(*t, *ext, payload, !(last_unsized && i + 1 == obus.len())));
+        }
+        let mut wire = plain.clone();
+        tx.encrypt(layout, &mut wire).unwrap();
+        let mut received = av1::depacketize(&wire, size_len, rx_last_unsized);
+        rx.decrypt(layout, &mut received).unwrap();
+        let expected_clear = sequence_header.as_ref().map_or(Vec::new(), |sh| {
+            let mut v = vec![0x0a];
+            v.extend(av1::leb128(sh.len(), size_len));
+            v.extend_from_slice(sh);
+            v
+        });
+        prop_assert_eq!(&received[..expected_clear.len()], &expected_clear[..]);
+        prop_assert_eq!(&received[expected_clear.len()..], &plain[clear_len..]);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{LAYOUTS, frame};
+use common::{LAYOUTS, av1, frame};
 use hush_frame::escape::contains_start_code;
 use hush_frame::{
     BaseKey, CipherSuite, Codec, DecryptError, Decryptor, EncryptError, Encryptor, Layout,
@@ -279,4 +279,161 @@ fn host_seam_matches_the_built_in_aead() {
         rx.commit(&p, &mut host).unwrap();
         assert_eq!(host, plain, "{layout:?}");
     }
+}
+
+const AV1: Layout = Layout::Media(Codec::Av1);
+
+#[test]
+fn av1_wire_frame_is_one_carrier_obu_after_the_clear_ones() {
+    for suite in CipherSuite::ALL {
+        // Body lengths around the leb128 boundaries of the carrier's size field.
+        for body_len in [0, 90, 100, 120, 16_330, 16_400] {
+            let (mut tx, mut rx) = pair(suite);
+            let plain = av1::key_frame(body_len);
+            let mut buf = plain.clone();
+            let plan = tx.encrypt(AV1, &mut buf).unwrap();
+            let obus = av1::parse(&buf).expect("valid OBU stream");
+            let types: Vec<u8> = obus.iter().map(|(h, _)| (h[0] >> 3) & 0x0f).collect();
+            assert_eq!(types, [2, 1, 3], "{suite:?} {body_len}");
+            // The clear OBUs are untouched, the carrier's payload is the sealed part.
+            assert_eq!(&buf[..plan.prefix_len()], &plain[..plan.prefix_len()]);
+            let carrier = &obus[2].1;
+            assert_eq!(
+                carrier.len(),
+                buf.len() - plan.payload_range().start + plan.header_len()
+            );
+            if body_len >= 32 {
+                assert!(!buf.windows(32).any(|w| w == &plain[plain.len() - 32..]));
+            }
+            rx.decrypt(AV1, &mut buf).unwrap();
+            assert_eq!(buf, plain, "{suite:?} {body_len}");
+        }
+    }
+}
+
+#[test]
+fn av1_survives_the_receivers_depacketizer() {
+    let (mut tx, mut rx) = pair(CipherSuite::default());
+    for (size_len, last_unsized) in [(1, false), (2, false), (4, false), (1, true), (3, true)] {
+        let plain = av1::key_frame(300);
+        let mut wire = plain.clone();
+        tx.encrypt(AV1, &mut wire).unwrap();
+        let mut received = av1::depacketize(&wire, size_len, last_unsized);
+        assert_ne!(received[0], 0x12, "temporal delimiter dropped");
+        rx.decrypt(AV1, &mut received)
+            .unwrap_or_else(|e| panic!("size_len {size_len} last_unsized {last_unsized}: {e}"));
+        // The clear sequence header as the depacketizer wrote it, then the sender's bytes.
+        let sh_len = 1 + size_len + 10;
+        assert_eq!(received[0], 0x0a);
+        assert_eq!(&received[sh_len..], &plain[2 + 12..], "plaintext exact");
+        let obus = av1::parse(&received).unwrap();
+        assert_eq!(obus.len(), 4);
+    }
+    assert_eq!(rx.stats().decrypted, 5);
+}
+
+#[test]
+fn av1_carrier_without_size_and_svc_layers_round_trip_exactly() {
+    let (mut tx, mut rx) = pair(CipherSuite::default());
+    // A temporal unit with two spatial layers (extension bytes), the last OBU without a size.
+    let plain = [
+        vec![0x12, 0x00],
+        av1::obu(6, Some(0x08), &[1, 2, 3, 4, 5], true),
+        av1::obu(6, Some(0x10), &[6, 7, 8], false),
+    ]
+    .concat();
+    let mut wire = plain.clone();
+    tx.encrypt(AV1, &mut wire).unwrap();
+    let obus = av1::parse(&wire).unwrap();
+    assert_eq!(obus.len(), 2);
+    assert_eq!(obus[1].0, [0x34, 0x08], "carrier keeps type and layer ids");
+    let mut received = av1::depacketize(&wire, 1, true);
+    rx.decrypt(AV1, &mut received).unwrap();
+    assert_eq!(received, plain[2..]);
+
+    // A frame whose only OBU has no size field.
+    let plain = av1::obu(6, None, &[9; 50], false);
+    let mut wire = plain.clone();
+    tx.encrypt(AV1, &mut wire).unwrap();
+    assert_eq!(wire[0], 0x32, "the carrier gets a size field");
+    rx.decrypt(AV1, &mut wire).unwrap();
+    assert_eq!(wire, plain);
+}
+
+#[test]
+fn av1_tampering_an_authenticated_byte_fails() {
+    let (mut tx, mut rx) = pair(CipherSuite::default());
+    let seal = |tx: &mut Encryptor| {
+        let mut w = av1::key_frame(200);
+        tx.encrypt(AV1, &mut w).unwrap();
+        av1::depacketize(&w, 1, false)
+    };
+    // Received: [0a 0a <10 bytes SH>][1a <size> SFrame ...]. Every bit of the sequence
+    // header's header and payload, and of the carrier's header (type, flags), is covered.
+    for i in (0..1).chain(2..13) {
+        for bit in 0..8 {
+            if i != 0 && i != 12 || bit != 1 {
+                let mut w = seal(&mut tx);
+                w[i] ^= 1 << bit;
+                assert!(rx.decrypt(AV1, &mut w).is_err(), "byte {i} bit {bit}");
+            }
+        }
+    }
+    let before = rx.stats();
+    assert_eq!(before.decrypted, 0);
+    // A payload byte of the sequence header and the carrier's type: exactly auth_failed.
+    let mut w = seal(&mut tx);
+    w[5] ^= 0x40;
+    assert_eq!(rx.decrypt(AV1, &mut w), Err(DecryptError::AuthFailed));
+    let mut w = seal(&mut tx);
+    assert_eq!(w[12], 0x1a);
+    w[12] = 0x32; // frame header -> frame
+    assert_eq!(rx.decrypt(AV1, &mut w), Err(DecryptError::AuthFailed));
+    // Dropping the sequence header is caught; adding padding or a delimiter is not an attack.
+    let mut w = seal(&mut tx)[12..].to_vec();
+    assert_eq!(rx.decrypt(AV1, &mut w), Err(DecryptError::AuthFailed));
+    let w = seal(&mut tx);
+    let mut padded = [&[0x12, 0x00, 0x7a, 0x02, 0xee, 0xee][..], &w].concat();
+    rx.decrypt(AV1, &mut padded).unwrap();
+    assert_eq!(padded[6..18], w[..12], "the clear OBUs as received");
+    // Carrier size off by one either way, or a trailing OBU: refused before the AEAD.
+    for delta in [-1i32, 1] {
+        let mut w = seal(&mut tx);
+        w[13] = (i32::from(w[13]) + delta) as u8;
+        assert_eq!(rx.decrypt(AV1, &mut w), Err(DecryptError::Unencrypted));
+    }
+    let mut w = seal(&mut tx);
+    w.extend_from_slice(&[0x7a, 0x00]);
+    assert_eq!(rx.decrypt(AV1, &mut w), Err(DecryptError::Unencrypted));
+    let s = rx.stats();
+    assert_eq!(
+        (
+            s.decrypted,
+            s.unencrypted - before.unencrypted,
+            s.auth_failed - before.auth_failed
+        ),
+        (1, 3, 3)
+    );
+}
+
+#[test]
+fn av1_frames_the_rules_cannot_carry_are_refused() {
+    let mut tx = Encryptor::new(CipherSuite::default(), 1, &key(1));
+    for f in [
+        av1::obu(8, None, &[1, 2, 3], true), // tile list carrier
+        [vec![0x12, 0x01, 0x00], av1::obu(6, None, &[1], true)].concat(), // delimiter payload
+        av1::obu(1, None, &[1, 2, 3], false), // unsized header
+        [vec![0x12, 0x00], av1::obu(1, None, &[1], true)].concat(), // no carrier
+    ] {
+        let mut buf = f.clone();
+        assert_eq!(
+            tx.encrypt(AV1, &mut buf),
+            Err(EncryptError::FrameTooShort(AV1)),
+            "{f:02x?}"
+        );
+    }
+    // A plain AV1 frame is not mistaken for an encrypted one.
+    let (_, mut rx) = pair(CipherSuite::default());
+    let mut plain = av1::depacketize(&av1::key_frame(100), 1, false);
+    assert!(rx.decrypt(AV1, &mut plain).is_err());
 }

@@ -1,26 +1,56 @@
-//! HTTP: the signaling WebSocket (`GET /v1/rtc`), `GET /healthz`, the demo's static files, and
-//! in dev mode `POST /dev/token`.
+//! HTTP: the signaling WebSocket (`GET /v1/rtc`), `GET /healthz`, `GET /metrics`, the demo's
+//! static files, and in dev mode `POST /dev/token`.
 //!
 //! [`serve`] runs everything on one listener: it starts the driver (which owns the routing
 //! core) and answers each WebSocket with a reader and a writer bound to one core connection.
+//!
+//! **Per-IP limits.** Before a WebSocket upgrade the client's address (per /64 for IPv6) must
+//! pass the [`IpLimiter`]: a connection rate, a cap on open connections, and a doubling backoff
+//! after repeated token refusals. A refused request gets `429 Too Many Requests` with
+//! `Retry-After` and `{"error": "connect_rate" | "too_many_connections" | "auth_backoff"}`
+//! (`503` and `table_full` when the limiter's table is full of busy addresses). The address
+//! comes from the TCP connection: behind a reverse proxy every client shares the proxy's
+//! address, so raise the limits there (`[limits]`) or let the proxy limit.
+//!
+//! **Where `/metrics` is served.** Prometheus text says how many rooms, participants and
+//! connections there are, which is more than the public should see. [`serve_all`] with a
+//! separate `metrics` listener (`--metrics-bind`) serves `/metrics` (and `/healthz`) only
+//! there, in plain HTTP: bind it to a private address. Without one, `/metrics` is on the main
+//! listener only when that is bound to a loopback address (development, or a relay behind a
+//! local proxy); otherwise it is not served at all.
+//!
+//! **Idle connections.** A WebSocket that sends nothing (no message, no pong) for half of
+//! [`RelayOptions::idle_timeout`] gets a WebSocket ping (browsers answer by themselves); one
+//! silent for the whole timeout is closed with code 1001 and reason `idle timeout`.
 
 mod dev;
 pub mod tls;
 mod ws;
 
 use std::io;
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
+use axum::extract::State;
+use axum::extract::connect_info::Connected;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::IncomingStream;
 use tokio::net::TcpListener;
 use tower_http::services::{ServeDir, ServeFile};
 
 pub use dev::{DEV_KID, DevKeyError, DevMinter};
 
-use crate::driver::{self, DriverHandle};
+use crate::config::DEFAULT_IDLE_TIMEOUT;
+use crate::driver::{self, DriverHandle, DriverOps, Input};
 use crate::media::MediaOptions;
+use crate::ops::audit::AuditSink;
+use crate::ops::limits::{IpLimiter, IpLimits};
+use crate::ops::metrics::{self, Metrics};
 use crate::routing::{Relay, RelayConfig};
 use crate::token::{TokenPolicy, TokenVerifier, VerifyingKeys};
 
@@ -40,6 +70,12 @@ pub struct RelayOptions {
     /// Dev mode: `POST /dev/token` mints tokens with this key (which must also be in `keys`).
     /// Only for a relay bound to a loopback address; [`serve`] refuses it otherwise.
     pub dev: Option<DevMinter>,
+    /// Per-IP connection and authentication-failure limits.
+    pub ip_limits: IpLimits,
+    /// How long a WebSocket may stay silent before it is closed (pinged at half of it).
+    pub idle_timeout: Duration,
+    /// The audit trail's writer; `None`: one with a random pseudonym key.
+    pub audit: Option<AuditSink>,
 }
 
 impl RelayOptions {
@@ -53,6 +89,9 @@ impl RelayOptions {
             media: MediaOptions::default(),
             static_dir: PathBuf::from("web"),
             dev: None,
+            ip_limits: IpLimits::default(),
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            audit: None,
         }
     }
 }
@@ -62,6 +101,37 @@ impl RelayOptions {
 pub(crate) struct AppState {
     pub(crate) driver: DriverHandle,
     pub(crate) dev: Option<Arc<DevMinter>>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) limiter: Arc<Mutex<IpLimiter>>,
+    pub(crate) idle_timeout: Duration,
+}
+
+/// The client's address, as axum's connect info for plain and TLS listeners (the WebSocket
+/// handler reads it for the per-IP limits).
+#[derive(Clone, Copy, Debug)]
+pub struct PeerAddr(pub SocketAddr);
+
+impl Connected<IncomingStream<'_, TcpListener>> for PeerAddr {
+    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
+        Self(*stream.remote_addr())
+    }
+}
+
+impl Connected<IncomingStream<'_, tls::TlsListener>> for PeerAddr {
+    fn connect_info(stream: IncomingStream<'_, tls::TlsListener>) -> Self {
+        Self(*stream.remote_addr())
+    }
+}
+
+/// The relay's two route sets, sharing one driver.
+#[derive(Debug)]
+pub struct Routers {
+    /// Signaling, `/healthz`, static files, dev tokens. Serve it with connect info
+    /// ([`PeerAddr`]), as [`serve_all`] does; without it every client counts as one address
+    /// (`0.0.0.0`) for the per-IP limits.
+    pub public: Router,
+    /// `GET /metrics` alone.
+    pub metrics: Router,
 }
 
 /// Why the relay did not start.
@@ -70,6 +140,8 @@ pub(crate) struct AppState {
 pub enum ServeError {
     /// Dev mode on a listener that is not bound to a loopback address.
     DevNotLoopback,
+    /// The OS random number generator failed (for the room instance and audit keys).
+    Rng,
     /// The listener failed.
     Io(io::Error),
 }
@@ -80,6 +152,7 @@ impl std::fmt::Display for ServeError {
             Self::DevNotLoopback => f.write_str(
                 "dev mode mints tokens for anyone who asks: it only runs on a loopback address",
             ),
+            Self::Rng => f.write_str("the OS random number generator failed"),
             Self::Io(err) => write!(f, "listener: {err}"),
         }
     }
@@ -88,35 +161,86 @@ impl std::fmt::Display for ServeError {
 impl std::error::Error for ServeError {}
 
 /// The relay's routes, with a driver already started (on the current tokio runtime).
-pub fn router(options: RelayOptions) -> Router {
+pub fn routers(options: RelayOptions) -> Result<Routers, ServeError> {
     let verifier = TokenVerifier::new(options.keys, options.policy);
-    let relay = Relay::new(options.relay, verifier);
-    let driver = driver::spawn(relay, options.media);
+    let mut relay = Relay::new(options.relay, verifier);
+    // Room instances must differ across restarts: a fresh secret each start.
+    let mut instance_key = zeroize::Zeroizing::new([0u8; 32]);
+    getrandom::fill(instance_key.as_mut_slice()).map_err(|_| ServeError::Rng)?;
+    relay.set_room_instance_key(*instance_key);
+    let audit = match options.audit {
+        Some(audit) => audit,
+        None => {
+            let mut key = zeroize::Zeroizing::new([0u8; 32]);
+            getrandom::fill(key.as_mut_slice()).map_err(|_| ServeError::Rng)?;
+            AuditSink::new(*key)
+        }
+    };
+    let metrics = Arc::new(Metrics::new());
+    let limiter = Arc::new(Mutex::new(IpLimiter::new(options.ip_limits)));
+    let ops = DriverOps {
+        metrics: Arc::clone(&metrics),
+        limiter: Arc::clone(&limiter),
+        audit,
+    };
+    let driver = driver::spawn(relay, options.media, ops);
     let state = AppState {
         driver,
         dev: options.dev.map(Arc::new),
+        metrics,
+        limiter,
+        idle_timeout: options.idle_timeout,
     };
     let root = options.static_dir;
     let demo = root.join("demo");
-    Router::new()
+    let public = Router::new()
         .route("/v1/rtc", get(ws::upgrade))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/dev/token", post(dev::token))
         .route_service("/r/{name}", ServeFile::new(demo.join("index.html")))
         .nest_service("/dist", ServeDir::new(root.join("dist")))
         .nest_service("/wasm", ServeDir::new(root.join("wasm")))
         .fallback_service(ServeDir::new(demo))
-        .with_state(state)
+        .with_state(state.clone());
+    let metrics = Router::new()
+        .route("/metrics", get(render_metrics))
+        .with_state(state);
+    Ok(Routers { public, metrics })
 }
 
-/// Serves the relay on `listener` until the task is dropped or the listener fails.
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// How long `/metrics` waits for the driver to refresh the gauges before rendering anyway.
+const METRICS_REFRESH_WAIT: Duration = Duration::from_secs(1);
+
+async fn render_metrics(State(state): State<AppState>) -> Response {
+    let (done, refreshed) = tokio::sync::oneshot::channel();
+    let refresh = async {
+        if state
+            .driver
+            .tx
+            .send(Input::RefreshMetrics { done })
+            .await
+            .is_ok()
+        {
+            let _ = refreshed.await;
+        }
+    };
+    // A busy driver delays the gauges, not the scrape.
+    let _ = tokio::time::timeout(METRICS_REFRESH_WAIT, refresh).await;
+    (
+        [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Serves the relay on `listener` until the task is dropped or the listener fails (`/metrics`
+/// included when `listener` is bound to a loopback address).
 pub async fn serve(listener: TcpListener, options: RelayOptions) -> Result<(), ServeError> {
-    let local = listener.local_addr().map_err(ServeError::Io)?;
-    if options.dev.is_some() && !local.ip().is_loopback() {
-        return Err(ServeError::DevNotLoopback);
-    }
-    let app = router(options);
-    axum::serve(listener, app).await.map_err(ServeError::Io)
+    serve_all(listener, None, None, options).await
 }
 
 /// Serves the relay over TLS (HTTPS and WSS) on `listener`, with a configuration from
@@ -126,11 +250,51 @@ pub async fn serve_tls(
     config: Arc<tokio_rustls::rustls::ServerConfig>,
     options: RelayOptions,
 ) -> Result<(), ServeError> {
+    serve_all(listener, Some(config), None, options).await
+}
+
+/// Serves the relay on `listener` (over TLS with `tls`), and `/metrics` with `/healthz` on
+/// `metrics` if given (plain HTTP; see the module docs for where `/metrics` goes without it).
+/// Runs until the task is dropped or a listener fails.
+pub async fn serve_all(
+    listener: TcpListener,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    metrics: Option<TcpListener>,
+    options: RelayOptions,
+) -> Result<(), ServeError> {
     let local = listener.local_addr().map_err(ServeError::Io)?;
     if options.dev.is_some() && !local.ip().is_loopback() {
         return Err(ServeError::DevNotLoopback);
     }
-    let listener = tls::TlsListener::new(listener, config).map_err(ServeError::Io)?;
-    let app = router(options);
-    axum::serve(listener, app).await.map_err(ServeError::Io)
+    let routers = routers(options)?;
+    let (public, admin) = match metrics {
+        Some(admin) => {
+            let app = routers.metrics.route("/healthz", get(healthz));
+            (routers.public, Some((admin, app)))
+        }
+        None if local.ip().is_loopback() => (routers.public.merge(routers.metrics), None),
+        None => {
+            tracing::info!(
+                "/metrics is not served: the listener is not loopback (set metrics_bind)"
+            );
+            (routers.public, None)
+        }
+    };
+    let public = async {
+        let app = public.into_make_service_with_connect_info::<PeerAddr>();
+        match tls {
+            Some(config) => {
+                let listener = tls::TlsListener::new(listener, config).map_err(ServeError::Io)?;
+                axum::serve(listener, app).await.map_err(ServeError::Io)
+            }
+            None => axum::serve(listener, app).await.map_err(ServeError::Io),
+        }
+    };
+    match admin {
+        Some((admin, app)) => tokio::select! {
+            result = public => result,
+            result = axum::serve(admin, app) => result.map_err(ServeError::Io),
+        },
+        None => public.await,
+    }
 }

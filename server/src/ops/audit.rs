@@ -12,10 +12,17 @@
 //! key to every relay (and keep it) if lines must link across restarts; a random key per
 //! process makes them unlinkable across restarts.
 
+use std::fmt;
+use std::io::Write;
+use std::sync::{Mutex, PoisonError};
+
 use hmac::{Hmac, KeyInit, Mac};
 use hush_proto::{LeaveReason, ParticipantId, RoomId};
 use serde_json::{Value, json};
 use sha2::Sha256;
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::layer::{Context, Layer};
 use zeroize::Zeroizing;
 
 use crate::routing::{Audit, ModerationAction};
@@ -148,6 +155,66 @@ impl AuditSink {
             out.push_str(&format!("{byte:02x}"));
         }
         out
+    }
+}
+
+/// A `tracing` layer that writes each event on the [`AUDIT_TARGET`] target as its bare message
+/// (the JSON line [`AuditSink::record`] made) and a newline, and ignores every other event. The
+/// binary writes them to stdout or to the `--audit-file`; a log pipeline reads them as JSON Lines.
+pub struct AuditWriter<W> {
+    out: Mutex<W>,
+}
+
+impl<W> fmt::Debug for AuditWriter<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AuditWriter")
+    }
+}
+
+impl<W: Write> AuditWriter<W> {
+    /// A layer writing audit lines to `out` (flushed after each line).
+    pub fn new(out: W) -> Self {
+        Self {
+            out: Mutex::new(out),
+        }
+    }
+}
+
+/// Collects an event's `message` field.
+#[derive(Default)]
+struct Message(String);
+
+impl Visit for Message {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.0.push_str(value);
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == "message" {
+            // `format_args!` messages print as their text through `Debug`.
+            use std::fmt::Write as _;
+            let _ = write!(self.0, "{value:?}");
+        }
+    }
+}
+
+impl<S: Subscriber, W: Write + Send + 'static> Layer<S> for AuditWriter<W> {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        if event.metadata().target() != AUDIT_TARGET {
+            return;
+        }
+        let mut message = Message::default();
+        event.record(&mut message);
+        if message.0.is_empty() {
+            return;
+        }
+        message.0.push('\n');
+        let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
+        // An audit line that cannot be written is lost; the relay keeps serving.
+        let _ = out.write_all(message.0.as_bytes());
+        let _ = out.flush();
     }
 }
 
@@ -290,6 +357,27 @@ mod tests {
         assert_eq!(parsed[6]["event"], "rekey");
         assert_eq!(parsed[6]["seq"], 12);
         assert_eq!(parsed[6]["room"], parsed[0]["room"]);
+    }
+
+    #[test]
+    fn the_writer_keeps_only_audit_lines_and_writes_them_bare() {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let captured = Captured::default();
+        let subscriber = tracing_subscriber::registry().with(AuditWriter::new(captured.clone()));
+        let sink = AuditSink::new([5; 32]);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(target: "hush_relay::driver", "not audit");
+            sink.record(&Audit::JoinRefused {
+                conn: ConnId(4),
+                code: ErrorCode::TokenBadSignature,
+            });
+            tracing::warn!("not audit either");
+        });
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            text,
+            "{\"code\":\"token_bad_signature\",\"conn\":4,\"event\":\"join_refused\"}\n"
+        );
     }
 
     #[test]

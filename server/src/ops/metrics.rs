@@ -8,7 +8,9 @@
 //!
 //! [`Metrics::observe`] counts what the routing core decided from its [`Output`]s (joins,
 //! refusals by code, keyframe requests, rekey points, messages sent), so the adapters only add
-//! what the core cannot see: connections, packets and bytes, and client-reported E2EE health.
+//! what the core cannot see: connections, forwarded and dropped packets (the driver reads the
+//! fan-outs' counters when `/metrics` is scraped), and client-reported E2EE health
+//! (`hush_e2ee_*`: nothing feeds these yet, as no signaling message carries client stats).
 
 use std::fmt::Write as _;
 
@@ -88,7 +90,6 @@ pub struct Metrics {
     messages_in: Family<Labels, Counter>,
     messages_out: Family<Labels, Counter>,
     forwarded_packets: Counter,
-    forwarded_bytes: Counter,
     dropped_packets: Family<Labels, Counter>,
     keyframe_requests_in: Family<Labels, Counter>,
     keyframe_requests_out: Counter,
@@ -119,7 +120,6 @@ impl Metrics {
             messages_in: Family::default(),
             messages_out: Family::default(),
             forwarded_packets: Counter::default(),
-            forwarded_bytes: Counter::default(),
             dropped_packets: Family::default(),
             keyframe_requests_in: Family::default(),
             keyframe_requests_out: Counter::default(),
@@ -169,11 +169,6 @@ impl Metrics {
             "forwarded_packets",
             "RTP packets forwarded to subscribers",
             m.forwarded_packets.clone(),
-        );
-        r.register(
-            "forwarded_bytes",
-            "RTP bytes forwarded to subscribers",
-            m.forwarded_bytes.clone(),
         );
         r.register(
             "dropped_packets",
@@ -281,18 +276,23 @@ impl Metrics {
             .set(i64::try_from(participants).unwrap_or(i64::MAX));
     }
 
-    /// One RTP packet of `bytes` forwarded to one subscriber.
-    pub fn forwarded(&self, bytes: usize) {
-        self.forwarded_packets.inc();
-        self.forwarded_bytes
-            .inc_by(u64::try_from(bytes).unwrap_or(u64::MAX));
+    /// `packets` RTP packets forwarded to subscribers (one per packet and subscriber; the
+    /// driver adds the fan-outs' counters). Bytes are not counted: the fan-out keeps no byte
+    /// counter yet.
+    pub fn add_forwarded_packets(&self, packets: u64) {
+        self.forwarded_packets.inc_by(packets);
     }
 
     /// One RTP packet dropped.
     pub fn dropped(&self, reason: PacketDrop) {
+        self.add_dropped(reason, 1);
+    }
+
+    /// `packets` RTP packets dropped for `reason`.
+    pub fn add_dropped(&self, reason: PacketDrop, packets: u64) {
         self.dropped_packets
             .get_or_create(&[("reason", reason.as_str())])
-            .inc();
+            .inc_by(packets);
     }
 
     /// A keyframe request arrived from a subscriber (before merging).
@@ -346,8 +346,7 @@ mod tests {
         m.message_in("join");
         m.message_in("join");
         m.message_in("rekey");
-        m.forwarded(1200);
-        m.forwarded(300);
+        m.add_forwarded_packets(2);
         m.dropped(PacketDrop::QueueFull);
         m.keyframe_request(KeyframeOrigin::Rtcp);
         m.observe(&Output::Audit(Audit::Rekey {
@@ -370,7 +369,6 @@ mod tests {
             ("hush_messages_in_total{type=\"join\"} ", "2"),
             ("hush_messages_in_total{type=\"rekey\"} ", "1"),
             ("hush_forwarded_packets_total ", "2"),
-            ("hush_forwarded_bytes_total ", "1500"),
             ("hush_dropped_packets_total{reason=\"queue_full\"} ", "1"),
             ("hush_keyframe_requests_in_total{origin=\"rtcp\"} ", "1"),
             ("hush_rekeys_total ", "1"),
@@ -384,11 +382,13 @@ mod tests {
             let got = line(&text, prefix).unwrap_or_else(|| panic!("{prefix} missing:\n{text}"));
             assert_eq!(&got[prefix.len()..], value, "{got}");
         }
-        assert!(text.contains("# TYPE hush_forwarded_bytes counter"));
+        assert!(text.contains("# TYPE hush_forwarded_packets counter"));
         assert!(text.contains("# TYPE hush_participants gauge"));
         // prometheus-client ends help texts with a period; families with no label set yet (here
         // `refusals`) are not written at all.
-        assert!(text.contains("# HELP hush_forwarded_bytes RTP bytes forwarded to subscribers.\n"));
+        assert!(
+            text.contains("# HELP hush_forwarded_packets RTP packets forwarded to subscribers.\n")
+        );
         assert!(!text.contains("hush_refusals"));
         assert!(text.ends_with("# EOF\n"), "{text}");
     }

@@ -3,6 +3,8 @@
 
 use hush_frame::{Codec, Layout};
 
+pub(crate) mod av1;
+
 /// Every layout media mode supports, plus pure mode.
 pub(crate) const LAYOUTS: [Layout; 7] = [
     Layout::Pure,
