@@ -183,7 +183,10 @@ mod tests {
         let second = s.epoch_zero(b"room", Some([2; 16]));
         assert_ne!(plain.expose_secret(), first.expose_secret());
         assert_ne!(first.expose_secret(), second.expose_secret());
-        assert_eq!(first.expose_secret(), s.epoch_zero(b"room", Some([1; 16])).expose_secret());
+        assert_eq!(
+            first.expose_secret(),
+            s.epoch_zero(b"room", Some([1; 16])).expose_secret()
+        );
     }
 
     #[test]
