@@ -59,10 +59,23 @@ try {
     await alice.ctx.close();
     alice = await participant('alice', 'explicit', 'the secret alice and bob share');
   }
+  const bobJoining = Date.now();
   const bob = await participant('bob', mode, 'the secret alice and bob share');
   check('alice and bob joined with distinct sender indexes',
     alice.joined.you && bob.joined.you && alice.joined.senderIndex !== bob.joined.senderIndex,
     { alice: alice.joined, bob: bob.joined });
+  // Time from Bob's join to the first decoded video frame in both directions: Bob missed
+  // Alice's first keyframe, so this measures the keyframe path (relay -> PLI -> publisher).
+  let firstFrameMs = null;
+  for (let waited = 0; waited < 10_000; waited += 100) {
+    const [a, b] = [await alice.state(), await bob.state()];
+    if ((a.remote[bob.joined.you]?.framesDecoded ?? 0) > 0 && (b.remote[alice.joined.you]?.framesDecoded ?? 0) > 0) {
+      firstFrameMs = Date.now() - bobJoining;
+      break;
+    }
+    await sleep(100);
+  }
+  check('first decoded video frame both ways within 10 s of bob joining', firstFrameMs !== null, { firstFrameMs });
 
   // Each decodes the other: the Worker decrypted frames, none dropped, video and audio flowing.
   const flowing = (s, other) => {
@@ -78,6 +91,13 @@ try {
   check('no frame between alice and bob dropped, no decryptfailure events',
     ab && ba && drops(ab.dropped) === 0 && drops(ba.dropped) === 0 && sa.failureEvents === 0 && sb.failureEvents === 0,
     { alice: ab?.dropped, bob: ba?.dropped, events: [sa.failureEvents, sb.failureEvents] });
+  // Keyframe requests reach the publisher: Alice's camera sender counts PLIs from the relay
+  // and encoded more than the one keyframe it starts with.
+  const outVideo = (r) => r.rtp.find((x) => x.out === 'video') ?? {};
+  const ra = outVideo(await alice.page.evaluate(() => window.hushRelay.rtp()));
+  const rb = outVideo(await bob.page.evaluate(() => window.hushRelay.rtp()));
+  check('keyframe requests reach both publishers (PLI received, keyframes encoded > 1)',
+    ra.pli > 0 && ra.keyframes > 1 && rb.pli > 0 && rb.keyframes > 1, { alice: ra, bob: rb });
   await sleep(1500);
   const sa2 = await alice.state();
   check('alice keeps decoding (framesDecoded rising)',

@@ -121,11 +121,6 @@ async fn pump(client: &Client, secs: u64, video: bool) {
     }
 }
 
-// Ignored until the relay forwards on new send-only transceivers: `add_track` in
-// server/src/media/peer.rs reuses a subscriber's own send m-line (webrtc-rs `add_track` takes
-// any transceiver of that kind without a sender), and webrtc-rs fires no `on_track` on the
-// client for a track that arrives on its send-only transceiver. Run with `-- --ignored`.
-#[ignore = "needs the relay to forward on new sendonly transceivers"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_clients_decrypt_each_other_and_the_relay_sees_no_plaintext() {
     tokio::time::timeout(TEST_LIMIT, async {

@@ -29,6 +29,10 @@ pub(crate) struct Fanout {
     pub(crate) dropped: AtomicU64,
     /// Packets forwarded (counted once per subscriber).
     pub(crate) forwarded: AtomicU64,
+    /// Publisher packets not forwarded because their payload type is not the track's codec.
+    pub(crate) other_payload: AtomicU64,
+    /// The publisher leg's ids of the header extensions that are forwarded (URI, id).
+    extensions: Mutex<Vec<(String, u8)>>,
 }
 
 impl Fanout {
@@ -40,12 +44,30 @@ impl Fanout {
             sinks: Mutex::new(Vec::new()),
             dropped: AtomicU64::new(0),
             forwarded: AtomicU64::new(0),
+            other_payload: AtomicU64::new(0),
+            extensions: Mutex::new(Vec::new()),
         }
     }
 
     /// Records the publisher's codec; subscribers waiting for it add their tracks.
     pub(crate) fn set_codec(&self, codec: RTCRtpCodec) {
         self.codec.send_replace(Some(codec));
+    }
+
+    /// Records the publisher leg's ids of the forwarded header extensions; call before
+    /// [`Self::set_codec`], which releases the subscribers.
+    pub(crate) fn set_extensions(&self, extensions: Vec<(String, u8)>) {
+        if let Ok(mut ids) = self.extensions.lock() {
+            *ids = extensions;
+        }
+    }
+
+    /// The publisher leg's (URI, id) of each forwarded header extension it negotiated.
+    pub(crate) fn extensions(&self) -> Vec<(String, u8)> {
+        self.extensions
+            .lock()
+            .map(|e| e.clone())
+            .unwrap_or_default()
     }
 
     /// Waits until the codec is known.

@@ -4,12 +4,23 @@
 //! Each participant's connection is an actor task ([`peer`]) fed by the driver through a bounded
 //! command queue. A published track's packets go from the publisher's receive loop through a
 //! [`fanout::Fanout`] into each subscriber's bounded queue, and from there to the subscriber's
-//! local track with only the header rewritten (SSRC, payload type, header extensions dropped).
+//! local track with only the header rewritten: SSRC, payload type (as the subscriber numbered
+//! the codec), and header extensions (the few that describe the media are renumbered for the
+//! subscriber's leg, per-hop ones are dropped; see `peer::FORWARDED_EXTENSIONS`).
 //! Negotiation follows the contract in the crate's signaling docs: the client offers what it
 //! sends, the relay offers what it forwards, and the relay is the impolite peer.
+//!
+//! What webrtc-rs 0.21 needs to interoperate with browsers, each documented where it is done:
+//! forwarded tracks get their own send-only transceivers (`add_track` would reuse the client's
+//! own send m-line); an interceptor (`feedback`) lets subscribers' PLI/FIR reach the relay;
+//! the relay's first offer waits briefly for the client's so that header-extension ids are the
+//! client's; answers keep the DTLS role of the running transport (`sdp`); candidates name the
+//! bundle's mid.
 
 pub(crate) mod fanout;
+mod feedback;
 pub(crate) mod peer;
+mod sdp;
 
 use std::fmt;
 use std::net::IpAddr;
