@@ -8,6 +8,10 @@ let session = null;
 let e2ee = null;
 let closed = null;
 let safetyCode = null;
+/** Every key exchange event, in order: `{type, epoch?, code?, t}` (`t`: Date.now()). */
+const keyEvents = [];
+/** The test Worker (tests/browser/keys.worker.js) when `join` got `testWorker: true`. */
+let testWorker = null;
 const failures = [];
 const errors = [];
 const videos = new Map();
@@ -15,11 +19,23 @@ const audioReceivers = new Map();
 
 /**
  * Joins `room` with camera and microphone. `keys`: 'exchange' (falls back to 'explicit' with
- * `secret` when this Worker has no key exchange), 'shared' or 'explicit'.
+ * `secret` when this Worker has no key exchange), 'shared' or 'explicit'. `testWorker`: run
+ * tests/browser/keys.worker.js (the real Worker plus test-only seal/open messages; the runner
+ * must serve it and /web/dist, /web/wasm) instead of /dist/worker.js.
  */
-async function join({ url, token, room, keys, secret }) {
-  e2ee = await HushE2ee.init();
-  e2ee.addEventListener('safetycode', (e) => { safetyCode = e.detail.code; });
+async function join({ url, token, room, keys, secret, testWorker: useTestWorker }) {
+  if (useTestWorker) {
+    testWorker = new Worker('/keys.worker.js', { type: 'module' });
+    e2ee = await HushE2ee.init({ worker: testWorker, wasmUrl: '/web/wasm/hush_wasm_bg.wasm' });
+  } else {
+    e2ee = await HushE2ee.init();
+  }
+  e2ee.addEventListener('safetycode', (e) => {
+    safetyCode = e.detail.code;
+    keyEvents.push({ type: 'safetyCode', code: e.detail.code, t: Date.now() });
+  });
+  e2ee.addEventListener('keychange', (e) => keyEvents.push({ type: e.detail.type, epoch: e.detail.epoch, t: Date.now() }));
+  e2ee.addEventListener('keyerror', (e) => keyEvents.push({ type: 'keyerror', reason: String(e.detail?.reason), t: Date.now() }));
   e2ee.addEventListener('decryptfailure', (e) => failures.push(e.detail));
   const media = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
   const publish = { camera: media.getVideoTracks()[0], microphone: media.getAudioTracks()[0] };
@@ -69,7 +85,7 @@ async function state() {
   const self = stats.find((s) => s.participant === 'self');
   return {
     you: session?.you, members: session ? [...session.members.keys()] : [], remote: out,
-    encrypted: self?.ok ?? 0, safetyCode, closed, failureEvents: failures.length, ignored: session?.ignored ?? {}, errors: errors.slice(0, 5),
+    encrypted: self?.ok ?? 0, safetyCode, keyEvents: keyEvents.slice(), closed, failureEvents: failures.length, ignored: session?.ignored ?? {}, errors: errors.slice(0, 5),
   };
 }
 
@@ -86,10 +102,69 @@ async function rtp() {
   return out;
 }
 
-function leave() {
+/**
+ * Leaves the room (the relay client's clean `leave`). `keepWorker`: keep the Worker and its key
+ * session as they are (what a leaver still holds), for `testOpen` afterwards.
+ */
+function leave({ keepWorker = false } = {}) {
   session?.leave();
-  e2ee?.close();
+  if (!keepWorker) e2ee?.close();
 }
 
-window.hushRelay = { join, state, leave, rtp };
+/** One test-only request to the test Worker, answered by a message of kind `reply` (5 s at most). */
+function ask(message, reply) {
+  if (!testWorker) return Promise.reject(new Error('join with testWorker: true first'));
+  const w = testWorker;
+  return new Promise((resolve, reject) => {
+    const onMessage = (e) => {
+      if (e.data?.kind !== reply) return;
+      clearTimeout(timer);
+      w.removeEventListener('message', onMessage);
+      resolve(e.data);
+    };
+    const timer = setTimeout(() => { w.removeEventListener('message', onMessage); reject(new Error(`no ${reply}`)); }, 5000);
+    w.addEventListener('message', onMessage);
+    w.postMessage(message);
+  });
+}
+
+/** Test Worker: tells the key ring a send stream of `context` started (it gets that context's key). */
+async function testStream(context) {
+  await ask({ kind: 'testStream', context }, 'testStreamAck');
+}
+
+/**
+ * Test Worker: seals `text` (pure SFrame) with the current send key of `context`. Returns
+ * `{frame: number[], kid: string, epoch}` (epoch: the KID's low 8 bits) or `{reason}`.
+ */
+async function testSeal(context, text) {
+  const r = await ask({ kind: 'testSeal', context, data: enc.encode(text) }, 'testSealed');
+  if (!r.frame) return { reason: r.reason };
+  const kid = BigInt(r.kid);
+  return { frame: Array.from(r.frame), kid: kid.toString(), epoch: Number(kid & 0xffn) };
+}
+
+/** Test Worker: opens `frame` with every receive key the key ring holds: `{text}` or `{reason}`. */
+async function testOpen(frame) {
+  const r = await ask({ kind: 'testOpen', frame: new Uint8Array(frame) }, 'testOpened');
+  return r.data ? { text: new TextDecoder().decode(r.data) } : { reason: r.reason };
+}
+
+/**
+ * Hands the key session a made-up `participant_joined` (as a relay would send it) with
+ * membership sequence `seq`: every member ratchets on a join, so this makes the Worker derive
+ * the next epoch from the newest secret it holds. A leaver uses it to compute what it could.
+ */
+function fakeJoin(seq, id = 'eve', senderIndex = 1000) {
+  const key = btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(32))));
+  e2ee.relayEvent({
+    v: 1, type: 'participant_joined', seq,
+    participant: {
+      id, sender_index: senderIndex, join_seq: seq, identity_key: key,
+      grants: { publish: true, subscribe: true, moderator: false, record: false },
+    },
+  });
+}
+
+window.hushRelay = { join, state, leave, rtp, testStream, testSeal, testOpen, fakeJoin };
 window.hushRelayReady = true;
