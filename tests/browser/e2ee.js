@@ -178,6 +178,18 @@ const MIDDLE = {
     if (prev && st.seen % 10 === 0) { st.changed++; return prev; }
     return data;
   },
+  /** As `replay`, with the copy's last byte flipped. */
+  replayAltered(kind, data, st) {
+    const out = MIDDLE.replay(kind, data, st);
+    if (out === data) return data;
+    const b = new Uint8Array(out.slice(0));
+    b[b.length - 1] ^= 0x01;
+    return b.buffer;
+  },
+  /** As `replay`, for video frames. */
+  replayVideo(kind, data, st) {
+    return MIDDLE.replay(kind === 'video' ? 'audio' : 'video', data, st);
+  },
 };
 
 /**

@@ -13,21 +13,26 @@ import type { DropReason, LayoutCode } from './protocol.js';
  * Frames of at least this many bytes go through WebCrypto; smaller ones stay in wasm.
  *
  * Measured with the bench page (`node tests/browser/bench.mjs`: Chromium 156 headless, in a
- * Worker, seal + open per frame through TransformStreams, frames/s, best of 3 rounds, on this
- * project's shared 2-core machine, so +-30% noise between runs):
+ * Worker, seal + open per frame through TransformStreams, frames/s, best of 3 rounds in
+ * alternating order, on this project's shared 2-core machine at load 1.7-2.7; three runs,
+ * each cell the lowest and highest of the three):
  *
- *   size     (a) wasm   (b) WebCrypto awaited   (h) planned in wasm + WebCrypto
- *   100 B      34370          20442                    21055
- *   1 KB       23607          27278                    18285
- *   2 KB       11655          10267                     9960   (another run)
- *   4 KB       11117          11926                    19455   (another run)
- *   16 KB       3263          12188                     9742
- *   100 KB       551           3515                     2865
+ *   size     (a) wasm       (b) WebCrypto awaited   (h) hybrid, all on WebCrypto
+ *   100 B    50251-54990      34983-40601             30618-36717
+ *   512 B    38941-39526      34118-35348             32637-34746
+ *   640 B    35149-36670      33602-34977             33704-35063
+ *   768 B    29490-33670      33400-35411             32916-35112
+ *   1 KB     28361-29806      31939-34200             33025-33647
+ *   2 KB     19436-20080      30488-31546             30120-31949
+ *   16 KB     3563-3721       11287-12739             10881-12346
+ *   100 KB     633-640         3481-3933               3597-3697
  *
- * The WebCrypto path overtakes wasm between 2 KB and 4 KB here: 2048 keeps Opus packets and
- * small video deltas in wasm, where the async hop costs more than the AES it saves.
+ * Within each run wasm beats the WebCrypto path up to 640 B and loses from 768 B on, where
+ * the async hop starts to cost less than the AES it saves. (With the whole module at
+ * opt-level z, before Cargo.toml's `profile.wasm.package` overrides, wasm ran at 1/2 to 1/3 of
+ * these figures from 512 B up and lost to WebCrypto from 256 B on.)
  */
-export const HOST_AEAD_MIN_BYTES = 2048;
+export const HOST_AEAD_MIN_BYTES = 768;
 
 /** Frames in flight through WebCrypto per transform before the transform waits. */
 export const MAX_IN_FLIGHT = 16;
@@ -82,6 +87,36 @@ function concat(a: Uint8Array, b: ArrayBuffer): Uint8Array {
   return out;
 }
 
+/** Length of the plan buffer of `planHost` / `openHost` (hush-wasm's `IO_LEN`). */
+const IO_LEN = 64;
+/** Bytes of a frame's head the plans read (hush-frame's `DETACHED_HEAD`). */
+const HEAD = 32;
+/** AES-GCM tag length of suites 4 and 5. */
+const TAG = 16;
+/**
+ * The plan buffer, shared by every sealer and opener of this thread: filled, planned into and
+ * read back synchronously, before anything else can run.
+ */
+const io = new Uint8Array(IO_LEN);
+const ioView = new DataView(io.buffer);
+
+/** Puts `data`'s head into `io`. */
+function fillIo(data: Uint8Array): void {
+  io.set(data.byteLength > HEAD ? data.subarray(0, HEAD) : data, 0);
+}
+
+/**
+ * AES-GCM params from the plan in `io`. WebCrypto copies `iv` and `additionalData` when it is
+ * called, so views of `io` are enough when the call happens now (`copy` false); when it waits
+ * for a key import they must be copies.
+ */
+function ioParams(copy: boolean): AesGcmParams {
+  const aadEnd = 16 + io[2];
+  return copy
+    ? { name: 'AES-GCM', iv: io.slice(4, 16), additionalData: io.slice(16, aadEnd) }
+    : { name: 'AES-GCM', iv: io.subarray(4, 16), additionalData: io.subarray(16, aadEnd) };
+}
+
 /** Outcome of one frame: the new bytes, or the reason it is dropped. */
 export type FrameResult = Uint8Array | { drop: DropReason };
 
@@ -104,6 +139,35 @@ export class HybridSealer {
     if (!this.keys || data.byteLength < this.threshold) {
       try { return this.sender.encrypt(layout, data); } catch { return { drop: 'encrypt_failed' }; }
     }
+    // Fast path (Opus, VP8, VP9, pure): only the frame's head goes to wasm; WebCrypto reads
+    // the plaintext straight from the frame, and the output is assembled once.
+    const n = data.byteLength;
+    fillIo(data);
+    let planned: boolean;
+    try { planned = this.sender.planHost(layout, io, n); } catch { return { drop: 'encrypt_failed' }; }
+    if (planned) {
+      this.host++;
+      const prefix = io[0];
+      const at = prefix + io[1];
+      const out = new Uint8Array(at + n - prefix + TAG);
+      out.set(data.subarray(0, prefix), 0);
+      out.set(io.subarray(16, at - prefix + 16), prefix);
+      const key = this.keys.get(ioView.getBigUint64(56, true), base);
+      const plain = buf(data.subarray(prefix));
+      const sealed = key instanceof Promise
+        ? ((p) => key.then((k) => crypto.subtle.encrypt(p, k, plain)))(ioParams(true))
+        : crypto.subtle.encrypt(ioParams(false), key, plain);
+      return sealed.then(
+        (ct): FrameResult => {
+          if (ct.byteLength !== out.length - at) return { drop: 'encrypt_failed' };
+          out.set(new Uint8Array(ct), at);
+          this.sender.finishHost();
+          return out;
+        },
+        (): FrameResult => ({ drop: 'encrypt_failed' }),
+      );
+    }
+    // H.26x and AV1: the plan needs the whole frame.
     let job;
     try { job = this.sender.planSeal(layout, data); } catch { return { drop: 'encrypt_failed' }; }
     this.host++;
@@ -128,10 +192,35 @@ export class HybridSealer {
   }
 }
 
-/** Opens one stream's frames, choosing wasm or WebCrypto per frame. */
+/** Frames (as received) an opener keeps to recognise byte-identical copies, at most. */
+const RECENT_FRAMES = 16;
+/** ... and at most these many bytes of them. */
+const RECENT_BYTES = 2 << 20;
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.byteLength !== b.byteLength) return false;
+  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/**
+ * Opens one stream's frames, choosing wasm or WebCrypto per frame.
+ *
+ * **Duplicates.** A frame whose counter was already accepted is dropped. When it is a
+ * byte-identical copy of one of the last frames decrypted, the reason is `duplicate` rather
+ * than `replayed`: Chromium's video receive pipeline hands the transform the same assembled
+ * frame more than once at times (measured: the sender sealed each (KID, CTR) once; the
+ * receiver got 2 to 6 byte-identical copies of one early delta frame, same RTP timestamp,
+ * within 20 ms, in about 1 call in 5; see tests/browser/run.mjs). A copy changes nothing
+ * (the first one was delivered), so it is counted apart and raises no failure event; any
+ * other frame under a seen counter stays `replayed`.
+ */
 export class HybridOpener {
   /** Frames opened by WebCrypto. */
   host = 0;
+  /** The last frames decrypted, as received (see "Duplicates"). */
+  private readonly recent: Uint8Array[] = [];
+  private recentBytes = 0;
 
   constructor(
     readonly receiver: Receiver,
@@ -141,18 +230,60 @@ export class HybridOpener {
     private readonly threshold = HOST_AEAD_MIN_BYTES,
   ) {}
 
-  private reason(): DropReason {
-    return (this.receiver.lastError() ?? 'auth_failed') as DropReason;
+  /** Why `data` was dropped, after wasm refused it (`fallback` when wasm gives no reason). */
+  private reason(data: Uint8Array, fallback: DropReason = 'auth_failed'): DropReason {
+    const r = (this.receiver.lastError() ?? fallback) as DropReason;
+    return r === 'replayed' && this.recent.some((f) => equalBytes(f, data)) ? 'duplicate' : r;
+  }
+
+  /** Remembers decrypted frame `data` (as received) and returns `out`. */
+  private opened(data: Uint8Array, out: Uint8Array): Uint8Array {
+    this.recent.push(data);
+    this.recentBytes += data.byteLength;
+    while (this.recent.length > RECENT_FRAMES || this.recentBytes > RECENT_BYTES) {
+      this.recentBytes -= this.recent.shift()!.byteLength;
+    }
+    return out;
   }
 
   /** Authenticates and decrypts `data`, or says why it is dropped. */
   open(layout: LayoutCode, data: Uint8Array): FrameResult | Promise<FrameResult> {
     if (!this.keys || data.byteLength < this.threshold) {
       const out = this.receiver.decrypt(layout, data);
-      return out ?? { drop: this.reason() };
+      return out ? this.opened(data, out) : { drop: this.reason(data) };
     }
+    // Fast path (Opus, VP8, VP9, pure): only the frame's head and tag go to wasm; WebCrypto
+    // reads the ciphertext straight from the frame.
+    const n = data.byteLength;
+    fillIo(data);
+    const slot = this.receiver.openHost(layout, io, n);
+    if (slot < 0) return { drop: this.reason(data) };
+    if (slot > 0) {
+      const kid = ioView.getBigUint64(56, true);
+      const base = this.baseKey(kid);
+      if (!base) { this.receiver.releaseHost(slot, false); return { drop: 'unknown_kid' }; }
+      this.host++;
+      const prefix = io[0];
+      const sealed = buf(data.subarray(io[1]));
+      const key = this.keys.get(kid, base);
+      const opened = key instanceof Promise
+        ? ((p) => key.then((k) => crypto.subtle.decrypt(p, k, sealed)))(ioParams(true))
+        : crypto.subtle.decrypt(ioParams(false), key, sealed);
+      return opened.then(
+        (pt): FrameResult => {
+          if (!this.receiver.commitHost(slot)) return { drop: this.reason(data, 'other') };
+          if (prefix === 0) return this.opened(data, new Uint8Array(pt));
+          const out = new Uint8Array(prefix + pt.byteLength);
+          out.set(data.subarray(0, prefix), 0);
+          out.set(new Uint8Array(pt), prefix);
+          return this.opened(data, out);
+        },
+        (): FrameResult => { this.receiver.releaseHost(slot, true); return { drop: 'auth_failed' }; },
+      );
+    }
+    // H.26x and AV1: the plan needs the whole frame.
     const job = this.receiver.planOpen(layout, data);
-    if (!job) return { drop: this.reason() };
+    if (!job) return { drop: this.reason(data) };
     const kid = job.kid;
     const base = this.baseKey(kid);
     if (!base) { job.free(); return { drop: 'unknown_kid' }; }
@@ -166,7 +297,7 @@ export class HybridOpener {
       : crypto.subtle.decrypt(params, key, sealed);
     return opened.then(
       (pt): FrameResult => {
-        try { return this.receiver.commit(job) ? concat(head, pt) : { drop: this.reason() }; }
+        try { return this.receiver.commit(job) ? this.opened(data, concat(head, pt)) : { drop: this.reason(data) }; }
         catch { return { drop: 'other' }; } finally { job.free(); }
       },
       (): FrameResult => { job.free(); this.receiver.recordAuthFailure(); return { drop: 'auth_failed' }; },

@@ -74,6 +74,8 @@ export type DropReason =
   | 'truncated'
   | 'unknown_kid'
   | 'replayed'
+  /** A byte-identical copy of a frame already decrypted (browsers re-deliver some; harmless). */
+  | 'duplicate'
   | 'auth_failed'
   | 'too_large'
   | 'encrypt_failed'

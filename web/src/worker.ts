@@ -6,17 +6,7 @@
  * opaque messages. Fail closed: a frame that cannot be encrypted, or is not valid SFrame for a
  * known key, is dropped and counted.
  */
-import init, { Receiver, Sender, headerDecode } from '../wasm/hush_wasm.js';
-function dbgInfo(side: string, id: string, frame: Frame, b: Uint8Array, res: string): void {
-  try {
-    const pre = (b[0] & 1) === 0 ? 10 : 3;
-    let ctr = '?'; let kid = '?';
-    try { const h = headerDecode(b.subarray(pre, pre + 17)); kid = String(h[0]); ctr = String(h[1]); } catch { /* */ }
-    let hsh = 0; for (let i = 0; i < b.length; i++) hsh = (hsh * 31 + b[i]) | 0;
-    const md = (frame as RTCEncodedVideoFrame).getMetadata() as Record<string, unknown>;
-    console.error('HUSHDBG ' + JSON.stringify({ side, id, kid, ctr, len: b.length, hsh, ts: frame.timestamp, rtp: md.rtpTimestamp, fid: md.frameId, seq: md.sequenceNumber, ssrc: md.synchronizationSource, t: Math.round(performance.now()), res }));
-  } catch { /* */ }
-}
+import init, { Receiver, Sender } from '../wasm/hush_wasm.js';
 import { HostKeys, HybridOpener, HybridSealer, hostSuite, orderedTransform, type FrameResult } from './hybrid.js';
 import { Context, keyRing } from './keyring.js';
 import { handleKeysMessage } from './worker-keys.js';
@@ -111,7 +101,9 @@ function attach(readable: ReadableStream, writable: WritableStream, opts: Transf
   const drop = (r: DropReason): null => {
     const total = (s.dropped[r] ?? 0) + 1;
     s.dropped[r] = total;
-    if (opts.side === 'recv') {
+    // A duplicate (a byte-identical copy of a frame already decrypted, which browsers hand
+    // the receive transform at times, see hybrid.ts) is counted but is no failure.
+    if (opts.side === 'recv' && r !== 'duplicate') {
       const now = performance.now();
       const last = lastEvent.get(r);
       if (last === undefined || now - last >= FAILURE_EVENT_MS) {
@@ -121,20 +113,16 @@ function attach(readable: ReadableStream, writable: WritableStream, opts: Transf
     }
     return null;
   };
-  const deliver = (frame: Frame, r: FrameResult, input?: Uint8Array): Frame | null => {
-    if (opts.kind === 'video') {
-      if (opts.side === 'send' && r instanceof Uint8Array) dbgInfo('send', opts.id, frame, r, 'ok');
-      if (opts.side === 'recv' && input) dbgInfo('recv', opts.id, frame, input, r instanceof Uint8Array ? 'ok' : r.drop);
-    }
+  const deliver = (frame: Frame, r: FrameResult): Frame | null => {
     if (!(r instanceof Uint8Array)) return drop(r.drop);
     frame.data = r.buffer as ArrayBuffer;
     s.ok++;
     return frame;
   };
-  const finish = (frame: Frame, r: FrameResult | Promise<FrameResult>, input?: Uint8Array): Frame | null | Promise<Frame | null> => {
-    if (!(r instanceof Promise)) return deliver(frame, r, input);
+  const finish = (frame: Frame, r: FrameResult | Promise<FrameResult>): Frame | null | Promise<Frame | null> => {
+    if (!(r instanceof Promise)) return deliver(frame, r);
     s.host++;
-    return r.then((v) => deliver(frame, v, input));
+    return r.then((v) => deliver(frame, v));
   };
 
   let step: (frame: Frame) => Frame | null | Promise<Frame | null>;
@@ -171,7 +159,7 @@ function attach(readable: ReadableStream, writable: WritableStream, opts: Transf
           try { opener.receiver.addKey(kid, key); } catch { /* refused key: frames under it fail */ }
         }
       }
-      return finish(frame, opener.open(layoutFor(frame, opts.kind), data), data.slice());
+      return finish(frame, opener.open(layoutFor(frame, opts.kind), data));
     };
     cleanup = () => { stop(); opener?.receiver.free(); opener = null; };
   }

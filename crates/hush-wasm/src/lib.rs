@@ -15,12 +15,27 @@
 //! [`OpenJob`]; the host opens the ciphertext and calls [`Receiver::commit`], or
 //! [`Receiver::record_auth_failure`] when the tag did not verify. Only AES-GCM suites (4, 5)
 //! are meant for this path: for them WebCrypto's `ciphertext || tag` is the SFrame layout.
+//!
+//! **Host AEAD without copying the frame** (Opus, VP8, VP9, pure: layouts that neither escape
+//! nor add framing): [`Sender::plan_host`] and [`Receiver::open_host`] read only the frame's
+//! first [`DETACHED_HEAD`] bytes, passed in a small `io` buffer ([`IO_LEN`] bytes) that the
+//! plan is written back into:
+//!
+//! | bytes | in | out |
+//! |---|---|---|
+//! | 0..32 | the frame's first `min(len, 32)` bytes | 0: clear prefix length; 1: seal: SFrame header length, open: where `ciphertext \|\| tag` starts; 2: AAD length |
+//! | 4..16 | | the nonce (the WebCrypto IV) |
+//! | 16..56 | | the AAD, `header \|\| metadata` (at most 27 bytes) |
+//! | 56..64 | | the KID, little-endian |
+//!
+//! The host seals or opens the rest of the frame straight from its own buffer, so one frame
+//! costs one call and two 64-byte copies here, whatever its size.
 
 use hush_frame::aead::SuiteAead;
 use hush_frame::key::{DerivedKey, FrameKey};
 use hush_frame::{
-    BaseKey, CipherSuite, Codec, DecryptError, DecryptStats, Decryptor, Encryptor, Header, Layout,
-    OpenPlan, SealPlan,
+    BaseKey, CipherSuite, Codec, DETACHED_HEAD, DecryptError, DecryptStats, Decryptor, Encryptor,
+    Header, Layout, OpenPlan, SealPlan,
 };
 use wasm_bindgen::prelude::*;
 
@@ -75,14 +90,16 @@ impl Sender {
     }
 
     /// Encrypts `frame`; throws (and the frame must be dropped) when it cannot.
-    pub fn encrypt(&mut self, layout_code: u8, frame: &[u8]) -> Result<Vec<u8>, JsError> {
+    pub fn encrypt(&mut self, layout_code: u8, frame: Vec<u8>) -> Result<Vec<u8>, JsError> {
         let l = layout(layout_code)?;
-        self.buf.clear();
-        self.buf.extend_from_slice(frame);
+        // The copy wasm-bindgen made is encrypted in place and handed back: one copy in, one
+        // out. Room for the header and tag (and AV1 framing) up front.
+        let mut frame = frame;
+        frame.reserve_exact(64);
         self.inner
-            .encrypt(l, &mut self.buf)
+            .encrypt(l, &mut frame)
             .map_err(|e| JsError::new(&e.to_string()))?;
-        Ok(self.buf.clone())
+        Ok(frame)
     }
 
     /// Host-AEAD step 1: checks the frame, reserves its counter and returns what the host
@@ -127,6 +144,48 @@ impl Sender {
         self.buf.clone()
     }
 
+    /// Host AEAD without copying the frame (see the crate docs for `io`): plans a frame of
+    /// `frame_len` bytes whose first `min(frame_len, 32)` bytes are in `io`, reserving its
+    /// counter. `true`: the plan is in `io`; seal `frame[prefix..]` and send `frame[..prefix]
+    /// || header || ciphertext || tag`, then call `finishHost`. `false`: this layout needs the
+    /// whole frame (`planSeal`); nothing was reserved. Throws (drop the frame) when it cannot
+    /// be sent.
+    #[wasm_bindgen(js_name = planHost)]
+    pub fn plan_host(
+        &mut self,
+        layout_code: u8,
+        io: &mut [u8],
+        frame_len: u32,
+    ) -> Result<bool, JsError> {
+        let l = layout(layout_code)?;
+        let frame_len = frame_len as usize;
+        let head = io_head(io, frame_len)?;
+        let Some(plan) = self
+            .inner
+            .plan_detached(l, head, frame_len)
+            .map_err(|e| JsError::new(&e.to_string()))?
+        else {
+            return Ok(false);
+        };
+        let mut head_copy = [0u8; DETACHED_HEAD];
+        head_copy[..head.len()].copy_from_slice(head);
+        let aad = self.inner.detached_aad(&plan, &head_copy[..head.len()]);
+        write_plan(
+            io,
+            [plan.prefix_len(), plan.header_len()],
+            plan.nonce(),
+            aad,
+            plan.kid(),
+        )?;
+        Ok(true)
+    }
+
+    /// Counts a frame sealed by the host from `planHost`.
+    #[wasm_bindgen(js_name = finishHost)]
+    pub fn finish_host(&mut self) {
+        self.inner.finish_detached();
+    }
+
     /// True once the key used half its budget: ask for a new epoch.
     #[wasm_bindgen(js_name = needsRotation)]
     pub fn needs_rotation(&self) -> bool {
@@ -146,7 +205,14 @@ pub struct Receiver {
     inner: Decryptor,
     buf: Vec<u8>,
     last_error: Option<DecryptError>,
+    /// Frames planned by `openHost`, waiting for `commitHost` or `releaseHost`.
+    pending: Vec<(i32, OpenPlan)>,
+    next_slot: i32,
 }
+
+/// Frames a receiver keeps planned at once (the Worker has at most 16 in flight per
+/// transform); planning one more forgets the oldest, whose commit then fails.
+const MAX_PENDING: usize = 64;
 
 #[wasm_bindgen]
 impl Receiver {
@@ -157,6 +223,8 @@ impl Receiver {
             inner: Decryptor::new(suite(suite_id)?),
             buf: Vec::with_capacity(2048),
             last_error: None,
+            pending: Vec::new(),
+            next_slot: 1,
         })
     }
 
@@ -175,7 +243,7 @@ impl Receiver {
     }
 
     /// Decrypts `frame`; `undefined` when it must be dropped (see `lastError`, `stats`).
-    pub fn decrypt(&mut self, layout_code: u8, frame: &[u8]) -> Result<Option<Vec<u8>>, JsError> {
+    pub fn decrypt(&mut self, layout_code: u8, frame: Vec<u8>) -> Result<Option<Vec<u8>>, JsError> {
         self.decrypt_with_metadata(layout_code, frame, &[])
     }
 
@@ -184,16 +252,16 @@ impl Receiver {
     pub fn decrypt_with_metadata(
         &mut self,
         layout_code: u8,
-        frame: &[u8],
+        frame: Vec<u8>,
         metadata: &[u8],
     ) -> Result<Option<Vec<u8>>, JsError> {
         let l = layout(layout_code)?;
-        self.buf.clear();
-        self.buf.extend_from_slice(frame);
-        match self.inner.decrypt_with_metadata(l, &mut self.buf, metadata) {
+        // Decrypted in place in the copy wasm-bindgen made, and handed back.
+        let mut frame = frame;
+        match self.inner.decrypt_with_metadata(l, &mut frame, metadata) {
             Ok(_) => {
                 self.last_error = None;
-                Ok(Some(self.buf.clone()))
+                Ok(Some(frame))
             }
             Err(e) => {
                 self.last_error = Some(e);
@@ -221,9 +289,8 @@ impl Receiver {
         let sealed_range = plan.payload_range().start..plan.tag_range().end;
         // The decrypted frame is `clear prefix || plaintext`: AV1's framing (carrier OBU
         // header and size, between prefix and SFrame header) is not part of it.
-        let prefix_len = plan.prefix_len();
         Ok(Some(OpenJob {
-            head: self.buf[..prefix_len].to_vec(),
+            head: self.buf[..plan.prefix_len()].to_vec(),
             // After unescaping the ciphertext may sit elsewhere than in `frame`: copy it.
             sealed: if escapes {
                 self.buf[sealed_range.clone()].to_vec()
@@ -233,7 +300,6 @@ impl Receiver {
             sealed_start: sealed_range.start as u32,
             sealed_end: sealed_range.end as u32,
             aad: self.inner.aad(&plan, &self.buf).to_vec(),
-            frame_len: self.buf.len(),
             plan,
             escapes,
         }))
@@ -243,20 +309,7 @@ impl Receiver {
     /// the replay window. `false` (drop the frame, see `lastError`) when another frame with
     /// the same counter was accepted meanwhile or the key was removed.
     pub fn commit(&mut self, job: &OpenJob) -> bool {
-        // `commit` moves the payload within a frame-sized buffer; its content is not used
-        // here (the host holds the plaintext), only its length.
-        self.buf.clear();
-        self.buf.resize(job.frame_len, 0);
-        match self.inner.commit(&job.plan, &mut self.buf) {
-            Ok(()) => {
-                self.last_error = None;
-                true
-            }
-            Err(e) => {
-                self.last_error = Some(e);
-                false
-            }
-        }
+        self.commit_plan(&job.plan)
     }
 
     /// Counts a frame whose tag the host's AEAD refused (`lastError` becomes `auth_failed`).
@@ -264,6 +317,79 @@ impl Receiver {
     pub fn record_auth_failure(&mut self) {
         self.inner.record_failure(DecryptError::AuthFailed);
         self.last_error = Some(DecryptError::AuthFailed);
+    }
+
+    /// Host AEAD without copying the frame (see the crate docs for `io`): plans a received
+    /// frame of `frame_len` bytes whose first `min(frame_len, 32)` bytes are in `io`, and
+    /// checks its KID and replay window (without changing it).
+    /// Returns a slot (> 0; the plan is in `io`): open `frame[io[1]..]` (`ciphertext ||
+    /// tag`) and call `commitHost(slot)`, or `releaseHost(slot, ...)` when that failed. `0`:
+    /// this layout needs the whole frame (`planOpen`). `-1`: drop the frame (`lastError`).
+    #[wasm_bindgen(js_name = openHost)]
+    pub fn open_host(
+        &mut self,
+        layout_code: u8,
+        io: &mut [u8],
+        frame_len: u32,
+    ) -> Result<i32, JsError> {
+        let l = layout(layout_code)?;
+        let frame_len = frame_len as usize;
+        let head = io_head(io, frame_len)?;
+        let mut head_copy = [0u8; DETACHED_HEAD];
+        head_copy[..head.len()].copy_from_slice(head);
+        let head = &head_copy[..head.len()];
+        let plan = match self.inner.plan_detached(l, head, frame_len) {
+            Ok(Some(plan)) => plan,
+            Ok(None) => return Ok(0),
+            Err(e) => {
+                self.last_error = Some(e);
+                return Ok(-1);
+            }
+        };
+        self.last_error = None;
+        let sealed_at = plan.payload_range().start;
+        let aad = self.inner.detached_aad(&plan, head);
+        write_plan(
+            io,
+            [plan.prefix_len(), sealed_at],
+            plan.nonce(),
+            aad,
+            plan.kid(),
+        )?;
+        let slot = self.next_slot;
+        self.next_slot = if slot == i32::MAX { 1 } else { slot + 1 };
+        if self.pending.len() >= MAX_PENDING {
+            self.pending.remove(0);
+        }
+        self.pending.push((slot, plan));
+        Ok(slot)
+    }
+
+    /// After the host's AEAD accepted the frame of `slot` (from `openHost`): records its
+    /// counter. `false` (drop the frame, see `lastError`) when another frame with the same
+    /// counter was accepted meanwhile or the key was removed, or (`lastError` undefined) the
+    /// slot is unknown.
+    #[wasm_bindgen(js_name = commitHost)]
+    pub fn commit_host(&mut self, slot: i32) -> bool {
+        let Some(i) = self.pending.iter().position(|p| p.0 == slot) else {
+            // Forgotten (more than MAX_PENDING planned since): no reason from hush-frame.
+            self.last_error = None;
+            return false;
+        };
+        let (_, plan) = self.pending.swap_remove(i);
+        self.commit_plan(&plan)
+    }
+
+    /// Forgets the frame of `slot` (from `openHost`) without committing it; `auth_failed`:
+    /// the host's AEAD refused its tag (counted, `lastError` becomes `auth_failed`).
+    #[wasm_bindgen(js_name = releaseHost)]
+    pub fn release_host(&mut self, slot: i32, auth_failed: bool) {
+        if let Some(i) = self.pending.iter().position(|p| p.0 == slot) {
+            self.pending.swap_remove(i);
+        }
+        if auth_failed {
+            self.record_auth_failure();
+        }
     }
 
     /// Why the last frame was dropped, as a stable code (`auth_failed`, `replayed`, ...).
@@ -290,6 +416,57 @@ impl Receiver {
         .to_vec()
     }
 }
+
+impl Receiver {
+    fn commit_plan(&mut self, plan: &OpenPlan) -> bool {
+        // The host holds the plaintext: only the replay window changes here.
+        match self.inner.commit_detached(plan) {
+            Ok(()) => {
+                self.last_error = None;
+                true
+            }
+            Err(e) => {
+                self.last_error = Some(e);
+                false
+            }
+        }
+    }
+}
+
+/// The frame's head in `io`: its first `min(frame_len, 32)` bytes.
+fn io_head(io: &[u8], frame_len: usize) -> Result<&[u8], JsError> {
+    if io.len() < IO_LEN {
+        return Err(JsError::new("io must be 64 bytes"));
+    }
+    Ok(&io[..frame_len.min(DETACHED_HEAD)])
+}
+
+/// Writes a plan into `io` (see the crate docs).
+fn write_plan(
+    io: &mut [u8],
+    lens: [usize; 2],
+    nonce: &[u8; 12],
+    aad: &[u8],
+    kid: u64,
+) -> Result<(), JsError> {
+    let fits = |n: usize| u8::try_from(n).ok();
+    let (Some(a), Some(b), Some(c)) = (fits(lens[0]), fits(lens[1]), fits(aad.len())) else {
+        return Err(JsError::new("plan does not fit io"));
+    };
+    if io.len() < IO_LEN || 16 + aad.len() > 56 {
+        return Err(JsError::new("plan does not fit io"));
+    }
+    io[0] = a;
+    io[1] = b;
+    io[2] = c;
+    io[4..16].copy_from_slice(nonce);
+    io[16..16 + aad.len()].copy_from_slice(aad);
+    io[56..64].copy_from_slice(&kid.to_le_bytes());
+    Ok(())
+}
+
+/// Length of the `io` buffer of `planHost` / `openHost`.
+pub const IO_LEN: usize = 64;
 
 /// Whether a layout code escapes its ciphertext (H.264, H.265).
 fn escapes(layout_code: u8) -> bool {
@@ -360,7 +537,6 @@ pub struct OpenJob {
     sealed_start: u32,
     sealed_end: u32,
     aad: Vec<u8>,
-    frame_len: usize,
     escapes: bool,
 }
 
