@@ -188,14 +188,27 @@ impl Decryptor {
         let rest = buf
             .get(prefix_len + split.framing_len..)
             .ok_or(DecryptError::Unencrypted)?;
+        self.plan_sframe(layout, rest, rest.len(), prefix_len, split.framing_len)
+    }
+
+    /// The part of planning both paths share: `rest` starts at the SFrame header (and holds all
+    /// of it unless the frame ends first), `sframe_len` is the length from there to the end of
+    /// the frame. Checks the header, the length, the KID and the replay window.
+    fn plan_sframe(
+        &self,
+        layout: Layout,
+        rest: &[u8],
+        sframe_len: usize,
+        prefix_len: usize,
+        framing_len: usize,
+    ) -> Result<OpenPlan, DecryptError> {
         if rest.is_empty() {
             return Err(DecryptError::Unencrypted);
         }
         let (header, header_len) =
             Header::decode(rest).map_err(|_| DecryptError::MalformedHeader)?;
         let tag_len = self.suite.tag_len();
-        let payload_len = rest
-            .len()
+        let payload_len = sframe_len
             .checked_sub(header_len + tag_len)
             .ok_or(DecryptError::Truncated)?;
         let entry = self
@@ -211,7 +224,7 @@ impl Decryptor {
             ctr: header.ctr,
             nonce: entry.key.nonce(header.ctr),
             prefix_len,
-            framing_len: split.framing_len,
+            framing_len,
             header_len,
             payload_len,
             tag_len,
@@ -350,34 +363,8 @@ impl Decryptor {
             .map_err(|_| DecryptError::Unencrypted)?
             .prefix_len;
         let rest = head.get(prefix_len..).ok_or(DecryptError::Unencrypted)?;
-        if rest.is_empty() {
-            return Err(DecryptError::Unencrypted);
-        }
         // The header (at most 17 bytes) lies inside `head` unless the frame ends first.
-        let (header, header_len) =
-            Header::decode(rest).map_err(|_| DecryptError::MalformedHeader)?;
-        let tag_len = self.suite.tag_len();
-        let payload_len = (frame_len - prefix_len)
-            .checked_sub(header_len + tag_len)
-            .ok_or(DecryptError::Truncated)?;
-        let entry = self
-            .keys
-            .get(&header.kid)
-            .ok_or(DecryptError::UnknownKid(header.kid))?;
-        if !entry.window.check(header.ctr) {
-            return Err(DecryptError::Replayed);
-        }
-        Ok(OpenPlan {
-            layout,
-            kid: header.kid,
-            ctr: header.ctr,
-            nonce: entry.key.nonce(header.ctr),
-            prefix_len,
-            framing_len: 0,
-            header_len,
-            payload_len,
-            tag_len,
-        })
+        self.plan_sframe(layout, rest, frame_len - prefix_len, prefix_len, 0)
     }
 
     /// The AAD of a detached plan, `header || metadata`, from the frame's `head`.

@@ -180,18 +180,10 @@ impl Encryptor {
         Ok(plan)
     }
 
-    /// Step 1: checks, reserves a counter and lays the frame out. See the module docs.
-    pub fn plan(&mut self, layout: Layout, buf: &mut Vec<u8>) -> Result<SealPlan, EncryptError> {
-        if buf.len() > MAX_FRAME_LEN {
-            self.stats.refused_frame += 1;
-            return Err(EncryptError::FrameTooLarge);
-        }
-        let Ok(split) = layout.send_split(buf) else {
-            self.stats.refused_frame += 1;
-            return Err(EncryptError::FrameTooShort(layout));
-        };
-        let prefix_len = split.prefix_len;
-        let payload_len = buf.len() - prefix_len;
+    /// Reserves the next counter for a payload of `payload_len` bytes, within the key's usage
+    /// limits (frames and AES blocks, tag block included). The one place counters are handed
+    /// out, so no two frames ever share a nonce, whichever path planned them.
+    fn reserve_counter(&mut self, payload_len: usize) -> Result<u64, EncryptError> {
         let blocks = (payload_len as u64).div_ceil(16) + 1;
         if self.frames_with_key >= self.frame_limit
             || self.blocks_with_key.saturating_add(blocks) > self.block_limit
@@ -204,6 +196,22 @@ impl Encryptor {
         self.next_ctr += 1;
         self.frames_with_key += 1;
         self.blocks_with_key += blocks;
+        Ok(ctr)
+    }
+
+    /// Step 1: checks, reserves a counter and lays the frame out. See the module docs.
+    pub fn plan(&mut self, layout: Layout, buf: &mut Vec<u8>) -> Result<SealPlan, EncryptError> {
+        if buf.len() > MAX_FRAME_LEN {
+            self.stats.refused_frame += 1;
+            return Err(EncryptError::FrameTooLarge);
+        }
+        let Ok(split) = layout.send_split(buf) else {
+            self.stats.refused_frame += 1;
+            return Err(EncryptError::FrameTooShort(layout));
+        };
+        let prefix_len = split.prefix_len;
+        let payload_len = buf.len() - prefix_len;
+        let ctr = self.reserve_counter(payload_len)?;
 
         let header = Header::new(self.kid, ctr);
         let (hbytes, header_len) = header.to_bytes();
@@ -358,19 +366,7 @@ impl Encryptor {
         };
         let prefix_len = split.prefix_len;
         let payload_len = frame_len - prefix_len;
-        // Same accounting as `plan`.
-        let blocks = (payload_len as u64).div_ceil(16) + 1;
-        if self.frames_with_key >= self.frame_limit
-            || self.blocks_with_key.saturating_add(blocks) > self.block_limit
-            || self.next_ctr == u64::MAX
-        {
-            self.stats.refused_rotate += 1;
-            return Err(EncryptError::RotateKey);
-        }
-        let ctr = self.next_ctr;
-        self.next_ctr += 1;
-        self.frames_with_key += 1;
-        self.blocks_with_key += blocks;
+        let ctr = self.reserve_counter(payload_len)?;
         Ok(Some(SealPlan {
             layout,
             kid: self.kid,
