@@ -15,6 +15,7 @@
 //!
 //! metrics_bind = "127.0.0.1:9100"   # /metrics on its own listener (see crate::http)
 //! audit_key_file = "/etc/hush/audit.key"  # pseudonym key of the audit trail (else random)
+//! admin_token_file = "/etc/hush/admin.token"  # bearer token of the admin API (else no API)
 //!
 //! [limits]                       # every field optional; defaults in parentheses
 //! max_rooms = 10000              # rooms at once (10000)
@@ -50,6 +51,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
+use crate::http::admin::{AdminToken, AdminTokenError};
 use crate::ops::limits::IpLimits;
 use crate::routing::{RateLimit, RelayConfig};
 use crate::token::{KeyError, VerifyingKeys};
@@ -80,6 +82,9 @@ pub struct FileConfig {
     /// A file whose bytes key the audit trail's pseudonyms (at least 32 bytes; see
     /// [`crate::ops::audit`]). Without it the key is random per process.
     pub audit_key_file: Option<PathBuf>,
+    /// A file holding the admin API's bearer token (at least 32 visible ASCII bytes; see
+    /// [`crate::http::admin`]). Without it there is no admin API.
+    pub admin_token_file: Option<PathBuf>,
     /// Limits and timers.
     #[serde(default)]
     pub limits: LimitsConfig,
@@ -227,6 +232,8 @@ pub enum ConfigError {
     Limit(&'static str, &'static str),
     /// The audit key file is too short.
     AuditKey(PathBuf),
+    /// The admin token file does not hold a usable token.
+    AdminToken(PathBuf, AdminTokenError),
 }
 
 impl fmt::Display for ConfigError {
@@ -241,6 +248,7 @@ impl fmt::Display for ConfigError {
                 "{}: an audit key file needs at least 32 bytes",
                 path.display()
             ),
+            Self::AdminToken(path, err) => write!(f, "{}: {err}", path.display()),
         }
     }
 }
@@ -307,6 +315,12 @@ pub fn read_audit_key(path: &Path) -> Result<Zeroizing<[u8; 32]>, ConfigError> {
     let mut key = Zeroizing::new([0u8; 32]);
     key.copy_from_slice(&sha2::Sha256::digest(bytes.as_slice()));
     Ok(key)
+}
+
+/// The admin API's token from `path` (one trailing newline ignored).
+pub fn read_admin_token(path: &Path) -> Result<AdminToken, ConfigError> {
+    let bytes = read_secret_file(path)?;
+    AdminToken::new(&bytes).map_err(|e| ConfigError::AdminToken(path.to_owned(), e))
 }
 
 /// Reads an HS256 secret: the file's raw bytes, one trailing newline ignored. Wiped on drop.
@@ -412,6 +426,30 @@ mod tests {
         // A typo is an error, not a silently ignored limit; so is a negative number.
         assert!(FileConfig::parse("[limits]\nmax_participant = 3\n").is_err());
         assert!(FileConfig::parse("[limits]\nmessage_rate = -1\n").is_err());
+    }
+
+    #[test]
+    fn admin_token_files_are_read_and_checked() {
+        let dir = std::env::temp_dir().join(format!("hush-admin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("admin.token");
+        std::fs::write(&good, format!("{}\n", "t".repeat(40))).unwrap();
+        let short = dir.join("short.token");
+        std::fs::write(&short, b"short\n").unwrap();
+        let text = format!("admin_token_file = {:?}\n", good.display().to_string());
+        let c = FileConfig::parse(&text).unwrap();
+        let token = read_admin_token(c.admin_token_file.as_deref().unwrap()).unwrap();
+        // The trailing newline is not part of the token.
+        assert!(token.matches("t".repeat(40).as_bytes()));
+        assert!(matches!(
+            read_admin_token(&short),
+            Err(ConfigError::AdminToken(_, AdminTokenError::TooShort))
+        ));
+        assert!(matches!(
+            read_admin_token(&dir.join("missing")),
+            Err(ConfigError::Read(..))
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -20,6 +20,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use hush_proto::{SenderIndex, ServerMessage, TrackId, TrackRef};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::http::admin::{AdminCommand, AdminResult};
 use crate::media::MediaOptions;
 use crate::media::fanout::Fanout;
 use crate::media::peer::{self, PeerCommand, PeerHandle};
@@ -54,6 +55,11 @@ pub(crate) enum Input {
     MediaFailed { conn: ConnId },
     /// `/metrics` is about to render: bring the gauges and fan-out counters up to date.
     RefreshMetrics { done: oneshot::Sender<()> },
+    /// An admin API command: run it in the core, answer through `reply`.
+    Admin {
+        command: AdminCommand,
+        reply: oneshot::Sender<AdminResult>,
+    },
 }
 
 /// Something for a signaling connection's writer.
@@ -211,6 +217,10 @@ impl Driver {
                 self.refresh_metrics();
                 let _ = done.send(());
             }
+            Input::Admin { command, reply } => {
+                // The outputs (closes, broadcasts, audit) are carried out by `drain` next.
+                let _ = reply.send(command.run(&mut self.relay, now()));
+            }
         }
     }
 
@@ -320,6 +330,8 @@ impl Driver {
                 );
             }
             Output::Audit(audit) => self.audit(&audit),
+            // Client-reported E2EE health only feeds the metrics (`observe` above).
+            Output::E2eeHealth(_) => {}
         }
     }
 

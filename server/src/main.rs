@@ -17,7 +17,9 @@ use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use hush_proto::{Audience, Grants, ParticipantId, RoomId, TokenClaims};
-use hush_relay::config::{DEFAULT_BIND, FileConfig, read_audit_key, read_secret_file};
+use hush_relay::config::{
+    DEFAULT_BIND, FileConfig, read_admin_token, read_audit_key, read_secret_file,
+};
 use hush_relay::http::{DevMinter, RelayOptions, serve_all};
 use hush_relay::media::MediaOptions;
 use hush_relay::ops::audit::{AUDIT_TARGET, AuditSink, AuditWriter};
@@ -81,6 +83,10 @@ struct ServeArgs {
     /// on the main address only when it is loopback].
     #[arg(long, env = "HUSH_METRICS_BIND")]
     metrics_bind: Option<SocketAddr>,
+    /// File holding the admin API's bearer token (at least 32 visible ASCII bytes) [default:
+    /// no admin API].
+    #[arg(long, env = "HUSH_ADMIN_TOKEN_FILE")]
+    admin_token_file: Option<PathBuf>,
     /// Append the audit trail (JSON Lines) to this file instead of stdout.
     #[arg(long, env = "HUSH_AUDIT_FILE")]
     audit_file: Option<PathBuf>,
@@ -305,6 +311,17 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             Err(err) => return fail(err),
         }
     }
+    if let Some(path) = args
+        .admin_token_file
+        .as_ref()
+        .or(file.admin_token_file.as_ref())
+    {
+        match read_admin_token(path) {
+            Ok(token) => options.admin_token = Some(token),
+            Err(err) => return fail(err),
+        }
+    }
+    let admin_api = options.admin_token.is_some();
     let metrics_bind = args.metrics_bind.or(file.metrics_bind);
     options.policy = TokenPolicy::new(audience);
     options.static_dir = args
@@ -353,6 +370,9 @@ fn run_serve(args: ServeArgs) -> ExitCode {
                 eprintln!("hush-relay metrics on {scheme}://{local}/metrics")
             }
             None => eprintln!("hush-relay: /metrics is off (set --metrics-bind)"),
+        }
+        if admin_api {
+            eprintln!("hush-relay admin API on {scheme}://{local}/v1/admin/");
         }
         tokio::select! {
             result = serve_all(listener, tls, metrics, options) => match result {

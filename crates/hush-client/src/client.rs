@@ -464,6 +464,7 @@ impl Client {
             pending_candidates: VecDeque::new(),
             publish: transceivers,
             published: false,
+            reported: Reported::default(),
         };
         driver.drain_session().await;
         let handle = tokio::spawn(async move { driver.run(cmd_rx, pc_rx).await });
@@ -773,6 +774,72 @@ struct Driver {
     /// Sending transceivers, announced with `publish` before the first offer.
     publish: Vec<(Source, Arc<dyn webrtc::rtp_transceiver::RtpTransceiver>)>,
     published: bool,
+    /// Received-frame totals at the last `e2ee_stats` report (reports carry deltas).
+    reported: Reported,
+}
+
+/// How often `e2ee_stats` goes to the relay (it counts at most one per 5 s per connection).
+const STATS_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Totals already reported in `e2ee_stats`.
+#[derive(Default)]
+struct Reported {
+    decrypted: u64,
+    dropped: crate::crypto::DropCounts,
+}
+
+impl Driver {
+    /// `e2ee_stats`: frames decrypted and dropped (by reason) since the previous report, and
+    /// the sending epoch. For the relay's metrics only (diagnostics; no ids go along).
+    fn stats_report(&mut self, last: bool) -> ClientMessage {
+        let crypto = self.shared.crypto();
+        let mut decrypted = 0u64;
+        let mut d = crate::crypto::DropCounts::default();
+        for r in crypto.stats.received.values() {
+            decrypted = decrypted.saturating_add(r.decrypted);
+            let x = &r.dropped;
+            for (sum, n) in [
+                (&mut d.unencrypted, x.unencrypted),
+                (&mut d.malformed_header, x.malformed_header),
+                (&mut d.truncated, x.truncated),
+                (&mut d.unknown_kid, x.unknown_kid),
+                (&mut d.replayed, x.replayed),
+                (&mut d.auth_failed, x.auth_failed),
+                (&mut d.too_large, x.too_large),
+                (&mut d.other, x.other),
+            ] {
+                *sum = sum.saturating_add(n);
+            }
+        }
+        let epoch = crypto.stats.sending_epoch;
+        drop(crypto);
+        let old = &self.reported.dropped;
+        let dropped = [
+            ("unencrypted", d.unencrypted, old.unencrypted),
+            ("malformed_header", d.malformed_header, old.malformed_header),
+            ("truncated", d.truncated, old.truncated),
+            ("unknown_kid", d.unknown_kid, old.unknown_kid),
+            ("replayed", d.replayed, old.replayed),
+            ("auth_failed", d.auth_failed, old.auth_failed),
+            ("too_large", d.too_large, old.too_large),
+            ("other", d.other, old.other),
+        ]
+        .into_iter()
+        .filter(|&(_, now, before)| now > before)
+        .map(|(reason, now, before)| (reason.to_owned(), now - before))
+        .collect();
+        let message = ClientMessage::E2eeStats(hush_proto::E2eeStats {
+            dropped,
+            decrypted: decrypted.saturating_sub(self.reported.decrypted),
+            epoch,
+            last,
+        });
+        self.reported = Reported {
+            decrypted,
+            dropped: d,
+        };
+        message
+    }
 }
 
 fn summarize(sdp: &str) -> String {
@@ -810,6 +877,9 @@ impl Driver {
         if !self.publish.is_empty() && self.offer().await.is_err() {
             tracing::warn!("initial offer failed");
         }
+        let start = tokio::time::Instant::now() + STATS_INTERVAL;
+        let mut stats_timer = tokio::time::interval_at(start, STATS_INTERVAL);
+        stats_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let wake = self.session.next_timeout().map(|t| {
                 let now = self.now();
@@ -832,6 +902,8 @@ impl Driver {
                 c = cmd.recv() => match c {
                     None => break,
                     Some(Command::Leave(done)) => {
+                        let report = self.stats_report(true);
+                        let _ = self.send(report).await;
                         let _ = self.send(ClientMessage::Leave).await;
                         let _ = self.ws.close(None).await;
                         let _ = done.send(());
@@ -866,6 +938,12 @@ impl Driver {
                 () = sleep => {
                     let now = self.now();
                     let _ = self.session.handle_input(now, Input::Tick);
+                }
+                _ = stats_timer.tick() => {
+                    let report = self.stats_report(false);
+                    if !self.send(report).await {
+                        break;
+                    }
                 }
             }
             self.drain_session().await;

@@ -1,11 +1,14 @@
 //! Messages from a client to the relay.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::bytes::OpaqueBytes;
 use crate::ids::{ParticipantId, RoomId, Source, TrackId};
 use crate::limits::{
-    MAX_ATTESTATION_BYTES, MAX_E2EE_PAYLOAD_BYTES, MAX_IDENTITY_KEY_BYTES, MAX_MID_BYTES,
+    MAX_ATTESTATION_BYTES, MAX_E2EE_PAYLOAD_BYTES, MAX_E2EE_STATS_REASON_BYTES,
+    MAX_E2EE_STATS_REASONS, MAX_IDENTITY_KEY_BYTES, MAX_MID_BYTES,
 };
 use crate::message::{self, DecodeError, FieldTooLarge};
 use crate::signal::{Candidate, Sdp};
@@ -55,6 +58,9 @@ pub enum ClientMessage {
     CloseRoom,
     /// Keepalive; the relay answers `pong` with the same `seq`.
     Ping(Ping),
+    /// This client's E2EE health since its last report, for the relay's metrics (diagnostics,
+    /// not accounting: a client can lie). At most one per 5 s per connection is counted.
+    E2eeStats(E2eeStats),
 }
 
 impl ClientMessage {
@@ -77,6 +83,7 @@ impl ClientMessage {
         "lock_room",
         "close_room",
         "ping",
+        "e2ee_stats",
     ];
 
     /// Decodes and checks one message (see [`crate::message`] for the order of checks).
@@ -110,6 +117,7 @@ impl ClientMessage {
             Self::E2ee(e) => {
                 FieldTooLarge::check("payload", e.payload.len(), MAX_E2EE_PAYLOAD_BYTES)
             }
+            Self::E2eeStats(stats) => stats.check(),
             Self::Leave
             | Self::Unpublish(_)
             | Self::Subscribe(_)
@@ -144,6 +152,7 @@ impl ClientMessage {
             Self::LockRoom(_) => "lock_room",
             Self::CloseRoom => "close_room",
             Self::Ping(_) => "ping",
+            Self::E2eeStats(_) => "e2ee_stats",
         }
     }
 }
@@ -259,4 +268,116 @@ pub struct LockRoom {
 pub struct Ping {
     /// Chosen by the client; echoed in `pong`.
     pub seq: u64,
+}
+
+/// `e2ee_stats`: what this client's E2EE transforms did since its previous report.
+///
+/// Counts are **deltas** since the previous report on this connection (not totals): they cannot
+/// go backwards and the relay keeps no per-connection totals. The relay adds them to its
+/// `hush_e2ee_*` metrics, clamping each count to [`MAX_E2EE_STATS_COUNT`] and mapping reasons
+/// outside [`E2eeDropReason`] to `other`, so a client cannot grow the label space. The numbers
+/// are diagnostics, never accounting: nothing checks that a client tells the truth.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct E2eeStats {
+    /// Received frames dropped since the last report, by reason (the wire names of
+    /// [`E2eeDropReason`]; unknown names are accepted and counted as `other`). At most
+    /// [`MAX_E2EE_STATS_REASONS`] entries.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub dropped: BTreeMap<String, u64>,
+    /// Received frames decrypted since the last report.
+    #[serde(default)]
+    pub decrypted: u64,
+    /// The epoch this client's key layer is at now (absent without a key exchange). The relay
+    /// counts epoch changes from the difference between two reports of one connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u64>,
+    /// The last report of this connection (sent just before `leave`): the relay counts it even
+    /// within the 5 s interval, once per connection, and ignores any report after it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub last: bool,
+}
+
+/// The largest count of one field of one `e2ee_stats` report that the relay adds to its
+/// metrics; larger counts are clamped to it. Far above any honest report: a hundred senders at
+/// 60 frames per second give 60,000 frames in the browser's 10 s reporting interval.
+pub const MAX_E2EE_STATS_COUNT: u64 = 1_000_000;
+
+impl E2eeStats {
+    fn check(&self) -> Result<(), FieldTooLarge> {
+        FieldTooLarge::check("dropped", self.dropped.len(), MAX_E2EE_STATS_REASONS)?;
+        let longest = self.dropped.keys().map(String::len).max().unwrap_or(0);
+        FieldTooLarge::check("dropped", longest, MAX_E2EE_STATS_REASON_BYTES)
+    }
+}
+
+/// Why a client's E2EE transform dropped a received frame: the fixed label set of the relay's
+/// `hush_e2ee_dropped_frames` metric (web/src/protocol.ts `DropReason`, hush-frame's decrypt
+/// errors).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum E2eeDropReason {
+    /// Not an SFrame frame.
+    Unencrypted,
+    /// Unreadable SFrame header.
+    MalformedHeader,
+    /// Shorter than header and tag.
+    Truncated,
+    /// No key for the frame's KID.
+    UnknownKid,
+    /// A counter already seen.
+    Replayed,
+    /// A byte-identical copy of a frame already decrypted (browsers re-deliver some).
+    Duplicate,
+    /// Authentication failed.
+    AuthFailed,
+    /// Over the size limit.
+    TooLarge,
+    /// The sender could not encrypt.
+    EncryptFailed,
+    /// No key yet.
+    NoKey,
+    /// Anything else, including names this version does not know.
+    Other,
+}
+
+impl E2eeDropReason {
+    /// Every reason, in label order.
+    pub const ALL: [Self; 11] = [
+        Self::Unencrypted,
+        Self::MalformedHeader,
+        Self::Truncated,
+        Self::UnknownKid,
+        Self::Replayed,
+        Self::Duplicate,
+        Self::AuthFailed,
+        Self::TooLarge,
+        Self::EncryptFailed,
+        Self::NoKey,
+        Self::Other,
+    ];
+
+    /// The wire name (also the metrics label).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Unencrypted => "unencrypted",
+            Self::MalformedHeader => "malformed_header",
+            Self::Truncated => "truncated",
+            Self::UnknownKid => "unknown_kid",
+            Self::Replayed => "replayed",
+            Self::Duplicate => "duplicate",
+            Self::AuthFailed => "auth_failed",
+            Self::TooLarge => "too_large",
+            Self::EncryptFailed => "encrypt_failed",
+            Self::NoKey => "no_key",
+            Self::Other => "other",
+        }
+    }
+
+    /// The reason a wire name stands for; any name not in [`E2eeDropReason::ALL`] is `Other`.
+    pub fn from_wire(name: &str) -> Self {
+        Self::ALL
+            .into_iter()
+            .find(|r| r.as_str() == name)
+            .unwrap_or(Self::Other)
+    }
 }

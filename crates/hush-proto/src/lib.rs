@@ -40,6 +40,7 @@
 //! | `lock_room` | `locked` | `moderator` | `room_locked` to everyone |
 //! | `close_room` | | `moderator` | removes everyone (`room_closed`) |
 //! | `ping` | `seq` | | `pong` with the same `seq` |
+//! | `e2ee_stats` | `dropped` {reason: count}, `decrypted`, `epoch`?, `last`? | | adds the counts (deltas since the previous report, each clamped) to the `hush_e2ee_*` metrics; at most one per 5 s per connection (plus one `last`), extra ones dropped silently and counted |
 //!
 //! Every message but `join` needs a joined connection.
 //!
@@ -135,8 +136,8 @@ mod tests;
 
 pub use bytes::OpaqueBytes;
 pub use client::{
-    ClientMessage, E2eeTo, ForceDisconnect, ForceUnpublish, Join, LockRoom, Ping, Publish,
-    RekeyReason, RekeyRequest, TrackRef, Unpublish,
+    ClientMessage, E2eeDropReason, E2eeStats, E2eeTo, ForceDisconnect, ForceUnpublish, Join,
+    LockRoom, MAX_E2EE_STATS_COUNT, Ping, Publish, RekeyReason, RekeyRequest, TrackRef, Unpublish,
 };
 pub use error::ErrorCode;
 pub use ids::{IdError, ParticipantId, RoomId, RoomInstance, SenderIndex, Source, TrackId};

@@ -41,3 +41,9 @@ pub const MAX_ATTESTATION_BYTES: usize = 2048;
 
 /// Largest human-readable `message` of an `error`.
 pub const MAX_ERROR_MESSAGE_BYTES: usize = 512;
+
+/// Most entries in an `e2ee_stats` report's `dropped` map (there are 11 known reasons).
+pub const MAX_E2EE_STATS_REASONS: usize = 16;
+
+/// Longest reason name in an `e2ee_stats` report's `dropped` map.
+pub const MAX_E2EE_STATS_REASON_BYTES: usize = 32;

@@ -71,6 +71,12 @@ fn every_client_message() -> Vec<ClientMessage> {
         ClientMessage::LockRoom(LockRoom { locked: true }),
         ClientMessage::CloseRoom,
         ClientMessage::Ping(Ping { seq: 42 }),
+        ClientMessage::E2eeStats(E2eeStats {
+            dropped: [("auth_failed".to_string(), 3), ("replayed".to_string(), 1)].into(),
+            decrypted: 900,
+            epoch: Some(4),
+            last: true,
+        }),
     ]
 }
 
@@ -433,4 +439,84 @@ fn join_debug_never_shows_the_token_or_ids() {
     for secret in ["eyJ", "signature", "private-room"] {
         assert!(!debug.contains(secret), "{debug}");
     }
+}
+
+#[test]
+fn e2ee_stats_wire_form_and_defaults() {
+    let msg = ClientMessage::E2eeStats(E2eeStats {
+        dropped: [("unknown_kid".to_string(), 2)].into(),
+        decrypted: 10,
+        epoch: Some(1),
+        last: false,
+    });
+    assert_eq!(
+        msg.encode(),
+        r#"{"v":1,"type":"e2ee_stats","dropped":{"unknown_kid":2},"decrypted":10,"epoch":1}"#
+    );
+    // Every field is optional: an empty report is a valid one.
+    let empty = ClientMessage::decode(r#"{"v":1,"type":"e2ee_stats"}"#).unwrap();
+    assert_eq!(empty, ClientMessage::E2eeStats(E2eeStats::default()));
+    // Reasons a newer client names decode (the relay counts them as `other`).
+    let text = r#"{"v":1,"type":"e2ee_stats","dropped":{"made_up":1},"decrypted":0}"#;
+    let ClientMessage::E2eeStats(s) = ClientMessage::decode(text).unwrap() else {
+        panic!("not e2ee_stats");
+    };
+    assert_eq!(s.dropped.get("made_up"), Some(&1));
+}
+
+#[test]
+fn e2ee_stats_limits_are_enforced() {
+    // Counts are unsigned integers: negatives and fractions are malformed, not clamped.
+    for bad in [
+        r#"{"v":1,"type":"e2ee_stats","decrypted":-1}"#,
+        r#"{"v":1,"type":"e2ee_stats","decrypted":1.5}"#,
+        r#"{"v":1,"type":"e2ee_stats","dropped":{"replayed":-3}}"#,
+        r#"{"v":1,"type":"e2ee_stats","dropped":["replayed"]}"#,
+        r#"{"v":1,"type":"e2ee_stats","epoch":"1"}"#,
+        r#"{"v":1,"type":"e2ee_stats","decrypted":18446744073709551616}"#,
+    ] {
+        assert_eq!(refused(bad), ErrorCode::MalformedMessage, "{bad}");
+    }
+    // Too many reasons, or too long a reason name: refused before anyone reads them.
+    let many: BTreeMapOf = (0..=MAX_E2EE_STATS_REASONS)
+        .map(|i| (format!("r{i}"), 1))
+        .collect();
+    let msg = ClientMessage::E2eeStats(E2eeStats {
+        dropped: many,
+        ..E2eeStats::default()
+    });
+    assert_eq!(refused(&msg.encode()), ErrorCode::FieldTooLarge);
+    let long = ClientMessage::E2eeStats(E2eeStats {
+        dropped: [("x".repeat(MAX_E2EE_STATS_REASON_BYTES + 1), 1)].into(),
+        ..E2eeStats::default()
+    });
+    assert_eq!(refused(&long.encode()), ErrorCode::FieldTooLarge);
+    assert!(long.check_limits().is_err());
+    // At the limits: accepted.
+    let most: BTreeMapOf = (0..MAX_E2EE_STATS_REASONS)
+        .map(|i| (format!("{i:0>32}"), u64::MAX))
+        .collect();
+    let ok = ClientMessage::E2eeStats(E2eeStats {
+        dropped: most,
+        decrypted: u64::MAX,
+        epoch: Some(u64::MAX),
+        last: true,
+    });
+    assert_eq!(ClientMessage::decode(&ok.encode()).unwrap(), ok);
+}
+
+type BTreeMapOf = std::collections::BTreeMap<String, u64>;
+
+#[test]
+fn e2ee_drop_reasons_are_a_closed_set() {
+    for r in E2eeDropReason::ALL {
+        assert_eq!(E2eeDropReason::from_wire(r.as_str()), r);
+    }
+    for unknown in ["", "AUTH_FAILED", "auth_failed ", "made_up", "other"] {
+        assert_eq!(E2eeDropReason::from_wire(unknown), E2eeDropReason::Other);
+    }
+    let names: std::collections::BTreeSet<_> =
+        E2eeDropReason::ALL.iter().map(|r| r.as_str()).collect();
+    assert_eq!(names.len(), E2eeDropReason::ALL.len());
+    assert!(E2eeDropReason::ALL.len() <= MAX_E2EE_STATS_REASONS);
 }

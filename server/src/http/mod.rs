@@ -1,5 +1,6 @@
 //! HTTP: the signaling WebSocket (`GET /v1/rtc`), `GET /healthz`, `GET /metrics`, the demo's
-//! static files, and in dev mode `POST /dev/token`.
+//! static files, in dev mode `POST /dev/token`, and with an admin token the admin API
+//! (`/v1/admin/...`, see [`admin`]).
 //!
 //! [`serve`] runs everything on one listener: it starts the driver (which owns the routing
 //! core) and answers each WebSocket with a reader and a writer bound to one core connection.
@@ -23,6 +24,7 @@
 //! [`RelayOptions::idle_timeout`] gets a WebSocket ping (browsers answer by themselves); one
 //! silent for the whole timeout is closed with code 1001 and reason `idle timeout`.
 
+pub mod admin;
 mod dev;
 pub mod tls;
 mod ws;
@@ -76,6 +78,8 @@ pub struct RelayOptions {
     pub idle_timeout: Duration,
     /// The audit trail's writer; `None`: one with a random pseudonym key.
     pub audit: Option<AuditSink>,
+    /// The admin API's bearer token; `None`: no admin API (see [`admin`]).
+    pub admin_token: Option<admin::AdminToken>,
 }
 
 impl RelayOptions {
@@ -92,6 +96,7 @@ impl RelayOptions {
             ip_limits: IpLimits::default(),
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             audit: None,
+            admin_token: None,
         }
     }
 }
@@ -104,6 +109,8 @@ pub(crate) struct AppState {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) limiter: Arc<Mutex<IpLimiter>>,
     pub(crate) idle_timeout: Duration,
+    /// The admin API's token (its routes exist only with one).
+    pub(crate) admin: Option<Arc<admin::AdminToken>>,
 }
 
 /// The client's address, as axum's connect info for plain and TLS listeners (the WebSocket
@@ -190,10 +197,15 @@ pub fn routers(options: RelayOptions) -> Result<Routers, ServeError> {
         metrics,
         limiter,
         idle_timeout: options.idle_timeout,
+        admin: options.admin_token.map(Arc::new),
     };
     let root = options.static_dir;
     let demo = root.join("demo");
-    let public = Router::new()
+    let public = match state.admin {
+        Some(_) => admin::routes(),
+        None => Router::new(),
+    };
+    let public = public
         .route("/v1/rtc", get(ws::upgrade))
         .route("/healthz", get(healthz))
         .route("/dev/token", post(dev::token))

@@ -112,6 +112,11 @@ impl AuditSink {
                     }),
                     ModerationAction::Lock(locked) => json!({"action": "lock", "locked": locked}),
                     ModerationAction::Close => json!({"action": "close"}),
+                    ModerationAction::Configure(settings) => json!({
+                        "action": "configure",
+                        "max_participants": settings.max_participants,
+                        "empty_timeout_secs": settings.empty_timeout.map(|d| d.as_secs()),
+                    }),
                 };
                 if let (Value::Object(line), Value::Object(fields)) = (&mut line, fields) {
                     line.extend(fields);

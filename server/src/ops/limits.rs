@@ -235,6 +235,39 @@ impl IpLimiter {
         Some(backoff)
     }
 
+    /// An authentication that opens no connection (the admin API's bearer token): refused
+    /// while `ip` is backing off, and otherwise tracked so that a failure that follows counts
+    /// in [`IpLimiter::auth_failed`]. Takes nothing from the connection rate.
+    pub fn try_authenticate(&mut self, now: Instant, ip: IpAddr) -> Result<(), LimitRefusal> {
+        let key = limit_key(ip);
+        if !self.entries.contains_key(&key) {
+            self.make_room()?;
+            let entry = Entry {
+                bucket: TokenBucket::new(self.limits.connect_rate, now),
+                open: 0,
+                failures: 0,
+                last_failure: None,
+                blocked_until: None,
+                last_seen: now,
+                stamp: self.stamp(),
+            };
+            self.lru.insert((entry.last_seen, entry.stamp, key));
+            self.entries.insert(key, entry);
+        }
+        self.touch(now, key);
+        let limits = self.limits;
+        let Some(entry) = self.entries.get_mut(&key) else {
+            return Err(LimitRefusal::TableFull); // just inserted; cannot happen
+        };
+        forget_old_failures(entry, now, &limits);
+        match entry.blocked_until.filter(|&until| now < until) {
+            Some(until) => Err(LimitRefusal::AuthBackoff {
+                retry_after: until.saturating_duration_since(now),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// A connection from `ip` authenticated: its failure count starts again.
     pub fn auth_succeeded(&mut self, ip: IpAddr) {
         if let Some(entry) = self.entries.get_mut(&limit_key(ip)) {

@@ -9,37 +9,25 @@
 //! [`Metrics::observe`] counts what the routing core decided from its [`Output`]s (joins,
 //! refusals by code, keyframe requests, rekey points, messages sent), so the adapters only add
 //! what the core cannot see: connections, forwarded and dropped packets (the driver reads the
-//! fan-outs' counters when `/metrics` is scraped), and client-reported E2EE health
-//! (`hush_e2ee_*`: nothing feeds these yet, as no signaling message carries client stats).
+//! fan-outs' counters when `/metrics` is scraped). Client-reported E2EE health (`hush_e2ee_*`)
+//! comes from members' `e2ee_stats` reports through the core ([`Output::E2eeHealth`]): the core
+//! rate limits them, maps unknown reasons to `other` and clamps each count, and no participant id
+//! becomes a label. These are diagnostics, not accounting: a client can report anything within
+//! those bounds.
 
 use std::fmt::Write as _;
 
-use hush_proto::{ErrorCode, ServerMessage};
+use hush_proto::{E2eeDropReason, ErrorCode, ServerMessage};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::routing::{Audit, Output};
+use crate::routing::{Audit, E2eeHealth, Output};
 
 /// The `Content-Type` of [`Metrics::render`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-/// The reasons a client may report for dropped E2EE frames (web/src/protocol.ts `DropReason`,
-/// hush-frame's decrypt errors); anything else is counted as `other`.
-pub const E2EE_DROP_REASONS: &[&str] = &[
-    "unencrypted",
-    "malformed_header",
-    "truncated",
-    "unknown_kid",
-    "replayed",
-    "auth_failed",
-    "too_large",
-    "encrypt_failed",
-    "no_key",
-    "other",
-];
 
 /// Why a media packet was dropped by the relay (label values of `hush_dropped_packets`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -95,7 +83,9 @@ pub struct Metrics {
     keyframe_requests_out: Counter,
     rekeys: Counter,
     e2ee_dropped_frames: Family<Labels, Counter>,
+    e2ee_decrypted_frames: Counter,
     e2ee_epoch_changes: Counter,
+    e2ee_reports: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -125,7 +115,9 @@ impl Metrics {
             keyframe_requests_out: Counter::default(),
             rekeys: Counter::default(),
             e2ee_dropped_frames: Family::default(),
+            e2ee_decrypted_frames: Counter::default(),
             e2ee_epoch_changes: Counter::default(),
+            e2ee_reports: Family::default(),
         };
         let r = &mut registry;
         r.register(
@@ -196,9 +188,19 @@ impl Metrics {
             m.e2ee_dropped_frames.clone(),
         );
         r.register(
+            "e2ee_decrypted_frames",
+            "Frames decrypted by clients' E2EE transforms (client-reported)",
+            m.e2ee_decrypted_frames.clone(),
+        );
+        r.register(
             "e2ee_epoch_changes",
-            "Key epoch changes (client-reported)",
+            "Key epoch changes seen by clients, summed over members (client-reported)",
             m.e2ee_epoch_changes.clone(),
+        );
+        r.register(
+            "e2ee_reports",
+            "E2EE health reports from clients, by outcome (counted or rate_limited)",
+            m.e2ee_reports.clone(),
         );
         Self { registry, ..m }
     }
@@ -234,6 +236,7 @@ impl Metrics {
             Output::Audit(Audit::Rekey { .. }) => {
                 self.rekeys.inc();
             }
+            Output::E2eeHealth(health) => self.e2ee_health(health),
             _ => {}
         }
     }
@@ -306,13 +309,10 @@ impl Metrics {
             .inc();
     }
 
-    /// A client reported `count` frames dropped by its E2EE transforms for `reason`.
+    /// A client reported `count` frames dropped by its E2EE transforms for `reason` (a name
+    /// outside [`E2eeDropReason::ALL`] counts as `other`).
     pub fn e2ee_dropped(&self, reason: &str, count: u64) {
-        let reason = E2EE_DROP_REASONS
-            .iter()
-            .find(|&&known| known == reason)
-            .copied()
-            .unwrap_or("other");
+        let reason = E2eeDropReason::from_wire(reason).as_str();
         self.e2ee_dropped_frames
             .get_or_create(&[("reason", reason)])
             .inc_by(count);
@@ -321,6 +321,28 @@ impl Metrics {
     /// A client reported a key epoch change.
     pub fn e2ee_epoch_changed(&self) {
         self.e2ee_epoch_changes.inc();
+    }
+
+    /// A member's `e2ee_stats` report, as the core bounded it.
+    fn e2ee_health(&self, health: &E2eeHealth) {
+        let outcome = match health {
+            E2eeHealth::RateLimited => "rate_limited",
+            E2eeHealth::Report {
+                dropped,
+                decrypted,
+                epoch_changes,
+            } => {
+                for &(reason, count) in dropped {
+                    self.e2ee_dropped(reason.as_str(), count);
+                }
+                self.e2ee_decrypted_frames.inc_by(*decrypted);
+                self.e2ee_epoch_changes.inc_by(*epoch_changes);
+                "counted"
+            }
+        };
+        self.e2ee_reports
+            .get_or_create(&[("outcome", outcome)])
+            .inc();
     }
 }
 
@@ -437,6 +459,29 @@ mod tests {
         assert!(text.contains("hush_messages_out_total{type=\"pong\"} 1\n"));
         assert!(text.contains("hush_messages_out_total{type=\"rekey\"} 1\n"));
         assert!(text.contains("hush_keyframe_requests_out_total 1\n"));
+    }
+
+    #[test]
+    fn e2ee_health_outputs_are_counted_without_ids() {
+        let m = Metrics::new();
+        m.observe(&Output::E2eeHealth(E2eeHealth::Report {
+            dropped: vec![(E2eeDropReason::AuthFailed, 4), (E2eeDropReason::Other, 2)],
+            decrypted: 300,
+            epoch_changes: 2,
+        }));
+        m.observe(&Output::E2eeHealth(E2eeHealth::RateLimited));
+        m.observe(&Output::E2eeHealth(E2eeHealth::RateLimited));
+        let text = m.render();
+        for want in [
+            "hush_e2ee_dropped_frames_total{reason=\"auth_failed\"} 4\n",
+            "hush_e2ee_dropped_frames_total{reason=\"other\"} 2\n",
+            "hush_e2ee_decrypted_frames_total 300\n",
+            "hush_e2ee_epoch_changes_total 2\n",
+            "hush_e2ee_reports_total{outcome=\"counted\"} 1\n",
+            "hush_e2ee_reports_total{outcome=\"rate_limited\"} 2\n",
+        ] {
+            assert!(text.contains(want), "{want} missing:\n{text}");
+        }
     }
 
     #[test]

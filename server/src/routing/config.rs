@@ -38,6 +38,9 @@ pub struct RelayConfig {
     /// The shortest time between two rekey points in one room's membership log; `rekey`
     /// requests in between are merged into one placed when the interval is over.
     pub rekey_interval: Duration,
+    /// The shortest time between two counted `e2ee_stats` reports of one connection; reports
+    /// in between are dropped silently (and counted).
+    pub e2ee_stats_interval: Duration,
 }
 
 impl Default for RelayConfig {
@@ -57,6 +60,7 @@ impl Default for RelayConfig {
             max_rate_strikes: 100,
             keyframe_interval: Duration::from_millis(500),
             rekey_interval: Duration::from_secs(1),
+            e2ee_stats_interval: Duration::from_secs(5),
         }
     }
 }

@@ -3,13 +3,13 @@
 use std::time::Instant;
 
 use hush_proto::{
-    ClientMessage, E2eeFrom, E2eeTo, ErrorCode, Grants, Join, LeaveReason, ParticipantId, Publish,
-    RoomId, ServerMessage, TrackId,
+    ClientMessage, E2eeDropReason, E2eeFrom, E2eeStats, E2eeTo, ErrorCode, Grants, Join,
+    LeaveReason, MAX_E2EE_STATS_COUNT, ParticipantId, Publish, RoomId, ServerMessage, TrackId,
 };
 
 use super::config::RoomSettings;
 use super::outbox::Refusal;
-use super::output::{Audit, ConnId, MediaSignal, Output};
+use super::output::{Audit, ConnId, E2eeHealth, MediaSignal, Output};
 use super::relay::Relay;
 use super::room::Newcomer;
 use crate::time::Now;
@@ -200,8 +200,52 @@ impl Relay {
                 self.close_room_as(now, &room_id, Some(me))?;
             }
             ClientMessage::Ping(p) => self.out.send(conn, ServerMessage::Pong(p)),
+            ClientMessage::E2eeStats(stats) => self.e2ee_stats(now, conn, &stats),
         }
         Ok(())
+    }
+
+    /// A member's E2EE health report: rate limited per connection (silently), bounded, then
+    /// handed to the metrics. Never answered: a client learns nothing from it.
+    fn e2ee_stats(&mut self, now: Instant, conn: ConnId, stats: &E2eeStats) {
+        let interval = self.config.e2ee_stats_interval;
+        let Some(state) = self.conns.get_mut(&conn).map(|c| &mut c.e2ee_stats) else {
+            return;
+        };
+        let due = state
+            .last_report
+            .and_then(|t| t.checked_add(interval))
+            .is_none_or(|at| now >= at);
+        if state.finished || !(due || stats.last) {
+            self.out.push(Output::E2eeHealth(E2eeHealth::RateLimited));
+            return;
+        }
+        state.last_report = Some(now);
+        state.finished = stats.last;
+        // Epochs only go forward (a fresh random epoch is still the next number); a report
+        // that names a lower one (a client restarting its key layer) sets a new baseline.
+        let epoch_changes = match (state.epoch, stats.epoch) {
+            (Some(old), Some(new)) => new.saturating_sub(old).min(MAX_E2EE_STATS_COUNT),
+            _ => 0,
+        };
+        if stats.epoch.is_some() {
+            state.epoch = stats.epoch;
+        }
+        let mut dropped: Vec<(E2eeDropReason, u64)> = Vec::new();
+        for (name, &count) in &stats.dropped {
+            let reason = E2eeDropReason::from_wire(name);
+            match dropped.iter_mut().find(|(r, _)| *r == reason) {
+                Some((_, sum)) => *sum = sum.saturating_add(count).min(MAX_E2EE_STATS_COUNT),
+                None => dropped.push((reason, count.min(MAX_E2EE_STATS_COUNT))),
+            }
+        }
+        dropped.retain(|&(_, count)| count > 0);
+        dropped.sort_unstable();
+        self.out.push(Output::E2eeHealth(E2eeHealth::Report {
+            dropped,
+            decrypted: stats.decrypted.min(MAX_E2EE_STATS_COUNT),
+            epoch_changes,
+        }));
     }
 
     fn hand_to_media(&mut self, conn: ConnId, signal: MediaSignal) {

@@ -32,6 +32,10 @@
 //! - Each room creation gets a fresh [`hush_proto::RoomInstance`] (from the key set with
 //!   [`Relay::set_room_instance_key`]), sent in `joined`.
 //! - Each connection has a message token bucket; a flood is dropped, then closed.
+//! - `e2ee_stats` reports (client-reported E2EE health, for the metrics) count at most once per
+//!   [`RelayConfig::e2ee_stats_interval`] per connection, plus one marked `last`; the rest are
+//!   dropped silently and counted. Reasons outside the fixed list become `other`, counts are
+//!   clamped, and no participant id goes along.
 //! - A participant that joins again replaces its old connection (a leave, then a join).
 
 mod config;
@@ -48,5 +52,5 @@ mod room;
 mod tests;
 
 pub use config::{RateLimit, RelayConfig, RoomSettings};
-pub use output::{Audit, ConnId, MediaSignal, ModerationAction, Output};
+pub use output::{Audit, ConnId, E2eeHealth, MediaSignal, ModerationAction, Output};
 pub use relay::Relay;

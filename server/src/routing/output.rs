@@ -1,7 +1,8 @@
 //! What the routing core asks its adapters to do.
 
 use hush_proto::{
-    Candidate, ErrorCode, LeaveReason, ParticipantId, RoomId, Sdp, ServerMessage, Source, TrackId,
+    Candidate, E2eeDropReason, ErrorCode, LeaveReason, ParticipantId, RoomId, Sdp, ServerMessage,
+    Source, TrackId,
 };
 
 /// A client connection (one signaling WebSocket and its media session), numbered by the core.
@@ -85,6 +86,26 @@ pub enum Output {
     },
     /// Something for the audit trail.
     Audit(Audit),
+    /// A member's `e2ee_stats` report, checked and bounded, for the metrics only.
+    E2eeHealth(E2eeHealth),
+}
+
+/// What a member's `e2ee_stats` report adds to the `hush_e2ee_*` metrics. Client-reported:
+/// diagnostics, not accounting. Carries no participant id (metrics have no per-member labels).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum E2eeHealth {
+    /// A report within the interval: dropped without a reply, only counted.
+    RateLimited,
+    /// An accepted report, each count clamped to [`hush_proto::MAX_E2EE_STATS_COUNT`].
+    Report {
+        /// Frames dropped, by reason (unknown reasons summed into `other`); no zero counts.
+        dropped: Vec<(E2eeDropReason, u64)>,
+        /// Frames decrypted.
+        decrypted: u64,
+        /// Epoch changes since this connection's previous report that named an epoch.
+        epoch_changes: u64,
+    },
 }
 
 /// Negotiation from a client, for its media session.
@@ -165,4 +186,6 @@ pub enum ModerationAction {
     Lock(bool),
     /// The room was closed.
     Close,
+    /// The room's own limits were set (admin API).
+    Configure(super::RoomSettings),
 }

@@ -42,6 +42,19 @@ pub(crate) struct Conn {
     strikes: u32,
     /// The room it joined, once it has.
     pub(crate) room: Option<RoomId>,
+    /// `e2ee_stats` bookkeeping.
+    pub(crate) e2ee_stats: E2eeStatsState,
+}
+
+/// A connection's `e2ee_stats` rate limit and last reported epoch.
+#[derive(Debug, Default)]
+pub(crate) struct E2eeStatsState {
+    /// When the last counted report arrived.
+    pub(crate) last_report: Option<Instant>,
+    /// The epoch the last report named.
+    pub(crate) epoch: Option<u64>,
+    /// A report marked `last` was counted: nothing more is.
+    pub(crate) finished: bool,
 }
 
 impl Relay {
@@ -113,6 +126,7 @@ impl Relay {
             bucket: TokenBucket::new(self.config.message_rate, now.instant),
             strikes: 0,
             room: None,
+            e2ee_stats: E2eeStatsState::default(),
         };
         self.conns.insert(id, conn);
         id

@@ -13,7 +13,7 @@
  * messages between the relay and the Worker and receives public results (epochs, the safety code,
  * decrypt failures, stats). No top-level await: nothing runs until `init`.
  */
-import type { DropReason, FromWorker, ToWorker, TransformOptions, TransformStats } from '../protocol.js';
+import type { DropReason, FromWorker, RelayMessage, ToWorker, TransformOptions, TransformStats } from '../protocol.js';
 import { HushError, WorkerLink, type WorkerEvent } from './link.js';
 
 export { HushError } from './link.js';
@@ -238,10 +238,15 @@ export class HushE2ee extends EventTarget {
       throw new HushError('bad_argument', 'shared mode needs sharedSecret');
     }
     const seed = crypto.getRandomValues(new Uint8Array(32));
-    const m = { kind: 'keysStart', mode: options.mode, seed, ...(options.sharedSecret ? { sharedSecret: options.sharedSecret.slice() } : {}) };
+    const m: ToWorker = {
+      kind: 'keysStart',
+      mode: options.mode,
+      seed,
+      ...(options.sharedSecret ? { sharedSecret: options.sharedSecret.slice() } : {}),
+    };
     this.keyExchange = options;
     try {
-      const reply = await link.request(m as unknown as ToWorker, 'keysIdentity' as FromWorker['kind']) as unknown as { identityKey: Uint8Array };
+      const reply = await link.request<Extract<FromWorker, { kind: 'keysIdentity' }>>(m, 'keysIdentity');
       return reply.identityKey;
     } catch (e) {
       this.keyExchange = null;
@@ -253,10 +258,11 @@ export class HushE2ee extends EventTarget {
   }
 
   /** Hands a relay message (`joined`, `participant_joined`, `participant_left`, `rekey`, `e2ee`) to the key exchange. */
-  relayEvent(event: Record<string, unknown>): void {
+  relayEvent(event: RelayMessage): void {
     const link = this.ready();
     if (!this.keyExchange) return;
-    link.post({ kind: 'relayEvent', event }, []);
+    const m: ToWorker = { kind: 'relayEvent', event };
+    link.post(m, []);
   }
 
   /** The safety code last reported by the key exchange. */

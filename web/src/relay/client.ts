@@ -78,7 +78,11 @@ export class RelayError extends Error {
   }
 }
 
-type Msg = Record<string, unknown> & { type: string };
+/** A parsed relay message: `parse` only lets `v: 1` through. */
+type Msg = Record<string, unknown> & { type: string; v: 1 };
+
+/** How often `e2ee_stats` goes to the relay (it counts at most one per 5 s per connection). */
+const STATS_INTERVAL_MS = 10_000;
 
 const b64 = (bytes: Uint8Array): string => btoa(Array.from(bytes, (b) => String.fromCharCode(b)).join(''));
 
@@ -126,10 +130,55 @@ export class RelaySession extends EventTarget {
     return s;
   }
 
-  /** Sends `leave` and closes. */
-  leave(): void {
+  /**
+   * Sends the last `e2ee_stats` report (waiting at most 300 ms for the Worker's counters), then
+   * `leave`, and closes.
+   */
+  async leave(): Promise<void> {
+    if (this.closed) return;
+    const timeout = new Promise<void>((resolve) => setTimeout(resolve, 300));
+    await Promise.race([this.reportStats(true).catch(() => undefined), timeout]);
     this.send({ type: 'leave' });
     this.finish({ code: 'left', message: 'left the room' });
+  }
+
+  /** Received-frame totals at the last `e2ee_stats` report (reports carry deltas). */
+  private reported = { decrypted: 0, dropped: {} as Record<string, number> };
+  private statsTimer: ReturnType<typeof setInterval> | undefined;
+  private epoch: number | undefined;
+
+  /**
+   * Sends `e2ee_stats`: received frames decrypted and dropped (by reason) since the previous
+   * report, and the current epoch, from the Worker's counters. The relay adds them to its
+   * `hush_e2ee_*` metrics (diagnostics: no ids, at most one report per 5 s counted, plus one
+   * `last`). Sent every 10 s and on leave.
+   */
+  private async reportStats(last = false): Promise<void> {
+    const e2ee = this.options.e2ee;
+    if (!e2ee || this.options.keys.mode === 'none' || this.closed) return;
+    const stats = await e2ee.getStats();
+    let decrypted = 0;
+    const dropped: Record<string, number> = {};
+    for (const p of stats) {
+      for (const t of p.transforms) {
+        if (t.side !== 'recv') continue;
+        decrypted += t.ok;
+        for (const [r, n] of Object.entries(t.dropped)) dropped[r] = (dropped[r] ?? 0) + (n ?? 0);
+      }
+    }
+    // A detached transform takes its counts along: totals may shrink, deltas never go below 0.
+    const delta: Record<string, number> = {};
+    for (const [r, n] of Object.entries(dropped)) {
+      const d = n - (this.reported.dropped[r] ?? 0);
+      if (d > 0) delta[r] = d;
+    }
+    const message: Record<string, unknown> = {
+      type: 'e2ee_stats', dropped: delta, decrypted: Math.max(0, decrypted - this.reported.decrypted),
+      ...(this.epoch !== undefined ? { epoch: this.epoch } : {}),
+      ...(last ? { last: true } : {}),
+    };
+    this.reported = { decrypted, dropped };
+    this.send(message);
   }
 
   /** Asks the publishers of every received video track for a keyframe. */
@@ -160,6 +209,10 @@ export class RelaySession extends EventTarget {
         send: (m) => this.send(m),
       });
       e2ee.addEventListener('keyframewanted', () => this.requestKeyframes());
+      e2ee.addEventListener('keychange', (e) => {
+        const change = (e as CustomEvent<{ type: string; epoch?: number }>).detail;
+        if (change.type === 'switched' && change.epoch !== undefined) this.epoch = change.epoch;
+      });
     }
     const ws = new WebSocket(this.options.url);
     this.ws = ws;
@@ -178,6 +231,9 @@ export class RelaySession extends EventTarget {
       };
       ws.onclose = (e) => { clearTimeout(timer); reject(new RelayError('socket_closed', `closed before joined (${e.code})`)); };
     });
+    if (e2ee && keys.mode !== 'none') {
+      this.statsTimer = setInterval(() => { this.reportStats().catch(() => undefined); }, STATS_INTERVAL_MS);
+    }
     // Relay messages wait until the connection is set up, then run one at a time.
     const setup = this.onJoined(joined);
     this.queue = setup.catch(() => undefined);
@@ -417,6 +473,7 @@ export class RelaySession extends EventTarget {
   private finish(info: CloseInfo): void {
     if (this.closed) return;
     this.closed = true;
+    clearInterval(this.statsTimer);
     this.pc?.close();
     if (this.ws && this.ws.readyState <= WebSocket.OPEN) this.ws.close(1000);
     this.dispatchEvent(new CustomEvent('close', { detail: info }));

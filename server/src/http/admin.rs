@@ -1,0 +1,582 @@
+//! The admin API for the app's backend: moderation and room settings over HTTP, JSON in and
+//! out, behind a bearer token (`admin_token_file`; without one these routes do not exist).
+//!
+//! | Method and path | Body | Does |
+//! |---|---|---|
+//! | `GET /v1/admin/rooms/{room}` | | the room's state |
+//! | `PUT /v1/admin/rooms/{room}` | `{"max_participants":N,"empty_timeout_secs":S}` | sets its limits (creates it empty if needed) |
+//! | `POST /v1/admin/rooms/{room}/lock` | `{"locked":true}` | locks or unlocks it to newcomers |
+//! | `POST /v1/admin/rooms/{room}/close` | | removes everyone; refuses joins until forgotten |
+//! | `POST /v1/admin/rooms/{room}/participants/{id}/remove` | | removes a participant (a leave: new epoch) |
+//! | `POST /v1/admin/rooms/{room}/participants/{id}/unpublish` | `{"source":"camera"}` | stops one of its tracks |
+//!
+//! Every success answers `200` with the room's state, which holds no personal data:
+//! `{"room", "participants", "tracks", "locked", "closed", "max_participants",
+//! "empty_timeout_secs"}`. Every refusal answers `{"error": code, "message": text}`: `401
+//! unauthorized` (no or wrong token), `429 auth_backoff` with `Retry-After` (too many wrong
+//! tokens from this address, counted by the same per-IP limiter as refused access tokens), `400
+//! bad_request` (invalid id, JSON, source or value), `404 unknown_room` / `unknown_participant`
+//! / `not_published` (the core's codes), `409 room_closed`, `503 server_full` /
+//! `server_busy`. Each change is written to the audit trail by the core, as `by: "admin_api"`.
+//!
+//! The token is compared in constant time (SHA-256 of both, then every byte); its digest is
+//! all the relay keeps, wiped on drop.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::PoisonError;
+use std::time::{Duration, Instant};
+
+use axum::Extension;
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use hush_proto::{ErrorCode, ParticipantId, RoomId, Source};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use sha2::{Digest as _, Sha256};
+use tokio::sync::oneshot;
+use zeroize::Zeroizing;
+
+use super::{AppState, PeerAddr};
+use crate::driver::Input;
+use crate::ops::limits::LimitRefusal;
+use crate::routing::{Audit, ModerationAction, Output, Relay, RoomSettings};
+use crate::time::Now;
+
+/// The shortest admin token accepted, in bytes.
+pub const MIN_ADMIN_TOKEN_BYTES: usize = 32;
+/// The longest `empty_timeout_secs` a room may be given (a week).
+pub const MAX_EMPTY_TIMEOUT_SECS: u64 = 7 * 24 * 3600;
+/// The largest request body accepted.
+const MAX_BODY_BYTES: usize = 4096;
+/// How long a request waits for the driver before answering `server_busy`.
+const DRIVER_WAIT: Duration = Duration::from_secs(5);
+
+/// The admin API's bearer token, kept as its SHA-256 digest.
+pub struct AdminToken {
+    digest: Zeroizing<[u8; 32]>,
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(***)")
+    }
+}
+
+/// Why a token cannot be the admin token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AdminTokenError {
+    /// Shorter than [`MIN_ADMIN_TOKEN_BYTES`].
+    TooShort,
+    /// Not visible ASCII (it must fit in an `Authorization` header as is).
+    NotPrintable,
+}
+
+impl std::fmt::Display for AdminTokenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::TooShort => write!(
+                f,
+                "the admin token needs at least {MIN_ADMIN_TOKEN_BYTES} bytes"
+            ),
+            Self::NotPrintable => {
+                f.write_str("the admin token must be visible ASCII (no spaces or control bytes)")
+            }
+        }
+    }
+}
+
+impl std::error::Error for AdminTokenError {}
+
+impl AdminToken {
+    /// The token the backend sends as `Authorization: Bearer <token>`.
+    pub fn new(token: &[u8]) -> Result<Self, AdminTokenError> {
+        if token.len() < MIN_ADMIN_TOKEN_BYTES {
+            return Err(AdminTokenError::TooShort);
+        }
+        if !token.iter().all(|b| b.is_ascii_graphic()) {
+            return Err(AdminTokenError::NotPrintable);
+        }
+        Ok(Self {
+            digest: digest(token),
+        })
+    }
+
+    /// Whether `presented` is the token, in time independent of where they differ.
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        let other = digest(presented);
+        let diff = self
+            .digest
+            .iter()
+            .zip(other.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        std::hint::black_box(diff) == 0
+    }
+}
+
+fn digest(bytes: &[u8]) -> Zeroizing<[u8; 32]> {
+    let mut out = Zeroizing::new([0u8; 32]);
+    out.copy_from_slice(&Sha256::digest(bytes));
+    out
+}
+
+/// An admin command for the driver, run in the core.
+#[derive(Debug)]
+pub(crate) enum AdminCommand {
+    Info(RoomId),
+    Configure(RoomId, RoomSettings),
+    Lock(RoomId, bool),
+    Close(RoomId),
+    Remove(RoomId, ParticipantId),
+    Unpublish(RoomId, ParticipantId, Source),
+}
+
+/// A room's state, as the admin API shows it: counts and flags, no personal data.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct RoomState {
+    room: String,
+    participants: usize,
+    tracks: usize,
+    locked: bool,
+    closed: bool,
+    /// The room's effective limit (its own, capped by the server's).
+    max_participants: u32,
+    /// How long it lives empty.
+    empty_timeout_secs: u64,
+}
+
+/// The core's answer to an [`AdminCommand`].
+pub(crate) type AdminResult = Result<RoomState, ErrorCode>;
+
+impl AdminCommand {
+    /// Runs the command in the core (the driver carries out the outputs afterwards).
+    pub(crate) fn run(self, relay: &mut Relay, now: Now) -> AdminResult {
+        let room = match self {
+            Self::Info(room) => room,
+            Self::Configure(room, settings) => {
+                relay.configure_room(now, room.clone(), settings)?;
+                let audit = Audit::Moderation {
+                    room: room.clone(),
+                    moderator: None,
+                    action: ModerationAction::Configure(settings),
+                };
+                relay.out.push(Output::Audit(audit));
+                room
+            }
+            Self::Lock(room, locked) => {
+                relay.set_locked(&room, locked)?;
+                room
+            }
+            Self::Close(room) => {
+                relay.close_room(now, &room)?;
+                room
+            }
+            Self::Remove(room, participant) => {
+                relay.remove_participant(now, &room, &participant)?;
+                room
+            }
+            Self::Unpublish(room, participant, source) => {
+                relay.force_unpublish(&room, &participant, source)?;
+                room
+            }
+        };
+        let config = relay.config();
+        let state = relay.rooms.get(&room).ok_or(ErrorCode::UnknownRoom)?;
+        Ok(RoomState {
+            room: room.as_str().to_owned(),
+            participants: state.members.len(),
+            tracks: state.publications.len(),
+            locked: state.locked,
+            closed: state.closed_at.is_some(),
+            max_participants: state.capacity(config),
+            empty_timeout_secs: state
+                .settings
+                .empty_timeout
+                .unwrap_or(config.empty_room_timeout)
+                .as_secs(),
+        })
+    }
+}
+
+/// The admin routes (their state is added by the caller).
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/admin/rooms/{room}", get(info).put(configure))
+        .route("/v1/admin/rooms/{room}/lock", post(lock))
+        .route("/v1/admin/rooms/{room}/close", post(close))
+        .route(
+            "/v1/admin/rooms/{room}/participants/{id}/remove",
+            post(remove),
+        )
+        .route(
+            "/v1/admin/rooms/{room}/participants/{id}/unpublish",
+            post(unpublish),
+        )
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+}
+
+type Peer = Option<Extension<ConnectInfo<PeerAddr>>>;
+
+/// A refusal: status, code, message, and how long to wait for `429`.
+struct Refusal {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    retry_after: Option<u64>,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": self.code, "message": self.message });
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+fn error(status: StatusCode, code: &'static str, message: impl Into<String>) -> Refusal {
+    Refusal {
+        status,
+        code,
+        message: message.into(),
+        retry_after: None,
+    }
+}
+
+fn bad_request(message: impl Into<String>) -> Refusal {
+    error(StatusCode::BAD_REQUEST, "bad_request", message)
+}
+
+/// Lets the request through if it carries the admin token and its address is not backing off.
+fn authorize(state: &AppState, peer: Peer, headers: &HeaderMap) -> Result<(), Refusal> {
+    let Some(token) = state.admin.as_deref() else {
+        return Err(error(StatusCode::NOT_FOUND, "not_found", "no admin API"));
+    };
+    // Without connect info everyone shares one address (see `ws::upgrade`).
+    let ip = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| p.0.0.0.ip());
+    let now = Instant::now();
+    let mut limiter = state.limiter.lock().unwrap_or_else(PoisonError::into_inner);
+    match limiter.try_authenticate(now, ip) {
+        Ok(()) => {}
+        Err(LimitRefusal::AuthBackoff { retry_after }) => {
+            // Rounded up: a client that waits this long is let in.
+            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            let mut refusal = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "auth_backoff",
+                "too many wrong admin tokens from this address",
+            );
+            refusal.retry_after = Some(secs);
+            return Err(refusal);
+        }
+        Err(refusal) => {
+            return Err(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                refusal.as_str(),
+                "the per-IP table is full",
+            ));
+        }
+    }
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+    if presented.is_some_and(|p| token.matches(p)) {
+        return Ok(());
+    }
+    if let Some(backoff) = limiter.auth_failed(now, ip) {
+        tracing::info!(
+            backoff_s = backoff.as_secs(),
+            "repeated wrong admin tokens: backing off this address"
+        );
+    }
+    Err(error(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "the admin API needs `Authorization: Bearer <admin token>`",
+    ))
+}
+
+fn room_id(room: String) -> Result<RoomId, Refusal> {
+    RoomId::new(room).map_err(|_| bad_request("the room id must be 1 to 128 of [A-Za-z0-9._~-]"))
+}
+
+fn participant_id(id: String) -> Result<ParticipantId, Refusal> {
+    ParticipantId::new(id)
+        .map_err(|_| bad_request("the participant id must be 1 to 128 of [A-Za-z0-9._~-]"))
+}
+
+fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, Refusal> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        // serde's message names the field and position, never echoes the input.
+        bad_request(format!("invalid JSON body: {e}"))
+    })
+}
+
+/// Runs `command` in the core and answers with the room's state or the core's error code.
+async fn run(state: &AppState, command: AdminCommand) -> Response {
+    let (reply, answer) = oneshot::channel();
+    let ask = async {
+        state
+            .driver
+            .tx
+            .send(Input::Admin { command, reply })
+            .await
+            .ok()?;
+        answer.await.ok()
+    };
+    match tokio::time::timeout(DRIVER_WAIT, ask).await {
+        Ok(Some(Ok(room))) => (StatusCode::OK, Json(room)).into_response(),
+        Ok(Some(Err(code))) => {
+            let status = match code {
+                ErrorCode::UnknownRoom
+                | ErrorCode::UnknownParticipant
+                | ErrorCode::NotPublished => StatusCode::NOT_FOUND,
+                ErrorCode::RoomClosed => StatusCode::CONFLICT,
+                ErrorCode::ServerFull => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            error(status, code.as_str(), message(code)).into_response()
+        }
+        Ok(None) | Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::ServerBusy.as_str(),
+            "the relay did not answer in time",
+        )
+        .into_response(),
+    }
+}
+
+fn message(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::UnknownRoom => "no such room",
+        ErrorCode::UnknownParticipant => "no such participant in this room",
+        ErrorCode::NotPublished => "the participant publishes no track from this source",
+        ErrorCode::RoomClosed => "the room was closed",
+        ErrorCode::ServerFull => "the relay has as many rooms as it may have",
+        _ => "the relay could not do this",
+    }
+}
+
+/// Authorizes, then builds the command, then runs it.
+async fn handle(
+    state: AppState,
+    peer: Peer,
+    headers: &HeaderMap,
+    command: impl FnOnce() -> Result<AdminCommand, Refusal>,
+) -> Response {
+    if let Err(refusal) = authorize(&state, peer, headers) {
+        return refusal.into_response();
+    }
+    match command() {
+        Ok(command) => run(&state, command).await,
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+async fn info(
+    State(state): State<AppState>,
+    peer: Peer,
+    headers: HeaderMap,
+    Path(room): Path<String>,
+) -> Response {
+    handle(state, peer, &headers, || {
+        Ok(AdminCommand::Info(room_id(room)?))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigureBody {
+    max_participants: Option<u32>,
+    empty_timeout_secs: Option<u64>,
+}
+
+async fn configure(
+    State(state): State<AppState>,
+    peer: Peer,
+    headers: HeaderMap,
+    Path(room): Path<String>,
+    bytes: Bytes,
+) -> Response {
+    handle(state, peer, &headers, || {
+        let room = room_id(room)?;
+        let body: ConfigureBody = body(&bytes)?;
+        if body.max_participants == Some(0) {
+            return Err(bad_request("max_participants must be at least 1"));
+        }
+        if body
+            .empty_timeout_secs
+            .is_some_and(|s| s > MAX_EMPTY_TIMEOUT_SECS)
+        {
+            return Err(bad_request(
+                "empty_timeout_secs must be at most 604800 (a week)",
+            ));
+        }
+        let settings = RoomSettings {
+            max_participants: body.max_participants,
+            empty_timeout: body.empty_timeout_secs.map(Duration::from_secs),
+        };
+        Ok(AdminCommand::Configure(room, settings))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LockBody {
+    locked: bool,
+}
+
+async fn lock(
+    State(state): State<AppState>,
+    peer: Peer,
+    headers: HeaderMap,
+    Path(room): Path<String>,
+    bytes: Bytes,
+) -> Response {
+    handle(state, peer, &headers, || {
+        let room = room_id(room)?;
+        let body: LockBody = body(&bytes)?;
+        Ok(AdminCommand::Lock(room, body.locked))
+    })
+    .await
+}
+
+async fn close(
+    State(state): State<AppState>,
+    peer: Peer,
+    headers: HeaderMap,
+    Path(room): Path<String>,
+) -> Response {
+    handle(state, peer, &headers, || {
+        Ok(AdminCommand::Close(room_id(room)?))
+    })
+    .await
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    peer: Peer,
+    headers: HeaderMap,
+    Path((room, id)): Path<(String, String)>,
+) -> Response {
+    handle(state, peer, &headers, || {
+        Ok(AdminCommand::Remove(room_id(room)?, participant_id(id)?))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UnpublishBody {
+    source: String,
+}
+
+async fn unpublish(
+    State(state): State<AppState>,
+    peer: Peer,
+    headers: HeaderMap,
+    Path((room, id)): Path<(String, String)>,
+    bytes: Bytes,
+) -> Response {
+    handle(state, peer, &headers, || {
+        let room = room_id(room)?;
+        let id = participant_id(id)?;
+        let body: UnpublishBody = body(&bytes)?;
+        let Some(&source) = Source::ALL.iter().find(|s| s.as_str() == body.source) else {
+            return Err(bad_request("source must be camera, microphone or screen"));
+        };
+        Ok(AdminCommand::Unpublish(room, id, source))
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routing::RelayConfig;
+    use crate::token::{TokenPolicy, TokenVerifier, VerifyingKeys};
+
+    #[test]
+    fn commands_run_in_the_core_and_changes_are_audited() {
+        let mut relay = Relay::new(
+            RelayConfig::default(),
+            TokenVerifier::new(VerifyingKeys::new(), TokenPolicy::new("hush")),
+        );
+        let now = crate::driver::now();
+        let room = RoomId::new("r").unwrap();
+        let info = AdminCommand::Info(room.clone()).run(&mut relay, now);
+        assert_eq!(info, Err(ErrorCode::UnknownRoom));
+        let lock = AdminCommand::Lock(room.clone(), true).run(&mut relay, now);
+        assert_eq!(lock, Err(ErrorCode::UnknownRoom));
+        assert!(relay.poll_output().is_none(), "a refusal does nothing");
+
+        let settings = RoomSettings {
+            max_participants: Some(500),
+            empty_timeout: Some(Duration::from_secs(9)),
+        };
+        let state = AdminCommand::Configure(room.clone(), settings)
+            .run(&mut relay, now)
+            .unwrap();
+        // Capped by the server's limit.
+        assert_eq!(state.max_participants, 100);
+        assert_eq!((state.participants, state.empty_timeout_secs), (0, 9));
+        let audit = relay.poll_output();
+        assert!(
+            matches!(
+                &audit,
+                Some(Output::Audit(Audit::Moderation {
+                    moderator: None,
+                    action: ModerationAction::Configure(s),
+                    ..
+                })) if *s == settings
+            ),
+            "{audit:?}"
+        );
+        let state = AdminCommand::Lock(room.clone(), true)
+            .run(&mut relay, now)
+            .unwrap();
+        assert!(state.locked && !state.closed);
+        let removed =
+            AdminCommand::Remove(room, ParticipantId::new("p").unwrap()).run(&mut relay, now);
+        assert_eq!(removed, Err(ErrorCode::UnknownParticipant));
+    }
+
+    #[test]
+    fn tokens_must_be_long_and_printable_and_match_exactly() {
+        assert_eq!(
+            AdminToken::new(b"short").err(),
+            Some(AdminTokenError::TooShort)
+        );
+        let spaced = [b'a'; 40].iter().chain(b" x").copied().collect::<Vec<_>>();
+        assert_eq!(
+            AdminToken::new(&spaced).err(),
+            Some(AdminTokenError::NotPrintable)
+        );
+        let token = AdminToken::new(&[b'k'; 40]).unwrap();
+        assert!(token.matches(&[b'k'; 40]));
+        assert!(!token.matches(&[b'k'; 39]));
+        assert!(!token.matches(&[b'k'; 41]));
+        assert!(!token.matches(b""));
+        let mut other = [b'k'; 40];
+        other[39] = b'j';
+        assert!(!token.matches(&other));
+        assert_eq!(format!("{token:?}"), "AdminToken(***)");
+    }
+}
