@@ -168,6 +168,23 @@ impl IpLimiter {
     /// A new connection from `ip`: counted as open if allowed (pair it with
     /// [`IpLimiter::disconnected`]).
     pub fn try_connect(&mut self, now: Instant, ip: IpAddr) -> Result<(), LimitRefusal> {
+        let limits = self.limits;
+        let entry = self.admit(now, ip)?;
+        if entry.open >= limits.max_concurrent {
+            return Err(LimitRefusal::TooManyConnections);
+        }
+        if !entry.bucket.try_take(now) {
+            return Err(LimitRefusal::ConnectRate);
+        }
+        entry.open += 1;
+        Ok(())
+    }
+
+    /// The address's entry (made, evicting the least recently seen idle one, if new), touched,
+    /// with old failures forgotten; refused while the address is backing off after failed
+    /// authentications. Shared by [`IpLimiter::try_connect`] and
+    /// [`IpLimiter::try_authenticate`].
+    fn admit(&mut self, now: Instant, ip: IpAddr) -> Result<&mut Entry, LimitRefusal> {
         let key = limit_key(ip);
         if !self.entries.contains_key(&key) {
             self.make_room()?;
@@ -194,14 +211,7 @@ impl IpLimiter {
                 retry_after: until.saturating_duration_since(now),
             });
         }
-        if entry.open >= limits.max_concurrent {
-            return Err(LimitRefusal::TooManyConnections);
-        }
-        if !entry.bucket.try_take(now) {
-            return Err(LimitRefusal::ConnectRate);
-        }
-        entry.open += 1;
-        Ok(())
+        Ok(entry)
     }
 
     /// A connection from `ip` that [`IpLimiter::try_connect`] allowed has ended.
@@ -239,33 +249,7 @@ impl IpLimiter {
     /// while `ip` is backing off, and otherwise tracked so that a failure that follows counts
     /// in [`IpLimiter::auth_failed`]. Takes nothing from the connection rate.
     pub fn try_authenticate(&mut self, now: Instant, ip: IpAddr) -> Result<(), LimitRefusal> {
-        let key = limit_key(ip);
-        if !self.entries.contains_key(&key) {
-            self.make_room()?;
-            let entry = Entry {
-                bucket: TokenBucket::new(self.limits.connect_rate, now),
-                open: 0,
-                failures: 0,
-                last_failure: None,
-                blocked_until: None,
-                last_seen: now,
-                stamp: self.stamp(),
-            };
-            self.lru.insert((entry.last_seen, entry.stamp, key));
-            self.entries.insert(key, entry);
-        }
-        self.touch(now, key);
-        let limits = self.limits;
-        let Some(entry) = self.entries.get_mut(&key) else {
-            return Err(LimitRefusal::TableFull); // just inserted; cannot happen
-        };
-        forget_old_failures(entry, now, &limits);
-        match entry.blocked_until.filter(|&until| now < until) {
-            Some(until) => Err(LimitRefusal::AuthBackoff {
-                retry_after: until.saturating_duration_since(now),
-            }),
-            None => Ok(()),
-        }
+        self.admit(now, ip).map(|_| ())
     }
 
     /// A connection from `ip` authenticated: its failure count starts again.
