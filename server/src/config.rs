@@ -51,7 +51,8 @@ use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use crate::http::admin::{AdminToken, AdminTokenError};
+pub use crate::http::DEFAULT_IDLE_TIMEOUT;
+use crate::ops::admin_token::{AdminToken, AdminTokenError};
 use crate::ops::limits::IpLimits;
 use crate::routing::{RateLimit, RelayConfig};
 use crate::token::{KeyError, VerifyingKeys};
@@ -83,7 +84,7 @@ pub struct FileConfig {
     /// [`crate::ops::audit`]). Without it the key is random per process.
     pub audit_key_file: Option<PathBuf>,
     /// A file holding the admin API's bearer token (at least 32 visible ASCII bytes; see
-    /// [`crate::http::admin`]). Without it there is no admin API.
+    /// [`crate::ops::admin_token`], [`crate::http::admin`]). Without it there is no admin API.
     pub admin_token_file: Option<PathBuf>,
     /// Limits and timers.
     #[serde(default)]
@@ -121,9 +122,6 @@ pub struct LimitsConfig {
     /// Refused tokens per IP address before the backoff starts.
     pub ip_free_auth_failures: Option<u32>,
 }
-
-/// How long a WebSocket may stay silent (no message, no pong) before the relay closes it.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl LimitsConfig {
     /// The routing core's configuration: the defaults with this section's values.

@@ -1,10 +1,11 @@
 //! The driver: one tokio task owns the routing core ([`Relay`]), reads the clock, and carries
 //! out the core's outputs.
 //!
-//! Signaling connections and media sessions talk to it through one bounded channel
-//! (`Input`); it answers through each connection's bounded outgoing queue (`Outgoing`) and
-//! each participant's media actor (`media::peer`). It sleeps until the next input or
-//! the core's next timer, whichever comes first.
+//! Signaling connections, the admin API and media sessions talk to it through one bounded
+//! channel (`Input`, in `bus`; the HTTP layer through [`DriverHandle`]'s methods); it
+//! answers through each connection's bounded outgoing queue (`Outgoing`) and each participant's
+//! media actor (`media::peer`). It sleeps until the next input or the core's next timer,
+//! whichever comes first.
 //!
 //! Around the core it keeps the operations in step ([`DriverOps`]): every output is counted by
 //! [`Metrics::observe`] before it is carried out, audit events go to the [`AuditSink`], and a
@@ -20,60 +21,15 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use hush_proto::{SenderIndex, ServerMessage, TrackId, TrackRef};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::http::admin::{AdminCommand, AdminResult};
+use crate::bus::{INPUT_QUEUE, Input, Outgoing};
 use crate::media::MediaOptions;
 use crate::media::fanout::Fanout;
 use crate::media::peer::{self, PeerCommand, PeerHandle};
 use crate::ops::audit::AuditSink;
 use crate::ops::limits::IpLimiter;
 use crate::ops::metrics::{KeyframeOrigin, Metrics, PacketDrop};
-use crate::routing::{Audit, ConnId, Output, Relay};
+use crate::routing::{AdminCommand, AdminResult, Audit, ConnId, Output, Relay};
 use crate::time::Now;
-
-/// Inputs queued for the driver before senders wait.
-pub(crate) const INPUT_QUEUE: usize = 4096;
-/// Messages queued per signaling connection; a client that does not read them is closed.
-pub(crate) const OUTGOING_QUEUE: usize = 256;
-
-/// Something for the driver.
-#[derive(Debug)]
-pub(crate) enum Input {
-    /// A signaling connection opened; the driver answers with its id.
-    Open {
-        outgoing: mpsc::Sender<Outgoing>,
-        reply: oneshot::Sender<ConnId>,
-        /// The client's address, for the per-IP authentication-failure backoff.
-        ip: IpAddr,
-    },
-    /// A text message from a connection.
-    Text { conn: ConnId, text: String },
-    /// The connection closed (socket gone).
-    Closed { conn: ConnId },
-    /// A subscriber's media asked for a keyframe (RTCP PLI or FIR).
-    Keyframe { subscriber: ConnId, track: TrackId },
-    /// The connection's media session failed; close the connection.
-    MediaFailed { conn: ConnId },
-    /// `/metrics` is about to render: bring the gauges and fan-out counters up to date.
-    RefreshMetrics { done: oneshot::Sender<()> },
-    /// An admin API command: run it in the core, answer through `reply`.
-    Admin {
-        command: AdminCommand,
-        reply: oneshot::Sender<AdminResult>,
-    },
-}
-
-/// Something for a signaling connection's writer.
-#[derive(Debug)]
-pub(crate) enum Outgoing {
-    /// A JSON text message.
-    Text(String),
-    /// A WebSocket ping (the reader saw nothing for half the idle timeout).
-    Ping,
-    /// Close the socket (after what was queued before).
-    Close,
-    /// Close the socket with this close code and reason.
-    CloseWith(u16, &'static str),
-}
 
 /// What the driver keeps in step with the core: shared with the HTTP handlers.
 #[derive(Debug)]
@@ -86,10 +42,54 @@ pub struct DriverOps {
     pub audit: AuditSink,
 }
 
-/// A handle to the driver task; cloned into every connection.
+/// A handle to the driver task; cloned into every connection. Each method returns `None` or
+/// `false` once the driver is gone (the server is shutting down).
 #[derive(Clone, Debug)]
 pub struct DriverHandle {
-    pub(crate) tx: mpsc::Sender<Input>,
+    tx: mpsc::Sender<Input>,
+}
+
+impl DriverHandle {
+    /// Opens a core connection whose messages go to `outgoing`; its id, once the driver took it.
+    pub(crate) async fn open(
+        &self,
+        outgoing: mpsc::Sender<Outgoing>,
+        ip: IpAddr,
+    ) -> Option<ConnId> {
+        let (reply, conn) = oneshot::channel();
+        let open = Input::Open {
+            outgoing,
+            reply,
+            ip,
+        };
+        self.tx.send(open).await.ok()?;
+        conn.await.ok()
+    }
+
+    /// Hands a text message from `conn` to the core.
+    pub(crate) async fn text(&self, conn: ConnId, text: String) -> bool {
+        self.tx.send(Input::Text { conn, text }).await.is_ok()
+    }
+
+    /// Tells the core that `conn`'s socket is gone.
+    pub(crate) async fn closed(&self, conn: ConnId) {
+        let _ = self.tx.send(Input::Closed { conn }).await;
+    }
+
+    /// Brings the metrics' gauges and fan-out counters up to date; returns when done.
+    pub(crate) async fn refresh_metrics(&self) {
+        let (done, refreshed) = oneshot::channel();
+        if self.tx.send(Input::RefreshMetrics { done }).await.is_ok() {
+            let _ = refreshed.await;
+        }
+    }
+
+    /// Runs an admin command in the core ([`Relay::admin`]) and returns its answer.
+    pub(crate) async fn admin(&self, command: AdminCommand) -> Option<AdminResult> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(Input::Admin { command, reply }).await.ok()?;
+        answer.await.ok()
+    }
 }
 
 /// The current time from the real clocks, as the core takes it.
@@ -219,7 +219,7 @@ impl Driver {
             }
             Input::Admin { command, reply } => {
                 // The outputs (closes, broadcasts, audit) are carried out by `drain` next.
-                let _ = reply.send(command.run(&mut self.relay, now()));
+                let _ = reply.send(self.relay.admin(now(), command));
             }
         }
     }
@@ -227,10 +227,9 @@ impl Driver {
     /// Sets the room and participant gauges and adds what the fan-outs counted since the last
     /// refresh (counters only grow: unpublished tracks' counts were kept in `fanout_totals`).
     fn refresh_metrics(&mut self) {
-        let participants = self.relay.rooms.values().map(|r| r.members.len()).sum();
         self.ops
             .metrics
-            .set_rooms(self.relay.room_count(), participants);
+            .set_rooms(self.relay.room_count(), self.relay.participant_total());
         let totals = &mut self.fanout_totals;
         let (mut forwarded, mut dropped) = (totals.retired_forwarded, totals.retired_dropped);
         for fanout in self.fanouts.values() {
@@ -409,7 +408,7 @@ impl Driver {
         let Some(peer) = self.conns.get(&conn).and_then(|c| c.peer.as_ref()) else {
             return;
         };
-        if peer.commands.try_send(command).is_err() {
+        if !peer.try_command(command) {
             // A stuck media actor: this participant goes, nobody else notices.
             tracing::warn!(conn = conn.get(), "media queue full: closing");
             if let Some(state) = self.conns.remove(&conn) {

@@ -1,10 +1,25 @@
 //! The Hush relay: authenticates participants and forwards their still-encrypted media.
 //!
-//! This crate is the relay's core, with no I/O: [`token`] verifies and mints access tokens,
-//! [`routing`] keeps rooms, members, grants, publications and subscriptions and decides what goes
-//! where. Both take the time as an argument and read no clock, draw no random numbers and start
-//! no tasks, so tests drive them step by step. The adapters (axum for signaling, webrtc-rs for
-//! media, tokio) feed them input and carry out their output.
+//! # Layers
+//!
+//! Each module uses only those listed before it (`tests/layers.rs` checks this):
+//!
+//! 1. The sans-IO core. [`time`] is the clock reading every input carries; [`token`] verifies
+//!    and mints access tokens; [`routing`] keeps rooms, members, grants, publications and
+//!    subscriptions, decides what goes where, and decides the app backend's admin commands
+//!    ([`routing::Relay::admin`]). They take the time as an argument and read no clock, draw no
+//!    random numbers and start no tasks, so tests drive them step by step.
+//! 2. [`ops`]: metrics, the audit trail, per-IP limits, TLS and the admin token, fed with the
+//!    core's types; none holds relay state.
+//! 3. The adapters. `bus` holds the messages between the driver and the adapters; [`media`]
+//!    runs one webrtc-rs `PeerConnection` per participant and forwards RTP; [`driver`] is the
+//!    tokio task that owns the core, feeds it input, carries out its output and keeps [`ops`]
+//!    in step; [`http`] (axum) serves signaling, `/metrics` and the admin API, and only parses,
+//!    authorizes and serializes: every decision is the core's, reached through the driver.
+//! 4. [`config`] reads the configuration file into the options of the layers below; `main.rs`
+//!    wires it up.
+//!
+//! The core used on its own:
 //!
 //! ```
 //! use std::time::{Duration, Instant};
@@ -56,6 +71,7 @@
 //! }
 //! ```
 
+mod bus;
 pub mod config;
 pub mod driver;
 pub mod http;

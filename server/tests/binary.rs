@@ -2,107 +2,28 @@
 //! `/healthz`, `/metrics`, and that neither the audit trail nor the log ever holds a token.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may panic
 
-mod common;
-
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Client, STEP, join_message};
-use hush_proto::{ErrorCode, ServerMessage};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use hush_proto::ErrorCode;
+use hush_testkit::client::RawSignal;
+use hush_testkit::http::{dev_token, get};
+use hush_testkit::relay::RelayProcess;
 
-/// Ends the child (by its own handle) however the test ends.
-struct Relay {
-    child: Child,
-    addr: SocketAddr,
-    stderr: Arc<Mutex<Vec<String>>>,
+fn spawn_relay(args: &[&str]) -> RelayProcess {
+    RelayProcess::spawn(env!("CARGO_BIN_EXE_hush-relay"), args)
 }
 
-impl Drop for Relay {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn_relay(args: &[&str]) -> Relay {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hush-relay"))
-        .args([
-            "--dev",
-            "--bind",
-            "127.0.0.1:0",
-            "--static-dir",
-            "/nonexistent",
-        ])
-        .args(args)
-        // Debug everywhere, our crates and webrtc-rs included: still no token may show up.
-        .env("RUST_LOG", "debug")
-        .env_remove("HUSH_CONFIG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let keep = Arc::clone(&lines);
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if let Some(rest) = line.strip_prefix("hush-relay listening on http://") {
-                let addr = rest.split('/').next().unwrap_or_default().to_owned();
-                let _ = addr_tx.send(addr);
-            }
-            keep.lock().unwrap().push(line);
-        }
-    });
-    let addr = addr_rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the relay did not start")
-        .parse()
-        .unwrap();
-    Relay {
-        child,
-        addr,
-        stderr: lines,
-    }
-}
-
-async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    tokio::time::timeout(STEP, stream.read_to_string(&mut response))
-        .await
-        .unwrap()
-        .unwrap();
-    let status = response[9..12].parse().unwrap();
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
-
-async fn dev_token(addr: SocketAddr, room: &str) -> String {
-    let (status, body) = http(
-        addr,
-        "POST",
-        "/dev/token",
-        &format!("{{\"room\":\"{room}\"}}"),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    let json: serde_json::Value = serde_json::from_str(body.trim()).unwrap();
-    json["token"].as_str().unwrap().to_owned()
+/// Joins `relay` with `token`: the refusal's code, or `None` when joined.
+async fn join(relay: &RelayProcess, token: &str) -> (RawSignal, Option<ErrorCode>) {
+    let mut c = RawSignal::connect(&relay.ws_url()).await;
+    c.join_with(token, None).await;
+    let refusal = match c.recv().await {
+        Some(hush_proto::ServerMessage::Joined(_)) => None,
+        Some(hush_proto::ServerMessage::Error(e)) => Some(e.code),
+        other => panic!("expected joined or an error, got {other:?}"),
+    };
+    (c, refusal)
 }
 
 /// Reads `path` until `want` lines are there (bounded).
@@ -134,38 +55,34 @@ async fn the_binary_audits_joins_and_refusals_without_tokens_and_logs_json() {
         "--log-format",
         "json",
     ]);
-    let addr = relay.addr;
-    assert_eq!(
-        http(addr, "GET", "/healthz", "").await,
-        (200, "ok\n".into())
-    );
+    let addr = relay.addr();
+    let healthz = get(addr, "/healthz").await;
+    assert_eq!((healthz.status, healthz.body.as_str()), (200, "ok\n"));
 
     // A join with a dev token.
     let token = dev_token(addr, "secret-room").await;
-    let mut c = Client::connect(addr).await;
-    c.send(&join_message(token.clone(), None)).await;
-    assert!(matches!(c.recv().await, Some(ServerMessage::Joined(_))));
+    let (c, refusal) = join(&relay, &token).await;
+    assert_eq!(refusal, None);
     // The same token again: single use, refused.
-    let mut replay = Client::connect(addr).await;
-    replay.send(&join_message(token.clone(), None)).await;
-    match replay.recv().await {
-        Some(ServerMessage::Error(e)) => assert_eq!(e.code, ErrorCode::TokenReplayed),
-        other => panic!("expected token_replayed, got {other:?}"),
-    }
-    // A tampered token: the signature fails.
+    let (replay, refusal) = join(&relay, &token).await;
+    assert_eq!(refusal, Some(ErrorCode::TokenReplayed));
+    // A tampered token: the signature fails. (Its first character: the last one of a 32-byte
+    // signature carries 2 padding bits, and 'A' to 'B' would change only those.)
+    let at = token.rfind('.').unwrap() + 1;
+    let first = if token[at..].starts_with('A') {
+        "B"
+    } else {
+        "A"
+    };
     let mut forged = token.clone();
-    let last = forged.pop().unwrap();
-    forged.push(if last == 'A' { 'B' } else { 'A' });
-    let mut bad = Client::connect(addr).await;
-    bad.send(&join_message(forged.clone(), None)).await;
-    match bad.recv().await {
-        Some(ServerMessage::Error(e)) => assert_eq!(e.code, ErrorCode::TokenBadSignature),
-        other => panic!("expected token_bad_signature, got {other:?}"),
-    }
+    forged.replace_range(at..=at, first);
+    let (bad, refusal) = join(&relay, &forged).await;
+    assert_eq!(refusal, Some(ErrorCode::TokenBadSignature));
 
     // /metrics is on the (loopback) main listener and counted the join and the refusals.
-    let (status, text) = http(addr, "GET", "/metrics", "").await;
-    assert_eq!(status, 200);
+    let metrics = get(addr, "/metrics").await;
+    assert_eq!(metrics.status, 200);
+    let text = metrics.body;
     assert!(text.contains("hush_joins_total 1\n"), "{text}");
     assert!(text.contains("hush_refusals_total{code=\"token_replayed\"} 1\n"));
     assert!(text.contains("hush_refusals_total{code=\"token_bad_signature\"} 1\n"));
@@ -208,7 +125,7 @@ async fn the_binary_audits_joins_and_refusals_without_tokens_and_logs_json() {
     drop(replay);
     drop(bad);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let log = relay.stderr.lock().unwrap().clone();
+    let log = relay.stderr();
     let json_lines: Vec<&String> = log.iter().filter(|l| l.starts_with('{')).collect();
     assert!(!json_lines.is_empty(), "no JSON log lines: {log:?}");
     for line in &json_lines {
@@ -257,28 +174,21 @@ async fn the_binary_refuses_bad_limits_and_serves_metrics_on_its_own_bind() {
         "--metrics-bind",
         &metrics_bind,
     ]);
-    let addr = relay.addr;
-    let mut first = Client::connect(addr).await;
-    first
-        .send(&join_message(dev_token(addr, "small").await, None))
-        .await;
-    assert!(matches!(first.recv().await, Some(ServerMessage::Joined(_))));
-    let mut second = Client::connect(addr).await;
-    second
-        .send(&join_message(dev_token(addr, "small").await, None))
-        .await;
-    match second.recv().await {
-        Some(ServerMessage::Error(e)) => assert_eq!(e.code, ErrorCode::RoomFull),
-        other => panic!("expected room_full, got {other:?}"),
-    }
+    let addr = relay.addr();
+    let (_first, refusal) = join(&relay, &dev_token(addr, "small").await).await;
+    assert_eq!(refusal, None);
+    let (_second, refusal) = join(&relay, &dev_token(addr, "small").await).await;
+    assert_eq!(refusal, Some(ErrorCode::RoomFull));
     // /metrics moved to its own listener.
-    assert_eq!(http(addr, "GET", "/metrics", "").await.0, 404);
-    let metrics_addr: SocketAddr = metrics_bind.parse().unwrap();
-    let (status, text) = http(metrics_addr, "GET", "/metrics", "").await;
-    assert_eq!(status, 200);
+    assert_eq!(get(addr, "/metrics").await.status, 404);
+    let metrics = get(metrics_bind.parse().unwrap(), "/metrics").await;
+    assert_eq!(metrics.status, 200);
     assert!(
-        text.contains("hush_refusals_total{code=\"room_full\"} 1\n"),
-        "{text}"
+        metrics
+            .body
+            .contains("hush_refusals_total{code=\"room_full\"} 1\n"),
+        "{}",
+        metrics.body
     );
     drop(relay);
     let _ = std::fs::remove_dir_all(&dir);

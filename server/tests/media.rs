@@ -3,23 +3,17 @@
 //! byte for byte; the forwarding tap saw exactly those payloads.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may panic
 
-mod common;
-
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Client, keys, start};
 use futures_util::{SinkExt, StreamExt};
 use hush_proto::{Candidate, ClientMessage, Publish, Sdp, ServerMessage, Source};
-use hush_relay::http::RelayOptions;
-use hush_relay::media::ForwardTap;
+use hush_testkit::relay::TestRelay;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::rtp;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-};
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpEncodingParameters, RtpCodecKind};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use webrtc::media_stream::track_local::TrackLocal;
@@ -31,9 +25,6 @@ use webrtc::peer_connection::{
     Registry, SettingEngineBuilder, register_default_interceptors,
 };
 use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
-
-/// What the forwarding tap saw: (track id, payload).
-type Tapped = Vec<(u64, Vec<u8>)>;
 
 struct Handler {
     out: mpsc::Sender<ClientMessage>,
@@ -90,12 +81,12 @@ async fn build_pc(handler: Handler) -> Arc<dyn PeerConnection> {
 /// Joins, builds a PeerConnection, optionally publishes `track` as the camera, and runs the
 /// client side of the negotiation contract in a task.
 async fn media_client(
-    addr: SocketAddr,
+    relay: &TestRelay,
     sub: &str,
     room: &str,
     publish: Option<Arc<TrackLocalStaticRTP>>,
 ) -> MediaClient {
-    let (client, joined) = Client::join(addr, sub, room).await;
+    let (client, joined) = relay.join(sub, room).await;
     let (out_tx, mut out_rx) = mpsc::channel::<ClientMessage>(256);
     let (tracks_tx, tracks) = mpsc::channel(16);
     let pc = build_pc(Handler {
@@ -132,7 +123,7 @@ async fn media_client(
     let published = Arc::new(Mutex::new(Vec::new()));
     let seen = Arc::clone(&published);
     let pc2 = Arc::clone(&pc);
-    let mut ws = client.ws;
+    let mut ws = client.into_ws();
     tokio::spawn(async move {
         loop {
             tokio::select! {
@@ -194,20 +185,20 @@ fn vp8_track(ssrc: u32) -> Arc<TrackLocalStaticRTP> {
         sdp_fmtp_line: String::new(),
         rtcp_feedback: vec![],
     };
-    Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
-        "local-stream".into(),
-        "local-camera".into(),
+    let mut encoding = RTCRtpEncodingParameters {
+        codec,
+        ..Default::default()
+    };
+    encoding.rtp_coding_parameters.ssrc = Some(ssrc);
+    let (stream, track) = ("local-stream".into(), "local-camera".into());
+    let track = MediaStreamTrack::new(
+        stream,
+        track,
         "camera".into(),
         RtpCodecKind::Video,
-        vec![RTCRtpEncodingParameters {
-            rtp_coding_parameters: RTCRtpCodingParameters {
-                ssrc: Some(ssrc),
-                ..Default::default()
-            },
-            codec,
-            ..Default::default()
-        }],
-    )))
+        vec![encoding],
+    );
+    Arc::new(TrackLocalStaticRTP::new(track))
 }
 
 /// A payload no codec would produce, standing in for SFrame ciphertext.
@@ -226,19 +217,12 @@ async fn a_published_track_reaches_a_subscriber_byte_for_byte() {
 }
 
 async fn run() {
-    let tapped: Arc<Mutex<Tapped>> = Arc::default();
-    let sink = Arc::clone(&tapped);
-    let tap: ForwardTap = Arc::new(move |track, payload: &[u8]| {
-        sink.lock().unwrap().push((track.0, payload.to_vec()));
-    });
-    let mut options = RelayOptions::new(keys());
-    options.media.forward_tap = Some(tap);
-    let addr = start(options).await;
+    let relay = TestRelay::builder().tap().start().await;
 
     let ssrc = 0x1234_5678;
     let local = vp8_track(ssrc);
-    let publisher = media_client(addr, "pub", "media", Some(Arc::clone(&local))).await;
-    let mut subscriber = media_client(addr, "sub", "media", None).await;
+    let publisher = media_client(&relay, "pub", "media", Some(Arc::clone(&local))).await;
+    let mut subscriber = media_client(&relay, "sub", "media", None).await;
 
     // Send until the subscriber has its track and enough packets, or time runs out.
     let sent: Arc<Mutex<HashSet<Vec<u8>>>> = Arc::default();
@@ -318,9 +302,9 @@ async fn run() {
             "a payload arrived that was never sent (or was altered)"
         );
     }
-    let tapped = tapped.lock().unwrap();
+    let tapped = relay.tap().payloads();
     let tapped_payloads: HashSet<&Vec<u8>> = tapped.iter().map(|(_, p)| p).collect();
-    assert!(tapped.iter().all(|(t, _)| *t == track_ids[0]));
+    assert!(tapped.iter().all(|(t, _)| t.0 == track_ids[0]));
     for p in &received {
         assert!(
             tapped_payloads.contains(p),

@@ -52,6 +52,12 @@ export interface RelayMessage {
 
 /** What the key exchange tells the page. */
 export type KeyEvent =
+  /** The relay admitted this member (hush-participant's `Event` names, one vocabulary). */
+  | { type: 'joined'; participant: string; senderIndex: number }
+  /** The relay announced a participant (a member of the key exchange unless refused). */
+  | { type: 'memberJoined'; participant: string; senderIndex: number }
+  /** The relay announced a departure (`left`, `disconnected`, `removed`, `replaced`). */
+  | { type: 'memberLeft'; participant: string; reason: string }
   /** Receive keys for this epoch are installed. */
   | { type: 'epoch'; epoch: number }
   /** Local streams now send on this epoch. */

@@ -23,8 +23,8 @@ pub enum ClientError {
     Timeout(&'static str),
     /// webrtc-rs failed.
     Media(String),
-    /// The key session refused an input.
-    Keys(hush_keys::Error),
+    /// The key exchange refused an input.
+    Keys(hush_participant::Refusal),
     /// The client is closed.
     Closed,
     /// The source was not published by this client (not in [`crate::ClientOptions::publish`]).
@@ -54,8 +54,8 @@ impl From<webrtc::error::Error> for ClientError {
     }
 }
 
-impl From<hush_keys::Error> for ClientError {
-    fn from(e: hush_keys::Error) -> Self {
+impl From<hush_participant::Refusal> for ClientError {
+    fn from(e: hush_participant::Refusal) -> Self {
         Self::Keys(e)
     }
 }

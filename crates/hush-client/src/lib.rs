@@ -11,15 +11,17 @@
 //! - [`ivf`]: a minimal IVF reader and writer for VP8 frames.
 //! - [`synth`]: synthetic VP8 and Opus frames that carry a plaintext marker.
 //!
-//! The key session runs in exchange mode: the relay's `joined`, `participant_joined`,
-//! `participant_left` and `rekey` messages are its ordered membership log, `e2ee` messages its
-//! envelopes; "to all members" envelopes are fanned out by this client, one per member.
+//! The key exchange is the participant core's (`hush-participant`, shared with the browser's
+//! Worker): [`keys::KeyAgent`] feeds it every relay message and carries out what it decides.
 //! Member attestations are not sent or checked yet.
 
 mod client;
 pub mod crypto;
+mod driver;
 mod error;
 pub mod ivf;
+pub mod keys;
+mod receive;
 pub mod synth;
 
 pub use client::{

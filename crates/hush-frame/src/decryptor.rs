@@ -16,7 +16,7 @@ use crate::encryptor::build_aad;
 use crate::error::{DecryptError, KeyError};
 use crate::escape;
 use crate::header::Header;
-use crate::key::{BaseKey, FrameKey};
+use crate::key::{BaseKey, FrameCipher};
 use crate::replay::{DEFAULT_REPLAY_WINDOW, ReplayWindow};
 use crate::stats::DecryptStats;
 use crate::suite::{CipherSuite, NONCE_LEN};
@@ -83,7 +83,7 @@ impl OpenPlan {
 
 /// One KID's key and replay state.
 struct KeyEntry {
-    key: FrameKey,
+    key: FrameCipher,
     window: ReplayWindow,
 }
 
@@ -118,7 +118,7 @@ impl Decryptor {
     /// Installs the key for `kid`, replacing any (the replay window starts afresh).
     pub fn add_key(&mut self, kid: u64, base_key: &BaseKey) -> Result<(), KeyError> {
         let window = ReplayWindow::new(self.window)?;
-        let key = FrameKey::derive(self.suite, kid, base_key);
+        let key = FrameCipher::derive(self.suite, kid, base_key);
         self.keys.insert(kid, KeyEntry { key, window });
         Ok(())
     }

@@ -22,7 +22,7 @@ use crate::codec::Layout;
 use crate::error::EncryptError;
 use crate::escape;
 use crate::header::Header;
-use crate::key::{BaseKey, FrameKey};
+use crate::key::{BaseKey, FrameCipher};
 use crate::stats::EncryptStats;
 use crate::suite::{CipherSuite, NONCE_LEN};
 
@@ -90,7 +90,7 @@ impl SealPlan {
 pub struct Encryptor {
     suite: CipherSuite,
     kid: u64,
-    key: FrameKey,
+    key: FrameCipher,
     /// Next counter. Monotonic for the encryptor's whole life, across key changes, so that
     /// even a KID set again with the same base key never sees a counter twice.
     next_ctr: u64,
@@ -109,7 +109,7 @@ impl Encryptor {
         Encryptor {
             suite,
             kid,
-            key: FrameKey::derive(suite, kid, base_key),
+            key: FrameCipher::derive(suite, kid, base_key),
             next_ctr: 0,
             frames_with_key: 0,
             blocks_with_key: 0,
@@ -129,7 +129,7 @@ impl Encryptor {
     /// Switches to a new key. The per-key usage starts again; the counter does not.
     pub fn set_key(&mut self, kid: u64, base_key: &BaseKey) {
         self.kid = kid;
-        self.key = FrameKey::derive(self.suite, kid, base_key);
+        self.key = FrameCipher::derive(self.suite, kid, base_key);
         self.frames_with_key = 0;
         self.blocks_with_key = 0;
     }

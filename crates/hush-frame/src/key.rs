@@ -153,18 +153,19 @@ impl fmt::Debug for DerivedKey {
     }
 }
 
-/// A ready-to-use frame key: the suite's AEAD, keyed, and the salt.
-pub struct FrameKey {
+/// A ready-to-use frame cipher: the suite's AEAD keyed with a KID's derived key, and its
+/// salt. (The key *handed* to this crate is a [`BaseKey`]; hush-keys calls it a `FrameKey`.)
+pub struct FrameCipher {
     suite: CipherSuite,
     aead: SuiteAead,
     salt: [u8; NONCE_LEN],
 }
 
-impl FrameKey {
+impl FrameCipher {
     /// Derives the key for `kid` from `base_key` (RFC 9605 section 4.4.2).
     pub fn derive(suite: CipherSuite, kid: u64, base_key: &BaseKey) -> Self {
         let d = DerivedKey::derive(suite, kid, base_key);
-        FrameKey {
+        FrameCipher {
             suite,
             aead: SuiteAead::from_padded(suite, &d.key),
             salt: d.salt,
@@ -191,15 +192,15 @@ impl FrameKey {
     }
 }
 
-impl Drop for FrameKey {
+impl Drop for FrameCipher {
     fn drop(&mut self) {
         self.salt.zeroize();
     }
 }
 
-impl fmt::Debug for FrameKey {
+impl fmt::Debug for FrameCipher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FrameKey")
+        f.debug_struct("FrameCipher")
             .field("suite", &self.suite)
             .finish_non_exhaustive()
     }
@@ -218,7 +219,7 @@ mod tests {
         assert!(BaseKey::new(&[0; 65]).is_err());
         let k = BaseKey::new(&[0xab; 16]).unwrap();
         assert_eq!(format!("{k:?}"), "BaseKey(***)");
-        let f = FrameKey::derive(CipherSuite::default(), 1, &k);
+        let f = FrameCipher::derive(CipherSuite::default(), 1, &k);
         assert!(!format!("{f:?}").contains("ab"));
     }
 

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use hush_frame::aead::SuiteAead;
-use hush_frame::key::{DerivedKey, FrameKey, key_label, salt_label};
+use hush_frame::key::{DerivedKey, FrameCipher, key_label, salt_label};
 use hush_frame::{BaseKey, CipherSuite, Decryptor, Header, Layout};
 use serde::Deserialize;
 
@@ -141,7 +141,7 @@ fn check_sframe(vs: &[SframeVector]) -> usize {
             "salt {}",
             v.cipher_suite
         );
-        let fk = FrameKey::derive(suite, v.kid, &base);
+        let fk = FrameCipher::derive(suite, v.kid, &base);
         assert_eq!(
             &fk.nonce(v.ctr)[..],
             &h(&v.nonce)[..],

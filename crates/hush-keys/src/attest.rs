@@ -46,7 +46,34 @@ fn message(
     m
 }
 
+/// Bytes of an attestation on the wire ([`Attestation::to_bytes`]).
+pub const ATTESTATION_LEN: usize = 72;
+
 impl Attestation {
+    /// The wire form: `be64(expires_at) || signature` (72 bytes), as `join.attestation` and
+    /// `participant.attestation` carry it.
+    pub fn to_bytes(&self) -> [u8; ATTESTATION_LEN] {
+        let mut b = [0u8; ATTESTATION_LEN];
+        b[..8].copy_from_slice(&self.expires_at.to_be_bytes());
+        b[8..].copy_from_slice(&self.signature);
+        b
+    }
+
+    /// Reads the wire form; anything but exactly 72 bytes is [`MembershipError::BadAttestation`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, MembershipError> {
+        let b: &[u8; ATTESTATION_LEN] = bytes
+            .try_into()
+            .map_err(|_| MembershipError::BadAttestation)?;
+        let mut expiry = [0u8; 8];
+        expiry.copy_from_slice(&b[..8]);
+        let mut signature = [0u8; 64];
+        signature.copy_from_slice(&b[8..]);
+        Ok(Self {
+            expires_at: u64::from_be_bytes(expiry),
+            signature,
+        })
+    }
+
     /// Signs an attestation (what the app backend does; also handy in tests).
     pub fn sign(
         backend: &SigningKey,
@@ -84,6 +111,23 @@ impl Attestation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wire_form_round_trips_and_refuses_other_lengths() {
+        let a = Attestation {
+            expires_at: 0x0102_0304_0506_0708,
+            signature: [9; 64],
+        };
+        let b = a.to_bytes();
+        assert_eq!(&b[..8], &[1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(Attestation::from_bytes(&b), Ok(a));
+        for n in [0, 71, 73] {
+            assert_eq!(
+                Attestation::from_bytes(&vec![0; n]),
+                Err(MembershipError::BadAttestation)
+            );
+        }
+    }
 
     #[test]
     fn verifies_and_refuses_every_other_binding() {

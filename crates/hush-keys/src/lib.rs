@@ -78,7 +78,7 @@ mod secret;
 pub mod session;
 mod time;
 
-pub use attest::Attestation;
+pub use attest::{ATTESTATION_LEN, Attestation};
 pub use envelope::Reason;
 pub use epoch::{EpochSecret, MIN_SHARED_SECRET_LEN, SharedSecret};
 pub use error::{EnvelopeError, Error, InputError, MembershipError, UsageError};

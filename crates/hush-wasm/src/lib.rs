@@ -32,14 +32,14 @@
 //! costs one call and two 64-byte copies here, whatever its size.
 
 use hush_frame::aead::SuiteAead;
-use hush_frame::key::{DerivedKey, FrameKey};
+use hush_frame::key::{DerivedKey, FrameCipher};
 use hush_frame::{
     BaseKey, CipherSuite, Codec, DETACHED_HEAD, DecryptError, DecryptStats, Decryptor, Encryptor,
     Header, Layout, OpenPlan, SealPlan,
 };
 use wasm_bindgen::prelude::*;
 
-/// The key exchange (hush-keys) in the Worker: [`keys::KeySession`].
+/// The key exchange in the Worker, over the participant core: [`keys::js::KeySession`].
 pub mod keys;
 
 /// Maps a layout code to a [`Layout`].
@@ -641,7 +641,7 @@ pub fn aead_key(suite_id: u16, kid: u64, key: &[u8]) -> Result<Vec<u8>, JsError>
 /// The nonce of counter `ctr` for `kid` under `key`.
 #[wasm_bindgen(js_name = frameNonce)]
 pub fn frame_nonce(suite_id: u16, kid: u64, key: &[u8], ctr: u64) -> Result<Vec<u8>, JsError> {
-    Ok(FrameKey::derive(suite(suite_id)?, kid, &base_key(key)?)
+    Ok(FrameCipher::derive(suite(suite_id)?, kid, &base_key(key)?)
         .nonce(ctr)
         .to_vec())
 }

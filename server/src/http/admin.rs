@@ -19,8 +19,10 @@
 //! / `not_published` (the core's codes), `409 room_closed`, `503 server_full` /
 //! `server_busy`. Each change is written to the audit trail by the core, as `by: "admin_api"`.
 //!
-//! The token is compared in constant time (SHA-256 of both, then every byte); its digest is
-//! all the relay keeps, wiped on drop.
+//! This layer only parses the request, authorizes it and serializes the answer: the routing
+//! core decides ([`crate::routing::Relay::admin`]), through the driver. The token
+//! ([`AdminToken`]) is compared in constant time (SHA-256 of both, then every byte); its digest
+//! is all the relay keeps, wiped on drop.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::PoisonError;
@@ -38,18 +40,13 @@ use hush_proto::{ErrorCode, ParticipantId, RoomId, Source};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
-use sha2::{Digest as _, Sha256};
-use tokio::sync::oneshot;
-use zeroize::Zeroizing;
 
 use super::{AppState, PeerAddr};
-use crate::driver::Input;
 use crate::ops::limits::LimitRefusal;
-use crate::routing::{Audit, ModerationAction, Output, Relay, RoomSettings};
-use crate::time::Now;
+use crate::routing::{AdminCommand, RoomSettings, RoomState};
 
-/// The shortest admin token accepted, in bytes.
-pub const MIN_ADMIN_TOKEN_BYTES: usize = 32;
+pub use crate::ops::admin_token::{AdminToken, AdminTokenError, MIN_ADMIN_TOKEN_BYTES};
+
 /// The longest `empty_timeout_secs` a room may be given (a week).
 pub const MAX_EMPTY_TIMEOUT_SECS: u64 = 7 * 24 * 3600;
 /// The largest request body accepted.
@@ -57,150 +54,29 @@ const MAX_BODY_BYTES: usize = 4096;
 /// How long a request waits for the driver before answering `server_busy`.
 const DRIVER_WAIT: Duration = Duration::from_secs(5);
 
-/// The admin API's bearer token, kept as its SHA-256 digest.
-pub struct AdminToken {
-    digest: Zeroizing<[u8; 32]>,
-}
-
-impl std::fmt::Debug for AdminToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AdminToken(***)")
-    }
-}
-
-/// Why a token cannot be the admin token.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum AdminTokenError {
-    /// Shorter than [`MIN_ADMIN_TOKEN_BYTES`].
-    TooShort,
-    /// Not visible ASCII (it must fit in an `Authorization` header as is).
-    NotPrintable,
-}
-
-impl std::fmt::Display for AdminTokenError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::TooShort => write!(
-                f,
-                "the admin token needs at least {MIN_ADMIN_TOKEN_BYTES} bytes"
-            ),
-            Self::NotPrintable => {
-                f.write_str("the admin token must be visible ASCII (no spaces or control bytes)")
-            }
-        }
-    }
-}
-
-impl std::error::Error for AdminTokenError {}
-
-impl AdminToken {
-    /// The token the backend sends as `Authorization: Bearer <token>`.
-    pub fn new(token: &[u8]) -> Result<Self, AdminTokenError> {
-        if token.len() < MIN_ADMIN_TOKEN_BYTES {
-            return Err(AdminTokenError::TooShort);
-        }
-        if !token.iter().all(|b| b.is_ascii_graphic()) {
-            return Err(AdminTokenError::NotPrintable);
-        }
-        Ok(Self {
-            digest: digest(token),
-        })
-    }
-
-    /// Whether `presented` is the token, in time independent of where they differ.
-    pub fn matches(&self, presented: &[u8]) -> bool {
-        let other = digest(presented);
-        let diff = self
-            .digest
-            .iter()
-            .zip(other.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        std::hint::black_box(diff) == 0
-    }
-}
-
-fn digest(bytes: &[u8]) -> Zeroizing<[u8; 32]> {
-    let mut out = Zeroizing::new([0u8; 32]);
-    out.copy_from_slice(&Sha256::digest(bytes));
-    out
-}
-
-/// An admin command for the driver, run in the core.
-#[derive(Debug)]
-pub(crate) enum AdminCommand {
-    Info(RoomId),
-    Configure(RoomId, RoomSettings),
-    Lock(RoomId, bool),
-    Close(RoomId),
-    Remove(RoomId, ParticipantId),
-    Unpublish(RoomId, ParticipantId, Source),
-}
-
-/// A room's state, as the admin API shows it: counts and flags, no personal data.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub(crate) struct RoomState {
+/// A room's state as JSON (the core's [`RoomState`]).
+#[derive(Debug, serde::Serialize)]
+struct RoomJson {
     room: String,
     participants: usize,
     tracks: usize,
     locked: bool,
     closed: bool,
-    /// The room's effective limit (its own, capped by the server's).
     max_participants: u32,
-    /// How long it lives empty.
     empty_timeout_secs: u64,
 }
 
-/// The core's answer to an [`AdminCommand`].
-pub(crate) type AdminResult = Result<RoomState, ErrorCode>;
-
-impl AdminCommand {
-    /// Runs the command in the core (the driver carries out the outputs afterwards).
-    pub(crate) fn run(self, relay: &mut Relay, now: Now) -> AdminResult {
-        let room = match self {
-            Self::Info(room) => room,
-            Self::Configure(room, settings) => {
-                relay.configure_room(now, room.clone(), settings)?;
-                let audit = Audit::Moderation {
-                    room: room.clone(),
-                    moderator: None,
-                    action: ModerationAction::Configure(settings),
-                };
-                relay.out.push(Output::Audit(audit));
-                room
-            }
-            Self::Lock(room, locked) => {
-                relay.set_locked(&room, locked)?;
-                room
-            }
-            Self::Close(room) => {
-                relay.close_room(now, &room)?;
-                room
-            }
-            Self::Remove(room, participant) => {
-                relay.remove_participant(now, &room, &participant)?;
-                room
-            }
-            Self::Unpublish(room, participant, source) => {
-                relay.force_unpublish(&room, &participant, source)?;
-                room
-            }
-        };
-        let config = relay.config();
-        let state = relay.rooms.get(&room).ok_or(ErrorCode::UnknownRoom)?;
-        Ok(RoomState {
-            room: room.as_str().to_owned(),
-            participants: state.members.len(),
-            tracks: state.publications.len(),
+impl From<RoomState> for RoomJson {
+    fn from(state: RoomState) -> Self {
+        Self {
+            room: state.room.as_str().to_owned(),
+            participants: state.participants,
+            tracks: state.tracks,
             locked: state.locked,
-            closed: state.closed_at.is_some(),
-            max_participants: state.capacity(config),
-            empty_timeout_secs: state
-                .settings
-                .empty_timeout
-                .unwrap_or(config.empty_room_timeout)
-                .as_secs(),
-        })
+            closed: state.closed,
+            max_participants: state.max_participants,
+            empty_timeout_secs: state.empty_timeout_secs,
+        }
     }
 }
 
@@ -329,18 +205,8 @@ fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, Refusal> {
 
 /// Runs `command` in the core and answers with the room's state or the core's error code.
 async fn run(state: &AppState, command: AdminCommand) -> Response {
-    let (reply, answer) = oneshot::channel();
-    let ask = async {
-        state
-            .driver
-            .tx
-            .send(Input::Admin { command, reply })
-            .await
-            .ok()?;
-        answer.await.ok()
-    };
-    match tokio::time::timeout(DRIVER_WAIT, ask).await {
-        Ok(Some(Ok(room))) => (StatusCode::OK, Json(room)).into_response(),
+    match tokio::time::timeout(DRIVER_WAIT, state.driver.admin(command)).await {
+        Ok(Some(Ok(room))) => (StatusCode::OK, Json(RoomJson::from(room))).into_response(),
         Ok(Some(Err(code))) => {
             let status = match code {
                 ErrorCode::UnknownRoom
@@ -505,78 +371,4 @@ async fn unpublish(
         Ok(AdminCommand::Unpublish(room, id, source))
     })
     .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::routing::RelayConfig;
-    use crate::token::{TokenPolicy, TokenVerifier, VerifyingKeys};
-
-    #[test]
-    fn commands_run_in_the_core_and_changes_are_audited() {
-        let mut relay = Relay::new(
-            RelayConfig::default(),
-            TokenVerifier::new(VerifyingKeys::new(), TokenPolicy::new("hush")),
-        );
-        let now = crate::driver::now();
-        let room = RoomId::new("r").unwrap();
-        let info = AdminCommand::Info(room.clone()).run(&mut relay, now);
-        assert_eq!(info, Err(ErrorCode::UnknownRoom));
-        let lock = AdminCommand::Lock(room.clone(), true).run(&mut relay, now);
-        assert_eq!(lock, Err(ErrorCode::UnknownRoom));
-        assert!(relay.poll_output().is_none(), "a refusal does nothing");
-
-        let settings = RoomSettings {
-            max_participants: Some(500),
-            empty_timeout: Some(Duration::from_secs(9)),
-        };
-        let state = AdminCommand::Configure(room.clone(), settings)
-            .run(&mut relay, now)
-            .unwrap();
-        // Capped by the server's limit.
-        assert_eq!(state.max_participants, 100);
-        assert_eq!((state.participants, state.empty_timeout_secs), (0, 9));
-        let audit = relay.poll_output();
-        assert!(
-            matches!(
-                &audit,
-                Some(Output::Audit(Audit::Moderation {
-                    moderator: None,
-                    action: ModerationAction::Configure(s),
-                    ..
-                })) if *s == settings
-            ),
-            "{audit:?}"
-        );
-        let state = AdminCommand::Lock(room.clone(), true)
-            .run(&mut relay, now)
-            .unwrap();
-        assert!(state.locked && !state.closed);
-        let removed =
-            AdminCommand::Remove(room, ParticipantId::new("p").unwrap()).run(&mut relay, now);
-        assert_eq!(removed, Err(ErrorCode::UnknownParticipant));
-    }
-
-    #[test]
-    fn tokens_must_be_long_and_printable_and_match_exactly() {
-        assert_eq!(
-            AdminToken::new(b"short").err(),
-            Some(AdminTokenError::TooShort)
-        );
-        let spaced = [b'a'; 40].iter().chain(b" x").copied().collect::<Vec<_>>();
-        assert_eq!(
-            AdminToken::new(&spaced).err(),
-            Some(AdminTokenError::NotPrintable)
-        );
-        let token = AdminToken::new(&[b'k'; 40]).unwrap();
-        assert!(token.matches(&[b'k'; 40]));
-        assert!(!token.matches(&[b'k'; 39]));
-        assert!(!token.matches(&[b'k'; 41]));
-        assert!(!token.matches(b""));
-        let mut other = [b'k'; 40];
-        other[39] = b'j';
-        assert!(!token.matches(&other));
-        assert_eq!(format!("{token:?}"), "AdminToken(***)");
-    }
 }

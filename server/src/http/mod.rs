@@ -47,14 +47,17 @@ use tower_http::services::{ServeDir, ServeFile};
 
 pub use dev::{DEV_KID, DevKeyError, DevMinter};
 
-use crate::config::DEFAULT_IDLE_TIMEOUT;
-use crate::driver::{self, DriverHandle, DriverOps, Input};
+use crate::driver::{self, DriverHandle, DriverOps};
 use crate::media::MediaOptions;
+use crate::ops::admin_token::AdminToken;
 use crate::ops::audit::AuditSink;
 use crate::ops::limits::{IpLimiter, IpLimits};
 use crate::ops::metrics::{self, Metrics};
 use crate::routing::{Relay, RelayConfig};
 use crate::token::{TokenPolicy, TokenVerifier, VerifyingKeys};
+
+/// How long a WebSocket may stay silent (no message, no pong) before the relay closes it.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Everything [`serve`] needs.
 #[derive(Debug)]
@@ -79,7 +82,7 @@ pub struct RelayOptions {
     /// The audit trail's writer; `None`: one with a random pseudonym key.
     pub audit: Option<AuditSink>,
     /// The admin API's bearer token; `None`: no admin API (see [`admin`]).
-    pub admin_token: Option<admin::AdminToken>,
+    pub admin_token: Option<AdminToken>,
 }
 
 impl RelayOptions {
@@ -110,7 +113,7 @@ pub(crate) struct AppState {
     pub(crate) limiter: Arc<Mutex<IpLimiter>>,
     pub(crate) idle_timeout: Duration,
     /// The admin API's token (its routes exist only with one).
-    pub(crate) admin: Option<Arc<admin::AdminToken>>,
+    pub(crate) admin: Option<Arc<AdminToken>>,
 }
 
 /// The client's address, as axum's connect info for plain and TLS listeners (the WebSocket
@@ -228,20 +231,8 @@ async fn healthz() -> &'static str {
 const METRICS_REFRESH_WAIT: Duration = Duration::from_secs(1);
 
 async fn render_metrics(State(state): State<AppState>) -> Response {
-    let (done, refreshed) = tokio::sync::oneshot::channel();
-    let refresh = async {
-        if state
-            .driver
-            .tx
-            .send(Input::RefreshMetrics { done })
-            .await
-            .is_ok()
-        {
-            let _ = refreshed.await;
-        }
-    };
     // A busy driver delays the gauges, not the scrape.
-    let _ = tokio::time::timeout(METRICS_REFRESH_WAIT, refresh).await;
+    let _ = tokio::time::timeout(METRICS_REFRESH_WAIT, state.driver.refresh_metrics()).await;
     (
         [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
         state.metrics.render(),

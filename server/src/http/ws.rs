@@ -20,10 +20,10 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use futures_util::{SinkExt, StreamExt};
 use hush_proto::{ErrorCode, MAX_MESSAGE_BYTES, ServerMessage};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::{AppState, PeerAddr};
-use crate::driver::{Input, OUTGOING_QUEUE, Outgoing};
+use crate::bus::{OUTGOING_QUEUE, Outgoing};
 use crate::ops::limits::{IpLimiter, LimitRefusal};
 use crate::ops::metrics::Metrics;
 
@@ -122,16 +122,7 @@ pub(crate) async fn upgrade(
 async fn connection(socket: WebSocket, state: AppState, slot: Slot) {
     let _slot = slot;
     let (outgoing_tx, mut outgoing) = mpsc::channel(OUTGOING_QUEUE);
-    let (reply_tx, reply_rx) = oneshot::channel();
-    let open = Input::Open {
-        outgoing: outgoing_tx.clone(),
-        reply: reply_tx,
-        ip: _slot.ip,
-    };
-    if state.driver.tx.send(open).await.is_err() {
-        return;
-    }
-    let Ok(conn) = reply_rx.await else {
+    let Some(conn) = state.driver.open(outgoing_tx.clone(), _slot.ip).await else {
         return;
     };
     let (mut sink, mut stream) = socket.split();
@@ -202,11 +193,7 @@ async fn connection(socket: WebSocket, state: AppState, slot: Slot) {
         pinged = false;
         match frame {
             Message::Text(text) => {
-                let input = Input::Text {
-                    conn,
-                    text: text.as_str().to_owned(),
-                };
-                if state.driver.tx.send(input).await.is_err() {
+                if !state.driver.text(conn, text.as_str().to_owned()).await {
                     break;
                 }
             }
@@ -228,7 +215,7 @@ async fn connection(socket: WebSocket, state: AppState, slot: Slot) {
             Message::Ping(_) | Message::Pong(_) => {}
         }
     }
-    let _ = state.driver.tx.send(Input::Closed { conn }).await;
+    state.driver.closed(conn).await;
     drop(outgoing_tx);
     if !writer_done {
         // Let the writer flush a final error and the close frame, but not forever.

@@ -1,12 +1,12 @@
 //! The media adapter: one webrtc-rs `PeerConnection` per participant, forwarding RTP between
 //! them with payloads untouched.
 //!
-//! Each participant's connection is an actor task ([`peer`]) fed by the driver through a bounded
+//! Each participant's connection is an actor task (`peer`) fed by the driver through a bounded
 //! command queue. A published track's packets go from the publisher's receive loop through a
-//! [`fanout::Fanout`] into each subscriber's bounded queue, and from there to the subscriber's
+//! `fanout::Fanout` into each subscriber's bounded queue, and from there to the subscriber's
 //! local track with only the header rewritten: SSRC, payload type (as the subscriber numbered
 //! the codec), and header extensions (the few that describe the media are renumbered for the
-//! subscriber's leg, per-hop ones are dropped; see `peer::FORWARDED_EXTENSIONS`).
+//! subscriber's leg, per-hop ones are dropped; see `header::FORWARDED_EXTENSIONS`).
 //! Negotiation follows the contract in the crate's signaling docs: the client offers what it
 //! sends, the relay offers what it forwards, and the relay is the impolite peer.
 //!
@@ -19,6 +19,7 @@
 
 pub(crate) mod fanout;
 mod feedback;
+mod header;
 pub(crate) mod peer;
 mod sdp;
 

@@ -17,7 +17,7 @@ use crate::time::Now;
 const NOT_IN_ROOM: Refusal = Refusal::new(ErrorCode::InternalError, "internal error");
 
 impl Relay {
-    pub(crate) fn dispatch(&mut self, now: Now, conn: ConnId, message: ClientMessage) {
+    pub(super) fn dispatch(&mut self, now: Now, conn: ConnId, message: ClientMessage) {
         let Some(room) = self.conns.get(&conn).map(|c| c.room.clone()) else {
             return;
         };
@@ -255,7 +255,7 @@ impl Relay {
     /// A keyframe request from `subscriber` for `track` in its room, through the track's gate.
     /// Only a member with the `subscribe` grant that receives the track may ask: anyone else
     /// could otherwise make a publisher send keyframes (large frames) at the gate's full rate.
-    pub(crate) fn keyframe_request(
+    pub(super) fn keyframe_request(
         &mut self,
         now: Instant,
         subscriber: ConnId,

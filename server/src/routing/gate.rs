@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Debug, Default)]
-pub(crate) struct MergeGate {
+pub(super) struct MergeGate {
     last_sent: Option<Instant>,
     pending: bool,
 }
@@ -21,7 +21,7 @@ impl MergeGate {
     }
 
     /// A request arrives: whether to send one now (otherwise it is pending).
-    pub(crate) fn request(&mut self, now: Instant, interval: Duration) -> bool {
+    pub(super) fn request(&mut self, now: Instant, interval: Duration) -> bool {
         if self.ready_at(interval).is_none_or(|at| now >= at) {
             self.last_sent = Some(now);
             self.pending = false;
@@ -33,7 +33,7 @@ impl MergeGate {
     }
 
     /// When a pending request is due.
-    pub(crate) fn deadline(&self, interval: Duration) -> Option<Instant> {
+    pub(super) fn deadline(&self, interval: Duration) -> Option<Instant> {
         if self.pending {
             self.ready_at(interval)
         } else {
@@ -42,7 +42,7 @@ impl MergeGate {
     }
 
     /// Whether a pending request is due now (it is then sent).
-    pub(crate) fn poll(&mut self, now: Instant, interval: Duration) -> bool {
+    pub(super) fn poll(&mut self, now: Instant, interval: Duration) -> bool {
         if self.deadline(interval).is_some_and(|at| now >= at) {
             self.last_sent = Some(now);
             self.pending = false;

@@ -6,7 +6,8 @@
 //! [`Relay::request_keyframe`] and [`Relay::handle_timeout`] with the time, then carry out every
 //! [`Output`] from [`Relay::poll_output`]: send a message, close a connection, hand SDP to the
 //! media session, start or stop forwarding a track to a subscriber, ask a publisher for a
-//! keyframe, write an audit record.
+//! keyframe, write an audit record. The app backend's commands ([`AdminCommand`]) are decided
+//! here too, by [`Relay::admin`].
 //!
 //! # Rules it enforces
 //!
@@ -38,6 +39,7 @@
 //!   clamped, and no participant id goes along.
 //! - A participant that joins again replaces its old connection (a leave, then a join).
 
+mod admin;
 mod config;
 mod dispatch;
 mod gate;
@@ -51,6 +53,7 @@ mod room;
 #[cfg(test)]
 mod tests;
 
+pub use admin::{AdminCommand, AdminResult, RoomState};
 pub use config::{RateLimit, RelayConfig, RoomSettings};
 pub use output::{Audit, ConnId, E2eeHealth, MediaSignal, ModerationAction, Output};
 pub use relay::Relay;

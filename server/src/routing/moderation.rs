@@ -60,7 +60,7 @@ impl Relay {
         self.out.push(Output::Audit(audit));
     }
 
-    pub(crate) fn remove_participant_as(
+    pub(super) fn remove_participant_as(
         &mut self,
         now: Instant,
         room_id: &RoomId,
@@ -75,7 +75,7 @@ impl Relay {
         Ok(())
     }
 
-    pub(crate) fn unpublish_as(
+    pub(super) fn unpublish_as(
         &mut self,
         room_id: &RoomId,
         target: &ParticipantId,
@@ -93,7 +93,7 @@ impl Relay {
         Ok(())
     }
 
-    pub(crate) fn set_locked_as(
+    pub(super) fn set_locked_as(
         &mut self,
         room_id: &RoomId,
         locked: bool,
@@ -113,7 +113,7 @@ impl Relay {
         Ok(())
     }
 
-    pub(crate) fn close_room_as(
+    pub(super) fn close_room_as(
         &mut self,
         now: Instant,
         room_id: &RoomId,

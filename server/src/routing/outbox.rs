@@ -8,36 +8,36 @@ use super::output::{ConnId, Output};
 
 /// Why a request was refused: the code and a fixed message for the client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Refusal {
-    pub(crate) code: ErrorCode,
-    pub(crate) message: &'static str,
+pub(super) struct Refusal {
+    pub(super) code: ErrorCode,
+    pub(super) message: &'static str,
 }
 
 impl Refusal {
-    pub(crate) const fn new(code: ErrorCode, message: &'static str) -> Self {
+    pub(super) const fn new(code: ErrorCode, message: &'static str) -> Self {
         Self { code, message }
     }
 }
 
 /// Outputs waiting for [`super::Relay::poll_output`].
 #[derive(Debug, Default)]
-pub(crate) struct Outbox(VecDeque<Output>);
+pub(super) struct Outbox(VecDeque<Output>);
 
 impl Outbox {
-    pub(crate) fn push(&mut self, output: Output) {
+    pub(super) fn push(&mut self, output: Output) {
         self.0.push_back(output);
     }
 
-    pub(crate) fn pop(&mut self) -> Option<Output> {
+    pub(super) fn pop(&mut self) -> Option<Output> {
         self.0.pop_front()
     }
 
-    pub(crate) fn send(&mut self, conn: ConnId, message: ServerMessage) {
+    pub(super) fn send(&mut self, conn: ConnId, message: ServerMessage) {
         self.push(Output::Send { conn, message });
     }
 
     /// An `error` message; a fatal one is followed by closing the connection.
-    pub(crate) fn error(
+    pub(super) fn error(
         &mut self,
         conn: ConnId,
         code: ErrorCode,
@@ -50,7 +50,7 @@ impl Outbox {
         }
     }
 
-    pub(crate) fn refuse(&mut self, conn: ConnId, refusal: Refusal, fatal: bool) {
+    pub(super) fn refuse(&mut self, conn: ConnId, refusal: Refusal, fatal: bool) {
         self.error(conn, refusal.code, refusal.message, fatal);
     }
 }

@@ -22,12 +22,12 @@ use crate::token::TokenVerifier;
 /// draws no random numbers: the same inputs give the same outputs.
 #[derive(Debug)]
 pub struct Relay {
-    pub(crate) config: RelayConfig,
-    pub(crate) tokens: TokenVerifier,
-    pub(crate) conns: BTreeMap<ConnId, Conn>,
-    pub(crate) rooms: BTreeMap<RoomId, Room>,
+    pub(super) config: RelayConfig,
+    pub(super) tokens: TokenVerifier,
+    pub(super) conns: BTreeMap<ConnId, Conn>,
+    pub(super) rooms: BTreeMap<RoomId, Room>,
     next_conn: u64,
-    pub(crate) out: Outbox,
+    pub(super) out: Outbox,
     /// The key room instances are derived from (see [`Relay::set_room_instance_key`]).
     room_instance_key: Zeroizing<[u8; 32]>,
     /// Rooms created so far: each creation gets a distinct instance.
@@ -36,25 +36,25 @@ pub struct Relay {
 
 /// A connection's state.
 #[derive(Debug)]
-pub(crate) struct Conn {
+pub(super) struct Conn {
     opened: Instant,
     bucket: TokenBucket,
     strikes: u32,
     /// The room it joined, once it has.
-    pub(crate) room: Option<RoomId>,
+    pub(super) room: Option<RoomId>,
     /// `e2ee_stats` bookkeeping.
-    pub(crate) e2ee_stats: E2eeStatsState,
+    pub(super) e2ee_stats: E2eeStatsState,
 }
 
 /// A connection's `e2ee_stats` rate limit and last reported epoch.
 #[derive(Debug, Default)]
-pub(crate) struct E2eeStatsState {
+pub(super) struct E2eeStatsState {
     /// When the last counted report arrived.
-    pub(crate) last_report: Option<Instant>,
+    pub(super) last_report: Option<Instant>,
     /// The epoch the last report named.
-    pub(crate) epoch: Option<u64>,
+    pub(super) epoch: Option<u64>,
     /// A report marked `last` was counted: nothing more is.
-    pub(crate) finished: bool,
+    pub(super) finished: bool,
 }
 
 impl Relay {
@@ -84,7 +84,7 @@ impl Relay {
     }
 
     /// A new room named `id`, with the next instance.
-    pub(crate) fn new_room(&mut self, id: RoomId, settings: RoomSettings, now: Instant) -> Room {
+    pub(super) fn new_room(&mut self, id: RoomId, settings: RoomSettings, now: Instant) -> Room {
         self.rooms_created += 1;
         let instance = match Hmac::<Sha256>::new_from_slice(self.room_instance_key.as_slice()) {
             Ok(mut mac) => {
@@ -274,6 +274,11 @@ impl Relay {
         self.rooms.len()
     }
 
+    /// How many participants are in all rooms together.
+    pub fn participant_total(&self) -> usize {
+        self.rooms.values().map(|r| r.members.len()).sum()
+    }
+
     /// How many participants are in `room`, if it exists.
     pub fn participant_count(&self, room: &RoomId) -> Option<usize> {
         self.rooms.get(room).map(|r| r.members.len())
@@ -342,7 +347,7 @@ impl Relay {
     }
 
     /// Sends a fatal error, closes the connection and forgets it (a leave, if it was in a room).
-    pub(crate) fn close_with_error(
+    pub(super) fn close_with_error(
         &mut self,
         now: Instant,
         conn: ConnId,
@@ -356,7 +361,7 @@ impl Relay {
         }
     }
 
-    pub(crate) fn refuse_fatally(
+    pub(super) fn refuse_fatally(
         &mut self,
         now: Instant,
         conn: ConnId,
@@ -367,7 +372,7 @@ impl Relay {
     }
 
     /// Forgets a connection; if it was in a room, it leaves it.
-    pub(crate) fn forget_conn(&mut self, now: Instant, conn: ConnId, reason: LeaveReason) {
+    pub(super) fn forget_conn(&mut self, now: Instant, conn: ConnId, reason: LeaveReason) {
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };

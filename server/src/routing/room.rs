@@ -16,14 +16,14 @@ use super::output::{Audit, ConnId, Output};
 
 /// A member of a room.
 #[derive(Debug)]
-pub(crate) struct Member {
-    pub(crate) id: ParticipantId,
-    pub(crate) conn: ConnId,
-    pub(crate) sender_index: SenderIndex,
-    pub(crate) join_seq: u64,
-    pub(crate) identity_key: OpaqueBytes,
-    pub(crate) attestation: Option<OpaqueBytes>,
-    pub(crate) grants: Grants,
+pub(super) struct Member {
+    pub(super) id: ParticipantId,
+    pub(super) conn: ConnId,
+    pub(super) sender_index: SenderIndex,
+    pub(super) join_seq: u64,
+    pub(super) identity_key: OpaqueBytes,
+    pub(super) attestation: Option<OpaqueBytes>,
+    pub(super) grants: Grants,
 }
 
 impl Member {
@@ -40,24 +40,24 @@ impl Member {
 }
 
 /// What a newcomer brings.
-pub(crate) struct Newcomer {
-    pub(crate) id: ParticipantId,
-    pub(crate) conn: ConnId,
-    pub(crate) identity_key: OpaqueBytes,
-    pub(crate) attestation: Option<OpaqueBytes>,
-    pub(crate) grants: Grants,
+pub(super) struct Newcomer {
+    pub(super) id: ParticipantId,
+    pub(super) conn: ConnId,
+    pub(super) identity_key: OpaqueBytes,
+    pub(super) attestation: Option<OpaqueBytes>,
+    pub(super) grants: Grants,
 }
 
 /// A published track and who receives it.
 #[derive(Debug)]
-pub(crate) struct Publication {
-    pub(crate) track: TrackId,
-    pub(crate) publisher: ConnId,
-    pub(crate) participant: ParticipantId,
-    pub(crate) sender_index: SenderIndex,
-    pub(crate) source: Source,
-    pub(crate) subscribers: BTreeSet<ConnId>,
-    pub(crate) keyframe: MergeGate,
+pub(super) struct Publication {
+    pub(super) track: TrackId,
+    pub(super) publisher: ConnId,
+    pub(super) participant: ParticipantId,
+    pub(super) sender_index: SenderIndex,
+    pub(super) source: Source,
+    pub(super) subscribers: BTreeSet<ConnId>,
+    pub(super) keyframe: MergeGate,
 }
 
 impl Publication {
@@ -73,27 +73,27 @@ impl Publication {
 
 /// A room. Members are kept oldest first.
 #[derive(Debug)]
-pub(crate) struct Room {
-    pub(crate) id: RoomId,
+pub(super) struct Room {
+    pub(super) id: RoomId,
     /// This life of the room: new each time the id is created again after being forgotten.
-    pub(crate) instance: RoomInstance,
-    pub(crate) settings: RoomSettings,
-    pub(crate) members: Vec<Member>,
-    pub(crate) publications: Vec<Publication>,
+    pub(super) instance: RoomInstance,
+    pub(super) settings: RoomSettings,
+    pub(super) members: Vec<Member>,
+    pub(super) publications: Vec<Publication>,
     /// The next sender index to hand out; never goes back.
     next_sender_index: u32,
     /// The membership sequence number of the last join or leave.
     seq: u64,
     next_track: u64,
-    pub(crate) locked: bool,
-    pub(crate) closed_at: Option<Instant>,
-    pub(crate) empty_since: Option<Instant>,
+    pub(super) locked: bool,
+    pub(super) closed_at: Option<Instant>,
+    pub(super) empty_since: Option<Instant>,
     /// Rekey requests: at most one rekey point per interval, the rest merged.
-    pub(crate) rekey: MergeGate,
+    pub(super) rekey: MergeGate,
 }
 
 impl Room {
-    pub(crate) fn new(
+    pub(super) fn new(
         id: RoomId,
         instance: RoomInstance,
         settings: RoomSettings,
@@ -115,26 +115,26 @@ impl Room {
         }
     }
 
-    pub(crate) fn member(&self, id: &ParticipantId) -> Option<&Member> {
+    pub(super) fn member(&self, id: &ParticipantId) -> Option<&Member> {
         self.members.iter().find(|m| m.id == *id)
     }
 
-    pub(crate) fn member_by_conn(&self, conn: ConnId) -> Option<&Member> {
+    pub(super) fn member_by_conn(&self, conn: ConnId) -> Option<&Member> {
         self.members.iter().find(|m| m.conn == conn)
     }
 
-    pub(crate) fn publication_mut(&mut self, track: TrackId) -> Option<&mut Publication> {
+    pub(super) fn publication_mut(&mut self, track: TrackId) -> Option<&mut Publication> {
         self.publications.iter_mut().find(|p| p.track == track)
     }
 
     /// The participant limit: the room's own, capped by the server's.
-    pub(crate) fn capacity(&self, config: &RelayConfig) -> u32 {
+    pub(super) fn capacity(&self, config: &RelayConfig) -> u32 {
         let own = self.settings.max_participants.unwrap_or(u32::MAX);
         own.min(config.max_participants_per_room)
     }
 
     /// When the room may be forgotten, if it is empty or closed.
-    pub(crate) fn expires_at(&self, config: &RelayConfig) -> Option<Instant> {
+    pub(super) fn expires_at(&self, config: &RelayConfig) -> Option<Instant> {
         if let Some(closed) = self.closed_at {
             return closed.checked_add(config.closed_room_retention);
         }
@@ -148,7 +148,7 @@ impl Room {
 
     /// Whether `id` may join now. Returns the connection of the member it replaces, if it is
     /// already in the room (a reconnect; allowed in a locked room, since it is no newcomer).
-    pub(crate) fn check_admission(
+    pub(super) fn check_admission(
         &self,
         id: &ParticipantId,
         config: &RelayConfig,
@@ -175,7 +175,7 @@ impl Room {
 
     /// Adds a member (after [`Room::check_admission`]): `joined` to it, `participant_joined`
     /// to the others, and every published track to it if it subscribes.
-    pub(crate) fn admit(&mut self, newcomer: Newcomer, out: &mut Outbox) {
+    pub(super) fn admit(&mut self, newcomer: Newcomer, out: &mut Outbox) {
         let sender_index = SenderIndex(self.next_sender_index);
         self.next_sender_index = self.next_sender_index.saturating_add(1);
         self.seq += 1;
@@ -221,7 +221,7 @@ impl Room {
 
     /// Removes the member on `conn`: its tracks are unpublished, its subscriptions end, and
     /// (if `announce`) the others get `participant_left`. The caller deals with its connection.
-    pub(crate) fn remove_member(
+    pub(super) fn remove_member(
         &mut self,
         now: Instant,
         conn: ConnId,
@@ -261,7 +261,7 @@ impl Room {
 
     /// Publishes `source` for the member on `conn` (grants already checked): every other
     /// subscribing member starts receiving it.
-    pub(crate) fn publish(
+    pub(super) fn publish(
         &mut self,
         conn: ConnId,
         source: Source,
@@ -321,7 +321,7 @@ impl Room {
     }
 
     /// Unpublishes the track of `source` published on `conn`; tells everyone if `announce`.
-    pub(crate) fn unpublish(
+    pub(super) fn unpublish(
         &mut self,
         conn: ConnId,
         source: Source,
@@ -370,14 +370,14 @@ impl Room {
 
     /// A member asks for a rekey: a rekey point now, or merged into the one due at the end of
     /// the interval.
-    pub(crate) fn request_rekey(&mut self, now: Instant, interval: Duration, out: &mut Outbox) {
+    pub(super) fn request_rekey(&mut self, now: Instant, interval: Duration, out: &mut Outbox) {
         if self.rekey.request(now, interval) {
             self.place_rekey(out);
         }
     }
 
     /// Places a merged rekey point if one is due at `now`.
-    pub(crate) fn poll_rekey(&mut self, now: Instant, interval: Duration, out: &mut Outbox) {
+    pub(super) fn poll_rekey(&mut self, now: Instant, interval: Duration, out: &mut Outbox) {
         if self.rekey.poll(now, interval) {
             self.place_rekey(out);
         }
@@ -400,7 +400,7 @@ impl Room {
     }
 
     /// Sends `message` to every member but `except`.
-    pub(crate) fn broadcast(
+    pub(super) fn broadcast(
         &self,
         out: &mut Outbox,
         except: Option<ConnId>,
@@ -414,7 +414,7 @@ impl Room {
     }
 
     /// Starts or stops forwarding `track` to the member on `conn`.
-    pub(crate) fn set_subscribed(
+    pub(super) fn set_subscribed(
         &mut self,
         conn: ConnId,
         track: TrackId,
@@ -448,7 +448,7 @@ impl Room {
 
     /// The membership sequence number of the last join or leave.
     #[cfg(test)]
-    pub(crate) fn seq(&self) -> u64 {
+    pub(super) fn seq(&self) -> u64 {
         self.seq
     }
 }

@@ -1,6 +1,7 @@
 //! A simulated relay with a stepped clock: tokens are minted per join, every output is
 //! collected, and helpers pick out what one connection received.
 
+mod admin;
 mod e2ee_stats;
 mod media;
 mod membership;

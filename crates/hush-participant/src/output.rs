@@ -1,0 +1,81 @@
+//! What a [`crate::Participant`] hands back: messages for the relay, frame-key updates for the
+//! frame layer, and [`Event`]s for the application, in one vocabulary for every client.
+
+use hush_keys::{KeyUpdate, SafetyCode};
+use hush_proto::{ClientMessage, LeaveReason, ParticipantId};
+
+use crate::refusal::Refusal;
+
+/// One output, in the order it must be carried out.
+#[derive(Debug)]
+pub enum Output {
+    /// Send this to the relay as is.
+    Send(ClientMessage),
+    /// A change for the frame layer (install or retire a receive key, set or stop a send key).
+    Key(KeyUpdate),
+    /// Something for the application to show or act on.
+    Event(Event),
+}
+
+/// Something for the application.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The relay admitted us: our id and sender index in the room.
+    Joined {
+        /// Our participant id.
+        you: ParticipantId,
+        /// Our sender index.
+        sender_index: u32,
+    },
+    /// The relay announced a participant (key-exchange member or refused: see
+    /// [`Event::MemberRefused`]).
+    MemberJoined {
+        /// Who.
+        participant: ParticipantId,
+        /// Its sender index.
+        sender_index: u32,
+    },
+    /// The relay announced a participant's departure.
+    MemberLeft {
+        /// Who.
+        participant: ParticipantId,
+        /// Why, as the relay says.
+        reason: LeaveReason,
+    },
+    /// A participant was not admitted to the key exchange: it gets no key and its frames
+    /// do not decrypt.
+    MemberRefused {
+        /// Who (as the relay named it; lossy UTF-8 where it is not).
+        participant: String,
+        /// Why.
+        reason: Refusal,
+    },
+    /// Receive keys for this epoch are installed.
+    EpochInstalled(u64),
+    /// Local streams now send on this epoch.
+    Switched(u64),
+    /// The safety code changed (membership changed).
+    SafetyCode(SafetyCode),
+    /// A new key arrived: ask publishers for a keyframe so receivers recover at once.
+    KeyframeWanted,
+    /// We were removed (or left): every key is retired.
+    Removed,
+}
+
+impl Event {
+    /// The event's stable name (`memberRefused`, `safetyCode`, ...), as the Worker's page
+    /// protocol spells it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::Joined { .. } => "joined",
+            Event::MemberJoined { .. } => "memberJoined",
+            Event::MemberLeft { .. } => "memberLeft",
+            Event::MemberRefused { .. } => "memberRefused",
+            Event::EpochInstalled(_) => "epoch",
+            Event::Switched(_) => "switched",
+            Event::SafetyCode(_) => "safetyCode",
+            Event::KeyframeWanted => "keyframeWanted",
+            Event::Removed => "removed",
+        }
+    }
+}

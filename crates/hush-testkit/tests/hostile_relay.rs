@@ -1,0 +1,164 @@
+//! The relay as adversary, over the participant core (`hush_testkit::sim`): a relay that
+//! invents members, swaps identity keys or replays another member's attestation gets no
+//! envelope, and the honest members say why and keep their call.
+//!
+//! Each attack also runs against a room without a backend key (what every client did before
+//! members were vouched for): there it succeeds, which is what these tests would have shown on
+//! the code before this change.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use hush_participant::Event;
+use hush_proto::{ClientMessage, ServerMessage};
+use hush_testkit::sim::{Room, Verdict};
+
+const HONEST: [&str; 3] = ["alice", "bob", "carol"];
+
+fn room(vouched: bool) -> Room {
+    let mut r = if vouched {
+        Room::vouched(3)
+    } else {
+        Room::new(3)
+    };
+    for n in HONEST {
+        r.join(n);
+    }
+    r.settle();
+    r
+}
+
+/// Envelopes anyone sealed to `to` (the relay reads the `to` of every `e2ee`).
+fn sealed_to(r: &Room, to: &str) -> usize {
+    HONEST
+        .iter()
+        .map(|n| {
+            r.member(n)
+                .sent
+                .iter()
+                .filter(|m| matches!(m, ClientMessage::E2ee(e) if e.to.as_str() == to))
+                .count()
+        })
+        .sum()
+}
+
+fn refusals_of(r: &Room, who: &str) -> Vec<String> {
+    let mut v: Vec<String> = HONEST
+        .iter()
+        .flat_map(|n| r.member(n).events.iter())
+        .filter_map(|e| match e {
+            Event::MemberRefused {
+                participant,
+                reason,
+            } if participant == who => Some(reason.code().to_owned()),
+            _ => None,
+        })
+        .collect();
+    v.dedup();
+    v
+}
+
+/// The honest members still agree on a code and open each other's frames.
+fn honest_call_goes_on(r: &Room) {
+    let code = r.safety_code("alice").unwrap();
+    for a in HONEST {
+        assert_eq!(r.safety_code(a).as_deref(), Some(code.as_str()), "{a}");
+        for b in HONEST.iter().filter(|b| **b != a) {
+            assert_eq!(r.frame(a, b), Ok(()), "{a} -> {b}");
+        }
+    }
+}
+
+/// A key pair the relay made for its ghost (any valid X25519 public key will do).
+fn ghost_key() -> Vec<u8> {
+    let mut k = vec![0u8; 32];
+    k[0] = 9; // the X25519 base point: a valid, full-order key
+    k
+}
+
+#[test]
+fn ghost_member_is_refused() {
+    let mut r = room(true);
+    let code = r.safety_code("alice").unwrap();
+    r.announce_only("ghost", ghost_key(), None);
+    r.settle();
+    assert_eq!(refusals_of(&r, "ghost"), ["missing_attestation"]);
+    assert_eq!(sealed_to(&r, "ghost"), 0, "no envelope for the ghost");
+    assert_eq!(
+        r.safety_code("alice"),
+        Some(code),
+        "the ghost is not in the code"
+    );
+    honest_call_goes_on(&r);
+
+    // Unauthenticated, the same ghost is admitted and sealed to.
+    let mut open = room(false);
+    open.announce_only("ghost", ghost_key(), None);
+    open.settle();
+    assert!(refusals_of(&open, "ghost").is_empty());
+    assert!(sealed_to(&open, "ghost") > 0, "the ghost gets the epoch");
+}
+
+#[test]
+fn ghost_with_a_forged_or_borrowed_attestation_is_refused() {
+    let mut r = room(true);
+    // Signed by a key that is not the backend's.
+    let mut forged = r.attest("ghost", &ghost_key()).unwrap();
+    forged[20] ^= 1;
+    r.announce_only("ghost", ghost_key(), Some(forged));
+    // Alice's real key and attestation, under another name.
+    let alice_key = r.member("alice").core.identity_key().to_vec();
+    let alice_att = r.attest("alice", &alice_key).unwrap();
+    r.announce_only("mallet", alice_key.clone(), Some(alice_att.clone()));
+    // A wrong length.
+    r.announce_only("trent", ghost_key(), Some(vec![1; 10]));
+    r.settle();
+    for who in ["ghost", "mallet", "trent"] {
+        assert_eq!(refusals_of(&r, who), ["bad_attestation"], "{who}");
+        assert_eq!(sealed_to(&r, who), 0, "{who}");
+    }
+    honest_call_goes_on(&r);
+}
+
+/// The relay announces Dave's join to Alice with a key of its own (a man in the middle of the
+/// key exchange), keeping Dave's attestation: the attestation does not cover that key.
+#[test]
+fn swapped_identity_key_is_refused() {
+    for vouched in [true, false] {
+        let mut r = room(vouched);
+        r.hook(|d| match (&d.msg, d.to.as_str()) {
+            (ServerMessage::ParticipantJoined(p), "alice")
+                if p.participant.id.as_str() == "dave" =>
+            {
+                let mut p = p.clone();
+                p.participant.identity_key = hush_proto::OpaqueBytes::new(ghost_key());
+                Verdict::Rewrite(ServerMessage::ParticipantJoined(p))
+            }
+            _ => Verdict::Deliver,
+        });
+        r.join("dave");
+        r.settle();
+        let refused = r.member("alice").events.iter().any(|e| {
+            matches!(e, Event::MemberRefused { participant, reason }
+                if participant == "dave" && reason.code() == "bad_attestation")
+        });
+        // Alice is the committer: vouched, she refuses the swapped key and seals nothing to it;
+        // unauthenticated, she seals Dave's epoch to the relay's key.
+        assert_eq!(refused, vouched, "vouched = {vouched}");
+        let to_dave = r
+            .member("alice")
+            .sent
+            .iter()
+            .filter(|m| matches!(m, ClientMessage::E2ee(e) if e.to.as_str() == "dave"))
+            .count();
+        assert_eq!(
+            to_dave == 0,
+            vouched,
+            "vouched = {vouched}: {to_dave} envelopes"
+        );
+        if vouched {
+            assert!(
+                r.frame("alice", "dave").is_err(),
+                "dave got no key via the relay's swap"
+            );
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! Other participants' tracks, going out to this peer: each forward gets its own send-only
+//! transceiver once the publisher's codec is known, a writer that takes packets from the
+//! track's fan-out and rewrites their header for this leg ([`crate::media::header`]), and a
+//! reader for this subscriber's keyframe requests ([`crate::media::feedback`]).
+
+use std::sync::Arc;
+
+use hush_proto::TrackId;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::rtp;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit, RtpSender};
+
+use super::{Peer, PeerEvent, PeerFailed};
+use crate::bus::Input;
+use crate::media::fanout::{Fanout, SUBSCRIBER_QUEUE};
+use crate::media::feedback::rtcp_loop;
+use crate::media::header::{
+    forwarded, map_extension_ids, negotiated_payload_type, rewrite_extensions,
+};
+use crate::routing::ConnId;
+
+/// A track forwarded to this peer.
+pub(super) struct Forward {
+    fanout: Arc<Fanout>,
+    sender: Option<Arc<dyn RtpSender>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Forward {
+    fn stop(&mut self) {
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+    }
+
+    /// Stops the forward to `subscriber` (the peer is going away).
+    pub(super) fn end(mut self, subscriber: ConnId) {
+        self.fanout.remove_sink(subscriber);
+        self.stop();
+    }
+}
+
+impl Peer {
+    /// Forwards `publisher`'s track (its `fanout`) to this peer, once its codec is known.
+    pub(super) fn add_forward(&mut self, publisher: ConnId, fanout: Arc<Fanout>) {
+        let key = (publisher, fanout.track);
+        let mut watch = fanout.codec_watch();
+        let events = self.events_tx.clone();
+        // Wait (in a task) until the publisher's codec is known: a subscriber can be
+        // told about a track before the publisher's first packet arrives.
+        let waiter = tokio::spawn(async move {
+            let codec = match watch.wait_for(Option::is_some).await {
+                Ok(codec) => codec.clone(),
+                Err(_) => return, // unpublished before any media
+            };
+            if let Some(codec) = codec {
+                let _ = events.send(PeerEvent::ForwardReady { key, codec }).await;
+            }
+        });
+        let forward = Forward {
+            fanout,
+            sender: None,
+            tasks: vec![waiter],
+        };
+        if let Some(mut old) = self.forwards.insert(key, forward) {
+            old.stop();
+        }
+    }
+
+    /// Stops forwarding `publisher`'s `track` to this peer.
+    pub(super) async fn remove_forward(
+        &mut self,
+        publisher: ConnId,
+        track: TrackId,
+    ) -> Result<(), PeerFailed> {
+        if let Some(mut forward) = self.forwards.remove(&(publisher, track)) {
+            forward.fanout.remove_sink(self.conn);
+            forward.stop();
+            if let Some(sender) = forward.sender {
+                if let Err(err) = self.pc.remove_track(&sender).await {
+                    tracing::debug!(%err, "remove_track");
+                }
+                self.negotiate().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The publisher's codec is known: add a local track to this peer and renegotiate.
+    pub(super) async fn add_forward_track(
+        &mut self,
+        key: (ConnId, TrackId),
+        codec: RTCRtpCodec,
+    ) -> Result<(), PeerFailed> {
+        let Some(forward) = self.forwards.get(&key) else {
+            return Ok(()); // removed meanwhile
+        };
+        if forward.sender.is_some() {
+            return Ok(());
+        }
+        let fanout = Arc::clone(&forward.fanout);
+        let kind = if codec.mime_type.to_ascii_lowercase().starts_with("audio/") {
+            RtpCodecKind::Audio
+        } else {
+            RtpCodecKind::Video
+        };
+        let ssrc = random_ssrc();
+        let stream_id = format!("p{}", fanout.sender_index.0);
+        let track_id = format!("t{}", fanout.track.0);
+        let local = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+            stream_id,
+            track_id.clone(),
+            track_id,
+            kind,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(ssrc),
+                    ..Default::default()
+                },
+                codec: codec.clone(),
+                ..Default::default()
+            }],
+        )));
+        // A new send-only transceiver per forwarded track. `add_track` would reuse any
+        // transceiver of the same kind that has no sender, including the client's own send-only
+        // camera or microphone m-line, and the client would never see the track.
+        let init = RTCRtpTransceiverInit {
+            direction: RTCRtpTransceiverDirection::Sendonly,
+            streams: vec![],
+            send_encodings: vec![],
+        };
+        let added = self
+            .pc
+            .add_transceiver_from_track(Arc::clone(&local) as Arc<dyn TrackLocal>, Some(init))
+            .await;
+        let sender = match added {
+            Ok(transceiver) => match transceiver.sender().await {
+                Ok(Some(sender)) => sender,
+                _ => return Err(PeerFailed("forward transceiver has no sender")),
+            },
+            Err(err) => {
+                // A codec this client did not negotiate, say: this track only is skipped.
+                tracing::info!(%err, "cannot forward a track to this peer");
+                return Ok(());
+            }
+        };
+        let (sink_tx, sink_rx) = mpsc::channel(SUBSCRIBER_QUEUE);
+        let writer = tokio::spawn(write_loop(
+            sink_rx,
+            Writer {
+                local: Arc::clone(&local),
+                sender: Arc::clone(&sender),
+                codec,
+                publisher_extensions: fanout.extensions(),
+                negotiated: self.negotiated.subscribe(),
+                ssrc,
+                ask: KeyframeAsk {
+                    driver: self.driver.clone(),
+                    subscriber: self.conn,
+                    track: key.1,
+                },
+            },
+        ));
+        let rtcp = tokio::spawn(rtcp_loop(local, self.driver.clone(), self.conn, key.1));
+        fanout.add_sink(self.conn, sink_tx);
+        if let Some(forward) = self.forwards.get_mut(&key) {
+            forward.sender = Some(sender);
+            forward.tasks.push(writer);
+            forward.tasks.push(rtcp);
+        }
+        self.negotiate().await
+    }
+}
+
+/// Writes a subscriber's queued packets to its local track, rewriting only the header: this
+/// leg's SSRC and payload type, and the [`crate::media::header::FORWARDED_EXTENSIONS`] under this leg's ids (all other
+/// header extensions are dropped: their ids were negotiated on the publisher's leg and mean
+/// nothing here). Payloads are untouched.
+async fn write_loop(mut packets: mpsc::Receiver<rtp::Packet>, writer: Writer) {
+    let Writer {
+        local,
+        sender,
+        codec,
+        publisher_extensions,
+        mut negotiated,
+        ssrc,
+        ask,
+    } = writer;
+    // Until an exchange completes after this track was added, the sender's parameters are
+    // webrtc-rs's own defaults, not what the subscriber negotiated (its payload types and
+    // extension ids may differ: Firefox numbers VP8 120), and webrtc-rs drops, later and
+    // silently, a packet with an extension id the leg did not negotiate. So nothing is written
+    // before that, and the parameters are read again after every exchange.
+    negotiated.mark_unchanged();
+    let mut bound = false;
+    let mut payload_type: Option<u8> = None;
+    let mut extension_ids: Vec<(u8, u8)> = Vec::new();
+    // The subscriber joined a stream in progress: it needs a keyframe to start decoding. Ask
+    // once the first packet went out (the forward is negotiated and bound), without waiting
+    // for the subscriber's own PLI.
+    let mut asked = false;
+    while let Some(mut packet) = packets.recv().await {
+        if negotiated.has_changed().unwrap_or(false) {
+            negotiated.mark_unchanged();
+            bound = true;
+            payload_type = None;
+        }
+        if !bound {
+            continue; // not negotiated yet: drop
+        }
+        if payload_type.is_none() {
+            let params = sender.get_parameters().await.ok();
+            payload_type = params
+                .as_ref()
+                .and_then(|p| negotiated_payload_type(&p.rtp_parameters.codecs, &codec));
+            let ours = params
+                .map(|p| forwarded(&p.rtp_parameters.header_extensions))
+                .unwrap_or_default();
+            extension_ids = map_extension_ids(&publisher_extensions, &ours);
+        }
+        let Some(pt) = payload_type else {
+            continue; // not negotiated yet: drop
+        };
+        packet.header.ssrc = ssrc;
+        packet.header.payload_type = pt;
+        rewrite_extensions(&mut packet.header, &extension_ids);
+        if local.write_rtp(packet).await.is_err() {
+            // Not bound yet, or renegotiated: look the payload type up again.
+            payload_type = None;
+        } else if !asked {
+            asked = true;
+            let _ = ask.driver.try_send(Input::Keyframe {
+                subscriber: ask.subscriber,
+                track: ask.track,
+            });
+        }
+    }
+}
+
+/// What a forward's [`write_loop`] writes with.
+struct Writer {
+    /// The subscriber leg's track.
+    local: Arc<TrackLocalStaticRTP>,
+    /// Its sender, for the negotiated parameters.
+    sender: Arc<dyn RtpSender>,
+    /// The publisher's codec.
+    codec: RTCRtpCodec,
+    /// The publisher leg's ids of the forwarded header extensions.
+    publisher_extensions: Vec<(String, u8)>,
+    /// Moves after each completed exchange on the subscriber's connection.
+    negotiated: watch::Receiver<u64>,
+    /// This leg's SSRC.
+    ssrc: u32,
+    ask: KeyframeAsk,
+}
+
+/// Where a forward's writer sends its first keyframe request.
+struct KeyframeAsk {
+    driver: mpsc::Sender<Input>,
+    subscriber: ConnId,
+    track: TrackId,
+}
+
+/// A random SSRC for a forwarded track.
+fn random_ssrc() -> u32 {
+    let mut bytes = [0u8; 4];
+    if getrandom::fill(&mut bytes).is_err() {
+        // The OS RNG failed: any value works, SSRCs need only be unique per connection.
+        return 0x4855_5348;
+    }
+    u32::from_le_bytes(bytes)
+}

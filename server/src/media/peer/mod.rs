@@ -1,0 +1,349 @@
+//! One participant's PeerConnection, run as an actor task.
+//!
+//! The driver sends [`PeerCommand`]s; webrtc-rs callbacks and helper tasks send [`PeerEvent`]s.
+//! Everything that touches the PeerConnection's negotiation state happens on this one task, so
+//! offers, answers and track changes never interleave. A failure here ends this peer only: the
+//! client gets a fatal error and the driver closes its connection.
+//!
+//! The actor's work falls along three seams: offer/answer with the client ([`negotiation`]),
+//! this peer's own tracks coming in ([`publishing`]), and other participants' tracks going out
+//! to it ([`forwarding`]); keyframe feedback both ways is in [`super::feedback`].
+
+mod forwarding;
+mod negotiation;
+mod publishing;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use hush_proto::{ErrorCode, ServerMessage, Source, TrackId};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpHeaderExtensionCapability, RtpCodecKind,
+};
+use tokio::sync::{mpsc, watch};
+use webrtc::media_stream::track_remote::TrackRemote;
+use webrtc::peer_connection::{
+    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
+    RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceCandidateType, RTCPeerConnectionIceEvent,
+    RTCPeerConnectionState, Registry, SettingEngineBuilder, register_default_interceptors,
+};
+
+use self::forwarding::Forward;
+use self::negotiation::FIRST_OFFER_HOLD;
+use self::publishing::Publication;
+use super::MediaOptions;
+use super::fanout::Fanout;
+use super::feedback::KeyframeFeedback;
+use super::header::FORWARDED_EXTENSIONS;
+use super::sdp::Setup;
+use crate::bus::{Input, Outgoing};
+use crate::routing::{ConnId, MediaSignal};
+
+/// Commands queued per peer before the peer counts as stuck and is closed.
+pub(crate) const COMMAND_QUEUE: usize = 256;
+/// Callback events queued per peer.
+const EVENT_QUEUE: usize = 256;
+
+/// What the driver asks a peer to do.
+pub(crate) enum PeerCommand {
+    /// Negotiation from the client.
+    Signal(MediaSignal),
+    /// One of this peer's tracks was published: its media with `mid` goes to `fanout`.
+    Published {
+        mid: Option<String>,
+        source: Source,
+        fanout: Arc<Fanout>,
+    },
+    /// One of this peer's tracks was unpublished.
+    Unpublished { track: TrackId },
+    /// Forward another participant's track to this peer.
+    AddForward {
+        publisher: ConnId,
+        fanout: Arc<Fanout>,
+    },
+    /// Stop forwarding a track to this peer.
+    RemoveForward { publisher: ConnId, track: TrackId },
+    /// Ask this peer (a publisher) for a keyframe on one of its tracks.
+    Keyframe { track: TrackId },
+}
+
+/// What webrtc-rs callbacks and helper tasks tell the peer.
+enum PeerEvent {
+    Track(Arc<dyn TrackRemote>),
+    Candidate(RTCIceCandidateInit),
+    Failed,
+    ForwardReady {
+        key: (ConnId, TrackId),
+        codec: RTCRtpCodec,
+    },
+    /// [`FIRST_OFFER_HOLD`] is over.
+    HoldOver,
+}
+
+/// The driver's handle on a peer actor; dropping it ends the actor.
+pub(crate) struct PeerHandle {
+    commands: mpsc::Sender<PeerCommand>,
+}
+
+impl PeerHandle {
+    /// Queues `command` for the actor; `false` if its queue is full (a stuck actor) or it ended.
+    pub(crate) fn try_command(&self, command: PeerCommand) -> bool {
+        self.commands.try_send(command).is_ok()
+    }
+}
+
+/// Starts the actor for `conn`. It builds its PeerConnection itself, so this returns at once.
+pub(crate) fn spawn(
+    conn: ConnId,
+    options: MediaOptions,
+    outgoing: mpsc::Sender<Outgoing>,
+    driver: mpsc::Sender<Input>,
+) -> PeerHandle {
+    let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+    let failure = driver.clone();
+    let actor = tokio::spawn(run(conn, options, outgoing, driver, rx));
+    // Supervise: a panic or error inside the actor closes this participant only.
+    tokio::spawn(async move {
+        let failed = !matches!(actor.await, Ok(Ok(())));
+        if failed {
+            let _ = failure.send(Input::MediaFailed { conn }).await;
+        }
+    });
+    PeerHandle { commands: tx }
+}
+
+struct Handler {
+    events: mpsc::Sender<PeerEvent>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
+        if let Ok(init) = event.candidate.to_json() {
+            let _ = self.events.try_send(PeerEvent::Candidate(init));
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        tracing::debug!(?state, "peer connection state");
+        if state == RTCPeerConnectionState::Failed {
+            let _ = self.events.try_send(PeerEvent::Failed);
+        }
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let _ = self.events.try_send(PeerEvent::Track(track));
+    }
+}
+
+/// Why a peer stopped.
+#[derive(Debug)]
+struct PeerFailed(&'static str);
+
+struct Peer {
+    conn: ConnId,
+    options: MediaOptions,
+    pc: Arc<dyn PeerConnection>,
+    outgoing: mpsc::Sender<Outgoing>,
+    driver: mpsc::Sender<Input>,
+    events_tx: mpsc::Sender<PeerEvent>,
+    publications: HashMap<TrackId, Publication>,
+    /// Remote tracks that arrived before their `publish`.
+    unclaimed: Vec<(Option<String>, RtpCodecKind, Arc<dyn TrackRemote>)>,
+    forwards: HashMap<(ConnId, TrackId), Forward>,
+    offer_outstanding: bool,
+    needs_offer: bool,
+    has_remote: bool,
+    early_candidates: Vec<RTCIceCandidateInit>,
+    /// The relay's DTLS role, fixed by the first completed exchange (see [`super::sdp`]).
+    dtls_role: Option<Setup>,
+    /// The mid that names the bundled transport in our candidates.
+    bundle_mid: Option<String>,
+    /// Our first offer waits for the client's (see [`FIRST_OFFER_HOLD`]).
+    hold_first_offer: bool,
+    /// Counts completed offer/answer exchanges; forward writers re-read their negotiated
+    /// parameters when it moves.
+    negotiated: watch::Sender<u64>,
+}
+
+async fn run(
+    conn: ConnId,
+    options: MediaOptions,
+    outgoing: mpsc::Sender<Outgoing>,
+    driver: mpsc::Sender<Input>,
+    mut commands: mpsc::Receiver<PeerCommand>,
+) -> Result<(), PeerFailed> {
+    let (events_tx, mut events) = mpsc::channel(EVENT_QUEUE);
+    let pc = match build_pc(&options, events_tx.clone()).await {
+        Ok(pc) => pc,
+        Err(err) => {
+            tracing::warn!(conn = conn.get(), %err, "cannot create a peer connection");
+            let msg = ServerMessage::error(ErrorCode::ServerBusy, "no media port available", true);
+            let _ = outgoing.try_send(Outgoing::Text(msg.encode()));
+            return Err(PeerFailed("build"));
+        }
+    };
+    let mut peer = Peer {
+        conn,
+        options,
+        pc,
+        outgoing,
+        driver,
+        events_tx,
+        publications: HashMap::new(),
+        unclaimed: Vec::new(),
+        forwards: HashMap::new(),
+        offer_outstanding: false,
+        needs_offer: false,
+        has_remote: false,
+        early_candidates: Vec::new(),
+        dtls_role: None,
+        bundle_mid: None,
+        hold_first_offer: true,
+        negotiated: watch::Sender::new(0),
+    };
+    let hold_events = peer.events_tx.clone();
+    let hold = tokio::spawn(async move {
+        tokio::time::sleep(FIRST_OFFER_HOLD).await;
+        let _ = hold_events.send(PeerEvent::HoldOver).await;
+    });
+    let result = loop {
+        let step = tokio::select! {
+            command = commands.recv() => match command {
+                Some(command) => peer.command(command).await,
+                None => break Ok(()),
+            },
+            Some(event) = events.recv() => peer.event(event).await,
+        };
+        if let Err(failed) = step {
+            let msg = ServerMessage::error(ErrorCode::InternalError, "media session failed", true);
+            let _ = peer.outgoing.try_send(Outgoing::Text(msg.encode()));
+            tracing::info!(conn = conn.get(), reason = failed.0, "media session failed");
+            break Err(failed);
+        }
+    };
+    hold.abort();
+    peer.shutdown().await;
+    result
+}
+
+async fn build_pc(
+    options: &MediaOptions,
+    events: mpsc::Sender<PeerEvent>,
+) -> webrtc::error::Result<Arc<dyn PeerConnection>> {
+    let mut media = MediaEngine::default();
+    // VP8, VP9, H.264, AV1 and Opus, with the RTCP feedback browsers expect.
+    media.register_default_codecs()?;
+    for uri in FORWARDED_EXTENSIONS {
+        media.register_header_extension(
+            RTCRtpHeaderExtensionCapability {
+                uri: uri.to_owned(),
+            },
+            RtpCodecKind::Video,
+            None,
+        )?;
+    }
+    let registry = register_default_interceptors(Registry::new(), &mut media)?
+        // Last in the chain (the example `rtcp-processing` uses the same slot): keyframe
+        // requests from subscribers reach `rtcp_loop`.
+        .with(
+            rtc::interceptor::Slot::from(14_000),
+            KeyframeFeedback::default(),
+        );
+    let mut settings = SettingEngineBuilder::new()
+        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+        .with_include_loopback_candidate(options.udp_ip.is_loopback());
+    if let Some(public) = options.public_ip {
+        settings = settings.with_nat_1to1_ips(vec![public.to_string()], RTCIceCandidateType::Host);
+    }
+    let config = RTCConfigurationBuilder::new().build();
+    let pc = PeerConnectionBuilder::new()
+        .with_configuration(config)
+        .with_media_engine(media)
+        .with_setting_engine(settings.build())
+        .with_interceptor_registry(registry)
+        .with_handler(Arc::new(Handler { events }))
+        .with_udp_addrs(vec![std::net::SocketAddr::new(options.udp_ip, 0)])
+        .build()
+        .await?;
+    Ok(Arc::new(pc))
+}
+
+impl Peer {
+    fn send(&self, message: ServerMessage) {
+        if self
+            .outgoing
+            .try_send(Outgoing::Text(message.encode()))
+            .is_err()
+        {
+            tracing::debug!(
+                conn = self.conn.get(),
+                "signaling queue full: message dropped"
+            );
+        }
+    }
+
+    fn refuse(&self, code: ErrorCode, message: &str) {
+        self.send(ServerMessage::error(code, message, false));
+    }
+
+    async fn command(&mut self, command: PeerCommand) -> Result<(), PeerFailed> {
+        match command {
+            PeerCommand::Signal(MediaSignal::Offer(sdp)) => self.client_offer(sdp).await,
+            PeerCommand::Signal(MediaSignal::Answer(sdp)) => self.client_answer(sdp).await,
+            PeerCommand::Signal(MediaSignal::Candidate(c)) => {
+                self.client_candidate(c).await;
+                Ok(())
+            }
+            PeerCommand::Published {
+                mid,
+                source,
+                fanout,
+            } => {
+                self.published(mid, source, fanout).await;
+                Ok(())
+            }
+            PeerCommand::Unpublished { track } => {
+                self.unpublished(track);
+                Ok(())
+            }
+            PeerCommand::AddForward { publisher, fanout } => {
+                self.add_forward(publisher, fanout);
+                Ok(())
+            }
+            PeerCommand::RemoveForward { publisher, track } => {
+                self.remove_forward(publisher, track).await
+            }
+            PeerCommand::Keyframe { track } => {
+                self.request_keyframe(track).await;
+                Ok(())
+            }
+        }
+    }
+
+    async fn event(&mut self, event: PeerEvent) -> Result<(), PeerFailed> {
+        match event {
+            PeerEvent::Candidate(init) => {
+                self.local_candidate(init);
+                Ok(())
+            }
+            PeerEvent::Failed => Err(PeerFailed("ice or dtls failed")),
+            PeerEvent::Track(remote) => {
+                self.remote_track(remote).await;
+                Ok(())
+            }
+            PeerEvent::ForwardReady { key, codec } => self.add_forward_track(key, codec).await,
+            PeerEvent::HoldOver => self.hold_over().await,
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        for (_, forward) in self.forwards.drain() {
+            forward.end(self.conn);
+        }
+        for (_, publication) in self.publications.drain() {
+            publication.end();
+        }
+        let _ = self.pc.close().await;
+    }
+}

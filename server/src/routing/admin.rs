@@ -1,0 +1,109 @@
+//! The app backend's commands (the admin API), decided here: the HTTP layer (`http::admin`)
+//! only parses, authorizes and serializes. Each change goes to the audit trail as
+//! the backend's (`moderator: None`), like the moderation methods it builds on
+//! ([`Relay::remove_participant`], [`Relay::force_unpublish`], [`Relay::set_locked`],
+//! [`Relay::close_room`]).
+
+use hush_proto::{ErrorCode, ParticipantId, RoomId, Source};
+
+use super::config::RoomSettings;
+use super::output::{Audit, ModerationAction, Output};
+use super::relay::Relay;
+use crate::time::Now;
+
+/// A command from the app's backend about one room.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AdminCommand {
+    /// Only report the room's state.
+    Info(RoomId),
+    /// Set the room's own limits, creating it (empty) if needed.
+    Configure(RoomId, RoomSettings),
+    /// Lock (`true`) or unlock the room to newcomers.
+    Lock(RoomId, bool),
+    /// Remove everyone; refuse joins until the room is forgotten.
+    Close(RoomId),
+    /// Remove a participant (a leave: the others move to a new epoch).
+    Remove(RoomId, ParticipantId),
+    /// Stop one of a participant's tracks.
+    Unpublish(RoomId, ParticipantId, Source),
+}
+
+/// A room's state as the backend sees it: counts and flags, no personal data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RoomState {
+    /// The room.
+    pub room: RoomId,
+    /// Participants in it now.
+    pub participants: usize,
+    /// Tracks published in it now.
+    pub tracks: usize,
+    /// Whether newcomers are refused.
+    pub locked: bool,
+    /// Whether it was closed (everyone is refused until it is forgotten).
+    pub closed: bool,
+    /// The room's effective limit (its own, capped by the server's).
+    pub max_participants: u32,
+    /// How long it lives empty, in seconds (its own timeout, else the server's).
+    pub empty_timeout_secs: u64,
+}
+
+/// The core's answer to an [`AdminCommand`]: the room's state afterwards, or why not.
+pub type AdminResult = Result<RoomState, ErrorCode>;
+
+impl Relay {
+    /// Runs a command from the app's backend. Outputs (closes, broadcasts, audit records) wait
+    /// in [`Relay::poll_output`] as usual. A refusal changes nothing.
+    pub fn admin(&mut self, now: Now, command: AdminCommand) -> AdminResult {
+        let room = match command {
+            AdminCommand::Info(room) => room,
+            AdminCommand::Configure(room, settings) => {
+                self.configure_room(now, room.clone(), settings)?;
+                let audit = Audit::Moderation {
+                    room: room.clone(),
+                    moderator: None,
+                    action: ModerationAction::Configure(settings),
+                };
+                self.out.push(Output::Audit(audit));
+                room
+            }
+            AdminCommand::Lock(room, locked) => {
+                self.set_locked(&room, locked)?;
+                room
+            }
+            AdminCommand::Close(room) => {
+                self.close_room(now, &room)?;
+                room
+            }
+            AdminCommand::Remove(room, participant) => {
+                self.remove_participant(now, &room, &participant)?;
+                room
+            }
+            AdminCommand::Unpublish(room, participant, source) => {
+                self.force_unpublish(&room, &participant, source)?;
+                room
+            }
+        };
+        self.room_state(&room).ok_or(ErrorCode::UnknownRoom)
+    }
+
+    /// `room`'s state, if the relay holds it.
+    pub fn room_state(&self, room: &RoomId) -> Option<RoomState> {
+        let config = self.config();
+        let state = self.rooms.get(room)?;
+        Some(RoomState {
+            room: room.clone(),
+            participants: state.members.len(),
+            tracks: state.publications.len(),
+            locked: state.locked,
+            closed: state.closed_at.is_some(),
+            max_participants: state.capacity(config),
+            empty_timeout_secs: state
+                .settings
+                .empty_timeout
+                .unwrap_or(config.empty_room_timeout)
+                .as_secs(),
+        })
+    }
+}
