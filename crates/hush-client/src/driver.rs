@@ -330,15 +330,18 @@ impl Driver {
                     .await;
             }
         }
-        let sdp = self
-            .pc
-            .local_description()
-            .await
-            .ok_or(ClientError::Protocol("no local description"))?
-            .sdp;
+        let sdp = self.local_sdp().await?;
         self.send(ClientMessage::Offer(hush_proto::Sdp { sdp }))
             .await;
         Ok(())
+    }
+
+    /// The SDP of the local description just set.
+    async fn local_sdp(&self) -> Result<String, ClientError> {
+        let desc = self.pc.local_description().await;
+        Ok(desc
+            .ok_or(ClientError::Protocol("no local description"))?
+            .sdp)
     }
 
     /// The relay's offer: the polite peer rolls its own back, answers, then offers again.
@@ -357,12 +360,7 @@ impl Driver {
         self.flush_candidates().await;
         let answer = self.pc.create_answer(None).await?;
         self.pc.set_local_description(answer).await?;
-        let sdp = self
-            .pc
-            .local_description()
-            .await
-            .ok_or(ClientError::Protocol("no local description"))?
-            .sdp;
+        let sdp = self.local_sdp().await?;
         tracing::debug!(sdp = summarize(&sdp).as_str(), "client answer");
         self.send(ClientMessage::Answer(hush_proto::Sdp { sdp }))
             .await;

@@ -2,9 +2,8 @@
 //! unusable identity key must not freeze anyone's key log.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use hush_participant::{Event, Refusal};
 use hush_proto::{ClientMessage, RekeyReason, RekeyRequest, Source};
-use hush_testkit::client::{Media, decrypted_from, pump_until_decrypted};
+use hush_testkit::client::{Media, decrypted_from, pump_until_decrypted, refusal_of};
 use hush_testkit::relay::TestRelay;
 
 const ROOM: &str = "hostile";
@@ -55,20 +54,7 @@ async fn unusable_identity_key() {
     assert!(decrypted_from(&bob, ic) > 20, "{:?}", bob.stats().received);
 
     // Bob saw the refusal, with its reason.
-    let mut refused = false;
-    while let Some(ev) = bob.try_event() {
-        if let hush_client::ClientEvent::Keys(Event::MemberRefused {
-            participant,
-            reason,
-        }) = ev
-        {
-            assert_eq!(participant, "mallory");
-            assert_eq!(reason.code(), "bad_identity_key");
-            assert!(matches!(reason, Refusal::Keys(_)));
-            refused = true;
-        }
-    }
-    assert!(refused, "bob was told mallory was refused");
+    assert_eq!(refusal_of(&mut bob, "mallory"), Some("bad_identity_key"));
 
     // And the log goes on: a rekey moves everyone to a fresh epoch that all three open.
     let epoch = alice.stats().sending_epoch.unwrap();
@@ -128,17 +114,7 @@ async fn unvouched_member_gets_no_envelope() {
                 envelopes += 1;
             }
         }
-        let mut refused = None;
-        while let Some(ev) = bob.try_event() {
-            if let hush_client::ClientEvent::Keys(Event::MemberRefused {
-                participant,
-                reason,
-            }) = ev
-                && participant == "ghost"
-            {
-                refused = Some(reason.code());
-            }
-        }
+        let refused = refusal_of(&mut bob, "ghost");
         if vouched {
             assert_eq!(envelopes, 0, "nothing sealed to the ghost");
             assert_eq!(refused, Some("missing_attestation"));

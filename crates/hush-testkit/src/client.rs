@@ -10,7 +10,7 @@ mod native;
 #[cfg(feature = "native")]
 pub use native::{
     ClientBuilder, Media, decrypted_from, next_error, opened_by, pump, pump_past_epoch,
-    pump_until_decrypted,
+    pump_until_decrypted, refusal_of,
 };
 
 use std::net::{IpAddr, SocketAddr};

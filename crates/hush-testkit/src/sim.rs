@@ -227,6 +227,20 @@ impl Room {
             .unwrap_or_else(|| panic!("no member {name}"))
     }
 
+    /// The `e2ee` payloads `from` sent to `to` (through the relay, before any hook), in order.
+    pub fn sent_to(&self, from: &str, to: &str) -> Vec<Vec<u8>> {
+        self.members[from]
+            .sent
+            .iter()
+            .filter_map(|m| match m {
+                ClientMessage::E2ee(e) if e.to.as_str() == to => {
+                    Some(e.payload.as_bytes().to_vec())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Everything the relay delivered to `name`, with the time, in order.
     pub fn transcript(&self, name: &str) -> &[(u64, ServerMessage)] {
         self.transcripts.get(name).map_or(&[], Vec::as_slice)

@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use hush_participant::Event;
-use hush_proto::{ClientMessage, ServerMessage};
+use hush_proto::ServerMessage;
 use hush_testkit::sim::{Room, Verdict};
 
 const HONEST: [&str; 3] = ["alice", "bob", "carol"];
@@ -28,16 +28,7 @@ fn room(vouched: bool) -> Room {
 
 /// Envelopes anyone sealed to `to` (the relay reads the `to` of every `e2ee`).
 fn sealed_to(r: &Room, to: &str) -> usize {
-    HONEST
-        .iter()
-        .map(|n| {
-            r.member(n)
-                .sent
-                .iter()
-                .filter(|m| matches!(m, ClientMessage::E2ee(e) if e.to.as_str() == to))
-                .count()
-        })
-        .sum()
+    HONEST.iter().map(|n| r.sent_to(n, to).len()).sum()
 }
 
 fn refusals_of(r: &Room, who: &str) -> Vec<String> {
@@ -143,12 +134,7 @@ fn swapped_identity_key_is_refused() {
         // Alice is the committer: vouched, she refuses the swapped key and seals nothing to it;
         // unauthenticated, she seals Dave's epoch to the relay's key.
         assert_eq!(refused, vouched, "vouched = {vouched}");
-        let to_dave = r
-            .member("alice")
-            .sent
-            .iter()
-            .filter(|m| matches!(m, ClientMessage::E2ee(e) if e.to.as_str() == "dave"))
-            .count();
+        let to_dave = r.sent_to("alice", "dave").len();
         assert_eq!(
             to_dave == 0,
             vouched,

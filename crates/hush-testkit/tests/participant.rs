@@ -91,18 +91,11 @@ fn forged_sender_is_refused() {
     let mut r = room(&["alice", "bob", "carol"]);
     r.rekey();
     r.settle();
+    // A switch notice is key message kind 3 (byte 1).
     let switch = r
-        .member("alice")
-        .sent
-        .iter()
-        .find_map(|m| match m {
-            hush_proto::ClientMessage::E2ee(e)
-                if e.to.as_str() == "carol" && e.payload.as_bytes().get(1) == Some(&3) =>
-            {
-                Some(e.payload.as_bytes().to_vec())
-            }
-            _ => None,
-        })
+        .sent_to("alice", "carol")
+        .into_iter()
+        .find(|p| p.get(1) == Some(&3))
         .expect("alice sent carol a switch notice");
     r.inject("bob", Room::e2ee("carol", switch));
     assert_eq!(refused_as(&r, "bob", "forged"), 1);

@@ -6,7 +6,7 @@
 
 use hush_client::keys::KeyAgent;
 use hush_participant::{Event, Input, Instant, KeyUpdate, Membership, Output, StreamContext};
-use hush_proto::{ClientMessage, LeaveReason, ServerMessage};
+use hush_proto::{LeaveReason, ServerMessage};
 use hush_testkit::sim::{Room, seed_of};
 use hush_wasm::keys::KeyCore;
 
@@ -25,18 +25,7 @@ fn transcript() -> Vec<(u64, ServerMessage)> {
     r.rekey();
     r.settle();
     // Carol hands in alice's switch notice to her as her own.
-    let switch = r
-        .member("alice")
-        .sent
-        .iter()
-        .rev()
-        .find_map(|m| match m {
-            ClientMessage::E2ee(e) if e.to.as_str() == "carol" => {
-                Some(e.payload.as_bytes().to_vec())
-            }
-            _ => None,
-        })
-        .unwrap();
+    let switch = r.sent_to("alice", "carol").pop().unwrap();
     r.inject("bob", Room::e2ee("carol", switch.clone()));
     r.inject("bob", Room::e2ee("alice", vec![1, 2, 3]));
     r.inject("bob", ServerMessage::Pong(hush_proto::Ping { seq: 1 }));

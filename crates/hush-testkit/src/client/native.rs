@@ -231,3 +231,19 @@ pub async fn next_error(client: &mut Client) -> Option<(ErrorCode, bool)> {
     }
     panic!("no error in 1000 events");
 }
+
+/// Drains `client`'s queued events; the reason code of the last refusal of `who` among them.
+pub fn refusal_of(client: &mut Client, who: &str) -> Option<&'static str> {
+    let mut refused = None;
+    while let Some(ev) = client.try_event() {
+        if let ClientEvent::Keys(hush_participant::Event::MemberRefused {
+            participant,
+            reason,
+        }) = ev
+            && participant == who
+        {
+            refused = Some(reason.code());
+        }
+    }
+    refused
+}

@@ -169,11 +169,11 @@ fn event(e: &Event) -> js_sys::Object {
     let ev = js_sys::Object::new();
     set(&ev, "type", &e.name().into());
     match e {
-        Event::Joined { you, sender_index } => {
-            set(&ev, "participant", &you.as_str().into());
-            set(&ev, "senderIndex", &(*sender_index).into());
+        Event::Joined {
+            you: participant,
+            sender_index,
         }
-        Event::MemberJoined {
+        | Event::MemberJoined {
             participant,
             sender_index,
         } => {
