@@ -504,6 +504,10 @@ impl<R: CryptoRng> Session<R> {
         }
         let me = own.sender_index;
         let my_identity = *self.identity.public();
+        // Our index is taken before any other entry is checked: a snapshot that lists someone
+        // else with our sender index ahead of our own entry must not get both admitted (found
+        // by fuzz/fuzz_targets/keys_snapshot.rs).
+        self.seen_indexes.insert(me);
         for m in members {
             if m.participant == self.participant {
                 // Only our own exact entry is taken unchecked. Any other entry under our id

@@ -46,3 +46,56 @@ fn a_fake_entry_under_our_own_id_is_refused() {
     );
     assert_eq!(s.sending_epoch(), Some(5));
 }
+
+/// Found by `fuzz/fuzz_targets/keys_snapshot.rs`: another entry with our sender index, listed
+/// before our own, was admitted, and then our own entry too: two members with one sender index
+/// (so one KID for two senders, and receive keys for our own KIDs).
+#[test]
+fn another_entry_with_our_sender_index_is_refused_wherever_it_is_listed() {
+    let mut rng = ChaCha20Rng::seed_from_u64(8);
+    let room = RoomId::new("room-1").unwrap();
+    let me = ParticipantId::new("alice").unwrap();
+    let mine = IdentityKeyPair::generate(&mut rng);
+    let bobs = IdentityKeyPair::generate(&mut rng);
+    let index = SenderIndex::new(0xff_ffff).unwrap();
+    let bob = Member {
+        participant: ParticipantId::new("bob").unwrap(),
+        sender_index: index,
+        join_seq: 3,
+        identity: *bobs.public(),
+        attestation: None,
+    };
+    let real = Member {
+        participant: me.clone(),
+        sender_index: index,
+        join_seq: 5,
+        identity: *mine.public(),
+        attestation: None,
+    };
+    let mut s = Session::new(Config::new(room), mine, me.clone(), rng);
+    s.handle_input(
+        Instant::from_millis(0),
+        Input::Joined {
+            seq: 5,
+            members: vec![bob, real],
+        },
+    )
+    .unwrap();
+    let members: Vec<_> = s.members().map(|m| m.participant.clone()).collect();
+    assert_eq!(
+        members,
+        vec![me],
+        "bob reuses our sender index and is refused"
+    );
+    let refused = core::iter::from_fn(|| s.poll_output()).any(|o| {
+        matches!(
+            o,
+            hush_keys::Output::Event(hush_keys::Event::MemberRefused {
+                reason: hush_keys::MembershipError::SenderIndexReused,
+                ..
+            })
+        )
+    });
+    assert!(refused, "the refusal is reported");
+    assert_eq!(s.sending_epoch(), Some(5), "alone, so we commit epoch 5");
+}

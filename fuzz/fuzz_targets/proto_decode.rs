@@ -1,0 +1,40 @@
+//! Signaling decode on arbitrary text, both directions: `ClientMessage::decode` (what the relay
+//! parses from every WebSocket) and `ServerMessage::decode` (what every client parses from the
+//! relay). Decoding never panics; what decodes re-encodes to the same message; a refusal's
+//! client-facing text stays within its limit.
+#![no_main]
+
+use hush_proto::limits::MAX_ERROR_MESSAGE_BYTES;
+use hush_proto::{ClientMessage, DecodeError, MAX_MESSAGE_BYTES, ServerMessage};
+use libfuzzer_sys::fuzz_target;
+
+fn refusal(e: &DecodeError) {
+    let _ = e.code();
+    assert!(e.client_message().len() <= MAX_ERROR_MESSAGE_BYTES);
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = core::str::from_utf8(data) else {
+        return;
+    };
+    match ClientMessage::decode(text) {
+        Ok(msg) => {
+            let _ = msg.type_name();
+            let again = msg.encode();
+            if again.len() <= MAX_MESSAGE_BYTES {
+                assert_eq!(ClientMessage::decode(&again).as_ref(), Ok(&msg), "{again}");
+            }
+        }
+        Err(e) => refusal(&e),
+    }
+    match ServerMessage::decode(text) {
+        Ok(msg) => {
+            let _ = msg.type_name();
+            let again = msg.encode();
+            if again.len() <= MAX_MESSAGE_BYTES {
+                assert_eq!(ServerMessage::decode(&again).as_ref(), Ok(&msg), "{again}");
+            }
+        }
+        Err(e) => refusal(&e),
+    }
+});
