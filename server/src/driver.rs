@@ -174,6 +174,19 @@ impl Driver {
         }
     }
 
+    /// A new connection: known to the core, not yet joined, without media.
+    fn open(&mut self, outgoing: mpsc::Sender<Outgoing>, ip: IpAddr) -> ConnId {
+        let conn = self.relay.connect(now());
+        let state = ConnState {
+            outgoing,
+            peer: None,
+            sender_index: None,
+            ip,
+        };
+        self.conns.insert(conn, state);
+        conn
+    }
+
     fn input(&mut self, input: Input) {
         match input {
             Input::Open {
@@ -181,16 +194,7 @@ impl Driver {
                 reply,
                 ip,
             } => {
-                let conn = self.relay.connect(now());
-                self.conns.insert(
-                    conn,
-                    ConnState {
-                        outgoing,
-                        peer: None,
-                        sender_index: None,
-                        ip,
-                    },
-                );
+                let conn = self.open(outgoing, ip);
                 if reply.send(conn).is_err() {
                     // The socket went away while waiting.
                     self.conns.remove(&conn);
@@ -507,16 +511,7 @@ mod tests {
         let (mut d, _) = driver();
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let (outgoing, _out) = mpsc::channel(8);
-        let conn = d.relay.connect(now());
-        d.conns.insert(
-            conn,
-            ConnState {
-                outgoing,
-                peer: None,
-                sender_index: None,
-                ip,
-            },
-        );
+        let conn = d.open(outgoing, ip);
         let limiter = Arc::clone(&d.ops.limiter);
         let free = IpLimits::default().free_auth_failures;
         // Room refusals are not authentication failures.

@@ -6,6 +6,7 @@ use hush_proto::{
     ClientMessage, ErrorCode, LeaveReason, Publish, ServerMessage, Source, Unpublish,
 };
 use hush_relay::ops::limits::IpLimits;
+use hush_testkit::client::RawSignal;
 use hush_testkit::http::{HttpResponse, request};
 use hush_testkit::relay::{ADMIN_TOKEN, TestRelay};
 
@@ -28,6 +29,12 @@ async fn admin_error(
 ) -> (u16, Option<String>) {
     let response = relay.admin_request(method, path, body).await;
     (response.status, response.error())
+}
+
+/// Waits for the first message that `pick` takes something from, and returns that.
+async fn recv_map<T>(client: &mut RawSignal, pick: impl Fn(&ServerMessage) -> Option<T>) -> T {
+    let message = client.recv_until(|m| pick(m).is_some()).await;
+    pick(&message).expect("recv_until returned a message that `pick` takes")
 }
 
 /// Asserts that every one of `bodies` is refused with `400 bad_request`.
@@ -180,12 +187,11 @@ async fn remove_closes_the_participants_socket_and_tells_the_others() {
     let remove_bob = format!("{base}/bob/remove");
     let body = admin_ok(&relay, "POST", &remove_bob, "").await;
     assert_eq!(body["participants"], 1);
-    let left = alice
-        .recv_until(|m| matches!(m, ServerMessage::ParticipantLeft(_)))
-        .await;
-    let ServerMessage::ParticipantLeft(left) = left else {
-        unreachable!()
-    };
+    let left = recv_map(&mut alice, |m| match m {
+        ServerMessage::ParticipantLeft(left) => Some(left.clone()),
+        _ => None,
+    })
+    .await;
     assert_eq!(left.participant.as_str(), "bob");
     assert_eq!(left.reason, LeaveReason::Removed);
     let error = bob.next_error().await;
@@ -230,12 +236,11 @@ async fn unpublish_stops_a_track_and_refuses_bad_sources() {
 
     let body = admin_ok(&relay, "POST", path, r#"{"source":"camera"}"#).await;
     assert_eq!(body["tracks"], 0);
-    let gone = bob
-        .recv_until(|m| matches!(m, ServerMessage::TrackUnpublished(_)))
-        .await;
-    let ServerMessage::TrackUnpublished(t) = gone else {
-        unreachable!()
-    };
+    let t = recv_map(&mut bob, |m| match m {
+        ServerMessage::TrackUnpublished(t) => Some(t.clone()),
+        _ => None,
+    })
+    .await;
     assert_eq!(
         (t.participant.as_str(), t.source),
         ("alice", Source::Camera)

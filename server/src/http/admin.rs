@@ -28,11 +28,11 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
-use axum::Extension;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -97,8 +97,6 @@ pub(crate) fn routes() -> Router<AppState> {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
-type Peer = Option<Extension<ConnectInfo<PeerAddr>>>;
-
 /// A refusal: status, code, message, and how long to wait for `429`.
 struct Refusal {
     status: StatusCode,
@@ -139,12 +137,16 @@ fn bad_request(message: impl Into<String>) -> Refusal {
 }
 
 /// Lets the request through if it carries the admin token and its address is not backing off.
-fn authorize(state: &AppState, peer: Peer, headers: &HeaderMap) -> Result<(), Refusal> {
+fn authorize(
+    state: &AppState,
+    peer: Option<ConnectInfo<PeerAddr>>,
+    headers: &HeaderMap,
+) -> Result<(), Refusal> {
     let Some(token) = state.admin.as_deref() else {
         return Err(error(StatusCode::NOT_FOUND, "not_found", "no admin API"));
     };
     // Without connect info everyone shares one address (see `ws::upgrade`).
-    let ip = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| p.0.0.0.ip());
+    let ip = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| p.0.0.ip());
     let now = Instant::now();
     let mut limiter = state.limiter.lock().unwrap_or_else(PoisonError::into_inner);
     match limiter.try_authenticate(now, ip) {
@@ -238,32 +240,32 @@ fn message(code: ErrorCode) -> &'static str {
     }
 }
 
-/// Authorizes, then builds the command, then runs it.
-async fn handle(
-    state: AppState,
-    peer: Peer,
-    headers: &HeaderMap,
-    command: impl FnOnce() -> Result<AdminCommand, Refusal>,
-) -> Response {
-    if let Err(refusal) = authorize(&state, peer, headers) {
-        return refusal.into_response();
-    }
-    match command() {
-        Ok(command) => run(&state, command).await,
-        Err(refusal) => refusal.into_response(),
+/// An authorized admin request (see [`authorize`]): taken from the request head before its
+/// path and body are looked at.
+struct Admin(AppState);
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = Refusal;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Refusal> {
+        let peer = parts.extensions.get::<ConnectInfo<PeerAddr>>().copied();
+        authorize(state, peer, &parts.headers)?;
+        Ok(Self(state.clone()))
     }
 }
 
-async fn info(
-    State(state): State<AppState>,
-    peer: Peer,
-    headers: HeaderMap,
-    Path(room): Path<String>,
-) -> Response {
-    handle(state, peer, &headers, || {
-        Ok(AdminCommand::Info(room_id(room)?))
-    })
-    .await
+impl Admin {
+    /// Builds the command, then runs it.
+    async fn run(self, command: impl FnOnce() -> Result<AdminCommand, Refusal>) -> Response {
+        match command() {
+            Ok(command) => run(&self.0, command).await,
+            Err(refusal) => refusal.into_response(),
+        }
+    }
+}
+
+async fn info(admin: Admin, Path(room): Path<String>) -> Response {
+    admin.run(|| Ok(AdminCommand::Info(room_id(room)?))).await
 }
 
 #[derive(Deserialize)]
@@ -273,34 +275,29 @@ struct ConfigureBody {
     empty_timeout_secs: Option<u64>,
 }
 
-async fn configure(
-    State(state): State<AppState>,
-    peer: Peer,
-    headers: HeaderMap,
-    Path(room): Path<String>,
-    bytes: Bytes,
-) -> Response {
-    handle(state, peer, &headers, || {
-        let room = room_id(room)?;
-        let body: ConfigureBody = body(&bytes)?;
-        if body.max_participants == Some(0) {
-            return Err(bad_request("max_participants must be at least 1"));
-        }
-        if body
-            .empty_timeout_secs
-            .is_some_and(|s| s > MAX_EMPTY_TIMEOUT_SECS)
-        {
-            return Err(bad_request(
-                "empty_timeout_secs must be at most 604800 (a week)",
-            ));
-        }
-        let settings = RoomSettings {
-            max_participants: body.max_participants,
-            empty_timeout: body.empty_timeout_secs.map(Duration::from_secs),
-        };
-        Ok(AdminCommand::Configure(room, settings))
-    })
-    .await
+async fn configure(admin: Admin, Path(room): Path<String>, bytes: Bytes) -> Response {
+    admin
+        .run(|| {
+            let room = room_id(room)?;
+            let body: ConfigureBody = body(&bytes)?;
+            if body.max_participants == Some(0) {
+                return Err(bad_request("max_participants must be at least 1"));
+            }
+            if body
+                .empty_timeout_secs
+                .is_some_and(|s| s > MAX_EMPTY_TIMEOUT_SECS)
+            {
+                return Err(bad_request(
+                    "empty_timeout_secs must be at most 604800 (a week)",
+                ));
+            }
+            let settings = RoomSettings {
+                max_participants: body.max_participants,
+                empty_timeout: body.empty_timeout_secs.map(Duration::from_secs),
+            };
+            Ok(AdminCommand::Configure(room, settings))
+        })
+        .await
 }
 
 #[derive(Deserialize)]
@@ -309,43 +306,24 @@ struct LockBody {
     locked: bool,
 }
 
-async fn lock(
-    State(state): State<AppState>,
-    peer: Peer,
-    headers: HeaderMap,
-    Path(room): Path<String>,
-    bytes: Bytes,
-) -> Response {
-    handle(state, peer, &headers, || {
-        let room = room_id(room)?;
-        let body: LockBody = body(&bytes)?;
-        Ok(AdminCommand::Lock(room, body.locked))
-    })
-    .await
+async fn lock(admin: Admin, Path(room): Path<String>, bytes: Bytes) -> Response {
+    admin
+        .run(|| {
+            let room = room_id(room)?;
+            let body: LockBody = body(&bytes)?;
+            Ok(AdminCommand::Lock(room, body.locked))
+        })
+        .await
 }
 
-async fn close(
-    State(state): State<AppState>,
-    peer: Peer,
-    headers: HeaderMap,
-    Path(room): Path<String>,
-) -> Response {
-    handle(state, peer, &headers, || {
-        Ok(AdminCommand::Close(room_id(room)?))
-    })
-    .await
+async fn close(admin: Admin, Path(room): Path<String>) -> Response {
+    admin.run(|| Ok(AdminCommand::Close(room_id(room)?))).await
 }
 
-async fn remove(
-    State(state): State<AppState>,
-    peer: Peer,
-    headers: HeaderMap,
-    Path((room, id)): Path<(String, String)>,
-) -> Response {
-    handle(state, peer, &headers, || {
-        Ok(AdminCommand::Remove(room_id(room)?, participant_id(id)?))
-    })
-    .await
+async fn remove(admin: Admin, Path((room, id)): Path<(String, String)>) -> Response {
+    admin
+        .run(|| Ok(AdminCommand::Remove(room_id(room)?, participant_id(id)?)))
+        .await
 }
 
 #[derive(Deserialize)]
@@ -355,20 +333,19 @@ struct UnpublishBody {
 }
 
 async fn unpublish(
-    State(state): State<AppState>,
-    peer: Peer,
-    headers: HeaderMap,
+    admin: Admin,
     Path((room, id)): Path<(String, String)>,
     bytes: Bytes,
 ) -> Response {
-    handle(state, peer, &headers, || {
-        let room = room_id(room)?;
-        let id = participant_id(id)?;
-        let body: UnpublishBody = body(&bytes)?;
-        let Some(&source) = Source::ALL.iter().find(|s| s.as_str() == body.source) else {
-            return Err(bad_request("source must be camera, microphone or screen"));
-        };
-        Ok(AdminCommand::Unpublish(room, id, source))
-    })
-    .await
+    admin
+        .run(|| {
+            let room = room_id(room)?;
+            let id = participant_id(id)?;
+            let body: UnpublishBody = body(&bytes)?;
+            let Some(&source) = Source::ALL.iter().find(|s| s.as_str() == body.source) else {
+                return Err(bad_request("source must be camera, microphone or screen"));
+            };
+            Ok(AdminCommand::Unpublish(room, id, source))
+        })
+        .await
 }

@@ -160,13 +160,16 @@ pub fn server_config(cert_path: &Path, key_path: &Path) -> Result<Arc<ServerConf
 
 #[cfg(test)]
 mod tests {
+    use std::net::SocketAddr;
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::Duration;
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
+    use tokio::task::JoinHandle;
     use tokio_rustls::rustls::pki_types::ServerName;
     use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+    use tokio_rustls::server::TlsStream;
     use tokio_rustls::{TlsAcceptor, TlsConnector};
 
     use super::*;
@@ -202,38 +205,66 @@ mod tests {
         (ck.cert.pem(), ck.signing_key.serialize_pem())
     }
 
-    #[tokio::test]
-    async fn a_real_handshake_on_loopback() {
-        let dir = TempDir::new();
+    /// A self-signed certificate and its key, written as `cert.pem` and `key.pem` in `dir`.
+    fn write_self_signed(dir: &TempDir) -> (PathBuf, PathBuf) {
         let (cert_pem, key_pem) = self_signed();
         let cert = dir.write("cert.pem", cert_pem.as_bytes());
         let key = dir.write("key.pem", key_pem.as_bytes());
-        let acceptor = TlsAcceptor::from(server_config(&cert, &key).unwrap());
+        (cert, key)
+    }
 
+    /// A loopback listener and a task that accepts one TLS connection on it with `cert` and
+    /// `key`, then hands the stream (or the handshake error) to `serve`.
+    async fn serve_one<F, Fut>(
+        cert: &Path,
+        key: &Path,
+        serve: F,
+    ) -> (SocketAddr, JoinHandle<Fut::Output>)
+    where
+        F: FnOnce(std::io::Result<TlsStream<TcpStream>>) -> Fut + Send + 'static,
+        Fut: Future<Output: Send + 'static> + Send + 'static,
+    {
+        let acceptor = TlsAcceptor::from(server_config(cert, key).unwrap());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move {
             let (tcp, _) = listener.accept().await.unwrap();
-            let mut tls = acceptor.accept(tcp).await.unwrap();
+            serve(acceptor.accept(tcp).await).await
+        });
+        (addr, server)
+    }
+
+    /// A client that trusts only `roots`.
+    fn connector(roots: RootCertStore, alpn: Vec<Vec<u8>>) -> TlsConnector {
+        let mut client = ClientConfig::builder_with_provider(Arc::new(default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        client.alpn_protocols = alpn;
+        TlsConnector::from(Arc::new(client))
+    }
+
+    #[tokio::test]
+    async fn a_real_handshake_on_loopback() {
+        let dir = TempDir::new();
+        let (cert, key) = write_self_signed(&dir);
+        let (addr, server) = serve_one(&cert, &key, |tls| async move {
+            let mut tls = tls.unwrap();
             let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
             let mut buf = [0u8; 5];
             tls.read_exact(&mut buf).await.unwrap();
             tls.write_all(b"pong!").await.unwrap();
             tls.shutdown().await.unwrap();
             (buf, alpn)
-        });
+        })
+        .await;
 
         let mut roots = RootCertStore::empty();
         for c in load_certs(&cert).unwrap() {
             roots.add(c).unwrap();
         }
-        let mut client = ClientConfig::builder_with_provider(Arc::new(default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        client.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let connector = TlsConnector::from(Arc::new(client));
+        let connector = connector(roots, vec![b"http/1.1".to_vec()]);
         let run = async {
             let tcp = TcpStream::connect(addr).await.unwrap();
             let name = ServerName::try_from("localhost").unwrap();
@@ -255,27 +286,14 @@ mod tests {
     #[tokio::test]
     async fn a_client_that_does_not_trust_the_certificate_fails() {
         let dir = TempDir::new();
-        let (cert_pem, key_pem) = self_signed();
-        let cert = dir.write("cert.pem", cert_pem.as_bytes());
-        let key = dir.write("key.pem", key_pem.as_bytes());
-        let acceptor = TlsAcceptor::from(server_config(&cert, &key).unwrap());
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move {
-            let (tcp, _) = listener.accept().await.unwrap();
-            acceptor.accept(tcp).await.is_err()
-        });
+        let (cert, key) = write_self_signed(&dir);
+        let (addr, server) = serve_one(&cert, &key, |tls| async move { tls.is_err() }).await;
         // Trusts another self-signed certificate, not the server's.
         let mut roots = RootCertStore::empty();
         let (other, _) = self_signed();
         let other = dir.write("other.pem", other.as_bytes());
         roots.add(load_certs(&other).unwrap().remove(0)).unwrap();
-        let client = ClientConfig::builder_with_provider(Arc::new(default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let connector = TlsConnector::from(Arc::new(client));
+        let connector = connector(roots, Vec::new());
         let tcp = TcpStream::connect(addr).await.unwrap();
         let name = ServerName::try_from("localhost").unwrap();
         let result = tokio::time::timeout(Duration::from_secs(10), connector.connect(name, tcp))
@@ -293,9 +311,7 @@ mod tests {
     #[test]
     fn missing_and_bad_files_are_named_clearly() {
         let dir = TempDir::new();
-        let (cert_pem, key_pem) = self_signed();
-        let cert = dir.write("cert.pem", cert_pem.as_bytes());
-        let key = dir.write("key.pem", key_pem.as_bytes());
+        let (cert, key) = write_self_signed(&dir);
         let missing = dir.0.join("nope.pem");
 
         let err = server_config(&missing, &key).unwrap_err();

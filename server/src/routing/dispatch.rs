@@ -126,7 +126,8 @@ impl Relay {
     ) -> Result<(), Refusal> {
         let room = self.rooms.get_mut(&room_id).ok_or(NOT_IN_ROOM)?;
         let member = room.member_by_conn(conn).ok_or(NOT_IN_ROOM)?;
-        let (me, grants): (ParticipantId, Grants) = (member.id.clone(), member.grants.clone());
+        let (me, grants): (ParticipantId, Grants) =
+            (member.info.id.clone(), member.info.grants.clone());
         match message {
             ClientMessage::Join(_) => {
                 return Err(Refusal::new(ErrorCode::AlreadyJoined, "already joined"));
@@ -270,7 +271,7 @@ impl Relay {
         let room = self.rooms.get_mut(room_id).ok_or(unknown)?;
         let may_subscribe = room
             .member_by_conn(subscriber)
-            .is_some_and(|m| m.grants.subscribe);
+            .is_some_and(|m| m.info.grants.subscribe);
         let publication = room
             .publication_mut(track)
             .filter(|p| p.publisher != subscriber)

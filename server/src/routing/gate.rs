@@ -22,14 +22,8 @@ impl MergeGate {
 
     /// A request arrives: whether to send one now (otherwise it is pending).
     pub(super) fn request(&mut self, now: Instant, interval: Duration) -> bool {
-        if self.ready_at(interval).is_none_or(|at| now >= at) {
-            self.last_sent = Some(now);
-            self.pending = false;
-            true
-        } else {
-            self.pending = true;
-            false
-        }
+        self.pending = true;
+        self.poll(now, interval)
     }
 
     /// When a pending request is due.
@@ -41,15 +35,14 @@ impl MergeGate {
         }
     }
 
-    /// Whether a pending request is due now (it is then sent).
+    /// Whether a pending request is due now (it is then sent). Nothing sent yet: due at once.
     pub(super) fn poll(&mut self, now: Instant, interval: Duration) -> bool {
-        if self.deadline(interval).is_some_and(|at| now >= at) {
+        let due = self.pending && self.ready_at(interval).is_none_or(|at| now >= at);
+        if due {
             self.last_sent = Some(now);
             self.pending = false;
-            true
-        } else {
-            false
         }
+        due
     }
 }
 

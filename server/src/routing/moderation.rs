@@ -132,7 +132,7 @@ impl Relay {
             if let Some(member) =
                 room.remove_member(now, conn, LeaveReason::Removed, false, &mut self.out)
             {
-                left.push(member.id);
+                left.push(member.info.id);
             }
             self.out
                 .error(conn, ErrorCode::RoomClosed, "the room was closed", true);

@@ -39,12 +39,11 @@ impl TokenBucket {
         if now > self.last {
             self.last = now;
         }
-        if self.units >= UNITS_PER_TOKEN {
-            self.units -= UNITS_PER_TOKEN;
-            true
-        } else {
-            false
-        }
+        let Some(left) = self.units.checked_sub(UNITS_PER_TOKEN) else {
+            return false;
+        };
+        self.units = left;
+        true
     }
 }
 
@@ -54,16 +53,14 @@ mod tests {
 
     use super::*;
 
+    fn bucket(burst: u32, per_second: u32, now: Instant) -> TokenBucket {
+        TokenBucket::new(RateLimit { burst, per_second }, now)
+    }
+
     #[test]
     fn burst_then_steady_rate() {
         let t0 = Instant::now();
-        let mut b = TokenBucket::new(
-            RateLimit {
-                burst: 3,
-                per_second: 10,
-            },
-            t0,
-        );
+        let mut b = bucket(3, 10, t0);
         assert!((0..3).all(|_| b.try_take(t0)));
         assert!(!b.try_take(t0));
         // 10 per second: one token per 100 ms, also when asked every 1 ms (no rounding loss).
@@ -79,13 +76,7 @@ mod tests {
     #[test]
     fn refill_is_capped_and_time_going_back_is_harmless() {
         let t0 = Instant::now();
-        let mut b = TokenBucket::new(
-            RateLimit {
-                burst: 2,
-                per_second: 1,
-            },
-            t0,
-        );
+        let mut b = bucket(2, 1, t0);
         let later = t0 + Duration::from_secs(3600);
         assert!(b.try_take(later) && b.try_take(later) && !b.try_take(later));
         assert!(!b.try_take(t0));

@@ -203,7 +203,7 @@ impl Relay {
                 if p.keyframe.poll(now, interval) {
                     self.out.push(Output::RequestKeyframe {
                         publisher: p.publisher,
-                        track: p.track,
+                        track: p.info.track,
                     });
                 }
             }
@@ -291,7 +291,7 @@ impl Relay {
             .and_then(|r| {
                 r.publications
                     .iter()
-                    .find(|p| p.track == track && p.publisher == publisher)
+                    .find(|p| p.info.track == track && p.publisher == publisher)
             })
             .map(|p| p.subscribers.iter().copied().collect())
             .unwrap_or_default()
@@ -384,7 +384,7 @@ impl Relay {
         {
             let audit = Audit::Left {
                 room: room_id,
-                participant: member.id,
+                participant: member.info.id,
                 reason,
             };
             self.out.push(Output::Audit(audit));

@@ -14,29 +14,11 @@ use super::gate::MergeGate;
 use super::outbox::{Outbox, Refusal};
 use super::output::{Audit, ConnId, Output};
 
-/// A member of a room.
+/// A member of a room: what the others are told about it, and its connection.
 #[derive(Debug)]
 pub(super) struct Member {
-    pub(super) id: ParticipantId,
+    pub(super) info: ParticipantInfo,
     pub(super) conn: ConnId,
-    pub(super) sender_index: SenderIndex,
-    pub(super) join_seq: u64,
-    pub(super) identity_key: OpaqueBytes,
-    pub(super) attestation: Option<OpaqueBytes>,
-    pub(super) grants: Grants,
-}
-
-impl Member {
-    fn info(&self) -> ParticipantInfo {
-        ParticipantInfo {
-            id: self.id.clone(),
-            sender_index: self.sender_index,
-            join_seq: self.join_seq,
-            identity_key: self.identity_key.clone(),
-            attestation: self.attestation.clone(),
-            grants: self.grants.clone(),
-        }
-    }
 }
 
 /// What a newcomer brings.
@@ -48,27 +30,13 @@ pub(super) struct Newcomer {
     pub(super) grants: Grants,
 }
 
-/// A published track and who receives it.
+/// A published track (as the room's members know it) and who receives it.
 #[derive(Debug)]
 pub(super) struct Publication {
-    pub(super) track: TrackId,
+    pub(super) info: TrackInfo,
     pub(super) publisher: ConnId,
-    pub(super) participant: ParticipantId,
-    pub(super) sender_index: SenderIndex,
-    pub(super) source: Source,
     pub(super) subscribers: BTreeSet<ConnId>,
     pub(super) keyframe: MergeGate,
-}
-
-impl Publication {
-    fn info(&self) -> TrackInfo {
-        TrackInfo {
-            track: self.track,
-            participant: self.participant.clone(),
-            sender_index: self.sender_index,
-            source: self.source,
-        }
-    }
 }
 
 /// A room. Members are kept oldest first.
@@ -116,7 +84,7 @@ impl Room {
     }
 
     pub(super) fn member(&self, id: &ParticipantId) -> Option<&Member> {
-        self.members.iter().find(|m| m.id == *id)
+        self.members.iter().find(|m| m.info.id == *id)
     }
 
     pub(super) fn member_by_conn(&self, conn: ConnId) -> Option<&Member> {
@@ -124,7 +92,7 @@ impl Room {
     }
 
     pub(super) fn publication_mut(&mut self, track: TrackId) -> Option<&mut Publication> {
-        self.publications.iter_mut().find(|p| p.track == track)
+        self.publications.iter_mut().find(|p| p.info.track == track)
     }
 
     /// The participant limit: the room's own, capped by the server's.
@@ -180,37 +148,39 @@ impl Room {
         self.next_sender_index = self.next_sender_index.saturating_add(1);
         self.seq += 1;
         let member = Member {
-            id: newcomer.id,
+            info: ParticipantInfo {
+                id: newcomer.id,
+                sender_index,
+                join_seq: self.seq,
+                identity_key: newcomer.identity_key,
+                attestation: newcomer.attestation,
+                grants: newcomer.grants,
+            },
             conn: newcomer.conn,
-            sender_index,
-            join_seq: self.seq,
-            identity_key: newcomer.identity_key,
-            attestation: newcomer.attestation,
-            grants: newcomer.grants,
         };
         let joined = hush_proto::Joined {
-            you: member.id.clone(),
+            you: member.info.id.clone(),
             sender_index,
-            join_seq: member.join_seq,
+            join_seq: member.info.join_seq,
             room: self.id.clone(),
             room_instance: Some(self.instance),
             locked: self.locked,
-            grants: member.grants.clone(),
-            participants: self.members.iter().map(Member::info).collect(),
-            tracks: self.publications.iter().map(Publication::info).collect(),
+            grants: member.info.grants.clone(),
+            participants: self.members.iter().map(|m| m.info.clone()).collect(),
+            tracks: self.publications.iter().map(|p| p.info.clone()).collect(),
         };
         out.send(member.conn, ServerMessage::Joined(joined));
         let event = ServerMessage::ParticipantJoined(ParticipantJoined {
             seq: self.seq,
-            participant: member.info(),
+            participant: member.info.clone(),
         });
         self.broadcast(out, Some(member.conn), &event);
-        if member.grants.subscribe {
+        if member.info.grants.subscribe {
             for publication in &mut self.publications {
                 publication.subscribers.insert(member.conn);
                 out.push(Output::StartForward {
                     publisher: publication.publisher,
-                    track: publication.track,
+                    track: publication.info.track,
                     subscriber: member.conn,
                 });
             }
@@ -238,7 +208,7 @@ impl Room {
             if publication.subscribers.remove(&conn) {
                 out.push(Output::StopForward {
                     publisher: publication.publisher,
-                    track: publication.track,
+                    track: publication.info.track,
                     subscriber: conn,
                 });
             }
@@ -247,8 +217,8 @@ impl Room {
         if announce {
             let event = ServerMessage::ParticipantLeft(ParticipantLeft {
                 seq: self.seq,
-                participant: member.id.clone(),
-                sender_index: member.sender_index,
+                participant: member.info.id.clone(),
+                sender_index: member.info.sender_index,
                 reason,
             });
             self.broadcast(out, None, &event);
@@ -271,7 +241,7 @@ impl Room {
         if self
             .publications
             .iter()
-            .any(|p| p.publisher == conn && p.source == source)
+            .any(|p| p.publisher == conn && p.info.source == source)
         {
             return Err(Refusal::new(
                 ErrorCode::AlreadyPublished,
@@ -285,15 +255,17 @@ impl Room {
         let subscribers: BTreeSet<ConnId> = self
             .members
             .iter()
-            .filter(|m| m.conn != conn && m.grants.subscribe)
+            .filter(|m| m.conn != conn && m.info.grants.subscribe)
             .map(|m| m.conn)
             .collect();
         let publication = Publication {
-            track,
+            info: TrackInfo {
+                track,
+                participant: member.info.id.clone(),
+                sender_index: member.info.sender_index,
+                source,
+            },
             publisher: conn,
-            participant: member.id.clone(),
-            sender_index: member.sender_index,
-            source,
             subscribers,
             keyframe: MergeGate::default(),
         };
@@ -307,7 +279,7 @@ impl Room {
         self.broadcast(
             out,
             None,
-            &ServerMessage::TrackPublished(publication.info()),
+            &ServerMessage::TrackPublished(publication.info.clone()),
         );
         for &subscriber in &publication.subscribers {
             out.push(Output::StartForward {
@@ -331,7 +303,7 @@ impl Room {
         let Some(index) = self
             .publications
             .iter()
-            .position(|p| p.publisher == conn && p.source == source)
+            .position(|p| p.publisher == conn && p.info.source == source)
         else {
             return Err(Refusal::new(
                 ErrorCode::NotPublished,
@@ -345,27 +317,27 @@ impl Room {
     fn drop_publication(&mut self, index: usize, announce: bool, out: &mut Outbox) -> TrackId {
         let publication = self.publications.remove(index);
         let conn = publication.publisher;
-        let source = publication.source;
+        let source = publication.info.source;
         for &subscriber in &publication.subscribers {
             out.push(Output::StopForward {
                 publisher: conn,
-                track: publication.track,
+                track: publication.info.track,
                 subscriber,
             });
         }
         out.push(Output::Unpublished {
             publisher: conn,
-            track: publication.track,
+            track: publication.info.track,
         });
         if announce {
             let event = ServerMessage::TrackUnpublished(TrackUnpublished {
-                track: publication.track,
-                participant: publication.participant,
+                track: publication.info.track,
+                participant: publication.info.participant,
                 source,
             });
             self.broadcast(out, None, &event);
         }
-        publication.track
+        publication.info.track
     }
 
     /// A member asks for a rekey: a rekey point now, or merged into the one due at the end of

@@ -4,19 +4,12 @@ use std::time::Duration;
 
 use hush_proto::limits::MAX_E2EE_PAYLOAD_BYTES;
 use hush_proto::{
-    ClientMessage, E2eeFrom, E2eeTo, ErrorCode, OpaqueBytes, Publish, Sdp, ServerMessage, Source,
-    TrackId, TrackRef, Unpublish,
+    ClientMessage, E2eeFrom, E2eeTo, ErrorCode, OpaqueBytes, Sdp, ServerMessage, Source, TrackId,
+    TrackRef, Unpublish,
 };
 
 use super::*;
 use crate::routing::MediaSignal;
-
-fn publish(source: Source) -> ClientMessage {
-    ClientMessage::Publish(Publish {
-        source,
-        mid: Some("0".into()),
-    })
-}
 
 #[test]
 fn a_subscribe_only_token_cannot_publish() {
@@ -51,17 +44,8 @@ fn sources_outside_the_grant_are_refused() {
 
 #[test]
 fn a_track_is_forwarded_to_every_subscriber_but_its_publisher() {
-    let mut sim = Sim::new();
-    let a = sim.join("a", "r", full());
-    let b = sim.join("b", "r", viewer());
-    let silent = sim.join(
-        "silent",
-        "r",
-        Grants {
-            publish: true,
-            ..Grants::default()
-        },
-    );
+    let (mut sim, [a, b, silent]) =
+        room_of([("a", full()), ("b", viewer()), ("silent", publisher_only())]);
     let out = sim.send(a, publish(Source::Camera));
     let track = TrackId(0);
     assert!(out.contains(&Output::Published {
@@ -142,8 +126,7 @@ fn a_track_is_forwarded_to_every_subscriber_but_its_publisher() {
 #[test]
 fn unpublish_and_leave_stop_forwarding() {
     let mut sim = Sim::new();
-    let a = sim.join("a", "r", full());
-    let b = sim.join("b", "r", full());
+    let [a, b] = sim.join_all("r", ["a", "b"]);
     sim.send(a, publish(Source::Camera));
     sim.send(a, publish(Source::Microphone));
     let out = sim.send(a, publish(Source::Camera));
@@ -207,8 +190,7 @@ fn unpublish_and_leave_stop_forwarding() {
 #[test]
 fn a_subscriber_that_leaves_stops_receiving() {
     let mut sim = Sim::new();
-    let a = sim.join("a", "r", full());
-    let b = sim.join("b", "r", full());
+    let [a, b] = sim.join_all("r", ["a", "b"]);
     sim.send(a, publish(Source::Camera));
     let out = sim.send(b, ClientMessage::Leave);
     assert!(out.contains(&Output::StopForward {
@@ -222,9 +204,7 @@ fn a_subscriber_that_leaves_stops_receiving() {
 #[test]
 fn envelopes_reach_only_the_named_member_of_the_same_room() {
     let mut sim = Sim::new();
-    let a = sim.join("a", "r", full());
-    let b = sim.join("b", "r", full());
-    let c = sim.join("c", "r", full());
+    let [a, b, c] = sim.join_all("r", ["a", "b", "c"]);
     let x = sim.join("x", "elsewhere", full());
     let payload = OpaqueBytes::new(vec![0xAB; 120]);
 
@@ -283,9 +263,7 @@ fn envelopes_reach_only_the_named_member_of_the_same_room() {
 #[test]
 fn keyframe_requests_are_merged_and_rate_limited_per_track() {
     let mut sim = Sim::new();
-    let a = sim.join("a", "r", full());
-    let b = sim.join("b", "r", full());
-    let c = sim.join("c", "r", full());
+    let [a, b, c] = sim.join_all("r", ["a", "b", "c"]);
     sim.send(a, publish(Source::Camera));
     sim.send(a, publish(Source::Microphone));
     let camera = TrackId(0);
@@ -358,29 +336,21 @@ fn negotiation_goes_to_the_media_session() {
 #[test]
 fn keyframe_requests_need_the_subscribe_grant_and_a_subscription() {
     let mut sim = Sim::new();
-    let a = sim.join("a", "r", full());
-    let b = sim.join("b", "r", full());
-    let publisher_only = sim.join(
-        "p",
-        "r",
-        Grants {
-            publish: true,
-            ..Grants::default()
-        },
-    );
+    let [a, b] = sim.join_all("r", ["a", "b"]);
+    let publisher = sim.join("p", "r", publisher_only());
     sim.send(a, publish(Source::Camera));
     let camera = TrackId(0);
     let request = ClientMessage::KeyframeRequest(TrackRef { track: camera });
 
     // No subscribe grant: refused with its own code, nothing reaches the publisher.
-    let out = sim.send(publisher_only, request.clone());
-    assert_refused(&out, publisher_only, ErrorCode::SubscribeNotAllowed);
+    let out = sim.send(publisher, request.clone());
+    assert_refused(&out, publisher, ErrorCode::SubscribeNotAllowed);
     assert!(
         !out.iter()
             .any(|o| matches!(o, Output::RequestKeyframe { .. }))
     );
     // The media side (a PLI from a session that should not receive the track) is dropped too.
-    sim.relay.request_keyframe(sim.now, publisher_only, camera);
+    sim.relay.request_keyframe(sim.now, publisher, camera);
     assert!(sim.drain().is_empty());
 
     // A subscriber that unsubscribed from the track: refused, and the gate is not used up.
@@ -400,5 +370,5 @@ fn keyframe_requests_need_the_subscribe_grant_and_a_subscription() {
             track: camera
         }]
     );
-    assert_alive(&mut sim, publisher_only);
+    assert_alive(&mut sim, publisher);
 }

@@ -15,6 +15,17 @@ fn joined(out: &[Output], conn: ConnId) -> hush_proto::Joined {
     }
 }
 
+/// Gives `room` its own participant limit (creating it empty).
+fn limit_room(sim: &mut Sim, room: &str, max: u32) {
+    let settings = RoomSettings {
+        max_participants: Some(max),
+        ..Default::default()
+    };
+    sim.relay
+        .configure_room(sim.now, rid(room), settings)
+        .unwrap();
+}
+
 #[test]
 fn first_join_creates_the_room_and_later_joins_see_everyone() {
     let mut sim = Sim::new();
@@ -51,9 +62,7 @@ fn first_join_creates_the_room_and_later_joins_see_everyone() {
 #[test]
 fn sender_indexes_are_never_reused_and_sequence_numbers_only_grow() {
     let mut sim = Sim::new();
-    let a = sim.join("a", "r", full());
-    let b = sim.join("b", "r", full());
-    let _c = sim.join("c", "r", full());
+    let [a, b, _c] = sim.join_all("r", ["a", "b", "c"]);
     let out = sim.send(b, ClientMessage::Leave);
     assert!(closed(&out, b));
     match to(&out, a).as_slice() {
@@ -71,7 +80,7 @@ fn sender_indexes_are_never_reused_and_sequence_numbers_only_grow() {
     assert_eq!((j.sender_index, j.join_seq), (SenderIndex(3), 5));
     sim.join("d", "r", full());
     let room = &sim.relay.rooms[&rid("r")];
-    let indexes: BTreeSet<_> = room.members.iter().map(|m| m.sender_index.0).collect();
+    let indexes: BTreeSet<_> = room.members.iter().map(|m| m.info.sender_index.0).collect();
     assert_eq!(indexes, BTreeSet::from([0, 2, 3, 4]));
     assert_eq!(room.seq(), 6);
 }
@@ -152,43 +161,21 @@ fn room_cap_server_wide_and_per_room() {
         max_participants_per_room: 2,
         ..Default::default()
     });
-    let a = sim.join("a", "r", full());
-    sim.join("b", "r", full());
-    let (c, out) = sim.try_join("c", "r", full());
-    assert_refused_fatally(&out, c, ErrorCode::RoomFull);
+    let [a, _b] = sim.join_all("r", ["a", "b"]);
+    let out = sim.join_refused("c", "r", ErrorCode::RoomFull);
     assert!(to(&out, a).is_empty(), "nobody hears of c");
     sim.send(a, ClientMessage::Leave);
     sim.join("c", "r", full());
 
     // A room's own limit, lower than the server's.
-    sim.relay
-        .configure_room(
-            sim.now,
-            rid("small"),
-            RoomSettings {
-                max_participants: Some(1),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    limit_room(&mut sim, "small", 1);
     sim.join("x", "small", full());
-    let (y, out) = sim.try_join("y", "small", full());
-    assert_refused_fatally(&out, y, ErrorCode::RoomFull);
+    sim.join_refused("y", "small", ErrorCode::RoomFull);
     // A room's limit above the server's cap is capped.
-    sim.relay
-        .configure_room(
-            sim.now,
-            rid("big"),
-            RoomSettings {
-                max_participants: Some(50),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    limit_room(&mut sim, "big", 50);
     sim.join("x", "big", full());
     sim.join("y", "big", full());
-    let (z, out) = sim.try_join("z", "big", full());
-    assert_refused_fatally(&out, z, ErrorCode::RoomFull);
+    sim.join_refused("z", "big", ErrorCode::RoomFull);
 }
 
 #[test]
@@ -198,8 +185,7 @@ fn server_room_limit() {
         ..Default::default()
     });
     sim.join("a", "r1", full());
-    let (b, out) = sim.try_join("b", "r2", full());
-    assert_refused_fatally(&out, b, ErrorCode::ServerFull);
+    sim.join_refused("b", "r2", ErrorCode::ServerFull);
     assert_eq!(
         sim.relay
             .configure_room(sim.now, rid("r3"), RoomSettings::default()),
@@ -217,8 +203,7 @@ fn sender_indexes_run_out() {
     let a = sim.join("a", "r", full());
     sim.send(a, ClientMessage::Leave);
     sim.join("b", "r", full());
-    let (c, out) = sim.try_join("c", "r", full());
-    assert_refused_fatally(&out, c, ErrorCode::RoomFull);
+    sim.join_refused("c", "r", ErrorCode::RoomFull);
 }
 
 #[test]
@@ -303,8 +288,7 @@ fn token_refusals_close_the_connection_and_nobody_hears_of_it() {
 #[test]
 fn joining_again_replaces_the_old_connection() {
     let mut sim = Sim::new();
-    let a = sim.join("a", "r", full());
-    let b_old = sim.join("b", "r", full());
+    let [a, b_old] = sim.join_all("r", ["a", "b"]);
     let (b_new, out) = sim.try_join("b", "r", full());
     assert_refused_fatally(&out, b_old, ErrorCode::Replaced);
     match to(&out, a).as_slice() {
@@ -334,8 +318,7 @@ fn joining_again_replaces_the_old_connection() {
 #[test]
 fn a_dropped_connection_is_a_leave() {
     let mut sim = Sim::new();
-    let a = sim.join("a", "r", full());
-    let b = sim.join("b", "r", full());
+    let [a, b] = sim.join_all("r", ["a", "b"]);
     sim.relay.disconnected(sim.now, b);
     let out = sim.drain();
     match to(&out, a).as_slice() {
@@ -348,8 +331,7 @@ fn a_dropped_connection_is_a_leave() {
 #[test]
 fn bad_input_after_join_drops_only_that_message() {
     let mut sim = Sim::new();
-    let a = sim.join("a", "r", full());
-    let b = sim.join("b", "r", full());
+    let [a, b] = sim.join_all("r", ["a", "b"]);
     for (text, code) in [
         ("]]", ErrorCode::MalformedMessage),
         (
@@ -479,7 +461,7 @@ fn fifty_members_with_churn_all_agree_on_the_membership() {
     let truth: BTreeMap<String, u32> = sim.relay.rooms[&rid("big")]
         .members
         .iter()
-        .map(|m| (m.id.as_str().to_owned(), m.sender_index.0))
+        .map(|m| (m.info.id.as_str().to_owned(), m.info.sender_index.0))
         .collect();
     assert_eq!(truth.len(), conns.len());
     for (_, conn) in &conns {
@@ -493,13 +475,7 @@ fn the_same_inputs_give_the_same_outputs() {
         let mut sim = Sim::new();
         let a = sim.join("a", "r", moderator());
         let b = sim.join("b", "r", full());
-        let mut out = sim.send(
-            a,
-            ClientMessage::Publish(hush_proto::Publish {
-                source: hush_proto::Source::Camera,
-                mid: None,
-            }),
-        );
+        let mut out = sim.send(a, publish(hush_proto::Source::Camera));
         out.extend(sim.send(
             b,
             ClientMessage::KeyframeRequest(hush_proto::TrackRef {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use hush_proto::{
     AccessToken, Audience, ClientMessage, ErrorCode, Grants, Join, OpaqueBytes, ParticipantId,
-    RoomId, ServerMessage, Source, TokenClaims,
+    Publish, RoomId, ServerMessage, Source, TokenClaims,
 };
 
 use super::{ConnId, Output, Relay, RelayConfig};
@@ -110,11 +110,30 @@ impl Sim {
         conn
     }
 
+    /// Joins each of `subs` to `room` with [`full`] grants, in order.
+    pub(super) fn join_all<const N: usize>(&mut self, room: &str, subs: [&str; N]) -> [ConnId; N] {
+        subs.map(|sub| self.join(sub, room, full()))
+    }
+
+    /// Connects and tries to join with [`full`] grants, asserting a fatal refusal with `code`.
+    pub(super) fn join_refused(&mut self, sub: &str, room: &str, code: ErrorCode) -> Vec<Output> {
+        let (conn, out) = self.try_join(sub, room, full());
+        assert_refused_fatally(&out, conn, code);
+        out
+    }
+
     pub(super) fn advance(&mut self, by: Duration) -> Vec<Output> {
         self.now = self.now.advance(by);
         self.relay.handle_timeout(self.now);
         self.drain()
     }
+}
+
+/// A fresh relay with room "r" and these members in it, joined in order.
+pub(super) fn room_of<const N: usize>(members: [(&str, Grants); N]) -> (Sim, [ConnId; N]) {
+    let mut sim = Sim::new();
+    let conns = members.map(|(sub, grants)| sim.join(sub, "r", grants));
+    (sim, conns)
 }
 
 pub(super) fn pid(s: &str) -> ParticipantId {
@@ -142,6 +161,14 @@ pub(super) fn viewer() -> Grants {
     }
 }
 
+/// Grants to publish only.
+pub(super) fn publisher_only() -> Grants {
+    Grants {
+        publish: true,
+        ..Grants::default()
+    }
+}
+
 pub(super) fn moderator() -> Grants {
     Grants {
         moderator: true,
@@ -154,6 +181,14 @@ pub(super) fn only_sources(sources: &[Source]) -> Grants {
         sources: Some(sources.to_vec()),
         ..full()
     }
+}
+
+/// Publishes `source` as the SDP `mid` "0".
+pub(super) fn publish(source: Source) -> ClientMessage {
+    ClientMessage::Publish(Publish {
+        source,
+        mid: Some("0".into()),
+    })
 }
 
 /// The messages sent to `conn`, in order.

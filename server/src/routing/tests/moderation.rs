@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use hush_proto::{
-    ClientMessage, ErrorCode, ForceDisconnect, ForceUnpublish, LeaveReason, LockRoom, Publish,
+    ClientMessage, ErrorCode, ForceDisconnect, ForceUnpublish, LeaveReason, LockRoom,
     ServerMessage, Source, TrackId,
 };
 
@@ -18,16 +18,8 @@ fn kick(who: &str) -> ClientMessage {
 
 #[test]
 fn moderator_commands_need_the_moderator_grant() {
-    let mut sim = Sim::new();
-    let a = sim.join("a", "r", full());
-    let b = sim.join("b", "r", full());
-    sim.send(
-        b,
-        ClientMessage::Publish(Publish {
-            source: Source::Camera,
-            mid: None,
-        }),
-    );
+    let (mut sim, [a, b]) = room_of([("a", full()), ("b", full())]);
+    sim.send(b, publish(Source::Camera));
     for command in [
         kick("b"),
         ClientMessage::ForceUnpublish(ForceUnpublish {
@@ -47,17 +39,8 @@ fn moderator_commands_need_the_moderator_grant() {
 
 #[test]
 fn force_disconnect_is_a_removal_and_a_leave() {
-    let mut sim = Sim::new();
-    let m = sim.join("mod", "r", moderator());
-    let b = sim.join("b", "r", full());
-    let c = sim.join("c", "r", full());
-    sim.send(
-        b,
-        ClientMessage::Publish(Publish {
-            source: Source::Camera,
-            mid: None,
-        }),
-    );
+    let (mut sim, [m, b, c]) = room_of([("mod", moderator()), ("b", full()), ("c", full())]);
+    sim.send(b, publish(Source::Camera));
     let out = sim.send(m, kick("b"));
     assert_refused_fatally(&out, b, ErrorCode::Removed);
     for conn in [m, c] {
@@ -90,16 +73,8 @@ fn force_disconnect_is_a_removal_and_a_leave() {
 
 #[test]
 fn force_unpublish() {
-    let mut sim = Sim::new();
-    let m = sim.join("mod", "r", moderator());
-    let b = sim.join("b", "r", full());
-    sim.send(
-        b,
-        ClientMessage::Publish(Publish {
-            source: Source::Screen,
-            mid: None,
-        }),
-    );
+    let (mut sim, [m, b]) = room_of([("mod", moderator()), ("b", full())]);
+    sim.send(b, publish(Source::Screen));
     let command = ClientMessage::ForceUnpublish(ForceUnpublish {
         participant: pid("b"),
         source: Source::Screen,
@@ -121,17 +96,14 @@ fn force_unpublish() {
 
 #[test]
 fn a_locked_room_refuses_newcomers_but_not_its_members() {
-    let mut sim = Sim::new();
-    let m = sim.join("mod", "r", moderator());
-    let b = sim.join("b", "r", full());
+    let (mut sim, [m, b]) = room_of([("mod", moderator()), ("b", full())]);
     let out = sim.send(m, ClientMessage::LockRoom(LockRoom { locked: true }));
     assert_eq!(
         to(&out, b),
         [&ServerMessage::RoomLocked(LockRoom { locked: true })]
     );
 
-    let (n, out) = sim.try_join("newcomer", "r", full());
-    assert_refused_fatally(&out, n, ErrorCode::RoomLocked);
+    let out = sim.join_refused("newcomer", "r", ErrorCode::RoomLocked);
     assert!(to(&out, b).is_empty());
     // A member reconnecting is no newcomer.
     sim.join("b", "r", full());
@@ -142,16 +114,8 @@ fn a_locked_room_refuses_newcomers_but_not_its_members() {
 
 #[test]
 fn closing_a_room_removes_everyone_and_refuses_joins_until_forgotten() {
-    let mut sim = Sim::new();
-    let m = sim.join("mod", "r", moderator());
-    let b = sim.join("b", "r", full());
-    sim.send(
-        b,
-        ClientMessage::Publish(Publish {
-            source: Source::Camera,
-            mid: None,
-        }),
-    );
+    let (mut sim, [m, b]) = room_of([("mod", moderator()), ("b", full())]);
+    sim.send(b, publish(Source::Camera));
     let out = sim.send(m, ClientMessage::CloseRoom);
     for conn in [m, b] {
         assert_refused_fatally(&out, conn, ErrorCode::RoomClosed);
@@ -162,8 +126,7 @@ fn closing_a_room_removes_everyone_and_refuses_joins_until_forgotten() {
     }));
     assert_eq!(sim.relay.participant_count(&rid("r")), Some(0));
 
-    let (late, out) = sim.try_join("late", "r", full());
-    assert_refused_fatally(&out, late, ErrorCode::RoomClosed);
+    sim.join_refused("late", "r", ErrorCode::RoomClosed);
     sim.advance(Duration::from_secs(600));
     assert_eq!(sim.relay.room_count(), 0);
     sim.join("late", "r", full());
@@ -171,9 +134,7 @@ fn closing_a_room_removes_everyone_and_refuses_joins_until_forgotten() {
 
 #[test]
 fn the_admin_api_acts_without_a_moderator() {
-    let mut sim = Sim::new();
-    let a = sim.join("a", "r", full());
-    let b = sim.join("b", "r", full());
+    let (mut sim, [a, b]) = room_of([("a", full()), ("b", full())]);
     assert_eq!(sim.relay.set_locked(&rid("r"), true), Ok(()));
     assert_eq!(
         sim.relay.remove_participant(sim.now, &rid("r"), &pid("b")),

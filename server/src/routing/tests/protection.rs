@@ -11,6 +11,20 @@ fn ping(seq: u64) -> ClientMessage {
     ClientMessage::Ping(Ping { seq })
 }
 
+/// A relay whose message bucket holds `burst` and refills at `per_second`, with `strikes`.
+fn rate_limited(burst: u32, per_second: u32, strikes: u32) -> Sim {
+    Sim::with_config(RelayConfig {
+        message_rate: RateLimit { burst, per_second },
+        max_rate_strikes: strikes,
+        ..Default::default()
+    })
+}
+
+/// `n` pings from `conn`, and everything that happened.
+fn pings(sim: &mut Sim, conn: ConnId, n: u64) -> Vec<Output> {
+    (0..n).flat_map(|seq| sim.send(conn, ping(seq))).collect()
+}
+
 fn pongs(out: &[Output], conn: ConnId) -> usize {
     to(out, conn)
         .iter()
@@ -20,39 +34,23 @@ fn pongs(out: &[Output], conn: ConnId) -> usize {
 
 #[test]
 fn a_flood_is_dropped_then_closed_while_the_others_keep_going() {
-    let mut sim = Sim::with_config(RelayConfig {
-        message_rate: RateLimit {
-            burst: 5,
-            per_second: 10,
-        },
-        max_rate_strikes: 20,
-        ..Default::default()
-    });
+    let mut sim = rate_limited(5, 10, 20);
     let honest = sim.join("honest", "r", full());
     let flood = sim.join("flood", "r", full());
 
     // The join took one token: four more pass, then one error, then silence.
-    let mut out = Vec::new();
-    for seq in 0..10 {
-        out.extend(sim.send(flood, ping(seq)));
-    }
+    let out = pings(&mut sim, flood, 10);
     assert_eq!(pongs(&out, flood), 4);
     assert_eq!(error(&out, flood), (ErrorCode::RateLimited, false));
     assert!(!closed(&out, flood));
 
     // The bucket refills: 10 per second.
     sim.now = sim.now.advance(Duration::from_millis(300));
-    let mut out = Vec::new();
-    for seq in 0..5 {
-        out.extend(sim.send(flood, ping(seq)));
-    }
+    let out = pings(&mut sim, flood, 5);
     assert_eq!(pongs(&out, flood), 3);
 
     // Going on past the strike limit closes the connection, which is a leave.
-    let mut out = Vec::new();
-    for seq in 0..30 {
-        out.extend(sim.send(flood, ping(seq)));
-    }
+    let out = pings(&mut sim, flood, 30);
     assert!(closed(&out, flood));
     let fatal = to(&out, flood).into_iter().any(
         |m| matches!(m, ServerMessage::Error(e) if e.code == ErrorCode::RateLimited && e.fatal),
@@ -71,14 +69,7 @@ fn a_flood_is_dropped_then_closed_while_the_others_keep_going() {
 
 #[test]
 fn garbage_counts_against_the_rate_limit_too() {
-    let mut sim = Sim::with_config(RelayConfig {
-        message_rate: RateLimit {
-            burst: 3,
-            per_second: 1,
-        },
-        max_rate_strikes: 2,
-        ..Default::default()
-    });
+    let mut sim = rate_limited(3, 1, 2);
     let a = sim.join("a", "r", full());
     let mut out = Vec::new();
     for _ in 0..6 {

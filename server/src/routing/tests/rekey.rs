@@ -40,9 +40,7 @@ fn rekeys(out: &[Output]) -> Vec<(ConnId, u64)> {
 
 #[test]
 fn a_rekey_is_a_point_in_the_membership_log_sent_to_everyone() {
-    let mut sim = Sim::new();
-    let a = sim.join("a", "r", full());
-    let b = sim.join("b", "r", viewer());
+    let (mut sim, [a, b]) = room_of([("a", full()), ("b", viewer())]);
     let other = sim.join("x", "elsewhere", full());
     let out = sim.send(b, rekey());
     // Everyone in the room, the requester included, with the next sequence number (joins were
@@ -74,8 +72,7 @@ fn a_rekey_is_a_point_in_the_membership_log_sent_to_everyone() {
 #[test]
 fn rekeys_are_merged_to_one_per_interval_and_keep_their_place_among_joins() {
     let mut sim = Sim::new();
-    let a = sim.join("a", "r", full());
-    let b = sim.join("b", "r", full());
+    let [a, b] = sim.join_all("r", ["a", "b"]);
     assert_eq!(rekeys(&sim.send(a, rekey())), [(a, 3), (b, 3)]);
 
     // Within the second: merged into one pending point, no error, nothing sent.
@@ -135,8 +132,7 @@ fn only_members_can_ask_for_a_rekey() {
 #[test]
 fn a_rekey_flood_costs_the_room_one_point_per_interval() {
     let mut sim = Sim::new();
-    let a = sim.join("a", "r", full());
-    let b = sim.join("b", "r", full());
+    let [a, b] = sim.join_all("r", ["a", "b"]);
     let mut placed = 0;
     // 10 s of one request every 20 ms from each member (under the message rate limit).
     for _ in 0..500 {

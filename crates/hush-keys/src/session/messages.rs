@@ -1,0 +1,260 @@
+//! Key messages: envelopes, acks and switch notices, and the bounded buffers for early ones.
+
+use alloc::vec::Vec;
+
+use rand_core::CryptoRng;
+
+use super::{EARLY_EPOCH_WINDOW, KeyMode, MAX_EARLY_ACKS, MAX_EARLY_ENVELOPES, Session};
+use crate::envelope::{self, EnvelopeHeader, Message, Reason};
+use crate::error::{EnvelopeError, Error};
+use crate::ids::ParticipantId;
+use crate::kid::SenderIndex;
+use crate::time::Instant;
+
+impl<R: CryptoRng> Session<R> {
+    /// Refuses a message whose claimed sender index is not that of `from`, when `from` is a
+    /// current member (messages from members not applied yet are checked when opened).
+    pub(super) fn check_claimed_sender(
+        &self,
+        from: &ParticipantId,
+        bytes: &[u8],
+    ) -> Result<(), Error> {
+        let claimed = match Message::parse(bytes)? {
+            Message::Envelope { header, .. } => header.sender,
+            Message::Ack { sender, .. } | Message::Switch { sender, .. } => sender,
+        };
+        match self.members.values().find(|m| m.participant == *from) {
+            Some(m) if m.sender_index != claimed => Err(EnvelopeError::Forged.into()),
+            _ => Ok(()),
+        }
+    }
+
+    pub(super) fn on_message(&mut self, now: Instant, bytes: &[u8]) -> Result<(), Error> {
+        let msg = Message::parse(bytes)?;
+        match msg {
+            Message::Envelope { header, bytes } => self.on_envelope(now, header, bytes),
+            Message::Ack {
+                epoch,
+                sender,
+                bytes,
+            } => self.on_ack(now, epoch, sender, bytes),
+            Message::Switch {
+                epoch,
+                sender,
+                bytes,
+            } => self.on_switch(now, epoch, sender, bytes),
+        }
+    }
+
+    /// The furthest epoch a key message may name and still be kept for later: the newest relay
+    /// event received (applied or queued) plus [`EARLY_EPOCH_WINDOW`]. `None` before the
+    /// snapshot (nothing is known yet; the buffer's size bounds what is kept).
+    pub(super) fn early_bound(&self) -> Option<u64> {
+        self.me?;
+        let newest = self
+            .events
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or(0)
+            .max(self.applied_seq);
+        Some(newest.saturating_add(EARLY_EPOCH_WINDOW))
+    }
+
+    /// Keeps an envelope for an epoch whose event has not been applied yet. Bounded twice: by
+    /// epoch ([`Session::early_bound`]) and by count; when full, the entry for the furthest
+    /// epoch gives way (the oldest of those first), so junk for far epochs cannot push out an
+    /// envelope for the next one, and a flood for the next epoch is outlived by the envelope
+    /// that arrives after it.
+    pub(super) fn buffer_envelope(&mut self, epoch: u64, bytes: &[u8]) -> Result<(), Error> {
+        if self.early_bound().is_some_and(|b| epoch > b) {
+            return Err(EnvelopeError::UnexpectedEpoch.into());
+        }
+        if self.early_envelopes.iter().any(|(_, b)| b == bytes) {
+            return Err(EnvelopeError::Replayed.into());
+        }
+        if self.early_envelopes.len() >= MAX_EARLY_ENVELOPES {
+            let far = self.early_envelopes.iter().map(|(e, _)| *e).max();
+            match far {
+                Some(f) if epoch <= f => {
+                    if let Some(i) = self.early_envelopes.iter().position(|(e, _)| *e == f) {
+                        self.early_envelopes.remove(i);
+                    }
+                }
+                _ => return Err(EnvelopeError::BufferFull.into()),
+            }
+        }
+        self.early_envelopes.push((epoch, bytes.to_vec()));
+        Ok(())
+    }
+
+    /// Drops buffered key messages that the bound refuses now (after the snapshot).
+    pub(super) fn prune_early(&mut self) {
+        let Some(bound) = self.early_bound() else {
+            return;
+        };
+        let floor = self.applied_seq;
+        self.early_envelopes.retain(|(e, _)| {
+            *e <= bound && (*e > floor || self.wait.is_some_and(|w| w.epoch == *e))
+        });
+        self.early_acks
+            .retain(|b| control_epoch(b).is_some_and(|e| e <= bound));
+        if self.early_switch.as_ref().is_some_and(|(e, _)| *e > bound) {
+            self.early_switch = None;
+        }
+    }
+
+    pub(super) fn on_envelope(
+        &mut self,
+        now: Instant,
+        h: EnvelopeHeader,
+        bytes: &[u8],
+    ) -> Result<(), Error> {
+        if let KeyMode::SharedSecret(_) = self.cfg.mode {
+            return Err(EnvelopeError::UnexpectedEpoch.into());
+        }
+        let Some(me) = self.me else {
+            // Before the snapshot: keep it for when we know who we are.
+            return self.buffer_envelope(h.epoch, bytes);
+        };
+        if h.recipient != me {
+            return Err(EnvelopeError::Misaddressed.into());
+        }
+        match self.last_envelope_epoch {
+            Some(l) if h.epoch == l => return Err(EnvelopeError::Replayed.into()),
+            Some(l) if h.epoch < l => return Err(EnvelopeError::Stale.into()),
+            _ => {}
+        }
+        if h.epoch > self.applied_seq {
+            return self.buffer_envelope(h.epoch, bytes);
+        }
+        let w = match self.wait {
+            Some(w) if w.epoch == h.epoch => w,
+            Some(w) if h.epoch < w.epoch => return Err(EnvelopeError::Stale.into()),
+            _ if self.head.is_some_and(|hd| h.epoch <= hd) => {
+                return Err(EnvelopeError::Stale.into());
+            }
+            _ => return Err(EnvelopeError::UnexpectedEpoch.into()),
+        };
+        let sender = self
+            .member_by_index(h.sender)
+            .ok_or(EnvelopeError::UnknownSender)?;
+        if h.sender != w.committer {
+            return Err(EnvelopeError::NotCommitter.into());
+        }
+        let secret = envelope::open(
+            self.cfg.room.as_bytes(),
+            bytes,
+            &self.identity,
+            &sender.identity,
+        )?;
+        self.wait = None;
+        self.last_envelope_epoch = Some(h.epoch);
+        if h.reason != Reason::Join {
+            self.last_fresh_at = now;
+            self.rekey_requested_at = None;
+        }
+        self.early_envelopes.retain(|(e, _)| *e > h.epoch);
+        self.install(now, h.epoch, secret, true);
+        self.process_queue(now);
+        Ok(())
+    }
+
+    pub(super) fn try_early_envelopes(&mut self, now: Instant) {
+        let Some(w) = self.wait else { return };
+        let mine: Vec<Vec<u8>> = self
+            .early_envelopes
+            .iter()
+            .filter(|(e, _)| *e == w.epoch)
+            .map(|(_, b)| b.clone())
+            .collect();
+        self.early_envelopes.retain(|(e, _)| *e != w.epoch);
+        for b in mine {
+            // A bad one (forged, misaddressed) is dropped; a good one ends the wait.
+            let _ = self.on_message(now, &b);
+            if self.wait.is_none() {
+                return;
+            }
+        }
+    }
+
+    pub(super) fn on_ack(
+        &mut self,
+        now: Instant,
+        epoch: u64,
+        sender: SenderIndex,
+        bytes: &[u8],
+    ) -> Result<(), Error> {
+        if self.me.is_none() || epoch > self.applied_seq {
+            if self.early_bound().is_some_and(|b| epoch > b) {
+                return Err(EnvelopeError::UnexpectedEpoch.into());
+            }
+            if self.early_acks.len() >= MAX_EARLY_ACKS {
+                return Err(EnvelopeError::BufferFull.into());
+            }
+            self.early_acks.push(bytes.to_vec());
+            return Ok(());
+        }
+        if self.member_by_index(sender).is_none() {
+            return Err(EnvelopeError::UnknownSender.into());
+        }
+        if !self.collecting.contains_key(&epoch) {
+            return Err(EnvelopeError::Stale.into());
+        }
+        let st = self.epochs.get(&epoch).ok_or(EnvelopeError::Stale)?;
+        envelope::verify_control(self.cfg.room.as_bytes(), bytes, &st.secret)?;
+        let fresh = self
+            .collecting
+            .get_mut(&epoch)
+            .is_some_and(|m| m.remove(&sender));
+        if !fresh {
+            return Err(EnvelopeError::Replayed.into());
+        }
+        self.maybe_complete_collect(now);
+        Ok(())
+    }
+
+    pub(super) fn on_switch(
+        &mut self,
+        now: Instant,
+        epoch: u64,
+        sender: SenderIndex,
+        bytes: &[u8],
+    ) -> Result<(), Error> {
+        let Some(st) = self.epochs.get(&epoch) else {
+            if self.me.is_none()
+                || epoch > self.applied_seq
+                || self.wait.is_some_and(|w| w.epoch == epoch)
+            {
+                if self.early_bound().is_some_and(|b| epoch > b) {
+                    return Err(EnvelopeError::UnexpectedEpoch.into());
+                }
+                if self.early_switch.as_ref().is_none_or(|(e, _)| *e < epoch) {
+                    self.early_switch = Some((epoch, bytes.to_vec()));
+                }
+                return Ok(());
+            }
+            return Err(EnvelopeError::Stale.into());
+        };
+        if self.member_by_index(sender).is_none() {
+            return Err(EnvelopeError::UnknownSender.into());
+        }
+        if self.committer().map(|c| c.sender_index) != Some(sender) {
+            return Err(EnvelopeError::NotCommitter.into());
+        }
+        envelope::verify_control(self.cfg.room.as_bytes(), bytes, &st.secret)?;
+        if self.sending.is_some_and(|s| s >= epoch) {
+            return Err(EnvelopeError::Replayed.into());
+        }
+        self.switch_to(now, epoch);
+        Ok(())
+    }
+}
+
+/// The epoch an ack or switch notice names, if it parses.
+fn control_epoch(bytes: &[u8]) -> Option<u64> {
+    match Message::parse(bytes).ok()? {
+        Message::Ack { epoch, .. } | Message::Switch { epoch, .. } => Some(epoch),
+        Message::Envelope { .. } => None,
+    }
+}

@@ -1,0 +1,298 @@
+//! The sans-IO key state machine: [`Session::handle_input`] with an explicit time, then
+//! [`Session::poll_output`] until it returns `None`. No I/O, no clock, no OS randomness: the RNG
+//! is the caller's. See [`crate::manual`] for the protocol.
+//!
+//! The machine is split along its seams: [`config`](Config) and the inputs and outputs
+//! (`io.rs`), the membership log (`membership.rs`), epochs and the switch round (`epochs.rs`),
+//! key messages (`messages.rs`) and timers, the stall deadline included (`timers.rs`).
+
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use rand_core::CryptoRng;
+
+use crate::epoch::EpochSecret;
+use crate::error::{Error, UsageError};
+use crate::identity::IdentityKeyPair;
+use crate::ids::ParticipantId;
+use crate::kid::{Kid, SenderIndex, StreamContext};
+use crate::member::{Member, MembershipEvent};
+use crate::safety::SafetyCode;
+use crate::time::Instant;
+
+mod config;
+mod epochs;
+mod io;
+mod membership;
+mod messages;
+mod timers;
+
+pub use config::{Config, KeyMode};
+pub use io::{Destination, Event, Input, KeyUpdate, Output, RekeyReason, Transmit};
+
+const MAX_QUEUED_EVENTS: usize = 4096;
+const MAX_EARLY_ENVELOPES: usize = 32;
+const MAX_EARLY_ACKS: usize = 4096;
+/// Key messages for epochs further ahead than this (past the newest relay event received) are
+/// refused, not buffered: a member cannot park envelopes for epoch 2^63 and keep them forever.
+pub const EARLY_EPOCH_WINDOW: u64 = 64;
+/// Shared-secret mode ratchets `E_0` once per relay event up to the join sequence; a snapshot
+/// whose sequence number is larger than this is refused ([`MembershipError::SequenceTooLarge`])
+/// instead of hanging the client in the ratchet loop.
+///
+/// [`MembershipError::SequenceTooLarge`]: crate::MembershipError::SequenceTooLarge
+pub const MAX_SHARED_SECRET_SEQ: u64 = 1 << 16;
+const REKEY_RETRY: Duration = Duration::from_secs(30);
+
+struct EpochState {
+    secret: EpochSecret,
+    kids: Vec<Kid>,
+    retire_at: Option<Instant>,
+}
+
+/// An envelope this member waits for before it applies more of the log.
+#[derive(Clone, Copy)]
+struct Wait {
+    epoch: u64,
+    committer: SenderIndex,
+    /// When the wait began (the committer's deadline runs from here).
+    since: Instant,
+    /// [`Event::CommitterStalled`] was reported for this wait.
+    reported: bool,
+}
+
+impl Wait {
+    fn new(epoch: u64, committer: SenderIndex, since: Instant) -> Self {
+        Self {
+            epoch,
+            committer,
+            since,
+            reported: false,
+        }
+    }
+}
+
+/// A member's key state for one room. See the crate docs for the run loop.
+pub struct Session<R> {
+    cfg: Config,
+    rng: R,
+    identity: IdentityKeyPair,
+    participant: ParticipantId,
+    me: Option<SenderIndex>,
+    removed: bool,
+    /// Current members (this one included), by join sequence: the first is the committer.
+    members: BTreeMap<u64, Member>,
+    seen_indexes: BTreeSet<SenderIndex>,
+    applied_seq: u64,
+    events: BTreeMap<u64, MembershipEvent>,
+    epochs: BTreeMap<u64, EpochState>,
+    /// The newest epoch whose secret this member holds and can ratchet from.
+    head: Option<u64>,
+    wait: Option<Wait>,
+    sending: Option<u64>,
+    /// Per installed epoch not yet sent on: when to switch to it without a notice.
+    switch_deadlines: BTreeMap<u64, Instant>,
+    /// Committer: the ack rounds in progress, by epoch.
+    collecting: BTreeMap<u64, BTreeSet<SenderIndex>>,
+    /// The sending epoch when a usage-limit rekey was last asked for.
+    usage_rekey_for: Option<u64>,
+    early_envelopes: Vec<(u64, Vec<u8>)>,
+    early_acks: Vec<Vec<u8>>,
+    early_switch: Option<(u64, Vec<u8>)>,
+    last_envelope_epoch: Option<u64>,
+    local_streams: BTreeSet<StreamContext>,
+    membership_dirty: bool,
+    safety: Option<SafetyCode>,
+    last_fresh_at: Instant,
+    rekey_requested_at: Option<Instant>,
+    /// Another member's leave or removal, received but not yet answered by an installed epoch:
+    /// event sequence number (the epoch that excludes the departed member) -> when it came.
+    departures: BTreeMap<u64, Instant>,
+    /// While the stall deadline of a departure has passed: the epoch awaited (local streams are
+    /// stopped).
+    stalled: Option<u64>,
+    outputs: VecDeque<Output>,
+}
+
+impl<R> core::fmt::Debug for Session<R> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Session")
+            .field("me", &self.me)
+            .field("members", &self.members.len())
+            .field("applied_seq", &self.applied_seq)
+            .field("head", &self.head)
+            .field("sending", &self.sending)
+            .field("stalled", &self.stalled)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: CryptoRng> Session<R> {
+    /// A session for `participant` with `identity`; it starts when [`Input::Joined`] arrives.
+    pub fn new(cfg: Config, identity: IdentityKeyPair, participant: ParticipantId, rng: R) -> Self {
+        Self {
+            cfg,
+            rng,
+            identity,
+            participant,
+            me: None,
+            removed: false,
+            members: BTreeMap::new(),
+            seen_indexes: BTreeSet::new(),
+            applied_seq: 0,
+            events: BTreeMap::new(),
+            epochs: BTreeMap::new(),
+            head: None,
+            wait: None,
+            sending: None,
+            switch_deadlines: BTreeMap::new(),
+            collecting: BTreeMap::new(),
+            usage_rekey_for: None,
+            early_envelopes: Vec::new(),
+            early_acks: Vec::new(),
+            early_switch: None,
+            last_envelope_epoch: None,
+            local_streams: BTreeSet::new(),
+            membership_dirty: false,
+            safety: None,
+            last_fresh_at: Instant::default(),
+            rekey_requested_at: None,
+            departures: BTreeMap::new(),
+            stalled: None,
+            outputs: VecDeque::new(),
+        }
+    }
+
+    /// Feeds one input at time `now`. An error refuses that input only; the session stays
+    /// usable (except after [`UsageError::Removed`]).
+    pub fn handle_input(&mut self, now: Instant, input: Input<'_>) -> Result<(), Error> {
+        if self.removed {
+            return Err(UsageError::Removed.into());
+        }
+        let r = match input {
+            Input::Joined { seq, members } => self.on_joined(now, seq, members),
+            Input::Membership(ev) => self.on_event(now, ev),
+            Input::Message(bytes) => self.on_message(now, bytes),
+            Input::MessageFrom { from, bytes } => {
+                self.check_claimed_sender(from, bytes)?;
+                self.on_message(now, bytes)
+            }
+            Input::LocalStreamStarted(ctx) => {
+                self.require_joined()?;
+                if self.local_streams.insert(ctx)
+                    && let Some(e) = self.sending
+                {
+                    self.emit_send_key(ctx, e);
+                }
+                Ok(())
+            }
+            Input::LocalStreamStopped(ctx) => {
+                self.local_streams.remove(&ctx);
+                Ok(())
+            }
+            Input::UsageLimitNear(_) => {
+                self.require_joined()?;
+                // Once per sending epoch: the next epoch brings fresh keys for every stream.
+                if self.usage_rekey_for != self.sending || self.sending.is_none() {
+                    self.usage_rekey_for = self.sending;
+                    self.rekey_requested_at = None;
+                    self.request_rekey(now, RekeyReason::UsageLimit);
+                }
+                Ok(())
+            }
+            Input::Tick => {
+                self.on_tick(now);
+                Ok(())
+            }
+        };
+        // Time-driven work also runs on every input, so a late Tick never loses a deadline.
+        if !self.removed && self.me.is_some() {
+            self.on_tick(now);
+        }
+        r
+    }
+
+    /// The next output, or `None` when there is nothing to do until the next input.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When to feed [`Input::Tick`] next, if any timer runs.
+    pub fn next_timeout(&self) -> Option<Instant> {
+        let mut t: Option<Instant> = self.switch_deadlines.values().min().copied();
+        let mut min = |x: Instant| t = Some(t.map_or(x, |y| y.min(x)));
+        for st in self.epochs.values() {
+            if let Some(r) = st.retire_at {
+                min(r);
+            }
+        }
+        if let Some(r) = self.rekey_due() {
+            min(r);
+        }
+        if let Some(s) = self.stall_due() {
+            min(s);
+        }
+        if let Some(c) = self.committer_due() {
+            min(c);
+        }
+        t
+    }
+
+    /// The safety code to show, once known.
+    pub fn safety_code(&self) -> Option<SafetyCode> {
+        self.safety
+    }
+
+    /// The epoch local streams send on; `None` before the first one and while a key is awaited
+    /// ([`Session::awaited_epoch`]).
+    pub fn sending_epoch(&self) -> Option<u64> {
+        self.sending.filter(|_| self.stalled.is_none())
+    }
+
+    /// While local streams are stopped because the epoch that follows a leave or removal has not
+    /// come within [`Config::stall_timeout`]: that epoch (see [`Event::KeyAwaited`]).
+    pub fn awaited_epoch(&self) -> Option<u64> {
+        self.stalled
+    }
+
+    /// The newest epoch installed.
+    pub fn latest_epoch(&self) -> Option<u64> {
+        self.epochs.keys().next_back().copied()
+    }
+
+    /// This member's sender index, once joined.
+    pub fn sender_index(&self) -> Option<SenderIndex> {
+        self.me
+    }
+
+    /// True when this member is the committer (the earliest joined).
+    pub fn is_committer(&self) -> bool {
+        self.me.is_some() && self.committer().map(|m| m.sender_index) == self.me
+    }
+
+    /// The current members (this one included), in join order.
+    pub fn members(&self) -> impl Iterator<Item = &Member> {
+        self.members.values()
+    }
+
+    /// The sequence number of the last relay event applied.
+    pub fn applied_seq(&self) -> u64 {
+        self.applied_seq
+    }
+
+    // ---------------------------------------------------------------- outputs
+
+    fn transmit(&mut self, to: Destination, payload: Vec<u8>) {
+        self.outputs
+            .push_back(Output::Transmit(Transmit { to, payload }));
+    }
+
+    fn key(&mut self, k: KeyUpdate) {
+        self.outputs.push_back(Output::Key(k));
+    }
+
+    fn event(&mut self, e: Event) {
+        self.outputs.push_back(Output::Event(e));
+    }
+}
