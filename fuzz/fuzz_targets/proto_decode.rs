@@ -1,6 +1,7 @@
 //! Signaling decode on arbitrary text, both directions: `ClientMessage::decode` (what the relay
 //! parses from every WebSocket) and `ServerMessage::decode` (what every client parses from the
-//! relay). Decoding never panics; what decodes re-encodes to the same message; a refusal's
+//! relay), and `ServerMessage::decode_key_event` (the Worker's slim decoder), which must accept
+//! exactly the key events the full decoder accepts, as the same messages. Decoding never panics; what decodes re-encodes to the same message; a refusal's
 //! client-facing text stays within its limit.
 #![no_main]
 
@@ -27,7 +28,23 @@ fuzz_target!(|data: &[u8]| {
         }
         Err(e) => refusal(&e),
     }
-    match ServerMessage::decode(text) {
+    let full = ServerMessage::decode(text);
+    match ServerMessage::decode_key_event(text) {
+        Ok(msg) => assert_eq!(full.as_ref(), Ok(&msg), "{text}"),
+        Err(e) => {
+            refusal(&e);
+            let key_event = matches!(
+                full,
+                Ok(ServerMessage::Joined(_)
+                    | ServerMessage::ParticipantJoined(_)
+                    | ServerMessage::ParticipantLeft(_)
+                    | ServerMessage::Rekey(_)
+                    | ServerMessage::E2ee(_))
+            );
+            assert!(!key_event, "the full decoder took a key event the slim one refused: {text}");
+        }
+    }
+    match full {
         Ok(msg) => {
             let _ = msg.type_name();
             let again = msg.encode();

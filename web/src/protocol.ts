@@ -31,12 +31,12 @@ export type ToWorker =
   | { kind: 'removeRecvKey'; kid: bigint }
   | { kind: 'stats' }
   /**
-   * Key exchange (worker-keys.ts): start a hush-keys session in the Worker. `seed` is 32 bytes
-   * from `crypto.getRandomValues` (the session's RNG); `sharedSecret` (at least 32 random
-   * bytes) only with mode `shared`. Both are wiped in the Worker after use. Answered by
+   * Key exchange (worker-keys.ts): start a key session in the Worker, which draws its own
+   * randomness (nothing random crosses from the page). `sharedSecret` (at least 32 random
+   * bytes) only with mode `shared`, wiped in the Worker after use. Answered by
    * `keysIdentity`. A second `keysStart` replaces the session (a new identity: join again).
    */
-  | { kind: 'keysStart'; mode: 'exchange' | 'shared'; sharedSecret?: Uint8Array; seed: Uint8Array }
+  | { kind: 'keysStart'; mode: 'exchange' | 'shared'; sharedSecret?: Uint8Array }
   /**
    * A relay message for the key exchange, as parsed from the WebSocket (base64 fields as
    * received): `joined`, `participant_joined`, `participant_left`, `rekey` or `e2ee`.
@@ -70,6 +70,14 @@ export type KeyEvent =
   | { type: 'memberRefused'; participant: string; reason: string }
   /** This member was removed: every key is retired. */
   | { type: 'removed' }
+  /**
+   * Another member left or was removed and the epoch that excludes it is late (2 s): local
+   * streams stopped sending (frames are dropped, not sent under a key the leaver holds) until
+   * it comes; `switched` ends it.
+   */
+  | { type: 'keyAwaited'; epoch: number }
+  /** The committer has not answered within 10 s: its key for `epoch` is still awaited. */
+  | { type: 'committerStalled'; epoch: number; committer: string }
   /** A refused input (a stable code such as `malformed`, `forged`, `stale_event`); nothing changed. */
   | { type: 'error'; reason: string };
 

@@ -98,13 +98,13 @@ export function handleKeysMessage(m: KeysMessage, postTo?: (m: FromWorker) => vo
   if (m.kind === 'keysStart') {
     stop();
     try {
-      session = new KeySession(m.mode, m.seed, m.mode === 'shared' ? m.sharedSecret ?? null : null);
+      // The session draws every secret from this Worker's own crypto.getRandomValues.
+      session = new KeySession(m.mode, m.mode === 'shared' ? m.sharedSecret ?? null : null);
     } catch (e) {
       fail(`start_failed: ${e instanceof Error ? e.message : String(e)}`);
       return;
     } finally {
-      // The seed and the shared secret were copied into wasm; wipe the structured clones.
-      m.seed.fill(0);
+      // The shared secret was copied into wasm; wipe the structured clone.
       m.sharedSecret?.fill(0);
     }
     post({ kind: 'keysIdentity', identityKey: session.identityKey() });

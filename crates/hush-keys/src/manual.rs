@@ -45,6 +45,48 @@
 //! `grace` (10 s) after they switched, then retire them. A member that gets a key from the
 //! committer reports [`crate::Event::KeyframeWanted`].
 //!
+//! ## Failing closed on a stalled epoch
+//!
+//! After another member's leave or removal (event `s`), a member goes on sending on the epoch
+//! before `s`, which the departed member holds, until it installs `E_s` and the switch round
+//! ends. A relay that withholds its envelope would keep it there for good. So each departure
+//! starts a deadline, `stall_timeout` (2 s), **from when the event arrives** (not when it is
+//! applied: a leave queued behind a withheld rekey envelope counts too, since events apply in
+//! order). Past it, with no epoch `>= s` installed, the member stops every local stream
+//! ([`crate::KeyUpdate::StopSend`]: the frame layer then drops frames as no-key instead of
+//! encrypting them) and reports [`crate::Event::KeyAwaited`] `{ epoch: s }`; receive keys are
+//! untouched, so it still hears whoever it can. Only departures start a deadline: a join
+//! ratchets locally and a rekey excludes nobody (the epoch before it is held by members only).
+//!
+//! When an epoch `>= s` is installed the member sends again at once, on that newest epoch
+//! ([`crate::KeyUpdate::SetSend`], then [`crate::Event::Switched`]), without waiting for the
+//! switch round: the others have normally switched already, and it must never resume on an
+//! epoch the departed member holds (a rekey epoch from before the leave that comes late is
+//! installed for receiving only).
+//!
+//! The value: 2 s exceeds `switch_timeout` (1.5 s) plus one relay hop for the envelope, so an
+//! honest round that ends on the timeout never trips it (a room churning every 400 ms on a
+//! network with 10-200 ms delays never stalls: `tests/stall.rs`); and it is far under `grace`
+//! (10 s), after which the members who moved on stop reading the old epoch anyway, so a member
+//! still on it would be heard by nobody but the one who left. What the departed member can
+//! read of this member is bounded by the deadline plus `switch_timeout` after the leave event
+//! reached it, where before it was unbounded.
+//!
+//! ## A committer that never answers
+//!
+//! A member that waits for the committer's envelope (its join, a leave, a removal, a rekey) for
+//! `committer_timeout` (10 s, the grace period) reports [`crate::Event::CommitterStalled`]
+//! once for that wait. Nothing else changes: after a leave it keeps failing closed. Members
+//! do not ask for a rekey then, since the relay puts the rekey point in the log and the same
+//! committer answers it. The handover rule covers a committer that is gone: its connection
+//! drops, the relay logs its leave, waiting members stop waiting and the next committer
+//! answers that leave with a fresh epoch for everyone. A committer that stays connected but
+//! silent, or a relay that withholds its envelopes, cannot be routed around by the members:
+//! electing another committer needs agreement that the relay could split (members moving at
+//! different times would accept different epochs), and the relay carries every committer's
+//! envelopes anyway. That is availability, left to the app: show it, rejoin (a fresh snapshot
+//! and envelope) or leave.
+//!
 //! ## Safety code
 //!
 //! See [`crate::safety`]: room id, sorted (participant, identity key), and a confirmation value
@@ -52,7 +94,10 @@
 //!
 //! ## What the relay can still do
 //!
-//! Drop, delay or reorder anything (availability, not confidentiality); refuse to sequence
+//! Drop, delay or reorder anything (availability, not confidentiality: withholding the epoch
+//! after a leave makes the member stop sending within `stall_timeout`, above); delay the leave
+//! event itself (the member cannot know of a departure it was not told about; the safety
+//! code still lists the departed member meanwhile); refuse to sequence
 //! rekeys (the frame layer then refuses to encrypt past its usage limit: no nonce reuse);
 //! add a ghost member or swap identity keys, which the safety code shows and attestations
 //! forbid. Acks and switch notices are authenticated with the epoch secret, so any member of

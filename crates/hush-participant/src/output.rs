@@ -60,6 +60,18 @@ pub enum Event {
     KeyframeWanted,
     /// We were removed (or left): every key is retired.
     Removed,
+    /// Another member left or was removed and the epoch that excludes it is late: local
+    /// streams are stopped (their send keys dropped) until it comes; show that a key is
+    /// awaited. [`Event::Switched`] ends it.
+    KeyAwaited(u64),
+    /// The committer has not answered this member within the committer deadline: it still
+    /// waits for the committer's key for this epoch.
+    CommitterStalled {
+        /// The epoch awaited.
+        epoch: u64,
+        /// The committer (lossy UTF-8 where it is not).
+        committer: String,
+    },
 }
 
 impl Event {
@@ -76,6 +88,8 @@ impl Event {
             Event::SafetyCode(_) => "safetyCode",
             Event::KeyframeWanted => "keyframeWanted",
             Event::Removed => "removed",
+            Event::KeyAwaited(_) => "keyAwaited",
+            Event::CommitterStalled { .. } => "committerStalled",
         }
     }
 }

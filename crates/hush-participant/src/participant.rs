@@ -415,6 +415,14 @@ impl<R: CryptoRng> Participant<R> {
                             reason: reason.into(),
                         },
                         hush_keys::Event::Removed => Event::Removed,
+                        hush_keys::Event::KeyAwaited { epoch } => Event::KeyAwaited(epoch),
+                        hush_keys::Event::CommitterStalled { epoch, committer } => {
+                            Event::CommitterStalled {
+                                epoch,
+                                committer: String::from_utf8_lossy(committer.as_bytes())
+                                    .into_owned(),
+                            }
+                        }
                         _ => continue,
                     };
                     out.push(Output::Event(e));

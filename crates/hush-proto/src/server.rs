@@ -8,8 +8,11 @@ use crate::error::ErrorCode;
 use crate::ids::{ParticipantId, RoomId, RoomInstance, SenderIndex, Source, TrackId};
 use crate::limits::{
     MAX_ATTESTATION_BYTES, MAX_E2EE_PAYLOAD_BYTES, MAX_ERROR_MESSAGE_BYTES, MAX_IDENTITY_KEY_BYTES,
+    MAX_MESSAGE_BYTES,
 };
-use crate::message::{self, DecodeError, FieldTooLarge, truncate_at_char_boundary};
+use crate::message::{
+    self, DecodeError, FieldTooLarge, PROTOCOL_VERSION, truncate_at_char_boundary,
+};
 use crate::signal::{Candidate, Sdp};
 use crate::token::Grants;
 
@@ -72,6 +75,44 @@ impl ServerMessage {
     /// Decodes and checks one message (for clients).
     pub fn decode(text: &str) -> Result<Self, DecodeError> {
         let msg: Self = message::decode(text, Self::TYPES)?;
+        msg.check_limits().map_err(DecodeError::FieldTooLarge)?;
+        Ok(msg)
+    }
+
+    /// Decodes and checks one of the five messages the key exchange reads (`joined`,
+    /// `participant_joined`, `participant_left`, `rekey`, `e2ee`); any other type is
+    /// [`DecodeError::UnknownType`]. The same checks as [`ServerMessage::decode`], without
+    /// instantiating every variant's deserializer: the browser's Worker decodes with this, and
+    /// deserializing the whole internally tagged enum costs tens of KB of wasm.
+    pub fn decode_key_event(text: &str) -> Result<Self, DecodeError> {
+        #[derive(Deserialize)]
+        struct Head<'a> {
+            v: u64,
+            #[serde(rename = "type", borrow)]
+            kind: std::borrow::Cow<'a, str>,
+        }
+        fn body<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, DecodeError> {
+            serde_json::from_str(text).map_err(|e| DecodeError::Malformed {
+                detail: e.to_string(),
+            })
+        }
+        if text.len() > MAX_MESSAGE_BYTES {
+            return Err(DecodeError::TooLarge { len: text.len() });
+        }
+        let head: Head<'_> = serde_json::from_str(text).map_err(|e| DecodeError::Malformed {
+            detail: e.to_string(),
+        })?;
+        if head.v != PROTOCOL_VERSION {
+            return Err(DecodeError::UnsupportedVersion);
+        }
+        let msg = match &*head.kind {
+            "joined" => Self::Joined(body(text)?),
+            "participant_joined" => Self::ParticipantJoined(body(text)?),
+            "participant_left" => Self::ParticipantLeft(body(text)?),
+            "rekey" => Self::Rekey(body(text)?),
+            "e2ee" => Self::E2ee(body(text)?),
+            _ => return Err(DecodeError::UnknownType),
+        };
         msg.check_limits().map_err(DecodeError::FieldTooLarge)?;
         Ok(msg)
     }

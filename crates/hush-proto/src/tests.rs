@@ -520,3 +520,45 @@ fn e2ee_drop_reasons_are_a_closed_set() {
     assert_eq!(names.len(), E2eeDropReason::ALL.len());
     assert!(E2eeDropReason::ALL.len() <= MAX_E2EE_STATS_REASONS);
 }
+
+#[test]
+fn key_event_decoder_agrees_with_the_full_decoder() {
+    let key_events = [
+        r#"{"v":1,"type":"rekey","seq":9}"#,
+        r#"{"v":1,"type":"e2ee","from":"alice","payload":"AQID"}"#,
+        r#"{"v":1,"type":"participant_left","seq":3,"participant":"bob","sender_index":2,"reason":"removed"}"#,
+    ];
+    for text in key_events {
+        assert_eq!(
+            ServerMessage::decode_key_event(text),
+            ServerMessage::decode(text),
+            "{text}"
+        );
+    }
+    for (text, want) in [
+        (r#"{"v":1,"type":"pong","seq":1}"#, "unknown"),
+        (r#"{"v":1,"type":"nonsense"}"#, "unknown"),
+        (r#"{"v":2,"type":"rekey","seq":9}"#, "version"),
+        (
+            r#"{"v":1,"type":"e2ee","from":"alice","payload":"%%%"}"#,
+            "malformed",
+        ),
+        ("not json", "malformed"),
+    ] {
+        let got = match ServerMessage::decode_key_event(text) {
+            Err(DecodeError::UnknownType) => "unknown",
+            Err(DecodeError::UnsupportedVersion) => "version",
+            Err(DecodeError::Malformed { .. }) => "malformed",
+            other => panic!("{text}: {other:?}"),
+        };
+        assert_eq!(got, want, "{text}");
+    }
+    let big = format!(
+        r#"{{"v":1,"type":"rekey","seq":1,"x":"{}"}}"#,
+        "a".repeat(MAX_MESSAGE_BYTES)
+    );
+    assert!(matches!(
+        ServerMessage::decode_key_event(&big),
+        Err(DecodeError::TooLarge { .. })
+    ));
+}

@@ -7,9 +7,11 @@
 //! wasm-bindgen face. Every decision about what a relay message means is the core's; this
 //! module only decodes, and moves time and randomness in.
 //!
-//! The RNG is ChaCha20 seeded with 32 bytes the page draws from `crypto.getRandomValues`
-//! (no getrandom in the module). Attestations are not configured here: members' `attestation`
-//! fields are ignored.
+//! Randomness is born in the Worker: every draw (the identity key, each fresh epoch secret,
+//! each HPKE ephemeral key) comes from the Worker's own `crypto.getRandomValues` through
+//! getrandom, so no seed or state crosses from the page, nothing needs reseeding, and a page
+//! that replaces its own `crypto.getRandomValues` changes nothing here (the Worker is another
+//! global). Only native tests use [`KeyCore::with_seed`].
 
 pub mod js;
 
@@ -19,48 +21,59 @@ use hush_participant::{
 use hush_proto::ServerMessage;
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
+use rand_core::{TryCryptoRng, TryRng, UnwrapErr};
 
-/// The envelope every relay message shares: `{"v": 1, "type": ...}`.
-#[derive(serde::Deserialize)]
-struct Head<'a> {
-    v: u64,
-    #[serde(rename = "type", borrow)]
-    kind: std::borrow::Cow<'a, str>,
-}
-
-fn parse<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, Refusal> {
-    serde_json::from_str(json).map_err(|_| Refusal::MalformedEvent)
-}
-
-/// Decodes the five key events with hush-proto's types and limits. Not through
-/// `ServerMessage::decode`: deserializing that internally tagged enum buffers every message and
-/// instantiates all fourteen variants' deserializers, tens of KB of wasm for messages this
-/// module refuses anyway. Fields a type does not define (`v`, `type`) are ignored, as in
-/// hush-proto.
+/// Decodes one relay message for the key exchange with hush-proto's slim decoder
+/// ([`ServerMessage::decode_key_event`]): a message that is not about keys is
+/// [`Refusal::NotAKeyEvent`], anything undecodable [`Refusal::MalformedEvent`].
 pub fn decode(json: &str) -> Result<ServerMessage, Refusal> {
-    if json.len() > hush_proto::MAX_MESSAGE_BYTES {
-        return Err(Refusal::MalformedEvent);
-    }
-    let head: Head<'_> = serde_json::from_str(json).map_err(|_| Refusal::MalformedEvent)?;
-    if head.v != hush_proto::PROTOCOL_VERSION {
-        return Err(Refusal::MalformedEvent);
-    }
-    let msg = match &*head.kind {
-        "joined" => ServerMessage::Joined(parse(json)?),
-        "participant_joined" => ServerMessage::ParticipantJoined(parse(json)?),
-        "participant_left" => ServerMessage::ParticipantLeft(parse(json)?),
-        "rekey" => ServerMessage::Rekey(parse(json)?),
-        "e2ee" => ServerMessage::E2ee(parse(json)?),
-        _ => return Err(Refusal::NotAKeyEvent),
-    };
-    msg.check_limits().map_err(|_| Refusal::MalformedEvent)?;
-    Ok(msg)
+    ServerMessage::decode_key_event(json).map_err(|e| match e {
+        hush_proto::DecodeError::UnknownType => Refusal::NotAKeyEvent,
+        _ => Refusal::MalformedEvent,
+    })
 }
+
+/// Where the key exchange's randomness comes from.
+#[derive(Debug)]
+pub enum WorkerRng {
+    /// The platform's CSPRNG on every draw (in the Worker: its `crypto.getRandomValues`).
+    /// Should it ever fail, the Worker stops (a panic ends the call) rather than make a key.
+    Os(UnwrapErr<getrandom::SysRng>),
+    /// A seeded generator: native tests only, where reproducible keys are the point.
+    Seeded(Box<ChaCha20Rng>),
+}
+
+impl TryRng for WorkerRng {
+    type Error = core::convert::Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        match self {
+            WorkerRng::Os(r) => r.try_next_u32(),
+            WorkerRng::Seeded(r) => r.try_next_u32(),
+        }
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        match self {
+            WorkerRng::Os(r) => r.try_next_u64(),
+            WorkerRng::Seeded(r) => r.try_next_u64(),
+        }
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        match self {
+            WorkerRng::Os(r) => r.try_fill_bytes(dst),
+            WorkerRng::Seeded(r) => r.try_fill_bytes(dst),
+        }
+    }
+}
+
+impl TryCryptoRng for WorkerRng {}
 
 /// The key exchange of one member in the Worker; see the module docs.
 #[derive(Debug)]
 pub struct KeyCore {
-    core: Participant<ChaCha20Rng>,
+    core: Participant<WorkerRng>,
 }
 
 fn at(now_ms: u64) -> Instant {
@@ -68,18 +81,32 @@ fn at(now_ms: u64) -> Instant {
 }
 
 impl KeyCore {
-    /// A member with a fresh identity drawn from `seed`; `shared` selects shared-secret mode.
-    pub fn new(seed: [u8; 32], shared: Option<&[u8]>) -> Result<Self, Refusal> {
+    /// A member with a fresh identity drawn from the Worker's CSPRNG; `shared` selects
+    /// shared-secret mode.
+    pub fn new(shared: Option<&[u8]>) -> Result<Self, Refusal> {
+        Self::with_rng(WorkerRng::Os(UnwrapErr(getrandom::SysRng)), shared)
+    }
+
+    /// A member whose every secret derives from `seed`: for native tests that replay a
+    /// transcript, never for a call (whoever knows the seed knows every key).
+    pub fn with_seed(seed: [u8; 32], shared: Option<&[u8]>) -> Result<Self, Refusal> {
+        Self::with_rng(
+            WorkerRng::Seeded(Box::new(ChaCha20Rng::from_seed(seed))),
+            shared,
+        )
+    }
+
+    fn with_rng(rng: WorkerRng, shared: Option<&[u8]>) -> Result<Self, Refusal> {
         let config = match shared {
             Some(s) => ParticipantConfig::unauthenticated().with_shared_secret(s)?,
             None => ParticipantConfig::unauthenticated(),
         };
-        let core = Participant::new(config, ChaCha20Rng::from_seed(seed))?;
+        let core = Participant::new(config, rng)?;
         Ok(Self { core })
     }
 
     /// The participant core (read-only: epochs, members, safety code).
-    pub fn core(&self) -> &Participant<ChaCha20Rng> {
+    pub fn core(&self) -> &Participant<WorkerRng> {
         &self.core
     }
 
@@ -140,7 +167,7 @@ mod tests {
         use hush_proto::SenderIndex;
         use hush_proto::{Grants, Joined, OpaqueBytes, ParticipantId, ParticipantInfo, RoomId};
         let id = |s: &str| ParticipantId::new(s).unwrap();
-        let alice = KeyCore::new([1; 32], None).unwrap().identity_key();
+        let alice = KeyCore::with_seed([1; 32], None).unwrap().identity_key();
         ServerMessage::Joined(Joined {
             you: id("bob"),
             sender_index: SenderIndex(2),
@@ -163,7 +190,7 @@ mod tests {
     }
 
     fn joined() -> KeyCore {
-        let mut c = KeyCore::new([2; 32], None).unwrap();
+        let mut c = KeyCore::with_seed([2; 32], None).unwrap();
         c.handle_relay_event(1_000, &joined_json()).unwrap();
         while c.poll().is_some() {}
         c
@@ -223,14 +250,21 @@ mod tests {
     }
 
     #[test]
+    fn identities_come_from_the_os_each_time() {
+        let a = KeyCore::new(None).unwrap().identity_key();
+        let b = KeyCore::new(None).unwrap().identity_key();
+        assert_ne!(a, b);
+        let s = KeyCore::with_seed([3; 32], None).unwrap().identity_key();
+        assert_eq!(s, KeyCore::with_seed([3; 32], None).unwrap().identity_key());
+    }
+
+    #[test]
     fn start_errors_are_typed() {
         assert_eq!(
-            KeyCore::new([1; 32], Some(&[5; 40]))
-                .err()
-                .map(Refusal::code),
+            KeyCore::new(Some(&[5; 40])).err().map(Refusal::code),
             Some("shared_secret_too_short")
         );
-        let mut c = KeyCore::new([1; 32], None).unwrap();
+        let mut c = KeyCore::new(None).unwrap();
         let ev = r#"{"v":1,"type":"rekey","seq":4}"#;
         assert_eq!(c.handle_relay_event(0, ev), Err(Refusal::NotJoined));
         assert!(c.poll().is_none());

@@ -98,10 +98,12 @@ export interface KeyChange {
 /**
  * Events: `keychange` (KeyChange), `decryptfailure` (DecryptFailure), `safetycode` ({code}),
  * `keyframewanted` ({}), `memberrefused` ({participant, reason}), `keyerror` ({reason}),
- * `workerfailed` ({detail}). Each is a CustomEvent with the object as `detail`.
+ * `workerfailed` ({detail}), `keyawaited` ({epoch, committer?}: sending stopped until a key
+ * comes; `keychange` `switched` ends it). Each is a CustomEvent with the object as `detail`.
  */
 export type HushEventName =
-  | 'keychange' | 'decryptfailure' | 'safetycode' | 'keyframewanted' | 'memberrefused' | 'keyerror' | 'workerfailed';
+  | 'keychange' | 'decryptfailure' | 'safetycode' | 'keyframewanted' | 'memberrefused' | 'keyerror' | 'workerfailed'
+  | 'keyawaited';
 
 interface Attached {
   options: TransformOptions;
@@ -237,11 +239,10 @@ export class HushE2ee extends EventTarget {
     if (options.mode === 'shared' && !(options.sharedSecret instanceof Uint8Array)) {
       throw new HushError('bad_argument', 'shared mode needs sharedSecret');
     }
-    const seed = crypto.getRandomValues(new Uint8Array(32));
+    // No randomness from this page: the Worker draws every secret itself.
     const m: ToWorker = {
       kind: 'keysStart',
       mode: options.mode,
-      seed,
       ...(options.sharedSecret ? { sharedSecret: options.sharedSecret.slice() } : {}),
     };
     this.keyExchange = options;
@@ -379,6 +380,12 @@ export class HushE2ee extends EventTarget {
         return;
       case 'keyframeWanted': this.emit('keyframewanted', {}); return;
       case 'memberRefused': this.emit('memberrefused', { participant: e.participant, reason: e.reason }); return;
+      // Sending stopped until the key comes (`keychange` `switched` ends it); `committer` when
+      // the committer has not answered at all.
+      case 'keyAwaited': this.emit('keyawaited', { epoch: Number(e.epoch) }); return;
+      case 'committerStalled':
+        this.emit('keyawaited', { epoch: Number(e.epoch), committer: String(e.committer) });
+        return;
       case 'error': this.emit('keyerror', { reason: e.reason }); return;
       default:
     }

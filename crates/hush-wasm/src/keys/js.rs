@@ -28,17 +28,10 @@ fn ms(now_ms: f64) -> u64 {
 
 #[wasm_bindgen]
 impl KeySession {
-    /// A session in `mode` (`"exchange"` or `"shared"` with `shared_secret`, at least 32 bytes),
-    /// with its RNG seeded from `seed` (exactly 32 bytes from `crypto.getRandomValues`).
+    /// A session in `mode` (`"exchange"` or `"shared"` with `shared_secret`, at least 32 bytes).
+    /// Its randomness comes from this Worker's `crypto.getRandomValues`, never from the page.
     #[wasm_bindgen(constructor)]
-    pub fn new(
-        mode: &str,
-        seed: &[u8],
-        shared_secret: Option<Vec<u8>>,
-    ) -> Result<KeySession, JsError> {
-        let seed: [u8; 32] = seed
-            .try_into()
-            .map_err(|_| JsError::new("seed must be 32 bytes"))?;
+    pub fn new(mode: &str, shared_secret: Option<Vec<u8>>) -> Result<KeySession, JsError> {
         let shared = match (mode, shared_secret.as_deref()) {
             ("exchange", None) => None,
             ("shared", Some(s)) => Some(s),
@@ -48,7 +41,7 @@ impl KeySession {
                 ));
             }
         };
-        let core = KeyCore::new(seed, shared).map_err(|r| JsError::new(r.code()))?;
+        let core = KeyCore::new(shared).map_err(|r| JsError::new(r.code()))?;
         Ok(KeySession { core })
     }
 
@@ -201,7 +194,13 @@ fn event(e: &Event) -> js_sys::Object {
             set(&ev, "participant", &participant.as_str().into());
             set(&ev, "reason", &reason.code().into());
         }
-        Event::EpochInstalled(n) | Event::Switched(n) => set(&ev, "epoch", &(*n as f64).into()),
+        Event::EpochInstalled(n) | Event::Switched(n) | Event::KeyAwaited(n) => {
+            set(&ev, "epoch", &(*n as f64).into())
+        }
+        Event::CommitterStalled { epoch, committer } => {
+            set(&ev, "epoch", &(*epoch as f64).into());
+            set(&ev, "committer", &committer.as_str().into());
+        }
         Event::SafetyCode(c) => set(&ev, "code", &c.to_string().into()),
         Event::KeyframeWanted | Event::Removed => {}
     }
