@@ -99,3 +99,39 @@ fn another_entry_with_our_sender_index_is_refused_wherever_it_is_listed() {
     assert!(refused, "the refusal is reported");
     assert_eq!(s.sending_epoch(), Some(5), "alone, so we commit epoch 5");
 }
+
+/// A relay can name any sequence number, u64::MAX included: the session joins, refuses what
+/// would have to follow it, and never overflows (found by fuzz/fuzz_targets/participant.rs).
+#[test]
+fn a_snapshot_at_the_last_sequence_number_does_not_overflow() {
+    let mut rng = ChaCha20Rng::seed_from_u64(9);
+    let room = RoomId::new("room-1").unwrap();
+    let me = ParticipantId::new("alice").unwrap();
+    let mine = IdentityKeyPair::generate(&mut rng);
+    let own = Member {
+        participant: me.clone(),
+        sender_index: SenderIndex::new(3).unwrap(),
+        join_seq: u64::MAX,
+        identity: *mine.public(),
+        attestation: None,
+    };
+    let mut s = Session::new(Config::new(room), mine, me, rng);
+    let now = Instant::from_millis(0);
+    s.handle_input(
+        now,
+        Input::Joined {
+            seq: u64::MAX,
+            members: vec![own],
+        },
+    )
+    .unwrap();
+    let rekey = hush_keys::MembershipEvent {
+        seq: u64::MAX,
+        change: hush_keys::Change::Rekey,
+    };
+    assert!(
+        s.handle_input(now, Input::Membership(rekey)).is_err(),
+        "stale"
+    );
+    let _ = s.handle_input(now, Input::Tick);
+}

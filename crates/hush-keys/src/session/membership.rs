@@ -195,7 +195,10 @@ impl<R: CryptoRng> Session<R> {
                 self.wait = None;
                 self.head = None;
             }
-            let next = self.applied_seq + 1;
+            // A relay-chosen sequence number can be u64::MAX: then no event can follow it.
+            let Some(next) = self.applied_seq.checked_add(1) else {
+                return;
+            };
             let Some(ev) = self.events.remove(&next) else {
                 return;
             };
