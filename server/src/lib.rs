@@ -14,8 +14,9 @@
 //! 3. The adapters. `bus` holds the messages between the driver and the adapters; [`media`]
 //!    runs one webrtc-rs `PeerConnection` per participant and forwards RTP; [`driver`] is the
 //!    tokio task that owns the core, feeds it input, carries out its output and keeps [`ops`]
-//!    in step; [`http`] (axum) serves signaling, `/metrics` and the admin API, and only parses,
-//!    authorizes and serializes: every decision is the core's, reached through the driver.
+//!    in step; [`http`] (axum) serves signaling, `/healthz`, `/metrics`, the static files, in
+//!    dev mode `/dev/token`, and the admin API, and only parses, authorizes and serializes:
+//!    every decision is the core's, reached through the driver.
 //! 4. [`config`] reads the configuration file into the options of the layers below; `main.rs`
 //!    wires it up.
 //!

@@ -2,20 +2,12 @@
 // headless Chromium contexts open the same `/r/NAME` link (which joins at once with camera and
 // microphone). Both pages must show two tiles with decoded video and green E2EE badges, and the
 // same safety code. Saves tests/browser/artifacts/demo.png.
-import { join } from 'node:path';
-import { mkdir, stat } from 'node:fs/promises';
-import { artifacts, checks, launchBrowser, relayBinary, startRelay, watch } from './harness.mjs';
+import { artifact, launchBrowser, startRelay, suite, watch } from './harness.mjs';
 
-const { check, done } = checks('demo tests');
-try {
-  await stat(relayBinary());
-} catch {
-  console.log(`FAIL ${relayBinary()} is missing: run cargo build -p hush-relay --bin hush-relay`);
-  process.exit(1);
-}
+const { check, use, run } = suite('demo tests');
 const ROOM = 'demo-test';
-const relay = await startRelay();
-const browser = await launchBrowser();
+const relay = use(await startRelay());
+const browser = use(await launchBrowser());
 
 /** What the test reads off a demo page. */
 const pageState = () => {
@@ -35,8 +27,7 @@ const pageState = () => {
 const ready = (s) => s.tiles.length === 2 && s.tiles.every((t) => t.e2ee === 'ok' && t.videoWidth > 0)
   && (s.mode !== 'exchange' || /\d/.test(s.safetyCode ?? ''));
 
-try {
-  await mkdir(artifacts, { recursive: true });
+await run(async () => {
   const pages = [];
   for (const name of ['first', 'second']) {
     const ctx = await browser.newContext({ viewport: { width: 1100, height: 720 } });
@@ -51,7 +42,7 @@ try {
       .catch(() => undefined);
     states.push(await page.evaluate(pageState));
   }
-  await pages[0].screenshot({ path: join(artifacts, 'demo.png'), fullPage: true });
+  await pages[0].screenshot({ path: await artifact('demo.png'), fullPage: true });
   for (const [i, s] of states.entries()) {
     const label = i === 0 ? 'first page' : 'second page';
     check(`${label}: two tiles (self and the other)`, s.tiles.length === 2, s.tiles.map((t) => t.participant));
@@ -78,11 +69,4 @@ try {
   await bad.waitForTimeout(500);
   const badState = await bad.evaluate(pageState);
   check('an invalid room name is refused on the page', badState.tiles.length === 0 && /not valid/.test(badState.status ?? ''), badState.status);
-} catch (e) {
-  check(`demo test ran (${e.message})`, false);
-  console.log(relay.log().slice(-4000));
-} finally {
-  await browser.close();
-  relay.stop();
-}
-done();
+});

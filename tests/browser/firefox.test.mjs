@@ -5,37 +5,18 @@
 // receive transform the same video frame twice: the opener drops the copy as `duplicate`,
 // which `drops` (harness.mjs) leaves out; any other drop, `replayed` included, fails.
 //   unshare --net sh -c 'ip link set lo up && node tests/browser/firefox.test.mjs'
-import { createRequire } from 'node:module';
-import { join } from 'node:path';
-import { access } from 'node:fs/promises';
-import { checks, drops, launch, root, serve, watch } from './harness.mjs';
+import { FIREFOX, drops, launch, launchFirefox, needFiles, root, serve, sleep, suite, watch } from './harness.mjs';
 
-const require = createRequire(join(root, 'web', 'package.json'));
-const puppeteer = require('puppeteer-core');
-const FIREFOX = process.env.FIREFOX ?? '/usr/bin/firefox-esr';
-const { check, done } = checks('firefox tests');
-try { await access(FIREFOX); } catch {
-  console.log(`FAIL ${FIREFOX} missing: apt-get install -y firefox-esr (cargo xtask test does)`);
-  process.exit(1);
-}
-
-const server = await serve({ '/': root });
-const url = `http://127.0.0.1:${server.address().port}/tests/browser/e2ee.html`;
-const firefox = await puppeteer.launch({
-  browser: 'firefox', executablePath: FIREFOX, headless: true, protocol: 'webDriverBiDi',
-  extraPrefsFirefox: {
-    'media.navigator.streams.fake': true,
-    'media.navigator.permission.disabled': true,
-    'media.peerconnection.ice.loopback': true,
-    'permissions.default.camera': 1,
-    'permissions.default.microphone': 1,
-  },
-});
-const chromium = await launch();
+const { check, use, run } = suite('firefox tests');
+await needFiles([FIREFOX], 'apt-get install -y firefox-esr (cargo xtask test does)');
+const server = use(await serve({ '/': root }));
+const url = `${server.base}/tests/browser/e2ee.html`;
+const firefox = use(await launchFirefox());
+const chromium = use(await launch());
 const byKind = (stats, side, kind) => stats.find((t) => t.side === side && t.kind === kind);
-try {
+await run(async () => {
   const ff = await firefox.newPage();
-  ff.on('console', (m) => { if (m.type() === 'error') console.log(`  [firefox] ${m.text()}`); });
+  watch(ff, 'firefox');
   await ff.goto(url);
   await ff.waitForFunction(() => window.hushReady === true);
   const version = await firefox.version();
@@ -62,7 +43,7 @@ try {
   const offer = await ch.evaluate(() => window.hush.offer());
   const answer = await ff.evaluate((sdp) => window.hush.answer(sdp), offer);
   await ch.evaluate((sdp) => window.hush.accept(sdp), answer);
-  await new Promise((r) => setTimeout(r, 6000));
+  await sleep(6000);
   const c = await ch.evaluate(() => window.hush.result());
   const f = await ff.evaluate(() => window.hush.result());
   for (const [name, r] of [['Chromium receives from Firefox', c], ['Firefox receives from Chromium', f]]) {
@@ -72,9 +53,4 @@ try {
       r.framesDecoded > 10 && r.videoWidth > 0 && v?.ok > 10 && a?.ok > 10 && drops(v?.dropped) === 0 && drops(a?.dropped) === 0,
       { framesDecoded: r.framesDecoded, videoWidth: r.videoWidth, stats: r.stats });
   }
-} finally {
-  await firefox.close().catch(() => {});
-  await chromium.close();
-  server.close();
-}
-done();
+});

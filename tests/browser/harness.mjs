@@ -1,7 +1,11 @@
-// Shared by the browser tests of the browser API, the relay client, the demo page and the npm
-// package: static serving on 127.0.0.1, Chromium as tests/browser/run.mjs launches it, checks.
+// The setup every browser test shares (tests/browser/*.mjs): static serving on 127.0.0.1, the
+// Chromium and Firefox launches, the relay process and its test pages, and the pass/fail
+// bookkeeping. `cargo xtask test` runs each `*.test.mjs` (after its `*.prepare.mjs`) as
+//   unshare --net sh -c 'ip link set lo up && node tests/browser/NAME.test.mjs'
+// so nothing here may reach beyond 127.0.0.1.
+import { execFileSync, spawn } from 'node:child_process';
 import { createServer } from 'node:http';
-import { mkdtemp, readFile } from 'node:fs/promises';
+import { access, mkdir, mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, extname, join, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,9 +15,20 @@ import { createRequire } from 'node:module';
 export const root = normalize(join(dirname(fileURLToPath(import.meta.url)), '..', '..'));
 /** Where tests leave screenshots and scratch builds (gitignored). */
 export const artifacts = join(root, 'tests', 'browser', 'artifacts');
+/** Firefox ESR, as `cargo xtask test` installs it (Debian `firefox-esr`). */
+export const FIREFOX = process.env.FIREFOX ?? '/usr/bin/firefox-esr';
 
+// Playwright and Puppeteer come from web/node_modules; loaded on first use, so that the
+// prepare scripts can import this module before `npm ci` ran.
 const require = createRequire(join(root, 'web', 'package.json'));
-const { chromium } = require('playwright-core');
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** The path of `name` under the artifacts directory, which this creates. */
+export async function artifact(name) {
+  await mkdir(artifacts, { recursive: true });
+  return join(artifacts, name);
+}
 
 const TYPES = {
   '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript',
@@ -21,10 +36,13 @@ const TYPES = {
 };
 
 /**
- * Serves files on 127.0.0.1 (a free port). `routes` maps a URL prefix to a directory, or to a
- * function returning `{type, body}` for exact paths; the longest matching prefix wins.
+ * Serves files on 127.0.0.1 (a free port); resolves with the server, its URL in `.base`.
+ * `routes` maps a URL prefix to a directory or a file, or to a function returning
+ * `{type, body}` for exact paths; the longest matching prefix wins. `/favicon.ico`, which
+ * Chromium asks for, is an empty answer (keeping a 404 out of the log) unless routed.
  */
-export function serve(routes) {
+export function serve(given) {
+  const routes = { '/favicon.ico': async () => ({ type: 'image/x-icon', body: '' }), ...given };
   const prefixes = Object.keys(routes).sort((a, b) => b.length - a.length);
   const server = createServer(async (req, res) => {
     const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
@@ -46,41 +64,96 @@ export function serve(routes) {
       res.writeHead(404).end();
     }
   });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => {
+    server.base = `http://127.0.0.1:${server.address().port}`;
+    resolve(server);
+  }));
 }
 
-/** Chromium's flags for these tests (see tests/browser/run.mjs and shared/PLATFORM.md). */
+/** Chromium's flags for these tests (see shared/PLATFORM.md). */
 export const FLAGS = [
   '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync',
   '--allow-loopback-in-peer-connection', '--use-fake-device-for-media-stream',
   '--use-fake-ui-for-media-stream',
 ];
+const CHROMIUM = { executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', headless: true, args: FLAGS };
 
 /** A fresh Chromium profile (persistent context); each call is an independent browser. */
 export async function launch() {
-  return chromium.launchPersistentContext(await mkdtemp(join(tmpdir(), 'hush-chromium-')), {
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', headless: true, args: FLAGS,
+  const { chromium } = require('playwright-core');
+  return chromium.launchPersistentContext(await mkdtemp(join(tmpdir(), 'hush-chromium-')), CHROMIUM);
+}
+
+/** A headless Chromium browser (non-persistent): `browser.newContext()` per participant. */
+export async function launchBrowser() {
+  const { chromium } = require('playwright-core');
+  return chromium.launch(CHROMIUM);
+}
+
+/** Headless Firefox ESR over WebDriver BiDi (puppeteer-core), with fake camera and microphone. */
+export async function launchFirefox() {
+  const puppeteer = require('puppeteer-core');
+  return puppeteer.launch({
+    browser: 'firefox', executablePath: FIREFOX, headless: true, protocol: 'webDriverBiDi',
+    extraPrefsFirefox: {
+      'media.navigator.streams.fake': true,
+      'media.navigator.permission.disabled': true,
+      'media.peerconnection.ice.loopback': true,
+      'permissions.default.camera': 1,
+      'permissions.default.microphone': 1,
+    },
   });
 }
 
-/** Logs page errors and console errors with a label. */
+/**
+ * Serves the repository root, launches Chromium (`launch()`) and opens `path` there in a
+ * watched page; the server and the browser close with suite `t`. Resolves with the page.
+ */
+export async function openFromRoot(t, path, label = 'page') {
+  const server = t.use(await serve({ '/': root }));
+  const page = await t.use(await launch()).newPage();
+  watch(page, label);
+  await page.goto(`${server.base}${path}`);
+  return page;
+}
+
+/** Logs page errors and console errors with a label (Playwright and Puppeteer pages). */
 export function watch(page, label) {
   page.on('console', (m) => { if (m.type() === 'error') console.log(`  [${label}] ${m.text()}`); });
   page.on('pageerror', (e) => console.log(`  [${label} error] ${e.message}`));
 }
 
-/** Pass/fail bookkeeping: `check(name, ok, detail)`, then `done()` exits 1 on any failure. */
-export function checks(suite) {
+/**
+ * A test script's bookkeeping. `check(name, ok, detail)` prints a pass or a failure (with
+ * `detail`; with `quiet`, only on failure). `use(thing)` registers `thing.close()` for the end
+ * and returns `thing`. `run(body)` runs the test: a throw counts as a failed check (and prints
+ * the tail of each used thing's `log()`, the relay's), then everything used is closed, last
+ * first, and the script exits 1 on any failure.
+ */
+export function suite(name, { quiet = false } = {}) {
   let failures = 0;
+  const used = [];
+  const check = (label, ok, detail) => {
+    const shown = detail !== undefined && (!ok || !quiet);
+    console.log(`${ok ? 'ok  ' : 'FAIL'} ${label}${shown ? ` ${JSON.stringify(detail)}` : ''}`);
+    if (!ok) failures++;
+  };
   return {
-    check(name, ok, detail) {
-      console.log(`${ok ? 'ok  ' : 'FAIL'} ${name}${detail !== undefined ? ` ${JSON.stringify(detail)}` : ''}`);
-      if (!ok) failures++;
-    },
-    done() {
-      if (failures) { console.log(`${suite}: ${failures} check(s) failed`); process.exit(1); }
-      console.log(`${suite}: all passed`);
+    check,
+    use(thing) { used.push(thing); return thing; },
+    async run(body) {
+      try {
+        await body();
+      } catch (e) {
+        check(`${name} ran (${e.message})`, false);
+        console.log(e.stack);
+        for (const t of used) if (typeof t.log === 'function') console.log(t.log().slice(-4000));
+      } finally {
+        for (const t of used.reverse()) await Promise.resolve().then(() => t.close()).catch(() => {});
+      }
+      if (failures) { console.log(`${name}: ${failures} check(s) failed`); process.exit(1); }
+      console.log(`${name}: all passed`);
     },
   };
 }
@@ -92,6 +165,27 @@ export function checks(suite) {
  */
 export const drops = (d) => Object.entries(d ?? {}).reduce((a, [k, n]) => (k === 'duplicate' ? a : a + n), 0);
 
+/** Exits with a FAIL line unless every path exists (a binary, a browser, a prepared build). */
+export async function needFiles(paths, hint) {
+  for (const p of paths) {
+    try { await access(p); } catch {
+      console.log(`FAIL ${p} is missing: ${hint}`);
+      process.exit(1);
+    }
+  }
+}
+
+/** The relay binary that `buildRelay()` makes. */
+export function relayBinary() {
+  return join(process.env.CARGO_TARGET_DIR ?? join(root, 'target'), 'debug', 'hush-relay');
+}
+
+/** Builds the relay binary (the prepare scripts do, outside the network namespace). */
+export function buildRelay() {
+  console.log('+ cargo build -p hush-relay --bin hush-relay');
+  execFileSync('cargo', ['build', '-p', 'hush-relay', '--bin', 'hush-relay'], { cwd: root, stdio: 'inherit' });
+}
+
 /** A free TCP port on 127.0.0.1. */
 export async function freePort() {
   const s = createServer();
@@ -101,17 +195,13 @@ export async function freePort() {
   return port;
 }
 
-/** The relay binary that `cargo build -p hush-relay --bin hush-relay` makes. */
-export function relayBinary() {
-  return join(process.env.CARGO_TARGET_DIR ?? join(root, 'target'), 'debug', 'hush-relay');
-}
-
 /**
  * Starts `hush-relay --dev` on 127.0.0.1 (a free port) serving web/; resolves once /healthz
- * answers. `stop()` ends it (by its own pid).
+ * answers (exits with a FAIL line when the binary is missing). `token(room)` asks its dev
+ * endpoint for a token; `close()` ends it (by its own pid); `log()` is its recent output.
  */
 export async function startRelay() {
-  const { spawn } = await import('node:child_process');
+  await needFiles([relayBinary()], 'cargo build -p hush-relay --bin hush-relay');
   const port = await freePort();
   const child = spawn(relayBinary(), ['--dev', '--bind', `127.0.0.1:${port}`, '--static-dir', join(root, 'web')], {
     cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' },
@@ -126,7 +216,7 @@ export async function startRelay() {
     try {
       if ((await fetch(`${base}/healthz`)).ok) break;
     } catch { /* not up yet */ }
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
     if (i === 99) { child.kill(); throw new Error(`hush-relay did not answer /healthz: ${log}`); }
   }
   return {
@@ -139,12 +229,72 @@ export async function startRelay() {
       if (!body.token) throw new Error(`no token: ${res.status} ${JSON.stringify(body)}`);
       return body.token;
     },
-    stop() { if (child.exitCode === null) child.kill('SIGTERM'); },
+    close() { if (child.exitCode === null) child.kill('SIGTERM'); },
   };
 }
 
-/** A headless Chromium browser (non-persistent): `browser.newContext()` per participant. */
-export async function launchBrowser() {
-  const { chromium: c } = require('playwright-core');
-  return c.launch({ executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', headless: true, args: FLAGS });
+/**
+ * Serves tests/browser/relay.html (one participant: relay-page.js, the browser API and the
+ * relay client from web/dist) and what it loads, tests/browser/keys.worker.js included.
+ */
+export function relayPages() {
+  const here = join(root, 'tests', 'browser');
+  return serve({
+    '/dist': join(root, 'web', 'dist'),
+    '/wasm': join(root, 'web', 'wasm'),
+    // keys.worker.js imports the Worker and the wasm glue by these paths.
+    '/web/dist': join(root, 'web', 'dist'),
+    '/web/wasm': join(root, 'web', 'wasm'),
+    '/keys.worker.js': join(here, 'keys.worker.js'),
+    '/relay.html': join(here, 'relay.html'),
+    '/relay-page.js': join(here, 'relay-page.js'),
+  });
+}
+
+/** Opens relay.html from `pages` (relayPages()) in `page` and waits for its script. */
+export async function openRelayPage(page, pages) {
+  await page.goto(`${pages.base}/relay.html`);
+  await page.waitForFunction(() => window.hushRelayReady === true);
+}
+
+/**
+ * Opens the relay page in `page` and joins `room` on `relay` with a fresh token; resolves with
+ * what `hushRelay.join` answers. `options`: `keys`, `secret`, `testWorker` (relay-page.js).
+ */
+export async function joinRelay(page, { pages, relay, room }, options) {
+  await openRelayPage(page, pages);
+  const token = await relay.token(room);
+  return page.evaluate((o) => window.hushRelay.join(o), { url: relay.ws, token, room, ...options });
+}
+
+/**
+ * A participant in its own context of the Chromium `browser`, joined as `joinRelay` does:
+ * `call(fn, ...args)` calls `window.hushRelay[fn]`, `state()` its state.
+ */
+export async function participant(browser, where, name, options) {
+  const ctx = await browser.newContext();
+  const page = await ctx.newPage();
+  watch(page, name);
+  const joined = await joinRelay(page, where, options);
+  const call = (fn, ...args) => page.evaluate(([f, a]) => window.hushRelay[f](...a), [fn, args]);
+  return { name, page, ctx, joined, call, state: () => call('state') };
+}
+
+/**
+ * Whether `state` (hushRelay.state()) shows media from participant `other` flowing: over 50
+ * frames decrypted, over 20 video frames decoded, a video size, and audio samples.
+ */
+export function flowing(state, other) {
+  const r = state.remote[other];
+  return Boolean(r && r.ok > 50 && r.framesDecoded > 20 && r.videoWidth > 0 && r.audioSamples > 0);
+}
+
+/** Polls `p.state()` until `pred(state)` holds or `ms` pass (counted in steps); returns the last state. */
+export async function until(p, pred, ms, step = 250) {
+  let s = await p.state();
+  for (let waited = 0; !pred(s) && waited < ms; waited += step) {
+    await sleep(step);
+    s = await p.state();
+  }
+  return s;
 }

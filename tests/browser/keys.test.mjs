@@ -4,47 +4,12 @@
 // a leave the others move to a fresh epoch and the leaver's keys open none of its frames,
 // (d) malformed e2ee payloads are refused with a reason and change nothing.
 // Run by `cargo xtask test` (after `cargo xtask web`) as: node tests/browser/keys.test.mjs
-import { createServer } from 'node:http';
-import { readFile, mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join, normalize, extname, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { createRequire } from 'node:module';
+import { openFromRoot, suite } from './harness.mjs';
 
-const root = normalize(join(dirname(fileURLToPath(import.meta.url)), '..', '..'));
-const require = createRequire(join(root, 'web', 'package.json'));
-const { chromium } = require('playwright-core');
-const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'application/wasm' };
-
-function serve() {
-  const server = createServer(async (req, res) => {
-    const path = normalize(join(root, decodeURIComponent(new URL(req.url, 'http://x').pathname)));
-    if (!path.startsWith(root)) { res.writeHead(403).end(); return; }
-    try {
-      const body = await readFile(path);
-      res.writeHead(200, { 'content-type': TYPES[extname(path)] ?? 'application/octet-stream' }).end(body);
-    } catch { res.writeHead(404).end(); }
-  });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
-}
-
-let failures = 0;
-function check(name, ok, detail) {
-  console.log(`${ok ? 'ok  ' : 'FAIL'} ${name}${!ok && detail !== undefined ? ` ${JSON.stringify(detail)}` : ''}`);
-  if (!ok) failures++;
-}
-
-const server = await serve();
-const base = `http://127.0.0.1:${server.address().port}`;
-const ctx = await chromium.launchPersistentContext(await mkdtemp(join(tmpdir(), 'hush-keys-')), {
-  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'],
-});
-try {
-  const page = await ctx.newPage();
-  page.on('console', (m) => { if (m.type() === 'error') console.log(`  [page] ${m.text()}`); });
-  page.on('pageerror', (e) => console.log(`  [page error] ${e.message}`));
-  await page.goto(`${base}/tests/browser/keys.html`);
+const t = suite('key exchange browser tests', { quiet: true });
+const { check } = t;
+await t.run(async () => {
+  const page = await openFromRoot(t, '/tests/browser/keys.html');
   await page.waitForFunction(() => window.keysReady === true);
   const r = await page.evaluate(() => window.keys.run());
 
@@ -66,9 +31,4 @@ try {
   check('usage limit -> rekey request -> fresh epoch 6, same code, leaver still out', r.rekey.requests === 1 && r.rekey.settled && r.rekey.sameCode && r.rekey.bob.ok && !r.rekey.carol.ok, r.rekey);
   const unexpected = Object.entries(r.errors).filter(([n, e]) => (n === 'bob' ? e.length !== 3 : e.length !== 0));
   check('no refusals besides the injected ones', unexpected.length === 0, r.errors);
-} finally {
-  await ctx.close();
-  server.close();
-}
-if (failures) { console.log(`${failures} key exchange check(s) failed`); process.exit(1); }
-console.log('key exchange browser tests: all passed');
+});

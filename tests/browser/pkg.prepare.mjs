@@ -5,14 +5,13 @@
 // tests/browser/artifacts/pkg-app (gitignored); the test serves it from there.
 import { execFileSync } from 'node:child_process';
 import { cp, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
-import { dirname, join, normalize } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { artifacts, root } from './harness.mjs';
 
 /** The exact vite the scratch app builds with. */
 const VITE = '7.3.8';
 
-const root = normalize(join(dirname(fileURLToPath(import.meta.url)), '..', '..'));
-const app = join(root, 'tests', 'browser', 'artifacts', 'pkg-app');
+const app = join(artifacts, 'pkg-app');
 
 function run(cmd, args, cwd) {
   console.log(`+ (${cwd.slice(root.length + 1) || '.'}) ${cmd} ${args.join(' ')}`);

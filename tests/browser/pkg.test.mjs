@@ -4,17 +4,11 @@
 // page that imports the installed package's files directly, on both transform paths
 // (RTCRtpScriptTransform and the legacy createEncodedStreams); a wrong key decodes nothing.
 import { join } from 'node:path';
-import { stat } from 'node:fs/promises';
-import { artifacts, checks, drops, launch, root, serve, watch } from './harness.mjs';
+import { artifacts, drops, launch, needFiles, root, serve, suite, watch } from './harness.mjs';
 
 const app = join(artifacts, 'pkg-app');
-const { check, done } = checks('pkg tests');
-try {
-  await stat(join(app, 'dist', 'index.html'));
-} catch {
-  console.log('FAIL tests/browser/artifacts/pkg-app is not built: run node tests/browser/pkg.prepare.mjs');
-  process.exit(1);
-}
+const { check, use, run } = suite('pkg tests');
+await needFiles([join(app, 'dist', 'index.html')], 'run node tests/browser/pkg.prepare.mjs');
 
 const PLAIN = `<!doctype html>
 <meta charset="utf-8">
@@ -27,14 +21,14 @@ window.hushPkgReady = true;
 </script>
 `;
 
-const server = await serve({
+const server = use(await serve({
   '/': join(app, 'dist'),
   '/node_modules/hush-e2ee': join(app, 'node_modules', 'hush-e2ee'),
-  '/pkg-call.js': async () => ({ type: 'text/javascript', body: await (await import('node:fs/promises')).readFile(join(root, 'tests', 'browser', 'pkg-call.js')) }),
+  '/pkg-call.js': join(root, 'tests', 'browser', 'pkg-call.js'),
   '/plain.html': async () => ({ type: 'text/html', body: PLAIN }),
-});
-const base = `http://127.0.0.1:${server.address().port}`;
-const ctx = await launch();
+}));
+const base = server.base;
+const ctx = use(await launch());
 
 /** Runs one call and checks it. */
 async function expectCall(page, label, options) {
@@ -59,7 +53,7 @@ async function expectCall(page, label, options) {
   }
 }
 
-try {
+await run(async () => {
   const vite = await ctx.newPage();
   watch(vite, 'vite app');
   await vite.goto(`${base}/`);
@@ -76,8 +70,4 @@ try {
   await expectCall(plain, 'plain module page, RTCRtpScriptTransform', {});
   await expectCall(plain, 'plain module page, legacy createEncodedStreams', { legacy: true });
   await expectCall(plain, 'plain module page, legacy path, wrong key', { legacy: true, wrongKey: true, seconds: 3 });
-} finally {
-  await ctx.close();
-  server.close();
-}
-done();
+});

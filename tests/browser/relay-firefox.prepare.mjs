@@ -1,7 +1,5 @@
 // Builds the relay binary that tests/browser/relay-firefox.test.mjs starts (outside the network
 // namespace, in case a crate still has to be fetched).
-import { execFileSync } from 'node:child_process';
-import { root } from './harness.mjs';
+import { buildRelay } from './harness.mjs';
 
-console.log('+ cargo build -p hush-relay --bin hush-relay');
-execFileSync('cargo', ['build', '-p', 'hush-relay', '--bin', 'hush-relay'], { cwd: root, stdio: 'inherit' });
+buildRelay();

@@ -16,73 +16,27 @@
 //       secret forward (a made-up join, what a leaver can compute alone) the KID matches and
 //       the key does not (auth_failed): the leave drew a fresh secret instead of ratcheting.
 // Before the leave, the same frame path opens at carol: the checks are not vacuous.
-import { join } from 'node:path';
-import { stat } from 'node:fs/promises';
-import { checks, drops, launchBrowser, relayBinary, root, serve, startRelay, watch } from './harness.mjs';
+import { drops, flowing, launchBrowser, participant, relayPages, sleep, startRelay, suite, until } from './harness.mjs';
 
-const { check, done } = checks('relay leave tests');
-try {
-  await stat(relayBinary());
-} catch {
-  console.log(`FAIL ${relayBinary()} is missing: run cargo build -p hush-relay --bin hush-relay`);
-  process.exit(1);
-}
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const ROOM = 'relay-leave-test';
+const { check, use, run } = suite('relay leave tests');
 /** The key ring context bob's test frames use: screen, which no real transform sends on here. */
 const SCREEN = 2;
 /** hush-keys' receive grace period for an old epoch (DESIGN.md section 3), plus margin. */
 const GRACE_MS = 10_000 + 1500;
 
-const relay = await startRelay();
-const pages = await serve({
-  '/dist': join(root, 'web', 'dist'),
-  '/wasm': join(root, 'web', 'wasm'),
-  // keys.worker.js imports the Worker and the wasm glue by these paths.
-  '/web/dist': join(root, 'web', 'dist'),
-  '/web/wasm': join(root, 'web', 'wasm'),
-  '/keys.worker.js': join(root, 'tests', 'browser', 'keys.worker.js'),
-  '/relay.html': join(root, 'tests', 'browser', 'relay.html'),
-  '/relay-page.js': join(root, 'tests', 'browser', 'relay-page.js'),
-  // Chromium asks for one; an empty answer keeps a 404 out of the log.
-  '/favicon.ico': async () => ({ type: 'image/x-icon', body: '' }),
-});
-const base = `http://127.0.0.1:${pages.address().port}`;
-const browser = await launchBrowser();
-
-async function participant(name) {
-  const ctx = await browser.newContext();
-  const page = await ctx.newPage();
-  watch(page, name);
-  await page.goto(`${base}/relay.html`);
-  await page.waitForFunction(() => window.hushRelayReady === true, null, { timeout: 10_000 });
-  const token = await relay.token(ROOM);
-  const joined = await page.evaluate((o) => window.hushRelay.join(o), { url: relay.ws, token, room: ROOM, keys: 'exchange', testWorker: true });
-  const call = (fn, ...args) => page.evaluate(([f, a]) => window.hushRelay[f](...a), [fn, args]);
-  return { name, page, ctx, joined, call, state: () => call('state') };
-}
-
-/** Polls until `pred(state)` holds or `ms` pass; returns the last state. */
-async function until(p, pred, ms, step = 250) {
-  let s = await p.state();
-  for (let waited = 0; !pred(s) && waited < ms; waited += step) {
-    await sleep(step);
-    s = await p.state();
-  }
-  return s;
-}
+const relay = use(await startRelay());
+const pages = use(await relayPages());
+const browser = use(await launchBrowser());
+const where = { pages, relay, room: 'relay-leave-test' };
+const join = (name) => participant(browser, where, name, { keys: 'exchange', testWorker: true });
 
 const lastOf = (s, type, since = 0) => [...s.keyEvents].reverse().find((e) => e.type === type && e.t >= since);
-const flowing = (s, other) => {
-  const r = s.remote[other];
-  return r && r.ok > 50 && r.framesDecoded > 20 && r.videoWidth > 0 && r.audioSamples > 0;
-};
 
-try {
-  const alice = await participant('alice');
+await run(async () => {
+  const alice = await join('alice');
   if (alice.joined.unsupported) throw new Error('this Worker has no key exchange: the leave scenario needs it');
-  const bob = await participant('bob');
-  const carol = await participant('carol');
+  const bob = await join('bob');
+  const carol = await join('carol');
   const [A, B, C] = [alice.joined.you, bob.joined.you, carol.joined.you];
   check('alice, bob and carol joined with distinct sender indexes',
     new Set([alice.joined.senderIndex, bob.joined.senderIndex, carol.joined.senderIndex]).size === 3,
@@ -202,12 +156,4 @@ try {
       { closed: s.closed, ignored: s.ignored, errors: s.errors, keyErrors: s.keyEvents.filter((e) => e.type === 'keyerror') });
   }
   console.log(`figures ${JSON.stringify(figures)}`);
-} catch (e) {
-  check(`relay leave test ran (${e.message})`, false);
-  console.log(relay.log().slice(-4000));
-} finally {
-  await browser.close();
-  pages.close();
-  relay.stop();
-}
-done();
+});

@@ -5,62 +5,27 @@
 // through the Worker (decrypted > 0, no drops) and, with the exchange, both show the same
 // safety code. Mallory uses explicit keys from another secret: she decodes nothing of theirs
 // and counts failures, and they cannot read her either.
-import { join } from 'node:path';
-import { stat } from 'node:fs/promises';
-import { checks, drops, launchBrowser, relayBinary, root, serve, startRelay, watch } from './harness.mjs';
+import { drops, flowing, launchBrowser, openRelayPage, participant, relayPages, sleep, startRelay, suite, until } from './harness.mjs';
 
-const { check, done } = checks('relay tests');
-try {
-  await stat(relayBinary());
-} catch {
-  console.log(`FAIL ${relayBinary()} is missing: run cargo build -p hush-relay --bin hush-relay`);
-  process.exit(1);
-}
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const { check, use, run } = suite('relay tests');
 const ROOM = 'relay-test';
+const relay = use(await startRelay());
+const pages = use(await relayPages());
+const browser = use(await launchBrowser());
+const where = { pages, relay, room: ROOM };
+const join = (name, keys, secret) => participant(browser, where, name, { keys, secret });
 
-const relay = await startRelay();
-const pages = await serve({
-  '/dist': join(root, 'web', 'dist'),
-  '/wasm': join(root, 'web', 'wasm'),
-  '/relay.html': join(root, 'tests', 'browser', 'relay.html'),
-  '/relay-page.js': join(root, 'tests', 'browser', 'relay-page.js'),
-});
-const base = `http://127.0.0.1:${pages.address().port}`;
-const browser = await launchBrowser();
-
-async function participant(name, keys, secret) {
-  const ctx = await browser.newContext();
-  const page = await ctx.newPage();
-  watch(page, name);
-  await page.goto(`${base}/relay.html`);
-  await page.waitForFunction(() => window.hushRelayReady === true, null, { timeout: 10_000 });
-  const token = await relay.token(ROOM);
-  const joined = await page.evaluate((o) => window.hushRelay.join(o), { url: relay.ws, token, room: ROOM, keys, secret });
-  return { name, page, ctx, joined, state: () => page.evaluate(() => window.hushRelay.state()) };
-}
-
-/** Polls until `pred(state)` holds or `ms` pass; returns the last state. */
-async function until(p, pred, ms) {
-  let s = await p.state();
-  for (let waited = 0; !pred(s) && waited < ms; waited += 500) {
-    await sleep(500);
-    s = await p.state();
-  }
-  return s;
-}
-
-try {
+await run(async () => {
   let mode = 'exchange';
-  let alice = await participant('alice', 'exchange');
+  let alice = await join('alice', 'exchange');
   if (alice.joined.unsupported) {
     console.log('note: this Worker has no key exchange yet: alice and bob use explicit keys from one secret');
     mode = 'explicit';
     await alice.ctx.close();
-    alice = await participant('alice', 'explicit', 'the secret alice and bob share');
+    alice = await join('alice', 'explicit', 'the secret alice and bob share');
   }
   const bobJoining = Date.now();
-  const bob = await participant('bob', mode, 'the secret alice and bob share');
+  const bob = await join('bob', mode, 'the secret alice and bob share');
   check('alice and bob joined with distinct sender indexes',
     alice.joined.you && bob.joined.you && alice.joined.senderIndex !== bob.joined.senderIndex,
     { alice: alice.joined, bob: bob.joined });
@@ -78,10 +43,6 @@ try {
   check('first decoded video frame both ways within 10 s of bob joining', firstFrameMs !== null, { firstFrameMs });
 
   // Each decodes the other: the Worker decrypted frames, none dropped, video and audio flowing.
-  const flowing = (s, other) => {
-    const r = s.remote[other];
-    return r && r.ok > 50 && r.framesDecoded > 20 && r.videoWidth > 0 && r.audioSamples > 0;
-  };
   let sa = await until(alice, (s) => flowing(s, bob.joined.you), 20_000);
   let sb = await until(bob, (s) => flowing(s, alice.joined.you), 10_000);
   const ab = sa.remote[bob.joined.you];
@@ -112,7 +73,7 @@ try {
   }
 
   // Mallory: wrong keys. She receives their frames but can decrypt none.
-  const mallory = await participant('mallory', 'explicit', 'a different secret entirely');
+  const mallory = await join('mallory', 'explicit', 'a different secret entirely');
   const sm = await until(mallory, (s) => {
     const a = s.remote[alice.joined.you];
     const b = s.remote[bob.joined.you];
@@ -141,19 +102,10 @@ try {
   // A refused join closes cleanly with the relay's code: a token for another room.
   const ctx = await browser.newContext();
   const page = await ctx.newPage();
-  await page.goto(`${base}/relay.html`);
-  await page.waitForFunction(() => window.hushRelayReady === true);
+  await openRelayPage(page, pages);
   const other = await relay.token('another-room');
   const refused = await page.evaluate(async (o) => {
     try { await window.hushRelay.join(o); return 'joined'; } catch (e) { return e.code ?? String(e); }
   }, { url: relay.ws, token: other, room: ROOM, keys: 'explicit', secret: 'x' });
   check('a token for another room is refused with token_wrong_room', refused === 'token_wrong_room', { refused });
-} catch (e) {
-  check(`relay test ran (${e.message})`, false);
-  console.log(relay.log().slice(-4000));
-} finally {
-  await browser.close();
-  pages.close();
-  relay.stop();
-}
-done();
+});

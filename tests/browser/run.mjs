@@ -4,74 +4,31 @@
 // key rotation mid-call, each video codec, and the hybrid (wasm + WebCrypto) frame path.
 // Run by `cargo xtask test` (after the wasm and TypeScript builds) as:
 //   node tests/browser/run.mjs
-// Serves the repository on 127.0.0.1 only, on a free port.
-import { createServer } from 'node:http';
-import { readFile, mkdtemp, mkdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join, normalize, extname, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { createRequire } from 'node:module';
+// Serves the repository on 127.0.0.1 only, on a free port (harness.mjs).
+import { artifact, openFromRoot, suite } from './harness.mjs';
 
-const root = normalize(join(dirname(fileURLToPath(import.meta.url)), '..', '..'));
-const require = createRequire(join(root, 'web', 'package.json'));
-const { chromium } = require('playwright-core');
-const artifacts = join(root, 'tests', 'browser', 'artifacts');
-
-const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'application/wasm', '.json': 'application/json' };
-
-function serve() {
-  const server = createServer(async (req, res) => {
-    const path = normalize(join(root, decodeURIComponent(new URL(req.url, 'http://x').pathname)));
-    if (!path.startsWith(root)) { res.writeHead(403).end(); return; }
-    try {
-      const body = await readFile(path);
-      res.writeHead(200, { 'content-type': TYPES[extname(path)] ?? 'application/octet-stream' }).end(body);
-    } catch { res.writeHead(404).end(); }
-  });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
-}
-
-const FLAGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  '--allow-loopback-in-peer-connection', '--use-fake-device-for-media-stream',
-  '--use-fake-ui-for-media-stream',
-];
-
-let failures = 0;
-function check(name, ok, detail) {
-  console.log(`${ok ? 'ok  ' : 'FAIL'} ${name}${detail ? ` ${JSON.stringify(detail)}` : ''}`);
-  if (!ok) failures++;
-}
-
-const server = await serve();
-const base = `http://127.0.0.1:${server.address().port}`;
-const ctx = await chromium.launchPersistentContext(await mkdtemp(join(tmpdir(), 'hush-chromium-')), {
-  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', headless: true, args: FLAGS,
-});
-try {
-  const page = await ctx.newPage();
-  page.on('console', (m) => { if (m.type() === 'error') console.log(`  [page] ${m.text()}`); });
-  page.on('pageerror', (e) => console.log(`  [page error] ${e.message}`));
-  await page.goto(`${base}/tests/browser/e2ee.html`);
+const t = suite('browser tests');
+const { check } = t;
+await t.run(async () => {
+  const page = await openFromRoot(t, '/tests/browser/e2ee.html');
   await page.waitForFunction(() => window.hushReady === true);
 
   const v = await page.evaluate(() => window.hush.vectors());
   check('RFC 9605 vectors through wasm (289 header, 3 CTR+HMAC, 5 SFrame)',
     v.fail.length === 0 && v.headers === 289 && v.ctrHmac === 3 && v.sframe === 5, v.fail.length ? v : undefined);
 
-  await mkdir(artifacts, { recursive: true });
   const running = page.evaluate(() => window.hush.call({ recvKey: 'same' }));
   await page.waitForTimeout(4500);
-  await page.screenshot({ path: join(artifacts, 'decrypted-video.png') });
+  await page.screenshot({ path: await artifact('decrypted-video.png') });
   const good = await running;
   const rxVideo = good.rx.find((t) => t.kind === 'video');
   const rxAudio = good.rx.find((t) => t.kind === 'audio');
-  const drops = (t) => Object.values(t?.dropped ?? {}).reduce((a, b) => a + b, 0);
+  // Every drop of a transform's stats, duplicates included (harness.mjs `drops` leaves them out).
+  const total = (t) => Object.values(t?.dropped ?? {}).reduce((a, b) => a + b, 0);
   check('call with the right key: video decoded', good.framesDecoded > 10 && good.videoWidth > 0,
     { framesDecoded: good.framesDecoded, videoWidth: good.videoWidth, codec: good.codec });
   check('call with the right key: worker decrypted video and audio, no failures',
-    rxVideo?.ok > 10 && rxAudio?.ok > 10 && drops(rxVideo) === (rxVideo.dropped.duplicate ?? 0) && drops(rxAudio) === 0, good.rx);
+    rxVideo?.ok > 10 && rxAudio?.ok > 10 && total(rxVideo) === (rxVideo.dropped.duplicate ?? 0) && total(rxAudio) === 0, good.rx);
   check('call with the right key: audio received without much concealment',
     good.audioSamples > 48000 && good.audioConcealed < good.audioSamples * 0.2,
     { samples: good.audioSamples, concealed: good.audioConcealed });
@@ -95,14 +52,14 @@ try {
   // packet as padding is the likely cause). The opener counts a byte-identical copy of a frame
   // it decrypted as `duplicate`; anything else under a seen counter is `replayed`.
   // `clean`: no drop but duplicates, and every frame the sender encrypted was decrypted.
-  const clean = (rx, tx) => drops(rx) === (rx.dropped.duplicate ?? 0) && rx.ok >= tx.ok - 3;
+  const clean = (rx, tx) => total(rx) === (rx.dropped.duplicate ?? 0) && rx.ok >= tx.ok - 3;
   // Tampered: every video frame gets one byte flipped after encryption.
   const tam = await page.evaluate(() => window.hush.call({ middle: 'tamper', seconds: 4 }));
   const tv = byKind(tam, 'rx', 'video');
   const ta = byKind(tam, 'rx', 'audio');
   check('tampered frames: dropped as auth_failed, nothing rendered, audio untouched',
-    tam.middleChanged > 10 && (tv?.dropped.auth_failed ?? 0) > 10 && tv.ok === 0 && drops(tv) === tv.dropped.auth_failed
-      && tam.framesDecoded === 0 && tam.videoWidth === 0 && ta?.ok > 10 && drops(ta) === 0,
+    tam.middleChanged > 10 && (tv?.dropped.auth_failed ?? 0) > 10 && tv.ok === 0 && total(tv) === tv.dropped.auth_failed
+      && tam.framesDecoded === 0 && tam.videoWidth === 0 && ta?.ok > 10 && total(ta) === 0,
     { changed: tam.middleChanged, framesDecoded: tam.framesDecoded, video: tv, audio: ta });
   const tev = tam.events.filter((e) => e.reason === 'auth_failed' && e.id === 'pc2-video');
   check('tampered frames: decryptFailure events, rate-limited, with participant and totals',
@@ -117,7 +74,7 @@ try {
   const rv = byKind(rep, 'rx', 'video');
   check('replayed exact copies: dropped as duplicate, none as replayed, the rest decrypted, video untouched',
     rep.middleChanged > 5 && (ra?.dropped.duplicate ?? 0) >= rep.middleChanged - 2 && (ra?.dropped.duplicate ?? 0) <= rep.middleChanged
-      && drops(ra) === ra.dropped.duplicate && ra.ok > 50 && rv?.ok > 10 && clean(rv, byKind(rep, 'tx', 'video')) && rep.framesDecoded > 10
+      && total(ra) === ra.dropped.duplicate && ra.ok > 50 && rv?.ok > 10 && clean(rv, byKind(rep, 'tx', 'video')) && rep.framesDecoded > 10
       && !rep.events.some((e) => e.reason === 'duplicate'),
     { changed: rep.middleChanged, audio: ra, video: rv });
   // Replayed and altered: the same, with the copy's last byte (in the tag) flipped: not a
@@ -126,7 +83,7 @@ try {
   const aa = byKind(alt, 'rx', 'audio');
   check('replayed altered frames: dropped as replayed, not as duplicate',
     alt.middleChanged > 5 && (aa?.dropped.replayed ?? 0) >= alt.middleChanged - 2 && (aa?.dropped.replayed ?? 0) <= alt.middleChanged
-      && drops(aa) === aa.dropped.replayed && aa.ok > 50 && alt.framesDecoded > 10,
+      && total(aa) === aa.dropped.replayed && aa.ok > 50 && alt.framesDecoded > 10,
     { changed: alt.middleChanged, audio: aa });
   // Replayed video through the WebCrypto path: every 10th video frame is replaced by its
   // predecessor (exact copies), all above the threshold.
@@ -134,7 +91,7 @@ try {
   const vr = byKind(vrep, 'rx', 'video');
   check('replayed video copies (WebCrypto path): dropped as duplicate, the rest decrypted',
     vrep.middleChanged > 3 && (vr?.dropped.duplicate ?? 0) >= vrep.middleChanged - 2 && (vr?.dropped.duplicate ?? 0) <= vrep.middleChanged + 6
-      && drops(vr) === vr.dropped.duplicate && vr.host > 10 && vr.ok > 10,
+      && total(vr) === vr.dropped.duplicate && vr.host > 10 && vr.ok > 10,
     { changed: vrep.middleChanged, video: vr });
 
   // Rotation: the sender moves to KID 2 at 2 s; the receiver holds KIDs 1 and 2, then drops 1.
@@ -142,10 +99,10 @@ try {
   const rov = byKind(rot, 'rx', 'video');
   const before = rot.afterRotate?.find((t) => t.kind === 'video');
   check('rotation mid-call: longest gap between rendered frames < 500 ms, no drops',
-    rot.maxGapMs < 500 && rot.renderedFrames > 40 && drops(rov) === (rov.dropped.duplicate ?? 0) && drops(byKind(rot, 'rx', 'audio')) === 0,
+    rot.maxGapMs < 500 && rot.renderedFrames > 40 && total(rov) === (rov.dropped.duplicate ?? 0) && total(byKind(rot, 'rx', 'audio')) === 0,
     { maxGapMs: rot.maxGapMs, gapFromRotationMs: rot.gapFromRotationMs, rendered: rot.renderedFrames, video: rov });
   check('rotation mid-call: KID 1 removed after the switch costs nothing (frames are under KID 2)',
-    rov.ok > before.ok + 20 && drops(rov) === (rov.dropped.duplicate ?? 0), { before, after: rov });
+    rov.ok > before.ok + 20 && total(rov) === (rov.dropped.duplicate ?? 0), { before, after: rov });
 
   // Every codec with E2EE. Chromium's receive pipeline sometimes hands the same frame to the
   // transform twice (seen with AV1 and, rarely, VP8 on a loaded machine; also without E2EE):
@@ -155,7 +112,7 @@ try {
     const c = await page.evaluate((codec) => window.hush.call({ codec, seconds: 4 }), codec);
     const cv = byKind(c, 'rx', 'video');
     const ok = c.codec?.toLowerCase() === codec.toLowerCase() && c.framesDecoded > 10 && c.videoWidth > 0 && cv?.ok > 10
-      && clean(cv, byKind(c, 'tx', 'video')) && c.tx.every((t) => drops(t) === 0) && drops(byKind(c, 'rx', 'audio')) === 0;
+      && clean(cv, byKind(c, 'tx', 'video')) && c.tx.every((t) => total(t) === 0) && total(byKind(c, 'rx', 'audio')) === 0;
     const detail = { codec: c.codec, framesDecoded: c.framesDecoded, videoWidth: c.videoWidth, rx: c.rx, tx: c.tx };
     // AV1: Chromium's depacketizer drops temporal delimiters and rewrites OBU size fields;
     // hush-frame's AV1 framing and canonical metadata (crates/hush-frame/src/codec/av1.rs)
@@ -170,16 +127,11 @@ try {
   const tvid = byKind(hy, 'tx', 'video');
   check('hybrid path: video through WebCrypto, audio through wasm, all decoded, 0 failures',
     hvid.host > 10 && tvid.host > 10 && haud.host === 0 && haud.ok > 50 && hvid.ok > 10 && hy.framesDecoded > 10
-      && clean(hvid, tvid) && drops(haud) === 0 && hy.tx.every((t) => drops(t) === 0),
+      && clean(hvid, tvid) && total(haud) === 0 && hy.tx.every((t) => total(t) === 0),
     { video: hvid, audio: haud, txVideo: tvid, framesDecoded: hy.framesDecoded });
   const wasmOnly = await page.evaluate(() => window.hush.call({ seconds: 3, worker: { hostAead: false } }));
   check('hostAead: false keeps every frame in wasm and still decodes',
     wasmOnly.rx.concat(wasmOnly.tx).every((t) => t.host === 0) && clean(byKind(wasmOnly, 'rx', 'video'), byKind(wasmOnly, 'tx', 'video'))
-      && drops(byKind(wasmOnly, 'rx', 'audio')) === 0 && wasmOnly.framesDecoded > 10,
+      && total(byKind(wasmOnly, 'rx', 'audio')) === 0 && wasmOnly.framesDecoded > 10,
     wasmOnly.rx);
-} finally {
-  await ctx.close();
-  server.close();
-}
-if (failures) { console.log(`${failures} browser check(s) failed`); process.exit(1); }
-console.log('browser tests: all passed');
+});

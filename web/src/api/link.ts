@@ -4,7 +4,11 @@
  */
 import type { FromWorker, ToWorker } from '../protocol.js';
 
-/** A message the Worker sends on its own (not a reply). Typed loosely: see `events.ts`. */
+/**
+ * A message the Worker sends on its own (not a reply): the event kinds of `FromWorker`
+ * (protocol.ts). Typed loosely because a newer Worker may send kinds this page does not know;
+ * `HushE2ee.onWorkerEvent` (index.ts) reads the fields of the kinds it handles and ignores the rest.
+ */
 export type WorkerEvent = { kind: string; [field: string]: unknown };
 
 /** Why a request failed. */

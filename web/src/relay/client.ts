@@ -480,7 +480,13 @@ export class RelaySession extends EventTarget {
   }
 }
 
-/** KID for explicit mode: sender index and context, like hush-keys' layout (epoch 0). */
+/**
+ * KID for explicit mode: `(senderIndex << 4) | context`, the context (0 to 3, `CONTEXTS`) in the
+ * low 4 bits. This is its own layout, not hush-keys' (`(context << 32) | (senderIndex << 8) |
+ * epoch mod 256`, crates/hush-keys/src/kid.rs): explicit keys have no epoch. `explicitKey`
+ * derives each key from the shared secret with this KID in the HKDF info, so every member
+ * computes the same key for a (sender index, context).
+ */
 export function explicitKid(senderIndex: number, context: number): bigint {
   return (BigInt(senderIndex) << 4n) | BigInt(context & 0xf);
 }
