@@ -7,29 +7,15 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use hush_fuzz::room::{Op, settled_room};
+use hush_fuzz::room::{Attack, Op, settled_room};
 use hush_fuzz::{identity, public_identity};
 use hush_keys::envelope;
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]
 enum Msg {
-    Raw {
-        k: u8,
-        from: u8,
-        bytes: Vec<u8>,
-    },
-    Replay {
-        k: u8,
-        h: u8,
-        from: u8,
-    },
-    Tamper {
-        k: u8,
-        h: u8,
-        pos: u8,
-        xor: u8,
-    },
+    /// A forged (its bytes also go to the parsers directly), replayed or tampered message.
+    Attack(Attack),
     /// Lets queued genuine traffic through between attacks.
     Deliver {
         k: u8,
@@ -53,15 +39,15 @@ fuzz_target!(|run: Run| {
     }
     for msg in run.msgs.into_iter().take(64) {
         let op = match msg {
-            Msg::Raw { k, from, bytes } => {
-                let _ = envelope::peek_header(&bytes);
-                let me = identity(k % 3);
-                let sender = public_identity(from % 3);
-                let _ = envelope::open(room.room.as_bytes(), &bytes, &me, &sender);
-                Op::Forge { k, from, bytes }
+            Msg::Attack(a) => {
+                if let Attack::Forge { k, from, bytes } = &a {
+                    let _ = envelope::peek_header(bytes);
+                    let me = identity(k % 3);
+                    let sender = public_identity(from % 3);
+                    let _ = envelope::open(room.room.as_bytes(), bytes, &me, &sender);
+                }
+                Op::Attack(a)
             }
-            Msg::Replay { k, h, from } => Op::Replay { k, h, from },
-            Msg::Tamper { k, h, pos, xor } => Op::Tamper { k, h, pos, xor },
             Msg::Deliver { k, i } => Op::Deliver { k, i },
             Msg::Rekey => Op::Rekey,
         };

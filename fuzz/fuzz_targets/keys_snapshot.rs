@@ -10,12 +10,12 @@
 use std::collections::BTreeSet;
 
 use arbitrary::Arbitrary;
-use hush_fuzz::room::{ArbEvent, ArbKey, pid};
-use hush_fuzz::{KeyLedger, identity, public_identity, rng};
+use hush_fuzz::room::{ArbEvent, ArbKey, masked_index, pid};
+use hush_fuzz::{KeyLedger, identity, rng};
 use hush_keys::ed25519_dalek::SigningKey;
 use hush_keys::{
-    Attestation, Change, Config, IdentityPublicKey, Input, Instant, KeyMode, Member,
-    MembershipEvent, Output, RoomId, SenderIndex, Session, StreamContext,
+    Attestation, Config, Input, Instant, KeyMode, Member, Output, ParticipantId, RoomId, Session,
+    StreamContext,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -69,6 +69,11 @@ struct Run {
 
 const NOW_MS: u64 = 1_800_000_000_000;
 
+/// The participant the fuzzer's number names: one of eight, `pid(0)` being us.
+fn named(n: u8) -> ParticipantId {
+    pid(usize::from(n % 8))
+}
+
 fn attestation(a: Attest, room: &RoomId, m: &Member, backend: &SigningKey) -> Option<Attestation> {
     let now = NOW_MS / 1000;
     match a {
@@ -114,26 +119,20 @@ fuzz_target!(|run: Run| {
     let mut session = Session::new(cfg, me, pid(0), rng(1));
     let mut members = Vec::new();
     for m in run.members.into_iter().take(12) {
-        let identity = match m.key {
-            ArbKey::Known(n) => public_identity(n % 8),
-            ArbKey::Raw(b) => IdentityPublicKey::from_bytes(b).unwrap_or(my_key),
-        };
         let mut member = Member {
-            participant: pid(usize::from(m.who % 8)),
-            sender_index: SenderIndex::new(m.index & SenderIndex::MAX).expect("masked"),
+            participant: named(m.who),
+            sender_index: masked_index(m.index),
             join_seq: match m.join_seq {
                 Seq::Before(n) => seq.saturating_sub(u64::from(n)),
                 Seq::Raw(s) => s,
             },
-            identity,
+            identity: m.key.key(8, my_key),
             attestation: None,
         };
         member.attestation = attestation(m.attestation, &room, &member, &backend);
         members.push(member);
     }
-    let own_index = run
-        .own
-        .map(|i| SenderIndex::new(i & SenderIndex::MAX).expect("masked"));
+    let own_index = run.own.map(masked_index);
     if let Some(sender_index) = own_index {
         let mut own = Member {
             participant: pid(0),
@@ -205,42 +204,8 @@ fuzz_target!(|run: Run| {
         let now = Instant::from_millis(t);
         let _ = match a {
             After::Event(e) => {
-                let change = match e.change {
-                    hush_fuzz::room::ArbChange::Rekey => Change::Rekey,
-                    hush_fuzz::room::ArbChange::Leave(n) => Change::Leave(pid(usize::from(n % 8))),
-                    hush_fuzz::room::ArbChange::Remove(n) => {
-                        Change::Remove(pid(usize::from(n % 8)))
-                    }
-                    hush_fuzz::room::ArbChange::Refused(n) => {
-                        Change::Refused(pid(usize::from(n % 8)))
-                    }
-                    hush_fuzz::room::ArbChange::Join {
-                        who,
-                        index,
-                        join_seq_delta,
-                        key,
-                    } => {
-                        let identity = match key {
-                            ArbKey::Known(n) => public_identity(n % 8),
-                            ArbKey::Raw(b) => IdentityPublicKey::from_bytes(b).unwrap_or(my_key),
-                        };
-                        let s = session
-                            .applied_seq()
-                            .saturating_add_signed(i64::from(e.seq_delta));
-                        Change::Join(Member {
-                            participant: pid(usize::from(who % 8)),
-                            sender_index: SenderIndex::new(index & SenderIndex::MAX)
-                                .expect("masked"),
-                            join_seq: s.saturating_add_signed(i64::from(join_seq_delta)),
-                            identity,
-                            attestation: None,
-                        })
-                    }
-                };
-                let s = session
-                    .applied_seq()
-                    .saturating_add_signed(i64::from(e.seq_delta));
-                session.handle_input(now, Input::Membership(MembershipEvent { seq: s, change }))
+                let event = e.event(session.applied_seq(), named, 8, my_key);
+                session.handle_input(now, Input::Membership(event))
             }
             After::StreamStart(c) => {
                 session.handle_input(now, Input::LocalStreamStarted(StreamContext(c)))
@@ -254,7 +219,7 @@ fuzz_target!(|run: Run| {
                 session.handle_input(Instant::from_millis(t), Input::Tick)
             }
             After::Message { from, bytes } => {
-                let from = pid(usize::from(from % 8));
+                let from = named(from);
                 session.handle_input(
                     now,
                     Input::MessageFrom {

@@ -39,20 +39,25 @@ enum Aud {
     Number(u64),
 }
 
+/// Claims built field by field; `None` leaves the member out.
+#[derive(Arbitrary, Debug)]
+struct ClaimFields {
+    sub: Option<String>,
+    room: Option<String>,
+    aud: Option<Aud>,
+    /// Seconds from `NOW`.
+    exp: Option<i32>,
+    nbf: Option<i32>,
+    iat: Option<i32>,
+    jti: Option<String>,
+    grants: Option<(bool, bool, bool, Option<Vec<String>>)>,
+    /// An extra member, or a claim with a value of the wrong type.
+    extra: Option<(String, i64)>,
+}
+
 #[derive(Arbitrary, Debug)]
 enum Claims {
-    Fields {
-        sub: Option<String>,
-        room: Option<String>,
-        aud: Option<Aud>,
-        exp: Option<i32>,
-        nbf: Option<i32>,
-        iat: Option<i32>,
-        jti: Option<String>,
-        grants: Option<(bool, bool, bool, Option<Vec<String>>)>,
-        /// An extra member, or a claim with a value of the wrong type.
-        extra: Option<(String, i64)>,
-    },
+    Fields(ClaimFields),
     Raw(String),
 }
 
@@ -118,60 +123,43 @@ fn header(h: Header) -> String {
 }
 
 fn claims(c: Claims) -> String {
-    match c {
-        Claims::Raw(s) => s,
-        Claims::Fields {
-            sub,
-            room,
-            aud,
-            exp,
-            nbf,
-            iat,
-            jti,
-            grants,
-            extra,
-        } => {
-            let mut v = json!({});
-            let rel = |d: i32| Value::from(NOW.saturating_add_signed(i64::from(d)));
-            if let Some(s) = sub {
-                v["sub"] = json!(s);
-            }
-            if let Some(r) = room {
-                v["room"] = json!(r);
-            }
-            if let Some(a) = aud {
-                v["aud"] = match a {
-                    Aud::Ours => json!("hush"),
-                    Aud::Other(s) => json!(s),
-                    Aud::Many(l) => json!(l),
-                    Aud::Number(n) => json!(n),
-                };
-            }
-            if let Some(d) = exp {
-                v["exp"] = rel(d);
-            }
-            if let Some(d) = nbf {
-                v["nbf"] = rel(d);
-            }
-            if let Some(d) = iat {
-                v["iat"] = rel(d);
-            }
-            if let Some(j) = jti {
-                v["jti"] = json!(j);
-            }
-            if let Some((publish, subscribe, moderator, sources)) = grants {
-                v["grants"] =
-                    json!({ "publish": publish, "subscribe": subscribe, "moderator": moderator });
-                if let Some(s) = sources {
-                    v["grants"]["sources"] = json!(s);
-                }
-            }
-            if let Some((k, n)) = extra {
-                v[k] = json!(n);
-            }
-            v.to_string()
+    let f = match c {
+        Claims::Raw(s) => return s,
+        Claims::Fields(f) => f,
+    };
+    let rel = |d: i32| Value::from(NOW.saturating_add_signed(i64::from(d)));
+    let aud = f.aud.map(|a| match a {
+        Aud::Ours => json!("hush"),
+        Aud::Other(s) => json!(s),
+        Aud::Many(l) => json!(l),
+        Aud::Number(n) => json!(n),
+    });
+    let grants = f.grants.map(|(publish, subscribe, moderator, sources)| {
+        let mut g = json!({ "publish": publish, "subscribe": subscribe, "moderator": moderator });
+        if let Some(s) = sources {
+            g["sources"] = json!(s);
+        }
+        g
+    });
+    let mut v = json!({});
+    for (name, value) in [
+        ("sub", f.sub.map(Value::from)),
+        ("room", f.room.map(Value::from)),
+        ("aud", aud),
+        ("exp", f.exp.map(rel)),
+        ("nbf", f.nbf.map(rel)),
+        ("iat", f.iat.map(rel)),
+        ("jti", f.jti.map(Value::from)),
+        ("grants", grants),
+    ] {
+        if let Some(value) = value {
+            v[name] = value;
         }
     }
+    if let Some((k, n)) = f.extra {
+        v[k] = json!(n);
+    }
+    v.to_string()
 }
 
 fuzz_target!(|run: Run| {

@@ -14,8 +14,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use arbitrary::Arbitrary;
 use hush_keys::{
-    Change, Config, Destination, Event, Input, Instant, KeyMode, KeyUpdate, Kid, Member,
-    MembershipEvent, Output, ParticipantId, RoomId, SenderIndex, Session, StreamContext,
+    Change, Config, Destination, Event, IdentityPublicKey, Input, Instant, KeyMode, KeyUpdate, Kid,
+    Member, MembershipEvent, Output, ParticipantId, RoomId, SenderIndex, Session, StreamContext,
 };
 use rand_chacha::ChaCha20Rng;
 
@@ -101,6 +101,89 @@ pub enum ArbKey {
     Raw([u8; 32]),
 }
 
+impl ArbKey {
+    /// The key: fuzz identity `n % known`, or the raw bytes if they are a public key, else
+    /// `fallback`.
+    pub fn key(self, known: u8, fallback: IdentityPublicKey) -> IdentityPublicKey {
+        match self {
+            ArbKey::Known(n) => public_identity(n % known),
+            ArbKey::Raw(b) => IdentityPublicKey::from_bytes(b).unwrap_or(fallback),
+        }
+    }
+}
+
+/// The sender index `index` names, masked into range.
+pub fn masked_index(index: u32) -> SenderIndex {
+    SenderIndex::new(index & SenderIndex::MAX).expect("masked")
+}
+
+impl ArbEvent {
+    /// The event, at sequence number `seq` plus the fuzzer's delta: `named` turns the fuzzer's
+    /// participant numbers into ids, and keys are read as [`ArbKey::key`] reads them.
+    pub fn event(
+        self,
+        seq: u64,
+        named: impl Fn(u8) -> ParticipantId,
+        known_keys: u8,
+        fallback_key: IdentityPublicKey,
+    ) -> MembershipEvent {
+        let seq = seq.saturating_add_signed(i64::from(self.seq_delta));
+        let change = match self.change {
+            ArbChange::Join {
+                who,
+                index,
+                join_seq_delta,
+                key,
+            } => Change::Join(Member {
+                participant: named(who),
+                sender_index: masked_index(index),
+                join_seq: seq.saturating_add_signed(i64::from(join_seq_delta)),
+                identity: key.key(known_keys, fallback_key),
+                attestation: None,
+            }),
+            ArbChange::Leave(n) => Change::Leave(named(n)),
+            ArbChange::Remove(n) => Change::Remove(named(n)),
+            ArbChange::Rekey => Change::Rekey,
+            ArbChange::Refused(n) => Change::Refused(named(n)),
+        };
+        MembershipEvent { seq, change }
+    }
+}
+
+/// A key message of a hostile relay or member.
+#[derive(Arbitrary, Debug)]
+pub enum Attack {
+    /// Member `k` gets arbitrary bytes as a key message.
+    Forge {
+        /// Which member.
+        k: u8,
+        /// Named sender (a member, or someone unknown).
+        from: u8,
+        /// The bytes.
+        bytes: Vec<u8>,
+    },
+    /// Member `k` gets an earlier key message again, from a sender of the fuzzer's choosing.
+    Replay {
+        /// Which member.
+        k: u8,
+        /// Which message of the history.
+        h: u8,
+        /// Named sender.
+        from: u8,
+    },
+    /// Member `k` gets an earlier key message with one byte changed.
+    Tamper {
+        /// Which member.
+        k: u8,
+        /// Which message of the history.
+        h: u8,
+        /// Which byte.
+        pos: u8,
+        /// XORed into it (0 is taken as 1).
+        xor: u8,
+    },
+}
+
 /// One step.
 #[derive(Arbitrary, Debug)]
 pub enum Op {
@@ -158,35 +241,8 @@ pub enum Op {
         /// Which context.
         ctx: u8,
     },
-    /// Member `k` gets arbitrary bytes as a key message.
-    Forge {
-        /// Which member.
-        k: u8,
-        /// Named sender (a member, or someone unknown).
-        from: u8,
-        /// The bytes.
-        bytes: Vec<u8>,
-    },
-    /// Member `k` gets an earlier key message again, from a sender of the fuzzer's choosing.
-    Replay {
-        /// Which member.
-        k: u8,
-        /// Which message of the history.
-        h: u8,
-        /// Named sender.
-        from: u8,
-    },
-    /// Member `k` gets an earlier key message with one byte changed.
-    Tamper {
-        /// Which member.
-        k: u8,
-        /// Which message of the history.
-        h: u8,
-        /// Which byte.
-        pos: u8,
-        /// XORed into it (0 is taken as 1).
-        xor: u8,
-    },
+    /// A hostile key message.
+    Attack(Attack),
     /// Member `k` alone gets a membership event of the fuzzer's making (the relay lies from now
     /// on).
     Inject {
@@ -352,34 +408,16 @@ impl Room {
                     let _ = self.input(k, Input::UsageLimitNear(StreamContext(ctx % CONTEXTS)));
                 }
             }
-            Op::Forge { k, from, bytes } => {
-                if let Some(k) = self.peer_index(k) {
-                    let from = self.named(from);
-                    self.message(k, &from, &bytes);
-                }
-            }
-            Op::Replay { k, h, from } => {
-                if let (Some(k), false) = (self.peer_index(k), self.history.is_empty()) {
-                    let (orig, bytes) = self.history[usize::from(h) % self.history.len()].clone();
-                    let from = if from == 0 { orig } else { self.named(from) };
-                    self.message(k, &from, &bytes);
-                }
-            }
-            Op::Tamper { k, h, pos, xor } => {
-                if let (Some(k), false) = (self.peer_index(k), self.history.is_empty()) {
-                    let (from, mut bytes) =
-                        self.history[usize::from(h) % self.history.len()].clone();
-                    if !bytes.is_empty() {
-                        let pos = usize::from(pos) % bytes.len();
-                        bytes[pos] ^= xor.max(1);
-                    }
-                    self.message(k, &from, &bytes);
-                }
-            }
+            Op::Attack(a) => self.attack(a),
             Op::Inject { k, event } => {
                 if let Some(k) = self.peer_index(k) {
                     self.honest = false;
-                    let ev = self.made_up(event);
+                    let ev = event.event(
+                        self.seq,
+                        |n| self.named(n),
+                        MAX_PEERS as u8 + 1,
+                        public_identity(0),
+                    );
                     let _ = self.input(k, Input::Membership(ev));
                 }
             }
@@ -397,38 +435,34 @@ impl Room {
         }
     }
 
-    fn made_up(&self, e: ArbEvent) -> MembershipEvent {
-        let seq = self.seq.saturating_add_signed(i64::from(e.seq_delta));
-        let change = match e.change {
-            ArbChange::Join {
-                who,
-                index,
-                join_seq_delta,
-                key,
-            } => {
-                let identity = match key {
-                    ArbKey::Known(n) => public_identity(n % (MAX_PEERS as u8 + 1)),
-                    ArbKey::Raw(b) => match hush_keys::IdentityPublicKey::from_bytes(b) {
-                        Ok(k) => k,
-                        Err(_) => public_identity(0),
-                    },
-                };
-                let sender_index =
-                    SenderIndex::new(index & SenderIndex::MAX).unwrap_or_else(|| sender_index(0));
-                Change::Join(Member {
-                    participant: self.named(who),
-                    sender_index,
-                    join_seq: seq.saturating_add_signed(i64::from(join_seq_delta)),
-                    identity,
-                    attestation: None,
-                })
+    /// Hands member `k` a forged, replayed or tampered key message.
+    fn attack(&mut self, a: Attack) {
+        match a {
+            Attack::Forge { k, from, bytes } => {
+                if let Some(k) = self.peer_index(k) {
+                    let from = self.named(from);
+                    self.message(k, &from, &bytes);
+                }
             }
-            ArbChange::Leave(n) => Change::Leave(self.named(n)),
-            ArbChange::Remove(n) => Change::Remove(self.named(n)),
-            ArbChange::Rekey => Change::Rekey,
-            ArbChange::Refused(n) => Change::Refused(self.named(n)),
-        };
-        MembershipEvent { seq, change }
+            Attack::Replay { k, h, from } => {
+                if let (Some(k), false) = (self.peer_index(k), self.history.is_empty()) {
+                    let (orig, bytes) = self.history[usize::from(h) % self.history.len()].clone();
+                    let from = if from == 0 { orig } else { self.named(from) };
+                    self.message(k, &from, &bytes);
+                }
+            }
+            Attack::Tamper { k, h, pos, xor } => {
+                if let (Some(k), false) = (self.peer_index(k), self.history.is_empty()) {
+                    let (from, mut bytes) =
+                        self.history[usize::from(h) % self.history.len()].clone();
+                    if !bytes.is_empty() {
+                        let pos = usize::from(pos) % bytes.len();
+                        bytes[pos] ^= xor.max(1);
+                    }
+                    self.message(k, &from, &bytes);
+                }
+            }
+        }
     }
 
     fn join(&mut self) {

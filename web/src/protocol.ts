@@ -35,8 +35,11 @@ export type ToWorker =
    * randomness (nothing random crosses from the page). `sharedSecret` (at least 32 random
    * bytes) only with mode `shared`, wiped in the Worker after use. Answered by
    * `keysIdentity`. A second `keysStart` replaces the session (a new identity: join again).
+   * Membership: `backendKey` (the app backend's 32-byte Ed25519 public key) admits only members
+   * the backend vouched for; without it the Worker refuses to start unless
+   * `insecureUnvouchedMembers` is set (the relay can then add members of its own).
    */
-  | { kind: 'keysStart'; mode: 'exchange' | 'shared'; sharedSecret?: Uint8Array }
+  | { kind: 'keysStart'; mode: 'exchange' | 'shared'; sharedSecret?: Uint8Array; backendKey?: Uint8Array; insecureUnvouchedMembers?: boolean }
   /**
    * A relay message for the key exchange, as parsed from the WebSocket (base64 fields as
    * received): `joined`, `participant_joined`, `participant_left`, `rekey` or `e2ee`.
@@ -81,7 +84,13 @@ export type KeyEvent =
   /** A refused input (a stable code such as `malformed`, `forged`, `stale_event`); nothing changed. */
   | { type: 'error'; reason: string };
 
-/** Why a frame was dropped (matches hush-wasm's `lastError` codes). */
+/**
+ * Why a frame was dropped: the wire names of hush-proto's `E2eeDropReason`, which are also the
+ * `e2ee_stats` keys and the relay's metric labels. The frame layer's reasons (hush-wasm's
+ * `lastError` codes) come from hush-frame's `DropReason`; `duplicate` (hybrid.ts), `no_key` and
+ * `encrypt_failed` (send side) are the transforms' own; `other` is anything else. A Rust test
+ * (hush-proto `drop_reasons_are_one_vocabulary_...`) fails when this list and the Rust one differ.
+ */
 export type DropReason =
   | 'unencrypted'
   | 'malformed_header'

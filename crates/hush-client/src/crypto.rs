@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use hush_frame::{BaseKey, CipherSuite, Codec, DecryptError, Decryptor, Encryptor, Layout};
+use hush_frame::{BaseKey, CipherSuite, Codec, DecryptStats, Decryptor, Encryptor, Layout};
 use hush_keys::KeyUpdate;
 use hush_proto::Source;
 
@@ -20,55 +20,6 @@ pub struct SendStats {
     pub write_errors: u64,
 }
 
-/// Frames dropped by the receiver, by reason.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct DropCounts {
-    /// Not an SFrame frame.
-    pub unencrypted: u64,
-    /// Unreadable SFrame header.
-    pub malformed_header: u64,
-    /// Shorter than header and tag.
-    pub truncated: u64,
-    /// No key for the frame's KID.
-    pub unknown_kid: u64,
-    /// A counter already seen.
-    pub replayed: u64,
-    /// Authentication failed (wrong key, tampered).
-    pub auth_failed: u64,
-    /// Over the size limit.
-    pub too_large: u64,
-    /// Any other reason.
-    pub other: u64,
-}
-
-impl DropCounts {
-    /// All drops.
-    pub fn total(&self) -> u64 {
-        self.unencrypted
-            + self.malformed_header
-            + self.truncated
-            + self.unknown_kid
-            + self.replayed
-            + self.auth_failed
-            + self.too_large
-            + self.other
-    }
-
-    fn count(&mut self, e: DecryptError) {
-        let c = match e {
-            DecryptError::Unencrypted => &mut self.unencrypted,
-            DecryptError::MalformedHeader => &mut self.malformed_header,
-            DecryptError::Truncated => &mut self.truncated,
-            DecryptError::UnknownKid(_) => &mut self.unknown_kid,
-            DecryptError::Replayed => &mut self.replayed,
-            DecryptError::AuthFailed => &mut self.auth_failed,
-            DecryptError::FrameTooLarge => &mut self.too_large,
-            _ => &mut self.other,
-        };
-        *c += 1;
-    }
-}
-
 /// What arrived from one remote sender (by sender index).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RecvStats {
@@ -76,12 +27,11 @@ pub struct RecvStats {
     pub packets: u64,
     /// Whole frames reassembled and handed to the decryptor.
     pub frames: u64,
-    /// Frames that decrypted and authenticated.
-    pub decrypted: u64,
     /// Frames lost in reassembly (a missing packet).
     pub incomplete: u64,
-    /// Frames the decryptor dropped, by reason.
-    pub dropped: DropCounts,
+    /// What the decryptor did with this sender's frames: decrypted, or dropped by
+    /// [`hush_frame::DropReason`].
+    pub decrypt: DecryptStats,
 }
 
 /// A snapshot of a client's counters.
@@ -108,12 +58,12 @@ pub struct Stats {
 impl Stats {
     /// Sum of frames decrypted from every sender.
     pub fn decrypted_total(&self) -> u64 {
-        self.received.values().map(|r| r.decrypted).sum()
+        self.received.values().map(|r| r.decrypt.decrypted).sum()
     }
 
     /// Sum of frames dropped by the decryptor, every sender.
     pub fn dropped_total(&self) -> u64 {
-        self.received.values().map(|r| r.dropped.total()).sum()
+        self.received.values().map(|r| r.decrypt.dropped()).sum()
     }
 }
 
@@ -220,11 +170,11 @@ impl FrameCrypto {
         stats.frames += 1;
         match r {
             Ok(_) => {
-                stats.decrypted += 1;
+                stats.decrypt.decrypted += 1;
                 true
             }
             Err(e) => {
-                stats.dropped.count(e);
+                stats.decrypt.count(e);
                 false
             }
         }
@@ -239,6 +189,7 @@ impl FrameCrypto {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hush_frame::DropReason;
     use hush_keys::{Kid, SenderIndex, StreamContext};
 
     #[test]
@@ -251,8 +202,11 @@ mod tests {
         assert_eq!(c.stats.sent[&Source::Microphone].dropped_no_key, 1);
         // Plaintext arriving at the receiver is dropped, never passed on.
         assert!(!c.decrypt(4, layout_of(Source::Microphone), &mut f));
-        assert_eq!(c.stats.received[&4].decrypted, 0);
-        assert_eq!(c.stats.received[&4].dropped.total(), 1);
+        let received = c.stats.received[&4].decrypt;
+        assert_eq!(received.decrypted, 0);
+        assert_eq!(received.dropped(), 1);
+        // An Opus payload read as an SFrame header names a KID nobody has.
+        assert_eq!(received.dropped_for(DropReason::UnknownKid), 1);
         let _ = (Kid::new(
             StreamContext::MICROPHONE,
             SenderIndex::new(1).unwrap(),

@@ -82,18 +82,11 @@ pub(crate) struct Driver {
     pub(crate) publish: Vec<(Source, Arc<dyn webrtc::rtp_transceiver::RtpTransceiver>)>,
     published: bool,
     /// Received-frame totals at the last `e2ee_stats` report (reports carry deltas).
-    reported: Reported,
+    reported: hush_frame::DecryptStats,
 }
 
 /// How often `e2ee_stats` goes to the relay (it counts at most one per 5 s per connection).
 const STATS_INTERVAL: Duration = Duration::from_secs(10);
-
-/// Totals already reported in `e2ee_stats`.
-#[derive(Default)]
-struct Reported {
-    decrypted: u64,
-    dropped: crate::crypto::DropCounts,
-}
 
 impl Driver {
     /// The driver of a joined client (publishing nothing until `publish` is filled).
@@ -122,7 +115,7 @@ impl Driver {
             pending_candidates: VecDeque::new(),
             publish: Vec::new(),
             published: false,
-            reported: Reported::default(),
+            reported: hush_frame::DecryptStats::default(),
         }
     }
 
@@ -130,51 +123,29 @@ impl Driver {
     /// the sending epoch. For the relay's metrics only (diagnostics; no ids go along).
     fn stats_report(&mut self, last: bool) -> ClientMessage {
         let crypto = self.shared.crypto();
-        let mut decrypted = 0u64;
-        let mut d = crate::crypto::DropCounts::default();
+        let mut now = hush_frame::DecryptStats::default();
         for r in crypto.stats.received.values() {
-            decrypted = decrypted.saturating_add(r.decrypted);
-            let x = &r.dropped;
-            for (sum, n) in [
-                (&mut d.unencrypted, x.unencrypted),
-                (&mut d.malformed_header, x.malformed_header),
-                (&mut d.truncated, x.truncated),
-                (&mut d.unknown_kid, x.unknown_kid),
-                (&mut d.replayed, x.replayed),
-                (&mut d.auth_failed, x.auth_failed),
-                (&mut d.too_large, x.too_large),
-                (&mut d.other, x.other),
-            ] {
-                *sum = sum.saturating_add(n);
-            }
+            now.add(&r.decrypt);
         }
         let epoch = crypto.stats.sending_epoch;
         drop(crypto);
-        let old = &self.reported.dropped;
-        let dropped = [
-            ("unencrypted", d.unencrypted, old.unencrypted),
-            ("malformed_header", d.malformed_header, old.malformed_header),
-            ("truncated", d.truncated, old.truncated),
-            ("unknown_kid", d.unknown_kid, old.unknown_kid),
-            ("replayed", d.replayed, old.replayed),
-            ("auth_failed", d.auth_failed, old.auth_failed),
-            ("too_large", d.too_large, old.too_large),
-            ("other", d.other, old.other),
-        ]
-        .into_iter()
-        .filter(|&(_, now, before)| now > before)
-        .map(|(reason, now, before)| (reason.to_owned(), now - before))
-        .collect();
+        let before = &self.reported;
+        let dropped = now
+            .drops()
+            .zip(before.drops())
+            .filter(|&((_, n), (_, was))| n > was)
+            .map(|((reason, n), (_, was))| {
+                let wire = hush_proto::E2eeDropReason::from(reason);
+                (wire.as_str().to_owned(), n - was)
+            })
+            .collect();
         let message = ClientMessage::E2eeStats(hush_proto::E2eeStats {
             dropped,
-            decrypted: decrypted.saturating_sub(self.reported.decrypted),
+            decrypted: now.decrypted.saturating_sub(before.decrypted),
             epoch,
             last,
         });
-        self.reported = Reported {
-            decrypted,
-            dropped: d,
-        };
+        self.reported = now;
         message
     }
 }

@@ -27,5 +27,6 @@ pub mod synth;
 pub use client::{
     Client, ClientEvent, ClientOptions, FrameSink, JoinInfo, MediaKind, ReceivedFrame,
 };
-pub use crypto::{DropCounts, RecvStats, SendStats, Stats};
+pub use crypto::{RecvStats, SendStats, Stats};
 pub use error::ClientError;
+pub use hush_frame::{DecryptStats, DropReason};

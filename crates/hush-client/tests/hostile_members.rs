@@ -76,7 +76,7 @@ async fn unusable_identity_key() {
     pump_until_decrypted(&alice, &[&bob, &carol], c0.max(b0) + 20, Media::Audio, 10).await;
     assert!(decrypted_from(&bob, ia) > b0 + 20);
     assert!(decrypted_from(&carol, ia) > c0 + 20);
-    assert_eq!(alice.stats().received[&ic].dropped.auth_failed, 0);
+    assert_eq!(alice.stats().received[&ic].decrypt.auth_failed, 0);
 }
 
 /// A participant the backend never vouched for (what a relay that invents a member looks like

@@ -5,6 +5,7 @@
 //! buffer layout and never allocates.
 
 use aes::Aes128;
+use aes_gcm::aead::consts::{U12, U16};
 use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::{Aes128Gcm, Aes256Gcm, Nonce, Tag};
 use ctr::cipher::{KeyIvInit, StreamCipher};
@@ -110,27 +111,16 @@ impl SuiteAead {
         if tag.len() != self.tag_len() {
             return Err(AuthError);
         }
-        let n = Nonce::from(*nonce);
         match self {
-            SuiteAead::Gcm128(a) => {
-                let t = a
-                    .encrypt_inout_detached(&n, aad, payload.into())
-                    .map_err(|_| AuthError)?;
-                tag.copy_from_slice(&t);
-            }
-            SuiteAead::Gcm256(a) => {
-                let t = a
-                    .encrypt_inout_detached(&n, aad, payload.into())
-                    .map_err(|_| AuthError)?;
-                tag.copy_from_slice(&t);
-            }
+            SuiteAead::Gcm128(a) => gcm_seal(&**a, nonce, aad, payload, tag),
+            SuiteAead::Gcm256(a) => gcm_seal(&**a, nonce, aad, payload, tag),
             SuiteAead::CtrHmac { enc_key, mac, .. } => {
                 keystream(enc_key, nonce, payload)?;
                 let full = ctr_hmac_tag(mac, nonce, aad, payload, tag.len());
                 tag.copy_from_slice(&full[..tag.len()]);
+                Ok(())
             }
         }
-        Ok(())
     }
 
     /// Checks `tag` and, only if it is valid, decrypts `payload` in place.
@@ -144,18 +134,9 @@ impl SuiteAead {
         if tag.len() != self.tag_len() {
             return Err(AuthError);
         }
-        let n = Nonce::from(*nonce);
         match self {
-            SuiteAead::Gcm128(a) => {
-                let t = Tag::try_from(tag).map_err(|_| AuthError)?;
-                a.decrypt_inout_detached(&n, aad, payload.into(), &t)
-                    .map_err(|_| AuthError)
-            }
-            SuiteAead::Gcm256(a) => {
-                let t = Tag::try_from(tag).map_err(|_| AuthError)?;
-                a.decrypt_inout_detached(&n, aad, payload.into(), &t)
-                    .map_err(|_| AuthError)
-            }
+            SuiteAead::Gcm128(a) => gcm_open(&**a, nonce, aad, payload, tag),
+            SuiteAead::Gcm256(a) => gcm_open(&**a, nonce, aad, payload, tag),
             SuiteAead::CtrHmac { enc_key, mac, .. } => {
                 let full = ctr_hmac_tag(mac, nonce, aad, payload, tag.len());
                 if !bool::from(full[..tag.len()].ct_eq(tag)) {
@@ -165,6 +146,34 @@ impl SuiteAead {
             }
         }
     }
+}
+
+/// AES-GCM of either key size: encrypts `payload` in place and writes the 16-byte tag.
+fn gcm_seal<A: AeadInOut<NonceSize = U12, TagSize = U16>>(
+    aead: &A,
+    nonce: &[u8; NONCE_LEN],
+    aad: &[u8],
+    payload: &mut [u8],
+    tag: &mut [u8],
+) -> Result<(), AuthError> {
+    let t = aead
+        .encrypt_inout_detached(&Nonce::from(*nonce), aad, payload.into())
+        .map_err(|_| AuthError)?;
+    tag.copy_from_slice(&t);
+    Ok(())
+}
+
+/// AES-GCM of either key size: checks the 16-byte `tag`, then decrypts `payload` in place.
+fn gcm_open<A: AeadInOut<NonceSize = U12, TagSize = U16>>(
+    aead: &A,
+    nonce: &[u8; NONCE_LEN],
+    aad: &[u8],
+    payload: &mut [u8],
+    tag: &[u8],
+) -> Result<(), AuthError> {
+    let t = Tag::try_from(tag).map_err(|_| AuthError)?;
+    aead.decrypt_inout_detached(&Nonce::from(*nonce), aad, payload.into(), &t)
+        .map_err(|_| AuthError)
 }
 
 /// XORs the AES-CTR keystream for `nonce || 0x00000000` into `data`.

@@ -110,6 +110,17 @@ pub(crate) struct OpenSplit {
 }
 
 impl Layout {
+    /// Every layout: pure mode, and media mode for each codec.
+    pub const ALL: [Layout; 7] = [
+        Layout::Pure,
+        Layout::Media(Codec::Opus),
+        Layout::Media(Codec::Vp8),
+        Layout::Media(Codec::Vp9),
+        Layout::Media(Codec::H264),
+        Layout::Media(Codec::H265),
+        Layout::Media(Codec::Av1),
+    ];
+
     /// The sender's split of plaintext `frame`.
     pub(crate) fn send_split(self, frame: &[u8]) -> Result<SendSplit, NoPrefix> {
         if self == Layout::Media(Codec::Av1) {

@@ -7,79 +7,23 @@
 //! strip the header and tag). Nothing but the counters of [`DecryptStats`] changes before a
 //! frame authenticated. The KID selects exactly one key: there is no trial decryption.
 
-use core::ops::Range;
+use core::marker::PhantomData;
 use std::collections::BTreeMap;
 
 use crate::MAX_FRAME_LEN;
 use crate::codec::Layout;
-use crate::encryptor::build_aad;
 use crate::error::{DecryptError, KeyError};
 use crate::escape;
 use crate::header::Header;
 use crate::key::{BaseKey, FrameCipher};
+use crate::plan::{FramePlan, Open, build_aad};
 use crate::replay::{DEFAULT_REPLAY_WINDOW, ReplayWindow};
 use crate::stats::DecryptStats;
-use crate::suite::{CipherSuite, NONCE_LEN};
+use crate::suite::CipherSuite;
 
-/// Where a received frame's parts sit in the buffer, and its nonce.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OpenPlan {
-    layout: Layout,
-    kid: u64,
-    ctr: u64,
-    nonce: [u8; NONCE_LEN],
-    prefix_len: usize,
-    framing_len: usize,
-    header_len: usize,
-    payload_len: usize,
-    tag_len: usize,
-}
-
-impl OpenPlan {
-    /// The frame's KID.
-    pub fn kid(&self) -> u64 {
-        self.kid
-    }
-
-    /// The frame's counter.
-    pub fn ctr(&self) -> u64 {
-        self.ctr
-    }
-
-    /// The AEAD nonce.
-    pub fn nonce(&self) -> &[u8; NONCE_LEN] {
-        &self.nonce
-    }
-
-    /// The ciphertext, decrypted in place.
-    pub fn payload_range(&self) -> Range<usize> {
-        let start = self.prefix_len + self.framing_len + self.header_len;
-        start..start + self.payload_len
-    }
-
-    /// Length of the clear prefix: the decrypted frame is `prefix || plaintext`.
-    pub fn prefix_len(&self) -> usize {
-        self.prefix_len
-    }
-
-    /// Length of the framing between the clear prefix and the SFrame header (AV1's carrier
-    /// OBU header and size, [`crate::codec::av1`]; 0 for every other layout). Removed with
-    /// the header and tag.
-    pub fn framing_len(&self) -> usize {
-        self.framing_len
-    }
-
-    /// Length of the SFrame header.
-    pub fn header_len(&self) -> usize {
-        self.header_len
-    }
-
-    /// The tag.
-    pub fn tag_range(&self) -> Range<usize> {
-        let start = self.payload_range().end;
-        start..start + self.tag_len
-    }
-}
+/// Where a received frame's parts sit in the buffer, and its nonce: what [`Decryptor::plan`]
+/// returns. The payload is decrypted in place; the framing, header and tag are then removed.
+pub type OpenPlan = FramePlan<Open>;
 
 /// One KID's key and replay state.
 struct KeyEntry {
@@ -228,19 +172,13 @@ impl Decryptor {
             header_len,
             payload_len,
             tag_len,
+            side: PhantomData,
         })
     }
 
     /// The AAD of a planned frame, for a host that runs the AEAD itself.
     pub fn aad(&mut self, plan: &OpenPlan, buf: &[u8]) -> &[u8] {
-        build_aad(
-            &mut self.scratch,
-            plan.layout,
-            buf,
-            plan.prefix_len + plan.framing_len,
-            plan.header_len,
-            &[],
-        );
+        plan.write_aad(&mut self.scratch, buf, &[]);
         &self.scratch
     }
 
@@ -263,16 +201,8 @@ impl Decryptor {
             self.stats.count(DecryptError::Truncated);
             return Err(DecryptError::Truncated);
         }
-        build_aad(
-            &mut self.scratch,
-            plan.layout,
-            buf,
-            plan.prefix_len + plan.framing_len,
-            plan.header_len,
-            metadata,
-        );
-        let (payload, tag) =
-            buf[plan.payload_range().start..plan.tag_range().end].split_at_mut(plan.payload_len);
+        plan.write_aad(&mut self.scratch, buf, metadata);
+        let (payload, tag) = plan.payload_and_tag(buf);
         if entry
             .key
             .aead()

@@ -15,7 +15,7 @@
 //! host) still get distinct nonces, and a frame whose sealing failed burns its counter rather
 //! than risk reusing it. [`Encryptor::encrypt`] does all three.
 
-use core::ops::Range;
+use core::marker::PhantomData;
 
 use crate::MAX_FRAME_LEN;
 use crate::codec::Layout;
@@ -23,68 +23,14 @@ use crate::error::EncryptError;
 use crate::escape;
 use crate::header::Header;
 use crate::key::{BaseKey, FrameCipher};
+use crate::plan::{FramePlan, Seal};
 use crate::stats::EncryptStats;
-use crate::suite::{CipherSuite, NONCE_LEN};
+use crate::suite::CipherSuite;
 
-/// Where a planned frame's parts sit in the buffer, and its nonce.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SealPlan {
-    layout: Layout,
-    kid: u64,
-    ctr: u64,
-    nonce: [u8; NONCE_LEN],
-    prefix_len: usize,
-    framing_len: usize,
-    header_len: usize,
-    payload_len: usize,
-    tag_len: usize,
-}
-
-impl SealPlan {
-    /// The KID the frame is sealed under.
-    pub fn kid(&self) -> u64 {
-        self.kid
-    }
-
-    /// The frame's counter.
-    pub fn ctr(&self) -> u64 {
-        self.ctr
-    }
-
-    /// The AEAD nonce (`salt XOR CTR`).
-    pub fn nonce(&self) -> &[u8; NONCE_LEN] {
-        &self.nonce
-    }
-
-    /// The bytes to encrypt in place.
-    pub fn payload_range(&self) -> Range<usize> {
-        let start = self.prefix_len + self.framing_len + self.header_len;
-        start..start + self.payload_len
-    }
-
-    /// Length of the SFrame header in the laid-out frame.
-    pub fn header_len(&self) -> usize {
-        self.header_len
-    }
-
-    /// Length of the clear prefix: the bytes at the start of the frame given to
-    /// [`Encryptor::plan`] that stay as they were. The plaintext is the rest of that frame.
-    pub fn prefix_len(&self) -> usize {
-        self.prefix_len
-    }
-
-    /// Length of the framing inserted after the clear prefix, before the SFrame header: AV1's
-    /// carrier OBU header and size ([`crate::codec::av1`]); 0 for every other layout.
-    pub fn framing_len(&self) -> usize {
-        self.framing_len
-    }
-
-    /// Where the tag goes (right after the payload).
-    pub fn tag_range(&self) -> Range<usize> {
-        let start = self.payload_range().end;
-        start..start + self.tag_len
-    }
-}
+/// Where a planned frame's parts sit in the buffer, and its nonce: what [`Encryptor::plan`]
+/// returns. The host encrypts [`FramePlan::payload_range`] in place and writes the tag at
+/// [`FramePlan::tag_range`].
+pub type SealPlan = FramePlan<Seal>;
 
 /// Encrypts one outgoing stream's frames with one key at a time.
 pub struct Encryptor {
@@ -235,19 +181,13 @@ impl Encryptor {
             header_len,
             payload_len,
             tag_len,
+            side: PhantomData,
         })
     }
 
     /// The AAD for a planned frame: `header || metadata` (the codec's, see [`crate::codec`]).
     pub fn aad(&mut self, plan: &SealPlan, buf: &[u8]) -> &[u8] {
-        build_aad(
-            &mut self.scratch,
-            plan.layout,
-            buf,
-            plan.prefix_len + plan.framing_len,
-            plan.header_len,
-            &[],
-        );
+        plan.write_aad(&mut self.scratch, buf, &[]);
         &self.scratch
     }
 
@@ -265,16 +205,8 @@ impl Encryptor {
         if plan.kid != self.kid || buf.len() < plan.tag_range().end {
             return Err(EncryptError::Seal);
         }
-        build_aad(
-            &mut self.scratch,
-            plan.layout,
-            buf,
-            plan.prefix_len + plan.framing_len,
-            plan.header_len,
-            metadata,
-        );
-        let (payload, tag) =
-            buf[plan.payload_range().start..plan.tag_range().end].split_at_mut(plan.payload_len);
+        plan.write_aad(&mut self.scratch, buf, metadata);
+        let (payload, tag) = plan.payload_and_tag(buf);
         self.key
             .aead()
             .seal(&plan.nonce, &self.scratch, payload, tag)
@@ -288,22 +220,6 @@ impl Encryptor {
         }
         self.stats.encrypted += 1;
     }
-}
-
-/// Writes `header || metadata || extra` into `out`, reading both from the laid-out frame,
-/// whose SFrame header starts at `header_at` (after the clear prefix and the framing).
-pub(crate) fn build_aad(
-    out: &mut Vec<u8>,
-    layout: Layout,
-    frame: &[u8],
-    header_at: usize,
-    header_len: usize,
-    extra: &[u8],
-) {
-    out.clear();
-    out.extend_from_slice(&frame[header_at..header_at + header_len]);
-    layout.write_metadata(&frame[..header_at], out);
-    out.extend_from_slice(extra);
 }
 
 impl core::fmt::Debug for Encryptor {
@@ -377,6 +293,7 @@ impl Encryptor {
             header_len: Header::new(self.kid, ctr).to_bytes().1,
             payload_len,
             tag_len: self.suite.tag_len(),
+            side: PhantomData,
         }))
     }
 

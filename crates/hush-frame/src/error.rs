@@ -54,7 +54,8 @@ pub enum EncryptError {
     Seal,
 }
 
-/// Why an incoming frame was dropped. Each has a counter in [`crate::DecryptStats`].
+/// Why an incoming frame was dropped. Each has a counter in [`crate::DecryptStats`] and a stable
+/// name, its [`DropReason`] ([`DecryptError::reason`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DecryptError {
@@ -73,6 +74,83 @@ pub enum DecryptError {
     AuthFailed,
     /// The frame is larger than [`crate::MAX_FRAME_LEN`].
     FrameTooLarge,
+}
+
+/// Why the frame layer dropped a received frame, by a stable name: the one vocabulary of drop
+/// reasons. hush-wasm's `lastError` codes, hush-client's counters, the browser API's
+/// `DropReason` (web/src/protocol.ts), the relay's `e2ee_stats` reasons and its
+/// `hush_e2ee_dropped_frames` metric labels all take these names from here; hush-proto's
+/// `E2eeDropReason` adds the reasons of the transforms around this crate (and `other`) and maps
+/// these in its one `From` impl.
+///
+/// One reason per [`DecryptError`] variant, without its detail (the KID of
+/// [`DecryptError::UnknownKid`]): the name is safe to export anywhere.
+///
+/// Deliberately not `#[non_exhaustive]`: every consumer matches it exhaustively, so a reason added
+/// here fails to compile until each of them has a name and a counter for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DropReason {
+    /// [`DecryptError::Unencrypted`]: `unencrypted`.
+    Unencrypted,
+    /// [`DecryptError::MalformedHeader`]: `malformed_header`.
+    MalformedHeader,
+    /// [`DecryptError::Truncated`]: `truncated`.
+    Truncated,
+    /// [`DecryptError::UnknownKid`]: `unknown_kid`.
+    UnknownKid,
+    /// [`DecryptError::Replayed`]: `replayed`.
+    Replayed,
+    /// [`DecryptError::AuthFailed`]: `auth_failed`.
+    AuthFailed,
+    /// [`DecryptError::FrameTooLarge`]: `too_large`.
+    TooLarge,
+}
+
+impl DropReason {
+    /// Every reason, in the order of [`crate::DecryptStats::drops`].
+    pub const ALL: [Self; 7] = [
+        Self::Unencrypted,
+        Self::MalformedHeader,
+        Self::Truncated,
+        Self::UnknownKid,
+        Self::Replayed,
+        Self::AuthFailed,
+        Self::TooLarge,
+    ];
+
+    /// The stable name: `lastError` code, `e2ee_stats` key and metric label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Unencrypted => "unencrypted",
+            Self::MalformedHeader => "malformed_header",
+            Self::Truncated => "truncated",
+            Self::UnknownKid => "unknown_kid",
+            Self::Replayed => "replayed",
+            Self::AuthFailed => "auth_failed",
+            Self::TooLarge => "too_large",
+        }
+    }
+}
+
+impl DecryptError {
+    /// The stable name of this drop, without detail.
+    pub const fn reason(self) -> DropReason {
+        match self {
+            DecryptError::Unencrypted => DropReason::Unencrypted,
+            DecryptError::MalformedHeader => DropReason::MalformedHeader,
+            DecryptError::Truncated => DropReason::Truncated,
+            DecryptError::UnknownKid(_) => DropReason::UnknownKid,
+            DecryptError::Replayed => DropReason::Replayed,
+            DecryptError::AuthFailed => DropReason::AuthFailed,
+            DecryptError::FrameTooLarge => DropReason::TooLarge,
+        }
+    }
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl fmt::Display for HeaderError {

@@ -88,7 +88,7 @@ pub struct DerivedKey {
     suite: CipherSuite,
     secret: Zeroizing<[u8; 64]>,
     key: Zeroizing<[u8; 48]>,
-    salt: [u8; NONCE_LEN],
+    salt: Zeroizing<[u8; NONCE_LEN]>,
 }
 
 impl DerivedKey {
@@ -101,7 +101,7 @@ impl DerivedKey {
             suite,
             secret: Zeroizing::new([0u8; 64]),
             key: Zeroizing::new([0u8; 48]),
-            salt: [0u8; NONCE_LEN],
+            salt: Zeroizing::new([0u8; NONCE_LEN]),
         };
         let nk = suite.key_len();
         // HKDF-Expand fails only for outputs over 255 hash lengths; ours are at most 48 bytes,
@@ -110,12 +110,12 @@ impl DerivedKey {
             let (prk, hk) = Hkdf::<Sha512>::extract(Some(&[]), ikm);
             out.secret[..64].copy_from_slice(&prk);
             let _ = hk.expand(&kl[..kn], &mut out.key[..nk]);
-            let _ = hk.expand(&sl[..sn], &mut out.salt);
+            let _ = hk.expand(&sl[..sn], &mut out.salt[..]);
         } else {
             let (prk, hk) = Hkdf::<Sha256>::extract(Some(&[]), ikm);
             out.secret[..32].copy_from_slice(&prk);
             let _ = hk.expand(&kl[..kn], &mut out.key[..nk]);
-            let _ = hk.expand(&sl[..sn], &mut out.salt);
+            let _ = hk.expand(&sl[..sn], &mut out.salt[..]);
         }
         out
     }
@@ -141,12 +141,6 @@ impl DerivedKey {
     }
 }
 
-impl Drop for DerivedKey {
-    fn drop(&mut self) {
-        self.salt.zeroize();
-    }
-}
-
 impl fmt::Debug for DerivedKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("DerivedKey(***)")
@@ -158,7 +152,7 @@ impl fmt::Debug for DerivedKey {
 pub struct FrameCipher {
     suite: CipherSuite,
     aead: SuiteAead,
-    salt: [u8; NONCE_LEN],
+    salt: Zeroizing<[u8; NONCE_LEN]>,
 }
 
 impl FrameCipher {
@@ -179,7 +173,7 @@ impl FrameCipher {
 
     /// The nonce for counter `ctr`: `salt XOR CTR` (RFC 9605 section 4.4.3).
     pub fn nonce(&self, ctr: u64) -> [u8; NONCE_LEN] {
-        let mut n = self.salt;
+        let mut n = *self.salt;
         for (b, c) in n[NONCE_LEN - 8..].iter_mut().zip(ctr.to_be_bytes()) {
             *b ^= c;
         }
@@ -189,12 +183,6 @@ impl FrameCipher {
     /// The keyed AEAD.
     pub fn aead(&self) -> &SuiteAead {
         &self.aead
-    }
-}
-
-impl Drop for FrameCipher {
-    fn drop(&mut self) {
-        self.salt.zeroize();
     }
 }
 

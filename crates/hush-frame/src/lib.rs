@@ -11,7 +11,9 @@
 //! - [`codec`]: media mode, the codec-aware clear prefix, with the rule and reason per codec.
 //! - [`escape`]: start-code emulation prevention for H.264/H.265.
 //! - [`replay`]: the per-KID replay window.
-//! - [`Encryptor`] and [`Decryptor`]: plan / seal-open / commit, so a host can run the AEAD.
+//! - [`DropReason`]: the stable name of every drop, the one vocabulary of every layer above.
+//! - [`Encryptor`] and [`Decryptor`]: plan / seal-open / commit, so a host can run the AEAD;
+//!   [`plan`]: where a planned frame's parts sit.
 //!
 //! ```
 //! use hush_frame::{BaseKey, CipherSuite, Codec, Decryptor, Encryptor, Layout};
@@ -39,6 +41,7 @@ pub mod error;
 pub mod escape;
 pub mod header;
 pub mod key;
+pub mod plan;
 pub mod replay;
 mod stats;
 pub mod suite;
@@ -46,7 +49,7 @@ pub mod suite;
 pub use codec::{Codec, Layout};
 pub use decryptor::{Decryptor, OpenPlan};
 pub use encryptor::{DETACHED_HEAD, Encryptor, SealPlan};
-pub use error::{DecryptError, EncryptError, HeaderError, KeyError};
+pub use error::{DecryptError, DropReason, EncryptError, HeaderError, KeyError};
 pub use header::Header;
 pub use key::BaseKey;
 pub use stats::{DecryptStats, EncryptStats};

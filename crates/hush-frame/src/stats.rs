@@ -1,6 +1,6 @@
 //! Counters of what happened to frames, by outcome. Plain numbers: safe to export anywhere.
 
-use crate::error::DecryptError;
+use crate::error::{DecryptError, DropReason};
 
 /// What an [`crate::Encryptor`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -13,7 +13,8 @@ pub struct EncryptStats {
     pub refused_frame: u64,
 }
 
-/// What a [`crate::Decryptor`] did, with one counter per drop reason.
+/// What a [`crate::Decryptor`] did, with one counter per [`DropReason`] (read them by reason with
+/// [`DecryptStats::dropped_for`] or [`DecryptStats::drops`] rather than field by field).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DecryptStats {
     /// Frames that authenticated and were handed on.
@@ -35,28 +36,96 @@ pub struct DecryptStats {
 }
 
 impl DecryptStats {
-    /// Counts one drop.
-    pub(crate) fn count(&mut self, e: DecryptError) {
-        let c = match e {
-            DecryptError::Unencrypted => &mut self.unencrypted,
-            DecryptError::MalformedHeader => &mut self.malformed_header,
-            DecryptError::Truncated => &mut self.truncated,
-            DecryptError::UnknownKid(_) => &mut self.unknown_kid,
-            DecryptError::Replayed => &mut self.replayed,
-            DecryptError::AuthFailed => &mut self.auth_failed,
-            DecryptError::FrameTooLarge => &mut self.too_large,
-        };
-        *c += 1;
+    /// Counts one drop. The [`crate::Decryptor`] counts its own; a host that keeps counters of
+    /// its own (per sender, say) counts the errors it was handed the same way.
+    pub fn count(&mut self, e: DecryptError) {
+        *self.counter(e.reason()) += 1;
+    }
+
+    /// Frames dropped for `reason`.
+    pub fn dropped_for(&self, reason: DropReason) -> u64 {
+        let mut copy = *self; // plain numbers: one match serves reads and writes
+        *copy.counter(reason)
+    }
+
+    /// Frames dropped, by reason, in [`DropReason::ALL`] order (zero counts included).
+    pub fn drops(&self) -> impl Iterator<Item = (DropReason, u64)> + use<> {
+        DropReason::ALL
+            .map(|r| (r, self.dropped_for(r)))
+            .into_iter()
     }
 
     /// Frames dropped for any reason.
     pub fn dropped(&self) -> u64 {
-        self.unencrypted
-            + self.malformed_header
-            + self.truncated
-            + self.unknown_kid
-            + self.replayed
-            + self.auth_failed
-            + self.too_large
+        self.drops().map(|(_, n)| n).sum()
+    }
+
+    /// Adds `other`'s counters to these (saturating): the totals of several decryptors or
+    /// senders.
+    pub fn add(&mut self, other: &Self) {
+        self.decrypted = self.decrypted.saturating_add(other.decrypted);
+        for (reason, n) in other.drops() {
+            let c = self.counter(reason);
+            *c = c.saturating_add(n);
+        }
+    }
+
+    /// The one place a reason meets its field.
+    fn counter(&mut self, reason: DropReason) -> &mut u64 {
+        match reason {
+            DropReason::Unencrypted => &mut self.unencrypted,
+            DropReason::MalformedHeader => &mut self.malformed_header,
+            DropReason::Truncated => &mut self.truncated,
+            DropReason::UnknownKid => &mut self.unknown_kid,
+            DropReason::Replayed => &mut self.replayed,
+            DropReason::AuthFailed => &mut self.auth_failed,
+            DropReason::TooLarge => &mut self.too_large,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_has_its_own_counter() {
+        let mut s = DecryptStats::default();
+        for (i, r) in DropReason::ALL.into_iter().enumerate() {
+            for _ in 0..=i {
+                *s.counter(r) += 1;
+            }
+        }
+        let counts: Vec<_> = s.drops().collect();
+        let expected: Vec<_> = DropReason::ALL.into_iter().zip(1..).collect();
+        assert_eq!(counts, expected);
+        assert_eq!(s.dropped(), (1..=7).sum::<u64>());
+        let mut twice = s;
+        twice.add(&s);
+        assert_eq!(twice.dropped(), 2 * s.dropped());
+    }
+
+    #[test]
+    fn every_error_counts_under_its_reason() {
+        let errors = [
+            DecryptError::Unencrypted,
+            DecryptError::MalformedHeader,
+            DecryptError::Truncated,
+            DecryptError::UnknownKid(7),
+            DecryptError::Replayed,
+            DecryptError::AuthFailed,
+            DecryptError::FrameTooLarge,
+        ];
+        let reasons: Vec<_> = errors.iter().map(|e| e.reason()).collect();
+        assert_eq!(reasons, DropReason::ALL, "one reason per error, in order");
+        for e in errors {
+            let mut s = DecryptStats::default();
+            s.count(e);
+            assert_eq!(s.dropped_for(e.reason()), 1);
+            assert_eq!(s.dropped(), 1);
+        }
+        let names: std::collections::BTreeSet<_> =
+            DropReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(names.len(), DropReason::ALL.len(), "names are distinct");
     }
 }

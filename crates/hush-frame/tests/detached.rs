@@ -8,12 +8,12 @@
 
 mod common;
 
-use common::{LAYOUTS, frame};
+use common::frame;
 use hush_frame::aead::SuiteAead;
 use hush_frame::key::DerivedKey;
 use hush_frame::{
     BaseKey, CipherSuite, Codec, DETACHED_HEAD, DecryptError, Decryptor, EncryptError, Encryptor,
-    Layout,
+    Layout, OpenPlan,
 };
 
 const KID: u64 = 0x1234;
@@ -26,6 +26,13 @@ fn host_aead(suite: CipherSuite) -> SuiteAead {
     SuiteAead::new(suite, DerivedKey::derive(suite, KID, &key()).expose_key()).unwrap()
 }
 
+/// A sender and a receiver of `KID` under `suite`.
+fn pair(suite: CipherSuite) -> (Encryptor, Decryptor) {
+    let mut rx = Decryptor::new(suite);
+    rx.add_key(KID, &key()).unwrap();
+    (Encryptor::new(suite, KID, &key()), rx)
+}
+
 fn head(frame: &[u8]) -> &[u8] {
     &frame[..frame.len().min(DETACHED_HEAD)]
 }
@@ -35,6 +42,13 @@ fn detachable(layout: Layout) -> bool {
         layout,
         Layout::Pure | Layout::Media(Codec::Opus | Codec::Vp8 | Codec::Vp9)
     )
+}
+
+/// The receiver's detached plan of `wire`, which must succeed.
+fn plan_open(rx: &mut Decryptor, layout: Layout, wire: &[u8]) -> OpenPlan {
+    rx.plan_detached(layout, head(wire), wire.len())
+        .unwrap()
+        .expect("detachable layout")
 }
 
 /// Seals `plain` the way the Worker does: plan from the head, AEAD over the rest.
@@ -79,17 +93,24 @@ fn host_open(
     Ok(out)
 }
 
+/// Under suite 4: a sender, a receiver, the host's AEAD, and the wire frame of a VP8 delta
+/// frame with `body`, sealed by the host.
+fn vp8_sent(body: &[u8]) -> (Encryptor, Decryptor, SuiteAead, Vec<u8>) {
+    let suite = CipherSuite::Aes128GcmSha256_128;
+    let vp8 = Layout::Media(Codec::Vp8);
+    let aead = host_aead(suite);
+    let (mut tx, rx) = pair(suite);
+    let wire = host_seal(&mut tx, &aead, vp8, &frame(vp8, false, body));
+    (tx, rx, aead, wire)
+}
+
 #[test]
 fn detached_seal_equals_in_place_seal_and_opens_both_ways() {
     for suite in CipherSuite::ALL {
         let aead = host_aead(suite);
-        for layout in LAYOUTS.into_iter().filter(|l| detachable(*l)) {
-            let mut host_tx = Encryptor::new(suite, KID, &key());
-            let mut wasm_tx = Encryptor::new(suite, KID, &key());
-            let mut host_rx = Decryptor::new(suite);
-            host_rx.add_key(KID, &key()).unwrap();
-            let mut wasm_rx = Decryptor::new(suite);
-            wasm_rx.add_key(KID, &key()).unwrap();
+        for layout in Layout::ALL.into_iter().filter(|l| detachable(*l)) {
+            let (mut host_tx, mut host_rx) = pair(suite);
+            let (mut wasm_tx, mut wasm_rx) = pair(suite);
             for key_frame in [true, false] {
                 for n in [1usize, 17, 40, 3000] {
                     let body: Vec<u8> = (0..n).map(|i| (i * 37 + 11) as u8).collect();
@@ -114,8 +135,8 @@ fn detached_seal_equals_in_place_seal_and_opens_both_ways() {
 #[test]
 fn layouts_that_need_the_whole_frame_are_refused_without_using_a_counter() {
     let suite = CipherSuite::Aes128GcmSha256_128;
-    for layout in LAYOUTS.into_iter().filter(|l| !detachable(*l)) {
-        let mut tx = Encryptor::new(suite, KID, &key());
+    for layout in Layout::ALL.into_iter().filter(|l| !detachable(*l)) {
+        let (mut tx, mut rx) = pair(suite);
         let plain = frame(layout, true, &[5; 100]);
         assert_eq!(
             tx.plan_detached(layout, head(&plain), plain.len()),
@@ -123,8 +144,6 @@ fn layouts_that_need_the_whole_frame_are_refused_without_using_a_counter() {
         );
         let mut buf = plain.clone();
         assert_eq!(tx.encrypt(layout, &mut buf).unwrap().ctr(), 0, "{layout:?}");
-        let mut rx = Decryptor::new(suite);
-        rx.add_key(KID, &key()).unwrap();
         assert_eq!(rx.plan_detached(layout, head(&buf), buf.len()), Ok(None));
         assert_eq!(
             rx.stats(),
@@ -136,22 +155,11 @@ fn layouts_that_need_the_whole_frame_are_refused_without_using_a_counter() {
 
 #[test]
 fn detached_open_refuses_replays_and_double_commits() {
-    let suite = CipherSuite::Aes128GcmSha256_128;
-    let aead = host_aead(suite);
     let layout = Layout::Media(Codec::Vp8);
-    let mut tx = Encryptor::new(suite, KID, &key());
-    let mut rx = Decryptor::new(suite);
-    rx.add_key(KID, &key()).unwrap();
-    let wire = host_seal(&mut tx, &aead, layout, &frame(layout, false, &[9; 500]));
+    let (mut tx, mut rx, aead, wire) = vp8_sent(&[9; 500]);
     // Two copies planned before either committed (an async host): one commit wins.
-    let first = rx
-        .plan_detached(layout, head(&wire), wire.len())
-        .unwrap()
-        .unwrap();
-    let second = rx
-        .plan_detached(layout, head(&wire), wire.len())
-        .unwrap()
-        .unwrap();
+    let first = plan_open(&mut rx, layout, &wire);
+    let second = plan_open(&mut rx, layout, &wire);
     assert_eq!(rx.commit_detached(&first), Ok(()));
     assert_eq!(rx.commit_detached(&second), Err(DecryptError::Replayed));
     // After the commit, the plan itself refuses the counter.
@@ -161,10 +169,7 @@ fn detached_open_refuses_replays_and_double_commits() {
     );
     // A removed key: the commit fails.
     let later = host_seal(&mut tx, &aead, layout, &frame(layout, false, &[9; 500]));
-    let plan = rx
-        .plan_detached(layout, head(&later), later.len())
-        .unwrap()
-        .unwrap();
+    let plan = plan_open(&mut rx, layout, &later);
     rx.remove_key(KID);
     assert_eq!(
         rx.commit_detached(&plan),
@@ -176,13 +181,8 @@ fn detached_open_refuses_replays_and_double_commits() {
 
 #[test]
 fn detached_open_refuses_bad_input_and_counts_it() {
-    let suite = CipherSuite::Aes128GcmSha256_128;
-    let aead = host_aead(suite);
     let layout = Layout::Media(Codec::Vp8);
-    let mut tx = Encryptor::new(suite, KID, &key());
-    let mut rx = Decryptor::new(suite);
-    rx.add_key(KID, &key()).unwrap();
-    let wire = host_seal(&mut tx, &aead, layout, &frame(layout, false, &[9; 100]));
+    let (_, mut rx, aead, wire) = vp8_sent(&[9; 100]);
     // The head must be exactly the frame's first min(len, 32) bytes.
     assert_eq!(
         rx.plan_detached(layout, &wire[..10], wire.len()),
@@ -199,7 +199,7 @@ fn detached_open_refuses_bad_input_and_counts_it() {
         Err(DecryptError::Truncated)
     );
     // Another KID.
-    let mut other = Encryptor::new(suite, 99, &key());
+    let mut other = Encryptor::new(CipherSuite::Aes128GcmSha256_128, 99, &key());
     let mut buf = frame(layout, false, &[1; 100]);
     other.encrypt(layout, &mut buf).unwrap();
     assert_eq!(

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{LAYOUTS, av1, frame};
+use common::{av1, frame};
 use hush_frame::{BaseKey, CipherSuite, Codec, Decryptor, Encryptor, Header, Layout};
 use proptest::prelude::*;
 
@@ -14,7 +14,7 @@ fn suite() -> impl Strategy<Value = CipherSuite> {
 }
 
 fn layout() -> impl Strategy<Value = Layout> {
-    prop::sample::select(LAYOUTS.to_vec())
+    prop::sample::select(Layout::ALL.to_vec())
 }
 
 fn pair(suite: CipherSuite, kid: u64) -> (Encryptor, Decryptor) {

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{LAYOUTS, av1, frame};
+use common::{av1, frame};
 use hush_frame::escape::contains_start_code;
 use hush_frame::{
     BaseKey, CipherSuite, Codec, DecryptError, Decryptor, EncryptError, Encryptor, Layout,
@@ -33,7 +33,7 @@ fn nasty_body() -> Vec<u8> {
 #[test]
 fn every_layout_and_suite_round_trips_with_its_prefix_in_the_clear() {
     for suite in CipherSuite::ALL {
-        for layout in LAYOUTS {
+        for layout in Layout::ALL {
             for key_frame in [true, false] {
                 let (mut tx, mut rx) = pair(suite);
                 let plain = frame(layout, key_frame, &nasty_body());
@@ -249,7 +249,7 @@ fn the_key_must_rotate_before_its_usage_limit() {
 fn host_seam_matches_the_built_in_aead() {
     // A host that runs the AEAD itself (as the browser does with WebCrypto) produces the
     // same bytes from the plan's nonce, AAD and ranges.
-    for layout in LAYOUTS {
+    for layout in Layout::ALL {
         let suite = CipherSuite::Aes128GcmSha256_128;
         let mut a = Encryptor::new(suite, 5, &key(3));
         let mut b = Encryptor::new(suite, 5, &key(3));

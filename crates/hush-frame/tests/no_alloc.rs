@@ -8,8 +8,8 @@ mod common;
 use std::alloc::{GlobalAlloc, Layout as AllocLayout, System};
 use std::cell::Cell;
 
-use common::{LAYOUTS, frame};
-use hush_frame::{BaseKey, CipherSuite, Decryptor, Encryptor};
+use common::frame;
+use hush_frame::{BaseKey, CipherSuite, Decryptor, Encryptor, Layout};
 
 struct Counting;
 
@@ -59,7 +59,7 @@ fn the_counter_sees_allocations() {
 #[test]
 fn encrypt_and_decrypt_allocate_nothing_per_frame() {
     for suite in CipherSuite::ALL {
-        for layout in LAYOUTS {
+        for layout in Layout::ALL {
             let k = BaseKey::new(&[9; 16]).unwrap();
             let mut tx = Encryptor::new(suite, 300, &k);
             let mut rx = Decryptor::new(suite);

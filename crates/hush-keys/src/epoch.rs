@@ -6,12 +6,31 @@
 //! | value | derivation |
 //! |---|---|
 //! | next epoch on a join | `E_{n+1} = HKDF-Expand(E_n, "hush ratchet", 32)` |
-//! | base key of (sender, stream) | `HKDF-Expand(E_n, "hush base key" \|\| be32(sender index) \|\| u8(context), 32)` |
+//! | base key of (sender, stream) | `HKDF-Expand(E_n, "hush base key v2" \|\| be32(sender index) \|\| u8(context) \|\| sender identity key (32), 32)` |
 //! | confirmation value (safety code) | `HKDF-Expand(E_n, "hush confirm", 32)` |
 //! | ack / switch MAC keys | `HKDF-Expand(E_n, "hush ack" / "hush switch", 32)` |
 //!
 //! The ratchet is one-way, so a newcomer given `E_{n+1}` cannot reach `E_n`; base keys are one
 //! way too, so a frame key never reveals its epoch secret.
+//!
+//! ## No nonce reuse, whatever the relay says
+//!
+//! An SFrame nonce is the key's salt XOR the frame counter, and each encryptor's counter starts
+//! at 0, so two encryptors under one base key, or one sender that restarts, would reuse
+//! (key, nonce) pairs: AES-GCM then leaks the XOR of plaintexts and its authentication key.
+//! Every other input of a base key is chosen or replayed by the relay: the epoch number and the
+//! sender index (relay event sequence numbers), in shared-secret mode even the epoch secret
+//! itself (a ratchet of the room secret and the relay's room instance). A relay could give two
+//! members one sender index, or replay the same `joined` to a member that reloads.
+//!
+//! So each base key also takes the **sender's identity public key**: an X25519 key the sender
+//! drew with its own RNG (in the browser, inside its Worker) when its session began, never
+//! reused across sessions. Two encryptors under one base key then need one sender session with
+//! one (epoch, context); within a session the frame layer keeps one counter per KID that never
+//! goes back (the Worker's `sealers`, hush-client's one encryptor per stream). Across sessions,
+//! two identity keys collide with probability about 2^-252. A relay that shows a receiver a wrong
+//! identity key for a sender only makes that sender's frames undecryptable, which the drop
+//! counters show; it gains no key and no nonce repeat.
 
 use core::fmt;
 
@@ -22,12 +41,13 @@ use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use crate::error::InputError;
+use crate::identity::IdentityPublicKey;
 use crate::kid::{SenderIndex, StreamContext};
 use crate::secret::{FrameKey, SECRET_LEN, Secret32};
 
 /// Label of the join ratchet.
 const RATCHET: &[u8] = b"hush ratchet";
-const BASE_KEY: &[u8] = b"hush base key";
+const BASE_KEY: &[u8] = b"hush base key v2";
 const CONFIRM: &[u8] = b"hush confirm";
 pub(crate) const ACK: &[u8] = b"hush ack";
 pub(crate) const SWITCH: &[u8] = b"hush switch";
@@ -88,10 +108,20 @@ impl EpochSecret {
         Self::from_array(expand(self.as_array(), &[RATCHET]))
     }
 
-    /// The base key of one sending stream in this epoch.
-    pub fn base_key(&self, sender: SenderIndex, context: StreamContext) -> FrameKey {
+    /// The base key of one sending stream in this epoch: the sender's index and stream context,
+    /// and its identity key, which the sender drew itself (see the module docs: no relay-chosen
+    /// value can make two encryptors share a key).
+    pub fn base_key(
+        &self,
+        sender: SenderIndex,
+        context: StreamContext,
+        identity: &IdentityPublicKey,
+    ) -> FrameKey {
         let idx = sender.get().to_be_bytes();
-        FrameKey::from_array(expand(self.as_array(), &[BASE_KEY, &idx, &[context.0]]))
+        FrameKey::from_array(expand(
+            self.as_array(),
+            &[BASE_KEY, &idx, &[context.0], identity.as_bytes()],
+        ))
     }
 
     /// The confirmation value that the safety code hashes.
@@ -207,7 +237,8 @@ mod tests {
         let e = EpochSecret::from_array([1u8; 32]);
         let s1 = SenderIndex::new(1).unwrap();
         let s2 = SenderIndex::new(2).unwrap();
-        let k = |e: &EpochSecret, s, c| *e.base_key(s, c).as_bytes();
+        let id = IdentityPublicKey::from_bytes([9u8; 32]).unwrap();
+        let k = |e: &EpochSecret, s, c| *e.base_key(s, c, &id).as_bytes();
         assert_ne!(k(&e, s1, StreamContext(0)), k(&e, s2, StreamContext(0)));
         assert_ne!(k(&e, s1, StreamContext(0)), k(&e, s1, StreamContext(1)));
         assert_ne!(
@@ -215,6 +246,29 @@ mod tests {
             k(&e.ratchet(), s1, StreamContext(0))
         );
         assert_eq!(k(&e, s1, StreamContext(0)), k(&e, s1, StreamContext(0)));
+        // Same epoch, index and context, another sender's identity key: another key.
+        let other = IdentityPublicKey::from_bytes([10u8; 32]).unwrap();
+        assert_ne!(
+            k(&e, s1, StreamContext(0)),
+            *e.base_key(s1, StreamContext(0), &other).as_bytes()
+        );
+    }
+
+    #[test]
+    fn base_key_is_hkdf_expand_with_the_documented_info() {
+        let e = EpochSecret::from_array([5u8; 32]);
+        let id = IdentityPublicKey::from_bytes([6u8; 32]).unwrap();
+        let mut info = b"hush base key v2".to_vec();
+        info.extend_from_slice(&[0, 2, 3, 4]);
+        info.push(3);
+        info.extend_from_slice(&[6u8; 32]);
+        let mut want = [0u8; 32];
+        Hkdf::<Sha256>::from_prk(&[5u8; 32])
+            .unwrap()
+            .expand(&info, &mut want)
+            .unwrap();
+        let got = e.base_key(SenderIndex::new(0x02_0304).unwrap(), StreamContext(3), &id);
+        assert_eq!(got.as_bytes(), &want);
     }
 
     #[test]
@@ -245,7 +299,8 @@ mod tests {
     fn debug_is_redacted() {
         let e = EpochSecret::from_array([0x41u8; 32]);
         assert_eq!(alloc::format!("{e:?}"), "EpochSecret(***)");
-        let k = e.base_key(SenderIndex::new(0).unwrap(), StreamContext(0));
+        let id = IdentityPublicKey::from_bytes([9u8; 32]).unwrap();
+        let k = e.base_key(SenderIndex::new(0).unwrap(), StreamContext(0), &id);
         assert_eq!(alloc::format!("{k:?}"), "FrameKey(***)");
     }
 }

@@ -23,6 +23,14 @@ struct Peer {
     identity: IdentityKeyPair,
 }
 
+impl Peer {
+    /// Hands the session a key message the relay says `from` sent.
+    fn message_from(&mut self, from: &ParticipantId, bytes: &[u8]) -> Result<(), Error> {
+        self.session
+            .handle_input(now(), Input::MessageFrom { from, bytes })
+    }
+}
+
 fn now() -> Instant {
     Instant::from_millis(1_000)
 }
@@ -177,6 +185,11 @@ fn junk(from: &Peer, to: &Member, epoch: u64, seed: u64) -> Vec<u8> {
         &secret,
     )
     .unwrap()
+}
+
+/// The (first) message in `msgs` for `to`.
+fn sent_to<'a>(msgs: &'a [(Destination, Vec<u8>)], to: &Destination) -> &'a [u8] {
+    &msgs.iter().find(|(d, _)| d == to).unwrap().1
 }
 
 fn envelope_for(msgs: &[(Destination, Vec<u8>)], to: &Member) -> Vec<u8> {
@@ -344,86 +357,31 @@ fn a_member_cannot_pass_off_the_committers_switch_or_anothers_ack() {
     }
     let (msgs, _) = drain(&mut a.session);
     let alice = a.member.participant.clone();
+    let bob = b.member.participant.clone();
     let carol = c.member.participant.clone();
     for p in [&mut b, &mut c] {
         let env = envelope_for(&msgs, &p.member);
-        p.session
-            .handle_input(
-                now(),
-                Input::MessageFrom {
-                    from: &alice,
-                    bytes: &env,
-                },
-            )
-            .unwrap();
+        p.message_from(&alice, &env).unwrap();
     }
     let (b_msgs, _) = drain(&mut b.session);
     let (c_msgs, _) = drain(&mut c.session);
-    let b_ack = &b_msgs
-        .iter()
-        .find(|(d, _)| *d == Destination::Member(alice.clone()))
-        .unwrap()
-        .1;
-    let c_ack = &c_msgs
-        .iter()
-        .find(|(d, _)| *d == Destination::Member(alice.clone()))
-        .unwrap()
-        .1;
+    let to_alice = Destination::Member(alice.clone());
+    let b_ack = sent_to(&b_msgs, &to_alice);
+    let c_ack = sent_to(&c_msgs, &to_alice);
     // Carol hands in Bob's ack as hers: refused, Alice still waits for Bob.
-    let r = a.session.handle_input(
-        now(),
-        Input::MessageFrom {
-            from: &carol,
-            bytes: b_ack,
-        },
-    );
+    let r = a.message_from(&carol, b_ack);
     assert_eq!(r, Err(Error::Envelope(EnvelopeError::Forged)));
-    a.session
-        .handle_input(
-            now(),
-            Input::MessageFrom {
-                from: &carol,
-                bytes: c_ack,
-            },
-        )
-        .unwrap();
+    a.message_from(&carol, c_ack).unwrap();
     assert_eq!(a.session.sending_epoch(), Some(3), "Bob has not acked yet");
-    let bob = b.member.participant.clone();
-    a.session
-        .handle_input(
-            now(),
-            Input::MessageFrom {
-                from: &bob,
-                bytes: b_ack,
-            },
-        )
-        .unwrap();
+    a.message_from(&bob, b_ack).unwrap();
     assert_eq!(a.session.sending_epoch(), Some(4), "every ack in: switched");
     let (a_msgs, _) = drain(&mut a.session);
-    let switch = &a_msgs
-        .iter()
-        .find(|(d, _)| *d == Destination::AllMembers)
-        .unwrap()
-        .1;
+    let switch = sent_to(&a_msgs, &Destination::AllMembers);
     // Carol forwards the committer's switch notice as her own: refused, Bob does not switch.
-    let r = b.session.handle_input(
-        now(),
-        Input::MessageFrom {
-            from: &carol,
-            bytes: switch,
-        },
-    );
+    let r = b.message_from(&carol, switch);
     assert_eq!(r, Err(Error::Envelope(EnvelopeError::Forged)));
     assert_eq!(b.session.sending_epoch(), Some(3));
-    b.session
-        .handle_input(
-            now(),
-            Input::MessageFrom {
-                from: &alice,
-                bytes: switch,
-            },
-        )
-        .unwrap();
+    b.message_from(&alice, switch).unwrap();
     assert_eq!(b.session.sending_epoch(), Some(4));
 }
 

@@ -23,11 +23,7 @@ fn sample(v: Vec<usize>, max: usize) -> Vec<usize> {
 
 fn fifty(seed: u64, cfg: NetConfig) -> Net {
     let mut net = Net::new(seed, cfg);
-    for _ in 0..50 {
-        net.join();
-        let t = net.now + 100;
-        net.run_until(t);
-    }
+    net.join_spaced(50, 100);
     net.run_until_settled(10_000)
         .expect("room settles after 50 joins");
     net
@@ -63,14 +59,12 @@ fn fifty_members_churn_a_b_c() {
         if step % 20 == 10 {
             net.rekey();
         }
-        let t = net.now + 500;
-        net.run_until(t);
+        net.run_for(500);
     }
     let took = net
         .run_until_settled(20_000)
         .expect("room settles after churn");
-    let t = net.now + 3000;
-    net.run_until(t);
+    net.run_for(3000);
     let s = net.stats.clone();
     eprintln!("stats: {s:?}; settled {took} ms after the last change");
 
@@ -165,8 +159,7 @@ fn d_ghost_member_changes_every_code_and_attestations_refuse_it() {
     let epoch_before = net.nodes[honest[0]].session.sending_epoch();
     let ghost = net.join_custom(true, |_| {}, |_| {});
     net.excluded.insert(ghost);
-    let t = net.now + 5000;
-    net.run_until(t);
+    net.run_for(5000);
     assert_eq!(net.codes_of(&honest), before);
     assert_eq!(net.nodes[honest[0]].session.sending_epoch(), epoch_before);
     for &h in &honest {
@@ -287,8 +280,7 @@ fn e_only_the_committer_moves_the_room() {
         Some(bytes)
     }));
     let seq = net.rekey();
-    let t = net.now + 500;
-    net.run_until(t);
+    net.run_for(500);
     // Member m forges envelopes for epoch `seq` to everyone: as itself, then claiming to be the
     // committer.
     let mk = IdentityKeyPair::from_secret_bytes(net.nodes[m].identity_secret);
@@ -351,7 +343,11 @@ fn e_only_the_committer_moves_the_room() {
     );
     let fake_keys: Vec<[u8; 32]> = present
         .iter()
-        .map(|n| *fake.base_key(net.nodes[*n].idx, MIC).as_bytes())
+        .map(|n| {
+            *fake
+                .base_key(net.nodes[*n].idx, MIC, &net.nodes[*n].identity_pub)
+                .as_bytes()
+        })
         .collect();
     for &n in &present {
         for keys in net.nodes[n].keys.values() {
@@ -371,11 +367,7 @@ fn usage_limit_brings_a_new_epoch_before_the_limit() {
         ..NetConfig::default()
     };
     let mut net = Net::new(23, cfg);
-    for _ in 0..3 {
-        net.join();
-        let t = net.now + 100;
-        net.run_until(t);
-    }
+    net.join_spaced(3, 100);
     net.run_until(60_000);
     for n in net.present() {
         let node = &net.nodes[n];

@@ -9,36 +9,43 @@ use hush_keys::{
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
 
+fn alice() -> ParticipantId {
+    ParticipantId::new("alice").unwrap()
+}
+
+/// A snapshot entry.
+fn entry(participant: &ParticipantId, index: u32, join_seq: u64, key: &IdentityKeyPair) -> Member {
+    Member {
+        participant: participant.clone(),
+        sender_index: SenderIndex::new(index).unwrap(),
+        join_seq,
+        identity: *key.public(),
+        attestation: None,
+    }
+}
+
+/// Alice (key pair `mine`) joins at `seq` from a relay's snapshot of `members`.
+fn joined(
+    mine: IdentityKeyPair,
+    rng: ChaCha20Rng,
+    seq: u64,
+    members: Vec<Member>,
+) -> Session<ChaCha20Rng> {
+    let room = RoomId::new("room-1").unwrap();
+    let mut s = Session::new(Config::new(room), mine, alice(), rng);
+    s.handle_input(Instant::from_millis(0), Input::Joined { seq, members })
+        .unwrap();
+    s
+}
+
 #[test]
 fn a_fake_entry_under_our_own_id_is_refused() {
     let mut rng = ChaCha20Rng::seed_from_u64(7);
-    let room = RoomId::new("room-1").unwrap();
-    let me = ParticipantId::new("alice").unwrap();
     let mine = IdentityKeyPair::generate(&mut rng);
     let relays = IdentityKeyPair::generate(&mut rng);
-    let fake = Member {
-        participant: me.clone(),
-        sender_index: SenderIndex::new(1).unwrap(),
-        join_seq: 1,
-        identity: *relays.public(),
-        attestation: None,
-    };
-    let real = Member {
-        participant: me.clone(),
-        sender_index: SenderIndex::new(2).unwrap(),
-        join_seq: 5,
-        identity: *mine.public(),
-        attestation: None,
-    };
-    let mut s = Session::new(Config::new(room), mine, me, rng);
-    s.handle_input(
-        Instant::from_millis(0),
-        Input::Joined {
-            seq: 5,
-            members: vec![fake, real],
-        },
-    )
-    .unwrap();
+    let fake = entry(&alice(), 1, 1, &relays);
+    let real = entry(&alice(), 2, 5, &mine);
+    let s = joined(mine, rng, 5, vec![fake, real]);
     assert_eq!(s.members().count(), 1, "only our real entry is a member");
     assert!(
         s.is_committer(),
@@ -53,38 +60,15 @@ fn a_fake_entry_under_our_own_id_is_refused() {
 #[test]
 fn another_entry_with_our_sender_index_is_refused_wherever_it_is_listed() {
     let mut rng = ChaCha20Rng::seed_from_u64(8);
-    let room = RoomId::new("room-1").unwrap();
-    let me = ParticipantId::new("alice").unwrap();
     let mine = IdentityKeyPair::generate(&mut rng);
     let bobs = IdentityKeyPair::generate(&mut rng);
-    let index = SenderIndex::new(0xff_ffff).unwrap();
-    let bob = Member {
-        participant: ParticipantId::new("bob").unwrap(),
-        sender_index: index,
-        join_seq: 3,
-        identity: *bobs.public(),
-        attestation: None,
-    };
-    let real = Member {
-        participant: me.clone(),
-        sender_index: index,
-        join_seq: 5,
-        identity: *mine.public(),
-        attestation: None,
-    };
-    let mut s = Session::new(Config::new(room), mine, me.clone(), rng);
-    s.handle_input(
-        Instant::from_millis(0),
-        Input::Joined {
-            seq: 5,
-            members: vec![bob, real],
-        },
-    )
-    .unwrap();
+    let bob = entry(&ParticipantId::new("bob").unwrap(), 0xff_ffff, 3, &bobs);
+    let real = entry(&alice(), 0xff_ffff, 5, &mine);
+    let mut s = joined(mine, rng, 5, vec![bob, real]);
     let members: Vec<_> = s.members().map(|m| m.participant.clone()).collect();
     assert_eq!(
         members,
-        vec![me],
+        vec![alice()],
         "bob reuses our sender index and is refused"
     );
     let refused = core::iter::from_fn(|| s.poll_output()).any(|o| {
@@ -105,26 +89,10 @@ fn another_entry_with_our_sender_index_is_refused_wherever_it_is_listed() {
 #[test]
 fn a_snapshot_at_the_last_sequence_number_does_not_overflow() {
     let mut rng = ChaCha20Rng::seed_from_u64(9);
-    let room = RoomId::new("room-1").unwrap();
-    let me = ParticipantId::new("alice").unwrap();
     let mine = IdentityKeyPair::generate(&mut rng);
-    let own = Member {
-        participant: me.clone(),
-        sender_index: SenderIndex::new(3).unwrap(),
-        join_seq: u64::MAX,
-        identity: *mine.public(),
-        attestation: None,
-    };
-    let mut s = Session::new(Config::new(room), mine, me, rng);
+    let own = entry(&alice(), 3, u64::MAX, &mine);
+    let mut s = joined(mine, rng, u64::MAX, vec![own]);
     let now = Instant::from_millis(0);
-    s.handle_input(
-        now,
-        Input::Joined {
-            seq: u64::MAX,
-            members: vec![own],
-        },
-    )
-    .unwrap();
     let rekey = hush_keys::MembershipEvent {
         seq: u64::MAX,
         change: hush_keys::Change::Rekey,

@@ -34,11 +34,7 @@ fn room() -> (Net, Withheld) {
         ..NetConfig::default()
     };
     let mut net = Net::new(11, cfg);
-    for _ in 0..4 {
-        net.join();
-        let t = net.now + 300;
-        net.run_until(t);
-    }
+    net.join_spaced(4, 300);
     net.run_until_settled(10_000).expect("room settles");
     assert!(net.nodes[COMMITTER].session.is_committer());
     let withheld: Withheld = Rc::new(RefCell::new(None));
@@ -91,32 +87,37 @@ fn awaited(net: &Net, n: usize) -> Vec<u64> {
         .collect()
 }
 
-#[test]
-fn withheld_envelope_after_removal_stops_sending_until_it_comes() {
-    let (mut net, withheld) = room();
-    *withheld.borrow_mut() = Some(Vec::new());
+/// `LEAVER` leaves (or is removed) while the victim's key messages are withheld; runs past the
+/// victim's deadline and checks that it stopped sending under the epoch the leaver holds, and
+/// says it awaits the new one. Returns the new epoch.
+fn leave_and_stall(net: &mut Net, removed: bool) -> u64 {
     let t0 = net.now;
-    net.leave(LEAVER, true, true);
-    let removal = net.nodes[LEAVER].left_seq.unwrap();
+    net.leave(LEAVER, removed, true);
+    let epoch = net.nodes[LEAVER].left_seq.unwrap();
     // Event delivery takes up to 80 ms; the deadline runs from there.
     let deadline = t0 + 80 + STALL_MS;
     net.run_until(deadline + 500);
-
-    // The victim stopped sending under the epoch the removed member holds, and says so.
     assert!(
         net.nodes[VICTIM].enc.is_none(),
         "victim still has a send key"
     );
     assert_eq!(
-        frames_before(&net, VICTIM, deadline, removal),
+        frames_before(net, VICTIM, deadline, epoch),
         0,
-        "victim kept encrypting under a key the removed member holds"
+        "victim kept encrypting under a key the leaver holds"
     );
-    assert_eq!(awaited(&net, VICTIM), [removal]);
+    assert_eq!(awaited(net, VICTIM), [epoch]);
+    epoch
+}
+
+#[test]
+fn withheld_envelope_after_removal_stops_sending_until_it_comes() {
+    let (mut net, withheld) = room();
+    *withheld.borrow_mut() = Some(Vec::new());
+    let removal = leave_and_stall(&mut net, true);
     assert_eq!(net.nodes[VICTIM].session.awaited_epoch(), Some(removal));
     let sent = net.nodes[VICTIM].frames_sent;
-    let t = net.now + 3_000;
-    net.run_until(t);
+    net.run_for(3_000);
     assert_eq!(
         net.nodes[VICTIM].frames_sent, sent,
         "no frames while stalled"
@@ -147,8 +148,7 @@ fn withheld_envelope_after_removal_stops_sending_until_it_comes() {
             .events
             .contains(&Event::Switched { epoch: removal })
     );
-    let t = net.now + 2_000;
-    net.run_until(t);
+    net.run_for(2_000);
     let resumed: Vec<usize> = (0..net.frames.len())
         .filter(|f| net.frames[*f].sender == VICTIM && net.frames[*f].sent_at > resumed_at)
         .collect();
@@ -164,19 +164,8 @@ fn a_leave_queued_behind_a_withheld_rekey_stalls_too() {
     let (mut net, withheld) = room();
     *withheld.borrow_mut() = Some(Vec::new());
     net.rekey();
-    let t = net.now + 300;
-    net.run_until(t);
-    let t0 = net.now;
-    net.leave(LEAVER, false, true);
-    let leave = net.nodes[LEAVER].left_seq.unwrap();
-    let deadline = t0 + 80 + STALL_MS;
-    net.run_until(deadline + 500);
-    assert!(
-        net.nodes[VICTIM].enc.is_none(),
-        "victim still has a send key"
-    );
-    assert_eq!(frames_before(&net, VICTIM, deadline, leave), 0);
-    assert_eq!(awaited(&net, VICTIM), [leave]);
+    net.run_for(300);
+    let leave = leave_and_stall(&mut net, false);
 
     // Both envelopes arrive: the rekey epoch (which the leaver holds) is never sent on.
     let late = withheld.borrow_mut().take().unwrap();
@@ -184,8 +173,7 @@ fn a_leave_queued_behind_a_withheld_rekey_stalls_too() {
     for b in &late {
         let _ = net.input(VICTIM, Input::Message(b));
     }
-    let t = net.now + 2_000;
-    net.run_until(t);
+    net.run_for(2_000);
     assert_eq!(net.nodes[VICTIM].session.sending_epoch(), Some(leave));
     assert_eq!(frames_before(&net, VICTIM, from, leave), 0);
     assert!(net.nodes[VICTIM].frames_sent > 0);
@@ -221,8 +209,7 @@ fn a_silent_committer_is_reported_and_the_member_stays_closed() {
         }]
     );
     assert!(net.nodes[VICTIM].enc.is_none());
-    let t = net.now + 20_000;
-    net.run_until(t);
+    net.run_for(20_000);
     assert!(net.nodes[VICTIM].enc.is_none(), "still closed");
     assert_eq!(frames_before(&net, VICTIM, t0 + 80 + STALL_MS, removal), 0);
 }
@@ -236,11 +223,7 @@ fn honest_churn_never_stalls() {
         ..NetConfig::default()
     };
     let mut net = Net::new(5, cfg);
-    for _ in 0..12 {
-        net.join();
-        let t = net.now + 100;
-        net.run_until(t);
-    }
+    net.join_spaced(12, 100);
     net.run_until_settled(10_000).expect("room settles");
     for step in 0..8 {
         let present = net.present();
@@ -250,8 +233,7 @@ fn honest_churn_never_stalls() {
             present[1 + net.rand_below(present.len() as u64 - 1) as usize]
         };
         net.leave(victim, step % 2 == 0, false);
-        let t = net.now + 400;
-        net.run_until(t);
+        net.run_for(400);
     }
     net.run_until_settled(10_000).expect("room settles");
     for n in net.present() {
@@ -275,20 +257,14 @@ fn a_refused_ghost_leaving_stalls_nobody() {
         ..NetConfig::default()
     };
     let mut net = Net::new(3, cfg);
-    for _ in 0..3 {
-        net.join();
-        let t = net.now + 300;
-        net.run_until(t);
-    }
+    net.join_spaced(3, 300);
     let ghost = net.join_custom(true, |_| {}, |_| {});
     net.excluded.insert(ghost);
-    let t = net.now + 1_000;
-    net.run_until(t);
+    net.run_for(1_000);
     let honest = net.members_now();
     let epoch = net.nodes[honest[0]].session.sending_epoch();
     net.leave(ghost, true, false);
-    let t = net.now + 3 * STALL_MS;
-    net.run_until(t);
+    net.run_for(3 * STALL_MS);
     for n in honest {
         assert!(awaited(&net, n).is_empty(), "node {n} stalled");
         assert_eq!(net.nodes[n].session.sending_epoch(), epoch);

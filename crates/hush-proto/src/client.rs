@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use hush_frame::DropReason;
 use serde::{Deserialize, Serialize};
 
 use crate::bytes::OpaqueBytes;
@@ -310,31 +311,44 @@ impl E2eeStats {
     }
 }
 
-/// Why a client's E2EE transform dropped a received frame: the fixed label set of the relay's
-/// `hush_e2ee_dropped_frames` metric (web/src/protocol.ts `DropReason`, hush-frame's decrypt
-/// errors).
+/// Why a client's E2EE transform dropped a frame: the fixed label set of the relay's
+/// `hush_e2ee_dropped_frames` metric and the keys of [`E2eeStats::dropped`].
+///
+/// Three layers, each reason defined once:
+/// - the frame layer's reasons are hush-frame's [`DropReason`] (hush-wasm's `lastError` codes):
+///   the `From<DropReason>` impl is the one place they are mapped, and
+///   [`E2eeDropReason::as_str`] takes their names from hush-frame;
+/// - the transforms around hush-frame add [`Duplicate`](Self::Duplicate),
+///   [`EncryptFailed`](Self::EncryptFailed) and [`NoKey`](Self::NoKey);
+/// - the wire adds [`Other`](Self::Other).
+///
+/// web/src/protocol.ts `DropReason` lists the same names; a test in this crate fails when a name
+/// exists on one side only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[non_exhaustive]
 pub enum E2eeDropReason {
-    /// Not an SFrame frame.
+    /// [`DropReason::Unencrypted`]: not an SFrame frame.
     Unencrypted,
-    /// Unreadable SFrame header.
+    /// [`DropReason::MalformedHeader`]: unreadable SFrame header.
     MalformedHeader,
-    /// Shorter than header and tag.
+    /// [`DropReason::Truncated`]: shorter than header and tag.
     Truncated,
-    /// No key for the frame's KID.
+    /// [`DropReason::UnknownKid`]: no key for the frame's KID.
     UnknownKid,
-    /// A counter already seen.
+    /// [`DropReason::Replayed`]: a counter already seen.
     Replayed,
-    /// A byte-identical copy of a frame already decrypted (browsers re-deliver some).
+    /// The browser's receive transform (web/src/hybrid.ts): a frame hush-frame refused as
+    /// `replayed` that is a byte-identical copy of one already decrypted (browsers re-deliver
+    /// some; harmless).
     Duplicate,
-    /// Authentication failed.
+    /// [`DropReason::AuthFailed`]: authentication failed.
     AuthFailed,
-    /// Over the size limit.
+    /// [`DropReason::TooLarge`]: over the size limit.
     TooLarge,
-    /// The sender could not encrypt.
+    /// A send transform: hush-frame's encryptor refused the frame (`EncryptError`) or could not
+    /// be set up.
     EncryptFailed,
-    /// No key yet.
+    /// A send transform: no send key yet (the frame is dropped, never sent in the clear).
     NoKey,
     /// Anything else, including names this version does not know.
     Other,
@@ -356,21 +370,23 @@ impl E2eeDropReason {
         Self::Other,
     ];
 
-    /// The wire name (also the metrics label).
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Unencrypted => "unencrypted",
-            Self::MalformedHeader => "malformed_header",
-            Self::Truncated => "truncated",
-            Self::UnknownKid => "unknown_kid",
-            Self::Replayed => "replayed",
-            Self::Duplicate => "duplicate",
-            Self::AuthFailed => "auth_failed",
-            Self::TooLarge => "too_large",
-            Self::EncryptFailed => "encrypt_failed",
-            Self::NoKey => "no_key",
-            Self::Other => "other",
+    /// The wire name (also the metrics label); hush-frame's own for the frame layer's reasons.
+    pub fn as_str(self) -> &'static str {
+        match self.frame() {
+            Some(reason) => reason.as_str(),
+            None => match self {
+                Self::Duplicate => "duplicate",
+                Self::EncryptFailed => "encrypt_failed",
+                Self::NoKey => "no_key",
+                // `Other`; the frame layer's reasons all have a `frame()` (tested).
+                _ => "other",
+            },
         }
+    }
+
+    /// The frame-layer reason this is, if it is one (the inverse of the `From` impl).
+    pub fn frame(self) -> Option<DropReason> {
+        DropReason::ALL.into_iter().find(|&r| Self::from(r) == self)
     }
 
     /// The reason a wire name stands for; any name not in [`E2eeDropReason::ALL`] is `Other`.
@@ -379,5 +395,21 @@ impl E2eeDropReason {
             .into_iter()
             .find(|r| r.as_str() == name)
             .unwrap_or(Self::Other)
+    }
+}
+
+impl From<DropReason> for E2eeDropReason {
+    /// The one mapping from hush-frame's reasons (exhaustive: a reason added there fails to
+    /// compile here until it has a wire name).
+    fn from(reason: DropReason) -> Self {
+        match reason {
+            DropReason::Unencrypted => Self::Unencrypted,
+            DropReason::MalformedHeader => Self::MalformedHeader,
+            DropReason::Truncated => Self::Truncated,
+            DropReason::UnknownKid => Self::UnknownKid,
+            DropReason::Replayed => Self::Replayed,
+            DropReason::AuthFailed => Self::AuthFailed,
+            DropReason::TooLarge => Self::TooLarge,
+        }
     }
 }

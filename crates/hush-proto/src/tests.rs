@@ -521,6 +521,93 @@ fn e2ee_drop_reasons_are_a_closed_set() {
     assert!(E2eeDropReason::ALL.len() <= MAX_E2EE_STATS_REASONS);
 }
 
+/// The one drop vocabulary (issue #16): hush-frame's `DropReason` is the definition, the wire
+/// reasons take its names through the one `From` impl, and the browser API's `DropReason` union
+/// (web/src/protocol.ts) lists exactly the wire names. Fails when a reason exists on one side
+/// only.
+#[test]
+fn drop_reasons_are_one_vocabulary_from_hush_frame_to_the_wire_and_typescript() {
+    use hush_frame::DropReason;
+    use std::collections::BTreeSet;
+
+    // hush-frame -> wire: every frame reason has its own wire reason, with hush-frame's name.
+    let mapped: BTreeSet<E2eeDropReason> = DropReason::ALL
+        .into_iter()
+        .map(E2eeDropReason::from)
+        .collect();
+    assert_eq!(
+        mapped.len(),
+        DropReason::ALL.len(),
+        "two frame reasons share a wire reason"
+    );
+    for r in DropReason::ALL {
+        let wire = E2eeDropReason::from(r);
+        assert_ne!(wire, E2eeDropReason::Other, "{r}");
+        assert_eq!(wire.frame(), Some(r));
+        assert_eq!(wire.as_str(), r.as_str());
+        assert_eq!(E2eeDropReason::from_wire(r.as_str()), wire);
+    }
+
+    // wire -> hush-frame: every wire reason is a frame reason or one the layers above add.
+    let above = [
+        E2eeDropReason::Duplicate,
+        E2eeDropReason::EncryptFailed,
+        E2eeDropReason::NoKey,
+        E2eeDropReason::Other,
+    ];
+    for r in E2eeDropReason::ALL {
+        assert!(
+            r.frame().is_some() != above.contains(&r),
+            "{r:?} must be either hush-frame's or the transforms'"
+        );
+    }
+    assert_eq!(
+        E2eeDropReason::ALL.len(),
+        DropReason::ALL.len() + above.len()
+    );
+
+    // wire <-> TypeScript: the `DropReason` union has exactly the wire names.
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../web/src/protocol.ts");
+    let ts = std::fs::read_to_string(path).expect("web/src/protocol.ts");
+    let ts_names = ts_string_union(&ts, "DropReason");
+    let wire_names: BTreeSet<String> = E2eeDropReason::ALL
+        .iter()
+        .map(|r| r.as_str().to_owned())
+        .collect();
+    assert_eq!(ts_names, wire_names, "web/src/protocol.ts DropReason");
+}
+
+/// The string literals of `export type <name> = | 'a' | 'b' ...;` in TypeScript source, skipping
+/// comments; panics on any other member so that the check cannot pass by not reading it.
+fn ts_string_union(ts: &str, name: &str) -> std::collections::BTreeSet<String> {
+    let decl = format!("export type {name} =");
+    let start = ts.find(&decl).unwrap_or_else(|| panic!("no `{decl}`")) + decl.len();
+    let mut names = std::collections::BTreeSet::new();
+    for line in ts[start..].lines().map(str::trim) {
+        if line.is_empty()
+            || line.starts_with("/*")
+            || line.starts_with('*')
+            || line.starts_with("//")
+        {
+            continue;
+        }
+        let member = line.trim_start_matches('|').trim();
+        let (member, last) = match member.strip_suffix(';') {
+            Some(m) => (m.trim(), true),
+            None => (member, false),
+        };
+        let literal = member
+            .strip_prefix('\'')
+            .and_then(|m| m.strip_suffix('\''))
+            .unwrap_or_else(|| panic!("`{line}` in {name} is not a string literal"));
+        assert!(names.insert(literal.to_owned()), "{literal} listed twice");
+        if last {
+            return names;
+        }
+    }
+    panic!("{name} does not end with `;`");
+}
+
 #[test]
 fn key_event_decoder_agrees_with_the_full_decoder() {
     let key_events = [

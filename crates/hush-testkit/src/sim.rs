@@ -126,6 +126,8 @@ pub struct Room {
     seed: u64,
     /// The app backend's attestation key, when members must be vouched for.
     backend: Option<SigningKey>,
+    /// The room secret, in shared-secret mode.
+    shared: Option<Vec<u8>>,
     now: u64,
     seq: u64,
     next_index: u32,
@@ -158,6 +160,7 @@ impl Room {
         Self {
             seed,
             backend: None,
+            shared: None,
             now: 1_000,
             seq: 0,
             next_index: 1,
@@ -177,6 +180,41 @@ impl Room {
         let mut r = Self::new(seed);
         r.backend = Some(SigningKey::from_bytes(&seed_of(seed, "backend")));
         r
+    }
+
+    /// The same room in shared-secret mode: every participant holds `secret` (at least 32
+    /// bytes) and no envelopes are sent.
+    pub fn with_shared_secret(mut self, secret: &[u8]) -> Self {
+        self.shared = Some(secret.to_vec());
+        self
+    }
+
+    /// What every participant here is configured with.
+    fn config(&self) -> ParticipantConfig {
+        let config = match self.backend_key() {
+            Some(k) => ParticipantConfig::vouched_by(k),
+            None => ParticipantConfig::unauthenticated(),
+        };
+        match &self.shared {
+            Some(s) => config
+                .with_shared_secret(s)
+                .unwrap_or_else(|e| panic!("shared secret: {e}")),
+            None => config,
+        }
+    }
+
+    /// A participant with a fresh core from `rng`, holding nothing yet.
+    fn fresh(&self, rng: ChaCha20Rng) -> Member {
+        let core =
+            Participant::new(self.config(), rng).unwrap_or_else(|e| panic!("new participant: {e}"));
+        Member {
+            core,
+            send: BTreeMap::new(),
+            recv: BTreeMap::new(),
+            events: Vec::new(),
+            refusals: Vec::new(),
+            sent: Vec::new(),
+        }
     }
 
     /// The backend's verification key (what clients are configured with), if any.
@@ -248,26 +286,29 @@ impl Room {
 
     /// A participant joins with a fresh core; it starts its microphone once admitted.
     pub fn join(&mut self, name: &str) {
-        let rng = ChaCha20Rng::from_seed(seed_of(self.seed, name));
-        let config = match self.backend_key() {
-            Some(k) => ParticipantConfig::vouched_by(k),
-            None => ParticipantConfig::unauthenticated(),
-        };
-        let core = Participant::new(config, rng).unwrap_or_else(|e| panic!("new participant: {e}"));
-        let identity = core.identity_key().to_vec();
+        let member = self.fresh(ChaCha20Rng::from_seed(seed_of(self.seed, name)));
+        let identity = member.core.identity_key().to_vec();
         let attestation = self.attest(name, &identity);
-        self.members.insert(
-            name.to_owned(),
-            Member {
-                core,
-                send: BTreeMap::new(),
-                recv: BTreeMap::new(),
-                events: Vec::new(),
-                refusals: Vec::new(),
-                sent: Vec::new(),
-            },
-        );
+        self.members.insert(name.to_owned(), member);
         self.announce(name, identity, attestation);
+        self.pump();
+    }
+
+    /// `name`'s page reloads (a fresh core with fresh randomness) and the relay replays, word
+    /// for word, everything it had sent the old one: its `joined`, every event and message.
+    pub fn reload_with_replay(&mut self, name: &str) {
+        let rng = ChaCha20Rng::from_seed(seed_of(self.seed, &format!("{name} after reload")));
+        let fresh = self.fresh(rng);
+        self.members.insert(name.to_owned(), fresh);
+        let replay: Vec<ServerMessage> = self
+            .transcript(name)
+            .iter()
+            .map(|(_, m)| m.clone())
+            .collect();
+        self.transcripts.remove(name);
+        for msg in replay {
+            self.send(name, msg);
+        }
         self.pump();
     }
 

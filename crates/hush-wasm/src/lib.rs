@@ -395,25 +395,18 @@ impl Receiver {
     /// Why the last frame was dropped, as a stable code (`auth_failed`, `replayed`, ...).
     #[wasm_bindgen(js_name = lastError)]
     pub fn last_error(&self) -> Option<String> {
-        self.last_error.map(|e| reason(e).to_string())
+        self.last_error.map(|e| e.reason().as_str().to_owned())
     }
 
-    /// Counters by outcome, as `[decrypted, unencrypted, malformed_header, truncated,
-    /// unknown_kid, replayed, auth_failed, too_large]`.
+    /// Counters by outcome: `decrypted`, then the drops of each hush-frame `DropReason` in its
+    /// `ALL` order (`unencrypted, malformed_header, truncated, unknown_kid, replayed,
+    /// auth_failed, too_large`), the names `lastError` gives.
     pub fn stats(&self) -> Vec<f64> {
         let s: DecryptStats = self.inner.stats();
-        [
-            s.decrypted,
-            s.unencrypted,
-            s.malformed_header,
-            s.truncated,
-            s.unknown_kid,
-            s.replayed,
-            s.auth_failed,
-            s.too_large,
-        ]
-        .map(|v| v as f64)
-        .to_vec()
+        core::iter::once(s.decrypted)
+            .chain(s.drops().map(|(_, n)| n))
+            .map(|v| v as f64)
+            .collect()
     }
 }
 
@@ -588,20 +581,6 @@ impl OpenJob {
     #[wasm_bindgen(getter)]
     pub fn escapes(&self) -> bool {
         self.escapes
-    }
-}
-
-/// The stable code of a drop reason.
-fn reason(e: DecryptError) -> &'static str {
-    match e {
-        DecryptError::Unencrypted => "unencrypted",
-        DecryptError::MalformedHeader => "malformed_header",
-        DecryptError::Truncated => "truncated",
-        DecryptError::UnknownKid(_) => "unknown_kid",
-        DecryptError::Replayed => "replayed",
-        DecryptError::AuthFailed => "auth_failed",
-        DecryptError::FrameTooLarge => "too_large",
-        _ => "other",
     }
 }
 

@@ -85,6 +85,10 @@ type Msg = Record<string, unknown> & { type: string; v: 1 };
 const STATS_INTERVAL_MS = 10_000;
 
 const b64 = (bytes: Uint8Array): string => btoa(Array.from(bytes, (b) => String.fromCharCode(b)).join(''));
+/** Standard base64 to bytes; `null` when it is not base64. */
+const unb64 = (text: string): Uint8Array | null => {
+  try { return Uint8Array.from(atob(text), (c) => c.charCodeAt(0)); } catch { return null; }
+};
 
 /** Relay membership and key messages the Worker's key session needs. */
 const KEY_EVENTS = new Set(['joined', 'participant_joined', 'participant_left', 'rekey', 'e2ee']);
@@ -201,7 +205,10 @@ export class RelaySession extends EventTarget {
   private async start(): Promise<void> {
     const { e2ee, keys } = this.options;
     if (keys.mode !== 'none' && !e2ee) throw new RelayError('bad_argument', 'E2EE needs an initialized HushE2ee');
+    // Without the key exchange, the 32 bytes announced as the identity key are this session's
+    // fresh random nonce: explicit mode mixes it into our send keys (see `explicitKey`).
     let identityKey: Uint8Array = crypto.getRandomValues(new Uint8Array(32));
+    this.senderNonce = identityKey;
     if (e2ee && (keys.mode === 'exchange' || keys.mode === 'shared')) {
       identityKey = await e2ee.startKeyExchange({
         mode: keys.mode,
@@ -256,6 +263,8 @@ export class RelaySession extends EventTarget {
   }
 
   private lastError: CloseInfo | null = null;
+  /** Explicit mode: the random nonce this session announced (as its `identity_key`). */
+  private senderNonce: Uint8Array = new Uint8Array(0);
 
   private async onJoined(m: Msg): Promise<void> {
     this.you = String(m.you);
@@ -358,7 +367,7 @@ export class RelaySession extends EventTarget {
       case 'participant_joined': {
         const p = m.participant as Msg;
         const member = this.addMember(p);
-        if (this.options.keys.mode === 'explicit') await this.addExplicitRecvKeys(member.senderIndex);
+        if (this.options.keys.mode === 'explicit') await this.addExplicitRecvKeys(member);
         this.dispatchEvent(new CustomEvent('participantjoined', { detail: member }));
         return;
       }
@@ -441,33 +450,30 @@ export class RelaySession extends EventTarget {
     this.dispatchEvent(new CustomEvent('track', { detail: remote }));
   }
 
-  /** Explicit mode: one key per (sender index, context), derived from the shared secret. */
+  /**
+   * Explicit mode: one key per (sender, context), derived from the shared secret, the KID and
+   * the sender's own random nonce (see `explicitKey`).
+   */
   private async installExplicitKeys(): Promise<void> {
-    const e2ee = this.options.e2ee;
-    if (!e2ee) return;
+    const { e2ee, keys } = this.options;
+    if (!e2ee || keys.mode !== 'explicit') return;
     for (const ctx of [CONTEXTS.microphone, CONTEXTS.camera, CONTEXTS.screen, CONTEXTS.screen_audio]) {
       const kid = explicitKid(this.senderIndex, ctx);
-      await e2ee.setSendKey(kid, await this.explicitKey(kid), ctx);
+      await e2ee.setSendKey(kid, await explicitKey(keys.secret, kid, this.senderNonce), ctx);
     }
-    for (const m of this.members.values()) await this.addExplicitRecvKeys(m.senderIndex);
+    for (const m of this.members.values()) await this.addExplicitRecvKeys(m);
   }
 
-  private async addExplicitRecvKeys(senderIndex: number): Promise<void> {
-    const e2ee = this.options.e2ee;
-    if (!e2ee) return;
+  private async addExplicitRecvKeys(member: Member): Promise<void> {
+    const { e2ee, keys } = this.options;
+    if (!e2ee || keys.mode !== 'explicit') return;
+    // A nonce that does not decode gives no key: that sender's frames are dropped and counted.
+    const nonce = unb64(member.identityKey);
+    if (!nonce || nonce.length !== 32) return;
     for (const ctx of [0, 1, 2, 3]) {
-      const kid = explicitKid(senderIndex, ctx);
-      await e2ee.addRecvKey(kid, await this.explicitKey(kid));
+      const kid = explicitKid(member.senderIndex, ctx);
+      await e2ee.addRecvKey(kid, await explicitKey(keys.secret, kid, nonce));
     }
-  }
-
-  private async explicitKey(kid: bigint): Promise<Uint8Array> {
-    const keys = this.options.keys;
-    if (keys.mode !== 'explicit') throw new RelayError('bad_argument', 'not in explicit mode');
-    const base = await crypto.subtle.importKey('raw', keys.secret as BufferSource, 'HKDF', false, ['deriveBits']);
-    const info = new TextEncoder().encode(`hush explicit ${kid}`);
-    const bits = await crypto.subtle.deriveBits({ name: 'HKDF', hash: 'SHA-256', salt: new Uint8Array(0), info }, base, 128);
-    return new Uint8Array(bits);
   }
 
   private finish(info: CloseInfo): void {
@@ -484,11 +490,28 @@ export class RelaySession extends EventTarget {
  * KID for explicit mode: `(senderIndex << 4) | context`, the context (0 to 3, `CONTEXTS`) in the
  * low 4 bits. This is its own layout, not hush-keys' (`(context << 32) | (senderIndex << 8) |
  * epoch mod 256`, crates/hush-keys/src/kid.rs): explicit keys have no epoch. `explicitKey`
- * derives each key from the shared secret with this KID in the HKDF info, so every member
- * computes the same key for a (sender index, context).
+ * derives each key from the shared secret, this KID and the sender's announced nonce, so every
+ * member computes the same key for a (sender, context).
  */
 export function explicitKid(senderIndex: number, context: number): bigint {
   return (BigInt(senderIndex) << 4n) | BigInt(context & 0xf);
+}
+
+/**
+ * The explicit-mode key of one KID: `HKDF-SHA256(ikm = secret, salt = senderNonce, info =
+ * "hush explicit v2 " || kid)`, 16 bytes. `senderNonce` is the 32 random bytes the sender drew
+ * for this session and announced as its `identity_key`. Every other input is the relay's (the
+ * sender index, restarted in every life of a room) or the app's (the secret), so without the
+ * nonce a relay that gives two members one index, or a room's second life, would put two
+ * encryptors with counters from 0 under one key: (key, nonce) reuse. With it, two sessions
+ * share a key only if they drew the same 32 random bytes. A relay that announces a wrong nonce
+ * only makes that sender's frames undecryptable.
+ */
+export async function explicitKey(secret: Uint8Array, kid: bigint, senderNonce: Uint8Array): Promise<Uint8Array> {
+  const base = await crypto.subtle.importKey('raw', secret as BufferSource, 'HKDF', false, ['deriveBits']);
+  const info = new TextEncoder().encode(`hush explicit v2 ${kid}`);
+  const bits = await crypto.subtle.deriveBits({ name: 'HKDF', hash: 'SHA-256', salt: senderNonce as BufferSource, info }, base, 128);
+  return new Uint8Array(bits);
 }
 
 function parse(data: unknown): Msg | null {

@@ -5,17 +5,6 @@ use hush_frame::{Codec, Layout};
 
 pub(crate) mod av1;
 
-/// Every layout media mode supports, plus pure mode.
-pub(crate) const LAYOUTS: [Layout; 7] = [
-    Layout::Pure,
-    Layout::Media(Codec::Opus),
-    Layout::Media(Codec::Vp8),
-    Layout::Media(Codec::Vp9),
-    Layout::Media(Codec::H264),
-    Layout::Media(Codec::H265),
-    Layout::Media(Codec::Av1),
-];
-
 /// A plausible frame of `layout` whose payload is `body` (which may be empty).
 pub(crate) fn frame(layout: Layout, key: bool, body: &[u8]) -> Vec<u8> {
     let mut f = match layout {

@@ -8,6 +8,7 @@ use super::{Destination, EpochState, Event, KeyMode, KeyUpdate, Session, Wait};
 use crate::envelope::{self, EnvelopeHeader, Reason};
 use crate::epoch::EpochSecret;
 use crate::error::MembershipError;
+use crate::identity::IdentityPublicKey;
 use crate::kid::{EPOCH_BITS, Kid, SenderIndex, StreamContext};
 use crate::member::Member;
 use crate::safety::SafetyCode;
@@ -137,17 +138,17 @@ impl<R: CryptoRng> Session<R> {
             }
         }
         let mut kids = Vec::new();
-        let senders: Vec<SenderIndex> = self
+        let senders: Vec<(SenderIndex, IdentityPublicKey)> = self
             .members
             .values()
-            .map(|m| m.sender_index)
-            .filter(|s| *s != me)
+            .filter(|m| m.sender_index != me)
+            .map(|m| (m.sender_index, m.identity))
             .collect();
-        for s in senders {
+        for (s, identity) in senders {
             for c in 0..self.cfg.contexts {
                 let ctx = StreamContext(c);
                 let kid = Kid::new(ctx, s, epoch);
-                let key = secret.base_key(s, ctx);
+                let key = secret.base_key(s, ctx, &identity);
                 kids.push(kid);
                 self.key(KeyUpdate::InstallReceive { kid, key });
             }
@@ -265,7 +266,7 @@ impl<R: CryptoRng> Session<R> {
         let (Some(me), Some(st)) = (self.me, self.epochs.get(&epoch)) else {
             return;
         };
-        let key = st.secret.base_key(me, ctx);
+        let key = st.secret.base_key(me, ctx, self.identity.public());
         self.key(KeyUpdate::SetSend {
             context: ctx,
             kid: Kid::new(ctx, me, epoch),

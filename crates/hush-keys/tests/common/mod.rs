@@ -697,12 +697,25 @@ impl Net {
                 .all(|n| self.nodes[*n].session.sending_epoch() == e)
     }
 
+    /// Runs for `ms` milliseconds from now.
+    pub fn run_for(&mut self, ms: u64) {
+        let t = self.now + ms;
+        self.run_until(t);
+    }
+
+    /// `count` participants join, `gap_ms` apart (the net running in between).
+    pub fn join_spaced(&mut self, count: usize, gap_ms: u64) {
+        for _ in 0..count {
+            self.join();
+            self.run_for(gap_ms);
+        }
+    }
+
     /// Runs until settled (or `limit` ms pass); returns the time it took.
     pub fn run_until_settled(&mut self, limit: u64) -> Option<u64> {
         let start = self.now;
         while self.now < start + limit {
-            let t = self.now + 5;
-            self.run_until(t);
+            self.run_for(5);
             if self.settled() && self.queue.is_empty() {
                 return Some(self.now - start);
             }

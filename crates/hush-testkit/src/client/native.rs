@@ -157,7 +157,7 @@ pub fn decrypted_from(client: &Client, sender_index: u32) -> u64 {
         .stats()
         .received
         .get(&sender_index)
-        .map_or(0, |r| r.decrypted)
+        .map_or(0, |r| r.decrypt.decrypted)
 }
 
 /// Pumps `publisher` one second at a time (for `max_secs` at most) until every one of
