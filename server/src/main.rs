@@ -58,7 +58,7 @@ struct ServeArgs {
     /// TOML configuration file.
     #[arg(long, env = "HUSH_CONFIG")]
     config: Option<PathBuf>,
-    /// Dev mode: POST /dev/token mints tokens for anyone (loopback addresses only).
+    /// Dev mode: POST /dev/token and /dev/attest serve anyone (loopback addresses only).
     #[arg(long, env = "HUSH_DEV")]
     dev: bool,
     /// The web root: demo/ at /, dist/ at /dist/, wasm/ at /wasm/ [default: web].
@@ -390,8 +390,9 @@ fn run_serve(args: ServeArgs) -> ExitCode {
 fn dev_banner(local: SocketAddr) -> String {
     let line = "!".repeat(72);
     format!(
-        "{line}\n!! DEV MODE: POST /dev/token mints a token for any room, for anyone who can\n\
-         !! reach {local}. Never expose this relay. The key is random and lives only in\n\
+        "{line}\n!! DEV MODE: POST /dev/token mints a token for any room, and POST /dev/attest\n\
+         !! vouches for any identity key with a dev backend key, for anyone who can\n\
+         !! reach {local}. Never expose this relay. The keys are random and live only in\n\
          !! this process.\n!! Open http://127.0.0.1:{port}/r/<room> in two tabs to call.\n{line}",
         port = local.port()
     )

@@ -134,6 +134,35 @@ async fn dev_tokens_only_in_dev_mode() {
 }
 
 #[tokio::test]
+async fn dev_attestations_only_in_dev_mode_and_bad_input_refused() {
+    let relay = TestRelay::start().await;
+    let body = r#"{"room":"r","participant":"p","identity_key":"CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk="}"#;
+    let off = relay.post("/dev/attest", body).await;
+    assert_eq!(off.status, 404, "{}", off.body);
+    assert_eq!(relay.get("/dev/backend-key").await.status, 404);
+
+    let relay = TestRelay::builder().dev_mode().start().await;
+    let ok = relay.post("/dev/attest", body).await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    let attestation = ok.json()["attestation"].as_str().unwrap().to_owned();
+    assert_eq!(attestation.len(), 96, "72 bytes in base64");
+    let key = relay.get("/dev/backend-key").await;
+    assert_eq!(key.status, 200, "{}", key.body);
+    assert_eq!(key.json()["backend_key"].as_str().unwrap().len(), 44);
+
+    for bad in [
+        "not json",
+        r#"{"room":"r"}"#,
+        r#"{"room":"no spaces","participant":"p","identity_key":"CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk="}"#,
+        r#"{"room":"r","participant":"p","identity_key":"AAAA"}"#,
+    ] {
+        let r = relay.post("/dev/attest", bad).await;
+        assert_eq!(r.status, 400, "{bad}: {}", r.body);
+        assert!(r.json()["error"].is_string(), "{}", r.body);
+    }
+}
+
+#[tokio::test]
 async fn dev_mode_is_refused_off_loopback() {
     let start = TestRelay::builder()
         .dev_mode()

@@ -1,7 +1,10 @@
 // The demo page through the relay: `hush-relay --dev` on 127.0.0.1 serves web/demo; two
 // headless Chromium contexts open the same `/r/NAME` link (which joins at once with camera and
 // microphone). Both pages must show two tiles with decoded video and green E2EE badges, and the
-// same safety code. Saves tests/browser/artifacts/demo.png.
+// same safety code. Both joined in two steps (the relay's dev backend vouched for their identity
+// keys), say so on screen, and list both members; a third client that joins with an identity
+// key nobody vouched for (a ghost) is listed on both pages as refused, with the reason, while
+// the code stays. Saves tests/browser/artifacts/demo.png.
 import { artifact, launchBrowser, startRelay, suite, watch } from './harness.mjs';
 
 const { check, use, run } = suite('demo tests');
@@ -22,6 +25,8 @@ const pageState = () => {
   return {
     tiles, mode: d?.mode, safetyCode: document.getElementById('safety-code')?.textContent,
     closed: d?.closed, status: document.getElementById('status')?.textContent, link: document.getElementById('link')?.value,
+    members: [...document.querySelectorAll('#members li')].map((li) => ({ id: li.dataset.participant, status: li.dataset.status, text: li.textContent })),
+    vouching: document.getElementById('vouching')?.textContent,
   };
 };
 const ready = (s) => s.tiles.length === 2 && s.tiles.every((t) => t.e2ee === 'ok' && t.videoWidth > 0)
@@ -52,7 +57,7 @@ await run(async () => {
   }
   const [a, b] = states;
   if (a.mode === 'exchange') {
-    check('both pages show the same safety code', /\d{4}/.test(a.safetyCode) && a.safetyCode === b.safetyCode,
+    check('both pages show the same safety code', /^\d{5}( \d{5}){4}$/.test(a.safetyCode) && a.safetyCode === b.safetyCode,
       { first: a.safetyCode, second: b.safetyCode });
   } else {
     console.log(`SKIP safety code: the demo runs in ${a.mode} mode (no key exchange in this Worker)`);
@@ -61,6 +66,37 @@ await run(async () => {
   const other1 = b.tiles.find((t) => t.participant !== 'self');
   check('the pages see each other (tile ids match across pages)', self0 && other1 && a.tiles.some((t) => t.participant !== 'self')
     && b.tiles.some((t) => t.participant !== 'self'), { a: a.tiles.map((t) => t.participant), b: b.tiles.map((t) => t.participant) });
+
+  for (const [i, s] of states.entries()) {
+    const label = i === 0 ? 'first page' : 'second page';
+    check(`${label}: says dev mode vouches with a dev key`, /dev backend key/.test(s.vouching ?? ''), s.vouching);
+    check(`${label}: lists both members of the key exchange, vouched`, s.members.length === 2 && s.members.every((m) => m.status === 'ok'), s.members);
+  }
+
+  // A ghost: a client with a dev token whose identity key nobody vouched for (no attestation).
+  const ghostPage = await (await browser.newContext()).newPage();
+  await ghostPage.goto(`${relay.base}/healthz`);
+  const ghost = await relay.dev(ROOM);
+  const ghostJoined = await ghostPage.evaluate(({ ws, token }) => new Promise((resolve) => {
+    const key = btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(32))));
+    const sock = new WebSocket(ws);
+    window.ghostSocket = sock;
+    sock.onopen = () => sock.send(JSON.stringify({ v: 1, type: 'join', token, identity_key: key }));
+    sock.onmessage = (e) => resolve(JSON.parse(e.data).type);
+    setTimeout(() => resolve('timeout'), 5000);
+  }), { ws: relay.ws, token: ghost.token });
+  const refusedGhost = (s) => s.members.find((m) => m.id === ghost.participant);
+  const ghostStates = [];
+  for (const page of pages) {
+    await page.waitForFunction(`(${pageState.toString()})().members.some((m) => m.id === ${JSON.stringify(ghost.participant)} && m.status === 'refused')`,
+      null, { timeout: 5000, polling: 200 }).catch(() => undefined);
+    ghostStates.push(await page.evaluate(pageState));
+  }
+  check('a member nobody vouched for is listed as refused with the reason on both pages, code unchanged',
+    ghostJoined === 'joined' && ghostStates.every((s, i) => /refused: missing_attestation/.test(refusedGhost(s)?.text ?? '')
+      && s.safetyCode === states[i].safetyCode),
+    { ghostJoined, members: ghostStates.map((s) => s.members), codes: ghostStates.map((s) => s.safetyCode) });
+  await pages[0].screenshot({ path: await artifact('demo-refused.png'), fullPage: true });
 
   // A bad room name is refused on the page, without joining.
   const ctx = await browser.newContext();

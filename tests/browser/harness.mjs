@@ -37,8 +37,8 @@ const TYPES = {
 
 /**
  * Serves files on 127.0.0.1 (a free port); resolves with the server, its URL in `.base`.
- * `routes` maps a URL prefix to a directory or a file, or to a function returning
- * `{type, body}` for exact paths; the longest matching prefix wins. `/favicon.ico`, which
+ * `routes` maps a URL prefix to a directory or a file, or to a function `(path, req)` returning
+ * `{type, body, status?}` for exact paths; the longest matching prefix wins. `/favicon.ico`, which
  * Chromium asks for, is an empty answer (keeping a 404 out of the log) unless routed.
  */
 export function serve(given) {
@@ -50,8 +50,8 @@ export function serve(given) {
     const route = prefix === undefined ? undefined : routes[prefix];
     try {
       if (typeof route === 'function') {
-        const { type, body } = await route(path);
-        res.writeHead(200, { 'content-type': type }).end(body);
+        const { type, body, status = 200 } = await route(path, req);
+        res.writeHead(status, { 'content-type': type }).end(body);
         return;
       }
       if (typeof route !== 'string') { res.writeHead(404).end(); return; }
@@ -198,7 +198,8 @@ export async function freePort() {
 /**
  * Starts `hush-relay --dev` on 127.0.0.1 (a free port) serving web/; resolves once /healthz
  * answers (exits with a FAIL line when the binary is missing). `token(room)` asks its dev
- * endpoint for a token; `close()` ends it (by its own pid); `log()` is its recent output.
+ * endpoint for a token, `dev(room)` for `{token, participant}`; `close()` ends it (by its own
+ * pid); `log()` is its recent output.
  */
 export async function startRelay() {
   await needFiles([relayBinary()], 'cargo build -p hush-relay --bin hush-relay');
@@ -221,25 +222,42 @@ export async function startRelay() {
   }
   return {
     base, ws: `ws://127.0.0.1:${port}/v1/rtc`, log: () => log,
-    async token(room) {
+    async dev(room) {
       const res = await fetch(`${base}/dev/token`, {
         method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ room }),
       });
       const body = await res.json();
       if (!body.token) throw new Error(`no token: ${res.status} ${JSON.stringify(body)}`);
-      return body.token;
+      return { token: body.token, participant: body.participant };
     },
+    async token(room) { return (await this.dev(room)).token; },
     close() { if (child.exitCode === null) child.kill('SIGTERM'); },
+  };
+}
+
+/** Forwards a request to the relay's dev endpoint (the app backend's stand-in). */
+function devProxy(relay) {
+  return async (path, req) => {
+    const chunks = [];
+    for await (const c of req) chunks.push(c);
+    const init = req.method === 'POST'
+      ? { method: 'POST', headers: { 'content-type': 'application/json' }, body: Buffer.concat(chunks) }
+      : {};
+    const res = await fetch(`${relay.base}${path}`, init);
+    return { status: res.status, type: 'application/json', body: await res.text() };
   };
 }
 
 /**
  * Serves tests/browser/relay.html (one participant: relay-page.js, the browser API and the
- * relay client from web/dist) and what it loads, tests/browser/keys.worker.js included.
+ * relay client from web/dist) and what it loads, tests/browser/keys.worker.js included. With
+ * `relay`, its `/dev/attest` and `/dev/backend-key` too (same origin as the page, as an app's
+ * backend would be), for the vouching join.
  */
-export function relayPages() {
+export function relayPages(relay) {
   const here = join(root, 'tests', 'browser');
   return serve({
+    ...(relay ? { '/dev/attest': devProxy(relay), '/dev/backend-key': devProxy(relay) } : {}),
     '/dist': join(root, 'web', 'dist'),
     '/wasm': join(root, 'web', 'wasm'),
     // keys.worker.js imports the Worker and the wasm glue by these paths.
@@ -259,12 +277,14 @@ export async function openRelayPage(page, pages) {
 
 /**
  * Opens the relay page in `page` and joins `room` on `relay` with a fresh token; resolves with
- * what `hushRelay.join` answers. `options`: `keys`, `secret`, `testWorker` (relay-page.js).
+ * what `hushRelay.join` answers. `options`: `keys`, `secret`, `testWorker`, `unvouched`
+ * (relay-page.js). With the key exchange the page joins in two steps: its identity key is
+ * vouched for by the relay's `/dev/attest` (through `relayPages(relay)`).
  */
 export async function joinRelay(page, { pages, relay, room }, options) {
   await openRelayPage(page, pages);
-  const token = await relay.token(room);
-  return page.evaluate((o) => window.hushRelay.join(o), { url: relay.ws, token, room, ...options });
+  const { token, participant } = await relay.dev(room);
+  return page.evaluate((o) => window.hushRelay.join(o), { url: relay.ws, token, participant, room, ...options });
 }
 
 /**

@@ -1,11 +1,34 @@
 // Page side of the key-exchange browser test: several real Workers (each its own wasm
 // hush-keys session) and a fake relay in this page that sequences membership events, forwards
-// e2ee messages with `from` and sequences rekey requests, as the relay contract says. The
-// Node runner (keys.test.mjs) calls `window.keys`.
+// e2ee messages with `from` and sequences rekey requests, as the relay contract says. The page
+// also plays the app backend: an Ed25519 key (WebCrypto) that vouches for each honest member's
+// identity key (hush_keys::Attestation), which the members check. The Node runner
+// (keys.test.mjs) calls `window.keys`.
 const WASM_URL = '/web/wasm/hush_wasm_bg.wasm';
 const ROOM = 'keys-room';
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const b64 = (u8) => btoa(String.fromCharCode(...u8));
+
+const enc = new TextEncoder();
+
+/**
+ * An app backend: an Ed25519 key pair; `attest(name, key)` signs hush_keys::Attestation's
+ * message ("hush attestation v1" || u8 len || room || u8 len || participant || key || be64
+ * expiry) and returns the wire form, be64(expiry) || signature (72 bytes).
+ */
+async function backend() {
+  const pair = await crypto.subtle.generateKey({ name: 'Ed25519' }, false, ['sign', 'verify']);
+  const publicKey = new Uint8Array(await crypto.subtle.exportKey('raw', pair.publicKey));
+  async function attest(name, key) {
+    const expiry = new Uint8Array(8);
+    new DataView(expiry.buffer).setBigUint64(0, BigInt(Math.floor(Date.now() / 1000) + 3600));
+    const [r, p] = [enc.encode(ROOM), enc.encode(name)];
+    const msg = new Uint8Array([...enc.encode('hush attestation v1'), r.length, ...r, p.length, ...p, ...key, ...expiry]);
+    const sig = new Uint8Array(await crypto.subtle.sign('Ed25519', pair.privateKey, msg));
+    return new Uint8Array([...expiry, ...sig]);
+  }
+  return { publicKey, attest };
+}
 
 /** One member: a Worker, its events, and a one-at-a-time request helper. */
 class Member {
@@ -43,7 +66,14 @@ class Member {
   }
 
   get switched() { return this.lastOf('switched', 'epoch'); }
-  get code() { return this.lastOf('safetyCode', 'code'); }
+  /** The code shown now: none while the round of the latest membership change is pending. */
+  get code() {
+    for (let i = this.events.length - 1; i >= 0; i--) {
+      if (this.events[i].type === 'safetyCodePending') return undefined;
+      if (this.events[i].type === 'safetyCode') return this.events[i].code;
+    }
+    return undefined;
+  }
   errors() { return this.events.filter((e) => e.type === 'error').map((e) => e.reason); }
 
   async seal(text) {
@@ -60,7 +90,14 @@ class Member {
 
 /** The fake relay: one ordered log per room, e2ee to one named member, rekey sequencing. */
 class Relay {
-  constructor() {
+  /**
+   * `backend`: the app backend honest members trust (their Workers get its key and the relay
+   * announces its attestations); `null`: every member runs with insecureUnvouchedMembers.
+   */
+  constructor(backend) {
+    this.backend = backend;
+    /** Envelopes (e2ee) the members sealed, by recipient. */
+    this.sealedTo = {};
     this.seq = 0;
     this.nextIndex = 1;
     this.present = [];
@@ -70,20 +107,28 @@ class Relay {
 
   info(m) {
     return { id: m.name, sender_index: m.index, join_seq: m.joinSeq, identity_key: m.identityKey,
+      ...(m.attestation ? { attestation: m.attestation } : {}),
       grants: { publish: true, subscribe: true, moderator: false, record: false } };
   }
 
   /** Delivers a relay message to a member's Worker, as the page would (async, in order). */
   deliver(m, event) { m.worker.postMessage({ kind: 'relayEvent', event }); }
 
-  async join(name) {
+  /**
+   * A member joins. `ghost`: a member the relay made up (its own Worker, admitting anyone),
+   * announced with no attestation (`'none'`) or one signed by a key that is not the backend's
+   * (`'forged'`).
+   */
+  async join(name, { ghost } = {}) {
     const m = new Member(this, name);
     this.all.set(name, m);
     await m.ask({ kind: 'init', wasmUrl: WASM_URL, suite: 4 }, 'initAck');
-    const seed = crypto.getRandomValues(new Uint8Array(32));
-    const id = await m.ask({ kind: 'keysStart', mode: 'exchange', seed }, 'keysIdentity');
+    const membership = this.backend && !ghost ? { backendKey: this.backend.publicKey } : { insecureUnvouchedMembers: true };
+    const id = await m.ask({ kind: 'keysStart', mode: 'exchange', ...membership }, 'keysIdentity');
     m.identityKey = b64(id.identityKey);
     m.identityBytes = id.identityKey.length;
+    if (this.backend && !ghost) m.attestation = b64(await this.backend.attest(name, id.identityKey));
+    if (ghost === 'forged') m.attestation = b64(await (await backend()).attest(name, id.identityKey));
     await m.ask({ kind: 'testStream', context: 0 }, 'testStreamAck');
     m.index = this.nextIndex++;
     m.joinSeq = ++this.seq;
@@ -106,8 +151,14 @@ class Relay {
     if (!this.present.includes(from)) return;
     if (msg.v !== 1) return;
     if (msg.type === 'e2ee') {
+      this.sealedTo[msg.to] = (this.sealedTo[msg.to] ?? 0) + 1;
       const to = this.present.find((p) => p.name === msg.to);
       if (to) setTimeout(() => this.deliver(to, { v: 1, type: 'e2ee', from: from.name, payload: msg.payload }), Math.random() * 20);
+    } else if (msg.type === 'e2ee_broadcast') {
+      // Switch notices and safety-code commits and reveals: to every other member (no secret).
+      for (const to of this.present.filter((p) => p !== from)) {
+        setTimeout(() => this.deliver(to, { v: 1, type: 'e2ee', from: from.name, payload: msg.payload }), Math.random() * 20);
+      }
     } else if (msg.type === 'rekey') {
       this.rekeys++;
       const seq = ++this.seq;
@@ -115,11 +166,18 @@ class Relay {
     }
   }
 
-  /** Waits (bounded) until every present member sends on `epoch`. */
+  /**
+   * Waits (bounded) until every present member sends on `epoch`, then (up to 3 s more) until
+   * each shows a safety code: the commit-then-reveal round follows the epoch.
+   */
   async settle(epoch, ms = 8000) {
     const until = performance.now() + ms;
     while (performance.now() < until) {
-      if (this.present.every((p) => p.switched === epoch)) return true;
+      if (this.present.every((p) => p.switched === epoch)) {
+        const codes = performance.now() + 3000;
+        while (performance.now() < codes && !this.present.every((p) => p.code !== undefined)) await sleep(25);
+        return true;
+      }
       await sleep(25);
     }
     return false;
@@ -128,7 +186,7 @@ class Relay {
 
 async function run() {
   const out = {};
-  const relay = new Relay();
+  const relay = new Relay(await backend());
   const names = ['alice', 'bob', 'carol', 'dave'];
   for (const n of names) await relay.join(n);
   out.identityBytes = [...relay.all.values()].map((m) => m.identityBytes);
@@ -192,5 +250,62 @@ async function run() {
   return out;
 }
 
-window.keys = { run };
+/**
+ * The relay adds members of its own: `ghost` (no attestation) and `forger` (an attestation
+ * signed by a key that is not the backend's), each a real Worker the relay controls. `vouched`:
+ * alice and bob check attestations with the backend's key; otherwise they run with
+ * insecureUnvouchedMembers (the attack this closes). Reports refusals, envelopes per
+ * recipient, codes, and which frames open where.
+ */
+async function ghosts(vouched) {
+  const relay = new Relay(vouched ? await backend() : null);
+  const alice = await relay.join('alice');
+  const bob = await relay.join('bob');
+  const honest = [alice, bob];
+  await relay.settle(relay.seq);
+  await relay.join('ghost', { ghost: 'none' });
+  await relay.join('forger', { ghost: 'forged' });
+  // Let every envelope and refusal land: honest members agree and nothing moves for 500 ms.
+  const snapshot = () => JSON.stringify(honest.map((m) => [m.switched, m.code, m.events.length]));
+  let last = '';
+  for (let i = 0; i < 80; i++) {
+    await sleep(100);
+    const now = snapshot();
+    if (now === last && alice.switched !== undefined && alice.switched === bob.switched && alice.code === bob.code) break;
+    last = now;
+  }
+  await sleep(400);
+  const out = {
+    refused: Object.fromEntries(honest.map((m) => [m.name, m.events.filter((e) => e.type === 'memberRefused')
+      .map((e) => `${e.participant}:${e.reason}`).sort()])),
+    sealedTo: relay.sealedTo,
+    epochs: honest.map((m) => m.switched),
+    codes: honest.map((m) => m.code),
+  };
+  const a = await alice.seal('alice after the ghosts');
+  const b = await bob.seal('bob after the ghosts');
+  out.bobOpensAlice = (await bob.open(a.frame)).ok;
+  out.aliceOpensBob = (await alice.open(b.frame)).ok;
+  out.ghostOpensAlice = await relay.all.get('ghost').open(a.frame);
+  out.forgerOpensAlice = await relay.all.get('forger').open(a.frame);
+  out.errors = Object.fromEntries(honest.map((m) => [m.name, m.errors()]));
+  for (const m of relay.all.values()) m.worker.terminate();
+  return out;
+}
+
+/** Starting the key exchange without backendKey and without the opt-out is refused. */
+async function startRefusals() {
+  const relay = new Relay(null);
+  const m = new Member(relay, 'nobody');
+  await m.ask({ kind: 'init', wasmUrl: WASM_URL, suite: 4 }, 'initAck');
+  const out = {};
+  for (const [label, extra] of [['none', {}], ['short', { backendKey: new Uint8Array(31) }], ['notAKey', { backendKey: new Uint8Array(32) }]]) {
+    const r = await m.ask({ kind: 'keysStart', mode: 'exchange', ...extra }, 'error');
+    out[label] = `${r.reason}: ${r.detail}`;
+  }
+  m.worker.terminate();
+  return out;
+}
+
+window.keys = { run, ghosts, startRefusals };
 window.keysReady = true;

@@ -2,7 +2,14 @@
 // own wasm hush-keys session, and a fake relay in the page (keys.js). Checks: (a) one epoch
 // and one safety code for all, (b) frames sealed by one member open at every other, (c) after
 // a leave the others move to a fresh epoch and the leaver's keys open none of its frames,
-// (d) malformed e2ee payloads are refused with a reason and change nothing.
+// (d) malformed e2ee payloads are refused with a reason and change nothing. Membership is
+// vouched: the page plays the app backend and signs each member's identity key. (e) A relay
+// that adds members of its own (one with no attestation, one with a forged one) gets them
+// refused with the reason, no envelope is sealed to them, they open no frame, and the honest
+// members keep one code and read each other; (f) the same ghosts against members that opted
+// out (insecureUnvouchedMembers) are admitted and read the call: the attack vouching closes.
+// (g) a Worker refuses to start the exchange without a backend key (or the opt-out), and
+// refuses a key of the wrong length or one that is no valid Ed25519 key.
 // Run by `cargo xtask test` (after `cargo xtask web`) as: node tests/browser/keys.test.mjs
 import { openFromRoot, suite } from './harness.mjs';
 
@@ -17,7 +24,7 @@ await t.run(async () => {
   check('identity keys are 32 bytes', r.identityBytes.every((n) => n === 32), r.identityBytes);
   check('(a) four members settle on the last join\'s epoch (4)', r.settled && same(r.epochs) && r.epochs[0] === 4,
     { epochs: r.epochs, installed: r.installed });
-  check('(a) one safety code for all, 12 digits', same(r.codes) && /^\d{4} \d{4} \d{4}$/.test(r.codes[0] ?? ''), r.codes);
+  check('(a) one safety code for all, 25 digits in groups of five', same(r.codes) && /^\d{5}( \d{5}){4}$/.test(r.codes[0] ?? ''), r.codes);
   check('(b) 12 of 12 cross-member frames decrypt', r.frames.length === 12 && r.frames.every((f) => f.ok), r.frames);
   check('(d) malformed payloads refused with reasons', JSON.stringify(r.malformed.refusals) === JSON.stringify(['malformed', 'malformed_event', 'unsupported_version']),
     r.malformed.refusals);
@@ -29,6 +36,22 @@ await t.run(async () => {
   check('(c) the leaver cannot (unknown_kid or auth_failed)', !r.leave.carol.ok && ['unknown_kid', 'auth_failed'].includes(r.leave.carol.reason),
     { carol: r.leave.carol, carolEpoch: r.leave.carolEpoch });
   check('usage limit -> rekey request -> fresh epoch 6, same code, leaver still out', r.rekey.requests === 1 && r.rekey.settled && r.rekey.sameCode && r.rekey.bob.ok && !r.rekey.carol.ok, r.rekey);
+  const v = await page.evaluate(() => window.keys.ghosts(true));
+  check('(e) vouched: both honest members refuse the ghost (missing_attestation) and the forger (bad_attestation)',
+    ['alice', 'bob'].every((n) => JSON.stringify(v.refused[n]) === JSON.stringify(['forger:bad_attestation', 'ghost:missing_attestation'])), v.refused);
+  check('(e) vouched: no envelope sealed to either ghost', !v.sealedTo.ghost && !v.sealedTo.forger, v.sealedTo);
+  check('(e) vouched: the ghosts open none of alice\'s frames', !v.ghostOpensAlice.ok && !v.forgerOpensAlice.ok,
+    { ghost: v.ghostOpensAlice, forger: v.forgerOpensAlice });
+  check('(e) vouched: alice and bob keep one code and one epoch, and read each other',
+    same(v.codes) && /^\d{5}( \d{5}){4}$/.test(v.codes[0] ?? '') && same(v.epochs) && v.bobOpensAlice && v.aliceOpensBob, v);
+  check('(e) vouched: no other refusals', Object.values(v.errors).every((e) => e.length === 0), v.errors);
+  const u = await page.evaluate(() => window.keys.ghosts(false));
+  check('(f) opt-out: the same ghosts are admitted, sealed to, and read alice\'s frames (the attack)',
+    u.refused.alice.length === 0 && u.refused.bob.length === 0 && u.sealedTo.ghost > 0 && u.sealedTo.forger > 0
+      && u.ghostOpensAlice.ok && u.forgerOpensAlice.ok, u);
+  const g = await page.evaluate(() => window.keys.startRefusals());
+  check('(g) no backendKey and no opt-out, a 31-byte key, a weak key: each start refused with a clear reason',
+    /backendKey is required/.test(g.none) && /32-byte Ed25519/.test(g.short) && /not a valid Ed25519/.test(g.notAKey), g);
   const unexpected = Object.entries(r.errors).filter(([n, e]) => (n === 'bob' ? e.length !== 3 : e.length !== 0));
   check('no refusals besides the injected ones', unexpected.length === 0, r.errors);
 });

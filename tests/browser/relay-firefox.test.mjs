@@ -12,7 +12,7 @@ import { FIREFOX, drops, flowing, joinRelay, launchBrowser, launchFirefox, needF
 const { check, use, run } = suite('relay firefox tests');
 await needFiles([FIREFOX], 'apt-get install -y firefox-esr (cargo xtask test does)');
 const relay = use(await startRelay());
-const pages = use(await relayPages());
+const pages = use(await relayPages(relay));
 const firefox = use(await launchFirefox());
 const chromium = use(await launchBrowser());
 const where = { pages, relay, room: 'relay-firefox' };

@@ -25,10 +25,10 @@ const SCREEN = 2;
 const GRACE_MS = 10_000 + 1500;
 
 const relay = use(await startRelay());
-const pages = use(await relayPages());
+const pages = use(await relayPages(relay));
 const browser = use(await launchBrowser());
 const where = { pages, relay, room: 'relay-leave-test' };
-const join = (name) => participant(browser, where, name, { keys: 'exchange', testWorker: true });
+const join = (name, extra = {}) => participant(browser, where, name, { keys: 'exchange', testWorker: true, ...extra });
 
 const lastOf = (s, type, since = 0) => [...s.keyEvents].reverse().find((e) => e.type === type && e.t >= since);
 
@@ -36,7 +36,9 @@ await run(async () => {
   const alice = await join('alice');
   if (alice.joined.unsupported) throw new Error('this Worker has no key exchange: the leave scenario needs it');
   const bob = await join('bob');
-  const carol = await join('carol');
+  // Carol is vouched for like the others, but her own Worker admits anyone: she computes the
+  // ratchet below from a member she makes up, which a Worker checking attestations refuses.
+  const carol = await join('carol', { admitAnyone: true });
   const [A, B, C] = [alice.joined.you, bob.joined.you, carol.joined.you];
   check('alice, bob and carol joined with distinct sender indexes',
     new Set([alice.joined.senderIndex, bob.joined.senderIndex, carol.joined.senderIndex]).size === 3,

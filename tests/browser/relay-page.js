@@ -23,7 +23,7 @@ const audioReceivers = new Map();
  * tests/browser/keys.worker.js (the real Worker plus test-only seal/open messages; the runner
  * must serve it and /web/dist, /web/wasm) instead of /dist/worker.js.
  */
-async function join({ url, token, room, keys, secret, testWorker: useTestWorker }) {
+async function join({ url, token, participant, room, keys, secret, testWorker: useTestWorker, unvouched, admitAnyone }) {
   if (useTestWorker) {
     testWorker = new Worker('/keys.worker.js', { type: 'module' });
     e2ee = await HushE2ee.init({ worker: testWorker, wasmUrl: '/web/wasm/hush_wasm_bg.wasm' });
@@ -40,8 +40,19 @@ async function join({ url, token, room, keys, secret, testWorker: useTestWorker 
   const media = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
   const publish = { camera: media.getVideoTracks()[0], microphone: media.getAudioTracks()[0] };
   let mode = keys === 'exchange' ? { mode: 'exchange' } : { mode: keys, secret: enc.encode(secret) };
+  // The two-step join: the Worker makes the identity key, the app backend (here the relay's dev
+  // endpoints, served same-origin by the runner) vouches for it for this token's participant.
+  let vouching = {};
+  // `unvouched`: no attestation, admit anyone; `admitAnyone`: vouched for, but this Worker
+  // admits anyone (what a member may do to its own client, e.g. a leaver computing ratchets).
+  if (keys === 'exchange' && unvouched) vouching = { insecureUnvouchedMembers: true };
+  else if ((keys === 'exchange' || keys === 'shared') && participant) {
+    const vouch = (key) => attest(room, participant, key);
+    vouching = admitAnyone ? { insecureUnvouchedMembers: true, vouch } : { backendKey: await backendKey(), vouch };
+  }
+  e2ee.addEventListener('memberrefused', (e) => keyEvents.push({ type: 'memberRefused', participant: e.detail.participant, reason: e.detail.reason, t: Date.now() }));
   try {
-    session = await RelaySession.join({ url, token, room, e2ee, keys: mode, publish });
+    session = await RelaySession.join({ url, token, room, e2ee, keys: mode, publish, ...vouching });
   } catch (err) {
     if (!(err instanceof HushError && err.code === 'unsupported')) throw err;
     return { unsupported: true };
@@ -65,8 +76,22 @@ async function join({ url, token, room, keys, secret, testWorker: useTestWorker 
       audioReceivers.set(who, t.receiver);
     }
   });
-  return { you: session.you, senderIndex: session.senderIndex, mode: mode.mode };
+  return { you: session.you, senderIndex: session.senderIndex, mode: mode.mode, vouched: Boolean(vouching.vouch) };
 }
+
+const b64 = (bytes) => btoa(Array.from(bytes, (b) => String.fromCharCode(b)).join(''));
+const unb64 = (text) => Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+
+async function dev(path, body) {
+  const res = await fetch(path, body === undefined ? {} : { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const json = await res.json();
+  if (!res.ok) throw new Error(`${path}: ${res.status} ${json.error}`);
+  return json;
+}
+/** The dev backend's public key (GET /dev/backend-key). */
+const backendKey = async () => unb64((await dev('/dev/backend-key')).backend_key);
+/** The dev backend's attestation of `key` for `participant` in `room` (POST /dev/attest). */
+const attest = async (room, participant, key) => unb64((await dev('/dev/attest', { room, participant, identity_key: b64(key) })).attestation);
 
 /** Per-remote-participant state: Worker counters, decoder counters, element sizes. */
 async function state() {
@@ -153,7 +178,8 @@ async function testOpen(frame) {
 /**
  * Hands the key session a made-up `participant_joined` (as a relay would send it) with
  * membership sequence `seq`: every member ratchets on a join, so this makes the Worker derive
- * the next epoch from the newest secret it holds. A leaver uses it to compute what it could.
+ * the next epoch from the newest secret it holds. A leaver uses it to compute what it could
+ * (joined with `admitAnyone`: a Worker that checks attestations refuses this member).
  */
 function fakeJoin(seq, id = 'eve', senderIndex = 1000) {
   const key = btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(32))));

@@ -4,13 +4,15 @@
 // the Worker has none, explicit keys from one secret): each decodes the other's video and audio
 // through the Worker (decrypted > 0, no drops) and, with the exchange, both show the same
 // safety code. Mallory uses explicit keys from another secret: she decodes nothing of theirs
-// and counts failures, and they cannot read her either.
+// and counts failures, and they cannot read her either. With the exchange, alice and bob join in
+// two steps (the relay's dev backend vouches for their identity keys) and refuse mallory, whom
+// nobody vouched for, as a member of the key exchange.
 import { drops, flowing, launchBrowser, openRelayPage, participant, relayPages, sleep, startRelay, suite, until } from './harness.mjs';
 
 const { check, use, run } = suite('relay tests');
 const ROOM = 'relay-test';
 const relay = use(await startRelay());
-const pages = use(await relayPages());
+const pages = use(await relayPages(relay));
 const browser = use(await launchBrowser());
 const where = { pages, relay, room: ROOM };
 const join = (name, keys, secret) => participant(browser, where, name, { keys, secret });
@@ -68,6 +70,11 @@ await run(async () => {
     sb = await until(bob, (s) => s.safetyCode === sa.safetyCode, 5000);
     check('alice and bob show the same safety code', sa.safetyCode && sa.safetyCode === sb.safetyCode,
       { alice: sa.safetyCode, bob: sb.safetyCode });
+    check('alice and bob joined in two steps, vouched for by the relay\'s dev backend (/dev/attest)',
+      alice.joined.vouched && bob.joined.vouched, { alice: alice.joined, bob: bob.joined });
+    const refusedIn = (s) => s.keyEvents.filter((e) => e.type === 'memberRefused');
+    check('neither refused the other', refusedIn(sa).length === 0 && refusedIn(sb).length === 0,
+      { alice: refusedIn(sa), bob: refusedIn(sb) });
   } else {
     console.log('SKIP safety code: no key exchange in this Worker');
   }
@@ -87,6 +94,15 @@ await run(async () => {
   check('mallory counts the failures and gets decryptfailure events',
     ma && mb && drops(ma.dropped) > 20 && drops(mb.dropped) > 20 && sm.failureEvents > 0,
     { alice: ma?.dropped, bob: mb?.dropped, events: sm.failureEvents });
+  if (mode === 'exchange') {
+    // Mallory announced an identity key nobody vouched for: to the key exchange she is a ghost.
+    const refusal = (s) => s.keyEvents.find((e) => e.type === 'memberRefused' && e.participant === mallory.joined.you);
+    const [ra2, rb2] = [await until(alice, refusal, 5000), await until(bob, refusal, 5000)];
+    check('alice and bob refuse mallory in the key exchange (missing_attestation), code unchanged',
+      refusal(ra2)?.reason === 'missing_attestation' && refusal(rb2)?.reason === 'missing_attestation'
+        && ra2.safetyCode === sa.safetyCode && rb2.safetyCode === sa.safetyCode,
+      { alice: refusal(ra2), bob: refusal(rb2), codes: [sa.safetyCode, ra2.safetyCode, rb2.safetyCode] });
+  }
   const sa3 = await until(alice, (s) => drops(s.remote[mallory.joined.you]?.dropped) > 20, 10_000);
   const am = sa3.remote[mallory.joined.you];
   check('alice cannot read mallory either', am && am.ok === 0 && am.framesDecoded === 0 && drops(am.dropped) > 20, am);

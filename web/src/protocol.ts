@@ -136,7 +136,7 @@ export type FromWorker =
    * one event per transform and reason per second. `total` counts every drop for the reason.
    */
   | { kind: 'decryptFailure'; id: string; participant?: string; reason: DropReason; total: number }
-  | { kind: 'error'; reason: 'not_initialized' | 'bad_message' | 'wasm_failed'; detail: string }
+  | { kind: 'error'; reason: 'not_initialized' | 'bad_message' | 'wasm_failed' | 'bad_argument'; detail: string }
   /** The identity public key for `join.identity_key` (answer to `keysStart`). */
   | { kind: 'keysIdentity'; identityKey: Uint8Array }
   /** A ClientMessage (`e2ee {to, payload}` or `rekey`) for the page to send to the relay as is. */

@@ -3,7 +3,8 @@
  * The key exchange inside the Worker: one hush-keys session (hush-wasm `KeySession`) per
  * `keysStart`. The page only carries opaque relay messages (`relayEvent` in, `relaySend` out);
  * identity keys and epoch secrets stay in wasm memory, frame keys go to the key ring and
- * nowhere else. Session timers run here (setTimeout at `nextTimeout`).
+ * nowhere else. Session timers run here (setTimeout at `nextTimeout`). Membership is vouched
+ * by default: the session checks each member's attestation with the app backend's key.
  */
 import { KeySession } from '../wasm/hush_wasm.js';
 import { keyRing } from './keyring.js';
@@ -99,9 +100,20 @@ export function handleKeysMessage(m: KeysMessage, postTo?: (m: FromWorker) => vo
     stop();
     try {
       // The session draws every secret from this Worker's own crypto.getRandomValues.
-      session = new KeySession(m.mode, m.mode === 'shared' ? m.sharedSecret ?? null : null);
+      const shared = m.mode === 'shared' ? m.sharedSecret ?? null : null;
+      if (m.backendKey instanceof Uint8Array) {
+        // Members the relay announces without the backend's attestation get no epoch secret.
+        session = new KeySession(m.mode, shared, m.backendKey);
+      } else if (m.insecureUnvouchedMembers === true) {
+        session = KeySession.insecureUnvouchedMembers(m.mode, shared);
+      } else {
+        throw new Error('backendKey is required (or insecureUnvouchedMembers: true)');
+      }
     } catch (e) {
-      fail(`start_failed: ${e instanceof Error ? e.message : String(e)}`);
+      // The answer to keysStart (the page's request fails with it), then the event as before.
+      const detail = e instanceof Error ? e.message : String(e);
+      post({ kind: 'error', reason: 'bad_argument', detail });
+      fail(`start_failed: ${detail}`);
       return;
     } finally {
       // The shared secret was copied into wasm; wipe the structured clone.

@@ -51,8 +51,9 @@ pub struct Stats {
     pub sending_epoch: Option<u64>,
     /// The newest epoch installed.
     pub latest_epoch: Option<u64>,
-    /// The safety code, once known.
-    pub safety_code: Option<u64>,
+    /// The safety code (25 digits as a number), once the round of the latest membership change
+    /// completed.
+    pub safety_code: Option<u128>,
 }
 
 impl Stats {

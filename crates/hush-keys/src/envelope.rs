@@ -17,6 +17,8 @@
 //!
 //! ack (30 bytes)     version, kind = 2, epoch (8), sender index (4), tag (16)
 //! switch (30 bytes)  version, kind = 3, epoch (8), sender index (4), tag (16)
+//! code commit (62)   version, kind = 4, epoch (8), sender index (4), commitment (32), tag (16)
+//! code reveal (62)   version, kind = 5, epoch (8), sender index (4), nonce (32), tag (16)
 //! ```
 //!
 //! **Envelopes** use HPKE Auth mode (RFC 9180 section 5.1.3) with DHKEM(X25519, HKDF-SHA256),
@@ -27,7 +29,9 @@
 //! epoch, event sequence, sender, recipient and reason are all bound; the KEM binds both
 //! identity keys. **Acks and switch notices** carry a 16-byte HMAC-SHA256 tag under a key derived
 //! from the epoch secret they name, over `room || header`: the relay cannot forge one, and an ack
-//! proves that its sender holds the epoch.
+//! proves that its sender holds the epoch. **Code commits and reveals** (the safety-code round,
+//! [`crate::safety`]) are tagged the same way over `room ||` everything before the tag, under the
+//! label `"hush code"`.
 
 use hpke::aead::AeadTag;
 use hpke::{Deserializable, OpModeR, OpModeS, Serializable};
@@ -50,10 +54,14 @@ pub const WIRE_VERSION: u8 = 1;
 pub const ENVELOPE_LEN: usize = 99;
 /// The size of an ack or a switch notice in bytes.
 pub const CONTROL_LEN: usize = 30;
+/// The size of a safety-code commit or reveal in bytes.
+pub const CODE_LEN: usize = 62;
 
 const KIND_ENVELOPE: u8 = 1;
 const KIND_ACK: u8 = 2;
 const KIND_SWITCH: u8 = 3;
+const KIND_CODE_COMMIT: u8 = 4;
+const KIND_CODE_REVEAL: u8 = 5;
 const HEADER_LEN: usize = 19;
 const INFO_LABEL: &[u8] = b"hush epoch envelope v1";
 
@@ -143,6 +151,14 @@ pub(crate) enum Message<'a> {
         sender: SenderIndex,
         bytes: &'a [u8],
     },
+    /// A safety-code commit (`reveal: false`) or reveal: `value` is the commitment or the nonce.
+    Code {
+        reveal: bool,
+        epoch: u64,
+        sender: SenderIndex,
+        value: [u8; 32],
+        bytes: &'a [u8],
+    },
 }
 
 fn be_u64(b: &[u8]) -> u64 {
@@ -199,7 +215,31 @@ impl<'a> Message<'a> {
                     }
                 })
             }
+            KIND_CODE_COMMIT | KIND_CODE_REVEAL => {
+                if bytes.len() != CODE_LEN {
+                    return Err(EnvelopeError::Malformed);
+                }
+                let mut value = [0u8; 32];
+                value.copy_from_slice(&bytes[14..46]);
+                Ok(Message::Code {
+                    reveal: bytes[1] == KIND_CODE_REVEAL,
+                    epoch: be_u64(&bytes[2..10]),
+                    sender: sender_index(&bytes[10..14])?,
+                    value,
+                    bytes,
+                })
+            }
             _ => Err(EnvelopeError::Malformed),
+        }
+    }
+
+    /// The epoch and sender index a message names.
+    pub(crate) fn epoch_and_sender(&self) -> (u64, SenderIndex) {
+        match *self {
+            Message::Envelope { header, .. } => (header.epoch, header.sender),
+            Message::Ack { epoch, sender, .. }
+            | Message::Switch { epoch, sender, .. }
+            | Message::Code { epoch, sender, .. } => (epoch, sender),
         }
     }
 }
@@ -282,23 +322,32 @@ pub fn open(
     Ok(EpochSecret::from_array(*buf))
 }
 
+/// The MAC label of a tagged control message kind.
+fn control_label(kind: u8) -> Option<&'static [u8]> {
+    match kind {
+        KIND_ACK => Some(crate::epoch::ACK),
+        KIND_SWITCH => Some(crate::epoch::SWITCH),
+        KIND_CODE_COMMIT | KIND_CODE_REVEAL => Some(crate::epoch::CODE),
+        _ => None,
+    }
+}
+
+/// `version, kind, epoch, sender, body`, then the tag over `room ||` all of that.
 fn control(
     kind: u8,
     room: &[u8],
     epoch: u64,
     sender: SenderIndex,
+    body: &[u8],
     secret: &EpochSecret,
 ) -> alloc::vec::Vec<u8> {
-    let label = if kind == KIND_ACK {
-        crate::epoch::ACK
-    } else {
-        crate::epoch::SWITCH
-    };
-    let mut out = alloc::vec::Vec::with_capacity(CONTROL_LEN);
+    let label = control_label(kind).unwrap_or(crate::epoch::ACK);
+    let mut out = alloc::vec::Vec::with_capacity(14 + body.len() + 16);
     out.push(WIRE_VERSION);
     out.push(kind);
     out.extend_from_slice(&epoch.to_be_bytes());
     out.extend_from_slice(&sender.get().to_be_bytes());
+    out.extend_from_slice(body);
     let tag = secret.mac(label, &[room, &out]);
     out.extend_from_slice(&tag);
     out
@@ -311,7 +360,7 @@ pub(crate) fn ack(
     sender: SenderIndex,
     secret: &EpochSecret,
 ) -> alloc::vec::Vec<u8> {
-    control(KIND_ACK, room, epoch, sender, secret)
+    control(KIND_ACK, room, epoch, sender, &[], secret)
 }
 
 /// A switch notice for `epoch` from the committer `sender`.
@@ -321,26 +370,47 @@ pub(crate) fn switch(
     sender: SenderIndex,
     secret: &EpochSecret,
 ) -> alloc::vec::Vec<u8> {
-    control(KIND_SWITCH, room, epoch, sender, secret)
+    control(KIND_SWITCH, room, epoch, sender, &[], secret)
 }
 
-/// Checks the tag of an ack or switch notice (`bytes` as parsed by [`Message::parse`]).
+/// A safety-code commit (`reveal: false`, `value` the commitment) or reveal (`value` the
+/// nonce) for the round of membership epoch `epoch`, tagged under that epoch's secret.
+pub(crate) fn code(
+    reveal: bool,
+    room: &[u8],
+    epoch: u64,
+    sender: SenderIndex,
+    value: &[u8; 32],
+    secret: &EpochSecret,
+) -> alloc::vec::Vec<u8> {
+    let kind = if reveal {
+        KIND_CODE_REVEAL
+    } else {
+        KIND_CODE_COMMIT
+    };
+    control(kind, room, epoch, sender, value, secret)
+}
+
+/// Checks the tag of an ack, switch notice, code commit or reveal (`bytes` as parsed by
+/// [`Message::parse`]).
 pub(crate) fn verify_control(
     room: &[u8],
     bytes: &[u8],
     secret: &EpochSecret,
 ) -> Result<(), EnvelopeError> {
-    if bytes.len() != CONTROL_LEN {
+    let kind = bytes.get(1).copied().ok_or(EnvelopeError::Malformed)?;
+    let len = match kind {
+        KIND_ACK | KIND_SWITCH => CONTROL_LEN,
+        KIND_CODE_COMMIT | KIND_CODE_REVEAL => CODE_LEN,
+        _ => return Err(EnvelopeError::Malformed),
+    };
+    let label = control_label(kind).ok_or(EnvelopeError::Malformed)?;
+    if bytes.len() != len {
         return Err(EnvelopeError::Malformed);
     }
-    let label = if bytes[1] == KIND_ACK {
-        crate::epoch::ACK
-    } else {
-        crate::epoch::SWITCH
-    };
     let mut tag = [0u8; 16];
-    tag.copy_from_slice(&bytes[14..]);
-    if secret.verify_mac(label, &[room, &bytes[..14]], &tag) {
+    tag.copy_from_slice(&bytes[len - 16..]);
+    if secret.verify_mac(label, &[room, &bytes[..len - 16]], &tag) {
         Ok(())
     } else {
         Err(EnvelopeError::Forged)

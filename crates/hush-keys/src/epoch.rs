@@ -7,8 +7,7 @@
 //! |---|---|
 //! | next epoch on a join | `E_{n+1} = HKDF-Expand(E_n, "hush ratchet", 32)` |
 //! | base key of (sender, stream) | `HKDF-Expand(E_n, "hush base key v2" \|\| be32(sender index) \|\| u8(context) \|\| sender identity key (32), 32)` |
-//! | confirmation value (safety code) | `HKDF-Expand(E_n, "hush confirm", 32)` |
-//! | ack / switch MAC keys | `HKDF-Expand(E_n, "hush ack" / "hush switch", 32)` |
+//! | ack / switch / code-round MAC keys | `HKDF-Expand(E_n, "hush ack" / "hush switch" / "hush code", 32)` |
 //!
 //! The ratchet is one-way, so a newcomer given `E_{n+1}` cannot reach `E_n`; base keys are one
 //! way too, so a frame key never reveals its epoch secret.
@@ -48,9 +47,10 @@ use crate::secret::{FrameKey, SECRET_LEN, Secret32};
 /// Label of the join ratchet.
 const RATCHET: &[u8] = b"hush ratchet";
 const BASE_KEY: &[u8] = b"hush base key v2";
-const CONFIRM: &[u8] = b"hush confirm";
 pub(crate) const ACK: &[u8] = b"hush ack";
 pub(crate) const SWITCH: &[u8] = b"hush switch";
+/// MAC label of safety-code commits and reveals ([`crate::safety`]).
+pub(crate) const CODE: &[u8] = b"hush code";
 
 /// The room's epoch secret `E_n`: 32 bytes, zeroized on drop, never printed, not `Clone`.
 ///
@@ -122,11 +122,6 @@ impl EpochSecret {
             self.as_array(),
             &[BASE_KEY, &idx, &[context.0], identity.as_bytes()],
         ))
-    }
-
-    /// The confirmation value that the safety code hashes.
-    pub(crate) fn confirmation(&self) -> Zeroizing<[u8; SECRET_LEN]> {
-        Zeroizing::new(expand(self.as_array(), &[CONFIRM]))
     }
 
     /// A 16-byte tag over `parts` under the key labelled `label` (acks and switch messages).

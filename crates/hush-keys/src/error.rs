@@ -58,6 +58,9 @@ pub enum EnvelopeError {
     BufferFull,
     /// An envelope could not be sealed to a recipient whose key is unusable.
     BadRecipientKey,
+    /// A safety-code reveal does not match the commitment its sender sent, or a second commit
+    /// differs from the first: the round's code is not shown ([`crate::safety`]).
+    CommitmentMismatch,
 }
 
 impl fmt::Display for EnvelopeError {
@@ -74,6 +77,7 @@ impl fmt::Display for EnvelopeError {
             EnvelopeError::Forged => "key message failed authentication",
             EnvelopeError::BufferFull => "too many early key messages",
             EnvelopeError::BadRecipientKey => "recipient identity key unusable",
+            EnvelopeError::CommitmentMismatch => "safety-code reveal does not match its commitment",
         })
     }
 }

@@ -89,8 +89,10 @@
 //!
 //! ## Safety code
 //!
-//! See [`crate::safety`]: room id, sorted (participant, identity key), and a confirmation value
-//! from the epoch that the last membership change started; so a rekey keeps the code.
+//! See [`crate::safety`]: 25 digits over the room id and each member's (participant, identity
+//! key, fresh nonce), the nonces committed to by every member before any is revealed, one
+//! commit-then-reveal round per membership change (a rekey keeps the code). Until a round
+//! completes the code is pending ([`crate::Event::SafetyCodePending`]).
 //!
 //! ## What the relay can still do
 //!

@@ -33,7 +33,7 @@
 //!     match out {
 //!         Output::Send(msg) => { /* msg.encode() to the relay */ let _ = msg; }
 //!         Output::Key(update) => { /* to the frame layer's key ring */ let _ = update; }
-//!         Output::Event(Event::SafetyCode(code)) => assert_eq!(code.to_string().len(), 14),
+//!         Output::Event(Event::SafetyCode(code)) => assert_eq!(code.to_string().len(), 29),
 //!         Output::Event(_) => {}
 //!     }
 //! }

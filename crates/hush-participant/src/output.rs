@@ -54,7 +54,11 @@ pub enum Event {
     EpochInstalled(u64),
     /// Local streams now send on this epoch.
     Switched(u64),
-    /// The safety code changed (membership changed).
+    /// Membership changed: hide the code shown so far; the new one is being agreed
+    /// (commit-then-reveal, see `hush_keys::safety`) for this membership epoch.
+    SafetyCodePending(u64),
+    /// The new safety code, once every member revealed its nonce: show it, and tell users who
+    /// compared the old one that it changed.
     SafetyCode(SafetyCode),
     /// A new key arrived: ask publishers for a keyframe so receivers recover at once.
     KeyframeWanted,
@@ -85,6 +89,7 @@ impl Event {
             Event::MemberRefused { .. } => "memberRefused",
             Event::EpochInstalled(_) => "epoch",
             Event::Switched(_) => "switched",
+            Event::SafetyCodePending(_) => "safetyCodePending",
             Event::SafetyCode(_) => "safetyCode",
             Event::KeyframeWanted => "keyframeWanted",
             Event::Removed => "removed",

@@ -8,8 +8,8 @@ use hush_keys::{
     SharedSecret, StreamContext, ed25519_dalek::VerifyingKey, rand_core::CryptoRng,
 };
 use hush_proto::{
-    ClientMessage, E2eeTo, Joined, LeaveReason, OpaqueBytes, ParticipantJoined, ParticipantLeft,
-    RekeyRequest, ServerMessage,
+    ClientMessage, E2eeBroadcast, E2eeTo, Joined, LeaveReason, OpaqueBytes, ParticipantJoined,
+    ParticipantLeft, RekeyRequest, ServerMessage,
 };
 
 use crate::convert::{member, participant_id, proto_id, room_id, sender_index};
@@ -374,18 +374,11 @@ impl<R: CryptoRng> Participant<R> {
                                 out.push(Output::Send(ClientMessage::E2ee(E2eeTo { to, payload })));
                             }
                         }
-                        // The relay forwards to one named member: fan out here, one each.
+                        // One message; the relay fans it out to every other member.
                         Destination::AllMembers => {
-                            let me = s.sender_index();
-                            for m in s.members().filter(|m| Some(m.sender_index) != me) {
-                                if let Some(to) = proto_id(&m.participant) {
-                                    let payload = payload.clone();
-                                    out.push(Output::Send(ClientMessage::E2ee(E2eeTo {
-                                        to,
-                                        payload,
-                                    })));
-                                }
-                            }
+                            out.push(Output::Send(ClientMessage::E2eeBroadcast(E2eeBroadcast {
+                                payload,
+                            })));
                         }
                     }
                 }
@@ -406,6 +399,9 @@ impl<R: CryptoRng> Participant<R> {
                         hush_keys::Event::Switched { epoch } => Event::Switched(epoch),
                         hush_keys::Event::KeyframeWanted => Event::KeyframeWanted,
                         hush_keys::Event::SafetyCodeChanged(c) => Event::SafetyCode(c),
+                        hush_keys::Event::SafetyCodePending { epoch } => {
+                            Event::SafetyCodePending(epoch)
+                        }
                         hush_keys::Event::MemberRefused {
                             participant,
                             reason,

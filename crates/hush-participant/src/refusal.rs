@@ -77,6 +77,7 @@ fn keys_code(e: Error) -> &'static str {
             EnvelopeError::Forged => "forged",
             EnvelopeError::BufferFull => "buffer_full",
             EnvelopeError::BadRecipientKey => "bad_recipient_key",
+            EnvelopeError::CommitmentMismatch => "commitment_mismatch",
             _ => "envelope_refused",
         },
         Error::Membership(e) => match e {

@@ -42,6 +42,10 @@ pub enum ClientMessage {
     Unsubscribe(TrackRef),
     /// An opaque key-exchange envelope for one participant of the room.
     E2ee(E2eeTo),
+    /// An opaque key-exchange message for every other participant of the room (switch
+    /// notices, safety-code commits and reveals): one message and one rate-limit token, fanned
+    /// out by the relay as `e2ee` with `from`.
+    E2eeBroadcast(E2eeBroadcast),
     /// Ask a track's publisher for a keyframe (needs the `subscribe` grant and a subscription to
     /// that track).
     KeyframeRequest(TrackRef),
@@ -77,6 +81,7 @@ impl ClientMessage {
         "subscribe",
         "unsubscribe",
         "e2ee",
+        "e2ee_broadcast",
         "keyframe_request",
         "rekey",
         "force_disconnect",
@@ -115,8 +120,8 @@ impl ClientMessage {
             Self::Publish(p) => {
                 FieldTooLarge::check("mid", p.mid.as_deref().map_or(0, str::len), MAX_MID_BYTES)
             }
-            Self::E2ee(e) => {
-                FieldTooLarge::check("payload", e.payload.len(), MAX_E2EE_PAYLOAD_BYTES)
+            Self::E2ee(E2eeTo { payload, .. }) | Self::E2eeBroadcast(E2eeBroadcast { payload }) => {
+                FieldTooLarge::check("payload", payload.len(), MAX_E2EE_PAYLOAD_BYTES)
             }
             Self::E2eeStats(stats) => stats.check(),
             Self::Leave
@@ -146,6 +151,7 @@ impl ClientMessage {
             Self::Subscribe(_) => "subscribe",
             Self::Unsubscribe(_) => "unsubscribe",
             Self::E2ee(_) => "e2ee",
+            Self::E2eeBroadcast(_) => "e2ee_broadcast",
             Self::KeyframeRequest(_) => "keyframe_request",
             Self::Rekey(_) => "rekey",
             Self::ForceDisconnect(_) => "force_disconnect",
@@ -204,6 +210,13 @@ pub struct E2eeTo {
     /// The recipient.
     pub to: ParticipantId,
     /// Opaque bytes (an HPKE envelope), base64 on the wire.
+    pub payload: OpaqueBytes,
+}
+
+/// `e2ee_broadcast` from a client: a key-exchange message for every other member of its room.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct E2eeBroadcast {
+    /// Opaque bytes, base64 on the wire.
     pub payload: OpaqueBytes,
 }
 

@@ -33,6 +33,7 @@
 //! | `unpublish` | `source` | | `track_unpublished` to everyone |
 //! | `subscribe` / `unsubscribe` | `track` | `subscribe` (to subscribe) | starts or stops forwarding that track to you |
 //! | `e2ee` | `to`, `payload` | | `e2ee` with `from` to that member of your room only |
+//! | `e2ee_broadcast` | `payload` | | `e2ee` with `from` to every other member of your room |
 //! | `keyframe_request` | `track` | `subscribe`, subscribed to `track` | `keyframe_request` to the publisher, rate limited per track |
 //! | `rekey` | `reason`? (`timer`, `usage_limit`) | | `rekey` with the next membership `seq` to every member (you too); at most one per room per second, requests in between merge into one |
 //! | `force_disconnect` | `participant` | `moderator` | removes it (`removed`); a removal is a leave |
@@ -136,8 +137,9 @@ mod tests;
 
 pub use bytes::OpaqueBytes;
 pub use client::{
-    ClientMessage, E2eeDropReason, E2eeStats, E2eeTo, ForceDisconnect, ForceUnpublish, Join,
-    LockRoom, MAX_E2EE_STATS_COUNT, Ping, Publish, RekeyReason, RekeyRequest, TrackRef, Unpublish,
+    ClientMessage, E2eeBroadcast, E2eeDropReason, E2eeStats, E2eeTo, ForceDisconnect,
+    ForceUnpublish, Join, LockRoom, MAX_E2EE_STATS_COUNT, Ping, Publish, RekeyReason, RekeyRequest,
+    TrackRef, Unpublish,
 };
 pub use error::ErrorCode;
 pub use ids::{IdError, ParticipantId, RoomId, RoomInstance, SenderIndex, Source, TrackId};

@@ -57,6 +57,9 @@ fn every_client_message() -> Vec<ClientMessage> {
             to: pid("bob"),
             payload: OpaqueBytes::new(vec![9; 100]),
         }),
+        ClientMessage::E2eeBroadcast(E2eeBroadcast {
+            payload: OpaqueBytes::new(vec![4; 62]),
+        }),
         ClientMessage::KeyframeRequest(track),
         ClientMessage::Rekey(RekeyRequest {
             reason: Some(RekeyReason::UsageLimit),
@@ -193,6 +196,11 @@ fn wire_form_is_as_documented() {
     })
     .encode();
     assert_eq!(text, r#"{"v":1,"type":"e2ee","to":"bob","payload":"/w=="}"#);
+    let text = ClientMessage::E2eeBroadcast(E2eeBroadcast {
+        payload: OpaqueBytes::new([0xff]),
+    })
+    .encode();
+    assert_eq!(text, r#"{"v":1,"type":"e2ee_broadcast","payload":"/w=="}"#);
     let text = ClientMessage::Leave.encode();
     assert_eq!(text, r#"{"v":1,"type":"leave"}"#);
 }
@@ -392,6 +400,9 @@ fn oversized_messages_and_fields_are_refused() {
     })
     .encode();
     assert!(ClientMessage::decode(&text).is_ok(), "exactly at the limit");
+    let payload = OpaqueBytes::new(vec![0; MAX_E2EE_PAYLOAD_BYTES + 1]);
+    let text = ClientMessage::E2eeBroadcast(E2eeBroadcast { payload }).encode();
+    assert_eq!(refused(&text), ErrorCode::FieldTooLarge, "a broadcast too");
 
     let candidate = "c".repeat(MAX_CANDIDATE_BYTES + 1);
     let text = format!(r#"{{"v":1,"type":"candidate","candidate":"{candidate}"}}"#);

@@ -279,6 +279,19 @@ impl Room {
             .collect()
     }
 
+    /// Payloads `from` broadcast to every other member (`e2ee_broadcast`: switch notices,
+    /// safety-code commits and reveals), in order.
+    pub fn broadcast_by(&self, from: &str) -> Vec<Vec<u8>> {
+        self.members[from]
+            .sent
+            .iter()
+            .filter_map(|m| match m {
+                ClientMessage::E2eeBroadcast(e) => Some(e.payload.as_bytes().to_vec()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Everything the relay delivered to `name`, with the time, in order.
     pub fn transcript(&self, name: &str) -> &[(u64, ServerMessage)] {
         self.transcripts.get(name).map_or(&[], Vec::as_slice)
@@ -530,6 +543,17 @@ impl Room {
                     self.send(&to, Self::e2ee(from, e.payload.as_bytes().to_vec()));
                 }
             }
+            ClientMessage::E2eeBroadcast(e) => {
+                let others: Vec<String> = self
+                    .announced
+                    .iter()
+                    .map(|a| a.name.clone())
+                    .filter(|n| n != from && self.members.contains_key(n))
+                    .collect();
+                for to in others {
+                    self.send(&to, Self::e2ee(from, e.payload.as_bytes().to_vec()));
+                }
+            }
             ClientMessage::Rekey(_) => {
                 self.seq += 1;
                 let ev = ServerMessage::Rekey(RekeyEvent { seq: self.seq });
@@ -574,16 +598,19 @@ impl Room {
         self.advance(30_000);
     }
 
-    /// The last safety code `name` was shown.
+    /// The safety code `name` shows now: the last one it was given, unless a newer round is
+    /// pending.
     pub fn safety_code(&self, name: &str) -> Option<String> {
         self.members[name]
             .events
             .iter()
             .rev()
             .find_map(|e| match e {
-                Event::SafetyCode(c) => Some(c.to_string()),
+                Event::SafetyCode(c) => Some(Some(c.to_string())),
+                Event::SafetyCodePending(_) => Some(None),
                 _ => None,
             })
+            .flatten()
     }
 
     /// The epoch `name` sends on.

@@ -28,7 +28,15 @@ fn refused_as(r: &Room, who: &str, code: &str) -> usize {
 fn members_agree_and_decrypt_each_other() {
     let r = room(&["alice", "bob", "carol"]);
     let code = r.safety_code("alice").unwrap();
-    assert_eq!(code.len(), 14, "{code}");
+    // 25 digits in five groups of five.
+    let groups: Vec<&str> = code.split(' ').collect();
+    assert!(
+        groups.len() == 5
+            && groups
+                .iter()
+                .all(|g| g.len() == 5 && g.bytes().all(|b| b.is_ascii_digit())),
+        "{code}"
+    );
     for n in ["alice", "bob", "carol"] {
         assert!(
             r.member(n).refusals.is_empty(),
@@ -93,10 +101,10 @@ fn forged_sender_is_refused() {
     r.settle();
     // A switch notice is key message kind 3 (byte 1).
     let switch = r
-        .sent_to("alice", "carol")
+        .broadcast_by("alice")
         .into_iter()
         .find(|p| p.get(1) == Some(&3))
-        .expect("alice sent carol a switch notice");
+        .expect("alice broadcast a switch notice");
     r.inject("bob", Room::e2ee("carol", switch));
     assert_eq!(refused_as(&r, "bob", "forged"), 1);
 }

@@ -122,7 +122,9 @@ fn same_transcript() {
     let t = transcript();
     let seed = seed_of(SEED, "bob");
 
-    let wasm = std::cell::RefCell::new(KeyCore::with_seed(seed, None).unwrap());
+    let wasm = std::cell::RefCell::new(
+        KeyCore::with_seed(Membership::Unauthenticated, seed, None).unwrap(),
+    );
     let worker = drive(
         &t,
         |at, m| {

@@ -12,9 +12,18 @@
 //! getrandom, so no seed or state crosses from the page, nothing needs reseeding, and a page
 //! that replaces its own `crypto.getRandomValues` changes nothing here (the Worker is another
 //! global). Only native tests use [`KeyCore::with_seed`].
+//!
+//! Membership is authenticated by default: a session is built with the app backend's Ed25519
+//! verification key ([`Membership::VouchedBy`], read with [`backend_key`]) and refuses every
+//! member the relay announces without the backend's attestation of its identity key (no
+//! envelope, no frame key, not in the safety code). [`Membership::Unauthenticated`] exists for
+//! tests and for apps that compare safety codes out of band on every change; the JS face names
+//! it `KeySession.insecureUnvouchedMembers`.
 
 pub mod js;
 
+use hush_keys::ed25519_dalek::VerifyingKey;
+pub use hush_participant::Membership;
 use hush_participant::{
     Input, Instant, Output, Participant, ParticipantConfig, Refusal, StreamContext,
 };
@@ -31,6 +40,38 @@ pub fn decode(json: &str) -> Result<ServerMessage, Refusal> {
         hush_proto::DecodeError::UnknownType => Refusal::NotAKeyEvent,
         _ => Refusal::MalformedEvent,
     })
+}
+
+/// Why the app's backend key was refused (API misuse: the app passed the wrong bytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BadBackendKey {
+    /// Not 32 bytes.
+    Length,
+    /// Not a valid Ed25519 public key (not a curve point, or a small-order one that every
+    /// signature would verify against).
+    NotAKey,
+}
+
+impl core::fmt::Display for BadBackendKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            BadBackendKey::Length => "backendKey must be the backend's 32-byte Ed25519 public key",
+            BadBackendKey::NotAKey => "backendKey is not a valid Ed25519 public key",
+        })
+    }
+}
+
+impl std::error::Error for BadBackendKey {}
+
+/// Reads the app backend's Ed25519 verification key (32 bytes, RFC 8032 encoding) for
+/// [`Membership::VouchedBy`]; weak (small-order) keys are refused.
+pub fn backend_key(bytes: &[u8]) -> Result<VerifyingKey, BadBackendKey> {
+    let b: &[u8; 32] = bytes.try_into().map_err(|_| BadBackendKey::Length)?;
+    let key = VerifyingKey::from_bytes(b).map_err(|_| BadBackendKey::NotAKey)?;
+    if key.is_weak() {
+        return Err(BadBackendKey::NotAKey);
+    }
+    Ok(key)
 }
 
 /// Where the key exchange's randomness comes from.
@@ -81,25 +122,36 @@ fn at(now_ms: u64) -> Instant {
 }
 
 impl KeyCore {
-    /// A member with a fresh identity drawn from the Worker's CSPRNG; `shared` selects
-    /// shared-secret mode.
-    pub fn new(shared: Option<&[u8]>) -> Result<Self, Refusal> {
-        Self::with_rng(WorkerRng::Os(UnwrapErr(getrandom::SysRng)), shared)
+    /// A member with a fresh identity drawn from the Worker's CSPRNG, admitting members by
+    /// `membership` (products: [`Membership::VouchedBy`]); `shared` selects shared-secret mode.
+    pub fn new(membership: Membership, shared: Option<&[u8]>) -> Result<Self, Refusal> {
+        let rng = WorkerRng::Os(UnwrapErr(getrandom::SysRng));
+        Self::with_rng(membership, rng, shared)
     }
 
     /// A member whose every secret derives from `seed`: for native tests that replay a
     /// transcript, never for a call (whoever knows the seed knows every key).
-    pub fn with_seed(seed: [u8; 32], shared: Option<&[u8]>) -> Result<Self, Refusal> {
-        Self::with_rng(
-            WorkerRng::Seeded(Box::new(ChaCha20Rng::from_seed(seed))),
-            shared,
-        )
+    pub fn with_seed(
+        membership: Membership,
+        seed: [u8; 32],
+        shared: Option<&[u8]>,
+    ) -> Result<Self, Refusal> {
+        let rng = WorkerRng::Seeded(Box::new(ChaCha20Rng::from_seed(seed)));
+        Self::with_rng(membership, rng, shared)
     }
 
-    fn with_rng(rng: WorkerRng, shared: Option<&[u8]>) -> Result<Self, Refusal> {
+    fn with_rng(
+        membership: Membership,
+        rng: WorkerRng,
+        shared: Option<&[u8]>,
+    ) -> Result<Self, Refusal> {
+        let config = ParticipantConfig {
+            membership,
+            shared_secret: None,
+        };
         let config = match shared {
-            Some(s) => ParticipantConfig::unauthenticated().with_shared_secret(s)?,
-            None => ParticipantConfig::unauthenticated(),
+            Some(s) => config.with_shared_secret(s)?,
+            None => config,
         };
         let core = Participant::new(config, rng)?;
         Ok(Self { core })
@@ -167,7 +219,9 @@ mod tests {
         use hush_proto::SenderIndex;
         use hush_proto::{Grants, Joined, OpaqueBytes, ParticipantId, ParticipantInfo, RoomId};
         let id = |s: &str| ParticipantId::new(s).unwrap();
-        let alice = KeyCore::with_seed([1; 32], None).unwrap().identity_key();
+        let alice = KeyCore::with_seed(Membership::Unauthenticated, [1; 32], None)
+            .unwrap()
+            .identity_key();
         ServerMessage::Joined(Joined {
             you: id("bob"),
             sender_index: SenderIndex(2),
@@ -190,7 +244,7 @@ mod tests {
     }
 
     fn joined() -> KeyCore {
-        let mut c = KeyCore::with_seed([2; 32], None).unwrap();
+        let mut c = KeyCore::with_seed(Membership::Unauthenticated, [2; 32], None).unwrap();
         c.handle_relay_event(1_000, &joined_json()).unwrap();
         while c.poll().is_some() {}
         c
@@ -251,23 +305,184 @@ mod tests {
 
     #[test]
     fn identities_come_from_the_os_each_time() {
-        let a = KeyCore::new(None).unwrap().identity_key();
-        let b = KeyCore::new(None).unwrap().identity_key();
+        let a = KeyCore::new(Membership::Unauthenticated, None)
+            .unwrap()
+            .identity_key();
+        let b = KeyCore::new(Membership::Unauthenticated, None)
+            .unwrap()
+            .identity_key();
         assert_ne!(a, b);
-        let s = KeyCore::with_seed([3; 32], None).unwrap().identity_key();
-        assert_eq!(s, KeyCore::with_seed([3; 32], None).unwrap().identity_key());
+        let s = KeyCore::with_seed(Membership::Unauthenticated, [3; 32], None)
+            .unwrap()
+            .identity_key();
+        assert_eq!(
+            s,
+            KeyCore::with_seed(Membership::Unauthenticated, [3; 32], None)
+                .unwrap()
+                .identity_key()
+        );
     }
 
     #[test]
     fn start_errors_are_typed() {
         assert_eq!(
-            KeyCore::new(Some(&[5; 40])).err().map(Refusal::code),
+            KeyCore::new(Membership::Unauthenticated, Some(&[5; 40]))
+                .err()
+                .map(Refusal::code),
             Some("shared_secret_too_short")
         );
-        let mut c = KeyCore::new(None).unwrap();
+        let mut c = KeyCore::new(Membership::Unauthenticated, None).unwrap();
         let ev = r#"{"v":1,"type":"rekey","seq":4}"#;
         assert_eq!(c.handle_relay_event(0, ev), Err(Refusal::NotJoined));
         assert!(c.poll().is_none());
         assert_eq!(c.local_stream_started(0, 0), Err(Refusal::NotJoined));
+    }
+
+    mod vouched {
+        //! Vouched membership through the adapter: the relay's announcements carry the
+        //! backend's attestations as base64; a ghost without a valid one gets nothing.
+        use super::*;
+        use hush_keys::ed25519_dalek::SigningKey;
+        use hush_keys::{Attestation, IdentityPublicKey};
+        use hush_participant::Event;
+        use hush_proto::{
+            Grants, Joined, OpaqueBytes, ParticipantId, ParticipantInfo, ParticipantJoined, RoomId,
+            SenderIndex,
+        };
+
+        const ROOM: &str = "room-v";
+        /// Unix ms: attestations below expire at 10_000 s.
+        const NOW: u64 = 1_000_000;
+
+        fn info(
+            name: &str,
+            index: u32,
+            seq: u64,
+            key: [u8; 32],
+            att: Option<Vec<u8>>,
+        ) -> ParticipantInfo {
+            ParticipantInfo {
+                id: ParticipantId::new(name).unwrap(),
+                sender_index: SenderIndex(index),
+                join_seq: seq,
+                identity_key: OpaqueBytes::new(key.to_vec()),
+                attestation: att.map(OpaqueBytes::new),
+                grants: Grants::default(),
+            }
+        }
+
+        fn attest(backend: &SigningKey, name: &str, key: [u8; 32]) -> Vec<u8> {
+            let room = hush_keys::RoomId::new(ROOM).unwrap();
+            let who = hush_keys::ParticipantId::new(name).unwrap();
+            let key = IdentityPublicKey::from_bytes(key).unwrap();
+            Attestation::sign(backend, &room, &who, &key, 10_000)
+                .to_bytes()
+                .to_vec()
+        }
+
+        /// Bob (first in the room, so the committer) in `membership`; then alice (vouched), a
+        /// ghost with no attestation and one with a forged one join. Returns the refusals
+        /// (participant, code) and the recipients of every envelope bob sealed.
+        fn room(membership: Membership) -> (Vec<(String, &'static str)>, Vec<String>) {
+            let backend = SigningKey::from_bytes(&[7; 32]);
+            let forger = SigningKey::from_bytes(&[8; 32]);
+            let mut bob = KeyCore::with_seed(membership, [2; 32], None).unwrap();
+            let key = |seed| {
+                let c = KeyCore::with_seed(Membership::Unauthenticated, [seed; 32], None);
+                c.unwrap().identity_key()
+            };
+            let joined = ServerMessage::Joined(Joined {
+                you: ParticipantId::new("bob").unwrap(),
+                sender_index: SenderIndex(1),
+                join_seq: 1,
+                room: RoomId::new(ROOM).unwrap(),
+                room_instance: None,
+                locked: false,
+                grants: Grants::default(),
+                participants: Vec::new(),
+                tracks: Vec::new(),
+            });
+            bob.handle_relay_event(NOW, &joined.encode()).unwrap();
+            let newcomers = [
+                info(
+                    "alice",
+                    2,
+                    2,
+                    key(1),
+                    Some(attest(&backend, "alice", key(1))),
+                ),
+                info("ghost", 3, 3, key(3), None),
+                info(
+                    "forged",
+                    4,
+                    4,
+                    key(4),
+                    Some(attest(&forger, "forged", key(4))),
+                ),
+            ];
+            for p in newcomers {
+                let seq = p.join_seq;
+                let m = ServerMessage::ParticipantJoined(ParticipantJoined {
+                    seq,
+                    participant: p,
+                });
+                // A refused member is an event, not a refused relay message.
+                let _ = bob.handle_relay_event(NOW, &m.encode());
+            }
+            let mut t = NOW;
+            while let Some(due) = bob.next_timeout().filter(|d| *d <= NOW + 60_000) {
+                t = t.max(due);
+                bob.handle_tick(t);
+            }
+            let (mut refused, mut sealed) = (Vec::new(), Vec::new());
+            while let Some(o) = bob.poll() {
+                match o {
+                    Output::Event(Event::MemberRefused {
+                        participant,
+                        reason,
+                    }) => refused.push((participant, reason.code())),
+                    Output::Send(hush_proto::ClientMessage::E2ee(e)) => {
+                        sealed.push(e.to.as_str().to_owned())
+                    }
+                    _ => {}
+                }
+            }
+            sealed.sort();
+            sealed.dedup();
+            (refused, sealed)
+        }
+
+        #[test]
+        fn ghosts_without_the_backends_attestation_get_no_envelope() {
+            let vk = SigningKey::from_bytes(&[7; 32]).verifying_key();
+            let (refused, sealed) = room(Membership::VouchedBy(vk));
+            assert_eq!(
+                refused,
+                [
+                    ("ghost".to_owned(), "missing_attestation"),
+                    ("forged".to_owned(), "bad_attestation")
+                ]
+            );
+            assert_eq!(sealed, ["alice"]);
+        }
+
+        #[test]
+        fn unauthenticated_mode_admits_the_ghosts() {
+            let (refused, sealed) = room(Membership::Unauthenticated);
+            assert!(refused.is_empty(), "{refused:?}");
+            assert_eq!(sealed, ["alice", "forged", "ghost"]);
+        }
+
+        #[test]
+        fn backend_keys_are_checked() {
+            let vk = SigningKey::from_bytes(&[7; 32]).verifying_key();
+            assert_eq!(backend_key(vk.as_bytes()), Ok(vk));
+            assert_eq!(backend_key(&[1; 31]), Err(BadBackendKey::Length));
+            assert_eq!(backend_key(&[1; 33]), Err(BadBackendKey::Length));
+            // The identity point (small order): every signature would verify against it.
+            let mut identity = [0u8; 32];
+            identity[0] = 1;
+            assert_eq!(backend_key(&identity), Err(BadBackendKey::NotAKey));
+        }
     }
 }

@@ -1,11 +1,26 @@
-//! Dev mode's `POST /dev/token`: `{"room": "name"}` in, `{"token": "..."}` out, signed with a
-//! key made at start. Anyone who can reach the endpoint can join any room, which is why the
-//! relay refuses dev mode unless it listens on a loopback address.
+//! Dev mode's stand-in for an app backend, with keys made at start:
+//!
+//! - `POST /dev/token`: `{"room": "name"}` in, `{"token": "...", "participant": "dev-..."}` out,
+//!   a token for a random participant id, signed with a random HS256 key.
+//! - `POST /dev/attest`: `{"room", "participant", "identity_key"}` (base64, 32 bytes) in,
+//!   `{"attestation": base64}` out: the backend's vouching for that member's identity key
+//!   ([`hush_keys::Attestation`], 72 bytes), signed with a random Ed25519 dev backend key.
+//! - `GET /dev/backend-key`: `{"backend_key": base64}`, that key's public half, which clients
+//!   pass to the key exchange to check every member's attestation.
+//!
+//! Anyone who can reach these endpoints can join any room and vouch for any key, which is why
+//! the relay refuses dev mode unless it listens on a loopback address. Both keys live only in
+//! this process's memory and are never logged; a restart makes new ones (and so refuses
+//! attestations made before it).
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use hush_keys::ed25519_dalek;
+use hush_keys::{Attestation, IdentityPublicKey};
 use hush_proto::{Audience, Grants, ParticipantId, RoomId, TokenClaims};
 use serde::Deserialize;
 use zeroize::Zeroizing;
@@ -40,11 +55,38 @@ impl std::fmt::Display for DevKeyError {
 
 impl std::error::Error for DevKeyError {}
 
-/// Mints dev-mode tokens with a random key made at start.
-#[derive(Debug)]
+/// Mints dev-mode tokens and attestations with random keys made at start.
 pub struct DevMinter {
     key: SigningKey,
     audience: String,
+    /// The dev backend's Ed25519 key for attestations (zeroized on drop).
+    backend: ed25519_dalek::SigningKey,
+}
+
+impl std::fmt::Debug for DevMinter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DevMinter")
+            .field("audience", &self.audience)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why `/dev/attest` refused a request (the caller's input; the message is safe to return).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AttestRefusal {
+    Room,
+    Participant,
+    IdentityKey,
+}
+
+impl AttestRefusal {
+    fn message(self) -> &'static str {
+        match self {
+            Self::Room => "invalid room name",
+            Self::Participant => "invalid participant id",
+            Self::IdentityKey => "identity_key must be 32 bytes, base64",
+        }
+    }
 }
 
 impl DevMinter {
@@ -56,16 +98,54 @@ impl DevMinter {
         keys.add_hs256(DEV_KID, secret.as_slice())
             .map_err(DevKeyError::Key)?;
         let key = SigningKey::hs256(DEV_KID, secret.as_slice()).map_err(DevKeyError::Key)?;
+        let mut seed = Zeroizing::new([0u8; 32]);
+        getrandom::fill(seed.as_mut_slice()).map_err(|_| DevKeyError::Rng)?;
         Ok(Self {
             key,
             audience: audience.to_owned(),
+            backend: ed25519_dalek::SigningKey::from_bytes(&seed),
         })
     }
 
-    /// A token for `room` with a random participant id, publish and subscribe grants, one hour.
-    pub fn token(&self, room: RoomId, now_unix: u64) -> Option<String> {
+    /// The dev backend's Ed25519 public key, which checks [`DevMinter::attest`]'s attestations.
+    pub fn backend_key(&self) -> [u8; 32] {
+        self.backend.verifying_key().to_bytes()
+    }
+
+    /// The dev backend's attestation (wire form, 72 bytes) that `identity_key` (base64) is
+    /// `participant`'s in `room`, valid as long as a dev token.
+    pub(crate) fn attest(
+        &self,
+        room: &str,
+        participant: &str,
+        identity_key: &str,
+        now_unix: u64,
+    ) -> Result<[u8; hush_keys::ATTESTATION_LEN], AttestRefusal> {
+        // hush-proto's id rules, then hush-keys' (the same lengths), as the members check them.
+        RoomId::new(room).map_err(|_| AttestRefusal::Room)?;
+        ParticipantId::new(participant).map_err(|_| AttestRefusal::Participant)?;
+        let room = hush_keys::RoomId::new(room).map_err(|_| AttestRefusal::Room)?;
+        let who =
+            hush_keys::ParticipantId::new(participant).map_err(|_| AttestRefusal::Participant)?;
+        // 32 bytes are 44 base64 characters: refuse longer text before decoding it.
+        if identity_key.len() != 44 {
+            return Err(AttestRefusal::IdentityKey);
+        }
+        let key = B64
+            .decode(identity_key)
+            .ok()
+            .and_then(|b| IdentityPublicKey::from_slice(&b).ok())
+            .ok_or(AttestRefusal::IdentityKey)?;
+        let expires = now_unix + DEV_TOKEN_TTL;
+        Ok(Attestation::sign(&self.backend, &room, &who, &key, expires).to_bytes())
+    }
+
+    /// A token for `room` with a random participant id (returned with it), publish and
+    /// subscribe grants, one hour.
+    pub fn token(&self, room: RoomId, now_unix: u64) -> Option<(String, ParticipantId)> {
+        let sub = ParticipantId::new(format!("dev-{}", random_hex(8)?)).ok()?;
         let claims = TokenClaims {
-            sub: ParticipantId::new(format!("dev-{}", random_hex(8)?)).ok()?,
+            sub: sub.clone(),
             room,
             aud: Audience::from(self.audience.as_str()),
             exp: now_unix + DEV_TOKEN_TTL,
@@ -78,7 +158,7 @@ impl DevMinter {
                 ..Grants::default()
             },
         };
-        mint(&claims, &self.key).ok()
+        Some((mint(&claims, &self.key).ok()?, sub))
     }
 }
 
@@ -114,7 +194,135 @@ pub(crate) async fn token(
         return refusal(StatusCode::BAD_REQUEST, "invalid room name");
     };
     match minter.token(room, crate::driver::now().unix_secs()) {
-        Some(token) => Json(serde_json::json!({ "token": token })).into_response(),
+        Some((token, participant)) => Json(serde_json::json!({
+            "token": token,
+            "participant": participant.as_str(),
+        }))
+        .into_response(),
         None => refusal(StatusCode::INTERNAL_SERVER_ERROR, "could not mint a token"),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct AttestRequest {
+    room: String,
+    participant: String,
+    identity_key: String,
+}
+
+pub(crate) async fn attest(
+    State(state): State<AppState>,
+    body: Result<Json<AttestRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Some(minter) = state.dev.as_ref() else {
+        return refusal(StatusCode::NOT_FOUND, "dev mode is off");
+    };
+    let Ok(Json(r)) = body else {
+        return refusal(
+            StatusCode::BAD_REQUEST,
+            "expected JSON {\"room\", \"participant\", \"identity_key\": base64}",
+        );
+    };
+    let now = crate::driver::now().unix_secs();
+    match minter.attest(&r.room, &r.participant, &r.identity_key, now) {
+        Ok(a) => Json(serde_json::json!({ "attestation": B64.encode(a) })).into_response(),
+        Err(e) => refusal(StatusCode::BAD_REQUEST, e.message()),
+    }
+}
+
+pub(crate) async fn backend_key(State(state): State<AppState>) -> Response {
+    let Some(minter) = state.dev.as_ref() else {
+        return refusal(StatusCode::NOT_FOUND, "dev mode is off");
+    };
+    Json(serde_json::json!({ "backend_key": B64.encode(minter.backend_key()) })).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hush_keys::Instant;
+    use hush_keys::ed25519_dalek::VerifyingKey;
+
+    fn minter() -> DevMinter {
+        DevMinter::generate(&mut VerifyingKeys::default(), "hush").unwrap()
+    }
+
+    const KEY: [u8; 32] = [9; 32];
+
+    #[test]
+    fn attestations_verify_with_the_published_backend_key() {
+        let m = minter();
+        let bytes = m
+            .attest("room-a", "dev-1", &B64.encode(KEY), 1_000)
+            .unwrap();
+        let a = Attestation::from_bytes(&bytes).unwrap();
+        assert_eq!(a.expires_at, 1_000 + DEV_TOKEN_TTL);
+        let vk = VerifyingKey::from_bytes(&m.backend_key()).unwrap();
+        let room = hush_keys::RoomId::new("room-a").unwrap();
+        let who = hush_keys::ParticipantId::new("dev-1").unwrap();
+        let key = IdentityPublicKey::from_bytes(KEY).unwrap();
+        a.verify(&vk, &room, &who, &key, Instant::from_millis(1_000_000))
+            .unwrap();
+        // Another relay start, another backend key.
+        assert_ne!(minter().backend_key(), m.backend_key());
+    }
+
+    #[test]
+    fn bad_input_is_refused() {
+        let m = minter();
+        let key = B64.encode(KEY);
+        let cases: &[(&str, &str, &str, AttestRefusal)] = &[
+            ("no spaces", "dev-1", &key, AttestRefusal::Room),
+            ("", "dev-1", &key, AttestRefusal::Room),
+            (&"r".repeat(300), "dev-1", &key, AttestRefusal::Room),
+            ("room", "", &key, AttestRefusal::Participant),
+            ("room", &"p".repeat(300), &key, AttestRefusal::Participant),
+            ("room", "dev-1", "", AttestRefusal::IdentityKey),
+            (
+                "room",
+                "dev-1",
+                "not base64 at all, not even 44 chars long!!",
+                AttestRefusal::IdentityKey,
+            ),
+            (
+                "room",
+                "dev-1",
+                &B64.encode([9u8; 31]),
+                AttestRefusal::IdentityKey,
+            ),
+            (
+                "room",
+                "dev-1",
+                &B64.encode([9u8; 33]),
+                AttestRefusal::IdentityKey,
+            ),
+            (
+                "room",
+                "dev-1",
+                &B64.encode([0u8; 32]),
+                AttestRefusal::IdentityKey,
+            ),
+            (
+                "room",
+                "dev-1",
+                &"A".repeat(100_000),
+                AttestRefusal::IdentityKey,
+            ),
+        ];
+        for (room, who, key, want) in cases {
+            assert_eq!(
+                m.attest(room, who, key, 0).err(),
+                Some(*want),
+                "{room} {who} {key}"
+            );
+        }
+    }
+
+    #[test]
+    fn debug_never_shows_keys() {
+        let m = minter();
+        let shown = format!("{m:?}");
+        assert!(!shown.contains(&format!("{:?}", m.backend.to_bytes())));
+        assert!(!shown.contains("backend"));
     }
 }

@@ -1,5 +1,5 @@
 //! HTTP: the signaling WebSocket (`GET /v1/rtc`), `GET /healthz`, `GET /metrics`, the demo's
-//! static files, in dev mode `POST /dev/token`, and with an admin token the admin API
+//! static files, in dev mode `POST /dev/token`, `POST /dev/attest` and `GET /dev/backend-key`, and with an admin token the admin API
 //! (`/v1/admin/...`, see [`admin`]).
 //!
 //! [`serve`] runs everything on one listener: it starts the driver (which owns the routing
@@ -72,7 +72,8 @@ pub struct RelayOptions {
     pub media: MediaOptions,
     /// The web root: `demo/` is served at `/`, `dist/` at `/dist/`, `wasm/` at `/wasm/`.
     pub static_dir: PathBuf,
-    /// Dev mode: `POST /dev/token` mints tokens with this key (which must also be in `keys`).
+    /// Dev mode: `POST /dev/token` mints tokens with this key (which must also be in `keys`),
+    /// `POST /dev/attest` vouches for identity keys with its dev backend key.
     /// Only for a relay bound to a loopback address; [`serve`] refuses it otherwise.
     pub dev: Option<DevMinter>,
     /// Per-IP connection and authentication-failure limits.
@@ -212,6 +213,8 @@ pub fn routers(options: RelayOptions) -> Result<Routers, ServeError> {
         .route("/v1/rtc", get(ws::upgrade))
         .route("/healthz", get(healthz))
         .route("/dev/token", post(dev::token))
+        .route("/dev/attest", post(dev::attest))
+        .route("/dev/backend-key", get(dev::backend_key))
         .route_service("/r/{name}", ServeFile::new(demo.join("index.html")))
         .nest_service("/dist", ServeDir::new(root.join("dist")))
         .nest_service("/wasm", ServeDir::new(root.join("wasm")))

@@ -3,8 +3,9 @@
 use std::time::Instant;
 
 use hush_proto::{
-    ClientMessage, E2eeDropReason, E2eeFrom, E2eeStats, E2eeTo, ErrorCode, Grants, Join,
-    LeaveReason, MAX_E2EE_STATS_COUNT, ParticipantId, Publish, RoomId, ServerMessage, TrackId,
+    ClientMessage, E2eeBroadcast, E2eeDropReason, E2eeFrom, E2eeStats, E2eeTo, ErrorCode, Grants,
+    Join, LeaveReason, MAX_E2EE_STATS_COUNT, ParticipantId, Publish, RoomId, ServerMessage,
+    TrackId,
 };
 
 use super::config::RoomSettings;
@@ -177,6 +178,13 @@ impl Relay {
                 ))?;
                 let message = ServerMessage::E2ee(E2eeFrom { from: me, payload });
                 self.out.send(recipient.conn, message);
+            }
+            ClientMessage::E2eeBroadcast(E2eeBroadcast { payload }) => {
+                // One message in, one copy to every other member of the sender's room.
+                let message = ServerMessage::E2ee(E2eeFrom { from: me, payload });
+                for other in room.members.iter().filter(|m| m.conn != conn) {
+                    self.out.send(other.conn, message.clone());
+                }
             }
             ClientMessage::KeyframeRequest(t) => self.keyframe_request(now, conn, t.track)?,
             ClientMessage::Rekey(_) => {

@@ -48,12 +48,28 @@ export interface InitOptions {
   forceLegacy?: boolean;
 }
 
-/** How `startKeyExchange` keys the room. */
+/**
+ * How `startKeyExchange` keys the room, and whom it admits.
+ *
+ * Membership is vouched by default: the app backend signs each member's identity key (an
+ * attestation, sent in `join.attestation`), and the Worker refuses every member the relay
+ * announces without a valid one (`memberrefused`: no epoch secret, not in the safety code).
+ * In `exchange` mode `backendKey` is required unless `insecureUnvouchedMembers` is set.
+ */
 export interface KeyExchangeOptions {
   /** `exchange`: HPKE epoch envelopes between members; `shared`: keys from one room secret. */
   mode: 'exchange' | 'shared';
   /** The room secret for `shared` mode (high entropy; the Worker refuses short ones). */
   sharedSecret?: Uint8Array;
+  /** The app backend's Ed25519 public key (32 bytes) that checks every member's attestation. */
+  backendKey?: Uint8Array;
+  /**
+   * Admit whoever the relay announces, vouched for or not. The relay can then add a member of
+   * its own that every epoch secret is sealed to: only for tests, or for apps that compare the
+   * safety code out of band on every membership change. (In `shared` mode the room secret
+   * already keeps a relay-made member out of the keys; `backendKey` there is optional.)
+   */
+  insecureUnvouchedMembers?: boolean;
   /** Sends a hush-proto ClientMessage object (`e2ee`, `rekey`) to the relay as is. */
   send(message: Record<string, unknown>): void;
 }
@@ -96,14 +112,17 @@ export interface KeyChange {
 }
 
 /**
- * Events: `keychange` (KeyChange), `decryptfailure` (DecryptFailure), `safetycode` ({code}),
+ * Events: `keychange` (KeyChange), `decryptfailure` (DecryptFailure), `safetycode` ({code,
+ * changed}: the code of the current members, 25 digits in five groups; `changed` when an earlier
+ * code was shown, so users who compared it must compare again), `safetycodepending` ({epoch}:
+ * membership changed and the members are agreeing on the new code, hide the old one),
  * `keyframewanted` ({}), `memberrefused` ({participant, reason}), `keyerror` ({reason}),
  * `workerfailed` ({detail}), `keyawaited` ({epoch, committer?}: sending stopped until a key
  * comes; `keychange` `switched` ends it). Each is a CustomEvent with the object as `detail`.
  */
 export type HushEventName =
-  | 'keychange' | 'decryptfailure' | 'safetycode' | 'keyframewanted' | 'memberrefused' | 'keyerror' | 'workerfailed'
-  | 'keyawaited';
+  | 'keychange' | 'decryptfailure' | 'safetycode' | 'safetycodepending' | 'keyframewanted' | 'memberrefused'
+  | 'keyerror' | 'workerfailed' | 'keyawaited';
 
 interface Attached {
   options: TransformOptions;
@@ -135,6 +154,8 @@ export class HushE2ee extends EventTarget {
   private nextId = 0;
   private keyExchange: KeyExchangeOptions | null = null;
   private lastSafetyCode: string | null = null;
+  /** How many safety codes were reported so far (the first is no change). */
+  private codesShown = 0;
 
   /** Starts the Worker and loads the wasm; resolves with a ready instance. */
   static async init(options: InitOptions = {}): Promise<HushE2ee> {
@@ -231,7 +252,12 @@ export class HushE2ee extends EventTarget {
 
   /**
    * Starts the hush-keys session in the Worker; resolves with the identity public key to put in
-   * `join.identity_key`. Then pass every relay membership and `e2ee` message to `relayEvent`.
+   * `join.identity_key`. With `backendKey` (the default path) the app then asks its backend to
+   * vouch for that key (an attestation for `join.attestation`) before it joins. Then pass every
+   * relay membership and `e2ee` message to `relayEvent`. Refused members come as
+   * `memberrefused` events `{participant, reason}` (`missing_attestation`, `bad_attestation`).
+   * Rejects with `bad_argument` when the options are wrong (no `backendKey` without the
+   * opt-out, a key of the wrong length, or one the Worker finds is no Ed25519 key).
    */
   async startKeyExchange(options: KeyExchangeOptions): Promise<Uint8Array> {
     const link = this.ready();
@@ -239,11 +265,24 @@ export class HushE2ee extends EventTarget {
     if (options.mode === 'shared' && !(options.sharedSecret instanceof Uint8Array)) {
       throw new HushError('bad_argument', 'shared mode needs sharedSecret');
     }
+    const { backendKey } = options;
+    const unvouched = options.insecureUnvouchedMembers === true;
+    if (backendKey !== undefined && (!(backendKey instanceof Uint8Array) || backendKey.length !== 32)) {
+      throw new HushError('bad_argument', 'backendKey must be the backend\'s 32-byte Ed25519 public key');
+    }
+    if (backendKey !== undefined && unvouched) {
+      throw new HushError('bad_argument', 'pass backendKey or insecureUnvouchedMembers, not both');
+    }
+    if (options.mode === 'exchange' && backendKey === undefined && !unvouched) {
+      throw new HushError('bad_argument',
+        'the key exchange needs backendKey (the app backend vouches for members); insecureUnvouchedMembers: true admits anyone the relay announces');
+    }
     // No randomness from this page: the Worker draws every secret itself.
     const m: ToWorker = {
       kind: 'keysStart',
       mode: options.mode,
       ...(options.sharedSecret ? { sharedSecret: options.sharedSecret.slice() } : {}),
+      ...(backendKey ? { backendKey: backendKey.slice() } : { insecureUnvouchedMembers: true }),
     };
     this.keyExchange = options;
     try {
@@ -266,7 +305,7 @@ export class HushE2ee extends EventTarget {
     link.post(m, []);
   }
 
-  /** The safety code last reported by the key exchange. */
+  /** The safety code of the current members; `null` while the new one is being agreed. */
   get safetyCode(): string | null {
     return this.lastSafetyCode;
   }
@@ -374,9 +413,13 @@ export class HushE2ee extends EventTarget {
     switch (e.type) {
       case 'epoch': this.emit('keychange', { type: 'installed', epoch: Number(e.epoch) } satisfies KeyChange); return;
       case 'switched': this.emit('keychange', { type: 'switched', epoch: Number(e.epoch) } satisfies KeyChange); return;
+      case 'safetyCodePending':
+        this.lastSafetyCode = null;
+        this.emit('safetycodepending', { epoch: Number(e.epoch) });
+        return;
       case 'safetyCode':
         this.lastSafetyCode = String(e.code);
-        this.emit('safetycode', { code: this.lastSafetyCode });
+        this.emit('safetycode', { code: this.lastSafetyCode, changed: this.codesShown++ > 0 });
         return;
       case 'keyframeWanted': this.emit('keyframewanted', {}); return;
       case 'memberRefused': this.emit('memberrefused', { participant: e.participant, reason: e.reason }); return;

@@ -1,7 +1,11 @@
 /**
  * The Hush demo page: join a room (the form, or `/r/NAME` at once) with camera and microphone,
  * a tile per participant with an E2EE badge and live counters, the room's safety code and a
- * copyable link. Dev relays only: the token comes from `POST /dev/token`.
+ * copyable link. Dev relays only: the relay's dev mode stands in for the app backend. The
+ * token comes from `POST /dev/token`; the join is the two-step flow a product uses: the Worker
+ * makes the identity key, `POST /dev/attest` vouches for it with the dev backend key
+ * (`GET /dev/backend-key`), and every member checks every other member's attestation with
+ * that key. A member the relay announces without one is listed as refused, with the reason.
  *
  * Keys: the hush-keys exchange by default. A link with `#secret=...` uses shared-secret mode
  * with that secret (the fragment never reaches the server); `?keys=explicit` derives fixed
@@ -34,18 +38,68 @@ interface DemoState {
   e2ee: HushE2ee | null;
   closed: { code: string; message: string } | null;
   tiles: Map<string, Tile>;
+  /** Every member of the key exchange (publishing or not), with `vouched` or `refused: reason`. */
+  members: Map<string, string>;
 }
 
-const state: DemoState = { room: '', mode: '', safetyCode: null, session: null, e2ee: null, closed: null, tiles: new Map() };
+const state: DemoState = {
+  room: '', mode: '', safetyCode: null, session: null, e2ee: null, closed: null, tiles: new Map(), members: new Map(),
+};
 (window as unknown as { hushDemo: DemoState }).hushDemo = state;
 
-async function devToken(room: string): Promise<string> {
-  const res = await fetch('/dev/token', {
-    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ room }),
+/** One call to a dev endpoint of the relay (the app backend's stand-in): its JSON answer. */
+async function dev<T>(path: string, body?: unknown): Promise<T & { error?: string }> {
+  const res = await fetch(path, body === undefined ? {} : {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body),
   });
-  const body = (await res.json().catch(() => ({}))) as { token?: string; error?: string };
-  if (!res.ok || !body.token) throw new Error(`no token from /dev/token (${res.status}${body.error ? `: ${body.error}` : ''})`);
-  return body.token;
+  const json = (await res.json().catch(() => ({}))) as T & { error?: string };
+  if (!res.ok) throw new Error(`${path} answered ${res.status}${json.error ? `: ${json.error}` : ''}`);
+  return json;
+}
+
+/** A dev token and the participant id it names. */
+async function devToken(room: string): Promise<{ token: string; participant: string }> {
+  const r = await dev<{ token?: string; participant?: string }>('/dev/token', { room });
+  if (!r.token || !r.participant) throw new Error('no token from /dev/token');
+  return { token: r.token, participant: r.participant };
+}
+
+const b64 = (bytes: Uint8Array): string => btoa(Array.from(bytes, (b) => String.fromCharCode(b)).join(''));
+const unb64 = (text: string): Uint8Array => Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+
+/** The dev backend's Ed25519 public key, which checks every member's attestation. */
+async function devBackendKey(): Promise<Uint8Array> {
+  const r = await dev<{ backend_key?: string }>('/dev/backend-key');
+  if (!r.backend_key) throw new Error('no key from /dev/backend-key');
+  return unb64(r.backend_key);
+}
+
+/** What the app backend does in the two-step join: vouch that `identityKey` is `participant`'s. */
+function devVouch(room: string, participant: string): (identityKey: Uint8Array) => Promise<Uint8Array> {
+  return async (identityKey) => {
+    const r = await dev<{ attestation?: string }>('/dev/attest', { room, participant, identity_key: b64(identityKey) });
+    if (!r.attestation) throw new Error('no attestation from /dev/attest');
+    return unb64(r.attestation);
+  };
+}
+
+/** Redraws the list of key exchange members. */
+function showMembers(): void {
+  const list = $('members');
+  list.replaceChildren(...[...state.members].map(([id, how]) => {
+    const li = document.createElement('li');
+    li.dataset.participant = id;
+    li.dataset.status = how.startsWith('refused') ? 'refused' : 'ok';
+    li.textContent = `${id}${id === state.session?.you ? ' (you)' : ''}: ${how}`;
+    return li;
+  }));
+}
+
+function member(id: string, how: string): void {
+  // A refusal sticks: the relay announcing the member again does not vouch for it.
+  if (state.members.get(id)?.startsWith('refused') && !how.startsWith('refused')) return;
+  state.members.set(id, how);
+  showMembers();
 }
 
 async function roomKey(room: string): Promise<Uint8Array> {
@@ -83,9 +137,19 @@ async function join(room: string): Promise<void> {
   status('Starting the E2EE worker…');
   const e2ee = await HushE2ee.init();
   state.e2ee = e2ee;
+  e2ee.addEventListener('safetycodepending', () => {
+    state.safetyCode = null;
+    $('safety-code').textContent = 'agreeing on a new code…';
+  });
   e2ee.addEventListener('safetycode', (e) => {
-    state.safetyCode = (e as CustomEvent<{ code: string }>).detail.code;
+    const d = (e as CustomEvent<{ code: string; changed: boolean }>).detail;
+    state.safetyCode = d.code;
     $('safety-code').textContent = state.safetyCode;
+    $('safety-code-note').textContent = d.changed ? 'The code changed: the members changed. Compare it again.' : '';
+  });
+  e2ee.addEventListener('memberrefused', (e) => {
+    const d = (e as CustomEvent<{ participant: string; reason: string }>).detail;
+    member(String(d.participant), `refused: ${String(d.reason)}`);
   });
   e2ee.addEventListener('decryptfailure', (e) => {
     const d = (e as CustomEvent<{ participant?: string }>).detail;
@@ -98,17 +162,22 @@ async function join(room: string): Promise<void> {
   const [audio] = media.getAudioTracks();
 
   status('Joining…');
-  const token = await devToken(room);
+  const { token, participant } = await devToken(room);
   const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/v1/rtc`;
   let keys = await keyMode(room);
+  // The two-step join: the Worker makes the identity key, the (dev) backend vouches for it.
+  const vouching = keys.mode === 'exchange' || keys.mode === 'shared'
+    ? { backendKey: await devBackendKey(), vouch: devVouch(room, participant) }
+    : {};
   let session: RelaySession;
   try {
-    session = await RelaySession.join({ url, token, room, e2ee, keys, publish: { camera: video, microphone: audio } });
+    session = await RelaySession.join({ url, token, room, e2ee, keys, ...vouching, publish: { camera: video, microphone: audio } });
   } catch (err) {
     if (!(err instanceof HushError && err.code === 'unsupported' && keys.mode === 'exchange')) throw err;
     // This build's Worker has no key exchange: fall back to the explicit test keys.
     keys = { mode: 'explicit', secret: await roomKey(room) };
-    session = await RelaySession.join({ url, token: await devToken(room), room, e2ee, keys, publish: { camera: video, microphone: audio } });
+    const again = await devToken(room);
+    session = await RelaySession.join({ url, token: again.token, room, e2ee, keys, publish: { camera: video, microphone: audio } });
   }
   state.session = session;
   state.mode = keys.mode;
@@ -119,6 +188,14 @@ async function join(room: string): Promise<void> {
     none: 'No E2EE',
   }[keys.mode];
   if (keys.mode === 'explicit') $('safety-code').textContent = 'none (no key exchange)';
+  const vouched = keys.mode === 'exchange' || keys.mode === 'shared';
+  $('vouching').textContent = vouched
+    ? 'Dev mode: this relay vouches for every member with a dev backend key (POST /dev/attest). '
+      + 'In a product your backend signs each member\'s key after checking who it is.'
+    : 'Members are not vouched for in this mode.';
+  const admitted = vouched ? 'vouched' : 'member';
+  member(session.you, admitted);
+  for (const m of session.members.values()) member(m.id, admitted);
 
   const self = tileFor('self', session.you, true);
   self.setStream(new MediaStream([video]));
@@ -126,11 +203,14 @@ async function join(room: string): Promise<void> {
   session.addEventListener('participantjoined', (e) => {
     const id = (e as CustomEvent<{ id: string }>).detail.id;
     tileFor(id, id, false);
+    member(id, admitted);
   });
   session.addEventListener('participantleft', (e) => {
     const id = (e as CustomEvent<{ id: string }>).detail.id;
     state.tiles.get(id)?.root.remove();
     state.tiles.delete(id);
+    state.members.delete(id);
+    showMembers();
   });
   session.addEventListener('track', (e) => {
     const t = (e as CustomEvent<RemoteTrack>).detail;

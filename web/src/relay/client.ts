@@ -54,6 +54,21 @@ export interface JoinOptions {
   /** The E2EE instance (already initialized); required unless keys.mode is `none`. */
   e2ee?: HushE2ee;
   keys: KeyMode;
+  /**
+   * The app backend's Ed25519 public key (32 bytes): the key exchange admits only members whose
+   * identity key the backend vouched for. Required with `keys.mode` `exchange` unless
+   * `insecureUnvouchedMembers` is set; optional with `shared`.
+   */
+  backendKey?: Uint8Array;
+  /**
+   * Asks the app backend to vouch for this session's identity public key (32 bytes): resolves
+   * with its attestation (72 bytes, `hush_keys::Attestation`), sent as `join.attestation`. Called
+   * once, after the Worker made the identity and before `join`. Required with `backendKey`
+   * (members that check attestations refuse a member without one).
+   */
+  vouch?: (identityKey: Uint8Array) => Promise<Uint8Array>;
+  /** Key exchange without `backendKey`: the relay can add members of its own (see `KeyExchangeOptions`). */
+  insecureUnvouchedMembers?: boolean;
   /** Local tracks to publish, by source. */
   publish?: Partial<Record<'camera' | 'microphone' | 'screen', MediaStreamTrack>>;
   /** How long to wait for `joined`. */
@@ -209,12 +224,26 @@ export class RelaySession extends EventTarget {
     // fresh random nonce: explicit mode mixes it into our send keys (see `explicitKey`).
     let identityKey: Uint8Array = crypto.getRandomValues(new Uint8Array(32));
     this.senderNonce = identityKey;
+    let attestation: Uint8Array | undefined;
     if (e2ee && (keys.mode === 'exchange' || keys.mode === 'shared')) {
+      const { backendKey, vouch, insecureUnvouchedMembers } = this.options;
+      if (backendKey && !vouch) {
+        throw new RelayError('bad_argument', 'backendKey needs vouch: the other members refuse a member without an attestation');
+      }
       identityKey = await e2ee.startKeyExchange({
         mode: keys.mode,
         sharedSecret: keys.mode === 'shared' ? keys.secret : undefined,
+        ...(backendKey ? { backendKey } : {}),
+        ...(insecureUnvouchedMembers ? { insecureUnvouchedMembers: true } : {}),
         send: (m) => this.send(m),
       });
+      // The two-step join: the backend vouches for the identity the Worker just made.
+      if (vouch) {
+        attestation = await vouch(identityKey.slice());
+        if (!(attestation instanceof Uint8Array) || attestation.length !== 72) {
+          throw new RelayError('bad_attestation', 'vouch must resolve with the 72-byte attestation');
+        }
+      }
       e2ee.addEventListener('keyframewanted', () => this.requestKeyframes());
       e2ee.addEventListener('keychange', (e) => {
         const change = (e as CustomEvent<{ type: string; epoch?: number }>).detail;
@@ -228,6 +257,7 @@ export class RelaySession extends EventTarget {
       ws.onopen = () => {
         this.send({
           type: 'join', token: this.options.token, identity_key: b64(identityKey),
+          ...(attestation ? { attestation: b64(attestation) } : {}),
           ...(this.options.room ? { room: this.options.room } : {}),
         });
       };

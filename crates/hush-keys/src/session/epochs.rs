@@ -11,7 +11,6 @@ use crate::error::MembershipError;
 use crate::identity::IdentityPublicKey;
 use crate::kid::{EPOCH_BITS, Kid, SenderIndex, StreamContext};
 use crate::member::Member;
-use crate::safety::SafetyCode;
 use crate::time::Instant;
 
 impl<R: CryptoRng> Session<R> {
@@ -170,13 +169,7 @@ impl<R: CryptoRng> Session<R> {
         }
         if self.membership_dirty {
             self.membership_dirty = false;
-            if let Some(st) = self.epochs.get(&epoch) {
-                let code = SafetyCode::compute(&self.cfg.room, self.members.values(), &st.secret);
-                if self.safety != Some(code) {
-                    self.safety = Some(code);
-                    self.event(Event::SafetyCodeChanged(code));
-                }
-            }
+            self.start_code_round(epoch);
         }
         self.switch_deadlines
             .insert(epoch, now.saturating_add(self.cfg.switch_timeout));

@@ -125,7 +125,14 @@ pub enum Event {
     },
     /// A new key arrived from the committer: ask the publishers for a keyframe.
     KeyframeWanted,
-    /// The safety code changed (membership changed).
+    /// Membership changed: the code shown so far no longer holds and the round for the new one
+    /// has started (hide the old code; show "pending"). [`Event::SafetyCodeChanged`] ends it.
+    SafetyCodePending {
+        /// The membership epoch whose code is awaited.
+        epoch: u64,
+    },
+    /// The safety-code round of the latest membership change completed: show this code (it
+    /// differs from every earlier one: tell users who compared the old code to compare again).
     SafetyCodeChanged(SafetyCode),
     /// A join (or snapshot entry) was refused; the participant is not treated as a member.
     MemberRefused {

@@ -19,10 +19,7 @@ impl<R: CryptoRng> Session<R> {
         from: &ParticipantId,
         bytes: &[u8],
     ) -> Result<(), Error> {
-        let claimed = match Message::parse(bytes)? {
-            Message::Envelope { header, .. } => header.sender,
-            Message::Ack { sender, .. } | Message::Switch { sender, .. } => sender,
-        };
+        let (_, claimed) = Message::parse(bytes)?.epoch_and_sender();
         match self.members.values().find(|m| m.participant == *from) {
             Some(m) if m.sender_index != claimed => Err(EnvelopeError::Forged.into()),
             _ => Ok(()),
@@ -43,6 +40,13 @@ impl<R: CryptoRng> Session<R> {
                 sender,
                 bytes,
             } => self.on_switch(now, epoch, sender, bytes),
+            Message::Code {
+                reveal,
+                epoch,
+                sender,
+                value,
+                bytes,
+            } => self.on_code(reveal, epoch, sender, value, bytes),
         }
     }
 
@@ -255,6 +259,6 @@ impl<R: CryptoRng> Session<R> {
 fn control_epoch(bytes: &[u8]) -> Option<u64> {
     match Message::parse(bytes).ok()? {
         Message::Ack { epoch, .. } | Message::Switch { epoch, .. } => Some(epoch),
-        Message::Envelope { .. } => None,
+        Message::Envelope { .. } | Message::Code { .. } => None,
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! The machine is split along its seams: [`config`](Config) and the inputs and outputs
 //! (`io.rs`), the membership log (`membership.rs`), epochs and the switch round (`epochs.rs`),
-//! key messages (`messages.rs`) and timers, the stall deadline included (`timers.rs`).
+//! key messages (`messages.rs`), the safety-code round (`code.rs`) and timers, the stall deadline included (`timers.rs`).
 
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec::Vec;
@@ -21,6 +21,7 @@ use crate::member::{Member, MembershipEvent};
 use crate::safety::SafetyCode;
 use crate::time::Instant;
 
+mod code;
 mod config;
 mod epochs;
 mod io;
@@ -103,7 +104,14 @@ pub struct Session<R> {
     last_envelope_epoch: Option<u64>,
     local_streams: BTreeSet<StreamContext>,
     membership_dirty: bool,
+    /// The last complete safety code; `None` while a round is in progress.
     safety: Option<SafetyCode>,
+    /// The safety-code round in progress, if any.
+    code_round: Option<code::CodeRound>,
+    /// The membership epoch of the latest round started (in progress or complete).
+    code_epoch: Option<u64>,
+    /// Commits and reveals for a round not started yet: (epoch, bytes).
+    early_code: Vec<(u64, Vec<u8>)>,
     last_fresh_at: Instant,
     rekey_requested_at: Option<Instant>,
     /// Another member's leave or removal, received but not yet answered by an installed epoch:
@@ -156,6 +164,9 @@ impl<R: CryptoRng> Session<R> {
             local_streams: BTreeSet::new(),
             membership_dirty: false,
             safety: None,
+            code_round: None,
+            code_epoch: None,
+            early_code: Vec::new(),
             last_fresh_at: Instant::default(),
             rekey_requested_at: None,
             departures: BTreeMap::new(),
@@ -239,7 +250,8 @@ impl<R: CryptoRng> Session<R> {
         t
     }
 
-    /// The safety code to show, once known.
+    /// The safety code to show: `None` until the round of the latest membership change has
+    /// completed (show it as pending).
     pub fn safety_code(&self) -> Option<SafetyCode> {
         self.safety
     }

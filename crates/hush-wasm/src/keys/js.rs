@@ -4,7 +4,7 @@ use hush_participant::{Event, KeyUpdate, Output};
 use hush_proto::LeaveReason;
 use wasm_bindgen::prelude::*;
 
-use super::KeyCore;
+use super::{KeyCore, Membership};
 
 /// The key exchange session of this Worker (see the module docs). Times are `Date.now()`
 /// milliseconds; KIDs are `BigInt`s.
@@ -28,11 +28,38 @@ fn ms(now_ms: f64) -> u64 {
 
 #[wasm_bindgen]
 impl KeySession {
-    /// A session in `mode` (`"exchange"` or `"shared"` with `shared_secret`, at least 32 bytes).
-    /// Its randomness comes from this Worker's `crypto.getRandomValues`, never from the page.
+    /// A session in `mode` (`"exchange"` or `"shared"` with `shared_secret`, at least 32 bytes)
+    /// that admits only members the app backend vouched for: `backend_key` is the backend's
+    /// 32-byte Ed25519 public key, and a member the relay announces without the backend's
+    /// attestation of its identity key is refused (`memberRefused`). Its randomness comes from
+    /// this Worker's `crypto.getRandomValues`, never from the page.
     #[wasm_bindgen(constructor)]
-    pub fn new(mode: &str, shared_secret: Option<Vec<u8>>) -> Result<KeySession, JsError> {
-        let shared = match (mode, shared_secret.as_deref()) {
+    pub fn new(
+        mode: &str,
+        shared_secret: Option<Vec<u8>>,
+        backend_key: &[u8],
+    ) -> Result<KeySession, JsError> {
+        let key = super::backend_key(backend_key).map_err(|e| JsError::new(&e.to_string()))?;
+        Self::start(Membership::VouchedBy(key), mode, shared_secret.as_deref())
+    }
+
+    /// A session that admits every member the relay announces, vouched for or not: the relay
+    /// can then add a member of its own that every epoch is sealed to. Only for tests and apps
+    /// that compare safety codes out of band on every change.
+    #[wasm_bindgen(js_name = insecureUnvouchedMembers)]
+    pub fn insecure_unvouched_members(
+        mode: &str,
+        shared_secret: Option<Vec<u8>>,
+    ) -> Result<KeySession, JsError> {
+        Self::start(Membership::Unauthenticated, mode, shared_secret.as_deref())
+    }
+
+    fn start(
+        membership: Membership,
+        mode: &str,
+        shared_secret: Option<&[u8]>,
+    ) -> Result<KeySession, JsError> {
+        let shared = match (mode, shared_secret) {
             ("exchange", None) => None,
             ("shared", Some(s)) => Some(s),
             _ => {
@@ -41,7 +68,7 @@ impl KeySession {
                 ));
             }
         };
-        let core = KeyCore::new(shared).map_err(|r| JsError::new(r.code()))?;
+        let core = KeyCore::new(membership, shared).map_err(|r| JsError::new(r.code()))?;
         Ok(KeySession { core })
     }
 
@@ -194,9 +221,10 @@ fn event(e: &Event) -> js_sys::Object {
             set(&ev, "participant", &participant.as_str().into());
             set(&ev, "reason", &reason.code().into());
         }
-        Event::EpochInstalled(n) | Event::Switched(n) | Event::KeyAwaited(n) => {
-            set(&ev, "epoch", &(*n as f64).into())
-        }
+        Event::EpochInstalled(n)
+        | Event::Switched(n)
+        | Event::KeyAwaited(n)
+        | Event::SafetyCodePending(n) => set(&ev, "epoch", &(*n as f64).into()),
         Event::CommitterStalled { epoch, committer } => {
             set(&ev, "epoch", &(*epoch as f64).into());
             set(&ev, "committer", &committer.as_str().into());

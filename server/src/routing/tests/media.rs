@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use hush_proto::limits::MAX_E2EE_PAYLOAD_BYTES;
 use hush_proto::{
-    ClientMessage, E2eeFrom, E2eeTo, ErrorCode, OpaqueBytes, Sdp, ServerMessage, Source, TrackId,
-    TrackRef, Unpublish,
+    ClientMessage, E2eeBroadcast, E2eeFrom, E2eeTo, ErrorCode, OpaqueBytes, Sdp, ServerMessage,
+    Source, TrackId, TrackRef, Unpublish,
 };
 
 use super::*;
@@ -258,6 +258,38 @@ fn envelopes_reach_only_the_named_member_of_the_same_room() {
     );
     let out = sim.send_text(a, &text);
     assert!(matches!(to(&out, b).as_slice(), [ServerMessage::E2ee(e)] if e.from == pid("a")));
+}
+
+#[test]
+fn a_broadcast_reaches_every_other_member_of_the_same_room_once() {
+    let mut sim = Sim::new();
+    let [a, b, c] = sim.join_all("r", ["a", "b", "c"]);
+    let x = sim.join("x", "elsewhere", full());
+    let payload = OpaqueBytes::new(vec![0x04; 62]);
+    let out = sim.send(
+        a,
+        ClientMessage::E2eeBroadcast(E2eeBroadcast {
+            payload: payload.clone(),
+        }),
+    );
+    let expected = ServerMessage::E2ee(E2eeFrom {
+        from: pid("a"),
+        payload,
+    });
+    for member in [b, c] {
+        assert_eq!(to(&out, member), [&expected], "one copy each");
+    }
+    assert!(to(&out, a).is_empty(), "not back to the sender");
+    assert!(to(&out, x).is_empty(), "nothing crosses rooms");
+
+    // Over the size limit: refused before routing.
+    let big = OpaqueBytes::new(vec![0; MAX_E2EE_PAYLOAD_BYTES + 1]);
+    let out = sim.send(
+        a,
+        ClientMessage::E2eeBroadcast(E2eeBroadcast { payload: big }),
+    );
+    assert_refused(&out, a, ErrorCode::FieldTooLarge);
+    assert!(to(&out, b).is_empty() && to(&out, c).is_empty());
 }
 
 #[test]
