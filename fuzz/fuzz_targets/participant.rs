@@ -173,7 +173,7 @@ impl Sim {
                 sender_index: SenderIndex(sender_index),
                 reason: leave_reason(reason),
             }),
-            Lie::Rekey { seq } => ServerMessage::Rekey(RekeyEvent { seq }),
+            Lie::Rekey { seq } => ServerMessage::Rekey(RekeyEvent { seq, by: Vec::new() }),
             Lie::E2ee { from, payload } => ServerMessage::E2ee(E2eeFrom {
                 from: id(usize::from(from)),
                 payload: OpaqueBytes::new(payload),
@@ -317,7 +317,10 @@ fuzz_target!(|ops: Vec<Op>| {
             }
             Op::Rekey => {
                 sim.seq += 1;
-                let msg = ServerMessage::Rekey(RekeyEvent { seq: sim.seq });
+                let msg = ServerMessage::Rekey(RekeyEvent {
+                    seq: sim.seq,
+                    by: Vec::new(),
+                });
                 sim.broadcast(&msg, N);
             }
             Op::Deliver { n, i } => {

@@ -162,7 +162,8 @@ class Relay {
     } else if (msg.type === 'rekey') {
       this.rekeys++;
       const seq = ++this.seq;
-      for (const p of this.present) this.deliver(p, { v: 1, type: 'rekey', seq });
+      // The point names who asked: a member's request is a ratchet, the committer's a fresh epoch.
+      for (const p of this.present) this.deliver(p, { v: 1, type: 'rekey', seq, by: [from.name] });
     }
   }
 

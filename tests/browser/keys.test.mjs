@@ -35,7 +35,7 @@ await t.run(async () => {
   check('(c) members decrypt the new epoch', r.leave.bob.ok && r.leave.dave.ok, { bob: r.leave.bob, dave: r.leave.dave });
   check('(c) the leaver cannot (unknown_kid or auth_failed)', !r.leave.carol.ok && ['unknown_kid', 'auth_failed'].includes(r.leave.carol.reason),
     { carol: r.leave.carol, carolEpoch: r.leave.carolEpoch });
-  check('usage limit -> rekey request -> fresh epoch 6, same code, leaver still out', r.rekey.requests === 1 && r.rekey.settled && r.rekey.sameCode && r.rekey.bob.ok && !r.rekey.carol.ok, r.rekey);
+  check('bob\'s usage limit -> rekey request -> epoch 6 (a ratchet: bob is not the committer), same code, leaver still out', r.rekey.requests === 1 && r.rekey.settled && r.rekey.sameCode && r.rekey.bob.ok && !r.rekey.carol.ok, r.rekey);
   const v = await page.evaluate(() => window.keys.ghosts(true));
   check('(e) vouched: both honest members refuse the ghost (missing_attestation) and the forger (bad_attestation)',
     ['alice', 'bob'].every((n) => JSON.stringify(v.refused[n]) === JSON.stringify(['forger:bad_attestation', 'ghost:missing_attestation'])), v.refused);

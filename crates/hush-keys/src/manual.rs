@@ -13,7 +13,10 @@
 //! asks ([`crate::Output::RequestRekey`]) and the relay puts a rekey point in the log. A
 //! rotation that the committer started on its own could cross a join in flight, and members
 //! would then ratchet different secrets; putting every epoch change in one order removes that
-//! race (this is what MLS does with its delivery service).
+//! race (this is what MLS does with its delivery service). The point names who asked
+//! ([`crate::Change::RekeyRequested`]): the committer's asking makes it a fresh epoch (sealed to
+//! every member); anyone else's a ratchet, which needs no envelope, so no member can make the
+//! committer fan out envelopes faster than its own timer and membership changes do.
 //!
 //! ## Who sends what
 //!

@@ -44,8 +44,18 @@ pub enum Change {
     /// A participant was removed by a moderator or the backend.
     Remove(ParticipantId),
     /// A rekey point the relay put in the log, because a member asked for one
-    /// ([`crate::Output::RequestRekey`]): a timer, or a sender near its usage limit.
+    /// ([`crate::Output::RequestRekey`]): a timer, or a sender near its usage limit. Always a
+    /// fresh epoch (what a relay that does not say who asked sends).
     Rekey,
+    /// A rekey point with the participants who asked for it (the relay names them, merged
+    /// requests included). A fresh epoch, drawn by the committer and sealed to every member,
+    /// when the committer is among them; otherwise a **ratchet** (`E_{n+1} = ratchet(E_n)`, as
+    /// on a join): new frame keys and KIDs, so a sender near its usage limit gets fresh
+    /// counters, with no envelope at all. So a member asking for rekeys as fast as the relay
+    /// sequences them (one per second) costs the committer one switch notice each, never a
+    /// fan-out of envelopes; only the committer's own timer (and membership changes) bring
+    /// fresh secrets.
+    RekeyRequested(alloc::vec::Vec<ParticipantId>),
     /// A join the driver refused before the session could see it (its identity key or sender
     /// index could not even be parsed): it changes nothing but keeps the log consecutive. Every
     /// member refuses the same join, so none of them starts an epoch for it.

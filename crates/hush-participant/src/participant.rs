@@ -209,7 +209,11 @@ impl<R: CryptoRng> Participant<R> {
             ServerMessage::Joined(j) => self.on_joined(now, j),
             ServerMessage::ParticipantJoined(p) => self.on_participant_joined(now, p),
             ServerMessage::ParticipantLeft(l) => self.on_participant_left(now, l),
-            ServerMessage::Rekey(r) => self.membership(now, r.seq, Change::Rekey),
+            ServerMessage::Rekey(r) => {
+                // Who asked, as the relay names them; an id that does not parse asked nothing.
+                let by = r.by.iter().filter_map(|p| participant_id(p).ok()).collect();
+                self.membership(now, r.seq, Change::RekeyRequested(by))
+            }
             ServerMessage::E2ee(e) => {
                 let from = participant_id(&e.from)?;
                 let bytes = e.payload.as_bytes();

@@ -52,7 +52,7 @@
 //! | `joined` | `you`, `sender_index`, `join_seq`, `room`, `room_instance`, `locked`, `grants`, `participants` (oldest first), `tracks` |
 //! | `participant_joined` | `seq`, `participant` {`id`, `sender_index`, `join_seq`, `identity_key`, `attestation`?, `grants`} |
 //! | `participant_left` | `seq`, `participant`, `sender_index`, `reason` (`left`, `disconnected`, `removed`, `replaced`) |
-//! | `rekey` | `seq` |
+//! | `rekey` | `seq`, `by` (who asked) |
 //! | `track_published` | `track`, `participant`, `sender_index`, `source` |
 //! | `track_unpublished` | `track`, `participant`, `source` |
 //! | `offer` / `answer` / `candidate` | as from the client |

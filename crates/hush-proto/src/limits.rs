@@ -42,6 +42,10 @@ pub const MAX_ATTESTATION_BYTES: usize = 2048;
 /// Largest human-readable `message` of an `error`.
 pub const MAX_ERROR_MESSAGE_BYTES: usize = 512;
 
+/// The most participants a `rekey` event names as having asked for it (`by`): one per member
+/// of the largest room a relay may be configured for.
+pub const MAX_REKEY_REQUESTERS: usize = 1024;
+
 /// Most entries in an `e2ee_stats` report's `dropped` map (there are 11 known reasons).
 pub const MAX_E2EE_STATS_REASONS: usize = 16;
 

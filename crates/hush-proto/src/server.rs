@@ -8,7 +8,7 @@ use crate::error::ErrorCode;
 use crate::ids::{ParticipantId, RoomId, RoomInstance, SenderIndex, Source, TrackId};
 use crate::limits::{
     MAX_ATTESTATION_BYTES, MAX_E2EE_PAYLOAD_BYTES, MAX_ERROR_MESSAGE_BYTES, MAX_IDENTITY_KEY_BYTES,
-    MAX_MESSAGE_BYTES,
+    MAX_MESSAGE_BYTES, MAX_REKEY_REQUESTERS,
 };
 use crate::message::{
     self, DecodeError, FieldTooLarge, PROTOCOL_VERSION, truncate_at_char_boundary,
@@ -146,8 +146,8 @@ impl ServerMessage {
             Self::Error(e) => {
                 FieldTooLarge::check("message", e.message.len(), MAX_ERROR_MESSAGE_BYTES)
             }
+            Self::Rekey(r) => FieldTooLarge::check("by", r.by.len(), MAX_REKEY_REQUESTERS),
             Self::ParticipantLeft(_)
-            | Self::Rekey(_)
             | Self::TrackPublished(_)
             | Self::TrackUnpublished(_)
             | Self::KeyframeRequest(_)
@@ -254,11 +254,17 @@ pub struct ParticipantLeft {
 }
 
 /// `rekey` from the relay: a rekey point in the membership log.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RekeyEvent {
     /// The room's membership sequence number of this event (the same counter as joins and
     /// leaves; the new epoch's number).
     pub seq: u64,
+    /// Who asked for it (the requests merged into this point, each named once, in order). The
+    /// key layer draws a fresh epoch only when the committer asked; a point only other members
+    /// asked for is a ratchet, which costs no envelopes (hush-keys `Change::RekeyRequested`).
+    /// At most [`MAX_REKEY_REQUESTERS`] entries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub by: Vec<ParticipantId>,
 }
 
 /// Why a participant left.

@@ -114,7 +114,10 @@ fn every_server_message() -> Vec<ServerMessage> {
             sender_index: SenderIndex(3),
             reason: LeaveReason::Removed,
         }),
-        ServerMessage::Rekey(RekeyEvent { seq: 8 }),
+        ServerMessage::Rekey(RekeyEvent {
+            seq: 8,
+            by: vec![pid("alice")],
+        }),
         ServerMessage::TrackPublished(TrackInfo {
             track: TrackId(1),
             participant: pid("bob"),
@@ -234,7 +237,11 @@ fn rekey_has_an_optional_reason() {
         assert_eq!(refused(text), ErrorCode::MalformedMessage, "{text}");
     }
     // The relay's event carries the sequence number only.
-    let text = ServerMessage::Rekey(RekeyEvent { seq: 12 }).encode();
+    let text = ServerMessage::Rekey(RekeyEvent {
+        seq: 12,
+        by: Vec::new(),
+    })
+    .encode();
     assert_eq!(text, r#"{"v":1,"type":"rekey","seq":12}"#);
     assert!(ServerMessage::decode(r#"{"v":1,"type":"rekey"}"#).is_err());
 }

@@ -386,10 +386,18 @@ impl Room {
         self.depart(name, LeaveReason::Left);
     }
 
-    /// The relay puts a rekey point in the log.
+    /// The relay puts a rekey point in the log that the committer (the earliest member)
+    /// asked for: a fresh epoch.
     pub fn rekey(&mut self) {
+        let committer = self.announced.first().map(|a| a.name.clone());
+        self.rekey_asked_by(committer.as_deref().into_iter());
+    }
+
+    /// The relay puts a rekey point in the log naming `by` as who asked.
+    pub fn rekey_asked_by<'a>(&mut self, by: impl Iterator<Item = &'a str>) {
         self.seq += 1;
-        let ev = ServerMessage::Rekey(RekeyEvent { seq: self.seq });
+        let by = by.map(pid).collect();
+        let ev = ServerMessage::Rekey(RekeyEvent { seq: self.seq, by });
         self.broadcast(&ev);
         self.pump();
     }
@@ -556,7 +564,8 @@ impl Room {
             }
             ClientMessage::Rekey(_) => {
                 self.seq += 1;
-                let ev = ServerMessage::Rekey(RekeyEvent { seq: self.seq });
+                let by = vec![pid(from)];
+                let ev = ServerMessage::Rekey(RekeyEvent { seq: self.seq, by });
                 self.broadcast(&ev);
             }
             _ => {}

@@ -438,7 +438,10 @@ mod tests {
             },
             Output::Send {
                 conn,
-                message: ServerMessage::Rekey(RekeyEvent { seq: 4 }),
+                message: ServerMessage::Rekey(RekeyEvent {
+                    seq: 4,
+                    by: Vec::new(),
+                }),
             },
             Output::RequestKeyframe {
                 publisher: conn,

@@ -28,7 +28,8 @@ pub struct RelayConfig {
     pub closed_room_retention: Duration,
     /// How long a connection may wait before sending `join`.
     pub join_timeout: Duration,
-    /// Messages per connection.
+    /// Messages per connection, key-exchange messages aside (see
+    /// [`RelayConfig::key_message_rate`]).
     pub message_rate: RateLimit,
     /// Messages dropped in a row for the rate limit before the connection is closed.
     pub max_rate_strikes: u32,
@@ -41,6 +42,23 @@ pub struct RelayConfig {
     /// The shortest time between two counted `e2ee_stats` reports of one connection; reports
     /// in between are dropped silently (and counted).
     pub e2ee_stats_interval: Duration,
+}
+
+impl RelayConfig {
+    /// Key-exchange messages (`e2ee`, `e2ee_broadcast`) per connection: their own bucket, sized
+    /// by the room, so that a committer's fan-out is never starved by, nor starves, the rest.
+    /// A committer of a full room sends one envelope per other member for a fresh epoch and one
+    /// switch notice; on a membership change also one commit and one reveal: up to
+    /// `max_participants + 3` at once. The bucket holds four times the room and refills two
+    /// rooms' worth per second (a fresh epoch or two per second, which only the committer's own
+    /// timer and membership changes cause: other members' rekey requests are ratchets).
+    pub fn key_message_rate(&self) -> RateLimit {
+        let room = self.max_participants_per_room.max(1);
+        RateLimit {
+            burst: room.saturating_mul(4),
+            per_second: room.saturating_mul(2),
+        }
+    }
 }
 
 impl Default for RelayConfig {

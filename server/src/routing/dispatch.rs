@@ -189,8 +189,11 @@ impl Relay {
             ClientMessage::KeyframeRequest(t) => self.keyframe_request(now, conn, t.track)?,
             ClientMessage::Rekey(_) => {
                 // Any member may ask (the committer's timer, a sender near its usage limit);
-                // the reason is informational and goes nowhere.
-                room.request_rekey(now, self.config.rekey_interval, &mut self.out);
+                // the point names who asked, and only the committer's asking makes members
+                // draw a fresh epoch (the rest ratchet, with no envelopes), so a member asking
+                // every second costs the committer one switch notice per second, not a fan-out.
+                // The reason is informational and goes nowhere.
+                room.request_rekey(now, self.config.rekey_interval, &me, &mut self.out);
             }
             ClientMessage::ForceDisconnect(f) => {
                 moderator(&grants)?;

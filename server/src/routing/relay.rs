@@ -39,6 +39,8 @@ pub struct Relay {
 pub(super) struct Conn {
     opened: Instant,
     bucket: TokenBucket,
+    /// Key-exchange messages' own bucket ([`RelayConfig::key_message_rate`]).
+    key_bucket: TokenBucket,
     strikes: u32,
     /// The room it joined, once it has.
     pub(super) room: Option<RoomId>,
@@ -124,6 +126,7 @@ impl Relay {
         let conn = Conn {
             opened: now.instant,
             bucket: TokenBucket::new(self.config.message_rate, now.instant),
+            key_bucket: TokenBucket::new(self.config.key_message_rate(), now.instant),
             strikes: 0,
             room: None,
             e2ee_stats: E2eeStatsState::default(),
@@ -134,10 +137,14 @@ impl Relay {
 
     /// A text message from a connection: rate limited, decoded, then handled.
     pub fn handle_text(&mut self, now: Now, conn: ConnId, text: &str) {
-        if !self.take_rate_token(now.instant, conn) {
+        // Decoded first (bounded by the message size limit) to charge the right bucket; input
+        // that does not decode is charged to the general one.
+        let decoded = ClientMessage::decode(text);
+        let keys = decoded.as_ref().is_ok_and(is_key_message);
+        if !self.take_rate_token(now.instant, conn, keys) {
             return;
         }
-        match ClientMessage::decode(text) {
+        match decoded {
             Ok(message) => self.dispatch(now, conn, message),
             Err(err) => {
                 let refusal_text = err.client_message();
@@ -149,7 +156,7 @@ impl Relay {
     /// A message already decoded (by an in-process client): rate limited and size checked like
     /// text, then handled.
     pub fn handle_message(&mut self, now: Now, conn: ConnId, message: ClientMessage) {
-        if !self.take_rate_token(now.instant, conn) {
+        if !self.take_rate_token(now.instant, conn, is_key_message(&message)) {
             return;
         }
         match message.check_limits() {
@@ -301,13 +308,19 @@ impl Relay {
         conn.opened.checked_add(self.config.join_timeout)
     }
 
-    /// Takes a message token from the connection's bucket. Dropped messages are answered with
-    /// one `rate_limited` error per burst; too many in a row close the connection.
-    fn take_rate_token(&mut self, now: Instant, conn: ConnId) -> bool {
+    /// Takes a message token from the connection's bucket (the key-message bucket for `keys`).
+    /// Dropped messages are answered with one `rate_limited` error per burst; too many in a row
+    /// close the connection.
+    fn take_rate_token(&mut self, now: Instant, conn: ConnId, keys: bool) -> bool {
         let Some(c) = self.conns.get_mut(&conn) else {
             return false; // closed already: late input is ignored
         };
-        if c.bucket.try_take(now) {
+        let bucket = if keys {
+            &mut c.key_bucket
+        } else {
+            &mut c.bucket
+        };
+        if bucket.try_take(now) {
             c.strikes = 0;
             return true;
         }
@@ -390,4 +403,12 @@ impl Relay {
             self.out.push(Output::Audit(audit));
         }
     }
+}
+
+/// Key-exchange messages, which have their own rate-limit bucket.
+fn is_key_message(message: &ClientMessage) -> bool {
+    matches!(
+        message,
+        ClientMessage::E2ee(_) | ClientMessage::E2eeBroadcast(_)
+    )
 }

@@ -58,6 +58,8 @@ pub(super) struct Room {
     pub(super) empty_since: Option<Instant>,
     /// Rekey requests: at most one rekey point per interval, the rest merged.
     pub(super) rekey: MergeGate,
+    /// Who asked for the pending rekey point (each once, oldest first).
+    rekey_by: Vec<ParticipantId>,
 }
 
 impl Room {
@@ -80,6 +82,7 @@ impl Room {
             closed_at: None,
             empty_since: Some(now),
             rekey: MergeGate::default(),
+            rekey_by: Vec::new(),
         }
     }
 
@@ -342,7 +345,17 @@ impl Room {
 
     /// A member asks for a rekey: a rekey point now, or merged into the one due at the end of
     /// the interval.
-    pub(super) fn request_rekey(&mut self, now: Instant, interval: Duration, out: &mut Outbox) {
+    pub(super) fn request_rekey(
+        &mut self,
+        now: Instant,
+        interval: Duration,
+        by: &ParticipantId,
+        out: &mut Outbox,
+    ) {
+        // Bounded by the room: only members ask, each named once.
+        if !self.rekey_by.contains(by) {
+            self.rekey_by.push(by.clone());
+        }
         if self.rekey.request(now, interval) {
             self.place_rekey(out);
         }
@@ -359,11 +372,12 @@ impl Room {
     /// With nobody left to tell (everyone left while it was pending) the point is dropped; the
     /// next newcomer's join is a new epoch anyway.
     fn place_rekey(&mut self, out: &mut Outbox) {
+        let by = core::mem::take(&mut self.rekey_by);
         if self.members.is_empty() || self.closed_at.is_some() {
             return;
         }
         self.seq += 1;
-        let event = ServerMessage::Rekey(RekeyEvent { seq: self.seq });
+        let event = ServerMessage::Rekey(RekeyEvent { seq: self.seq, by });
         self.broadcast(out, None, &event);
         out.push(Output::Audit(Audit::Rekey {
             room: self.id.clone(),

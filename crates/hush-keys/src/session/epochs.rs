@@ -61,6 +61,23 @@ impl<R: CryptoRng> Session<R> {
         }
     }
 
+    /// A rekey point only other members asked for: everyone ratchets from the head, with no
+    /// envelope (see [`crate::Change::RekeyRequested`]).
+    pub(super) fn ratchet_epoch(&mut self, now: Instant, epoch: u64) {
+        if let KeyMode::SharedSecret(_) = self.cfg.mode {
+            // Shared-secret mode ratchets on every event anyway.
+            return self.new_epoch(now, epoch, Reason::Rekey, None);
+        }
+        let Some(next) = self
+            .head
+            .and_then(|h| self.epochs.get(&h))
+            .map(|st| st.secret.ratchet())
+        else {
+            return;
+        };
+        self.install(now, epoch, next, false);
+    }
+
     /// Committer: draws a fresh secret and sends it to every other member.
     pub(super) fn fresh_epoch(&mut self, now: Instant, epoch: u64, reason: Reason) {
         let secret = EpochSecret::random(&mut self.rng);

@@ -229,6 +229,16 @@ impl<R: CryptoRng> Session<R> {
             Change::Leave(pid) => self.on_leave(now, seq, &pid, Reason::Leave),
             Change::Remove(pid) => self.on_leave(now, seq, &pid, Reason::Removal),
             Change::Rekey => self.new_epoch(now, seq, Reason::Rekey, None),
+            Change::RekeyRequested(by) => {
+                let fresh = self
+                    .committer()
+                    .is_some_and(|c| by.contains(&c.participant));
+                if fresh {
+                    self.new_epoch(now, seq, Reason::Rekey, None);
+                } else {
+                    self.ratchet_epoch(now, seq);
+                }
+            }
             Change::Refused(_) => {}
         }
         self.early_envelopes

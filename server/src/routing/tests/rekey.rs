@@ -31,7 +31,7 @@ fn rekeys(out: &[Output]) -> Vec<(ConnId, u64)> {
         .filter_map(|o| match o {
             Output::Send {
                 conn,
-                message: ServerMessage::Rekey(RekeyEvent { seq }),
+                message: ServerMessage::Rekey(RekeyEvent { seq, .. }),
             } => Some((*conn, *seq)),
             _ => None,
         })
@@ -91,10 +91,76 @@ fn rekeys_are_merged_to_one_per_interval_and_keep_their_place_among_joins() {
     assert!(rekeys(&sim.advance(Duration::from_millis(799))).is_empty());
     let out = sim.advance(Duration::from_millis(1));
     assert_eq!(rekeys(&out), [(a, 5), (b, 5), (c, 5)], "one, to all three");
+    // It names everyone who asked, once each, in order.
+    assert_eq!(requesters(&out), vec![vec![pid("a"), pid("b")]; 3]);
     // Only one: the merged requests do not trickle out later.
     assert!(rekeys(&sim.advance(Duration::from_secs(10))).is_empty());
-    // Once the interval has passed, a request is placed at once again.
-    assert_eq!(rekeys(&sim.send(c, rekey())), [(a, 6), (b, 6), (c, 6)]);
+    // Once the interval has passed, a request is placed at once again, naming only its asker.
+    let out = sim.send(c, rekey());
+    assert_eq!(rekeys(&out), [(a, 6), (b, 6), (c, 6)]);
+    assert_eq!(requesters(&out), vec![vec![pid("c")]; 3]);
+}
+
+/// The `by` of every rekey point sent.
+fn requesters(out: &[Output]) -> Vec<Vec<ParticipantId>> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Send {
+                message: ServerMessage::Rekey(r),
+                ..
+            } => Some(r.by.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A committer of a full room fans out an envelope per member, a switch notice, a commit and a
+/// reveal at once, while a member spams other messages: key messages have their own bucket, so
+/// neither starves the other and the committer is never closed for its fan-out.
+#[test]
+fn key_messages_have_their_own_budget_sized_by_the_room() {
+    let config = RelayConfig::default();
+    let room = config.max_participants_per_room as usize;
+    let mut sim = Sim::with_config(config.clone());
+    let [a, b] = sim.join_all("r", ["a", "b"]);
+    let envelope = || {
+        ClientMessage::E2ee(hush_proto::E2eeTo {
+            to: pid("b"),
+            payload: hush_proto::OpaqueBytes::new(vec![1; 99]),
+        })
+    };
+    // Two membership changes of a full room at once (each: an envelope per member, then a
+    // switch notice, a commit and a reveal), more than the general bucket holds: all delivered.
+    for i in 0..2 * (room + 3) {
+        let out = sim.send(a, envelope());
+        assert_eq!(to(&out, b).len(), 1, "key message {i} delivered");
+    }
+    // The general budget is untouched by them: pings are answered.
+    let out = sim.send(a, ClientMessage::Ping(hush_proto::Ping { seq: 1 }));
+    assert_eq!(to(&out, a).len(), 1);
+    // And spending the general budget does not stop key messages.
+    let mut limited = false;
+    for _ in 0..=config.message_rate.burst {
+        let out = sim.send(b, ClientMessage::Ping(hush_proto::Ping { seq: 2 }));
+        limited |= matches!(to(&out, b).as_slice(),
+            [ServerMessage::Error(e)] if e.code == ErrorCode::RateLimited);
+    }
+    assert!(limited, "b spent its general budget");
+    let out = sim.send(
+        b,
+        ClientMessage::E2ee(hush_proto::E2eeTo {
+            to: pid("a"),
+            payload: hush_proto::OpaqueBytes::new(vec![2; 30]),
+        }),
+    );
+    assert_eq!(to(&out, a).len(), 1, "b's ack still goes through");
+    // The key bucket is bounded too: a flood of key messages is limited like any other.
+    let burst = config.key_message_rate().burst as usize;
+    let mut delivered = 0;
+    for _ in 0..burst * 2 {
+        delivered += to(&sim.send(a, envelope()), b).len();
+    }
+    assert!(delivered < burst * 2, "{delivered}");
 }
 
 #[test]
