@@ -197,17 +197,18 @@ const MIDDLE = {
  * 'wrong'); `codec` is the video MIME type to negotiate; `middle` ('tamper' | 'replay') puts a
  * step after the sender's encryption (the sender then uses the legacy encoded streams);
  * `rotateAt` (ms) switches the sender to KID 2 mid-call, with the receiver holding both KIDs;
- * `worker` is passed to both Workers' init.
+ * `worker` is passed to both Workers' init. The receiver's transforms are attached for
+ * participant `pc1`; `recvOwner` is the participant its keys are bound to (`pc1`: the sender).
  */
-async function call({ recvKey = 'same', codec = 'video/VP8', seconds = 5, middle = null, rotateAt = null, worker = {} } = {}) {
+async function call({ recvKey = 'same', codec = 'video/VP8', seconds = 5, middle = null, rotateAt = null, worker = {}, recvOwner = 'pc1' } = {}) {
   const key = new Uint8Array(16).fill(7);
   const key2 = new Uint8Array(16).fill(6);
   const wrong = new Uint8Array(16).fill(8);
   const w1 = await startWorker(worker);
   const w2 = await startWorker(worker);
   await ask(w1, { kind: 'setSendKey', kid: 1n, key }, 'ack');
-  await ask(w2, { kind: 'addRecvKey', kid: 1n, key: recvKey === 'same' ? key : wrong }, 'ack');
-  if (rotateAt !== null) await ask(w2, { kind: 'addRecvKey', kid: 2n, key: key2 }, 'ack');
+  await ask(w2, { kind: 'addRecvKey', kid: 1n, key: recvKey === 'same' ? key : wrong, participant: recvOwner }, 'ack');
+  if (rotateAt !== null) await ask(w2, { kind: 'addRecvKey', kid: 2n, key: key2, participant: recvOwner }, 'ack');
 
   const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
   const pc1 = new RTCPeerConnection({ encodedInsertableStreams: middle !== null });
@@ -303,7 +304,7 @@ async function peer({ sendKid, recvKid }) {
   const key = new Uint8Array(16).fill(7);
   const w = await startWorker();
   await ask(w, { kind: 'setSendKey', kid: BigInt(sendKid), key }, 'ack');
-  await ask(w, { kind: 'addRecvKey', kid: BigInt(recvKid), key }, 'ack');
+  await ask(w, { kind: 'addRecvKey', kid: BigInt(recvKid), key, participant: 'remote' }, 'ack');
   const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
   const pc = new RTCPeerConnection();
   const attached = new Set();

@@ -36,6 +36,8 @@ class Member {
     this.relay = relay;
     this.name = name;
     this.events = [];
+    /** `decryptFailure` events of the Worker's receive transforms. */
+    this.failures = [];
     this.pending = null;
     this.worker = new Worker('./keys.worker.js', { type: 'module' });
     this.worker.onmessage = (e) => this.onMessage(e.data);
@@ -45,6 +47,7 @@ class Member {
     switch (m.kind) {
       case 'relaySend': this.relay.fromClient(this, m.message); return;
       case 'keyEvent': this.events.push(m.event); return;
+      case 'decryptFailure': this.failures.push(m); return;
       default:
         if (this.pending && this.pending.kind === m.kind) { const p = this.pending; this.pending = null; p.resolve(m); }
         else if (m.kind === 'error') this.events.push({ type: 'workerError', detail: m });
@@ -76,10 +79,39 @@ class Member {
   }
   errors() { return this.events.filter((e) => e.type === 'error').map((e) => e.reason); }
 
-  async seal(text) {
-    const r = await this.ask({ kind: 'testSeal', context: 0, data: new TextEncoder().encode(text) }, 'testSealed');
+  async seal(text, layout = 0) {
+    const r = await this.ask({ kind: 'testSeal', context: 0, layout, data: new TextEncoder().encode(text) }, 'testSealed');
     if (!r.frame) throw new Error(`${this.name}: ${r.reason}`);
     return r;
+  }
+
+  /** Starts a receive transform in this Worker: for `participant`, or (undefined) the legacy kind. */
+  async track(id, participant) {
+    await this.ask({ kind: 'testTrack', id, participant }, 'testTrackAck');
+  }
+
+  /** The Worker's stats of transform `id`. */
+  async trackStats(id) {
+    return (await this.ask({ kind: 'stats' }, 'stats')).transforms.find((t) => t.id === id);
+  }
+
+  /** Feeds `frames` to transform `id`; resolves (bounded) with its stats once it handled them. */
+  async feed(id, frames) {
+    const before = (await this.trackStats(id))?.frames ?? 0;
+    await this.ask({ kind: 'testFeed', id, frames }, 'testFed');
+    const until = performance.now() + 3000;
+    for (;;) {
+      const s = await this.trackStats(id);
+      const handled = s ? s.ok + Object.values(s.dropped).reduce((a, b) => a + b, 0) : 0;
+      if ((s && s.frames >= before + frames.length && handled >= s.frames) || performance.now() > until) return s;
+      await sleep(20);
+    }
+  }
+
+  /** What transform `id` let through so far, as text (padding trimmed). */
+  async taken(id) {
+    const r = await this.ask({ kind: 'testTaken', id }, 'testTook');
+    return r.frames.map((f) => new TextDecoder().decode(f).trim());
   }
 
   async open(frame) {
@@ -208,6 +240,8 @@ async function run() {
     }
   }
 
+  out.attribution = await attribution(relay);
+
   // (d) a malformed e2ee payload (and a non-base64 one) is refused with a reason, changes nothing.
   const bob = relay.all.get('bob');
   const before = { epoch: bob.switched, code: bob.code, events: bob.events.length };
@@ -248,6 +282,40 @@ async function run() {
 
   out.errors = Object.fromEntries([...relay.all.values()].map((m) => [m.name, m.errors()]));
   for (const m of relay.all.values()) m.worker.terminate();
+  return out;
+}
+
+/**
+ * Frames on tracks, through bob's real receive transforms (the Worker's own attach path, audio
+ * frames, Opus layout; the large ones through WebCrypto). The relay records alice's frames and
+ * (h) puts them on the track it says is carol's, then (i) replays them on a second track of
+ * alice's. Also: carol's own frames on carol's track, alice's on alice's, fresh frames on the new
+ * track, and a track attached without a participant (the legacy path).
+ */
+async function attribution(relay) {
+  const [alice, bob, carol] = ['alice', 'bob', 'carol'].map((n) => relay.all.get(n));
+  // `n` frames of `who`, every other one large (WebCrypto path on the receiving side).
+  const frames = async (who, tag, n) => {
+    const out = [];
+    for (let i = 0; i < n; i++) out.push((await who.seal(`${tag} ${i}`.padEnd(i % 2 ? 1500 : 40), 1)).frame);
+    return out;
+  };
+  const recorded = await frames(alice, 'alice', 4);
+  const carols = await frames(carol, 'carol', 2);
+  const out = {};
+  await bob.track('as-carol', 'carol');
+  await bob.track('as-alice', 'alice');
+  out.onCarol = await bob.feed('as-carol', recorded);
+  out.carolOwn = await bob.feed('as-carol', carols);
+  out.carolTaken = await bob.taken('as-carol');
+  out.onAlice = await bob.feed('as-alice', recorded);
+  await bob.track('as-alice-2', 'alice');
+  out.replayed = await bob.feed('as-alice-2', recorded);
+  out.fresh = await bob.feed('as-alice-2', await frames(alice, 'alice fresh', 2));
+  out.alice2Taken = await bob.taken('as-alice-2');
+  await bob.track('legacy');
+  out.legacy = await bob.feed('legacy', [...await frames(alice, 'alice legacy', 1), ...await frames(carol, 'carol legacy', 1)]);
+  out.failures = bob.failures.map(({ id, participant, reason, total }) => ({ id, participant, reason, total }));
   return out;
 }
 

@@ -9,7 +9,11 @@
 // members keep one code and read each other; (f) the same ghosts against members that opted
 // out (insecureUnvouchedMembers) are admitted and read the call: the attack vouching closes.
 // (g) a Worker refuses to start the exchange without a backend key (or the opt-out), and
-// refuses a key of the wrong length or one that is no valid Ed25519 key.
+// refuses a key of the wrong length or one that is no valid Ed25519 key. Through a member's real
+// receive transforms: (h) another member's frames on the track the relay says is carol's are
+// refused as wrong_sender, counted and reported, while carol's own decrypt; (i) alice's frames,
+// accepted on one of her tracks, replayed by the relay on a new track of hers are refused as
+// replayed (one replay window per KID for the whole Worker).
 // Run by `cargo xtask test` (after `cargo xtask web`) as: node tests/browser/keys.test.mjs
 import { openFromRoot, suite } from './harness.mjs';
 
@@ -26,6 +30,25 @@ await t.run(async () => {
     { epochs: r.epochs, installed: r.installed });
   check('(a) one safety code for all, 25 digits in groups of five', same(r.codes) && /^\d{5}( \d{5}){4}$/.test(r.codes[0] ?? ''), r.codes);
   check('(b) 12 of 12 cross-member frames decrypt', r.frames.length === 12 && r.frames.every((f) => f.ok), r.frames);
+  const at = r.attribution;
+  const drops = (s) => Object.values(s?.dropped ?? {}).reduce((a, b) => a + b, 0);
+  check('(h) alice\'s frames on carol\'s track: all 4 dropped as wrong_sender, none decrypted',
+    at.onCarol?.frames === 4 && at.onCarol.ok === 0 && at.onCarol.dropped.wrong_sender === 4 && drops(at.onCarol) === 4, at.onCarol);
+  check('(h) ... reported: a decryptFailure event for carol\'s track, reason wrong_sender',
+    at.failures.some((f) => f.id === 'as-carol' && f.participant === 'carol' && f.reason === 'wrong_sender' && f.total === 1), at.failures);
+  check('(h) ... carol\'s own frames decrypt on her track',
+    at.carolOwn?.ok === 2 && drops(at.carolOwn) === 4 && JSON.stringify(at.carolTaken) === JSON.stringify(['carol 0', 'carol 1']),
+    { stats: at.carolOwn, taken: at.carolTaken });
+  check('(h) ... and alice\'s on hers (wasm and WebCrypto paths)',
+    at.onAlice?.ok === 4 && drops(at.onAlice) === 0 && at.onAlice.host === 2, at.onAlice);
+  check('(i) alice\'s recorded frames replayed on a new track of hers: all 4 dropped as replayed',
+    at.replayed?.frames === 4 && at.replayed.ok === 0 && at.replayed.dropped.replayed === 4 && drops(at.replayed) === 4, at.replayed);
+  check('(i) ... reported, and her fresh frames decrypt on the new track',
+    at.failures.some((f) => f.id === 'as-alice-2' && f.reason === 'replayed') && at.fresh?.ok === 2
+      && JSON.stringify(at.alice2Taken) === JSON.stringify(['alice fresh 0', 'alice fresh 1']),
+    { stats: at.fresh, taken: at.alice2Taken, failures: at.failures });
+  check('legacy track (no participant): opens every sender\'s frames',
+    at.legacy?.ok === 2 && drops(at.legacy) === 0, at.legacy);
   check('(d) malformed payloads refused with reasons', JSON.stringify(r.malformed.refusals) === JSON.stringify(['malformed', 'malformed_event', 'unsupported_version']),
     r.malformed.refusals);
   check('(d) ... and nothing changed', r.malformed.others.length === 0 && r.malformed.epochAfter === r.malformed.before.epoch

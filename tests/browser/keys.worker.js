@@ -1,10 +1,15 @@
-// Test wrapper around the real Hush Worker (web/dist/worker.js): the same module, plus three
-// test-only messages that reach the Worker's key ring the way the encoded transforms do, so
-// the page can check which frames each member's keys open without a full WebRTC call.
+// Test wrapper around the real Hush Worker (web/dist/worker.js): the same module, plus test-only
+// messages that reach the Worker's key ring and its receive transforms the way the browser
+// does, so the page can check which frames each member's keys open without a full WebRTC call.
 //   testStream {context}      -> keyRing.streamStarted(context) (what a send transform does)
 //   testUsageLimit {context}  -> keyRing.usageLimitNear(context) (an encryptor past half its budget)
-//   testSeal {context, data}  -> {kind:'testSealed', frame, kid} with the context's send key
+//   testSeal {context, data, layout?} -> {kind:'testSealed', frame, kid} with the context's send key
 //   testOpen {frame}          -> {kind:'testOpened', data?, reason?} with every receive key
+//   testTrack {id, participant?} -> a receive transform (kind audio) started through the
+//                                   Worker's own legacy-streams entry, as a page's
+//                                   createEncodedStreams would: {kind:'testTrackAck'}
+//   testFeed {id, frames}     -> the frames enter that transform, in order: {kind:'testFed'}
+//   testTaken {id}            -> {kind:'testTook', frames}: what the transform let through so far
 import '/web/dist/worker.js';
 import { keyRing } from '/web/dist/keyring.js';
 import { Receiver, Sender } from '/web/wasm/hush_wasm.js';
@@ -13,6 +18,8 @@ const SUITE = 4;
 const realHandler = self.onmessage;
 /** One encryptor per KID, so counters never repeat under a key. */
 const senders = new Map();
+/** Test receive transforms by id: where frames go in, what came out. */
+const tracks = new Map();
 
 self.onmessage = (event) => {
   const m = event.data;
@@ -30,17 +37,39 @@ self.onmessage = (event) => {
       if (!k) { self.postMessage({ kind: 'testSealed', reason: 'no_key' }); return; }
       let s = senders.get(k.kid);
       if (!s) { s = new Sender(SUITE, k.kid, k.key); senders.set(k.kid, s); }
-      self.postMessage({ kind: 'testSealed', frame: s.encrypt(0, m.data), kid: k.kid });
+      self.postMessage({ kind: 'testSealed', frame: s.encrypt(m.layout ?? 0, m.data), kid: k.kid });
       return;
     }
     case 'testOpen': {
       const r = new Receiver(SUITE);
-      for (const [kid, key] of keyRing.recvKeys()) r.addKey(kid, key);
+      // The ring's entries: a key, or (with attribution) a key and its owner.
+      for (const [kid, k] of keyRing.recvKeys()) r.addKey(kid, k instanceof Uint8Array ? k : k.key);
       const data = r.decrypt(0, m.frame);
       self.postMessage({ kind: 'testOpened', data, reason: data ? undefined : r.lastError() });
       r.free();
       return;
     }
+    case 'testTrack': {
+      let input;
+      const readable = new ReadableStream({ start(c) { input = c; } });
+      const out = [];
+      const writable = new WritableStream({ write(frame) { out.push(new Uint8Array(frame.data)); } });
+      tracks.set(m.id, { input, out });
+      const options = { side: 'recv', kind: 'audio', id: m.id, ...(m.participant !== undefined ? { participant: m.participant } : {}) };
+      realHandler.call(self, new MessageEvent('message', { data: { readable, writable, options } }));
+      self.postMessage({ kind: 'testTrackAck' });
+      return;
+    }
+    case 'testFeed': {
+      const t = tracks.get(m.id);
+      // A frame as the transform sees one: `data` read and replaced (audio: no metadata needed).
+      for (const f of m.frames) t.input.enqueue({ data: f.slice().buffer });
+      self.postMessage({ kind: 'testFed' });
+      return;
+    }
+    case 'testTaken':
+      self.postMessage({ kind: 'testTook', frames: tracks.get(m.id).out.slice() });
+      return;
     default:
       return realHandler.call(self, event);
   }

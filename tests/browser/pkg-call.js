@@ -19,7 +19,8 @@ export async function call(HushE2ee, { wrongKey = false, legacy = false, seconds
   rx.addEventListener('decryptfailure', (e) => failures.push(e.detail));
   for (const ctx of [0, 1]) {
     await tx.setSendKey(BigInt(0x10 | ctx), keyFor(ctx, 1), ctx);
-    await rx.addRecvKey(BigInt(0x10 | ctx), keyFor(ctx, wrongKey ? 101 : 1));
+    // Bound to alice: the receivers attached for her open frames under it.
+    await rx.addRecvKey(BigInt(0x10 | ctx), keyFor(ctx, wrongKey ? 101 : 1), { participant: 'alice' });
   }
   const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
   const pc1 = new RTCPeerConnection(tx.peerConnectionConfig());

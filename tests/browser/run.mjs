@@ -1,7 +1,8 @@
 // Browser tests in real headless Chromium: the RFC 9605 vectors through wasm and through the
 // WebCrypto path, and E2EE calls between two peer connections through the Hush Worker: right
-// key, wrong key, a tampered and a replayed frame (a step after the sender's encryption), a
-// key rotation mid-call, each video codec, and the hybrid (wasm + WebCrypto) frame path.
+// key, wrong key, a key bound to another participant than the track carries, a tampered and a
+// replayed frame (a step after the sender's encryption), a key rotation mid-call, each video
+// codec, and the hybrid (wasm + WebCrypto) frame path.
 // Run by `cargo xtask test` (after the wasm and TypeScript builds) as:
 //   node tests/browser/run.mjs
 // Serves the repository on 127.0.0.1 only, on a free port (harness.mjs).
@@ -39,6 +40,17 @@ await t.run(async () => {
     { framesDecoded: bad.framesDecoded, videoWidth: bad.videoWidth });
   check('call with the wrong key: failures counted as auth_failed',
     (badVideo?.dropped.auth_failed ?? 0) > 10 && badVideo.ok === 0, bad.rx);
+
+  // The receiver's key is bound to another participant (pc0) than the one its tracks are
+  // attached for (pc1): a relay showing pc0's media as pc1's. Nothing opens; every frame is
+  // counted as wrong_sender and reported.
+  const ws = await page.evaluate(() => window.hush.call({ recvOwner: 'pc0', seconds: 3 }));
+  const wsVideo = ws.rx.find((t) => t.kind === 'video');
+  const wsAudio = ws.rx.find((t) => t.kind === 'audio');
+  check('another participant\'s key: nothing decoded, every frame dropped as wrong_sender, events name the track\'s participant',
+    ws.framesDecoded === 0 && [wsVideo, wsAudio].every((t) => t?.ok === 0 && t.frames > 10 && t.dropped.wrong_sender === t.frames)
+      && ws.events.some((e) => e.reason === 'wrong_sender' && e.participant === 'pc1' && e.total === 1),
+    { framesDecoded: ws.framesDecoded, rx: ws.rx, events: ws.events.slice(0, 4) });
 
   const hv = await page.evaluate(() => window.hush.hostVectors());
   check('RFC 9605 vectors through WebCrypto (suites 4, 5: seal and planOpen/commit), host == wasm for every layout',

@@ -213,7 +213,9 @@ function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
  * receiver got 2 to 6 byte-identical copies of one early delta frame, same RTP timestamp,
  * within 20 ms, in about 1 call in 5; see tests/browser/run.mjs). A copy changes nothing
  * (the first one was delivered), so it is counted apart and raises no failure event; any
- * other frame under a seen counter stays `replayed`.
+ * other frame under a seen counter stays `replayed`. The list is this opener's own: when
+ * several openers share one receiver (one per track of a participant, receivers.ts), a copy of
+ * a frame another track decrypted is `replayed`.
  */
 export class HybridOpener {
   /** Frames opened by WebCrypto. */
@@ -228,11 +230,23 @@ export class HybridOpener {
     /** The base key of a KID, for the WebCrypto key (the same key the receiver holds). */
     private readonly baseKey: (kid: bigint) => Uint8Array | undefined,
     private readonly threshold = HOST_AEAD_MIN_BYTES,
+    /**
+     * For a receiver that holds one sender's keys (receivers.ts): whether a KID it has no key
+     * for is another sender's, which makes the drop `wrong_sender` rather than `unknown_kid`.
+     */
+    private readonly othersKey?: (kid: bigint) => boolean,
   ) {}
 
-  /** Why `data` was dropped, after wasm refused it (`fallback` when wasm gives no reason). */
+  /**
+   * Why `data` was dropped, after wasm refused it (`fallback` when wasm gives no reason). Read
+   * at once after the refusing call: the receiver may be shared with other openers.
+   */
   private reason(data: Uint8Array, fallback: DropReason = 'auth_failed'): DropReason {
     const r = (this.receiver.lastError() ?? fallback) as DropReason;
+    if (r === 'unknown_kid' && this.othersKey) {
+      const kid = this.receiver.lastUnknownKid();
+      return kid !== undefined && this.othersKey(kid) ? 'wrong_sender' : r;
+    }
     return r === 'replayed' && this.recent.some((f) => equalBytes(f, data)) ? 'duplicate' : r;
   }
 

@@ -13,14 +13,24 @@ export interface SendKey {
   readonly key: Uint8Array;
 }
 
+/**
+ * A receive key and the participant whose frames it opens: bound by the key exchange (the
+ * member with the KID's sender index) or by the page (`addRecvKey`'s `participant`). No owner:
+ * a key only transforms attached without a participant use (the legacy path, receivers.ts).
+ */
+export interface RecvKey {
+  readonly key: Uint8Array;
+  readonly owner: string | undefined;
+}
+
 /** What the transforms tell key sources, and key sources tell the transforms. */
 export interface KeyRingListener {
   /** A send key was set (or replaced) for `context`; `null` when sending must stop. */
   sendKeyChanged?(context: number, key: SendKey | null): void;
-  /** A receive key was added. */
-  recvKeyAdded?(kid: bigint, key: Uint8Array): void;
+  /** A receive key was added (a KID's key or owner changed: removed, then added). */
+  recvKeyAdded?(kid: bigint, key: Uint8Array, owner: string | undefined): void;
   /** A receive key was removed. */
-  recvKeyRemoved?(kid: bigint): void;
+  recvKeyRemoved?(kid: bigint, owner: string | undefined): void;
   /** A local send transform for `context` started (its first frame is waiting for a key). */
   streamStarted?(context: number): void;
   /** A local send transform for `context` stopped. */
@@ -32,7 +42,7 @@ export interface KeyRingListener {
 /** Send keys per stream context and receive keys per KID, with change notifications. */
 export class KeyRing {
   private readonly send = new Map<number, SendKey>();
-  private readonly recv = new Map<bigint, Uint8Array>();
+  private readonly recv = new Map<bigint, RecvKey>();
   private readonly listeners = new Set<KeyRingListener>();
 
   /** Registers a listener; returns a function that removes it. */
@@ -60,20 +70,40 @@ export class KeyRing {
   }
 
   /** Every receive key, for a receive transform that starts now. */
-  recvKeys(): IterableIterator<[bigint, Uint8Array]> {
+  recvKeys(): IterableIterator<[bigint, RecvKey]> {
     return this.recv.entries();
   }
 
-  /** Adds a receive key (one key per KID: a second add replaces the first). */
-  addRecv(kid: bigint, key: Uint8Array): void {
-    this.recv.set(kid, key);
-    for (const l of this.listeners) l.recvKeyAdded?.(kid, key);
+  /** The receive key of `kid`, if any. */
+  recvKey(kid: bigint): RecvKey | undefined {
+    return this.recv.get(kid);
+  }
+
+  /** Whether `owner` has any receive key. */
+  hasRecvKeysOf(owner: string): boolean {
+    for (const k of this.recv.values()) if (k.owner === owner) return true;
+    return false;
+  }
+
+  /**
+   * Adds the receive key of `kid`, bound to `owner` (one key per KID: a second add replaces the
+   * first). Adding the key a KID already has, for the same owner, changes nothing: the replay
+   * window of that KID goes on.
+   */
+  addRecv(kid: bigint, key: Uint8Array, owner?: string): void {
+    const had = this.recv.get(kid);
+    if (had && had.owner === owner && sameBytes(had.key, key)) return;
+    if (had) this.removeRecv(kid);
+    this.recv.set(kid, { key, owner });
+    for (const l of this.listeners) l.recvKeyAdded?.(kid, key, owner);
   }
 
   /** Removes a receive key. */
   removeRecv(kid: bigint): void {
-    if (!this.recv.delete(kid)) return;
-    for (const l of this.listeners) l.recvKeyRemoved?.(kid);
+    const had = this.recv.get(kid);
+    if (!had) return;
+    this.recv.delete(kid);
+    for (const l of this.listeners) l.recvKeyRemoved?.(kid, had.owner);
   }
 
   /** Called by a send transform when it starts. */
@@ -90,6 +120,15 @@ export class KeyRing {
   usageLimitNear(context: number): void {
     for (const l of this.listeners) l.usageLimitNear?.(context);
   }
+}
+
+/** Whether two keys are equal (constant time in their length). */
+export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d |= a[i] ^ b[i];
+  return d === 0;
 }
 
 /** The Worker's one key ring. */

@@ -14,7 +14,15 @@ export interface TransformOptions {
    * 1 camera, 2 screen, 3 screen audio). Default 0 for audio, 1 for video.
    */
   context?: number;
-  /** Receive side: the remote participant id, if known (reported in stats and events). */
+  /**
+   * Receive side: the remote participant whose media this track carries (reported in stats and
+   * events). The transform then opens only that participant's frames (its receive keys, bound
+   * by the key exchange or by `addRecvKey`'s `participant`), in one replay window per KID that
+   * every transform of that participant shares: another sender's frame is dropped as
+   * `wrong_sender`, a frame already accepted on any of the participant's tracks as `replayed`.
+   * Without it (the legacy path) the transform opens every receive key's frames, with replay
+   * windows of its own, so the relay could move frames between tracks unnoticed.
+   */
   participant?: string;
 }
 
@@ -27,7 +35,12 @@ export type ToWorker =
     }
   /** Sets the key of stream `context`, or of every context when it is left out. */
   | { kind: 'setSendKey'; kid: bigint; key: Uint8Array; context?: number }
-  | { kind: 'addRecvKey'; kid: bigint; key: Uint8Array }
+  /**
+   * Adds a receive key. `participant`: the sender whose frames it opens; only transforms
+   * attached for that participant use it. Without it only transforms attached without a
+   * participant (the legacy path) do.
+   */
+  | { kind: 'addRecvKey'; kid: bigint; key: Uint8Array; participant?: string }
   | { kind: 'removeRecvKey'; kid: bigint }
   | { kind: 'stats' }
   /**
@@ -87,8 +100,9 @@ export type KeyEvent =
 /**
  * Why a frame was dropped: the wire names of hush-proto's `E2eeDropReason`, which are also the
  * `e2ee_stats` keys and the relay's metric labels. The frame layer's reasons (hush-wasm's
- * `lastError` codes) come from hush-frame's `DropReason`; `duplicate` (hybrid.ts), `no_key` and
- * `encrypt_failed` (send side) are the transforms' own; `other` is anything else. A Rust test
+ * `lastError` codes) come from hush-frame's `DropReason`; `duplicate` (hybrid.ts),
+ * `wrong_sender` (receivers.ts), `no_key` and `encrypt_failed` (send side) are the transforms'
+ * own; `other` is anything else. A Rust test
  * (hush-proto `drop_reasons_are_one_vocabulary_...`) fails when this list and the Rust one differ.
  */
 export type DropReason =
@@ -103,7 +117,12 @@ export type DropReason =
   | 'too_large'
   | 'encrypt_failed'
   | 'no_key'
-  | 'other';
+  | 'other'
+  /**
+   * On a transform attached for one participant: the frame is under another sender's key (the
+   * relay put it on a track that is not its sender's, or a key with no known sender).
+   */
+  | 'wrong_sender';
 
 /** Per-transform counters. */
 export interface TransformStats {

@@ -4,7 +4,9 @@
  * `keysStart`. The page only carries opaque relay messages (`relayEvent` in, `relaySend` out);
  * identity keys and epoch secrets stay in wasm memory, frame keys go to the key ring and
  * nowhere else. Session timers run here (setTimeout at `nextTimeout`). Membership is vouched
- * by default: the session checks each member's attestation with the app backend's key.
+ * by default: the session checks each member's attestation with the app backend's key. Each
+ * receive key goes to the key ring bound to its sender (`keyOwner`: the member with the KID's
+ * sender index), so a track only opens the frames of the participant it carries (receivers.ts).
  */
 import { KeySession } from '../wasm/hush_wasm.js';
 import { keyRing } from './keyring.js';
@@ -59,7 +61,8 @@ function drain(): void {
       case 'key':
         if (o.op === 'setSend' && o.context !== undefined && o.kid !== undefined && o.key) keyRing.setSend(o.context, o.kid, o.key);
         else if (o.op === 'stopSend' && o.context !== undefined) keyRing.stopSend(o.context);
-        else if (o.op === 'addRecv' && o.kid !== undefined && o.key) keyRing.addRecv(o.kid, o.key);
+        // Bound to its sender: only transforms attached for that participant open its frames.
+        else if (o.op === 'addRecv' && o.kid !== undefined && o.key) keyRing.addRecv(o.kid, o.key, session.keyOwner(o.kid));
         else if (o.op === 'removeRecv' && o.kid !== undefined) keyRing.removeRecv(o.kid);
         break;
       case 'event':

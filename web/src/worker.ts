@@ -4,11 +4,14 @@
  * incoming one with hush-wasm, large frames through WebCrypto (hybrid.ts). Keys live here, in
  * the key ring (keyring.ts); the page only hands them over or carries the key exchange's
  * opaque messages. Fail closed: a frame that cannot be encrypted, or is not valid SFrame for a
- * known key, is dropped and counted.
+ * known key, is dropped and counted. A receive transform attached for a participant opens only
+ * that participant's frames, in replay windows it shares with the participant's other tracks
+ * (receivers.ts).
  */
-import init, { Receiver, Sender } from '../wasm/hush_wasm.js';
-import { HostKeys, HybridOpener, HybridSealer, hostSuite, orderedTransform, type FrameResult } from './hybrid.js';
-import { Context, keyRing } from './keyring.js';
+import init, { Sender } from '../wasm/hush_wasm.js';
+import { HOST_AEAD_MIN_BYTES, HostKeys, HybridOpener, HybridSealer, hostSuite, orderedTransform, type FrameResult } from './hybrid.js';
+import { Context, keyRing, sameBytes } from './keyring.js';
+import { legacyReceiver, othersKey, receivers } from './receivers.js';
 import { handleKeysMessage } from './worker-keys.js';
 import type { DropReason, FromWorker, LayoutCode, ToWorker, TransformOptions, TransformStats } from './protocol.js';
 
@@ -18,8 +21,8 @@ let ready = false;
 let suite = 4;
 let hostKeys: HostKeys | null = null;
 const stats: TransformStats[] = [];
-/** Base keys by KID, mirrored from the key ring (for the WebCrypto keys). */
-const recvBase = new Map<bigint, Uint8Array>();
+/** The base key of a receive KID (for its WebCrypto key). */
+const recvBase = (kid: bigint): Uint8Array | undefined => keyRing.recvKey(kid)?.key;
 
 /** Every context `setSendKey` without a context applies to. */
 const ALL_CONTEXTS = Object.values(Context);
@@ -31,8 +34,8 @@ function post(m: FromWorker): void {
 }
 
 keyRing.listen({
-  recvKeyAdded(kid, key) { recvBase.set(kid, key); hostKeys?.drop(kid); },
-  recvKeyRemoved(kid) { recvBase.delete(kid); hostKeys?.drop(kid); },
+  recvKeyAdded(kid) { hostKeys?.drop(kid); },
+  recvKeyRemoved(kid) { hostKeys?.drop(kid); },
 });
 
 /** The layout code for a frame, from its MIME type where the browser gives one. */
@@ -61,14 +64,6 @@ type Frame = RTCEncodedVideoFrame | RTCEncodedAudioFrame;
 const sealers = new Map<bigint, { sealer: HybridSealer; key: Uint8Array }>();
 /** Encryptors kept for KIDs no context uses any more (a KID can come back: keep its counter). */
 const MAX_SEALERS = 64;
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a === b) return true;
-  if (a.length !== b.length) return false;
-  let d = 0;
-  for (let i = 0; i < a.length; i++) d |= a[i] ^ b[i];
-  return d === 0;
-}
 
 /** The encryptor for `kid`, keyed with `key` (created, or re-keyed when the key changed). */
 function sealerFor(kid: bigint, key: Uint8Array): HybridSealer | null {
@@ -144,24 +139,28 @@ function attach(readable: ReadableStream, writable: WritableStream, opts: Transf
     };
     cleanup = () => keyRing.streamStopped(context);
   } else {
+    // Created at the first frame (after init): the participant's shared decryptor, or on the
+    // legacy path (no participant) one of this transform's own with every key.
+    const who = typeof opts.participant === 'string' ? opts.participant : undefined;
     let opener: HybridOpener | null = null;
-    const stop = keyRing.listen({
-      recvKeyAdded(kid, key) { try { opener?.receiver.addKey(kid, key); } catch { /* refused key: frames under it fail */ } },
-      recvKeyRemoved(kid) { opener?.receiver.removeKey(kid); },
-    });
+    let release = (): void => {};
     step = (frame) => {
       s.frames++;
       const data = new Uint8Array(frame.data);
       s.bytes += data.byteLength;
       if (!opener) {
-        opener = new HybridOpener(new Receiver(suite), hostKeys, (kid) => recvBase.get(kid));
-        for (const [kid, key] of keyRing.recvKeys()) {
-          try { opener.receiver.addKey(kid, key); } catch { /* refused key: frames under it fail */ }
+        if (who === undefined) {
+          const own = legacyReceiver(suite);
+          opener = new HybridOpener(own.receiver, hostKeys, recvBase);
+          release = () => { own.stop(); own.receiver.free(); };
+        } else {
+          opener = new HybridOpener(receivers.acquire(who, suite), hostKeys, recvBase, HOST_AEAD_MIN_BYTES, (kid) => othersKey(who, kid));
+          release = () => receivers.release(who);
         }
       }
       return finish(frame, opener.open(layoutFor(frame, opts.kind), data));
     };
-    cleanup = () => { stop(); opener?.receiver.free(); opener = null; };
+    cleanup = () => { release(); release = () => {}; opener = null; };
   }
   readable.pipeThrough(orderedTransform<Frame>(step)).pipeTo(writable).catch(() => {}).finally(cleanup);
 }
@@ -186,7 +185,10 @@ self.onmessage = async (event: MessageEvent<ToWorker & { readable?: ReadableStre
       for (const c of m.context === undefined ? ALL_CONTEXTS : [m.context]) keyRing.setSend(c, m.kid, m.key);
       post({ kind: 'ack', of: m.kind }); return;
     case 'addRecvKey':
-      keyRing.addRecv(m.kid, m.key); post({ kind: 'ack', of: m.kind }); return;
+      if (m.participant !== undefined && typeof m.participant !== 'string') {
+        post({ kind: 'error', reason: 'bad_argument', detail: 'participant must be a string' }); return;
+      }
+      keyRing.addRecv(m.kid, m.key, m.participant); post({ kind: 'ack', of: m.kind }); return;
     case 'removeRecvKey':
       keyRing.removeRecv(m.kid); post({ kind: 'ack', of: m.kind }); return;
     case 'stats':

@@ -332,7 +332,8 @@ impl E2eeStats {
 ///   the `From<DropReason>` impl is the one place they are mapped, and
 ///   [`E2eeDropReason::as_str`] takes their names from hush-frame;
 /// - the transforms around hush-frame add [`Duplicate`](Self::Duplicate),
-///   [`EncryptFailed`](Self::EncryptFailed) and [`NoKey`](Self::NoKey);
+///   [`EncryptFailed`](Self::EncryptFailed), [`NoKey`](Self::NoKey) and
+///   [`WrongSender`](Self::WrongSender);
 /// - the wire adds [`Other`](Self::Other).
 ///
 /// web/src/protocol.ts `DropReason` lists the same names; a test in this crate fails when a name
@@ -365,11 +366,14 @@ pub enum E2eeDropReason {
     NoKey,
     /// Anything else, including names this version does not know.
     Other,
+    /// A receive transform bound to one participant (web/src/receivers.ts): the frame's KID is
+    /// another sender's key, so the relay put it on a track that is not its sender's.
+    WrongSender,
 }
 
 impl E2eeDropReason {
-    /// Every reason, in label order.
-    pub const ALL: [Self; 11] = [
+    /// Every reason, in label order (new reasons are appended).
+    pub const ALL: [Self; 12] = [
         Self::Unencrypted,
         Self::MalformedHeader,
         Self::Truncated,
@@ -381,6 +385,7 @@ impl E2eeDropReason {
         Self::EncryptFailed,
         Self::NoKey,
         Self::Other,
+        Self::WrongSender,
     ];
 
     /// The wire name (also the metrics label); hush-frame's own for the frame layer's reasons.
@@ -391,6 +396,7 @@ impl E2eeDropReason {
                 Self::Duplicate => "duplicate",
                 Self::EncryptFailed => "encrypt_failed",
                 Self::NoKey => "no_key",
+                Self::WrongSender => "wrong_sender",
                 // `Other`; the frame layer's reasons all have a `frame()` (tested).
                 _ => "other",
             },

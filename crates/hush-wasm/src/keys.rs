@@ -207,6 +207,19 @@ impl KeyCore {
     pub fn poll(&mut self) -> Option<Output> {
         self.core.poll_output()
     }
+
+    /// Whose frames the receive key `kid` opens: the current member with the KID's sender index
+    /// (hush-keys' KID layout, [`hush_keys::Kid::unpack`]); `None` when no current member has
+    /// it, or before the join. The Worker binds each receive key to its sender with this, so a
+    /// track only opens the frames of the participant it carries.
+    pub fn key_owner(&self, kid: u64) -> Option<&hush_keys::ParticipantId> {
+        let (_, sender, _) = hush_keys::Kid::unpack(kid)?;
+        let session = self.core.session()?;
+        let mut members = session.members();
+        members
+            .find(|m| m.sender_index == sender)
+            .map(|m| &m.participant)
+    }
 }
 
 #[cfg(test)]
@@ -288,6 +301,28 @@ mod tests {
             bob.core().session().unwrap().applied_seq(),
         );
         assert_eq!(before, after);
+    }
+
+    #[test]
+    fn each_receive_key_belongs_to_the_member_with_its_sender_index() {
+        use hush_keys::{Kid, SenderIndex, StreamContext};
+        let kid = |index: u32, epoch: u64| {
+            let sender = SenderIndex::new(index).unwrap();
+            Kid::new(StreamContext::CAMERA, sender, epoch).get()
+        };
+        let owner = |c: &KeyCore, k: u64| c.key_owner(k).map(|p| p.as_bytes().to_vec());
+        let before = KeyCore::with_seed(Membership::Unauthenticated, [2; 32], None).unwrap();
+        assert_eq!(
+            owner(&before, kid(1, 1)),
+            None,
+            "no members before the join"
+        );
+        let bob = joined();
+        assert_eq!(owner(&bob, kid(1, 7)), Some(b"alice".to_vec()));
+        assert_eq!(owner(&bob, kid(2, 200)), Some(b"bob".to_vec()));
+        // No member with that index, and no KID hush-keys could have made.
+        assert_eq!(owner(&bob, kid(3, 1)), None);
+        assert_eq!(owner(&bob, (1 << 40) | (1 << 8)), None);
     }
 
     #[test]

@@ -210,9 +210,10 @@ pub struct Receiver {
     next_slot: i32,
 }
 
-/// Frames a receiver keeps planned at once (the Worker has at most 16 in flight per
-/// transform); planning one more forgets the oldest, whose commit then fails.
-const MAX_PENDING: usize = 64;
+/// Frames a receiver keeps planned at once: the Worker has at most 16 in flight per transform,
+/// and one receiver serves every transform of a participant (web/src/receivers.ts); planning one
+/// more forgets the oldest, whose commit then fails.
+const MAX_PENDING: usize = 256;
 
 #[wasm_bindgen]
 impl Receiver {
@@ -396,6 +397,17 @@ impl Receiver {
     #[wasm_bindgen(js_name = lastError)]
     pub fn last_error(&self) -> Option<String> {
         self.last_error.map(|e| e.reason().as_str().to_owned())
+    }
+
+    /// The KID of the last frame, when it was dropped for having no key here (`lastError`
+    /// `unknown_kid`); `undefined` otherwise. The Worker tells a frame under another sender's
+    /// key (`wrong_sender`) from one under no key at all with it.
+    #[wasm_bindgen(js_name = lastUnknownKid)]
+    pub fn last_unknown_kid(&self) -> Option<u64> {
+        match self.last_error {
+            Some(DecryptError::UnknownKid(kid)) => Some(kid),
+            _ => None,
+        }
     }
 
     /// Counters by outcome: `decrypted`, then the drops of each hush-frame `DropReason` in its

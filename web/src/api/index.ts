@@ -213,6 +213,14 @@ export class HushE2ee extends EventTarget {
   /**
    * Decrypts everything `receiver` receives. Call before `setLocalDescription` (right after
    * addTransceiver, or in `ontrack` on the answering side). Frames that do not decrypt are dropped.
+   *
+   * `participant`: whose media this track carries. The track then opens only that
+   * participant's frames: under keys the key exchange binds to it, or that `addRecvKey` was
+   * given with that `participant`. Another sender's frame is dropped as `wrong_sender`, and a
+   * frame already accepted on any of its tracks as `replayed` (one replay window per key for
+   * all of a participant's tracks), so the relay can neither show one participant's media as
+   * another's nor replay recorded frames on a new track. Without `participant` (legacy) the
+   * track opens every key's frames, whoever sent them, with replay windows of its own.
    */
   attachReceiver(receiver: RTCRtpReceiver, options: { participant?: string } = {}): void {
     const kind = receiver.track.kind as 'audio' | 'video';
@@ -233,9 +241,15 @@ export class HushE2ee extends EventTarget {
     this.emit('keychange', { type: 'explicit' } satisfies KeyChange);
   }
 
-  /** Adds a receive key. */
-  async addRecvKey(kid: bigint, key: Uint8Array): Promise<void> {
-    await this.ready().request({ kind: 'addRecvKey', kid, key: key.slice() }, 'ack');
+  /**
+   * Adds a receive key. `participant`: the sender whose frames it opens; only receivers
+   * attached for that participant use it. Without it only receivers attached without a
+   * participant (legacy) do.
+   */
+  async addRecvKey(kid: bigint, key: Uint8Array, options: { participant?: string } = {}): Promise<void> {
+    const { participant } = options;
+    if (participant !== undefined && typeof participant !== 'string') throw new HushError('bad_argument', 'participant must be a string');
+    await this.ready().request({ kind: 'addRecvKey', kid, key: key.slice(), ...(participant === undefined ? {} : { participant }) }, 'ack');
     this.emit('keychange', { type: 'explicit' } satisfies KeyChange);
   }
 
@@ -244,10 +258,13 @@ export class HushE2ee extends EventTarget {
     await this.ready().request({ kind: 'removeRecvKey', kid }, 'ack');
   }
 
-  /** Explicit keys, both ways: `kid`/`key` for sending and receiving (a symmetric test call). */
-  async setKey(kid: bigint, key: Uint8Array, options: { context?: number } = {}): Promise<void> {
+  /**
+   * Explicit keys, both ways: `kid`/`key` for sending and receiving (a symmetric test call);
+   * `participant` binds the receive key to the peer (see `addRecvKey`).
+   */
+  async setKey(kid: bigint, key: Uint8Array, options: { context?: number; participant?: string } = {}): Promise<void> {
     await this.setSendKey(kid, key, options.context);
-    await this.addRecvKey(kid, key);
+    await this.addRecvKey(kid, key, { participant: options.participant });
   }
 
   /**

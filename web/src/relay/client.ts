@@ -502,7 +502,8 @@ export class RelaySession extends EventTarget {
     if (!nonce || nonce.length !== 32) return;
     for (const ctx of [0, 1, 2, 3]) {
       const kid = explicitKid(member.senderIndex, ctx);
-      await e2ee.addRecvKey(kid, await explicitKey(keys.secret, kid, nonce));
+      // Bound to the member: only its tracks open frames under this key.
+      await e2ee.addRecvKey(kid, await explicitKey(keys.secret, kid, nonce), { participant: member.id });
     }
   }
 

@@ -121,6 +121,15 @@ impl KeySession {
         r.err().map(|r| r.code().to_owned())
     }
 
+    /// The participant whose frames receive key `kid` opens (the current member with the KID's
+    /// sender index), or `undefined` (no such member, or an id that is not UTF-8). The Worker
+    /// binds each `addRecv` key to its sender with it (web/src/worker-keys.ts).
+    #[wasm_bindgen(js_name = keyOwner)]
+    pub fn key_owner(&self, kid: u64) -> Option<String> {
+        let id = self.core.key_owner(kid)?;
+        String::from_utf8(id.as_bytes().to_vec()).ok()
+    }
+
     /// The epoch local streams send on, if any.
     #[wasm_bindgen(js_name = sendingEpoch)]
     pub fn sending_epoch(&self) -> Option<f64> {
