@@ -362,6 +362,33 @@ async function ghosts(vouched) {
   return out;
 }
 
+/**
+ * Two send transforms on bob's microphone (a replaced track): the first stops, then carol
+ * leaves. Bob's remaining transform must seal under the epoch that excludes carol, not freeze
+ * on the key carol holds.
+ */
+async function twoTransforms() {
+  const relay = new Relay(await backend());
+  const alice = await relay.join('alice');
+  const bob = await relay.join('bob');
+  await relay.join('carol');
+  await relay.settle(relay.seq);
+  await bob.ask({ kind: 'testStream', context: 0 }, 'testStreamAck'); // a second transform
+  await bob.ask({ kind: 'testStreamStop', context: 0 }, 'testStreamStopAck'); // the first ends
+  relay.leave('carol');
+  const leaveSeq = relay.seq;
+  const settled = await relay.settle(leaveSeq);
+  const b = await bob.seal('bob after carol left');
+  const out = {
+    settled, leaveSeq,
+    kidEpoch: Number(BigInt(b.kid) & 0xffn),
+    aliceOpens: (await alice.open(b.frame)).ok,
+    carolOpens: (await relay.all.get('carol').open(b.frame)).ok,
+  };
+  for (const m of relay.all.values()) m.worker.terminate();
+  return out;
+}
+
 /** Starting the key exchange without backendKey and without the opt-out is refused. */
 async function startRefusals() {
   const relay = new Relay(null);
@@ -376,5 +403,5 @@ async function startRefusals() {
   return out;
 }
 
-window.keys = { run, ghosts, startRefusals };
+window.keys = { run, ghosts, startRefusals, twoTransforms };
 window.keysReady = true;

@@ -75,6 +75,9 @@ await t.run(async () => {
   const g = await page.evaluate(() => window.keys.startRefusals());
   check('(g) no backendKey and no opt-out, a 31-byte key, a weak key: each start refused with a clear reason',
     /backendKey is required/.test(g.none) && /32-byte Ed25519/.test(g.short) && /not a valid Ed25519/.test(g.notAKey), g);
+  const t2 = await page.evaluate(() => window.keys.twoTransforms());
+  check('(j) two send transforms on one context, one stops, a member leaves: the other seals under the new epoch',
+    t2.settled && t2.kidEpoch === (t2.leaveSeq & 0xff) && t2.aliceOpens && !t2.carolOpens, t2);
   const unexpected = Object.entries(r.errors).filter(([n, e]) => (n === 'bob' ? e.length !== 3 : e.length !== 0));
   check('no refusals besides the injected ones', unexpected.length === 0, r.errors);
 });

@@ -2,6 +2,7 @@
 // messages that reach the Worker's key ring and its receive transforms the way the browser
 // does, so the page can check which frames each member's keys open without a full WebRTC call.
 //   testStream {context}      -> keyRing.streamStarted(context) (what a send transform does)
+//   testStreamStop {context}  -> keyRing.streamStopped(context) (a send transform ends)
 //   testUsageLimit {context}  -> keyRing.usageLimitNear(context) (an encryptor past half its budget)
 //   testSeal {context, data, layout?} -> {kind:'testSealed', frame, kid} with the context's send key
 //   testOpen {frame}          -> {kind:'testOpened', data?, reason?} with every receive key
@@ -27,6 +28,10 @@ self.onmessage = (event) => {
     case 'testStream':
       keyRing.streamStarted(m.context);
       self.postMessage({ kind: 'testStreamAck' });
+      return;
+    case 'testStreamStop':
+      keyRing.streamStopped(m.context);
+      self.postMessage({ kind: 'testStreamStopAck' });
       return;
     case 'testUsageLimit':
       keyRing.usageLimitNear(m.context);

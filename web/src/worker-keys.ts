@@ -34,8 +34,13 @@ const MAX_DELAY_MS = 0x7fffffff;
 let session: KeySession | null = null;
 let timer: ReturnType<typeof setTimeout> | null = null;
 let post: (m: FromWorker) => void = (m) => self.postMessage(m);
-/** Local send streams running now: a session started later (or joined later) learns of them. */
-const streams = new Set<number>();
+/**
+ * Local send transforms running now, counted per stream context: a session started later (or
+ * joined later) learns of them, and a context stops only when its last transform stops (two
+ * transforms can share one, e.g. after replaceTrack: stopping one must not freeze the other on
+ * a key the session no longer renews).
+ */
+const streams = new Map<number, number>();
 
 /** Feeds a transform notice to the session; a refusal before the join is expected (replayed later). */
 function notify(call: (s: KeySession, now: number) => string | undefined): void {
@@ -45,8 +50,17 @@ function notify(call: (s: KeySession, now: number) => string | undefined): void 
 }
 
 keyRing.listen({
-  streamStarted(context) { streams.add(context); notify((s, now) => s.localStreamStarted(now, context)); },
-  streamStopped(context) { streams.delete(context); notify((s, now) => s.localStreamStopped(now, context)); },
+  streamStarted(context) {
+    const n = (streams.get(context) ?? 0) + 1;
+    streams.set(context, n);
+    if (n === 1) notify((s, now) => s.localStreamStarted(now, context));
+  },
+  streamStopped(context) {
+    const n = (streams.get(context) ?? 0) - 1;
+    if (n > 0) { streams.set(context, n); return; }
+    streams.delete(context);
+    notify((s, now) => s.localStreamStopped(now, context));
+  },
   usageLimitNear(context) { notify((s, now) => s.usageLimitNear(now, context)); },
 });
 
@@ -132,7 +146,7 @@ export function handleKeysMessage(m: KeysMessage, postTo?: (m: FromWorker) => vo
   if (refused !== undefined) fail(refused);
   // Streams that started before the join get their keys now (repeats are no-ops).
   if (m.event?.type === 'joined' && refused === undefined) {
-    for (const c of streams) session.localStreamStarted(Date.now(), c);
+    for (const c of streams.keys()) session.localStreamStarted(Date.now(), c);
   }
   drain();
 }
