@@ -389,6 +389,30 @@ async function twoTransforms() {
   return out;
 }
 
+/**
+ * A page script that replaces `crypto.getRandomValues` (here: with sevens) before the app
+ * starts two key exchanges through the npm API. The Workers draw their own randomness, so the
+ * identity keys still differ and are not the ones a seed of sevens gives.
+ */
+async function pageRandomness() {
+  const { HushE2ee } = await import('/web/dist/api/index.js');
+  const real = crypto.getRandomValues;
+  crypto.getRandomValues = (a) => { new Uint8Array(a.buffer, a.byteOffset, a.byteLength).fill(7); return a; };
+  const ids = [];
+  try {
+    for (let i = 0; i < 2; i++) {
+      const h = await HushE2ee.init({ workerUrl: '/web/dist/worker.js', wasmUrl: WASM_URL });
+      const id = await h.startKeyExchange({ mode: 'exchange', insecureUnvouchedMembers: true, send: () => {} });
+      ids.push(b64(id));
+      h.close();
+    }
+  } finally {
+    crypto.getRandomValues = real;
+  }
+  const stubbed = crypto.getRandomValues === real;
+  return { ids, stubRemoved: stubbed, sevens: b64(new Uint8Array(32).fill(7)) };
+}
+
 /** Starting the key exchange without backendKey and without the opt-out is refused. */
 async function startRefusals() {
   const relay = new Relay(null);
@@ -403,5 +427,5 @@ async function startRefusals() {
   return out;
 }
 
-window.keys = { run, ghosts, startRefusals, twoTransforms };
+window.keys = { run, ghosts, startRefusals, twoTransforms, pageRandomness };
 window.keysReady = true;

@@ -78,6 +78,9 @@ await t.run(async () => {
   const t2 = await page.evaluate(() => window.keys.twoTransforms());
   check('(j) two send transforms on one context, one stops, a member leaves: the other seals under the new epoch',
     t2.settled && t2.kidEpoch === (t2.leaveSeq & 0xff) && t2.aliceOpens && !t2.carolOpens, t2);
+  const pr = await page.evaluate(() => window.keys.pageRandomness());
+  check('(k) a page that stubs getRandomValues still gets two independent 32-byte identity keys from the Workers',
+    pr.ids.length === 2 && pr.ids[0] !== pr.ids[1] && pr.ids.every((k) => k.length === 44) && pr.stubRemoved, pr);
   const unexpected = Object.entries(r.errors).filter(([n, e]) => (n === 'bob' ? e.length !== 3 : e.length !== 0));
   check('no refusals besides the injected ones', unexpected.length === 0, r.errors);
 });
