@@ -15,6 +15,7 @@ use crate::identity::IdentityPublicKey;
 use crate::ids::ParticipantId;
 use crate::kid::SenderIndex;
 use crate::safety::{self, NONCE_LEN, SafetyCode};
+use crate::time::Instant;
 
 /// Commits and reveals kept for a round this member has not started yet (it has not installed
 /// that membership epoch): two per member of a 512-member room.
@@ -58,7 +59,7 @@ impl CodeRound {
 impl<R: CryptoRng> Session<R> {
     /// Starts the round of membership epoch `epoch` (installed just now): a fresh nonce, a
     /// commit to every member, and the code shown as pending until the round completes.
-    pub(super) fn start_code_round(&mut self, epoch: u64) {
+    pub(super) fn start_code_round(&mut self, now: Instant, epoch: u64) {
         let (Some(me), Some(st)) = (self.me, self.epochs.get(&epoch)) else {
             return;
         };
@@ -106,7 +107,7 @@ impl<R: CryptoRng> Session<R> {
         self.early_code = later;
         for (_, bytes) in now_due {
             // Bad ones are the sender's problem; they change nothing.
-            let _ = self.on_message_code(&bytes);
+            let _ = self.on_message(now, &bytes);
         }
         self.advance_code_round();
     }
@@ -178,20 +179,6 @@ impl<R: CryptoRng> Session<R> {
         }
         self.advance_code_round();
         Ok(())
-    }
-
-    /// Parses and handles a buffered commit or reveal.
-    fn on_message_code(&mut self, bytes: &[u8]) -> Result<(), Error> {
-        match envelope::Message::parse(bytes)? {
-            envelope::Message::Code {
-                reveal,
-                epoch,
-                sender,
-                value,
-                bytes,
-            } => self.on_code(reveal, epoch, sender, value, bytes),
-            _ => Err(EnvelopeError::Malformed.into()),
-        }
     }
 
     /// Reveals once every commit is in; shows the code once every reveal is.

@@ -186,7 +186,7 @@ impl<R: CryptoRng> Session<R> {
         }
         if self.membership_dirty {
             self.membership_dirty = false;
-            self.start_code_round(epoch);
+            self.start_code_round(now, epoch);
         }
         self.switch_deadlines
             .insert(epoch, now.saturating_add(self.cfg.switch_timeout));
