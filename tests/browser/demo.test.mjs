@@ -98,6 +98,21 @@ await run(async () => {
     { ghostJoined, members: ghostStates.map((s) => s.members), codes: ghostStates.map((s) => s.safetyCode) });
   await pages[0].screenshot({ path: await artifact('demo-refused.png'), fullPage: true });
 
+  // The banner a stalled epoch shows (the stall itself through a Worker is keys.test.mjs (l)):
+  // the page's HushE2ee reports keyawaited, the banner says sending stopped, a switch ends it.
+  const banner = await pages[0].evaluate(async () => {
+    const { e2ee } = window.hushDemo;
+    const el = document.getElementById('key-awaited');
+    const shown = () => ({ hidden: el.hidden, text: el.textContent });
+    const before = shown();
+    e2ee.dispatchEvent(new CustomEvent('keyawaited', { detail: { epoch: 1e6 } }));
+    const during = shown();
+    e2ee.dispatchEvent(new CustomEvent('keychange', { detail: { type: 'switched', epoch: 1e6 } }));
+    return { before, during, after: shown() };
+  });
+  check('a stalled epoch shows "not sent until it arrives" and the switch hides it',
+    banner.before.hidden && !banner.during.hidden && /not sent until it arrives/.test(banner.during.text) && banner.after.hidden, banner);
+
   // A bad room name is refused on the page, without joining.
   const ctx = await browser.newContext();
   const bad = await ctx.newPage();

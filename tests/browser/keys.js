@@ -85,9 +85,14 @@ class Member {
     return r;
   }
 
-  /** Starts a receive transform in this Worker: for `participant`, or (undefined) the legacy kind. */
+  /** Starts a receive transform in this Worker: for `participant`, or (undefined) an unattributed one. */
   async track(id, participant) {
     await this.ask({ kind: 'testTrack', id, participant }, 'testTrackAck');
+  }
+
+  /** Starts a send transform (the Worker's real one) for `context`. */
+  async sendTrack(id, context = 0) {
+    await this.ask({ kind: 'testTrack', id, side: 'send', context }, 'testTrackAck');
   }
 
   /** The Worker's stats of transform `id`. */
@@ -135,6 +140,15 @@ class Relay {
     this.present = [];
     this.all = new Map();
     this.rekeys = 0;
+    /** `(to, from) => bool`: e2ee messages to hold back instead of delivering (`held`). */
+    this.withhold = null;
+    this.held = [];
+  }
+
+  /** Delivers what `withhold` held back, in order, and stops holding. */
+  release() {
+    this.withhold = null;
+    for (const [to, event] of this.held.splice(0)) if (this.present.includes(to)) this.deliver(to, event);
   }
 
   info(m) {
@@ -185,6 +199,10 @@ class Relay {
     if (msg.type === 'e2ee') {
       this.sealedTo[msg.to] = (this.sealedTo[msg.to] ?? 0) + 1;
       const to = this.present.find((p) => p.name === msg.to);
+      if (to && this.withhold?.(msg.to, from.name)) {
+        this.held.push([to, { v: 1, type: 'e2ee', from: from.name, payload: msg.payload }]);
+        return;
+      }
       if (to) setTimeout(() => this.deliver(to, { v: 1, type: 'e2ee', from: from.name, payload: msg.payload }), Math.random() * 20);
     } else if (msg.type === 'e2ee_broadcast') {
       // Switch notices and safety-code commits and reveals: to every other member (no secret).
@@ -290,7 +308,8 @@ async function run() {
  * frames, Opus layout; the large ones through WebCrypto). The relay records alice's frames and
  * (h) puts them on the track it says is carol's, then (i) replays them on a second track of
  * alice's. Also: carol's own frames on carol's track, alice's on alice's, fresh frames on the new
- * track, and a track attached without a participant (the legacy path).
+ * track, and a track attached without a participant: it opens no member's frames (every key of
+ * the exchange has an owner), only those under a key the page added without one.
  */
 async function attribution(relay) {
   const [alice, bob, carol] = ['alice', 'bob', 'carol'].map((n) => relay.all.get(n));
@@ -313,8 +332,16 @@ async function attribution(relay) {
   out.replayed = await bob.feed('as-alice-2', recorded);
   out.fresh = await bob.feed('as-alice-2', await frames(alice, 'alice fresh', 2));
   out.alice2Taken = await bob.taken('as-alice-2');
-  await bob.track('legacy');
-  out.legacy = await bob.feed('legacy', [...await frames(alice, 'alice legacy', 1), ...await frames(carol, 'carol legacy', 1)]);
+  await bob.track('unattributed');
+  out.unattributed = await bob.feed('unattributed', [...await frames(alice, 'alice unattributed', 1), ...await frames(carol, 'carol unattributed', 1)]);
+  // A key the page adds without a participant opens frames there (and only there).
+  const kid = 0xabcdefn;
+  const key = new Uint8Array(16).fill(5);
+  await bob.ask({ kind: 'addRecvKey', kid, key }, 'ack');
+  const own = (await alice.ask({ kind: 'testSealWith', kid, key, data: new TextEncoder().encode('unowned key') }, 'testSealed')).frame;
+  out.unowned = await bob.feed('unattributed', [own]);
+  out.unownedTaken = await bob.taken('unattributed');
+  out.unownedOnAlice = await bob.feed('as-alice', [own]);
   out.failures = bob.failures.map(({ id, participant, reason, total }) => ({ id, participant, reason, total }));
   return out;
 }
@@ -390,6 +417,47 @@ async function twoTransforms() {
 }
 
 /**
+ * (l) A relay that withholds the envelope bob needs after carol leaves: alice (the committer)
+ * and bob hold the epoch carol knows. Bob's real send transform goes on sealing until the stall
+ * deadline (2 s after the leave), then his Worker reports keyAwaited and drops every frame
+ * (no_key) instead of sealing under a key carol holds. When the relay finally delivers, bob
+ * installs the new epoch and sends again; carol opens none of it.
+ */
+async function stall() {
+  const relay = new Relay(await backend());
+  const alice = await relay.join('alice');
+  const bob = await relay.join('bob');
+  const carol = await relay.join('carol');
+  const out = { settled: await relay.settle(relay.seq) };
+  await bob.sendTrack('bob-mic', 0);
+  const audio = (n, tag) => Array.from({ length: n }, (_, i) => new TextEncoder().encode(`${tag} ${i}`.padEnd(60)));
+  relay.withhold = (to) => to === 'bob';
+  const leftAt = performance.now();
+  relay.leave('carol');
+  const leaveSeq = relay.seq;
+  out.leaveSeq = leaveSeq;
+  out.beforeDeadline = await bob.feed('bob-mic', audio(3, 'early'));
+  const awaited = () => bob.events.find((e) => e.type === 'keyAwaited');
+  while (!awaited() && performance.now() - leftAt < 6000) await sleep(25);
+  out.awaitedAfterMs = Math.round(performance.now() - leftAt);
+  out.awaited = awaited();
+  out.aliceSwitched = alice.switched;
+  out.bobSwitched = bob.switched;
+  out.heldForBob = relay.held.length;
+  out.sealWhileAwaited = (await bob.ask({ kind: 'testSeal', context: 0, layout: 0, data: new Uint8Array(8) }, 'testSealed')).reason;
+  out.whileAwaited = await bob.feed('bob-mic', audio(4, 'stalled'));
+  relay.release();
+  out.recovered = await relay.settle(leaveSeq);
+  out.afterRelease = await bob.feed('bob-mic', audio(2, 'late'));
+  const b = await bob.seal('bob after the late envelope');
+  out.aliceOpensBob = (await alice.open(b.frame)).ok;
+  out.carolOpensBob = (await carol.open(b.frame)).ok;
+  out.errors = Object.fromEntries([...relay.all.values()].map((m) => [m.name, m.errors()]));
+  for (const m of relay.all.values()) m.worker.terminate();
+  return out;
+}
+
+/**
  * A page script that replaces `crypto.getRandomValues` (here: with sevens) before the app
  * starts two key exchanges through the npm API. The Workers draw their own randomness, so the
  * identity keys still differ and are not the ones a seed of sevens gives.
@@ -427,5 +495,5 @@ async function startRefusals() {
   return out;
 }
 
-window.keys = { run, ghosts, startRefusals, twoTransforms, pageRandomness };
+window.keys = { run, ghosts, startRefusals, twoTransforms, pageRandomness, stall };
 window.keysReady = true;

@@ -13,7 +13,9 @@
 // receive transforms: (h) another member's frames on the track the relay says is carol's are
 // refused as wrong_sender, counted and reported, while carol's own decrypt; (i) alice's frames,
 // accepted on one of her tracks, replayed by the relay on a new track of hers are refused as
-// replayed (one replay window per KID for the whole Worker).
+// replayed (one replay window per KID for the whole Worker); a track attached without a
+// participant opens no member's frames. (l) A relay that withholds the envelope a member needs
+// after a leave: the member's real send transform stops at the stall deadline (keyAwaited).
 // Run by `cargo xtask test` (after `cargo xtask web`) as: node tests/browser/keys.test.mjs
 import { openFromRoot, suite } from './harness.mjs';
 
@@ -47,8 +49,12 @@ await t.run(async () => {
     at.failures.some((f) => f.id === 'as-alice-2' && f.reason === 'replayed') && at.fresh?.ok === 2
       && JSON.stringify(at.alice2Taken) === JSON.stringify(['alice fresh 0', 'alice fresh 1']),
     { stats: at.fresh, taken: at.alice2Taken, failures: at.failures });
-  check('legacy track (no participant): opens every sender\'s frames',
-    at.legacy?.ok === 2 && drops(at.legacy) === 0, at.legacy);
+  check('a track attached without a participant opens no member\'s frames: both dropped as wrong_sender (fails closed)',
+    at.unattributed?.ok === 0 && at.unattributed.dropped.wrong_sender === 2 && drops(at.unattributed) === 2, at.unattributed);
+  check('... but a key the page added without a participant opens there, and not on alice\'s track',
+    at.unowned?.ok === 1 && JSON.stringify(at.unownedTaken) === JSON.stringify(['unowned key'])
+      && at.unownedOnAlice?.ok === 4 && at.unownedOnAlice.dropped.wrong_sender === 1,
+    { unowned: at.unowned, taken: at.unownedTaken, onAlice: at.unownedOnAlice });
   check('(d) malformed payloads refused with reasons', JSON.stringify(r.malformed.refusals) === JSON.stringify(['malformed', 'malformed_event', 'unsupported_version']),
     r.malformed.refusals);
   check('(d) ... and nothing changed', r.malformed.others.length === 0 && r.malformed.epochAfter === r.malformed.before.epoch
@@ -75,6 +81,21 @@ await t.run(async () => {
   const g = await page.evaluate(() => window.keys.startRefusals());
   check('(g) no backendKey and no opt-out, a 31-byte key, a weak key: each start refused with a clear reason',
     /backendKey is required/.test(g.none) && /32-byte Ed25519/.test(g.short) && /not a valid Ed25519/.test(g.notAKey), g);
+  const st = await page.evaluate(() => window.keys.stall());
+  check('(l) envelope withheld from bob after a leave: his send transform seals until the deadline',
+    st.settled && st.beforeDeadline?.ok === 3 && drops(st.beforeDeadline) === 0, st.beforeDeadline);
+  check('(l) ... then his Worker reports keyAwaited for the leave\'s epoch, 2-5 s after it, while alice switched',
+    st.awaited?.epoch === st.leaveSeq && st.awaitedAfterMs >= 1900 && st.awaitedAfterMs < 5000
+      && st.aliceSwitched === st.leaveSeq && st.bobSwitched !== st.leaveSeq && st.heldForBob > 0,
+    { awaited: st.awaited, ms: st.awaitedAfterMs, alice: st.aliceSwitched, bob: st.bobSwitched, held: st.heldForBob });
+  check('(l) ... and stops sending: the transform drops all 4 frames as no_key, no send key left',
+    st.whileAwaited?.ok === 3 && st.whileAwaited.dropped.no_key === 4 && drops(st.whileAwaited) === 4 && st.sealWhileAwaited === 'no_key',
+    { stats: st.whileAwaited, seal: st.sealWhileAwaited });
+  check('(l) the late envelope: bob switches to the new epoch and sends again; alice opens it, carol cannot',
+    st.recovered && st.afterRelease?.ok === 5 && st.aliceOpensBob && !st.carolOpensBob, st);
+  // Bob's ack comes after alice stopped collecting for that epoch (her switch timeout passed).
+  check('(l) ... refusals: at most alice\'s of bob\'s late ack (stale)',
+    st.errors.bob.length === 0 && st.errors.carol.length === 0 && st.errors.alice.every((e) => e === 'stale'), st.errors);
   const t2 = await page.evaluate(() => window.keys.twoTransforms());
   check('(j) two send transforms on one context, one stops, a member leaves: the other seals under the new epoch',
     t2.settled && t2.kidEpoch === (t2.leaveSeq & 0xff) && t2.aliceOpens && !t2.carolOpens, t2);

@@ -6,9 +6,11 @@
 //   testUsageLimit {context}  -> keyRing.usageLimitNear(context) (an encryptor past half its budget)
 //   testSeal {context, data, layout?} -> {kind:'testSealed', frame, kid} with the context's send key
 //   testOpen {frame}          -> {kind:'testOpened', data?, reason?} with every receive key
-//   testTrack {id, participant?} -> a receive transform (kind audio) started through the
+//   testTrack {id, participant?, side?, context?} -> a transform (kind audio; `side` 'recv' by
+//                                   default, 'send' seals for `context`) started through the
 //                                   Worker's own legacy-streams entry, as a page's
 //                                   createEncodedStreams would: {kind:'testTrackAck'}
+//   testSealWith {kid, key, data} -> {kind:'testSealed', frame} under a key the page names
 //   testFeed {id, frames}     -> the frames enter that transform, in order: {kind:'testFed'}
 //   testTaken {id}            -> {kind:'testTook', frames}: what the transform let through so far
 import '/web/dist/worker.js';
@@ -45,6 +47,12 @@ self.onmessage = (event) => {
       self.postMessage({ kind: 'testSealed', frame: s.encrypt(m.layout ?? 0, m.data), kid: k.kid });
       return;
     }
+    case 'testSealWith': {
+      const s = new Sender(SUITE, m.kid, m.key);
+      self.postMessage({ kind: 'testSealed', frame: s.encrypt(1, m.data), kid: m.kid });
+      s.free();
+      return;
+    }
     case 'testOpen': {
       const r = new Receiver(SUITE);
       // The ring's entries: a key, or (with attribution) a key and its owner.
@@ -60,7 +68,9 @@ self.onmessage = (event) => {
       const out = [];
       const writable = new WritableStream({ write(frame) { out.push(new Uint8Array(frame.data)); } });
       tracks.set(m.id, { input, out });
-      const options = { side: 'recv', kind: 'audio', id: m.id, ...(m.participant !== undefined ? { participant: m.participant } : {}) };
+      const options = m.side === 'send'
+        ? { side: 'send', kind: 'audio', id: m.id, context: m.context ?? 0 }
+        : { side: 'recv', kind: 'audio', id: m.id, ...(m.participant !== undefined ? { participant: m.participant } : {}) };
       realHandler.call(self, new MessageEvent('message', { data: { readable, writable, options } }));
       self.postMessage({ kind: 'testTrackAck' });
       return;

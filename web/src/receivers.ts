@@ -20,9 +20,11 @@
  * harmless `duplicate` only on the track that decrypted the original (browsers re-deliver
  * frames within one track, never across tracks).
  *
- * **Legacy path**: a transform attached without a participant gets a `Receiver` of its own with
- * every receive key, bound or not, as before attribution: any sender's frames open on it, and
- * its replay windows are its own. Attach receivers with the participant they carry.
+ * **Unattributed path**: a transform attached without a participant gets a `Receiver` of its own
+ * with only the receive keys that have no owner (an app's `addRecvKey` without `participant`),
+ * with replay windows of its own. Keys bound to a sender (every key of the key exchange and of
+ * `RelaySession`) never open frames there: such a frame is dropped as `wrong_sender`. So a track
+ * whose sender is unknown fails closed instead of opening every member's frames.
  */
 import { Receiver } from '../wasm/hush_wasm.js';
 import { keyRing } from './keyring.js';
@@ -94,15 +96,16 @@ export class Receivers {
 export const receivers = new Receivers();
 
 /**
- * A decryptor for a transform attached without a participant (the legacy path): its own, with
- * every receive key, kept up to date until `stop` is called (then free the receiver).
+ * A decryptor for a transform attached without a participant (the unattributed path): its own,
+ * with the receive keys that have no owner, kept up to date until `stop` is called (then free
+ * the receiver).
  */
-export function legacyReceiver(suite: number): { receiver: Receiver; stop: () => void } {
+export function unattributedReceiver(suite: number): { receiver: Receiver; stop: () => void } {
   const receiver = new Receiver(suite);
-  for (const [kid, k] of keyRing.recvKeys()) install(receiver, kid, k.key);
+  for (const [kid, k] of keyRing.recvKeys()) if (k.owner === undefined) install(receiver, kid, k.key);
   const stop = keyRing.listen({
-    recvKeyAdded(kid, key) { install(receiver, kid, key); },
-    recvKeyRemoved(kid) { receiver.removeKey(kid); },
+    recvKeyAdded(kid, key, owner) { if (owner === undefined) install(receiver, kid, key); },
+    recvKeyRemoved(kid, owner) { if (owner === undefined) receiver.removeKey(kid); },
   });
   return { receiver, stop };
 }
@@ -110,8 +113,9 @@ export function legacyReceiver(suite: number): { receiver: Receiver; stop: () =>
 /**
  * Whether a frame under `kid` that `participant`'s decryptor has no key for is another
  * sender's (`wrong_sender`): the key ring holds a key for `kid` that is not `participant`'s.
+ * `participant` undefined (an unattributed track): the key has an owner.
  */
-export function othersKey(participant: string, kid: bigint): boolean {
+export function othersKey(participant: string | undefined, kid: bigint): boolean {
   const k = keyRing.recvKey(kid);
   return k !== undefined && k.owner !== participant;
 }

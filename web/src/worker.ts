@@ -11,7 +11,7 @@
 import init, { Sender } from '../wasm/hush_wasm.js';
 import { HOST_AEAD_MIN_BYTES, HostKeys, HybridOpener, HybridSealer, hostSuite, orderedTransform, type FrameResult } from './hybrid.js';
 import { Context, keyRing, sameBytes } from './keyring.js';
-import { legacyReceiver, othersKey, receivers } from './receivers.js';
+import { unattributedReceiver, othersKey, receivers } from './receivers.js';
 import { handleKeysMessage } from './worker-keys.js';
 import type { DropReason, FromWorker, LayoutCode, ToWorker, TransformOptions, TransformStats } from './protocol.js';
 
@@ -140,7 +140,7 @@ function attach(readable: ReadableStream, writable: WritableStream, opts: Transf
     cleanup = () => keyRing.streamStopped(context);
   } else {
     // Created at the first frame (after init): the participant's shared decryptor, or on the
-    // legacy path (no participant) one of this transform's own with every key.
+    // unattributed path (no participant) one of this transform's own with the unowned keys.
     const who = typeof opts.participant === 'string' ? opts.participant : undefined;
     let opener: HybridOpener | null = null;
     let release = (): void => {};
@@ -150,8 +150,8 @@ function attach(readable: ReadableStream, writable: WritableStream, opts: Transf
       s.bytes += data.byteLength;
       if (!opener) {
         if (who === undefined) {
-          const own = legacyReceiver(suite);
-          opener = new HybridOpener(own.receiver, hostKeys, recvBase);
+          const own = unattributedReceiver(suite);
+          opener = new HybridOpener(own.receiver, hostKeys, recvBase, HOST_AEAD_MIN_BYTES, (kid) => othersKey(undefined, kid));
           release = () => { own.stop(); own.receiver.free(); };
         } else {
           opener = new HybridOpener(receivers.acquire(who, suite), hostKeys, recvBase, HOST_AEAD_MIN_BYTES, (kid) => othersKey(who, kid));

@@ -219,8 +219,10 @@ export class HushE2ee extends EventTarget {
    * given with that `participant`. Another sender's frame is dropped as `wrong_sender`, and a
    * frame already accepted on any of its tracks as `replayed` (one replay window per key for
    * all of a participant's tracks), so the relay can neither show one participant's media as
-   * another's nor replay recorded frames on a new track. Without `participant` (legacy) the
-   * track opens every key's frames, whoever sent them, with replay windows of its own.
+   * another's nor replay recorded frames on a new track. Without `participant` the track
+   * opens only frames under keys added without a `participant` (replay windows of its own);
+   * frames under any sender's bound key, which includes every key of the key exchange, are
+   * dropped as `wrong_sender`: a track whose sender is unknown fails closed.
    */
   attachReceiver(receiver: RTCRtpReceiver, options: { participant?: string } = {}): void {
     const kind = receiver.track.kind as 'audio' | 'video';
@@ -244,7 +246,7 @@ export class HushE2ee extends EventTarget {
   /**
    * Adds a receive key. `participant`: the sender whose frames it opens; only receivers
    * attached for that participant use it. Without it only receivers attached without a
-   * participant (legacy) do.
+   * participant do.
    */
   async addRecvKey(kid: bigint, key: Uint8Array, options: { participant?: string } = {}): Promise<void> {
     const { participant } = options;

@@ -40,10 +40,12 @@ interface DemoState {
   tiles: Map<string, Tile>;
   /** Every member of the key exchange (publishing or not), with `vouched` or `refused: reason`. */
   members: Map<string, string>;
+  /** The epoch whose key is awaited while sending is stopped (`keyawaited`), else null. */
+  keyAwaited: number | null;
 }
 
 const state: DemoState = {
-  room: '', mode: '', safetyCode: null, session: null, e2ee: null, closed: null, tiles: new Map(), members: new Map(),
+  room: '', mode: '', safetyCode: null, session: null, e2ee: null, closed: null, tiles: new Map(), members: new Map(), keyAwaited: null,
 };
 (window as unknown as { hushDemo: DemoState }).hushDemo = state;
 
@@ -146,6 +148,23 @@ async function join(room: string): Promise<void> {
     state.safetyCode = d.code;
     $('safety-code').textContent = state.safetyCode;
     $('safety-code-note').textContent = d.changed ? 'The code changed: the members changed. Compare it again.' : '';
+  });
+  // A member left and the new key has not come in time: the Worker stopped sending (fail
+  // closed) rather than encrypt under a key the leaver holds. Say so until the key arrives.
+  e2ee.addEventListener('keyawaited', (e) => {
+    const d = (e as CustomEvent<{ epoch: number; committer?: string }>).detail;
+    state.keyAwaited = d.epoch;
+    const el = $('key-awaited');
+    el.textContent = d.committer
+      ? `Waiting for ${d.committer} to hand out the new key: you are not being sent to the others until it arrives.`
+      : 'Waiting for the new key after a member left: your camera and microphone are not sent until it arrives.';
+    el.hidden = false;
+  });
+  e2ee.addEventListener('keychange', (e) => {
+    const d = (e as CustomEvent<{ type: string; epoch?: number }>).detail;
+    if (d.type !== 'switched' || state.keyAwaited === null || (d.epoch ?? 0) < state.keyAwaited) return;
+    state.keyAwaited = null;
+    $('key-awaited').hidden = true;
   });
   e2ee.addEventListener('memberrefused', (e) => {
     const d = (e as CustomEvent<{ participant: string; reason: string }>).detail;
