@@ -51,6 +51,7 @@ enum Msg {
         token: Token,
         identity_key: Vec<u8>,
         attestation: Option<Vec<u8>>,
+        offers_first: Option<bool>,
     },
     Leave,
     Offer(String),
@@ -173,6 +174,7 @@ impl Sim {
                 token,
                 identity_key,
                 attestation,
+                offers_first,
             } => {
                 let grants = Grants {
                     publish,
@@ -186,6 +188,7 @@ impl Sim {
                     room: room_field.map(room),
                     identity_key: OpaqueBytes::new(identity_key),
                     attestation: attestation.map(OpaqueBytes::new),
+                    offers_first,
                 })
             }
             Msg::Leave => ClientMessage::Leave,

@@ -395,7 +395,9 @@ impl Driver {
             let Some(driver) = self.tx.upgrade() else {
                 return;
             };
-            let handle = peer::spawn(conn, self.media.clone(), state.outgoing.clone(), driver);
+            // A client that said it publishes nothing gets the relay's offer at once.
+            let hold = self.relay.offers_first(conn) != Some(false);
+            let handle = peer::spawn(conn, self.media.clone(), state.outgoing.clone(), driver, hold);
             state.peer = Some(handle);
         }
         self.deliver(conn, command);

@@ -56,6 +56,7 @@
 //!     room: None,
 //!     identity_key: OpaqueBytes::new([9u8; 32]),
 //!     attestation: None,
+//!     offers_first: None,
 //! });
 //! relay.handle_text(now, conn, &join.encode());
 //!

@@ -331,7 +331,7 @@ fn run_serve(args: ServeArgs) -> ExitCode {
     options.media = MediaOptions {
         udp_ip: media_ip,
         public_ip: args.public_ip.or(file.public_ip),
-        forward_tap: None,
+        ..MediaOptions::default()
     };
     options.dev = minter;
 

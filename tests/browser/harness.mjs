@@ -175,9 +175,9 @@ export async function needFiles(paths, hint) {
   }
 }
 
-/** The relay binary that `buildRelay()` makes. */
+/** The relay binary that `buildRelay()` makes (`HUSH_RELAY_PROFILE=release`: the release one, for benchmarks). */
 export function relayBinary() {
-  return join(process.env.CARGO_TARGET_DIR ?? join(root, 'target'), 'debug', 'hush-relay');
+  return join(process.env.CARGO_TARGET_DIR ?? join(root, 'target'), process.env.HUSH_RELAY_PROFILE ?? 'debug', 'hush-relay');
 }
 
 /** Builds the relay binary (the prepare scripts do, outside the network namespace). */
@@ -208,7 +208,7 @@ export async function startRelay() {
     cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' },
   });
   let log = '';
-  const keep = (d) => { log = (log + d.toString()).slice(-20_000); };
+  const keep = (d) => { log = (log + d.toString()).slice(-Number(process.env.RELAY_LOG_KEEP ?? 20_000)); };
   child.stdout.on('data', keep);
   child.stderr.on('data', keep);
   const base = `http://127.0.0.1:${port}`;

@@ -46,6 +46,21 @@ await run(async () => {
     check('both show the same safety code', sc.safetyCode && sc.safetyCode === sf.safetyCode,
       { chromium: sc.safetyCode, firefox: sf.safetyCode });
   }
+  // A Firefox viewer that publishes nothing: the relay offers first, and the viewer answers as
+  // the DTLS server (a=setup:passive) if Firefox takes that role, else keeps its own.
+  const fv = await firefox.newPage();
+  watch(fv, 'firefox viewer');
+  const jv = await joinRelay(fv, where, { keys: mode, secret: 'the secret chromium and firefox share', listenOnly: true });
+  let sv;
+  for (let waited = 0; waited < 20_000; waited += 500) {
+    sv = await fv.evaluate(() => window.hushRelay.state());
+    if (flowing(sv, jc.you) && flowing(sv, jf.you)) break;
+    await sleep(500);
+  }
+  const vr = await fv.evaluate(() => window.hushRelay.rtp());
+  console.log(`firefox viewer: a=setup:${vr.setup}`);
+  check('a firefox viewer that publishes nothing decodes both', flowing(sv, jc.you) && flowing(sv, jf.you) && sv.closed === null,
+    { viewer: jv, remote: sv.remote, setup: vr.setup, closed: sv.closed });
   check('both sessions still open, no errors', sc.closed === null && sf.closed === null && sf.errors.length === 0 && sc.errors.length === 0,
     { chromium: [sc.closed, sc.errors], firefox: [sf.closed, sf.errors] });
 });

@@ -15,6 +15,9 @@ let testWorker = null;
 const failures = [];
 const errors = [];
 const videos = new Map();
+/** Join timeline (Date.now()): `joinCalled`, `joined`, `connected`, `track:<who>`, `frame:<who>` (first decoded video frame). */
+const marks = {};
+const mark = (name) => { if (marks[name] === undefined) marks[name] = Date.now(); };
 const audioReceivers = new Map();
 
 /**
@@ -23,7 +26,7 @@ const audioReceivers = new Map();
  * tests/browser/keys.worker.js (the real Worker plus test-only seal/open messages; the runner
  * must serve it and /web/dist, /web/wasm) instead of /dist/worker.js.
  */
-async function join({ url, token, participant, room, keys, secret, testWorker: useTestWorker, unvouched, admitAnyone }) {
+async function join({ url, token, participant, room, keys, secret, testWorker: useTestWorker, unvouched, admitAnyone, listenOnly }) {
   if (useTestWorker) {
     testWorker = new Worker('/keys.worker.js', { type: 'module' });
     e2ee = await HushE2ee.init({ worker: testWorker, wasmUrl: '/web/wasm/hush_wasm_bg.wasm' });
@@ -37,8 +40,9 @@ async function join({ url, token, participant, room, keys, secret, testWorker: u
   e2ee.addEventListener('keychange', (e) => keyEvents.push({ type: e.detail.type, epoch: e.detail.epoch, t: Date.now() }));
   e2ee.addEventListener('keyerror', (e) => keyEvents.push({ type: 'keyerror', reason: String(e.detail?.reason), t: Date.now() }));
   e2ee.addEventListener('decryptfailure', (e) => failures.push(e.detail));
-  const media = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
-  const publish = { camera: media.getVideoTracks()[0], microphone: media.getAudioTracks()[0] };
+  // `listenOnly`: publish nothing (a viewer).
+  const media = listenOnly ? null : await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
+  const publish = media ? { camera: media.getVideoTracks()[0], microphone: media.getAudioTracks()[0] } : {};
   let mode = keys === 'exchange' ? { mode: 'exchange' } : { mode: keys, secret: enc.encode(secret) };
   // The two-step join: the Worker makes the identity key, the app backend (here the relay's dev
   // endpoints, served same-origin by the runner) vouches for it for this token's participant.
@@ -52,7 +56,27 @@ async function join({ url, token, participant, room, keys, secret, testWorker: u
   }
   e2ee.addEventListener('memberrefused', (e) => keyEvents.push({ type: 'memberRefused', participant: e.detail.participant, reason: e.detail.reason, t: Date.now() }));
   try {
+    mark('joinCalled');
     session = await RelaySession.join({ url, token, room, e2ee, keys: mode, publish, ...vouching });
+    mark('joined');
+    const pc = session.pc;
+    const connected = () => { if (pc?.connectionState === 'connected') mark('connected'); };
+    pc?.addEventListener('connectionstatechange', connected);
+    pc?.addEventListener('iceconnectionstatechange', () => mark(`ice:${pc.iceConnectionState}`));
+    pc?.addEventListener('signalingstatechange', () => mark(`sdp:${pc.signalingState}`));
+    pc?.addEventListener('icegatheringstatechange', () => mark(`gather:${pc.iceGatheringState}`));
+    connected();
+    // For the timeline: the first frame each remote sender's transforms decrypted or dropped
+    // (Worker counters, polled every 10 ms for the first 5 s).
+    const poll = setInterval(async () => {
+      if (closed) { clearInterval(poll); return; }
+      for (const s of await e2ee.getStats().catch(() => [])) {
+        if (s.participant === 'self') continue;
+        if (s.ok > 0) mark(`decrypted:${s.participant}`);
+        for (const [r, n] of Object.entries(s.dropped)) if (n > 0) mark(`drop:${r}:${s.participant}`);
+      }
+    }, 10);
+    setTimeout(() => clearInterval(poll), 5000);
   } catch (err) {
     if (!(err instanceof HushError && err.code === 'unsupported')) throw err;
     return { unsupported: true };
@@ -62,8 +86,10 @@ async function join({ url, token, participant, room, keys, secret, testWorker: u
   session.addEventListener('track', (e) => {
     const t = e.detail;
     const who = t.participant ?? 'unknown';
+    mark(`track:${who}`);
     if (t.track.kind === 'video') {
       const v = document.createElement('video');
+      v.requestVideoFrameCallback?.(() => mark(`frame:${who}`));
       v.autoplay = true; v.muted = true; v.playsInline = true;
       v.srcObject = new MediaStream([t.track]);
       document.getElementById('media').append(v);
@@ -124,6 +150,7 @@ async function rtp() {
     if (r.type === 'outbound-rtp') out.rtp.push({ out: r.kind, mid: r.mid, packets: r.packetsSent, frames: r.framesEncoded, pli: r.pliCount, keyframes: r.keyFramesEncoded });
   });
   out.ice = session.pc.iceConnectionState;
+  out.setup = /a=setup:(\w+)/.exec(session.pc.currentLocalDescription?.sdp ?? '')?.[1];
   return out;
 }
 
@@ -192,5 +219,10 @@ function fakeJoin(seq, id = 'eve', senderIndex = 1000) {
   });
 }
 
-window.hushRelay = { join, state, leave, rtp, testStream, testSeal, testOpen, fakeJoin };
+/** The join timeline (`marks`) and the key events, for the join benchmark. */
+function timeline() {
+  return { marks: { ...marks }, keyEvents: keyEvents.slice() };
+}
+
+window.hushRelay = { join, state, leave, timeline, rtp, testStream, testSeal, testOpen, fakeJoin };
 window.hushRelayReady = true;

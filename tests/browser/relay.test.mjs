@@ -79,7 +79,19 @@ await run(async () => {
     console.log('SKIP safety code: no key exchange in this Worker');
   }
 
+  // A viewer that publishes nothing: its join says so (offers_first: false), the relay offers at
+  // once and the viewer's answer takes the DTLS server role (a=setup:passive).
+  const viewer = await participant(browser, where, 'viewer', { keys: mode, secret: 'the secret alice and bob share', listenOnly: true });
+  const sv = await until(viewer, (s) => flowing(s, alice.joined.you) && flowing(s, bob.joined.you), 20_000);
+  check('a viewer that publishes nothing decodes alice and bob (decrypted, video and audio)',
+    flowing(sv, alice.joined.you) && flowing(sv, bob.joined.you) && sv.encrypted === 0, sv.remote);
+  const vr = await viewer.page.evaluate(() => window.hushRelay.rtp());
+  check('... answering the relay\'s offer as the DTLS server (a=setup:passive)', vr.setup === 'passive', vr);
+
   // Mallory: wrong keys. She receives their frames but can decrypt none.
+  // The code after the viewer joined: the viewer's first one, once alice shows it too.
+  const viewerCode = (await until(viewer, (s) => s.safetyCode, 5000)).safetyCode;
+  const codeBeforeMallory = (await until(alice, (s) => s.safetyCode === viewerCode, 5000)).safetyCode;
   const mallory = await join('mallory', 'explicit', 'a different secret entirely');
   const sm = await until(mallory, (s) => {
     const a = s.remote[alice.joined.you];
@@ -100,8 +112,8 @@ await run(async () => {
     const [ra2, rb2] = [await until(alice, refusal, 5000), await until(bob, refusal, 5000)];
     check('alice and bob refuse mallory in the key exchange (missing_attestation), code unchanged',
       refusal(ra2)?.reason === 'missing_attestation' && refusal(rb2)?.reason === 'missing_attestation'
-        && ra2.safetyCode === sa.safetyCode && rb2.safetyCode === sa.safetyCode,
-      { alice: refusal(ra2), bob: refusal(rb2), codes: [sa.safetyCode, ra2.safetyCode, rb2.safetyCode] });
+        && ra2.safetyCode === codeBeforeMallory && rb2.safetyCode === codeBeforeMallory,
+      { alice: refusal(ra2), bob: refusal(rb2), codes: [codeBeforeMallory, ra2.safetyCode, rb2.safetyCode] });
   }
   const sa3 = await until(alice, (s) => drops(s.remote[mallory.joined.you]?.dropped) > 20, 10_000);
   const am = sa3.remote[mallory.joined.you];
@@ -109,7 +121,7 @@ await run(async () => {
   check('alice still decodes bob after mallory joined',
     (sa3.remote[bob.joined.you]?.framesDecoded ?? 0) > (sa2.remote[bob.joined.you]?.framesDecoded ?? 0),
     sa3.remote[bob.joined.you]);
-  for (const p of [alice, bob, mallory]) {
+  for (const p of [alice, bob, viewer, mallory]) {
     const s = await p.state();
     check(`${p.name}: session still open, no unhandled relay messages`, s.closed === null && Object.keys(s.ignored).length === 0,
       { closed: s.closed, ignored: s.ignored, errors: s.errors });

@@ -253,6 +253,8 @@ impl Client {
             room: options.room.clone(),
             identity_key: OpaqueBytes::new(keys.identity_key().to_vec()),
             attestation: keys.attestation().map(|a| OpaqueBytes::new(a.to_vec())),
+            // A publisher offers right after `joined`; a subscriber gets the relay's offer at once.
+            offers_first: Some(!options.publish.is_empty()),
         });
         ws.send(Message::text(join.encode()))
             .await

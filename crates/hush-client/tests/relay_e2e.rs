@@ -231,6 +231,36 @@ async fn one_publisher_two_subscribers_decrypt_and_the_relay_sees_no_plaintext()
     .await;
 }
 
+/// A client that says in its `join` that it publishes nothing (`offers_first: false`, what
+/// hush-client and the browser client send) gets the relay's offer at once; one that does not
+/// say still gets it only after the first-offer hold. The hold is set far beyond the test here,
+/// so before `offers_first` bob never received alice's media.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_says_it_publishes_nothing_is_offered_without_the_hold() {
+    bounded(async {
+        let relay = TestRelay::builder()
+            .configure(|o| o.media.first_offer_hold = Duration::from_secs(3600))
+            .start()
+            .await;
+        let members = [("alice", AV), ("bob", &[][..])];
+        let (mut clients, _) = join_all(&relay, "room-hold", &members).await;
+        let got = pump_until_decrypted(&clients[0], &[&clients[1]], 50, Media::AudioVideo, 20).await;
+        assert!(got[0] >= 50, "bob decrypted {got:?} of alice's frames");
+        // A client that does not say: no offer while the hold runs.
+        let (mut carol, _) = relay.join("carol", "room-hold").await;
+        let until = tokio::time::Instant::now() + Duration::from_secs(3);
+        while let Some(left) = until.checked_duration_since(tokio::time::Instant::now()) {
+            let Some(m) = carol.recv_within(left).await else { break };
+            assert!(
+                !matches!(m, hush_proto::ServerMessage::Offer(_)),
+                "offered during the hold"
+            );
+        }
+        leave_all(&mut clients).await;
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscribe_only_token_cannot_publish() {
     bounded(async {

@@ -178,6 +178,12 @@ pub struct Join {
     /// The app backend's signed statement binding the identity key to this participant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attestation: Option<OpaqueBytes>,
+    /// Whether this client sends the first SDP offer (it publishes right after `joined`):
+    /// `true`, the relay waits for it before offering what it forwards; `false`, the relay
+    /// offers at once (a client that publishes nothing). Absent: the relay waits a short
+    /// while for an offer, then offers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offers_first: Option<bool>,
 }
 
 /// `publish`: start publishing one source.

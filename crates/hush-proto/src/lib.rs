@@ -25,7 +25,7 @@
 //!
 //! | `type` | fields | needs | what the relay does |
 //! |---|---|---|---|
-//! | `join` | `token`, `identity_key`, `room`?, `attestation`? | must be first | verifies the token, answers `joined`, tells the others `participant_joined` |
+//! | `join` | `token`, `identity_key`, `room`?, `attestation`?, `offers_first`? | must be first | verifies the token, answers `joined`, tells the others `participant_joined`; `offers_first: false` (publishes nothing) gets the relay's offer at once |
 //! | `leave` | | | `participant_left` to the others, closes |
 //! | `offer` / `answer` | `sdp` | | to the client's media session |
 //! | `candidate` | `candidate`, `sdp_mid`?, `sdp_m_line_index`?, `username_fragment`? | | to the client's media session |

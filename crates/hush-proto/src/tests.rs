@@ -30,6 +30,7 @@ fn every_client_message() -> Vec<ClientMessage> {
             room: Some(RoomId::new("r1").unwrap()),
             identity_key: OpaqueBytes::new([1u8; 32]),
             attestation: Some(OpaqueBytes::new([2u8; 64])),
+            offers_first: None,
         }),
         ClientMessage::Leave,
         ClientMessage::Offer(Sdp {
@@ -421,6 +422,7 @@ fn oversized_messages_and_fields_are_refused() {
         room: None,
         identity_key: key,
         attestation: None,
+        offers_first: None,
     });
     assert_eq!(refused(&join.encode()), ErrorCode::FieldTooLarge);
 }
@@ -452,6 +454,7 @@ fn join_debug_never_shows_the_token_or_ids() {
         room: Some(RoomId::new("private-room").unwrap()),
         identity_key: OpaqueBytes::new([1u8; 32]),
         attestation: None,
+        offers_first: None,
     });
     let debug = format!("{join:?}");
     for secret in ["eyJ", "signature", "private-room"] {
@@ -667,4 +670,30 @@ fn key_event_decoder_agrees_with_the_full_decoder() {
         ServerMessage::decode_key_event(&big),
         Err(DecodeError::TooLarge { .. })
     ));
+}
+
+#[test]
+fn join_offers_first_is_optional_and_typed() {
+    let base = r#"{"v":1,"type":"join","token":"t","identity_key":"AQID""#;
+    let offers = |text: &str| match ClientMessage::decode(text) {
+        Ok(ClientMessage::Join(j)) => Ok(j.offers_first),
+        Ok(other) => panic!("not a join: {other:?}"),
+        Err(e) => Err(e.code()),
+    };
+    assert_eq!(offers(&format!("{base}}}")), Ok(None), "absent: the relay holds its offer a while");
+    assert_eq!(offers(&format!(r#"{base},"offers_first":false}}"#)), Ok(Some(false)));
+    assert_eq!(offers(&format!(r#"{base},"offers_first":true}}"#)), Ok(Some(true)));
+    assert_eq!(
+        offers(&format!(r#"{base},"offers_first":"yes"}}"#)),
+        Err(ErrorCode::MalformedMessage)
+    );
+    // Absent stays absent on the wire.
+    let join = ClientMessage::Join(Join {
+        token: AccessToken::new("t"),
+        room: None,
+        identity_key: OpaqueBytes::new([1u8; 3]),
+        attestation: None,
+        offers_first: None,
+    });
+    assert!(!join.encode().contains("offers_first"));
 }

@@ -106,6 +106,7 @@ impl RawSignal {
             room: room.map(|r| r.try_into().expect("a valid room id")),
             identity_key: OpaqueBytes::new(identity_key),
             attestation: None,
+            offers_first: None,
         });
         self.send(&join).await;
     }

@@ -26,6 +26,7 @@ mod sdp;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use hush_proto::TrackId;
 
@@ -44,7 +45,22 @@ pub struct MediaOptions {
     pub public_ip: Option<IpAddr>,
     /// See [`ForwardTap`].
     pub forward_tap: Option<ForwardTap>,
+    /// How long the relay's first offer waits for the client's own first offer when the
+    /// client's `join` did not say whether it offers first (default
+    /// [`FIRST_OFFER_HOLD`]; the `join` field `offers_first` explains why it waits at all).
+    pub first_offer_hold: Duration,
 }
+
+/// The default [`MediaOptions::first_offer_hold`].
+///
+/// A publishing client offers right after `joined`. Answering that first lets the relay adopt
+/// the client's header-extension ids (webrtc-rs reuses negotiated ids in later offers); offering
+/// first makes webrtc-rs number them itself (`sdes:mid` = 1 where Chromium uses 9), and Chromium
+/// then refuses its own next offer ("codec collision") or, after a glare rollback, the relay's
+/// ("RTP extension ID reassignment not supported"). It also avoids the glare round trip. A
+/// client that says it publishes nothing (`join` with `offers_first: false`) gets the relay's
+/// offer at once; one that does not say gets it after this delay.
+pub const FIRST_OFFER_HOLD: Duration = Duration::from_millis(1000);
 
 impl Default for MediaOptions {
     fn default() -> Self {
@@ -52,6 +68,7 @@ impl Default for MediaOptions {
             udp_ip: IpAddr::from([127, 0, 0, 1]),
             public_ip: None,
             forward_tap: None,
+            first_offer_hold: FIRST_OFFER_HOLD,
         }
     }
 }
@@ -62,6 +79,7 @@ impl fmt::Debug for MediaOptions {
             .field("udp_ip", &self.udp_ip)
             .field("public_ip", &self.public_ip)
             .field("forward_tap", &self.forward_tap.is_some())
+            .field("first_offer_hold", &self.first_offer_hold)
             .finish()
     }
 }

@@ -65,6 +65,7 @@ impl Relay {
         };
         room.admit(newcomer, &mut self.out);
         c.room = Some(room_id.clone());
+        c.offers_first = join.offers_first;
         self.out.push(Output::Audit(Audit::Joined {
             room: room_id,
             participant: claims.sub,

@@ -46,6 +46,8 @@ pub(super) struct Conn {
     pub(super) room: Option<RoomId>,
     /// `e2ee_stats` bookkeeping.
     pub(super) e2ee_stats: E2eeStatsState,
+    /// What its `join` said about the first SDP offer ([`hush_proto::Join::offers_first`]).
+    pub(super) offers_first: Option<bool>,
 }
 
 /// A connection's `e2ee_stats` rate limit and last reported epoch.
@@ -130,6 +132,7 @@ impl Relay {
             strikes: 0,
             room: None,
             e2ee_stats: E2eeStatsState::default(),
+            offers_first: None,
         };
         self.conns.insert(id, conn);
         id
@@ -220,6 +223,12 @@ impl Relay {
         self.rooms.retain(|_, room| {
             !(room.members.is_empty() && room.expires_at(config).is_some_and(|at| at <= now))
         });
+    }
+
+    /// Whether `conn`'s client said it sends the first SDP offer (`None`: it did not say, or
+    /// `conn` has not joined).
+    pub fn offers_first(&self, conn: ConnId) -> Option<bool> {
+        self.conns.get(&conn).and_then(|c| c.offers_first)
     }
 
     /// When [`Relay::handle_timeout`] should next run, if anything is waiting. Scans every

@@ -259,6 +259,9 @@ export class RelaySession extends EventTarget {
           type: 'join', token: this.options.token, identity_key: b64(identityKey),
           ...(attestation ? { attestation: b64(attestation) } : {}),
           ...(this.options.room ? { room: this.options.room } : {}),
+          // Publishing at join: we send the first offer (the relay waits for it); otherwise
+          // the relay offers what it forwards at once.
+          offers_first: Object.values(this.options.publish ?? {}).some((t) => t),
         });
       };
       ws.onmessage = (e) => {
@@ -355,6 +358,26 @@ export class RelaySession extends EventTarget {
     this.send({ type: 'offer', sdp: pc.localDescription?.sdp ?? '' });
   }
 
+  /**
+   * Answers the relay's offer. On the first exchange (the relay offered first: we publish
+   * nothing) we take the DTLS server role (`a=setup:passive`): the relay is then the DTLS
+   * client and starts the handshake once its own ICE check succeeded. As the DTLS client
+   * the browser sends its ClientHello as soon as its side of ICE is up, which is often before
+   * the relay's (the relay is the controlling agent then), and the relay drops it; the
+   * browser's retransmission then cost about 1.5 s of every such join. A browser that refuses
+   * the role keeps its own answer.
+   */
+  private async answerRelay(pc: RTCPeerConnection): Promise<void> {
+    const answer = await pc.createAnswer();
+    if (!pc.currentLocalDescription && answer.sdp?.includes('a=setup:active')) {
+      try {
+        await pc.setLocalDescription({ type: 'answer', sdp: answer.sdp.replace(/a=setup:active/g, 'a=setup:passive') });
+        return;
+      } catch { /* keep the browser's role */ }
+    }
+    await pc.setLocalDescription(answer);
+  }
+
   private async handle(m: Msg): Promise<void> {
     const pc = this.pc;
     this.keyEvent(m);
@@ -368,7 +391,7 @@ export class RelaySession extends EventTarget {
         const known = extmapIds(pc.currentLocalDescription?.sdp, pc.currentRemoteDescription?.sdp, this.lastOwnOffer);
         await pc.setRemoteDescription({ type: 'offer', sdp: alignExtmapIds(String(m.sdp), known) });
         await this.flushCandidates();
-        await pc.setLocalDescription(await pc.createAnswer());
+        await this.answerRelay(pc);
         this.send({ type: 'answer', sdp: pc.localDescription?.sdp ?? '' });
         // Candidates we trickled with the rolled-back offer reached a relay that had no
         // description of ours yet: send them again (the browser keeps them in the description).

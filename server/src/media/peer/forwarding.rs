@@ -160,6 +160,7 @@ impl Peer {
                 codec,
                 publisher_extensions: fanout.extensions(),
                 negotiated: self.negotiated.subscribe(),
+                connected: self.connected.subscribe(),
                 ssrc,
                 ask: KeyframeAsk {
                     driver: self.driver.clone(),
@@ -190,6 +191,7 @@ async fn write_loop(mut packets: mpsc::Receiver<rtp::Packet>, writer: Writer) {
         codec,
         publisher_extensions,
         mut negotiated,
+        mut connected,
         ssrc,
         ask,
     } = writer;
@@ -203,10 +205,16 @@ async fn write_loop(mut packets: mpsc::Receiver<rtp::Packet>, writer: Writer) {
     let mut payload_type: Option<u8> = None;
     let mut extension_ids: Vec<(u8, u8)> = Vec::new();
     // The subscriber joined a stream in progress: it needs a keyframe to start decoding. Ask
-    // once the first packet went out (the forward is negotiated and bound), without waiting
-    // for the subscriber's own PLI.
+    // once a packet went out (the forward is negotiated and bound) while the connection is
+    // up, without waiting for the subscriber's own PLI. Asked before the connection is up, the
+    // keyframe would be written into a transport that cannot carry it yet, and the next request
+    // (the subscriber's PLI) would wait out the publisher's keyframe interval: that cost joins
+    // about half a second. Asked again after a reconnection.
     let mut asked = false;
     while let Some(mut packet) = packets.recv().await {
+        if connected.has_changed().unwrap_or(false) && !*connected.borrow_and_update() {
+            asked = false;
+        }
         if negotiated.has_changed().unwrap_or(false) {
             negotiated.mark_unchanged();
             bound = true;
@@ -234,7 +242,7 @@ async fn write_loop(mut packets: mpsc::Receiver<rtp::Packet>, writer: Writer) {
         if local.write_rtp(packet).await.is_err() {
             // Not bound yet, or renegotiated: look the payload type up again.
             payload_type = None;
-        } else if !asked {
+        } else if !asked && *connected.borrow() {
             asked = true;
             let _ = ask.driver.try_send(Input::Keyframe {
                 subscriber: ask.subscriber,
@@ -256,6 +264,8 @@ struct Writer {
     publisher_extensions: Vec<(String, u8)>,
     /// Moves after each completed exchange on the subscriber's connection.
     negotiated: watch::Receiver<u64>,
+    /// Whether the subscriber's connection is connected.
+    connected: watch::Receiver<bool>,
     /// This leg's SSRC.
     ssrc: u32,
     ask: KeyframeAsk,

@@ -15,6 +15,7 @@ mod publishing;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use hush_proto::{ErrorCode, ServerMessage, Source, TrackId};
 use rtc::rtp_transceiver::rtp_sender::{
@@ -29,7 +30,6 @@ use webrtc::peer_connection::{
 };
 
 use self::forwarding::Forward;
-use self::negotiation::FIRST_OFFER_HOLD;
 use self::publishing::Publication;
 use super::MediaOptions;
 use super::fanout::Fanout;
@@ -76,7 +76,7 @@ enum PeerEvent {
         key: (ConnId, TrackId),
         codec: RTCRtpCodec,
     },
-    /// [`FIRST_OFFER_HOLD`] is over.
+    /// The first-offer hold ([`MediaOptions::first_offer_hold`]) is over.
     HoldOver,
 }
 
@@ -93,15 +93,19 @@ impl PeerHandle {
 }
 
 /// Starts the actor for `conn`. It builds its PeerConnection itself, so this returns at once.
+/// `hold_first_offer`: the relay's first offer waits for the client's
+/// ([`MediaOptions::first_offer_hold`]);
+/// `false` for a client that said it publishes nothing.
 pub(crate) fn spawn(
     conn: ConnId,
     options: MediaOptions,
     outgoing: mpsc::Sender<Outgoing>,
     driver: mpsc::Sender<Input>,
+    hold_first_offer: bool,
 ) -> PeerHandle {
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
     let failure = driver.clone();
-    let actor = tokio::spawn(run(conn, options, outgoing, driver, rx));
+    let actor = tokio::spawn(run(conn, options, outgoing, driver, rx, hold_first_offer));
     // Supervise: a panic or error inside the actor closes this participant only.
     tokio::spawn(async move {
         let failed = !matches!(actor.await, Ok(Ok(())));
@@ -114,6 +118,9 @@ pub(crate) fn spawn(
 
 struct Handler {
     events: mpsc::Sender<PeerEvent>,
+    /// Whether the connection is connected now (ICE and DTLS up): forward writers wait for it
+    /// before they ask a publisher for the subscriber's first keyframe.
+    connected: Arc<watch::Sender<bool>>,
 }
 
 #[async_trait::async_trait]
@@ -126,6 +133,8 @@ impl PeerConnectionEventHandler for Handler {
 
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
         tracing::debug!(?state, "peer connection state");
+        self.connected
+            .send_replace(state == RTCPeerConnectionState::Connected);
         if state == RTCPeerConnectionState::Failed {
             let _ = self.events.try_send(PeerEvent::Failed);
         }
@@ -159,11 +168,13 @@ struct Peer {
     dtls_role: Option<Setup>,
     /// The mid that names the bundled transport in our candidates.
     bundle_mid: Option<String>,
-    /// Our first offer waits for the client's (see [`FIRST_OFFER_HOLD`]).
+    /// Our first offer waits for the client's (see [`MediaOptions::first_offer_hold`]).
     hold_first_offer: bool,
     /// Counts completed offer/answer exchanges; forward writers re-read their negotiated
     /// parameters when it moves.
     negotiated: watch::Sender<u64>,
+    /// Whether the connection is connected (set by [`Handler`]).
+    connected: Arc<watch::Sender<bool>>,
 }
 
 async fn run(
@@ -172,9 +183,11 @@ async fn run(
     outgoing: mpsc::Sender<Outgoing>,
     driver: mpsc::Sender<Input>,
     mut commands: mpsc::Receiver<PeerCommand>,
+    hold_first_offer: bool,
 ) -> Result<(), PeerFailed> {
     let (events_tx, mut events) = mpsc::channel(EVENT_QUEUE);
-    let pc = match build_pc(&options, events_tx.clone()).await {
+    let connected = Arc::new(watch::Sender::new(false));
+    let pc = match build_pc(&options, events_tx.clone(), Arc::clone(&connected)).await {
         Ok(pc) => pc,
         Err(err) => {
             tracing::warn!(conn = conn.get(), %err, "cannot create a peer connection");
@@ -199,13 +212,17 @@ async fn run(
         early_candidates: Vec::new(),
         dtls_role: None,
         bundle_mid: None,
-        hold_first_offer: true,
+        hold_first_offer,
         negotiated: watch::Sender::new(0),
+        connected,
     };
     let hold_events = peer.events_tx.clone();
+    let hold_for = peer.options.first_offer_hold;
     let hold = tokio::spawn(async move {
-        tokio::time::sleep(FIRST_OFFER_HOLD).await;
-        let _ = hold_events.send(PeerEvent::HoldOver).await;
+        if hold_first_offer {
+            tokio::time::sleep(hold_for).await;
+            let _ = hold_events.send(PeerEvent::HoldOver).await;
+        }
     });
     let result = loop {
         let step = tokio::select! {
@@ -230,6 +247,7 @@ async fn run(
 async fn build_pc(
     options: &MediaOptions,
     events: mpsc::Sender<PeerEvent>,
+    connected: Arc<watch::Sender<bool>>,
 ) -> webrtc::error::Result<Arc<dyn PeerConnection>> {
     let mut media = MediaEngine::default();
     // VP8, VP9, H.264, AV1 and Opus, with the RTCP feedback browsers expect.
@@ -252,7 +270,17 @@ async fn build_pc(
         );
     let mut settings = SettingEngineBuilder::new()
         .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
-        .with_include_loopback_candidate(options.udp_ip.is_loopback());
+        .with_include_loopback_candidate(options.udp_ip.is_loopback())
+        // When the relay offers first it is the controlling ICE agent, and webrtc-rs waits
+        // before nominating a pair whose remote side is peer-reflexive (1 s) or
+        // server-reflexive (0.5 s), counted from the start of checks: a browser's address is
+        // usually learnt from its first check (peer-reflexive) before its trickled candidate
+        // arrives, so every such join waited a second. A pair whose check succeeded is a path
+        // that works; the relay has one address per family, so there is no better pair to wait
+        // for. TURN pairs keep webrtc-rs's wait, so a direct path is preferred when one exists.
+        .with_host_acceptance_min_wait(Some(Duration::ZERO))
+        .with_srflx_acceptance_min_wait(Some(Duration::ZERO))
+        .with_prflx_acceptance_min_wait(Some(Duration::ZERO));
     if let Some(public) = options.public_ip {
         settings = settings.with_nat_1to1_ips(vec![public.to_string()], RTCIceCandidateType::Host);
     }
@@ -262,7 +290,7 @@ async fn build_pc(
         .with_media_engine(media)
         .with_setting_engine(settings.build())
         .with_interceptor_registry(registry)
-        .with_handler(Arc::new(Handler { events }))
+        .with_handler(Arc::new(Handler { events, connected }))
         .with_udp_addrs(vec![std::net::SocketAddr::new(options.udp_ip, 0)])
         .build()
         .await?;

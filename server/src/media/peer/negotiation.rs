@@ -1,10 +1,9 @@
 //! Offer/answer with the client, following the contract in the crate's signaling docs: the
 //! client offers what it sends, the relay offers what it forwards, and the relay is the
 //! impolite peer (on glare the client rolls back). The relay's first offer waits briefly for the
-//! client's ([`FIRST_OFFER_HOLD`]); answers keep the DTLS role of the running transport
+//! client's ([`crate::media::MediaOptions::first_offer_hold`]) unless the client said it
+//! publishes nothing; answers keep the DTLS role of the running transport
 //! ([`crate::media::sdp`]); candidates name the bundle's mid.
-
-use std::time::Duration;
 
 use hush_proto::{Candidate, ErrorCode, Sdp, ServerMessage};
 use webrtc::peer_connection::{RTCIceCandidateInit, RTCSessionDescription};
@@ -14,15 +13,6 @@ use crate::media::sdp::{answer_setup, first_mid, role_from_client_answer, with_s
 
 /// Client candidates kept while no remote description is set.
 const MAX_EARLY_CANDIDATES: usize = 64;
-/// How long the relay's first offer waits for the client's own first offer.
-///
-/// A publishing client offers right after `joined`. Answering that first lets the relay adopt
-/// the client's header-extension ids (webrtc-rs reuses negotiated ids in later offers); offering
-/// first makes webrtc-rs number them itself (`sdes:mid` = 1 where Chromium uses 9), and Chromium
-/// then refuses its own next offer ("codec collision") or, after a glare rollback, the relay's
-/// ("RTP extension ID reassignment not supported"). It also avoids the glare round trip. A
-/// client that publishes nothing never offers and gets the relay's offer after this delay.
-pub(super) const FIRST_OFFER_HOLD: Duration = Duration::from_millis(1000);
 
 impl Peer {
     /// Offers if the connection is stable, else remembers to offer after the current exchange.
@@ -182,7 +172,7 @@ impl Peer {
         }));
     }
 
-    /// [`FIRST_OFFER_HOLD`] is over: offer now if something waits for it.
+    /// The first-offer hold is over: offer now if something waits for it.
     pub(super) async fn hold_over(&mut self) -> Result<(), PeerFailed> {
         self.hold_first_offer = false;
         if self.needs_offer {

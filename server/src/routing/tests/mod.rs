@@ -84,6 +84,7 @@ impl Sim {
             room: room.map(rid),
             identity_key: OpaqueBytes::new([5u8; 32]),
             attestation: None,
+            offers_first: None,
         })
     }
 
