@@ -208,6 +208,11 @@ impl Driver {
                 }
             }
             Input::Keyframe { subscriber, track } => {
+                tracing::debug!(
+                    subscriber = subscriber.get(),
+                    track = track.0,
+                    "keyframe request"
+                );
                 self.ops.metrics.keyframe_request(KeyframeOrigin::Rtcp);
                 self.relay.request_keyframe(now(), subscriber, track)
             }
@@ -325,6 +330,11 @@ impl Driver {
             } => self
                 .command_existing_peer(subscriber, PeerCommand::RemoveForward { publisher, track }),
             Output::RequestKeyframe { publisher, track } => {
+                tracing::debug!(
+                    publisher = publisher.get(),
+                    track = track.0,
+                    "keyframe asked"
+                );
                 // A PLI for browsers; the message for clients that make keyframes on request.
                 self.command_existing_peer(publisher, PeerCommand::Keyframe { track });
                 self.send(
@@ -397,7 +407,13 @@ impl Driver {
             };
             // A client that said it publishes nothing gets the relay's offer at once.
             let hold = self.relay.offers_first(conn) != Some(false);
-            let handle = peer::spawn(conn, self.media.clone(), state.outgoing.clone(), driver, hold);
+            let handle = peer::spawn(
+                conn,
+                self.media.clone(),
+                state.outgoing.clone(),
+                driver,
+                hold,
+            );
             state.peer = Some(handle);
         }
         self.deliver(conn, command);

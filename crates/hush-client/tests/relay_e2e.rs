@@ -244,13 +244,16 @@ async fn a_subscriber_that_says_it_publishes_nothing_is_offered_without_the_hold
             .await;
         let members = [("alice", AV), ("bob", &[][..])];
         let (mut clients, _) = join_all(&relay, "room-hold", &members).await;
-        let got = pump_until_decrypted(&clients[0], &[&clients[1]], 50, Media::AudioVideo, 20).await;
+        let got =
+            pump_until_decrypted(&clients[0], &[&clients[1]], 50, Media::AudioVideo, 20).await;
         assert!(got[0] >= 50, "bob decrypted {got:?} of alice's frames");
         // A client that does not say: no offer while the hold runs.
         let (mut carol, _) = relay.join("carol", "room-hold").await;
         let until = tokio::time::Instant::now() + Duration::from_secs(3);
         while let Some(left) = until.checked_duration_since(tokio::time::Instant::now()) {
-            let Some(m) = carol.recv_within(left).await else { break };
+            let Some(m) = carol.recv_within(left).await else {
+                break;
+            };
             assert!(
                 !matches!(m, hush_proto::ServerMessage::Offer(_)),
                 "offered during the hold"

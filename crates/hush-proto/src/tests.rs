@@ -680,9 +680,19 @@ fn join_offers_first_is_optional_and_typed() {
         Ok(other) => panic!("not a join: {other:?}"),
         Err(e) => Err(e.code()),
     };
-    assert_eq!(offers(&format!("{base}}}")), Ok(None), "absent: the relay holds its offer a while");
-    assert_eq!(offers(&format!(r#"{base},"offers_first":false}}"#)), Ok(Some(false)));
-    assert_eq!(offers(&format!(r#"{base},"offers_first":true}}"#)), Ok(Some(true)));
+    assert_eq!(
+        offers(&format!("{base}}}")),
+        Ok(None),
+        "absent: the relay holds its offer a while"
+    );
+    assert_eq!(
+        offers(&format!(r#"{base},"offers_first":false}}"#)),
+        Ok(Some(false))
+    );
+    assert_eq!(
+        offers(&format!(r#"{base},"offers_first":true}}"#)),
+        Ok(Some(true))
+    );
     assert_eq!(
         offers(&format!(r#"{base},"offers_first":"yes"}}"#)),
         Err(ErrorCode::MalformedMessage)

@@ -36,6 +36,11 @@ pub struct RelayConfig {
     /// The shortest time between two keyframe requests reaching one publisher's track; requests
     /// in between are merged into one sent when the interval is over.
     pub keyframe_interval: Duration,
+    /// A keyframe request that arrives within this time after one reached the publisher is
+    /// taken as answered by it and dropped: the subscribers that ask right after a new one
+    /// joined would otherwise cost the publisher a second keyframe one interval later, and hold
+    /// up the next newcomer's first keyframe behind it.
+    pub keyframe_grace: Duration,
     /// The shortest time between two rekey points in one room's membership log; `rekey`
     /// requests in between are merged into one placed when the interval is over.
     pub rekey_interval: Duration,
@@ -77,6 +82,7 @@ impl Default for RelayConfig {
             },
             max_rate_strikes: 100,
             keyframe_interval: Duration::from_millis(500),
+            keyframe_grace: Duration::from_millis(150),
             rekey_interval: Duration::from_secs(1),
             e2ee_stats_interval: Duration::from_secs(5),
         }

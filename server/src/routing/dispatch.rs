@@ -187,7 +187,9 @@ impl Relay {
                     self.out.send(other.conn, message.clone());
                 }
             }
-            ClientMessage::KeyframeRequest(t) => self.keyframe_request(now, conn, t.track)?,
+            ClientMessage::KeyframeRequest(t) => {
+                self.keyframe_request(now, conn, t.track, false)?
+            }
             ClientMessage::Rekey(_) => {
                 // Any member may ask (the committer's timer, a sender near its usage limit);
                 // the point names who asked, and only the committer's asking makes members
@@ -268,11 +270,16 @@ impl Relay {
     /// A keyframe request from `subscriber` for `track` in its room, through the track's gate.
     /// Only a member with the `subscribe` grant that receives the track may ask: anyone else
     /// could otherwise make a publisher send keyframes (large frames) at the gate's full rate.
+    /// A keyframe request of `subscriber` for `track`; `from_media`: it came from the
+    /// subscriber's media session (RTCP, or the relay's own ask once the subscriber's
+    /// connection is up), which alone may claim the subscriber's first, unthrottled request: a
+    /// keyframe asked over signaling before the connection is up is lost on the way.
     pub(super) fn keyframe_request(
         &mut self,
         now: Instant,
         subscriber: ConnId,
         track: TrackId,
+        from_media: bool,
     ) -> Result<(), Refusal> {
         let unknown = Refusal::new(ErrorCode::UnknownTrack, "no such track in your room");
         let room_id = self
@@ -300,10 +307,15 @@ impl Relay {
                 "you do not receive this track",
             ));
         }
-        if publication
-            .keyframe
-            .request(now, self.config.keyframe_interval)
-        {
+        // A subscriber's first media-side request (it decodes nothing until a keyframe comes)
+        // is not held for the interval; a request right after one went out is answered by it.
+        let first = from_media && publication.keyframe_started.insert(subscriber);
+        if publication.keyframe.request_with_grace(
+            now,
+            self.config.keyframe_interval,
+            self.config.keyframe_grace,
+            first,
+        ) {
             let publisher = publication.publisher;
             self.out.push(Output::RequestKeyframe { publisher, track });
         }

@@ -26,6 +26,31 @@ impl MergeGate {
         self.poll(now, interval)
     }
 
+    /// A keyframe-style request: as [`MergeGate::request`], except that an `urgent` one is sent
+    /// at once (a new subscriber's first keyframe: it decodes nothing until one comes), and
+    /// that another one arriving within `grace` of the last one sent is taken as answered by
+    /// it (what it asks for is on its way) and dropped.
+    pub(super) fn request_with_grace(
+        &mut self,
+        now: Instant,
+        interval: Duration,
+        grace: Duration,
+        urgent: bool,
+    ) -> bool {
+        if urgent {
+            self.last_sent = Some(now);
+            self.pending = false;
+            return true;
+        }
+        let answered = self
+            .last_sent
+            .is_some_and(|t| now.saturating_duration_since(t) < grace);
+        if answered {
+            return false;
+        }
+        self.request(now, interval)
+    }
+
     /// When a pending request is due.
     pub(super) fn deadline(&self, interval: Duration) -> Option<Instant> {
         if self.pending {
@@ -64,5 +89,28 @@ mod tests {
         assert!(g.poll(t0 + i, i));
         assert!(!g.poll(t0 + i, i), "merged into one");
         assert_eq!(g.deadline(i), None);
+    }
+
+    #[test]
+    fn requests_within_the_grace_are_answered_and_urgent_ones_skip_the_interval() {
+        let t0 = Instant::now();
+        let (i, grace) = (Duration::from_millis(500), Duration::from_millis(150));
+        let ms = Duration::from_millis;
+        let mut g = MergeGate::default();
+        assert!(g.request_with_grace(t0, i, grace, true), "first: at once");
+        // Subscribers' own requests right after: the keyframe is on its way, nothing pending.
+        assert!(!g.request_with_grace(t0 + ms(3), i, grace, false));
+        assert!(!g.request_with_grace(t0 + ms(12), i, grace, false));
+        assert_eq!(g.deadline(i), None);
+        // Another newcomer's first: at once, grace or not.
+        assert!(g.request_with_grace(t0 + ms(20), i, grace, true));
+        let t0 = t0 + ms(20);
+        // After the grace: merged and rate limited as before.
+        assert!(!g.request_with_grace(t0 + ms(200), i, grace, false));
+        assert_eq!(g.deadline(i), Some(t0 + i));
+        // An urgent one (a new subscriber) goes at once, and answers the pending one too.
+        assert!(g.request_with_grace(t0 + ms(300), i, grace, true));
+        assert_eq!(g.deadline(i), None);
+        assert!(!g.poll(t0 + ms(900), i));
     }
 }

@@ -26,7 +26,9 @@
 //!   id by the relay; payloads are never read.
 //! - Keyframe requests come only from members with `subscribe` that receive the track, and
 //!   reach a publisher at most once per [`RelayConfig::keyframe_interval`] per track; requests
-//!   in between are merged into one at the end of the interval.
+//!   in between are merged into one at the end of the interval, except that those within
+//!   [`RelayConfig::keyframe_grace`] of one sent are answered by it, and a subscriber's first
+//!   request for a track is sent at once (once per subscription).
 //! - Any member may ask for a rekey: the room places a `rekey` point (the next membership
 //!   sequence number) for every member, at most once per [`RelayConfig::rekey_interval`];
 //!   requests in between merge into one placed at the end of the interval, never refused.

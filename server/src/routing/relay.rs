@@ -178,7 +178,7 @@ impl Relay {
     /// A subscriber's media session asked for a keyframe (RTCP PLI or FIR) on `track`.
     pub fn request_keyframe(&mut self, now: Now, subscriber: ConnId, track: TrackId) {
         // Media-side requests for tracks that just went away are normal: nothing to report.
-        let _ = self.keyframe_request(now.instant, subscriber, track);
+        let _ = self.keyframe_request(now.instant, subscriber, track, true);
     }
 
     /// Runs the timers due at `now`: join timeouts, merged keyframe and rekey requests, expiry

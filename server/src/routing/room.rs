@@ -37,6 +37,8 @@ pub(super) struct Publication {
     pub(super) publisher: ConnId,
     pub(super) subscribers: BTreeSet<ConnId>,
     pub(super) keyframe: MergeGate,
+    /// Subscribers whose first keyframe request went through (later ones are rate limited).
+    pub(super) keyframe_started: BTreeSet<ConnId>,
 }
 
 /// A room. Members are kept oldest first.
@@ -208,6 +210,7 @@ impl Room {
             self.drop_publication(index, announce, out);
         }
         for publication in &mut self.publications {
+            publication.keyframe_started.remove(&conn);
             if publication.subscribers.remove(&conn) {
                 out.push(Output::StopForward {
                     publisher: publication.publisher,
@@ -271,6 +274,7 @@ impl Room {
             publisher: conn,
             subscribers,
             keyframe: MergeGate::default(),
+            keyframe_started: BTreeSet::new(),
         };
         self.next_track += 1;
         out.push(Output::Published {
@@ -423,6 +427,7 @@ impl Room {
                 });
             }
         } else if publication.subscribers.remove(&conn) {
+            publication.keyframe_started.remove(&conn);
             out.push(Output::StopForward {
                 publisher,
                 track,

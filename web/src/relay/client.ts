@@ -200,8 +200,14 @@ export class RelaySession extends EventTarget {
     this.send(message);
   }
 
-  /** Asks the publishers of every received video track for a keyframe. */
+  /**
+   * Asks the publishers of every received video track for a keyframe. Not before our
+   * connection is up: such a keyframe is lost on the way, and a publisher's browser may
+   * ignore another request shortly after one (measured: the relay's own request, sent once
+   * the connection is up, then often went unanswered and the first frame came 0.5 s later).
+   */
   requestKeyframes(): void {
+    if (this.pc?.connectionState !== 'connected') return;
     for (const t of this.remote.values()) {
       if (t.trackId !== undefined && t.track.kind === 'video') this.send({ type: 'keyframe_request', track: t.trackId });
     }

@@ -210,10 +210,12 @@ async fn write_loop(mut packets: mpsc::Receiver<rtp::Packet>, writer: Writer) {
     // keyframe would be written into a transport that cannot carry it yet, and the next request
     // (the subscriber's PLI) would wait out the publisher's keyframe interval: that cost joins
     // about half a second. Asked again after a reconnection.
-    let mut asked = false;
+    // Audio has no keyframes to ask for.
+    let mut asked = !codec.mime_type.to_ascii_lowercase().starts_with("video/");
+    let is_audio = asked;
     while let Some(mut packet) = packets.recv().await {
         if connected.has_changed().unwrap_or(false) && !*connected.borrow_and_update() {
-            asked = false;
+            asked = is_audio;
         }
         if negotiated.has_changed().unwrap_or(false) {
             negotiated.mark_unchanged();

@@ -300,46 +300,48 @@ fn keyframe_requests_are_merged_and_rate_limited_per_track() {
     sim.send(a, publish(Source::Microphone));
     let camera = TrackId(0);
     let request = |track| ClientMessage::KeyframeRequest(TrackRef { track });
+    let asked = |track| {
+        vec![Output::RequestKeyframe {
+            publisher: a,
+            track,
+        }]
+    };
 
     let out = sim.send(b, request(camera));
-    assert_eq!(
-        out,
-        [Output::RequestKeyframe {
-            publisher: a,
-            track: camera
-        }]
-    );
-    // Within the interval: merged, nothing goes out yet.
+    assert_eq!(out, asked(camera));
+    // Within the grace of that one: answered by it, nothing more goes out, nothing pending
+    // (c's first request included: the keyframe it needs is on its way).
     assert!(sim.send(c, request(camera)).is_empty());
     sim.now = sim.now.advance(Duration::from_millis(100));
     assert!(sim.send(b, request(camera)).is_empty());
-    sim.relay.request_keyframe(sim.now, c, camera);
-    assert!(sim.drain().is_empty());
+    assert_eq!(sim.relay.poll_timeout(), None);
+    // After the grace, within the interval: merged.
+    sim.now = sim.now.advance(Duration::from_millis(100));
+    assert!(sim.send(b, request(camera)).is_empty());
+    assert!(sim.send(c, request(camera)).is_empty());
     // Another track has its own gate.
-    let out = sim.send(b, request(TrackId(1)));
-    assert_eq!(
-        out,
-        [Output::RequestKeyframe {
-            publisher: a,
-            track: TrackId(1)
-        }]
-    );
+    assert_eq!(sim.send(b, request(TrackId(1))), asked(TrackId(1)));
 
     // One merged request goes out when the interval ends, and only one.
     let due = sim.relay.poll_timeout().unwrap();
     assert_eq!(
         due,
-        sim.now.instant - Duration::from_millis(100) + Duration::from_millis(500)
+        sim.now.instant - Duration::from_millis(200) + Duration::from_millis(500)
     );
-    let out = sim.advance(Duration::from_millis(400));
-    assert_eq!(
-        out,
-        [Output::RequestKeyframe {
-            publisher: a,
-            track: camera
-        }]
-    );
+    assert_eq!(sim.advance(Duration::from_millis(300)), asked(camera));
     assert!(sim.advance(Duration::from_secs(5)).is_empty());
+
+    // A newcomer's first request from its media session is not held for the interval: it
+    // decodes nothing until a keyframe comes. Its next ones are rate limited like everyone's.
+    sim.now = sim.now.advance(Duration::from_millis(200));
+    assert!(sim.send(b, request(camera)) == asked(camera));
+    sim.now = sim.now.advance(Duration::from_millis(200));
+    let d = sim.join("d", "r", full());
+    sim.drain();
+    sim.relay.request_keyframe(sim.now, d, camera);
+    assert_eq!(sim.drain(), asked(camera), "first: at once");
+    sim.now = sim.now.advance(Duration::from_millis(200));
+    assert!(sim.send(d, request(camera)).is_empty(), "then merged");
 
     // Unknown tracks and one's own are refused.
     let out = sim.send(b, request(TrackId(7)));
@@ -403,4 +405,52 @@ fn keyframe_requests_need_the_subscribe_grant_and_a_subscription() {
         }]
     );
     assert_alive(&mut sim, publisher);
+}
+
+#[test]
+fn a_newcomers_first_keyframe_request_is_not_held_behind_a_merged_one() {
+    let mut sim = Sim::new();
+    let [a, b] = sim.join_all("r", ["a", "b"]);
+    sim.send(a, publish(Source::Camera));
+    let camera = TrackId(0);
+    let ms = Duration::from_millis;
+    let asked = vec![Output::RequestKeyframe {
+        publisher: a,
+        track: camera,
+    }];
+    // b joined: its first request goes out, its browser's own follow within the grace and
+    // one more after it, which is merged and goes out at the end of the interval.
+    sim.relay.request_keyframe(sim.now, b, camera);
+    assert_eq!(sim.drain(), asked);
+    for step in [3, 137, 145] {
+        sim.now = sim.now.advance(ms(step));
+        sim.relay.request_keyframe(sim.now, b, camera);
+        assert!(sim.drain().is_empty());
+    }
+    assert_eq!(sim.advance(ms(215)), asked);
+    // c joins 235 ms later: its first request is sent at once, not at the end of the interval.
+    sim.now = sim.now.advance(ms(235));
+    let c = sim.join("c", "r", full());
+    sim.drain();
+    sim.relay.request_keyframe(sim.now, c, camera);
+    assert_eq!(sim.drain(), asked);
+}
+
+#[test]
+fn a_signaling_keyframe_request_does_not_use_up_the_first_media_one() {
+    let mut sim = Sim::new();
+    let [a, b] = sim.join_all("r", ["a", "b"]);
+    sim.send(a, publish(Source::Camera));
+    let camera = TrackId(0);
+    let asked = vec![Output::RequestKeyframe {
+        publisher: a,
+        track: camera,
+    }];
+    // The browser asks over signaling when its keys change, before its connection is up: the
+    // keyframe is lost on the way, so the media side's first request still goes at once.
+    let request = ClientMessage::KeyframeRequest(TrackRef { track: camera });
+    assert_eq!(sim.send(b, request), asked);
+    sim.now = sim.now.advance(Duration::from_millis(200));
+    sim.relay.request_keyframe(sim.now, b, camera);
+    assert_eq!(sim.drain(), asked);
 }
