@@ -3,7 +3,7 @@
 // bookkeeping. `cargo xtask test` runs each `*.test.mjs` (after its `*.prepare.mjs`) as
 //   unshare --net sh -c 'ip link set lo up && node tests/browser/NAME.test.mjs'
 // so nothing here may reach beyond 127.0.0.1.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createServer } from 'node:http';
 import { access, mkdir, mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -199,29 +199,43 @@ export async function freePort() {
  * Starts `hush-relay --dev` on 127.0.0.1 (a free port) serving web/; resolves once /healthz
  * answers (exits with a FAIL line when the binary is missing). `token(room)` asks its dev
  * endpoint for a token, `dev(room)` for `{token, participant}`; `close()` ends it (by its own
- * pid); `log()` is its recent output.
+ * pid); `log()` is its recent output. `link` (`netLink()`): the relay runs in the link's relay
+ * namespace, media on the link's relay address, and signaling reaches it over the link through
+ * `tcp-forward.mjs` (dev mode serves loopback peers only); call this from the client namespace.
  */
-export async function startRelay() {
+export async function startRelay({ link } = {}) {
   await needFiles([relayBinary()], 'cargo build -p hush-relay --bin hush-relay');
   const port = await freePort();
-  const child = spawn(relayBinary(), ['--dev', '--bind', `127.0.0.1:${port}`, '--static-dir', join(root, 'web')], {
-    cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' },
-  });
+  const args = ['--dev', '--bind', `127.0.0.1:${port}`, '--static-dir', join(root, 'web'),
+    ...(link ? ['--media-ip', link.relayIp] : [])];
+  const options = { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' } };
+  const child = link
+    ? spawn('ip', ['netns', 'exec', link.relayNs, relayBinary(), ...args], options)
+    : spawn(relayBinary(), args, options);
+  const forward = link
+    ? spawn('ip', ['netns', 'exec', link.relayNs, process.execPath, join(root, 'tests', 'browser', 'tcp-forward.mjs'),
+      `${link.relayIp}:${port}`, `127.0.0.1:${port}`], { stdio: 'ignore' })
+    : null;
   let log = '';
   const keep = (d) => { log = (log + d.toString()).slice(-Number(process.env.RELAY_LOG_KEEP ?? 20_000)); };
   child.stdout.on('data', keep);
   child.stderr.on('data', keep);
-  const base = `http://127.0.0.1:${port}`;
+  const host = link ? link.relayIp : '127.0.0.1';
+  const base = `http://${host}:${port}`;
+  const stop = () => {
+    if (child.exitCode === null) child.kill('SIGTERM');
+    if (forward && forward.exitCode === null) forward.kill('SIGTERM');
+  };
   for (let i = 0; i < 100; i++) {
     if (child.exitCode !== null) throw new Error(`hush-relay exited (${child.exitCode}): ${log}`);
     try {
       if ((await fetch(`${base}/healthz`)).ok) break;
     } catch { /* not up yet */ }
     await sleep(100);
-    if (i === 99) { child.kill(); throw new Error(`hush-relay did not answer /healthz: ${log}`); }
+    if (i === 99) { stop(); throw new Error(`hush-relay did not answer /healthz: ${log}`); }
   }
   return {
-    base, ws: `ws://127.0.0.1:${port}/v1/rtc`, log: () => log,
+    base, ws: `ws://${host}:${port}/v1/rtc`, log: () => log,
     async dev(room) {
       const res = await fetch(`${base}/dev/token`, {
         method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ room }),
@@ -231,8 +245,54 @@ export async function startRelay() {
       return { token: body.token, participant: body.participant };
     },
     async token(room) { return (await this.dev(room)).token; },
-    close() { if (child.exitCode === null) child.kill('SIGTERM'); },
+    close: stop,
   };
+}
+
+/**
+ * Two network namespaces joined by a veth pair, for tests of real network conditions (root
+ * only; addresses from the benchmarking range 198.18.0.0/15, nothing leaves the machine): the
+ * relay's (`relayNs`, `relayIp` on `r0`) and the clients' (`clientNs`, `clientIp` on `c0`), each
+ * with `lo` up. `close()` deletes both (and the pair).
+ */
+export function netLink(tag = 'hush') {
+  const id = `${tag}${process.pid}`;
+  const link = { relayNs: `${id}r`, clientNs: `${id}c`, relayIp: '198.18.0.1', clientIp: '198.18.0.2', clientDev: 'c0' };
+  const ip = (...a) => execFileSync('ip', a, { stdio: 'inherit' });
+  ip('netns', 'add', link.relayNs);
+  ip('netns', 'add', link.clientNs);
+  ip('link', 'add', 'c0', 'netns', link.clientNs, 'type', 'veth', 'peer', 'name', 'r0', 'netns', link.relayNs);
+  for (const [ns, dev, addr] of [[link.relayNs, 'r0', link.relayIp], [link.clientNs, 'c0', link.clientIp]]) {
+    ip('-n', ns, 'addr', 'add', `${addr}/24`, 'dev', dev);
+    ip('-n', ns, 'link', 'set', dev, 'up');
+    ip('-n', ns, 'link', 'set', 'lo', 'up');
+  }
+  link.close = () => {
+    for (const ns of [link.clientNs, link.relayNs]) {
+      try { execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' }); } catch { /* gone */ }
+    }
+  };
+  return link;
+}
+
+/**
+ * Runs a network test: outside, makes a `netLink(tag)`, runs this same script inside its
+ * client namespace (where `link` is set), deletes the namespaces and exits with the script's
+ * status; inside, resolves with the link. Call it first thing: `const link = await onLink('x')`.
+ */
+export async function onLink(tag) {
+  if (process.env.HUSH_NET_LINK) return JSON.parse(process.env.HUSH_NET_LINK);
+  const link = netLink(tag);
+  let status = 1;
+  try {
+    const r = spawnSync('ip', ['netns', 'exec', link.clientNs, process.execPath, process.argv[1], ...process.argv.slice(2)], {
+      stdio: 'inherit', env: { ...process.env, HUSH_NET_LINK: JSON.stringify(link) },
+    });
+    status = r.status ?? 1;
+  } finally {
+    link.close();
+  }
+  process.exit(status);
 }
 
 /** Forwards a request to the relay's dev endpoint (the app backend's stand-in). */
