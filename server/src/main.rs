@@ -61,6 +61,10 @@ struct ServeArgs {
     /// Dev mode: POST /dev/token and /dev/attest serve anyone (loopback addresses only).
     #[arg(long, env = "HUSH_DEV")]
     dev: bool,
+    /// Dev mode: keep the dev token and backend keys in this file (made on first use, mode
+    /// 0600), so a restarted dev relay accepts what its clients were given before.
+    #[arg(long, env = "HUSH_DEV_KEY_FILE")]
+    dev_key_file: Option<PathBuf>,
     /// The web root: demo/ at /, dist/ at /dist/, wasm/ at /wasm/ [default: web].
     #[arg(long, env = "HUSH_STATIC_DIR")]
     static_dir: Option<PathBuf>,
@@ -272,11 +276,18 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         .or(file.audience.clone())
         .unwrap_or_else(|| "hush".to_owned());
     let minter = if dev {
-        match DevMinter::generate(&mut keys, &audience) {
+        let made = match &args.dev_key_file {
+            Some(path) => DevMinter::load_or_generate(path, &mut keys, &audience),
+            None => DevMinter::generate(&mut keys, &audience),
+        };
+        match made {
             Ok(minter) => Some(minter),
             Err(err) => return fail(err),
         }
     } else {
+        if args.dev_key_file.is_some() {
+            tracing::warn!("--dev-key-file is ignored without dev mode");
+        }
         None
     };
     if keys.is_empty() {

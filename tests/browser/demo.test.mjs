@@ -113,6 +113,19 @@ await run(async () => {
   check('a stalled epoch shows "not sent until it arrives" and the switch hides it',
     banner.before.hidden && !banner.during.hidden && /not sent until it arrives/.test(banner.during.text) && banner.after.hidden, banner);
 
+  // The relay lost: the session's reconnecting and reconnected events show in the status line
+  // (the rejoin itself is relay-restart.test.mjs).
+  const rec = await pages[1].evaluate(async () => {
+    const { session } = window.hushDemo;
+    const text = () => document.getElementById('status').textContent;
+    session.dispatchEvent(new CustomEvent('reconnecting', { detail: { attempt: 2, code: 'socket_closed' } }));
+    const during = text();
+    session.dispatchEvent(new CustomEvent('reconnected', { detail: { attempts: 2, ms: 1500 } }));
+    return { during, after: text() };
+  });
+  check('the page says it is reconnecting, then that it reconnected',
+    /reconnecting, attempt 2/.test(rec.during) && /Reconnected after 1\.5 s/.test(rec.after), rec);
+
   // A bad room name is refused on the page, without joining.
   const ctx = await browser.newContext();
   const bad = await ctx.newPage();

@@ -202,12 +202,15 @@ export async function freePort() {
  * pid); `log()` is its recent output. `link` (`netLink()`): the relay runs in the link's relay
  * namespace, media on the link's relay address, and signaling reaches it over the link through
  * `tcp-forward.mjs` (dev mode serves loopback peers only); call this from the client namespace.
+ * `port`: listen there instead of a free port; `devKeyFile`: keep the dev keys there
+ * (`--dev-key-file`), so a relay started again on the same port accepts what the first minted.
+ * `kill()` ends it at once (SIGKILL).
  */
-export async function startRelay({ link } = {}) {
+export async function startRelay({ link, port: wanted, devKeyFile } = {}) {
   await needFiles([relayBinary()], 'cargo build -p hush-relay --bin hush-relay');
-  const port = await freePort();
+  const port = wanted ?? await freePort();
   const args = ['--dev', '--bind', `127.0.0.1:${port}`, '--static-dir', join(root, 'web'),
-    ...(link ? ['--media-ip', link.relayIp] : [])];
+    ...(link ? ['--media-ip', link.relayIp] : []), ...(devKeyFile ? ['--dev-key-file', devKeyFile] : [])];
   const options = { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' } };
   const child = link
     ? spawn('ip', ['netns', 'exec', link.relayNs, relayBinary(), ...args], options)
@@ -246,6 +249,11 @@ export async function startRelay({ link } = {}) {
     },
     async token(room) { return (await this.dev(room)).token; },
     close: stop,
+    kill() {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      if (forward && forward.exitCode === null) forward.kill('SIGKILL');
+    },
+    port,
   };
 }
 
@@ -317,7 +325,7 @@ function devProxy(relay) {
 export function relayPages(relay) {
   const here = join(root, 'tests', 'browser');
   return serve({
-    ...(relay ? { '/dev/attest': devProxy(relay), '/dev/backend-key': devProxy(relay) } : {}),
+    ...(relay ? { '/dev/attest': devProxy(relay), '/dev/backend-key': devProxy(relay), '/dev/token': devProxy(relay) } : {}),
     '/dist': join(root, 'web', 'dist'),
     '/wasm': join(root, 'web', 'wasm'),
     // keys.worker.js imports the Worker and the wasm glue by these paths.

@@ -15,6 +15,8 @@ let testWorker = null;
 const failures = [];
 const errors = [];
 const videos = new Map();
+/** `reconnecting` and `reconnected` events of the session, with `t` (Date.now()). */
+const connEvents = [];
 /** Join timeline (Date.now()): `joinCalled`, `joined`, `connected`, `track:<who>`, `frame:<who>` (first decoded video frame). */
 const marks = {};
 const mark = (name) => { if (marks[name] === undefined) marks[name] = Date.now(); };
@@ -26,7 +28,7 @@ const audioReceivers = new Map();
  * tests/browser/keys.worker.js (the real Worker plus test-only seal/open messages; the runner
  * must serve it and /web/dist, /web/wasm) instead of /dist/worker.js.
  */
-async function join({ url, token, participant, room, keys, secret, testWorker: useTestWorker, unvouched, admitAnyone, listenOnly }) {
+async function join({ url, token, participant, room, keys, secret, testWorker: useTestWorker, unvouched, admitAnyone, listenOnly, reconnect }) {
   if (useTestWorker) {
     testWorker = new Worker('/keys.worker.js', { type: 'module' });
     e2ee = await HushE2ee.init({ worker: testWorker, wasmUrl: '/web/wasm/hush_wasm_bg.wasm' });
@@ -47,17 +49,23 @@ async function join({ url, token, participant, room, keys, secret, testWorker: u
   // The two-step join: the Worker makes the identity key, the app backend (here the relay's dev
   // endpoints, served same-origin by the runner) vouches for it for this token's participant.
   let vouching = {};
+  // `reconnect`: rejoin when the relay is lost, with a fresh dev token (a new participant id,
+  // which the vouching below then uses).
+  let current = participant;
+  const rejoin = reconnect
+    ? { reconnect: { token: async () => { const t = await dev('/dev/token', { room }); current = t.participant; return t.token; } } }
+    : {};
   // `unvouched`: no attestation, admit anyone; `admitAnyone`: vouched for, but this Worker
   // admits anyone (what a member may do to its own client, e.g. a leaver computing ratchets).
   if (keys === 'exchange' && unvouched) vouching = { insecureUnvouchedMembers: true };
   else if ((keys === 'exchange' || keys === 'shared') && participant) {
-    const vouch = (key) => attest(room, participant, key);
+    const vouch = (key) => attest(room, current, key);
     vouching = admitAnyone ? { insecureUnvouchedMembers: true, vouch } : { backendKey: await backendKey(), vouch };
   }
   e2ee.addEventListener('memberrefused', (e) => keyEvents.push({ type: 'memberRefused', participant: e.detail.participant, reason: e.detail.reason, t: Date.now() }));
   try {
     mark('joinCalled');
-    session = await RelaySession.join({ url, token, room, e2ee, keys: mode, publish, ...vouching });
+    session = await RelaySession.join({ url, token, room, e2ee, keys: mode, publish, ...vouching, ...rejoin });
     mark('joined');
     const pc = session.pc;
     const connected = () => { if (pc?.connectionState === 'connected') mark('connected'); };
@@ -82,6 +90,9 @@ async function join({ url, token, participant, room, keys, secret, testWorker: u
     return { unsupported: true };
   }
   session.addEventListener('close', (e) => { closed = e.detail; });
+  for (const type of ['reconnecting', 'reconnected']) {
+    session.addEventListener(type, (e) => connEvents.push({ type, ...e.detail, t: Date.now() }));
+  }
   session.addEventListener('error', (e) => { errors.push(e.detail); });
   session.addEventListener('track', (e) => {
     const t = e.detail;
@@ -136,7 +147,7 @@ async function state() {
   const self = stats.find((s) => s.participant === 'self');
   return {
     you: session?.you, members: session ? [...session.members.keys()] : [], remote: out,
-    encrypted: self?.ok ?? 0, safetyCode, keyEvents: keyEvents.slice(), closed, failureEvents: failures.length, ignored: session?.ignored ?? {}, errors: errors.slice(0, 5),
+    encrypted: self?.ok ?? 0, safetyCode, keyEvents: keyEvents.slice(), closed, connEvents: connEvents.slice(), failureEvents: failures.length, failures: failures.slice(-20), ignored: session?.ignored ?? {}, errors: errors.slice(0, 5),
   };
 }
 

@@ -41,6 +41,13 @@ let post: (m: FromWorker) => void = (m) => self.postMessage(m);
  * a key the session no longer renews).
  */
 const streams = new Map<number, number>();
+/**
+ * What the session put in the key ring: receive KIDs and send contexts. A new `keysStart` (a
+ * rejoin: a new member of a new key exchange) takes them out, so nothing of the old session
+ * seals or opens a frame after it.
+ */
+const installedRecv = new Set<bigint>();
+const installedSend = new Set<number>();
 
 /** Feeds a transform notice to the session; a refusal before the join is expected (replayed later). */
 function notify(call: (s: KeySession, now: number) => string | undefined): void {
@@ -73,11 +80,20 @@ function drain(): void {
         post({ kind: 'relaySend', message: JSON.parse(o.json) as RelayMessage });
         break;
       case 'key':
-        if (o.op === 'setSend' && o.context !== undefined && o.kid !== undefined && o.key) keyRing.setSend(o.context, o.kid, o.key);
-        else if (o.op === 'stopSend' && o.context !== undefined) keyRing.stopSend(o.context);
-        // Bound to its sender: only transforms attached for that participant open its frames.
-        else if (o.op === 'addRecv' && o.kid !== undefined && o.key) keyRing.addRecv(o.kid, o.key, session.keyOwner(o.kid));
-        else if (o.op === 'removeRecv' && o.kid !== undefined) keyRing.removeRecv(o.kid);
+        if (o.op === 'setSend' && o.context !== undefined && o.kid !== undefined && o.key) {
+          keyRing.setSend(o.context, o.kid, o.key);
+          installedSend.add(o.context);
+        } else if (o.op === 'stopSend' && o.context !== undefined) {
+          keyRing.stopSend(o.context);
+          installedSend.delete(o.context);
+        } else if (o.op === 'addRecv' && o.kid !== undefined && o.key) {
+          // Bound to its sender: only transforms attached for that participant open its frames.
+          keyRing.addRecv(o.kid, o.key, session.keyOwner(o.kid));
+          installedRecv.add(o.kid);
+        } else if (o.op === 'removeRecv' && o.kid !== undefined) {
+          keyRing.removeRecv(o.kid);
+          installedRecv.delete(o.kid);
+        }
         break;
       case 'event':
         post({ kind: 'keyEvent', event: o.event });
@@ -104,6 +120,10 @@ function stop(): void {
   if (timer !== null) { clearTimeout(timer); timer = null; }
   session?.free();
   session = null;
+  for (const c of installedSend) keyRing.stopSend(c);
+  for (const kid of installedRecv) keyRing.removeRecv(kid);
+  installedSend.clear();
+  installedRecv.clear();
 }
 
 function fail(reason: string): void {

@@ -262,6 +262,9 @@ fn dev() -> Result<(), u8> {
             "127.0.0.1:8080",
             "--static-dir",
             "web",
+            // The dev keys survive a restart: open calls rejoin (reconnect) and stay vouched.
+            "--dev-key-file",
+            &format!("{target}/hush-dev.key"),
         ],
     )
 }

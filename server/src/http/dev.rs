@@ -11,7 +11,8 @@
 //! Anyone who can reach these endpoints can join any room and vouch for any key, which is why
 //! the relay refuses dev mode unless it listens on a loopback address. Both keys live only in
 //! this process's memory and are never logged; a restart makes new ones (and so refuses
-//! attestations made before it).
+//! attestations made before it), unless `--dev-key-file` names a file that keeps them across
+//! restarts (made on first use, mode 0600), as an app backend keeps its keys.
 
 use axum::Json;
 use axum::extract::State;
@@ -42,6 +43,8 @@ pub enum DevKeyError {
     Rng,
     /// The key set refused the key (a key named [`DEV_KID`] is configured already).
     Key(KeyError),
+    /// The dev key file could not be read or written, or does not hold 64 bytes.
+    File(String),
 }
 
 impl std::fmt::Display for DevKeyError {
@@ -49,6 +52,7 @@ impl std::fmt::Display for DevKeyError {
         match self {
             Self::Rng => f.write_str("the OS random number generator failed"),
             Self::Key(err) => write!(f, "dev key: {err}"),
+            Self::File(why) => write!(f, "dev key file: {why}"),
         }
     }
 }
@@ -93,17 +97,62 @@ impl DevMinter {
     /// A fresh random HS256 key under [`DEV_KID`], added to `keys` so the relay accepts what it
     /// mints. Fails only if `keys` already holds a key named [`DEV_KID`], or the OS RNG fails.
     pub fn generate(keys: &mut VerifyingKeys, audience: &str) -> Result<Self, DevKeyError> {
-        let mut secret = Zeroizing::new([0u8; 32]);
-        getrandom::fill(secret.as_mut_slice()).map_err(|_| DevKeyError::Rng)?;
-        keys.add_hs256(DEV_KID, secret.as_slice())
-            .map_err(DevKeyError::Key)?;
-        let key = SigningKey::hs256(DEV_KID, secret.as_slice()).map_err(DevKeyError::Key)?;
-        let mut seed = Zeroizing::new([0u8; 32]);
-        getrandom::fill(seed.as_mut_slice()).map_err(|_| DevKeyError::Rng)?;
+        let mut material = Zeroizing::new([0u8; 64]);
+        getrandom::fill(material.as_mut_slice()).map_err(|_| DevKeyError::Rng)?;
+        Self::from_material(keys, audience, &material)
+    }
+
+    /// The keys kept in `path` (64 bytes: the HS256 secret, then the Ed25519 seed), or, when
+    /// there is no such file, fresh ones written there (created with mode 0600, never
+    /// overwritten), so a restarted dev relay keeps its backend key and tokens.
+    pub fn load_or_generate(
+        path: &std::path::Path,
+        keys: &mut VerifyingKeys,
+        audience: &str,
+    ) -> Result<Self, DevKeyError> {
+        let file = |e: std::io::Error| DevKeyError::File(format!("{}: {e}", path.display()));
+        let mut material = Zeroizing::new([0u8; 64]);
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                let bytes = Zeroizing::new(bytes);
+                if bytes.len() != material.len() {
+                    return Err(DevKeyError::File(format!(
+                        "{}: {} bytes, expected 64",
+                        path.display(),
+                        bytes.len()
+                    )));
+                }
+                material.copy_from_slice(&bytes);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                getrandom::fill(material.as_mut_slice()).map_err(|_| DevKeyError::Rng)?;
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                let mut out = options.open(path).map_err(file)?;
+                std::io::Write::write_all(&mut out, material.as_slice()).map_err(file)?;
+                out.sync_all().map_err(file)?;
+            }
+            Err(e) => return Err(file(e)),
+        }
+        Self::from_material(keys, audience, &material)
+    }
+
+    fn from_material(
+        keys: &mut VerifyingKeys,
+        audience: &str,
+        material: &[u8; 64],
+    ) -> Result<Self, DevKeyError> {
+        let (secret, seed) = material.split_at(32);
+        keys.add_hs256(DEV_KID, secret).map_err(DevKeyError::Key)?;
+        let key = SigningKey::hs256(DEV_KID, secret).map_err(DevKeyError::Key)?;
+        let mut seed_bytes = Zeroizing::new([0u8; 32]);
+        seed_bytes.copy_from_slice(seed);
         Ok(Self {
             key,
             audience: audience.to_owned(),
-            backend: ed25519_dalek::SigningKey::from_bytes(&seed),
+            backend: ed25519_dalek::SigningKey::from_bytes(&seed_bytes),
         })
     }
 
@@ -265,6 +314,33 @@ mod tests {
             .unwrap();
         // Another relay start, another backend key.
         assert_ne!(minter().backend_key(), m.backend_key());
+    }
+
+    #[test]
+    fn a_dev_key_file_keeps_the_keys_across_restarts() {
+        let dir = std::env::temp_dir().join(format!("hush-dev-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("dev.key");
+        let _ = std::fs::remove_file(&path);
+        let first =
+            DevMinter::load_or_generate(&path, &mut VerifyingKeys::default(), "hush").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "only the owner reads it");
+        }
+        let mut keys = VerifyingKeys::default();
+        let again = DevMinter::load_or_generate(&path, &mut keys, "hush").unwrap();
+        assert_eq!(first.backend_key(), again.backend_key(), "same backend key");
+        assert!(!keys.is_empty(), "the token key is configured");
+        // Not 64 bytes: refused, the file is left alone.
+        std::fs::write(&path, [1u8; 10]).unwrap();
+        let err =
+            DevMinter::load_or_generate(&path, &mut VerifyingKeys::default(), "hush").unwrap_err();
+        assert!(err.to_string().contains("10 bytes, expected 64"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), [1u8; 10]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

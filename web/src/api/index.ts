@@ -316,6 +316,20 @@ export class HushE2ee extends EventTarget {
     }
   }
 
+  /**
+   * Starts the key exchange again, with the options `startKeyExchange` had, as a new member:
+   * resolves with a new identity key (have the backend vouch for it again) and takes the old
+   * session's keys out of the Worker, so nothing of it seals or opens a frame afterwards. For a
+   * rejoin after the relay lost this participant (what `RelaySession` does when it reconnects).
+   */
+  async rejoinKeyExchange(): Promise<Uint8Array> {
+    const options = this.keyExchange;
+    if (!options) throw new HushError('not_started', 'call startKeyExchange first');
+    this.keyExchange = null;
+    this.lastSafetyCode = null;
+    return this.startKeyExchange(options);
+  }
+
   /** Hands a relay message (`joined`, `participant_joined`, `participant_left`, `rekey`, `e2ee`) to the key exchange. */
   relayEvent(event: RelayMessage): void {
     const link = this.ready();

@@ -184,13 +184,22 @@ async function join(room: string): Promise<void> {
   const { token, participant } = await devToken(room);
   const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/v1/rtc`;
   let keys = await keyMode(room);
+  // Rejoins when the relay is lost: a fresh dev token (a new participant id) per attempt.
+  let me = participant;
+  const reconnect = {
+    token: async () => {
+      const t = await devToken(room);
+      me = t.participant;
+      return t.token;
+    },
+  };
   // The two-step join: the Worker makes the identity key, the (dev) backend vouches for it.
   const vouching = keys.mode === 'exchange' || keys.mode === 'shared'
-    ? { backendKey: await devBackendKey(), vouch: devVouch(room, participant) }
+    ? { backendKey: await devBackendKey(), vouch: (key: Uint8Array) => devVouch(room, me)(key) }
     : {};
   let session: RelaySession;
   try {
-    session = await RelaySession.join({ url, token, room, e2ee, keys, ...vouching, publish: { camera: video, microphone: audio } });
+    session = await RelaySession.join({ url, token, room, e2ee, keys, ...vouching, reconnect, publish: { camera: video, microphone: audio } });
   } catch (err) {
     if (!(err instanceof HushError && err.code === 'unsupported' && keys.mode === 'exchange')) throw err;
     // This build's Worker has no key exchange: fall back to the explicit test keys.
@@ -234,6 +243,18 @@ async function join(room: string): Promise<void> {
   session.addEventListener('track', (e) => {
     const t = (e as CustomEvent<RemoteTrack>).detail;
     if (t.participant) tileFor(t.participant, t.participant, false).addTrack(t.track);
+  });
+  let selfId = session.you;
+  session.addEventListener('reconnecting', (e) => {
+    const d = (e as CustomEvent<{ attempt: number; code: string }>).detail;
+    status(`Connection to the relay lost (${d.code}): reconnecting, attempt ${d.attempt}…`, true);
+  });
+  session.addEventListener('reconnected', (e) => {
+    const d = (e as CustomEvent<{ ms: number }>).detail;
+    state.members.delete(selfId);
+    selfId = session.you;
+    member(selfId, admitted);
+    status(`Reconnected after ${(d.ms / 1000).toFixed(1)} s (a new member of the key exchange: compare the code again).`);
   });
   session.addEventListener('close', (e) => {
     const d = (e as CustomEvent<{ code: string; message: string }>).detail;

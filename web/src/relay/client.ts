@@ -9,8 +9,17 @@
  * back, answers, and offers again (perfect negotiation, the polite side). Received tracks are
  * mapped to participants by stream id `p<sender_index>` and track id `t<track>`.
  *
- * No reconnect: a closed socket ends the session with a `close` event carrying the relay's error
- * code, if it sent one.
+ * Reconnect (with `reconnect` in the options): when the socket closes without a `leave`, and
+ * not for a reason a retry cannot fix (`removed`, `replaced`, `room_closed`, `room_locked`, a
+ * token for another room or audience), the session rejoins with a fresh token from
+ * `reconnect.token()` (tokens are single use), backing off from 250 ms to 5 s between
+ * attempts: a new PeerConnection publishing the same tracks, and a new member of the key
+ * exchange (`HushE2ee.rejoinKeyExchange`: a new identity, vouched for again). It emits
+ * `reconnecting` ({attempt, code, message}) before each attempt and `reconnected` ({attempts,
+ * ms}) after the one that worked; the tracks and members of before end (`trackended`,
+ * `participantleft`) and come again. A network blip that keeps the socket open needs none of
+ * this: ICE recovers on its own. Without `reconnect` a closed socket ends the session with a
+ * `close` event carrying the relay's error code, if it sent one.
  */
 import { CONTEXTS, HushE2ee, type Source } from '../api/index.js';
 import { alignExtmapIds, extmapIds, keepDtlsRole } from './sdp.js';
@@ -73,6 +82,12 @@ export interface JoinOptions {
   publish?: Partial<Record<'camera' | 'microphone' | 'screen', MediaStreamTrack>>;
   /** How long to wait for `joined`. */
   joinTimeoutMs?: number;
+  /**
+   * Rejoin when the connection to the relay is lost (see the module docs). `token`: a fresh
+   * access token from the app backend for each attempt; `maxAttempts`: before giving up with
+   * a `close` event (default 10).
+   */
+  reconnect?: { token: () => Promise<string>; maxAttempts?: number };
 }
 
 /** Why the session ended. */
@@ -105,13 +120,20 @@ const unb64 = (text: string): Uint8Array | null => {
   try { return Uint8Array.from(atob(text), (c) => c.charCodeAt(0)); } catch { return null; }
 };
 
+/** Close codes a rejoin cannot fix. */
+const FINAL = new Set(['left', 'removed', 'replaced', 'room_closed', 'room_locked', 'token_wrong_room', 'token_wrong_audience']);
+
+/** The wait before reconnect attempt `n` (1, 2, ...): 250 ms doubling to 5 s, with jitter. */
+const backoff = (n: number): number => Math.min(5000, 250 * 2 ** (n - 1)) * (0.5 + Math.random() / 2);
+
 /** Relay membership and key messages the Worker's key session needs. */
 const KEY_EVENTS = new Set(['joined', 'participant_joined', 'participant_left', 'rekey', 'e2ee']);
 
 /**
  * One participant's session with the relay. Events (CustomEvent detail): `track` (RemoteTrack),
  * `trackended` (RemoteTrack), `participantjoined` (Member), `participantleft` ({id}),
- * `close` (CloseInfo), `error` ({code, message}) for non-fatal relay errors.
+ * `close` (CloseInfo), `error` ({code, message}) for non-fatal relay errors, `reconnecting`
+ * ({attempt, code, message}) and `reconnected` ({attempts, ms}).
  */
 export class RelaySession extends EventTarget {
   /** This participant's id. */
@@ -138,14 +160,27 @@ export class RelaySession extends EventTarget {
   private trackSenders = new Map<number, string>();
   private readonly sent = new Map<string, string>();
 
+  /** The token for the next join (the first from the options, then `reconnect.token()`'s). */
+  private token: string;
+  /** Whether this session started the Worker's key exchange (a rejoin restarts it). */
+  private keysStarted = false;
+  /** Bumped when a connection is torn down: messages of an older one are not handled. */
+  private generation = 0;
+
   private constructor(private readonly options: JoinOptions) {
     super();
+    this.token = options.token;
   }
 
   /** Connects, joins, publishes; resolves once `joined` arrived and the first offer is out. */
   static async join(options: JoinOptions): Promise<RelaySession> {
     const s = new RelaySession(options);
-    await s.start();
+    try {
+      await s.start();
+    } catch (e) {
+      s.finish(e instanceof RelayError ? { code: e.code, message: e.message } : { code: 'client_error', message: String(e) });
+      throw e;
+    }
     return s;
   }
 
@@ -155,6 +190,7 @@ export class RelaySession extends EventTarget {
    */
   async leave(): Promise<void> {
     if (this.closed) return;
+    this.leaving = true;
     const timeout = new Promise<void>((resolve) => setTimeout(resolve, 300));
     await Promise.race([this.reportStats(true).catch(() => undefined), timeout]);
     this.send({ type: 'leave' });
@@ -236,13 +272,18 @@ export class RelaySession extends EventTarget {
       if (backendKey && !vouch) {
         throw new RelayError('bad_argument', 'backendKey needs vouch: the other members refuse a member without an attestation');
       }
-      identityKey = await e2ee.startKeyExchange({
-        mode: keys.mode,
-        sharedSecret: keys.mode === 'shared' ? keys.secret : undefined,
-        ...(backendKey ? { backendKey } : {}),
-        ...(insecureUnvouchedMembers ? { insecureUnvouchedMembers: true } : {}),
-        send: (m) => this.send(m),
-      });
+      // A rejoin is a join in the key exchange: a new member with a new identity.
+      identityKey = this.keysStarted
+        ? await e2ee.rejoinKeyExchange()
+        : await e2ee.startKeyExchange({
+          mode: keys.mode,
+          sharedSecret: keys.mode === 'shared' ? keys.secret : undefined,
+          ...(backendKey ? { backendKey } : {}),
+          ...(insecureUnvouchedMembers ? { insecureUnvouchedMembers: true } : {}),
+          send: (m) => this.send(m),
+        });
+      const first = !this.keysStarted;
+      this.keysStarted = true;
       // The two-step join: the backend vouches for the identity the Worker just made.
       if (vouch) {
         attestation = await vouch(identityKey.slice());
@@ -250,11 +291,13 @@ export class RelaySession extends EventTarget {
           throw new RelayError('bad_attestation', 'vouch must resolve with the 72-byte attestation');
         }
       }
-      e2ee.addEventListener('keyframewanted', () => this.requestKeyframes());
-      e2ee.addEventListener('keychange', (e) => {
-        const change = (e as CustomEvent<{ type: string; epoch?: number }>).detail;
-        if (change.type === 'switched' && change.epoch !== undefined) this.epoch = change.epoch;
-      });
+      if (first) {
+        e2ee.addEventListener('keyframewanted', () => this.requestKeyframes());
+        e2ee.addEventListener('keychange', (e) => {
+          const change = (e as CustomEvent<{ type: string; epoch?: number }>).detail;
+          if (change.type === 'switched' && change.epoch !== undefined) this.epoch = change.epoch;
+        });
+      }
     }
     const ws = new WebSocket(this.options.url);
     this.ws = ws;
@@ -262,7 +305,7 @@ export class RelaySession extends EventTarget {
       const timer = setTimeout(() => { reject(new RelayError('join_timeout', 'no joined from the relay')); ws.close(); }, this.options.joinTimeoutMs ?? 10_000);
       ws.onopen = () => {
         this.send({
-          type: 'join', token: this.options.token, identity_key: b64(identityKey),
+          type: 'join', token: this.token, identity_key: b64(identityKey),
           ...(attestation ? { attestation: b64(attestation) } : {}),
           ...(this.options.room ? { room: this.options.room } : {}),
           // Publishing at join: we send the first offer (the relay waits for it); otherwise
@@ -283,22 +326,85 @@ export class RelaySession extends EventTarget {
     // Relay messages wait until the connection is set up, then run one at a time.
     const setup = this.onJoined(joined);
     this.queue = setup.catch(() => undefined);
+    const generation = this.generation;
     ws.onmessage = (e) => {
       const m = parse(e.data);
       if (!m) { this.ignored.bad_message = (this.ignored.bad_message ?? 0) + 1; return; }
       if (m.type === 'error') this.lastError = { code: String(m.code), message: String(m.message ?? '') };
-      this.queue = this.queue.then(() => this.handle(m)).catch((err) => {
+      this.queue = this.queue.then(() => (generation === this.generation ? this.handle(m) : undefined)).catch((err) => {
         this.ignored[m.type] = (this.ignored[m.type] ?? 0) + 1;
         this.dispatchEvent(new CustomEvent('error', { detail: { code: 'client_error', message: `${m.type}: ${String(err)}` } }));
       });
     };
-    ws.onclose = (e) => this.finish({ code: this.lastError?.code ?? 'socket_closed', message: this.lastError?.message ?? `socket closed (${e.code})` });
-    try {
-      await setup;
-    } catch (e) {
-      this.finish({ code: 'client_error', message: String(e) });
-      throw e;
+    ws.onclose = (e) => this.lost({ code: this.lastError?.code ?? 'socket_closed', message: this.lastError?.message ?? `socket closed (${e.code})` });
+    await setup;
+  }
+
+  private leaving = false;
+  private reconnecting = false;
+
+  /** The socket closed: rejoin (see the module docs) or end the session. */
+  private lost(info: CloseInfo): void {
+    if (this.closed || this.leaving || this.reconnecting) return;
+    if (!this.options.reconnect || FINAL.has(info.code)) { this.finish(info); return; }
+    void this.reconnect(info);
+  }
+
+  private async reconnect(info: CloseInfo): Promise<void> {
+    const reconnect = this.options.reconnect;
+    if (!reconnect) return;
+    this.reconnecting = true;
+    const started = Date.now();
+    this.teardown();
+    let last = info;
+    const max = reconnect.maxAttempts ?? 10;
+    for (let attempt = 1; attempt <= max && !this.closed; attempt++) {
+      this.dispatchEvent(new CustomEvent('reconnecting', { detail: { attempt, code: last.code, message: last.message } }));
+      await new Promise((r) => setTimeout(r, backoff(attempt)));
+      if (this.closed) return;
+      try {
+        this.token = await reconnect.token();
+        await this.start();
+        this.reconnecting = false;
+        this.dispatchEvent(new CustomEvent('reconnected', { detail: { attempts: attempt, ms: Date.now() - started } }));
+        return;
+      } catch (e) {
+        last = e instanceof RelayError ? { code: e.code, message: e.message } : { code: 'client_error', message: String(e) };
+        this.teardown();
+        if (FINAL.has(last.code)) break;
+      }
     }
+    this.reconnecting = false;
+    this.finish(last);
+  }
+
+  /** Drops the connection and everything learnt over it, for a rejoin. */
+  private teardown(): void {
+    this.generation++;
+    clearInterval(this.statsTimer);
+    const ws = this.ws;
+    this.ws = null;
+    if (ws) {
+      ws.onclose = null;
+      ws.onmessage = null;
+      if (ws.readyState <= WebSocket.OPEN) ws.close(1000);
+    }
+    this.pc?.close();
+    this.pc = null;
+    for (const t of this.remote.values()) this.dispatchEvent(new CustomEvent('trackended', { detail: t }));
+    this.remote.clear();
+    for (const id of this.members.keys()) this.dispatchEvent(new CustomEvent('participantleft', { detail: { id } }));
+    this.members.clear();
+    this.published.clear();
+    this.sent.clear();
+    this.trackSenders.clear();
+    this.pendingCandidates = [];
+    this.publishing = [];
+    this.lastOwnOffer = undefined;
+    this.lastError = null;
+    this.reported = { decrypted: 0, dropped: {} };
+    this.epoch = undefined;
+    this.queue = Promise.resolve();
   }
 
   private lastError: CloseInfo | null = null;
