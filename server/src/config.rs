@@ -17,6 +17,11 @@
 //! audit_key_file = "/etc/hush/audit.key"  # pseudonym key of the audit trail (else random)
 //! admin_token_file = "/etc/hush/admin.token"  # bearer token of the admin API (else no API)
 //!
+//! [turn]                         # TURN servers handed to clients in `joined` (crate::turn)
+//! urls = ["turn:turn.example.org:3478?transport=tcp", "turns:turn.example.org:5349"]
+//! secret_file = "/etc/hush/turn.secret"  # coturn's static-auth-secret (use-auth-secret)
+//! ttl_secs = 43200               # credential lifetime (12 h)
+//!
 //! [limits]                       # every field optional; defaults in parentheses
 //! max_rooms = 10000              # rooms at once (10000)
 //! max_participants_per_room = 100  # server cap; a room's own limit can only be lower (100)
@@ -86,12 +91,26 @@ pub struct FileConfig {
     /// A file holding the admin API's bearer token (at least 32 visible ASCII bytes; see
     /// [`crate::ops::admin_token`], [`crate::http::admin`]). Without it there is no admin API.
     pub admin_token_file: Option<PathBuf>,
+    /// TURN servers for clients.
+    pub turn: Option<TurnFileConfig>,
     /// Limits and timers.
     #[serde(default)]
     pub limits: LimitsConfig,
     /// Token verification keys.
     #[serde(default)]
     pub keys: Vec<KeyConfig>,
+}
+
+/// The `[turn]` section.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TurnFileConfig {
+    /// `turn:`, `turns:` or `stun:` URLs, handed to clients as they are.
+    pub urls: Vec<String>,
+    /// A file holding the secret shared with the TURN server (coturn's `static-auth-secret`).
+    pub secret_file: PathBuf,
+    /// Credential lifetime in seconds (default [`crate::turn::DEFAULT_TTL`]).
+    pub ttl_secs: Option<u64>,
 }
 
 /// The `[limits]` section: every field optional, unset ones keep their defaults

@@ -377,12 +377,17 @@ impl Driver {
         }
     }
 
-    fn send(&mut self, conn: ConnId, message: ServerMessage) {
+    fn send(&mut self, conn: ConnId, mut message: ServerMessage) {
         let Some(state) = self.conns.get_mut(&conn) else {
             return;
         };
-        if let ServerMessage::Joined(joined) = &message {
+        if let ServerMessage::Joined(joined) = &mut message {
             state.sender_index = Some(joined.sender_index);
+            // TURN credentials are minted here, per participant, with the shared secret the
+            // routing core never holds.
+            if let Some(turn) = &self.media.turn {
+                joined.ice_servers = vec![turn.ice_server(now().unix_secs(), &joined.you)];
+            }
         }
         if state
             .outgoing

@@ -82,3 +82,4 @@ pub mod ops;
 pub mod routing;
 pub mod time;
 pub mod token;
+pub mod turn;

@@ -13,7 +13,7 @@ use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use hush_proto::{Audience, Grants, ParticipantId, RoomId, TokenClaims};
@@ -45,7 +45,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the relay (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Mint an HS256 access token for development and scripts.
     Token(TokenArgs),
 }
@@ -80,6 +80,16 @@ struct ServeArgs {
     /// The public address announced in ICE host candidates (behind 1:1 NAT).
     #[arg(long, env = "HUSH_PUBLIC_IP")]
     public_ip: Option<IpAddr>,
+    /// A TURN server URL handed to clients in `joined` (repeat for several; with
+    /// --turn-secret-file; overrides the file's [turn] urls).
+    #[arg(long = "turn-url", env = "HUSH_TURN_URLS", value_delimiter = ',')]
+    turn_urls: Vec<String>,
+    /// File holding the secret shared with the TURN server (coturn's static-auth-secret).
+    #[arg(long, env = "HUSH_TURN_SECRET_FILE")]
+    turn_secret_file: Option<PathBuf>,
+    /// TURN credential lifetime in seconds [default: 43200].
+    #[arg(long, env = "HUSH_TURN_TTL_SECS")]
+    turn_ttl_secs: Option<u64>,
     /// The token audience this relay accepts [default: hush].
     #[arg(long, env = "HUSH_AUDIENCE")]
     audience: Option<String>,
@@ -144,7 +154,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Token(args)) => token(args),
-        Some(Command::Serve(args)) => run_serve(args),
+        Some(Command::Serve(args)) => run_serve(*args),
         None => run_serve(cli.serve),
     }
 }
@@ -302,6 +312,39 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             bind.ip()
         }
     });
+    // TURN: the command line's URLs and secret file, else the file's [turn].
+    let turn_file = file.turn.clone();
+    let turn_urls = if args.turn_urls.is_empty() {
+        turn_file
+            .as_ref()
+            .map(|t| t.urls.clone())
+            .unwrap_or_default()
+    } else {
+        args.turn_urls.clone()
+    };
+    let turn_secret = args
+        .turn_secret_file
+        .clone()
+        .or(turn_file.as_ref().map(|t| t.secret_file.clone()));
+    let turn = match (turn_urls.is_empty(), turn_secret) {
+        (true, None) => None,
+        (false, Some(path)) => {
+            let secret = match read_secret_file(&path) {
+                Ok(secret) => secret,
+                Err(err) => return fail(err),
+            };
+            let ttl = args
+                .turn_ttl_secs
+                .or(turn_file.as_ref().and_then(|t| t.ttl_secs))
+                .map_or(hush_relay::turn::DEFAULT_TTL, Duration::from_secs);
+            match hush_relay::turn::TurnConfig::new(turn_urls, secret, ttl) {
+                Ok(turn) => Some(turn),
+                Err(err) => return fail(err),
+            }
+        }
+        (true, Some(_)) => return fail("a TURN secret file without TURN URLs (--turn-url)"),
+        (false, None) => return fail("TURN URLs without the secret file (--turn-secret-file)"),
+    };
     let mut options = RelayOptions::new(keys);
     let limits = (
         file.limits.relay_config(),
@@ -342,6 +385,7 @@ fn run_serve(args: ServeArgs) -> ExitCode {
     options.media = MediaOptions {
         udp_ip: media_ip,
         public_ip: args.public_ip.or(file.public_ip),
+        turn,
         ..MediaOptions::default()
     };
     options.dev = minter;

@@ -193,3 +193,66 @@ async fn the_binary_refuses_bad_limits_and_serves_metrics_on_its_own_bind() {
     drop(relay);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn the_binary_hands_out_turn_credentials_and_refuses_half_a_turn_config() {
+    let dir = std::env::temp_dir().join(format!("hush-binary-turn-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret = dir.join("turn.secret");
+    std::fs::write(&secret, "north\n").unwrap();
+    // URLs without the secret file: refused at start, with the reason.
+    let out = Command::new(env!("CARGO_BIN_EXE_hush-relay"))
+        .args([
+            "--bind",
+            "127.0.0.1:0",
+            "--dev",
+            "--turn-url",
+            "turn:198.18.1.1:3478",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--turn-secret-file"), "{stderr}");
+
+    let url = "turn:198.18.1.1:3478?transport=tcp";
+    let relay = spawn_relay(&[
+        "--turn-url",
+        url,
+        "--turn-secret-file",
+        secret.to_str().unwrap(),
+        "--turn-ttl-secs",
+        "600",
+    ]);
+    let mut c = RawSignal::connect(&relay.ws_url()).await;
+    c.join_with(dev_token(relay.addr(), "turn-room").await, None)
+        .await;
+    let joined = c.expect_joined().await;
+    let [server] = &joined.ice_servers[..] else {
+        panic!("one ICE server, got {:?}", joined.ice_servers);
+    };
+    assert_eq!(server.urls, [url]);
+    // `expiry:participant`, expiry about 600 s from now; the HMAC over it with the file's
+    // secret (its trailing newline dropped), as coturn computes it.
+    let username = server.username.clone().unwrap();
+    let (expiry, who) = username.split_once(':').unwrap();
+    assert_eq!(who, joined.you.as_str());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let expiry: u64 = expiry.parse().unwrap();
+    assert!(
+        (now + 590..=now + 610).contains(&expiry),
+        "{expiry} vs {now}"
+    );
+    use base64::Engine as _;
+    use hmac::{KeyInit as _, Mac as _};
+    let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(b"north").unwrap();
+    mac.update(username.as_bytes());
+    let expected = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    assert_eq!(server.credential.as_deref(), Some(expected.as_str()));
+    drop(relay);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -206,28 +206,29 @@ export async function freePort() {
  * (`--dev-key-file`), so a relay started again on the same port accepts what the first minted.
  * `kill()` ends it at once (SIGKILL).
  */
-export async function startRelay({ link, port: wanted, devKeyFile } = {}) {
+export async function startRelay({ link, port: wanted, devKeyFile, args: extra = [] } = {}) {
   await needFiles([relayBinary()], 'cargo build -p hush-relay --bin hush-relay');
   const port = wanted ?? await freePort();
   const args = ['--dev', '--bind', `127.0.0.1:${port}`, '--static-dir', join(root, 'web'),
-    ...(link ? ['--media-ip', link.relayIp] : []), ...(devKeyFile ? ['--dev-key-file', devKeyFile] : [])];
+    ...(link ? ['--media-ip', link.relayIp] : []), ...(devKeyFile ? ['--dev-key-file', devKeyFile] : []), ...extra];
   const options = { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' } };
   const child = link
     ? spawn('ip', ['netns', 'exec', link.relayNs, relayBinary(), ...args], options)
     : spawn(relayBinary(), args, options);
-  const forward = link
-    ? spawn('ip', ['netns', 'exec', link.relayNs, process.execPath, join(root, 'tests', 'browser', 'tcp-forward.mjs'),
-      `${link.relayIp}:${port}`, `127.0.0.1:${port}`], { stdio: 'ignore' })
-    : null;
+  const forwarder = (ns, from, to) => spawn('ip', ['netns', 'exec', ns, process.execPath,
+    join(root, 'tests', 'browser', 'tcp-forward.mjs'), from, to], { stdio: 'ignore' });
+  const forwards = link ? [forwarder(link.relayNs, `${link.relayIp}:${port}`, `127.0.0.1:${port}`)] : [];
+  // Through a gateway (`netTurn`): the clients reach signaling at the gateway, which passes
+  // TCP to the relay (a firewall that lets the web port through).
+  if (link?.gatewayNs) forwards.push(forwarder(link.gatewayNs, `${link.gatewayIp}:${port}`, `${link.relayIp}:${port}`));
   let log = '';
   const keep = (d) => { log = (log + d.toString()).slice(-Number(process.env.RELAY_LOG_KEEP ?? 20_000)); };
   child.stdout.on('data', keep);
   child.stderr.on('data', keep);
-  const host = link ? link.relayIp : '127.0.0.1';
+  const host = link ? link.gatewayIp ?? link.relayIp : '127.0.0.1';
   const base = `http://${host}:${port}`;
-  const stop = () => {
-    if (child.exitCode === null) child.kill('SIGTERM');
-    if (forward && forward.exitCode === null) forward.kill('SIGTERM');
+  const stop = (signal = 'SIGTERM') => {
+    for (const p of [child, ...forwards]) if (p.exitCode === null) p.kill(signal);
   };
   for (let i = 0; i < 100; i++) {
     if (child.exitCode !== null) throw new Error(`hush-relay exited (${child.exitCode}): ${log}`);
@@ -248,11 +249,8 @@ export async function startRelay({ link, port: wanted, devKeyFile } = {}) {
       return { token: body.token, participant: body.participant };
     },
     async token(room) { return (await this.dev(room)).token; },
-    close: stop,
-    kill() {
-      if (child.exitCode === null) child.kill('SIGKILL');
-      if (forward && forward.exitCode === null) forward.kill('SIGKILL');
-    },
+    close: () => stop(),
+    kill: () => stop('SIGKILL'),
     port,
   };
 }
@@ -284,13 +282,46 @@ export function netLink(tag = 'hush') {
 }
 
 /**
+ * Three network namespaces in a row, for TURN: clients (`clientNs`, `clientIp` on `c0`) —
+ * gateway (`gatewayNs`: `gatewayIp` toward the clients, `gatewayRelaySideIp` toward the relay)
+ * — relay (`relayNs`, `relayIp`). The gateway forwards no packets, so no UDP from a client
+ * reaches the relay: the clients' only way to its media is a TURN server in the gateway (TCP
+ * to `gatewayIp`, UDP from `gatewayRelaySideIp`), and signaling goes through a TCP forwarder
+ * there (`startRelay`). `close()` deletes all three.
+ */
+export function netTurn(tag = 'hush') {
+  const id = `${tag}${process.pid}`;
+  const link = {
+    clientNs: `${id}c`, gatewayNs: `${id}g`, relayNs: `${id}r`, clientIp: '198.18.1.2', gatewayIp: '198.18.1.1',
+    gatewayRelaySideIp: '198.18.2.1', relayIp: '198.18.2.2', clientDev: 'c0',
+  };
+  const ip = (...a) => execFileSync('ip', a, { stdio: 'inherit' });
+  for (const ns of [link.clientNs, link.gatewayNs, link.relayNs]) ip('netns', 'add', ns);
+  ip('link', 'add', 'c0', 'netns', link.clientNs, 'type', 'veth', 'peer', 'name', 'g0', 'netns', link.gatewayNs);
+  ip('link', 'add', 'g1', 'netns', link.gatewayNs, 'type', 'veth', 'peer', 'name', 'r0', 'netns', link.relayNs);
+  for (const [ns, dev, addr] of [[link.clientNs, 'c0', link.clientIp], [link.gatewayNs, 'g0', link.gatewayIp],
+    [link.gatewayNs, 'g1', link.gatewayRelaySideIp], [link.relayNs, 'r0', link.relayIp]]) {
+    ip('-n', ns, 'addr', 'add', `${addr}/24`, 'dev', dev);
+    ip('-n', ns, 'link', 'set', dev, 'up');
+  }
+  for (const ns of [link.clientNs, link.gatewayNs, link.relayNs]) ip('-n', ns, 'link', 'set', 'lo', 'up');
+  link.close = () => {
+    for (const ns of [link.clientNs, link.gatewayNs, link.relayNs]) {
+      try { execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' }); } catch { /* gone */ }
+    }
+  };
+  return link;
+}
+
+/**
  * Runs a network test: outside, makes a `netLink(tag)`, runs this same script inside its
  * client namespace (where `link` is set), deletes the namespaces and exits with the script's
- * status; inside, resolves with the link. Call it first thing: `const link = await onLink('x')`.
+ * status; inside, resolves with the link. Call it first thing: `const link = await onLink('x')`
+ * (`make`: `netTurn` for that topology).
  */
-export async function onLink(tag) {
+export async function onLink(tag, make = netLink) {
   if (process.env.HUSH_NET_LINK) return JSON.parse(process.env.HUSH_NET_LINK);
-  const link = netLink(tag);
+  const link = make(tag);
   let status = 1;
   try {
     const r = spawnSync('ip', ['netns', 'exec', link.clientNs, process.execPath, process.argv[1], ...process.argv.slice(2)], {

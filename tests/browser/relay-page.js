@@ -15,7 +15,7 @@ let testWorker = null;
 const failures = [];
 const errors = [];
 const videos = new Map();
-/** `reconnecting` and `reconnected` events of the session, with `t` (Date.now()). */
+/** `reconnecting`, `reconnected` and `icerestart` events of the session, with `t` (Date.now()). */
 const connEvents = [];
 /** Join timeline (Date.now()): `joinCalled`, `joined`, `connected`, `track:<who>`, `frame:<who>` (first decoded video frame). */
 const marks = {};
@@ -90,7 +90,7 @@ async function join({ url, token, participant, room, keys, secret, testWorker: u
     return { unsupported: true };
   }
   session.addEventListener('close', (e) => { closed = e.detail; });
-  for (const type of ['reconnecting', 'reconnected']) {
+  for (const type of ['reconnecting', 'reconnected', 'icerestart']) {
     session.addEventListener(type, (e) => connEvents.push({ type, ...e.detail, t: Date.now() }));
   }
   session.addEventListener('error', (e) => { errors.push(e.detail); });
@@ -161,6 +161,13 @@ async function rtp() {
     if (r.type === 'outbound-rtp') out.rtp.push({ out: r.kind, mid: r.mid, packets: r.packetsSent, frames: r.framesEncoded, pli: r.pliCount, keyframes: r.keyFramesEncoded });
   });
   out.ice = session.pc.iceConnectionState;
+  // The candidate pair in use: its local candidate's type and, for TURN, the protocol to it.
+  const all = new Map();
+  (await session.pc.getStats()).forEach((r) => all.set(r.id, r));
+  const transport = [...all.values()].find((r) => r.type === 'transport' && r.selectedCandidatePairId);
+  const pair = transport ? all.get(transport.selectedCandidatePairId) : [...all.values()].find((r) => r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded');
+  const local = pair ? all.get(pair.localCandidateId) : undefined;
+  out.path = local ? { type: local.candidateType, protocol: local.protocol, relayProtocol: local.relayProtocol, address: local.address } : null;
   out.setup = /a=setup:(\w+)/.exec(session.pc.currentLocalDescription?.sdp ?? '')?.[1];
   return out;
 }

@@ -203,6 +203,10 @@ fn browser_tests() -> Result<(), u8> {
             "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq firefox-esr",
         )?;
     }
+    // Debian's coturn for tests/browser/net-turn.test.mjs (a real TURN server).
+    if !std::path::Path::new("/usr/bin/turnserver").exists() {
+        sh("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq coturn")?;
+    }
     let filter: Vec<String> = std::env::var("HUSH_BROWSER_TESTS")
         .unwrap_or_default()
         .split(',')

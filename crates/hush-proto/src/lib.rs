@@ -147,7 +147,7 @@ pub use limits::MAX_MESSAGE_BYTES;
 pub use message::{DecodeError, FieldTooLarge, PROTOCOL_VERSION};
 pub use redact::Pii;
 pub use server::{
-    E2eeFrom, ErrorMessage, Joined, LeaveReason, ParticipantInfo, ParticipantJoined,
+    E2eeFrom, ErrorMessage, IceServer, Joined, LeaveReason, ParticipantInfo, ParticipantJoined,
     ParticipantLeft, RekeyEvent, ServerMessage, TrackInfo, TrackUnpublished,
 };
 pub use signal::{Candidate, Sdp};

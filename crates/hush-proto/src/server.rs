@@ -202,6 +202,34 @@ pub struct Joined {
     pub participants: Vec<ParticipantInfo>,
     /// Every track published in the room.
     pub tracks: Vec<TrackInfo>,
+    /// STUN/TURN servers for the client's PeerConnection (the relay's TURN configuration,
+    /// with short-lived credentials minted for this participant). Empty: none configured.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ice_servers: Vec<IceServer>,
+}
+
+/// One ICE server as a browser's `RTCIceServer` takes it. The credential is a secret (an HMAC
+/// good until the time in the username): `Debug` leaves it out.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceServer {
+    /// `turn:host:port?transport=tcp`, `turns:...`, `stun:...`.
+    pub urls: Vec<String>,
+    /// The TURN username (`expiry:participant` in the coturn REST convention).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// The TURN password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+impl std::fmt::Debug for IceServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IceServer")
+            .field("urls", &self.urls)
+            .field("username", &self.username.as_ref().map(|_| "…"))
+            .field("credential", &self.credential.as_ref().map(|_| "…"))
+            .finish()
+    }
 }
 
 /// A member of a room as the others see it.

@@ -104,6 +104,11 @@ fn every_server_message() -> Vec<ServerMessage> {
                 sender_index: SenderIndex(0),
                 source: Source::Microphone,
             }],
+            ice_servers: vec![IceServer {
+                urls: vec!["turn:turn.example:3478?transport=tcp".into()],
+                username: Some("1700000000:alice".into()),
+                credential: Some("c2VjcmV0".into()),
+            }],
         }),
         ServerMessage::ParticipantJoined(ParticipantJoined {
             seq: 6,
@@ -706,4 +711,18 @@ fn join_offers_first_is_optional_and_typed() {
         offers_first: None,
     });
     assert!(!join.encode().contains("offers_first"));
+}
+
+#[test]
+fn ice_server_debug_leaves_the_credential_out() {
+    let server = IceServer {
+        urls: vec!["turn:turn.example:3478".into()],
+        username: Some("1700000000:alice".into()),
+        credential: Some("s3cr3tCredential".into()),
+    };
+    let debug = format!("{server:?}");
+    assert!(debug.contains("turn.example"));
+    for secret in ["s3cr3t", "alice"] {
+        assert!(!debug.contains(secret), "{debug}");
+    }
 }

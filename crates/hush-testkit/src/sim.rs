@@ -353,6 +353,7 @@ impl Room {
                 grants: Grants::default(),
                 participants: self.announced.iter().map(info).collect(),
                 tracks: Vec::new(),
+                ice_servers: Vec::new(),
             });
             self.send(name, joined);
         }

@@ -252,6 +252,7 @@ mod tests {
                 grants: Grants::default(),
             }],
             tracks: Vec::new(),
+            ice_servers: Vec::new(),
         })
         .encode()
     }
@@ -436,6 +437,7 @@ mod tests {
                 grants: Grants::default(),
                 participants: Vec::new(),
                 tracks: Vec::new(),
+                ice_servers: Vec::new(),
             });
             bob.handle_relay_event(NOW, &joined.encode()).unwrap();
             let newcomers = [

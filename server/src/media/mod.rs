@@ -49,6 +49,8 @@ pub struct MediaOptions {
     /// client's `join` did not say whether it offers first (default
     /// [`FIRST_OFFER_HOLD`]; the `join` field `offers_first` explains why it waits at all).
     pub first_offer_hold: Duration,
+    /// TURN servers handed to clients in `joined`, with credentials minted per participant.
+    pub turn: Option<crate::turn::TurnConfig>,
 }
 
 /// The default [`MediaOptions::first_offer_hold`].
@@ -69,6 +71,7 @@ impl Default for MediaOptions {
             public_ip: None,
             forward_tap: None,
             first_offer_hold: FIRST_OFFER_HOLD,
+            turn: None,
         }
     }
 }
@@ -80,6 +83,7 @@ impl fmt::Debug for MediaOptions {
             .field("public_ip", &self.public_ip)
             .field("forward_tap", &self.forward_tap.is_some())
             .field("first_offer_hold", &self.first_offer_hold)
+            .field("turn", &self.turn)
             .finish()
     }
 }

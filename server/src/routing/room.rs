@@ -173,6 +173,7 @@ impl Room {
             grants: member.info.grants.clone(),
             participants: self.members.iter().map(|m| m.info.clone()).collect(),
             tracks: self.publications.iter().map(|p| p.info.clone()).collect(),
+            ice_servers: Vec::new(),
         };
         out.send(member.conn, ServerMessage::Joined(joined));
         let event = ServerMessage::ParticipantJoined(ParticipantJoined {

@@ -120,6 +120,22 @@ const unb64 = (text: string): Uint8Array | null => {
   try { return Uint8Array.from(atob(text), (c) => c.charCodeAt(0)); } catch { return null; }
 };
 
+/** `joined.ice_servers` as RTCIceServers; entries of any other shape are left out. */
+function iceServersOf(value: unknown): RTCIceServer[] {
+  if (!Array.isArray(value)) return [];
+  const out: RTCIceServer[] = [];
+  for (const v of value as Record<string, unknown>[]) {
+    const urls = v?.urls;
+    if (!Array.isArray(urls) || urls.length === 0 || !urls.every((u) => typeof u === 'string')) continue;
+    out.push({
+      urls: urls as string[],
+      ...(typeof v.username === 'string' ? { username: v.username } : {}),
+      ...(typeof v.credential === 'string' ? { credential: v.credential } : {}),
+    });
+  }
+  return out;
+}
+
 /** Close codes a rejoin cannot fix. */
 const FINAL = new Set(['left', 'removed', 'replaced', 'room_closed', 'room_locked', 'token_wrong_room', 'token_wrong_audience']);
 
@@ -133,7 +149,8 @@ const KEY_EVENTS = new Set(['joined', 'participant_joined', 'participant_left', 
  * One participant's session with the relay. Events (CustomEvent detail): `track` (RemoteTrack),
  * `trackended` (RemoteTrack), `participantjoined` (Member), `participantleft` ({id}),
  * `close` (CloseInfo), `error` ({code, message}) for non-fatal relay errors, `reconnecting`
- * ({attempt, code, message}) and `reconnected` ({attempts, ms}).
+ * ({attempt, code, message}) and `reconnected` ({attempts, ms}), `icerestart` ({attempt,
+ * state}) when the media path failed while signaling is up and ICE is restarted.
  */
 export class RelaySession extends EventTarget {
   /** This participant's id. */
@@ -378,6 +395,32 @@ export class RelaySession extends EventTarget {
     this.finish(last);
   }
 
+  /** ICE restarts done for this connection, and when the last one was. */
+  private iceRestarts = 0;
+  private iceRestartTimer: ReturnType<typeof setTimeout> | undefined;
+
+  /**
+   * ICE failed, or stayed disconnected for 3 s, while signaling is up (a path that went away:
+   * a TURN server restarted, a NAT binding changed): restart ICE with a new offer, at most 3
+   * times in a row; after that, or when it comes back by itself, nothing more. A blip recovers
+   * on its own before the 3 s. A lost socket is `reconnect`'s case, not this one.
+   */
+  private iceChanged(pc: RTCPeerConnection): void {
+    if (pc !== this.pc || this.closed) return;
+    clearTimeout(this.iceRestartTimer);
+    const state = pc.iceConnectionState;
+    if (state === 'connected' || state === 'completed') { this.iceRestarts = 0; return; }
+    const restart = () => {
+      if (pc !== this.pc || this.closed || this.iceRestarts >= 3) return;
+      this.iceRestarts++;
+      this.dispatchEvent(new CustomEvent('icerestart', { detail: { attempt: this.iceRestarts, state: pc.iceConnectionState } }));
+      pc.restartIce();
+      this.queue = this.queue.then(() => this.offer()).catch(() => undefined);
+    };
+    if (state === 'failed') restart();
+    else if (state === 'disconnected') this.iceRestartTimer = setTimeout(restart, 3000);
+  }
+
   /** Drops the connection and everything learnt over it, for a rejoin. */
   private teardown(): void {
     this.generation++;
@@ -391,6 +434,8 @@ export class RelaySession extends EventTarget {
     }
     this.pc?.close();
     this.pc = null;
+    clearTimeout(this.iceRestartTimer);
+    this.iceRestarts = 0;
     for (const t of this.remote.values()) this.dispatchEvent(new CustomEvent('trackended', { detail: t }));
     this.remote.clear();
     for (const id of this.members.keys()) this.dispatchEvent(new CustomEvent('participantleft', { detail: { id } }));
@@ -421,7 +466,11 @@ export class RelaySession extends EventTarget {
     if (e2ee && keys.mode === 'explicit') await this.installExplicitKeys();
     this.keyEvent(m);
 
-    const pc = new RTCPeerConnection(e2ee ? e2ee.peerConnectionConfig({}) : {});
+    // TURN servers from the relay (short-lived credentials minted for us), for networks that
+    // block UDP to the relay.
+    const iceServers = iceServersOf(m.ice_servers);
+    const config: RTCConfiguration = iceServers.length > 0 ? { iceServers } : {};
+    const pc = new RTCPeerConnection(e2ee ? e2ee.peerConnectionConfig(config) : config);
     this.pc = pc;
     pc.onicecandidate = (e) => {
       if (!e.candidate || !e.candidate.candidate) return;
@@ -433,6 +482,7 @@ export class RelaySession extends EventTarget {
       });
     };
     pc.ontrack = (e) => this.onTrack(e);
+    pc.addEventListener('iceconnectionstatechange', () => this.iceChanged(pc));
 
     const publish = Object.entries(this.options.publish ?? {}).filter(([, t]) => t) as [Source, MediaStreamTrack][];
     if (publish.length === 0) return; // Nothing to publish: wait for the relay's offer.
