@@ -133,6 +133,68 @@ async fn dev_tokens_only_in_dev_mode() {
     assert_eq!(relay.post("/dev/token", "not json").await.status, 400);
 }
 
+/// DNS rebinding and cross-origin pages: a dev endpoint answers only a loopback `Host` and no
+/// other `Origin` than the relay's own.
+#[tokio::test]
+async fn dev_endpoints_refuse_foreign_hosts_and_other_origins() {
+    let relay = TestRelay::builder().dev_mode().start().await;
+    let addr = relay.addr();
+    let own = format!("http://{addr}");
+    let body = r#"{"room":"devroom"}"#;
+    let post = |headers: Vec<(&'static str, String)>, path: &'static str, body: &'static str| async move {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        hush_testkit::http::request_with(addr, "POST", path, &headers, body).await
+    };
+    let ok = post(vec![("Origin", own.clone())], "/dev/token", body).await;
+    assert_eq!(ok.status, 200, "same origin: {}", ok.body);
+    let host = format!("localhost:{}", addr.port());
+    let ok = post(
+        vec![("Host", host.clone()), ("Origin", format!("http://{host}"))],
+        "/dev/token",
+        body,
+    )
+    .await;
+    assert_eq!(ok.status, 200, "localhost: {}", ok.body);
+    for (headers, why) in [
+        (
+            vec![("Host", format!("evil.example:{}", addr.port()))],
+            "DNS rebinding",
+        ),
+        (
+            vec![("Origin", "http://127.0.0.1:1".to_owned())],
+            "cross-origin",
+        ),
+        (
+            vec![("Origin", "https://evil.example".to_owned())],
+            "cross-origin",
+        ),
+        (vec![("Origin", "null".to_owned())], "cross-origin"),
+    ] {
+        for path in ["/dev/token", "/dev/attest"] {
+            let r = post(headers.clone(), path, body).await;
+            assert_eq!(r.status, 403, "{path} {headers:?}: {}", r.body);
+            let error = r.error().unwrap();
+            assert!(
+                error.contains(if why == "DNS rebinding" {
+                    "loopback Host"
+                } else {
+                    "cross-origin"
+                }),
+                "{error}"
+            );
+        }
+    }
+    let key = hush_testkit::http::request_with(
+        addr,
+        "GET",
+        "/dev/backend-key",
+        &[("Origin", "https://evil.example")],
+        "",
+    )
+    .await;
+    assert_eq!(key.status, 403, "{}", key.body);
+}
+
 #[tokio::test]
 async fn dev_attestations_only_in_dev_mode_and_bad_input_refused() {
     let relay = TestRelay::start().await;

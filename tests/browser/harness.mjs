@@ -4,7 +4,7 @@
 //   unshare --net sh -c 'ip link set lo up && node tests/browser/NAME.test.mjs'
 // so nothing here may reach beyond 127.0.0.1.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { createServer } from 'node:http';
+import { createServer, request as httpRequest } from 'node:http';
 import { access, mkdir, mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, extname, join, normalize } from 'node:path';
@@ -241,14 +241,31 @@ export async function startRelay({ link, port: wanted, devKeyFile, args: extra =
   return {
     base, ws: `ws://${host}:${port}/v1/rtc`, log: () => log,
     async dev(room) {
-      const res = await fetch(`${base}/dev/token`, {
+      const res = await this.devFetch('/dev/token', {
         method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ room }),
       });
-      const body = await res.json();
+      const body = JSON.parse(res.body);
       if (!body.token) throw new Error(`no token: ${res.status} ${JSON.stringify(body)}`);
       return { token: body.token, participant: body.participant };
     },
     async token(room) { return (await this.dev(room)).token; },
+    /**
+     * A request to a dev endpoint, as the app backend's stand-in makes it: `{status, body}`.
+     * Over a link the relay is reached at another address, but dev endpoints answer only a
+     * loopback `Host` (DNS rebinding), so the request names the relay's own loopback address.
+     */
+    devFetch: (path, init = {}) => new Promise((resolve, reject) => {
+      const req = httpRequest({
+        host, port, path, method: init.method ?? 'GET',
+        headers: { ...(init.headers ?? {}), host: `127.0.0.1:${port}` },
+      }, (res) => {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(chunks).toString() }));
+      });
+      req.on('error', reject);
+      req.end(init.body);
+    }),
     close: () => stop(),
     kill: () => stop('SIGKILL'),
     port,
@@ -342,8 +359,8 @@ function devProxy(relay) {
     const init = req.method === 'POST'
       ? { method: 'POST', headers: { 'content-type': 'application/json' }, body: Buffer.concat(chunks) }
       : {};
-    const res = await fetch(`${relay.base}${path}`, init);
-    return { status: res.status, type: 'application/json', body: await res.text() };
+    const res = await relay.devFetch(path, init);
+    return { status: res.status, type: 'application/json', body: res.body };
   };
 }
 

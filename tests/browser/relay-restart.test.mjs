@@ -16,7 +16,7 @@ const { check, use, run } = suite('relay restart tests');
 const keyFile = join(tmpdir(), `hush-dev-key-${process.pid}`);
 let relay = await startRelay({ devKeyFile: keyFile });
 // The page server asks whichever relay runs now (same address).
-const current = { get base() { return relay.base; } };
+const current = { get base() { return relay.base; }, devFetch: (...a) => relay.devFetch(...a) };
 const pages = use(await relayPages(current));
 const browser = use(await launchBrowser());
 const where = { pages, relay, room: 'relay-restart' };

@@ -9,7 +9,11 @@
 //!   pass to the key exchange to check every member's attestation.
 //!
 //! Anyone who can reach these endpoints can join any room and vouch for any key, which is why
-//! the relay refuses dev mode unless it listens on a loopback address. Both keys live only in
+//! the relay refuses dev mode unless it listens on a loopback address, and why each endpoint
+//! answers only requests whose `Host` is a loopback name or address (a web page that points
+//! its own DNS name at 127.0.0.1, DNS rebinding, gets 403) and that come from no other
+//! origin (a page on another origin, even on this machine, gets 403: `Origin` must be this
+//! relay's, when there is one). Both keys live only in
 //! this process's memory and are never logged; a restart makes new ones (and so refuses
 //! attestations made before it), unless `--dev-key-file` names a file that keeps them across
 //! restarts (made on first use, mode 0600), as an app backend keeps its keys.
@@ -226,13 +230,58 @@ fn refusal(status: StatusCode, message: &str) -> Response {
     (status, Json(serde_json::json!({ "error": message }))).into_response()
 }
 
+/// Whether a dev request may be answered, from its `Host` and `Origin` headers (see the
+/// module docs); the refusal's message otherwise.
+pub(crate) fn dev_request_allowed(
+    host: Option<&str>,
+    origin: Option<&str>,
+) -> Result<(), &'static str> {
+    let host = host.ok_or("dev endpoints need a Host header")?;
+    // `name:port`, `[v6]:port`, or without the port.
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split_once(']').map_or(rest, |(v6, _)| v6),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    let loopback = name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !loopback {
+        return Err("dev endpoints answer only to a loopback Host (DNS rebinding)");
+    }
+    if let Some(origin) = origin {
+        let same = ["http://", "https://"]
+            .iter()
+            .any(|scheme| origin.strip_prefix(scheme) == Some(host));
+        if !same {
+            return Err("dev endpoints refuse cross-origin requests");
+        }
+    }
+    Ok(())
+}
+
+/// [`dev_request_allowed`] for `headers`: a 403 response when refused.
+fn check_headers(headers: &axum::http::HeaderMap) -> Option<Response> {
+    let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    dev_request_allowed(
+        text(axum::http::header::HOST),
+        text(axum::http::header::ORIGIN),
+    )
+    .err()
+    .map(|why| refusal(StatusCode::FORBIDDEN, why))
+}
+
 pub(crate) async fn token(
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     body: Result<Json<TokenRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     let Some(minter) = state.dev.as_ref() else {
         return refusal(StatusCode::NOT_FOUND, "dev mode is off");
     };
+    if let Some(refused) = check_headers(&headers) {
+        return refused;
+    }
     let Ok(Json(request)) = body else {
         return refusal(
             StatusCode::BAD_REQUEST,
@@ -261,11 +310,15 @@ pub(crate) struct AttestRequest {
 
 pub(crate) async fn attest(
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     body: Result<Json<AttestRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     let Some(minter) = state.dev.as_ref() else {
         return refusal(StatusCode::NOT_FOUND, "dev mode is off");
     };
+    if let Some(refused) = check_headers(&headers) {
+        return refused;
+    }
     let Ok(Json(r)) = body else {
         return refusal(
             StatusCode::BAD_REQUEST,
@@ -279,10 +332,16 @@ pub(crate) async fn attest(
     }
 }
 
-pub(crate) async fn backend_key(State(state): State<AppState>) -> Response {
+pub(crate) async fn backend_key(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Response {
     let Some(minter) = state.dev.as_ref() else {
         return refusal(StatusCode::NOT_FOUND, "dev mode is off");
     };
+    if let Some(refused) = check_headers(&headers) {
+        return refused;
+    }
     Json(serde_json::json!({ "backend_key": B64.encode(minter.backend_key()) })).into_response()
 }
 
@@ -341,6 +400,24 @@ mod tests {
         assert!(err.to_string().contains("10 bytes, expected 64"), "{err}");
         assert_eq!(std::fs::read(&path).unwrap(), [1u8; 10]);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn only_loopback_hosts_and_the_relays_own_origin_are_answered() {
+        let ok = |h, o| dev_request_allowed(Some(h), o).is_ok();
+        assert!(ok("127.0.0.1:8080", None));
+        assert!(ok("localhost:8080", Some("http://localhost:8080")));
+        assert!(ok("[::1]:8080", Some("http://[::1]:8080")));
+        assert!(ok("127.0.0.1", None));
+        // DNS rebinding: a page's own name pointed at 127.0.0.1.
+        assert!(!ok("evil.example:8080", None));
+        assert!(!ok("10.0.0.5:8080", None));
+        assert!(!ok("127.0.0.1.evil.example", None));
+        // Another origin, even on this machine, or an opaque one.
+        assert!(!ok("127.0.0.1:8080", Some("http://127.0.0.1:3000")));
+        assert!(!ok("127.0.0.1:8080", Some("https://evil.example")));
+        assert!(!ok("127.0.0.1:8080", Some("null")));
+        assert!(dev_request_allowed(None, None).is_err());
     }
 
     #[test]
