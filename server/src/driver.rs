@@ -485,9 +485,14 @@ mod tests {
     fn fanout(track: u64, sent: usize) -> (Arc<Fanout>, mpsc::Receiver<rtp::Packet>) {
         let fanout = Arc::new(Fanout::new(TrackId(track), SenderIndex(1)));
         let (sink, queue) = mpsc::channel(1);
-        fanout.add_sink(ConnId(9), sink);
+        fanout.add_sink(
+            ConnId(9),
+            sink,
+            Arc::new(crate::media::fanout::SinkControl::default()),
+            90_000,
+        );
         for _ in 0..sent {
-            fanout.forward(&rtp::Packet::default());
+            fanout.forward(&rtp::Packet::default(), 0, false);
         }
         (fanout, queue)
     }

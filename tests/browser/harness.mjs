@@ -6,6 +6,7 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createServer, request as httpRequest } from 'node:http';
 import { access, mkdir, mkdtemp, readFile } from 'node:fs/promises';
+import { appendFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, extname, join, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -222,7 +223,11 @@ export async function startRelay({ link, port: wanted, devKeyFile, args: extra =
   // TCP to the relay (a firewall that lets the web port through).
   if (link?.gatewayNs) forwards.push(forwarder(link.gatewayNs, `${link.gatewayIp}:${port}`, `${link.relayIp}:${port}`));
   let log = '';
-  const keep = (d) => { log = (log + d.toString()).slice(-Number(process.env.RELAY_LOG_KEEP ?? 20_000)); };
+  const keep = (d) => {
+    log = (log + d.toString()).slice(-Number(process.env.RELAY_LOG_KEEP ?? 20_000));
+    // RELAY_LOG_FILE: the whole log there too (with RUST_LOG=hush_relay=debug, say).
+    if (process.env.RELAY_LOG_FILE) appendFileSync(process.env.RELAY_LOG_FILE, d);
+  };
   child.stdout.on('data', keep);
   child.stderr.on('data', keep);
   const host = link ? link.gatewayIp ?? link.relayIp : '127.0.0.1';

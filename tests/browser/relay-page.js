@@ -21,6 +21,7 @@ const connEvents = [];
 const marks = {};
 const mark = (name) => { if (marks[name] === undefined) marks[name] = Date.now(); };
 const audioReceivers = new Map();
+const videoReceivers = new Map();
 
 /**
  * Joins `room` with camera and microphone. `keys`: 'exchange' (falls back to 'explicit' with
@@ -28,7 +29,7 @@ const audioReceivers = new Map();
  * tests/browser/keys.worker.js (the real Worker plus test-only seal/open messages; the runner
  * must serve it and /web/dist, /web/wasm) instead of /dist/worker.js.
  */
-async function join({ url, token, participant, room, keys, secret, testWorker: useTestWorker, unvouched, admitAnyone, listenOnly, reconnect }) {
+async function join({ url, token, participant, room, keys, secret, testWorker: useTestWorker, unvouched, admitAnyone, listenOnly, reconnect, video, simulcast }) {
   if (useTestWorker) {
     testWorker = new Worker('/keys.worker.js', { type: 'module' });
     e2ee = await HushE2ee.init({ worker: testWorker, wasmUrl: '/web/wasm/hush_wasm_bg.wasm' });
@@ -43,7 +44,8 @@ async function join({ url, token, participant, room, keys, secret, testWorker: u
   e2ee.addEventListener('keyerror', (e) => keyEvents.push({ type: 'keyerror', reason: String(e.detail?.reason), t: Date.now() }));
   e2ee.addEventListener('decryptfailure', (e) => failures.push(e.detail));
   // `listenOnly`: publish nothing (a viewer).
-  const media = listenOnly ? null : await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
+  // `video`: camera constraints (e.g. `{ width: 1280, height: 720 }` for three simulcast layers).
+  const media = listenOnly ? null : await navigator.mediaDevices.getUserMedia({ audio: true, video: video ?? true });
   const publish = media ? { camera: media.getVideoTracks()[0], microphone: media.getAudioTracks()[0] } : {};
   let mode = keys === 'exchange' ? { mode: 'exchange' } : { mode: keys, secret: enc.encode(secret) };
   // The two-step join: the Worker makes the identity key, the app backend (here the relay's dev
@@ -65,7 +67,9 @@ async function join({ url, token, participant, room, keys, secret, testWorker: u
   e2ee.addEventListener('memberrefused', (e) => keyEvents.push({ type: 'memberRefused', participant: e.detail.participant, reason: e.detail.reason, t: Date.now() }));
   try {
     mark('joinCalled');
-    session = await RelaySession.join({ url, token, room, e2ee, keys: mode, publish, ...vouching, ...rejoin });
+    session = await RelaySession.join({
+      url, token, room, e2ee, keys: mode, publish, ...vouching, ...rejoin, ...(simulcast !== undefined ? { simulcast } : {}),
+    });
     mark('joined');
     const pc = session.pc;
     const connected = () => { if (pc?.connectionState === 'connected') mark('connected'); };
@@ -112,6 +116,7 @@ async function join({ url, token, participant, room, keys, secret, testWorker: u
       document.getElementById('media').append(a);
       audioReceivers.set(who, t.receiver);
     }
+    if (t.track.kind === 'video') videoReceivers.set(who, t.receiver);
   });
   return { you: session.you, senderIndex: session.senderIndex, mode: mode.mode, vouched: Boolean(vouching.vouch) };
 }
@@ -151,6 +156,32 @@ async function state() {
   };
 }
 
+/**
+ * Video as received from each remote participant (inbound-rtp: decoded size, frames, freezes,
+ * keyframes) and as sent (outbound-rtp per simulcast encoding: rid, size, bytes, why limited).
+ */
+async function videoStats() {
+  const received = {};
+  for (const [who, rx] of videoReceivers) {
+    (await rx.getStats()).forEach((r) => {
+      if (r.type !== 'inbound-rtp') return;
+      received[who] = {
+        width: r.frameWidth ?? 0, height: r.frameHeight ?? 0, framesDecoded: r.framesDecoded ?? 0,
+        keyFramesDecoded: r.keyFramesDecoded ?? 0, freezeCount: r.freezeCount ?? 0,
+        totalFreezesDuration: r.totalFreezesDuration ?? 0, bytesReceived: r.bytesReceived ?? 0,
+        packetsLost: r.packetsLost ?? 0, pliCount: r.pliCount ?? 0,
+      };
+    });
+  }
+  const sent = [];
+  (await session?.pc?.getStats())?.forEach((r) => {
+    if (r.type === 'outbound-rtp' && r.kind === 'video') {
+      sent.push({ rid: r.rid, width: r.frameWidth ?? 0, height: r.frameHeight ?? 0, bytesSent: r.bytesSent ?? 0, limited: r.qualityLimitationReason, active: r.active });
+    }
+  });
+  return { received, sent };
+}
+
 /** RTP-level detail of the connection, for failure messages. */
 async function rtp() {
   const out = { transceivers: [], rtp: [] };
@@ -167,7 +198,11 @@ async function rtp() {
   const transport = [...all.values()].find((r) => r.type === 'transport' && r.selectedCandidatePairId);
   const pair = transport ? all.get(transport.selectedCandidatePairId) : [...all.values()].find((r) => r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded');
   const local = pair ? all.get(pair.localCandidateId) : undefined;
-  out.path = local ? { type: local.candidateType, protocol: local.protocol, relayProtocol: local.relayProtocol, address: local.address } : null;
+  const remote = pair ? all.get(pair.remoteCandidateId) : undefined;
+  out.path = local ? {
+    type: local.candidateType, protocol: local.protocol, relayProtocol: local.relayProtocol, address: local.address,
+    remoteAddress: remote?.address, remotePort: remote?.port,
+  } : null;
   out.setup = /a=setup:(\w+)/.exec(session.pc.currentLocalDescription?.sdp ?? '')?.[1];
   return out;
 }
@@ -242,5 +277,5 @@ function timeline() {
   return { marks: { ...marks }, keyEvents: keyEvents.slice() };
 }
 
-window.hushRelay = { join, state, leave, timeline, rtp, testStream, testSeal, testOpen, fakeJoin };
+window.hushRelay = { join, state, leave, timeline, rtp, videoStats, testStream, testSeal, testOpen, fakeJoin };
 window.hushRelayReady = true;

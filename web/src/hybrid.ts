@@ -192,8 +192,12 @@ export class HybridSealer {
   }
 }
 
-/** Frames (as received) an opener keeps to recognise byte-identical copies, at most. */
-const RECENT_FRAMES = 16;
+/**
+ * Frames (as received) an opener keeps to recognise byte-identical copies, at most. On a lossy
+ * link a copy can come a second or more after the original (a retransmitted packet completes a
+ * frame again): 64 frames is two seconds of 30 fps video.
+ */
+const RECENT_FRAMES = 64;
 /** ... and at most these many bytes of them. */
 const RECENT_BYTES = 2 << 20;
 

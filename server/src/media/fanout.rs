@@ -1,20 +1,79 @@
 //! One published track's fan-out: the publisher's receive loop hands each RTP packet to every
 //! subscriber's bounded queue; a full queue drops the packet (a slow subscriber loses packets,
 //! it never makes the relay buffer more).
+//!
+//! A simulcast publication sends up to [`MAX_LAYERS`] encodings on one track. Each subscriber's
+//! [`LayerSwitch`] picks the packets of the layer its allocator chose (see
+//! [`super::layers`]) and renumbers them into one continuous stream, here, on the publisher's
+//! receive path, so a subscriber's queue only ever holds what it will be sent.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::time::Instant;
 
 use hush_proto::{SenderIndex, TrackId};
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::RTCRtpCodec;
 use tokio::sync::{mpsc, watch};
 
+use super::layers::{Layer, LayerSwitch, MAX_LAYERS, Verdict};
 use crate::routing::ConnId;
 
 /// Packets queued per subscriber of one track before new ones are dropped: about a second of
 /// 720p video, a few seconds of audio.
 pub(crate) const SUBSCRIBER_QUEUE: usize = 512;
+
+/// How long a subscriber waits for the keyframe of a layer it switches to before the relay asks
+/// the publisher again.
+const KEYFRAME_RETRY_MS: u64 = 1_000;
+
+/// No layer (in [`SinkControl`]).
+pub(crate) const NO_LAYER: u8 = u8::MAX;
+
+/// What a subscriber's allocator and its switch share: the layer asked for and the one sent.
+#[derive(Debug)]
+pub(crate) struct SinkControl {
+    target: AtomicU8,
+    current: AtomicU8,
+    switches: AtomicU64,
+}
+
+impl Default for SinkControl {
+    fn default() -> Self {
+        Self {
+            target: AtomicU8::new(NO_LAYER),
+            current: AtomicU8::new(NO_LAYER),
+            switches: AtomicU64::new(0),
+        }
+    }
+}
+
+impl SinkControl {
+    /// Asks for `layer` from its next keyframe on.
+    pub(crate) fn set_target(&self, layer: Layer) {
+        self.target.store(layer, Ordering::Relaxed);
+    }
+
+    /// The layer being sent, if any.
+    pub(crate) fn current(&self) -> Option<Layer> {
+        Some(self.current.load(Ordering::Relaxed)).filter(|&l| l != NO_LAYER)
+    }
+
+    /// Layer switches so far.
+    pub(crate) fn switches(&self) -> u64 {
+        self.switches.load(Ordering::Relaxed)
+    }
+}
+
+struct Sink {
+    conn: ConnId,
+    queue: mpsc::Sender<rtp::Packet>,
+    switch: LayerSwitch,
+    control: std::sync::Arc<SinkControl>,
+    /// The layer a keyframe was last asked for, and when.
+    asked: Option<Layer>,
+    asked_at: u64,
+}
 
 /// A published track, shared by its publisher's receive loop and its subscribers' writers.
 pub(crate) struct Fanout {
@@ -24,7 +83,7 @@ pub(crate) struct Fanout {
     pub(crate) sender_index: SenderIndex,
     /// The publisher's codec, once its first packet arrived.
     codec: watch::Sender<Option<RTCRtpCodec>>,
-    sinks: Mutex<Vec<(ConnId, mpsc::Sender<rtp::Packet>)>>,
+    sinks: Mutex<Vec<Sink>>,
     /// Packets dropped because a subscriber's queue was full.
     pub(crate) dropped: AtomicU64,
     /// Packets forwarded (counted once per subscriber).
@@ -33,6 +92,12 @@ pub(crate) struct Fanout {
     pub(crate) other_payload: AtomicU64,
     /// The publisher leg's ids of the header extensions that are forwarded (URI, id).
     extensions: Mutex<Vec<(String, u8)>>,
+    /// Bytes received per layer (payloads), for the subscribers' allocators.
+    layer_bytes: [AtomicU64; MAX_LAYERS],
+    /// Each layer's SSRC on the publisher's leg (0: not seen).
+    layer_ssrc: [AtomicU32; MAX_LAYERS],
+    /// The clock the layer switches read (milliseconds since this fan-out was made).
+    started: Instant,
 }
 
 impl Fanout {
@@ -46,12 +111,20 @@ impl Fanout {
             forwarded: AtomicU64::new(0),
             other_payload: AtomicU64::new(0),
             extensions: Mutex::new(Vec::new()),
+            layer_bytes: Default::default(),
+            layer_ssrc: Default::default(),
+            started: Instant::now(),
         }
     }
 
     /// Records the publisher's codec; subscribers waiting for it add their tracks.
     pub(crate) fn set_codec(&self, codec: RTCRtpCodec) {
         self.codec.send_replace(Some(codec));
+    }
+
+    /// Whether the codec is known.
+    pub(crate) fn has_codec(&self) -> bool {
+        self.codec.borrow().is_some()
     }
 
     /// Records the publisher leg's ids of the forwarded header extensions; call before
@@ -75,16 +148,65 @@ impl Fanout {
         self.codec.subscribe()
     }
 
-    pub(crate) fn add_sink(&self, subscriber: ConnId, sink: mpsc::Sender<rtp::Packet>) {
+    /// Records that `layer` arrives with `ssrc` on the publisher's leg.
+    pub(crate) fn set_layer_ssrc(&self, layer: Layer, ssrc: u32) {
+        if let Some(slot) = self.layer_ssrc.get(usize::from(layer)) {
+            slot.store(ssrc, Ordering::Relaxed);
+        }
+    }
+
+    /// The publisher leg's SSRC of `layer`, once seen.
+    pub(crate) fn layer_ssrc(&self, layer: Layer) -> Option<u32> {
+        let ssrc = self
+            .layer_ssrc
+            .get(usize::from(layer))?
+            .load(Ordering::Relaxed);
+        (ssrc != 0).then_some(ssrc)
+    }
+
+    /// How many layers have been seen.
+    pub(crate) fn layer_count(&self) -> usize {
+        self.layer_ssrc
+            .iter()
+            .filter(|s| s.load(Ordering::Relaxed) != 0)
+            .count()
+    }
+
+    /// Payload bytes received so far on each layer.
+    pub(crate) fn layer_bytes(&self) -> [u64; MAX_LAYERS] {
+        std::array::from_fn(|i| self.layer_bytes[i].load(Ordering::Relaxed))
+    }
+
+    /// Milliseconds since this fan-out was made (the switches' clock).
+    pub(crate) fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Adds a subscriber: its queue, the control its allocator sets, and the codec's clock rate.
+    pub(crate) fn add_sink(
+        &self,
+        subscriber: ConnId,
+        queue: mpsc::Sender<rtp::Packet>,
+        control: std::sync::Arc<SinkControl>,
+        clock_rate: u32,
+    ) {
+        let switch = LayerSwitch::new(self.layer_count(), clock_rate);
         if let Ok(mut sinks) = self.sinks.lock() {
-            sinks.retain(|(c, _)| *c != subscriber);
-            sinks.push((subscriber, sink));
+            sinks.retain(|s| s.conn != subscriber);
+            sinks.push(Sink {
+                conn: subscriber,
+                queue,
+                switch,
+                control,
+                asked: None,
+                asked_at: 0,
+            });
         }
     }
 
     pub(crate) fn remove_sink(&self, subscriber: ConnId) {
         if let Ok(mut sinks) = self.sinks.lock() {
-            sinks.retain(|(c, _)| *c != subscriber);
+            sinks.retain(|s| s.conn != subscriber);
         }
     }
 
@@ -95,14 +217,52 @@ impl Fanout {
         }
     }
 
-    /// Hands `packet` to every subscriber without waiting.
-    pub(crate) fn forward(&self, packet: &rtp::Packet) {
-        let Ok(sinks) = self.sinks.lock() else {
-            return;
+    /// Hands a packet of `layer` (`keyframe`: it starts a keyframe) to every subscriber whose
+    /// switch takes it, without waiting. Returns the layers a keyframe is needed of (bit `l`
+    /// for layer `l`): a subscriber switches to them.
+    pub(crate) fn forward(&self, packet: &rtp::Packet, layer: Layer, keyframe: bool) -> u8 {
+        if let Some(bytes) = self.layer_bytes.get(usize::from(layer)) {
+            bytes.fetch_add(packet.payload.len() as u64, Ordering::Relaxed);
+        }
+        let Ok(mut sinks) = self.sinks.lock() else {
+            return 0;
         };
-        for (_, sink) in sinks.iter() {
+        let now = self.now_ms();
+        let simulcast = self.layer_count() > 1;
+        let mut asks = 0u8;
+        for sink in sinks.iter_mut() {
+            if simulcast {
+                sink.switch.set_simulcast();
+            }
+            let target = sink.control.target.load(Ordering::Relaxed);
+            if target != NO_LAYER && target != sink.switch.target() {
+                sink.switch.set_target(target);
+            }
+            let want = sink.switch.target();
+            if sink.switch.pending()
+                && (sink.asked != Some(want)
+                    || now.saturating_sub(sink.asked_at) >= KEYFRAME_RETRY_MS)
+            {
+                asks |= 1 << want;
+                sink.asked = Some(want);
+                sink.asked_at = now;
+            }
+            let seq = packet.header.sequence_number;
+            let ts = packet.header.timestamp;
+            let Verdict::Forward { seq, ts } = sink.switch.packet(layer, seq, ts, keyframe, now)
+            else {
+                continue;
+            };
+            let current = sink.switch.current().unwrap_or(NO_LAYER);
+            sink.control.current.store(current, Ordering::Relaxed);
+            sink.control
+                .switches
+                .store(sink.switch.switches(), Ordering::Relaxed);
             // `Packet` clones share the payload bytes.
-            match sink.try_send(packet.clone()) {
+            let mut out = packet.clone();
+            out.header.sequence_number = seq;
+            out.header.timestamp = ts;
+            match sink.queue.try_send(out) {
                 Ok(()) => {
                     self.forwarded.fetch_add(1, Ordering::Relaxed);
                 }
@@ -111,5 +271,88 @@ impl Fanout {
                 }
             }
         }
+        asks
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn packet(ssrc: u32, seq: u16, ts: u32) -> rtp::Packet {
+        let mut p = rtp::Packet::default();
+        p.header.ssrc = ssrc;
+        p.header.sequence_number = seq;
+        p.header.timestamp = ts;
+        p.payload = bytes::Bytes::from_static(&[0u8; 100]);
+        p
+    }
+
+    #[test]
+    fn each_subscriber_gets_only_its_layer_renumbered_and_asks_for_the_keyframe_it_needs() {
+        let fanout = Fanout::new(TrackId(1), SenderIndex(1));
+        fanout.set_layer_ssrc(0, 10);
+        fanout.set_layer_ssrc(2, 30);
+        let (slow_tx, mut slow) = mpsc::channel(16);
+        let (fast_tx, mut fast) = mpsc::channel(16);
+        let slow_control = Arc::new(SinkControl::default());
+        let fast_control = Arc::new(SinkControl::default());
+        fanout.add_sink(ConnId(1), slow_tx, Arc::clone(&slow_control), 90_000);
+        fanout.add_sink(ConnId(2), fast_tx, Arc::clone(&fast_control), 90_000);
+        slow_control.set_target(0);
+        fast_control.set_target(2);
+        // The first packets ask for keyframes of both layers (bits 0 and 2)...
+        assert_eq!(fanout.forward(&packet(10, 1, 100), 0, false), 0b101);
+        assert_eq!(fanout.forward(&packet(30, 1, 100), 2, false), 0);
+        // ...and nothing is forwarded before them.
+        assert!(slow.try_recv().is_err() && fast.try_recv().is_err());
+        assert_eq!(fanout.forward(&packet(10, 2, 3_100), 0, true), 0);
+        assert_eq!(fanout.forward(&packet(30, 2, 3_100), 2, true), 0);
+        assert_eq!(fanout.forward(&packet(30, 3, 3_100), 2, false), 0);
+        let got = slow.try_recv().expect("slow got q's keyframe");
+        assert_eq!(got.header.ssrc, 10);
+        assert!(slow.try_recv().is_err(), "slow got only q");
+        assert_eq!(
+            fast.try_recv().map(|p| p.header.sequence_number).ok(),
+            Some(2)
+        );
+        assert_eq!(
+            fast.try_recv().map(|p| p.header.sequence_number).ok(),
+            Some(3)
+        );
+        assert_eq!(slow_control.current(), Some(0));
+        assert_eq!(fast_control.current(), Some(2));
+        assert_eq!(fanout.layer_bytes(), [200, 0, 300]);
+        assert_eq!(fanout.forwarded.load(Ordering::Relaxed), 3);
+        // The fast subscriber drops to q: its next packet is q's keyframe, numbered after 3.
+        fast_control.set_target(0);
+        assert_eq!(fanout.forward(&packet(30, 4, 6_100), 2, false), 0b001);
+        assert_eq!(fanout.forward(&packet(10, 3, 6_100), 0, true), 0);
+        assert_eq!(
+            fast.try_recv().map(|p| p.header.sequence_number).ok(),
+            Some(4)
+        );
+        assert_eq!(
+            fast.try_recv().map(|p| p.header.sequence_number).ok(),
+            Some(5)
+        );
+        assert_eq!(fast_control.switches(), 1);
+        assert_eq!(fanout.layer_ssrc(2), Some(30));
+        assert_eq!(fanout.layer_ssrc(1), None);
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts() {
+        let fanout = Fanout::new(TrackId(1), SenderIndex(1));
+        fanout.set_layer_ssrc(0, 10);
+        let (tx, _rx) = mpsc::channel(1);
+        fanout.add_sink(ConnId(1), tx, Arc::new(SinkControl::default()), 48_000);
+        for seq in 0..3 {
+            fanout.forward(&packet(10, seq, 0), 0, false);
+        }
+        assert_eq!(fanout.forwarded.load(Ordering::Relaxed), 1);
+        assert_eq!(fanout.dropped.load(Ordering::Relaxed), 2);
     }
 }

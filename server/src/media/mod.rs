@@ -7,12 +7,22 @@
 //! local track with only the header rewritten: SSRC, payload type (as the subscriber numbered
 //! the codec), and header extensions (the few that describe the media are renumbered for the
 //! subscriber's leg, per-hop ones are dropped; see `header::FORWARDED_EXTENSIONS`).
+//!
+//! Simulcast: a publisher may send up to three encodings of a video (`layers`). Each subscriber
+//! leg estimates its bandwidth (GCC on transport-wide feedback, `peer::allocation`), an
+//! allocator picks one encoding per forwarded video, and the fan-out switches the subscriber at
+//! a keyframe it recognises without decrypting (`keyframe`), renumbering sequence numbers and
+//! timestamps so the decoder sees one stream. Retransmissions to a subscriber stay within a
+//! share of its estimate (`retransmit`).
 //! Negotiation follows the contract in the crate's signaling docs: the client offers what it
 //! sends, the relay offers what it forwards, and the relay is the impolite peer.
 //!
 //! What webrtc-rs 0.21 needs to interoperate with browsers, each documented where it is done:
 //! forwarded tracks get their own send-only transceivers (`add_track` would reuse the client's
 //! own send m-line); an interceptor (`feedback`) lets subscribers' PLI/FIR reach the relay;
+//! no receiver reports, so browsers keep naming simulcast encodings by `rid` (webrtc-rs forgets
+//! the mapping at each renegotiation; `peer::build_pc`); the NACK responder is held to a
+//! budget (`retransmit`);
 //! the relay's first offer waits briefly for the client's so that header-extension ids are the
 //! client's; answers keep the DTLS role of the running transport (`sdp`); candidates name the
 //! bundle's mid.
@@ -20,7 +30,10 @@
 pub(crate) mod fanout;
 mod feedback;
 mod header;
+mod keyframe;
+mod layers;
 pub(crate) mod peer;
+mod retransmit;
 mod sdp;
 
 use std::fmt;

@@ -21,6 +21,8 @@
  * this: ICE recovers on its own. Without `reconnect` a closed socket ends the session with a
  * `close` event carrying the relay's error code, if it sent one.
  */
+import { sendEncodings, type SimulcastOption } from './simulcast.js';
+export type { SimulcastLayer, SimulcastOption } from './simulcast.js';
 import { CONTEXTS, HushE2ee, type Source } from '../api/index.js';
 import { alignExtmapIds, extmapIds, keepDtlsRole } from './sdp.js';
 
@@ -80,6 +82,12 @@ export interface JoinOptions {
   insecureUnvouchedMembers?: boolean;
   /** Local tracks to publish, by source. */
   publish?: Partial<Record<'camera' | 'microphone' | 'screen', MediaStreamTrack>>;
+  /**
+   * Simulcast for published camera and screen tracks (see `SimulcastOption`): by default up to
+   * three encodings chosen from the track's size, and the relay sends each subscriber the one
+   * that fits its downlink.
+   */
+  simulcast?: SimulcastOption;
   /** How long to wait for `joined`. */
   joinTimeoutMs?: number;
   /**
@@ -489,7 +497,10 @@ export class RelaySession extends EventTarget {
     const stream = new MediaStream(publish.map(([, t]) => t));
     const transceivers: [Source, RTCRtpTransceiver][] = [];
     for (const [source, track] of publish) {
-      const t = pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
+      const encodings = sendEncodings(track.kind, track.getSettings().height, this.options.simulcast);
+      const t = pc.addTransceiver(track, {
+        direction: 'sendonly', streams: [stream], ...(encodings ? { sendEncodings: encodings } : {}),
+      });
       if (e2ee && keys.mode !== 'none') e2ee.attachSender(t.sender, { source, kind: track.kind as 'audio' | 'video' });
       transceivers.push([source, t]);
     }

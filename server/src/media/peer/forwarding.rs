@@ -17,9 +17,10 @@ use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit, RtpSender};
 
+use super::allocation::LayerMeter;
 use super::{Peer, PeerEvent, PeerFailed};
 use crate::bus::Input;
-use crate::media::fanout::{Fanout, SUBSCRIBER_QUEUE};
+use crate::media::fanout::{Fanout, SUBSCRIBER_QUEUE, SinkControl};
 use crate::media::feedback::rtcp_loop;
 use crate::media::header::{
     forwarded, map_extension_ids, negotiated_payload_type, rewrite_extensions,
@@ -28,9 +29,15 @@ use crate::routing::ConnId;
 
 /// A track forwarded to this peer.
 pub(super) struct Forward {
-    fanout: Arc<Fanout>,
+    pub(super) fanout: Arc<Fanout>,
     sender: Option<Arc<dyn RtpSender>>,
     tasks: Vec<JoinHandle<()>>,
+    /// The layer this peer's allocator chose and the one sent (see [`super::allocation`]).
+    pub(super) control: Arc<SinkControl>,
+    /// Whether it is video (audio is never traded for video), once the codec is known.
+    pub(super) video: Option<bool>,
+    /// The publisher's per-layer bitrates as this peer last measured them.
+    pub(super) meter: LayerMeter,
 }
 
 impl Forward {
@@ -68,6 +75,9 @@ impl Peer {
             fanout,
             sender: None,
             tasks: vec![waiter],
+            control: Arc::new(SinkControl::default()),
+            video: None,
+            meter: LayerMeter::default(),
         };
         if let Some(mut old) = self.forwards.insert(key, forward) {
             old.stop();
@@ -106,12 +116,14 @@ impl Peer {
             return Ok(());
         }
         let fanout = Arc::clone(&forward.fanout);
+        let control = Arc::clone(&forward.control);
         let kind = if codec.mime_type.to_ascii_lowercase().starts_with("audio/") {
             RtpCodecKind::Audio
         } else {
             RtpCodecKind::Video
         };
         let ssrc = random_ssrc();
+        let clock_rate = codec.clock_rate;
         let stream_id = format!("p{}", fanout.sender_index.0);
         let track_id = format!("t{}", fanout.track.0);
         let local = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
@@ -170,8 +182,9 @@ impl Peer {
             },
         ));
         let rtcp = tokio::spawn(rtcp_loop(local, self.driver.clone(), self.conn, key.1));
-        fanout.add_sink(self.conn, sink_tx);
+        fanout.add_sink(self.conn, sink_tx, control, clock_rate);
         if let Some(forward) = self.forwards.get_mut(&key) {
+            forward.video = Some(kind == RtpCodecKind::Video);
             forward.sender = Some(sender);
             forward.tasks.push(writer);
             forward.tasks.push(rtcp);

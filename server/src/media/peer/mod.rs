@@ -9,13 +9,15 @@
 //! this peer's own tracks coming in ([`publishing`]), and other participants' tracks going out
 //! to it ([`forwarding`]); keyframe feedback both ways is in [`super::feedback`].
 
+mod allocation;
 mod forwarding;
 mod negotiation;
 mod publishing;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
 
 use hush_proto::{ErrorCode, ServerMessage, Source, TrackId};
 use rtc::rtp_transceiver::rtp_sender::{
@@ -26,15 +28,19 @@ use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
     RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceCandidateType, RTCPeerConnectionIceEvent,
-    RTCPeerConnectionState, Registry, SettingEngineBuilder, register_default_interceptors,
+    RTCPeerConnectionState, Registry, SettingEngineBuilder, configure_nack,
+    configure_simulcast_extension_headers, configure_twcc,
 };
 
+use self::allocation::{ALLOCATION_INTERVAL, SharedEstimate};
 use self::forwarding::Forward;
 use self::publishing::Publication;
 use super::MediaOptions;
 use super::fanout::Fanout;
 use super::feedback::KeyframeFeedback;
 use super::header::FORWARDED_EXTENSIONS;
+use super::layers::{Allocator, AllocatorConfig};
+use super::retransmit::RetransmitBudget;
 use super::sdp::Setup;
 use crate::bus::{Input, Outgoing};
 use crate::routing::{ConnId, MediaSignal};
@@ -175,6 +181,14 @@ struct Peer {
     negotiated: watch::Sender<u64>,
     /// Whether the connection is connected (set by [`Handler`]).
     connected: Arc<watch::Sender<bool>>,
+    /// The downlink bandwidth estimate (bits/s as `f64` bits; see [`allocation`]).
+    estimate: Arc<AtomicU64>,
+    /// Splits it among the forwarded videos.
+    allocator: Allocator,
+    /// The allocator's clock starts here.
+    started: Instant,
+    /// The layers chosen last (for the log).
+    last_allocation: Vec<Option<u8>>,
 }
 
 async fn run(
@@ -187,8 +201,9 @@ async fn run(
 ) -> Result<(), PeerFailed> {
     let (events_tx, mut events) = mpsc::channel(EVENT_QUEUE);
     let connected = Arc::new(watch::Sender::new(false));
-    let pc = match build_pc(&options, events_tx.clone(), Arc::clone(&connected)).await {
-        Ok(pc) => pc,
+    let built = build_pc(&options, events_tx.clone(), Arc::clone(&connected)).await;
+    let (pc, estimate) = match built {
+        Ok(built) => built,
         Err(err) => {
             tracing::warn!(conn = conn.get(), %err, "cannot create a peer connection");
             let msg = ServerMessage::error(ErrorCode::ServerBusy, "no media port available", true);
@@ -215,7 +230,13 @@ async fn run(
         hold_first_offer,
         negotiated: watch::Sender::new(0),
         connected,
+        estimate,
+        allocator: Allocator::new(AllocatorConfig::default(), 0),
+        started: Instant::now(),
+        last_allocation: Vec::new(),
     };
+    let mut allocation = tokio::time::interval(ALLOCATION_INTERVAL);
+    allocation.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let hold_events = peer.events_tx.clone();
     let hold_for = peer.options.first_offer_hold;
     let hold = tokio::spawn(async move {
@@ -231,6 +252,10 @@ async fn run(
                 None => break Ok(()),
             },
             Some(event) = events.recv() => peer.event(event).await,
+            _ = allocation.tick() => {
+                peer.allocate();
+                Ok(())
+            }
         };
         if let Err(failed) = step {
             let msg = ServerMessage::error(ErrorCode::InternalError, "media session failed", true);
@@ -248,7 +273,7 @@ async fn build_pc(
     options: &MediaOptions,
     events: mpsc::Sender<PeerEvent>,
     connected: Arc<watch::Sender<bool>>,
-) -> webrtc::error::Result<Arc<dyn PeerConnection>> {
+) -> webrtc::error::Result<(Arc<dyn PeerConnection>, Arc<AtomicU64>)> {
     let mut media = MediaEngine::default();
     // VP8, VP9, H.264, AV1 and Opus, with the RTCP feedback browsers expect.
     media.register_default_codecs()?;
@@ -261,7 +286,37 @@ async fn build_pc(
             None,
         )?;
     }
-    let registry = register_default_interceptors(Registry::new(), &mut media)?
+    // webrtc-rs's default interceptors (NACK, RTCP reports, simulcast header extensions), with
+    // transport-wide congestion control both ways: its feedback to publishers drives their
+    // browsers' estimates (and so which simulcast layers they send), and the feedback
+    // subscribers send back drives this leg's estimate (`allocation`). No pacer: forwarded
+    // media leaves as it arrives (a pacer at the estimate would hold every keyframe back),
+    // and the allocator keeps the rate under the estimate by choosing layers.
+    //
+    // Sender reports only, no receiver reports. A browser sends the `mid` and `rid` header
+    // extensions on a simulcast encoding until a receiver report acknowledges its SSRC, and
+    // webrtc-rs 0.21 forgets which SSRC carries which `rid` at every renegotiation
+    // (`start_rtp` rebuilds the receive codings from the SDP); a publisher's encodings that no
+    // longer name their `rid` are then dropped for the rest of the call. Without receiver
+    // reports the browser keeps naming them (about 8 bytes a packet), and a renegotiation,
+    // which happens whenever anyone joins, costs nothing. The publisher's estimate does not
+    // need them: transport-wide feedback carries loss and delay.
+    let (estimator, estimate) = SharedEstimate::new();
+    let registry = configure_nack(Registry::new(), &mut media).with(
+        rtc::interceptor::Slot::SenderReport,
+        rtc::interceptor::SenderReportBuilder::new().build(),
+    );
+    configure_simulcast_extension_headers(&mut media)?;
+    let registry = configure_twcc(registry, &mut media)?
+        .with(
+            rtc::interceptor::Slot::CongestionControl,
+            rtc::interceptor::CongestionControlBuilder::new(estimator).build(),
+        )
+        // Between the NACK responder (4 000) and the wire: resends within a budget.
+        .with(
+            rtc::interceptor::Slot::from(3_500),
+            RetransmitBudget::new(Arc::clone(&estimate), Arc::default()),
+        )
         // Last in the chain (the example `rtcp-processing` uses the same slot): keyframe
         // requests from subscribers reach `rtcp_loop`.
         .with(
@@ -294,7 +349,7 @@ async fn build_pc(
         .with_udp_addrs(vec![std::net::SocketAddr::new(options.udp_ip, 0)])
         .build()
         .await?;
-    Ok(Arc::new(pc))
+    Ok((Arc::new(pc), estimate))
 }
 
 impl Peer {

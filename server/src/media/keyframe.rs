@@ -1,0 +1,217 @@
+//! Recognising the first packet of a keyframe without decrypting anything, so the relay can
+//! switch a subscriber between simulcast layers where the subscriber's decoder can start.
+//!
+//! What the relay reads, per codec (all of it is visible to any router, E2EE or not):
+//!
+//! | codec | where | keyframe start |
+//! |---|---|---|
+//! | VP8 | RTP payload descriptor (RFC 7741) and the frame tag the SFrame clear prefix keeps (`hush_frame::codec`: 10 bytes on keyframes) | `S` = 1, partition 0, then the frame tag's `P` bit = 0 (RFC 6386 section 9.1) |
+//! | VP9 | RTP payload descriptor (RFC 9628), written by the packetizer from encoder metadata | `B` = 1 and `P` = 0 on spatial layer 0 |
+//! | H.264 | NAL unit headers (RFC 6184), kept clear by media mode | a single NAL, STAP-A or FU-A start whose NAL type is 5 (IDR) or 7 (SPS) |
+//! | AV1 | RTP aggregation header (AV1 RTP spec section 4.4) | `N` = 1 (first packet of a coded video sequence) |
+//!
+//! Nothing here looks past those headers; the SFrame header and ciphertext are never touched.
+
+/// A video codec whose keyframes [`starts_keyframe`] can recognise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum VideoCodec {
+    Vp8,
+    Vp9,
+    H264,
+    Av1,
+}
+
+impl VideoCodec {
+    /// The codec of a MIME type (`video/VP8`), if its keyframes can be recognised.
+    pub(crate) fn from_mime(mime: &str) -> Option<Self> {
+        let mime = mime.to_ascii_lowercase();
+        match mime.strip_prefix("video/")? {
+            "vp8" => Some(Self::Vp8),
+            "vp9" => Some(Self::Vp9),
+            "h264" => Some(Self::H264),
+            "av1" => Some(Self::Av1),
+            _ => None,
+        }
+    }
+}
+
+/// Whether an RTP packet with this `payload` is the first packet of a keyframe. Malformed or
+/// short payloads are not keyframes.
+pub(crate) fn starts_keyframe(codec: VideoCodec, payload: &[u8]) -> bool {
+    match codec {
+        VideoCodec::Vp8 => vp8(payload),
+        VideoCodec::Vp9 => vp9(payload),
+        VideoCodec::H264 => h264(payload),
+        VideoCodec::Av1 => payload
+            .first()
+            .is_some_and(|b| b & 0x08 != 0 && b & 0x80 == 0),
+    }
+}
+
+fn vp8(payload: &[u8]) -> bool {
+    let Some(&first) = payload.first() else {
+        return false;
+    };
+    let start_of_partition = first & 0x10 != 0;
+    let partition = first & 0x07;
+    if !start_of_partition || partition != 0 {
+        return false;
+    }
+    let mut at = 1;
+    if first & 0x80 != 0 {
+        // X: the extension byte says which optional fields follow.
+        let Some(&ext) = payload.get(at) else {
+            return false;
+        };
+        at += 1;
+        if ext & 0x80 != 0 {
+            // I: picture id, 7 or 15 bits (M).
+            let Some(&pid) = payload.get(at) else {
+                return false;
+            };
+            at += if pid & 0x80 != 0 { 2 } else { 1 };
+        }
+        if ext & 0x40 != 0 {
+            at += 1; // L: TL0PICIDX
+        }
+        if ext & 0x30 != 0 {
+            at += 1; // T or K: TID/Y/KEYIDX
+        }
+    }
+    // The frame tag: bit 0 is P, "inverse key frame" (0 = keyframe).
+    payload.get(at).is_some_and(|tag| tag & 0x01 == 0)
+}
+
+fn vp9(payload: &[u8]) -> bool {
+    let Some(&first) = payload.first() else {
+        return false;
+    };
+    let has_picture_id = first & 0x80 != 0;
+    let inter_predicted = first & 0x40 != 0;
+    let has_layers = first & 0x20 != 0;
+    let begins_frame = first & 0x08 != 0;
+    if inter_predicted || !begins_frame {
+        return false;
+    }
+    if !has_layers {
+        return true;
+    }
+    let mut at = 1;
+    if has_picture_id {
+        let Some(&pid) = payload.get(at) else {
+            return false;
+        };
+        at += if pid & 0x80 != 0 { 2 } else { 1 };
+    }
+    // Layer indices: TID (3) U (1) SID (3) D (1).
+    payload.get(at).is_some_and(|l| (l >> 1) & 0x07 == 0)
+}
+
+fn h264(payload: &[u8]) -> bool {
+    let is_key = |nal_type: u8| nal_type == 5 || nal_type == 7;
+    let Some(&first) = payload.first() else {
+        return false;
+    };
+    match first & 0x1f {
+        24 => {
+            // STAP-A: [size (2)][NAL] ...
+            let mut rest = &payload[1..];
+            while rest.len() >= 3 {
+                let size = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+                if size == 0 || rest.len() < 2 + size {
+                    return false;
+                }
+                if is_key(rest[2] & 0x1f) {
+                    return true;
+                }
+                rest = &rest[2 + size..];
+            }
+            false
+        }
+        28 => {
+            // FU-A: FU header S bit and the fragmented NAL's type.
+            payload
+                .get(1)
+                .is_some_and(|fu| fu & 0x80 != 0 && is_key(fu & 0x1f))
+        }
+        nal_type => is_key(nal_type),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vp8_keyframes_are_recognised_through_every_descriptor_layout() {
+        // Minimal descriptor: S=1, PID=0; keyframe tag (P=0).
+        assert!(starts_keyframe(VideoCodec::Vp8, &[0x10, 0x50, 0x2a, 0x00]));
+        // Delta frame tag (P=1).
+        assert!(!starts_keyframe(VideoCodec::Vp8, &[0x10, 0x51, 0x2a, 0x00]));
+        // Continuation packet (S=0) of a keyframe.
+        assert!(!starts_keyframe(VideoCodec::Vp8, &[0x00, 0x50, 0x2a]));
+        // Chromium's layout: X, I with a 15-bit picture id, L, T; then the keyframe tag.
+        let chrome = [0x90, 0xe0, 0x80 | 0x12, 0x34, 0x07, 0x40, 0x10, 0x02, 0x00];
+        assert!(starts_keyframe(VideoCodec::Vp8, &chrome));
+        let mut delta = chrome;
+        delta[6] = 0x11;
+        assert!(!starts_keyframe(VideoCodec::Vp8, &delta));
+        // Truncated descriptors are not keyframes.
+        assert!(!starts_keyframe(VideoCodec::Vp8, &[0x90, 0xe0, 0x80]));
+        assert!(!starts_keyframe(VideoCodec::Vp8, &[]));
+        // Partition 1 is never a frame start.
+        assert!(!starts_keyframe(VideoCodec::Vp8, &[0x11, 0x50]));
+    }
+
+    #[test]
+    fn vp9_keyframes_are_the_unpredicted_start_of_spatial_layer_zero() {
+        // I=1 (7-bit id), P=0, L=0, B=1.
+        assert!(starts_keyframe(VideoCodec::Vp9, &[0x88, 0x05]));
+        // P=1: inter predicted.
+        assert!(!starts_keyframe(VideoCodec::Vp9, &[0xc8, 0x05]));
+        // B=0: not the frame's first packet.
+        assert!(!starts_keyframe(VideoCodec::Vp9, &[0x80, 0x05]));
+        // L=1 with SID 0, then SID 1.
+        assert!(starts_keyframe(VideoCodec::Vp9, &[0xa8, 0x05, 0x00, 0x00]));
+        assert!(!starts_keyframe(VideoCodec::Vp9, &[0xa8, 0x05, 0x02, 0x00]));
+        assert!(!starts_keyframe(VideoCodec::Vp9, &[0xa8]));
+    }
+
+    #[test]
+    fn h264_keyframes_are_idr_or_sps_in_any_packetization() {
+        assert!(starts_keyframe(VideoCodec::H264, &[0x65, 0x88])); // IDR slice
+        assert!(starts_keyframe(VideoCodec::H264, &[0x67, 0x42])); // SPS
+        assert!(!starts_keyframe(VideoCodec::H264, &[0x41, 0x9a])); // non-IDR slice
+        // STAP-A holding SPS and PPS.
+        let stap = [0x78, 0x00, 0x02, 0x67, 0x42, 0x00, 0x02, 0x68, 0xce];
+        assert!(starts_keyframe(VideoCodec::H264, &stap));
+        // STAP-A holding SEI and a non-IDR slice; and a truncated one.
+        let stap = [0x78, 0x00, 0x02, 0x06, 0x05, 0x00, 0x02, 0x41, 0x9a];
+        assert!(!starts_keyframe(VideoCodec::H264, &stap));
+        assert!(!starts_keyframe(
+            VideoCodec::H264,
+            &[0x78, 0x00, 0x09, 0x67]
+        ));
+        // FU-A: start of an IDR, middle of an IDR, start of a non-IDR.
+        assert!(starts_keyframe(VideoCodec::H264, &[0x7c, 0x85, 0x00]));
+        assert!(!starts_keyframe(VideoCodec::H264, &[0x7c, 0x05, 0x00]));
+        assert!(!starts_keyframe(VideoCodec::H264, &[0x7c, 0x81, 0x00]));
+    }
+
+    #[test]
+    fn av1_keyframes_start_a_new_coded_video_sequence() {
+        assert!(starts_keyframe(VideoCodec::Av1, &[0x18, 0x0a]));
+        assert!(!starts_keyframe(VideoCodec::Av1, &[0x10, 0x32]));
+        // Z=1: continues an OBU from the previous packet.
+        assert!(!starts_keyframe(VideoCodec::Av1, &[0x98, 0x32]));
+        assert!(!starts_keyframe(VideoCodec::Av1, &[]));
+    }
+
+    #[test]
+    fn codecs_are_named_by_mime_type() {
+        assert_eq!(VideoCodec::from_mime("video/VP8"), Some(VideoCodec::Vp8));
+        assert_eq!(VideoCodec::from_mime("video/H264"), Some(VideoCodec::H264));
+        assert_eq!(VideoCodec::from_mime("audio/opus"), None);
+        assert_eq!(VideoCodec::from_mime("video/H265"), None);
+    }
+}
