@@ -191,6 +191,7 @@ impl Fanout {
         clock_rate: u32,
     ) {
         let switch = LayerSwitch::new(self.layer_count(), clock_rate);
+        let now = self.now_ms();
         if let Ok(mut sinks) = self.sinks.lock() {
             sinks.retain(|s| s.conn != subscriber);
             sinks.push(Sink {
@@ -199,7 +200,7 @@ impl Fanout {
                 switch,
                 control,
                 asked: None,
-                asked_at: 0,
+                asked_at: now,
             });
         }
     }
@@ -238,10 +239,13 @@ impl Fanout {
             if target != NO_LAYER && target != sink.switch.target() {
                 sink.switch.set_target(target);
             }
+            // A switch asks for the new layer's keyframe at once; the first keyframe is asked
+            // for by the subscriber's writer once its connection can carry it (an earlier one
+            // would be lost), and either is asked again after a second without it.
             let want = sink.switch.target();
+            let switching = sink.switch.current().is_some() && sink.asked != Some(want);
             if sink.switch.pending()
-                && (sink.asked != Some(want)
-                    || now.saturating_sub(sink.asked_at) >= KEYFRAME_RETRY_MS)
+                && (switching || now.saturating_sub(sink.asked_at) >= KEYFRAME_RETRY_MS)
             {
                 asks |= 1 << want;
                 sink.asked = Some(want);
@@ -303,8 +307,8 @@ mod tests {
         fanout.add_sink(ConnId(2), fast_tx, Arc::clone(&fast_control), 90_000);
         slow_control.set_target(0);
         fast_control.set_target(2);
-        // The first packets ask for keyframes of both layers (bits 0 and 2)...
-        assert_eq!(fanout.forward(&packet(10, 1, 100), 0, false), 0b101);
+        // The first keyframes are the writers' to ask for (when their connections are up)...
+        assert_eq!(fanout.forward(&packet(10, 1, 100), 0, false), 0);
         assert_eq!(fanout.forward(&packet(30, 1, 100), 2, false), 0);
         // ...and nothing is forwarded before them.
         assert!(slow.try_recv().is_err() && fast.try_recv().is_err());

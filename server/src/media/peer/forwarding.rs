@@ -218,23 +218,43 @@ async fn write_loop(mut packets: mpsc::Receiver<rtp::Packet>, writer: Writer) {
     let mut payload_type: Option<u8> = None;
     let mut extension_ids: Vec<(u8, u8)> = Vec::new();
     // The subscriber joined a stream in progress: it needs a keyframe to start decoding. Ask
-    // once a packet went out (the forward is negotiated and bound) while the connection is
-    // up, without waiting for the subscriber's own PLI. Asked before the connection is up, the
+    // once the forward is negotiated while the connection is up, without waiting for the
+    // subscriber's own PLI. Asked before the connection is up, the
     // keyframe would be written into a transport that cannot carry it yet, and the next request
     // (the subscriber's PLI) would wait out the publisher's keyframe interval: that cost joins
     // about half a second. Asked again after a reconnection.
     // Audio has no keyframes to ask for.
     let mut asked = !codec.mime_type.to_ascii_lowercase().starts_with("video/");
     let is_audio = asked;
-    while let Some(mut packet) = packets.recv().await {
-        if connected.has_changed().unwrap_or(false) && !*connected.borrow_and_update() {
-            asked = is_audio;
+    loop {
+        let packet = tokio::select! {
+            packet = packets.recv() => match packet {
+                Some(packet) => Some(packet),
+                None => break,
+            },
+            Ok(()) = connected.changed() => {
+                if !*connected.borrow() {
+                    asked = is_audio; // asked again after a reconnection
+                }
+                None
+            }
+            Ok(()) = negotiated.changed() => {
+                bound = true;
+                payload_type = None;
+                None
+            }
+        };
+        // The first keyframe: asked as soon as the forward is negotiated and the connection
+        // up, not when a first packet goes out: a simulcast forward sends nothing before a
+        // keyframe.
+        if !asked && bound && *connected.borrow() {
+            asked = true;
+            let _ = ask.driver.try_send(Input::Keyframe {
+                subscriber: ask.subscriber,
+                track: ask.track,
+            });
         }
-        if negotiated.has_changed().unwrap_or(false) {
-            negotiated.mark_unchanged();
-            bound = true;
-            payload_type = None;
-        }
+        let Some(mut packet) = packet else { continue };
         if !bound {
             continue; // not negotiated yet: drop
         }
@@ -257,12 +277,6 @@ async fn write_loop(mut packets: mpsc::Receiver<rtp::Packet>, writer: Writer) {
         if local.write_rtp(packet).await.is_err() {
             // Not bound yet, or renegotiated: look the payload type up again.
             payload_type = None;
-        } else if !asked && *connected.borrow() {
-            asked = true;
-            let _ = ask.driver.try_send(Input::Keyframe {
-                subscriber: ask.subscriber,
-                track: ask.track,
-            });
         }
     }
 }
