@@ -342,6 +342,19 @@ impl Driver {
                     ServerMessage::KeyframeRequest(TrackRef { track }),
                 );
             }
+            Output::VideoSize {
+                subscriber,
+                track,
+                width,
+                height,
+            } => self.command_existing_peer(
+                subscriber,
+                PeerCommand::VideoSize {
+                    track,
+                    width,
+                    height,
+                },
+            ),
             Output::Audit(audit) => self.audit(&audit),
             // Client-reported E2EE health only feeds the metrics (`observe` above).
             Output::E2eeHealth(_) => {}

@@ -8,7 +8,9 @@
 // both (decoded height at most 135 lines) within 30 s, keeps decoding, and never gets the top
 // layer again (the relay may try the middle one now and then: a probe, undone when the link
 // cannot carry it; the share of time on the low layer is printed); alice and bob keep each other's
-// top layer (540 lines); no frame fails to decrypt anywhere while layers switch. Printed:
+// top layer (540 lines); bob, told (`video_size`) that alice's tile is 240x135, gets her low
+// layer, and her top layer again at 960x540; no frame fails to decrypt anywhere while layers
+// switch. Printed:
 // how long carol took to reach the low layer, her frame rates and freeze time over 20 s, and
 // what the shaped link carried and dropped.
 // Root only (network namespaces, tc); run by `cargo xtask test` as:
@@ -25,6 +27,16 @@ const where = { pages, relay, room: 'simulcast' };
 const options = { keys: 'exchange', video: { width: 960, height: 540, frameRate: 15 } };
 
 const video = (p) => p.call('videoStats');
+/** Polls `p`'s video stats until `pred` holds or `ms` pass: `{ v, ms }` (ms: null if it never held). */
+async function untilVideo(p, pred, ms) {
+  const start = Date.now();
+  let v = await video(p);
+  while (!pred(v) && Date.now() - start < ms) {
+    await sleep(250);
+    v = await video(p);
+  }
+  return { v, ms: pred(v) ? Date.now() - start : null };
+}
 const height = (stats, who) => stats.received[who]?.height ?? 0;
 
 await run(async () => {
@@ -121,6 +133,17 @@ await run(async () => {
   console.log(`figures ${JSON.stringify({ aliceSeesBob: height(va, b), bobSeesAlice: height(vb, a) })}`);
   check('alice and bob receive each other\'s top layer (540 lines)', height(va, b) === 540 && height(vb, a) === 540,
     { alice: va.received, bob: vb.received, aliceSends: va.sent });
+
+  // Bob shows alice in a small tile (240x135): he gets her low layer, though his link carries
+  // the top one; back at 960x540 he gets the top layer again.
+  await bob.call('setVideoSize', a, 240, 135);
+  const small = await untilVideo(bob, (v) => height(v, a) > 0 && height(v, a) <= 135, 15_000);
+  check('bob, showing alice at 240x135, gets her low layer', height(small.v, a) <= 135 && height(small.v, a) > 0,
+    small.v.received[a]);
+  await bob.call('setVideoSize', a, 960, 540);
+  const big = await untilVideo(bob, (v) => height(v, a) === 540, 15_000);
+  console.log(`figures ${JSON.stringify({ tileSmallToLowLayerMs: small.ms, tileBigToTopLayerMs: big.ms })}`);
+  check('... and her top layer again when the tile is 960x540', height(big.v, a) === 540, big.v.received[a]);
 
   for (const [p, others] of all) {
     const s = await p.state();

@@ -22,6 +22,14 @@ const marks = {};
 const mark = (name) => { if (marks[name] === undefined) marks[name] = Date.now(); };
 const audioReceivers = new Map();
 const videoReceivers = new Map();
+/** Each remote participant's video as the relay client gave it (`RemoteTrack`). */
+const videoTracks = new Map();
+/** Tells the relay `who`'s video is shown at `width` x `height` (RelaySession.setVideoSize). */
+function setVideoSize(who, width, height) {
+  const t = videoTracks.get(who);
+  if (!t) throw new Error(`no video from ${who}`);
+  session.setVideoSize(t, width, height);
+}
 
 /**
  * Joins `room` with camera and microphone. `keys`: 'exchange' (falls back to 'explicit' with
@@ -116,7 +124,7 @@ async function join({ url, token, participant, room, keys, secret, testWorker: u
       document.getElementById('media').append(a);
       audioReceivers.set(who, t.receiver);
     }
-    if (t.track.kind === 'video') videoReceivers.set(who, t.receiver);
+    if (t.track.kind === 'video') { videoReceivers.set(who, t.receiver); videoTracks.set(who, t); }
   });
   return { you: session.you, senderIndex: session.senderIndex, mode: mode.mode, vouched: Boolean(vouching.vouch) };
 }
@@ -277,5 +285,5 @@ function timeline() {
   return { marks: { ...marks }, keyEvents: keyEvents.slice() };
 }
 
-window.hushRelay = { join, state, leave, timeline, rtp, videoStats, testStream, testSeal, testOpen, fakeJoin };
+window.hushRelay = { join, state, leave, timeline, rtp, videoStats, setVideoSize, testStream, testSeal, testOpen, fakeJoin };
 window.hushRelayReady = true;

@@ -49,6 +49,9 @@ pub enum ClientMessage {
     /// Ask a track's publisher for a keyframe (needs the `subscribe` grant and a subscription to
     /// that track).
     KeyframeRequest(TrackRef),
+    /// The size a received video is shown at (its tile, in device pixels): the relay sends no
+    /// simulcast layer much larger than that (needs a subscription to the track).
+    VideoSize(VideoSize),
     /// Ask the relay to put a rekey point in the room's ordered membership log (a key-layer
     /// timer or a sender near its key's usage limit). Rate limited per room; requests within the
     /// interval merge into one.
@@ -83,6 +86,7 @@ impl ClientMessage {
         "e2ee",
         "e2ee_broadcast",
         "keyframe_request",
+        "video_size",
         "rekey",
         "force_disconnect",
         "force_unpublish",
@@ -124,6 +128,10 @@ impl ClientMessage {
                 FieldTooLarge::check("payload", payload.len(), MAX_E2EE_PAYLOAD_BYTES)
             }
             Self::E2eeStats(stats) => stats.check(),
+            Self::VideoSize(size) => {
+                FieldTooLarge::check("width", size.width as usize, MAX_VIDEO_SIZE)?;
+                FieldTooLarge::check("height", size.height as usize, MAX_VIDEO_SIZE)
+            }
             Self::Leave
             | Self::Unpublish(_)
             | Self::Subscribe(_)
@@ -153,6 +161,7 @@ impl ClientMessage {
             Self::E2ee(_) => "e2ee",
             Self::E2eeBroadcast(_) => "e2ee_broadcast",
             Self::KeyframeRequest(_) => "keyframe_request",
+            Self::VideoSize(_) => "video_size",
             Self::Rekey(_) => "rekey",
             Self::ForceDisconnect(_) => "force_disconnect",
             Self::ForceUnpublish(_) => "force_unpublish",
@@ -265,6 +274,20 @@ impl RekeyReason {
 pub struct ForceDisconnect {
     /// Who to remove.
     pub participant: ParticipantId,
+}
+
+/// The largest width or height `video_size` may give (16K video).
+pub const MAX_VIDEO_SIZE: usize = 16_384;
+
+/// `video_size`: a received video's tile size, in device pixels (0 x 0: not shown).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VideoSize {
+    /// The track.
+    pub track: TrackId,
+    /// Tile width.
+    pub width: u32,
+    /// Tile height.
+    pub height: u32,
 }
 
 /// `force_unpublish`: stop a participant's track.

@@ -35,6 +35,7 @@
 //! | `e2ee` | `to`, `payload` | | `e2ee` with `from` to that member of your room only |
 //! | `e2ee_broadcast` | `payload` | | `e2ee` with `from` to every other member of your room |
 //! | `keyframe_request` | `track` | `subscribe`, subscribed to `track` | `keyframe_request` to the publisher, rate limited per track |
+//! | `video_size` | `track`, `width`, `height` (device pixels, at most 16384) | `subscribe`, subscribed to `track` | none; the relay sends no simulcast layer of `track` much larger than that |
 //! | `rekey` | `reason`? (`timer`, `usage_limit`) | | `rekey` with the next membership `seq` to every member (you too); at most one per room per second, requests in between merge into one |
 //! | `force_disconnect` | `participant` | `moderator` | removes it (`removed`); a removal is a leave |
 //! | `force_unpublish` | `participant`, `source` | `moderator` | unpublishes its track |
@@ -101,7 +102,7 @@
 //! | `publish_not_allowed` | no `publish` grant |
 //! | `source_not_allowed` | the source is not in the `sources` grant |
 //! | `subscribe_not_allowed` | no `subscribe` grant |
-//! | `not_subscribed` | you do not receive this track (`keyframe_request`) |
+//! | `not_subscribed` | you do not receive this track (`keyframe_request`, `video_size`) |
 //! | `moderator_required` | no `moderator` grant |
 //! | `room_full` | the room is at its participant limit (fatal at join) |
 //! | `server_full` | the relay is at its room limit (fatal at join) |
@@ -138,8 +139,8 @@ mod tests;
 pub use bytes::OpaqueBytes;
 pub use client::{
     ClientMessage, E2eeBroadcast, E2eeDropReason, E2eeStats, E2eeTo, ForceDisconnect,
-    ForceUnpublish, Join, LockRoom, MAX_E2EE_STATS_COUNT, Ping, Publish, RekeyReason, RekeyRequest,
-    TrackRef, Unpublish,
+    ForceUnpublish, Join, LockRoom, MAX_E2EE_STATS_COUNT, MAX_VIDEO_SIZE, Ping, Publish,
+    RekeyReason, RekeyRequest, TrackRef, Unpublish, VideoSize,
 };
 pub use error::ErrorCode;
 pub use ids::{IdError, ParticipantId, RoomId, RoomInstance, SenderIndex, Source, TrackId};

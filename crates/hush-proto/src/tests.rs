@@ -62,6 +62,11 @@ fn every_client_message() -> Vec<ClientMessage> {
             payload: OpaqueBytes::new(vec![4; 62]),
         }),
         ClientMessage::KeyframeRequest(track),
+        ClientMessage::VideoSize(VideoSize {
+            track: TrackId(3),
+            width: 320,
+            height: 180,
+        }),
         ClientMessage::Rekey(RekeyRequest {
             reason: Some(RekeyReason::UsageLimit),
         }),
@@ -725,4 +730,18 @@ fn ice_server_debug_leaves_the_credential_out() {
     for secret in ["s3cr3t", "alice"] {
         assert!(!debug.contains(secret), "{debug}");
     }
+}
+
+#[test]
+fn a_video_size_beyond_16k_or_not_a_number_is_refused() {
+    let ok = r#"{"v":1,"type":"video_size","track":3,"width":16384,"height":9216}"#;
+    assert!(ClientMessage::decode(ok).is_ok());
+    let wide = r#"{"v":1,"type":"video_size","track":3,"width":16385,"height":9}"#;
+    assert_ne!(refused(wide), ErrorCode::MalformedMessage);
+    let DecodeError::FieldTooLarge(f) = ClientMessage::decode(wide).unwrap_err() else {
+        panic!("not FieldTooLarge");
+    };
+    assert_eq!(f.field, "width");
+    let negative = r#"{"v":1,"type":"video_size","track":3,"width":-1,"height":9}"#;
+    assert_eq!(refused(negative), ErrorCode::MalformedMessage);
 }

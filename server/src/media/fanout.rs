@@ -96,6 +96,9 @@ pub(crate) struct Fanout {
     layer_bytes: [AtomicU64; MAX_LAYERS],
     /// Each layer's SSRC on the publisher's leg (0: not seen).
     layer_ssrc: [AtomicU32; MAX_LAYERS],
+    /// Each layer's frame size, `width << 16 | height`, as its keyframes give it (VP8; 0:
+    /// unknown).
+    layer_size: [AtomicU32; MAX_LAYERS],
     /// The clock the layer switches read (milliseconds since this fan-out was made).
     started: Instant,
 }
@@ -113,6 +116,7 @@ impl Fanout {
             extensions: Mutex::new(Vec::new()),
             layer_bytes: Default::default(),
             layer_ssrc: Default::default(),
+            layer_size: Default::default(),
             started: Instant::now(),
         }
     }
@@ -162,6 +166,39 @@ impl Fanout {
             .get(usize::from(layer))?
             .load(Ordering::Relaxed);
         (ssrc != 0).then_some(ssrc)
+    }
+
+    /// Records `layer`'s frame size (from one of its keyframes).
+    pub(crate) fn set_layer_size(&self, layer: Layer, width: u16, height: u16) {
+        if let Some(slot) = self.layer_size.get(usize::from(layer)) {
+            slot.store(
+                u32::from(width) << 16 | u32::from(height),
+                Ordering::Relaxed,
+            );
+        }
+    }
+
+    /// The layer to send a subscriber that shows this video at `width` x `height`: the lowest
+    /// whose frames are at least about that size (80 %), or the largest known; every layer
+    /// when no size is known (codecs whose size the relay cannot read), the lowest for a video
+    /// not shown (0 x 0).
+    pub(crate) fn layer_for(&self, width: u32, height: u32) -> Layer {
+        if width == 0 || height == 0 {
+            return 0;
+        }
+        let sizes: Vec<(Layer, u32, u32)> = (0..MAX_LAYERS as Layer)
+            .filter_map(|l| {
+                let packed = self.layer_size[usize::from(l)].load(Ordering::Relaxed);
+                (packed != 0).then_some((l, packed >> 16, packed & 0xffff))
+            })
+            .collect();
+        let Some(&(largest, _, _)) = sizes.last() else {
+            return (MAX_LAYERS - 1) as Layer;
+        };
+        sizes
+            .iter()
+            .find(|&&(_, w, h)| w * 5 >= width * 4 && h * 5 >= height * 4)
+            .map_or(largest, |&(l, _, _)| l)
     }
 
     /// How many layers have been seen.
@@ -345,6 +382,21 @@ mod tests {
         assert_eq!(fast_control.switches(), 1);
         assert_eq!(fanout.layer_ssrc(2), Some(30));
         assert_eq!(fanout.layer_ssrc(1), None);
+    }
+
+    #[test]
+    fn the_layer_for_a_tile_is_the_lowest_about_as_large() {
+        let fanout = Fanout::new(TrackId(1), SenderIndex(1));
+        // Nothing known: no cap.
+        assert_eq!(fanout.layer_for(320, 180), 2);
+        fanout.set_layer_size(0, 240, 135);
+        fanout.set_layer_size(1, 480, 270);
+        fanout.set_layer_size(2, 960, 540);
+        assert_eq!(fanout.layer_for(200, 112), 0);
+        assert_eq!(fanout.layer_for(300, 168), 0); // 240x135 is 80 % of it
+        assert_eq!(fanout.layer_for(320, 180), 1);
+        assert_eq!(fanout.layer_for(1920, 1080), 2);
+        assert_eq!(fanout.layer_for(0, 0), 0);
     }
 
     #[test]

@@ -49,26 +49,40 @@ pub(crate) fn starts_keyframe(codec: VideoCodec, payload: &[u8]) -> bool {
 }
 
 fn vp8(payload: &[u8]) -> bool {
-    let Some(&first) = payload.first() else {
-        return false;
-    };
+    vp8_frame_start(payload).is_some_and(|tag| tag.first().is_some_and(|t| t & 0x01 == 0))
+}
+
+/// The width and height a VP8 keyframe's first packet gives (RFC 6386 section 9.1: after the
+/// frame tag, the start code `9d 01 2a` and two 14-bit little-endian sizes, all inside the
+/// 10 bytes the SFrame clear prefix keeps); `None` for anything else.
+pub(crate) fn vp8_keyframe_size(payload: &[u8]) -> Option<(u16, u16)> {
+    let frame = vp8_frame_start(payload)?;
+    let header = frame.get(..10)?;
+    if header[0] & 0x01 != 0 || header[3..6] != [0x9d, 0x01, 0x2a] {
+        return None;
+    }
+    let width = u16::from_le_bytes([header[6], header[7]]) & 0x3fff;
+    let height = u16::from_le_bytes([header[8], header[9]]) & 0x3fff;
+    Some((width, height))
+}
+
+/// The frame bytes of a VP8 packet that starts a frame (`S` = 1, partition 0), after its
+/// payload descriptor (RFC 7741).
+fn vp8_frame_start(payload: &[u8]) -> Option<&[u8]> {
+    let &first = payload.first()?;
     let start_of_partition = first & 0x10 != 0;
     let partition = first & 0x07;
     if !start_of_partition || partition != 0 {
-        return false;
+        return None;
     }
     let mut at = 1;
     if first & 0x80 != 0 {
         // X: the extension byte says which optional fields follow.
-        let Some(&ext) = payload.get(at) else {
-            return false;
-        };
+        let &ext = payload.get(at)?;
         at += 1;
         if ext & 0x80 != 0 {
             // I: picture id, 7 or 15 bits (M).
-            let Some(&pid) = payload.get(at) else {
-                return false;
-            };
+            let &pid = payload.get(at)?;
             at += if pid & 0x80 != 0 { 2 } else { 1 };
         }
         if ext & 0x40 != 0 {
@@ -78,8 +92,7 @@ fn vp8(payload: &[u8]) -> bool {
             at += 1; // T or K: TID/Y/KEYIDX
         }
     }
-    // The frame tag: bit 0 is P, "inverse key frame" (0 = keyframe).
-    payload.get(at).is_some_and(|tag| tag & 0x01 == 0)
+    payload.get(at..)
 }
 
 fn vp9(payload: &[u8]) -> bool {
@@ -161,6 +174,27 @@ mod tests {
         assert!(!starts_keyframe(VideoCodec::Vp8, &[]));
         // Partition 1 is never a frame start.
         assert!(!starts_keyframe(VideoCodec::Vp8, &[0x11, 0x50]));
+    }
+
+    #[test]
+    fn vp8_keyframes_give_their_size() {
+        // Descriptor (S=1), keyframe tag, start code, 960 x 540.
+        let key = [
+            0x10, 0x50, 0x2a, 0x00, 0x9d, 0x01, 0x2a, 0xc0, 0x03, 0x1c, 0x02, 0xff,
+        ];
+        assert_eq!(vp8_keyframe_size(&key), Some((960, 540)));
+        // The upper two bits are the scale, not the size.
+        let mut scaled = key;
+        scaled[8] |= 0x40;
+        assert_eq!(vp8_keyframe_size(&scaled), Some((960, 540)));
+        // A delta frame, a broken start code, a short packet: no size.
+        let mut delta = key;
+        delta[1] = 0x51;
+        assert_eq!(vp8_keyframe_size(&delta), None);
+        let mut broken = key;
+        broken[5] = 0x02;
+        assert_eq!(vp8_keyframe_size(&broken), None);
+        assert_eq!(vp8_keyframe_size(&key[..9]), None);
     }
 
     #[test]

@@ -190,6 +190,15 @@ impl Relay {
             ClientMessage::KeyframeRequest(t) => {
                 self.keyframe_request(now, conn, t.track, false)?
             }
+            ClientMessage::VideoSize(size) => {
+                self.subscription(conn, size.track)?;
+                self.out.push(Output::VideoSize {
+                    subscriber: conn,
+                    track: size.track,
+                    width: size.width,
+                    height: size.height,
+                });
+            }
             ClientMessage::Rekey(_) => {
                 // Any member may ask (the committer's timer, a sender near its usage limit);
                 // the point names who asked, and only the committer's asking makes members
@@ -267,20 +276,13 @@ impl Relay {
         self.out.push(Output::Media { conn, signal });
     }
 
-    /// A keyframe request from `subscriber` for `track` in its room, through the track's gate.
-    /// Only a member with the `subscribe` grant that receives the track may ask: anyone else
-    /// could otherwise make a publisher send keyframes (large frames) at the gate's full rate.
-    /// A keyframe request of `subscriber` for `track`; `from_media`: it came from the
-    /// subscriber's media session (RTCP, or the relay's own ask once the subscriber's
-    /// connection is up), which alone may claim the subscriber's first, unthrottled request: a
-    /// keyframe asked over signaling before the connection is up is lost on the way.
-    pub(super) fn keyframe_request(
+    /// `subscriber`'s subscription to `track` (another member's, received now, with the
+    /// subscribe grant), or the precise refusal.
+    fn subscription(
         &mut self,
-        now: Instant,
         subscriber: ConnId,
         track: TrackId,
-        from_media: bool,
-    ) -> Result<(), Refusal> {
+    ) -> Result<&mut super::room::Publication, Refusal> {
         let unknown = Refusal::new(ErrorCode::UnknownTrack, "no such track in your room");
         let room_id = self
             .conns
@@ -298,7 +300,7 @@ impl Relay {
         if !may_subscribe {
             return Err(Refusal::new(
                 ErrorCode::SubscribeNotAllowed,
-                "keyframe requests need the subscribe grant",
+                "this needs the subscribe grant",
             ));
         }
         if !publication.subscribers.contains(&subscriber) {
@@ -307,15 +309,32 @@ impl Relay {
                 "you do not receive this track",
             ));
         }
+        Ok(publication)
+    }
+
+    /// A keyframe request from `subscriber` for `track` in its room, through the track's gate.
+    /// Only a member with the `subscribe` grant that receives the track may ask: anyone else
+    /// could otherwise make a publisher send keyframes (large frames) at the gate's full rate.
+    /// A keyframe request of `subscriber` for `track`; `from_media`: it came from the
+    /// subscriber's media session (RTCP, or the relay's own ask once the subscriber's
+    /// connection is up), which alone may claim the subscriber's first, unthrottled request: a
+    /// keyframe asked over signaling before the connection is up is lost on the way.
+    pub(super) fn keyframe_request(
+        &mut self,
+        now: Instant,
+        subscriber: ConnId,
+        track: TrackId,
+        from_media: bool,
+    ) -> Result<(), Refusal> {
+        let (interval, grace) = (self.config.keyframe_interval, self.config.keyframe_grace);
+        let publication = self.subscription(subscriber, track)?;
         // A subscriber's first media-side request (it decodes nothing until a keyframe comes)
         // is not held for the interval; a request right after one went out is answered by it.
         let first = from_media && publication.keyframe_started.insert(subscriber);
-        if publication.keyframe.request_with_grace(
-            now,
-            self.config.keyframe_interval,
-            self.config.keyframe_grace,
-            first,
-        ) {
+        if publication
+            .keyframe
+            .request_with_grace(now, interval, grace, first)
+        {
             let publisher = publication.publisher;
             self.out.push(Output::RequestKeyframe { publisher, track });
         }

@@ -84,6 +84,18 @@ pub enum Output {
         /// The track.
         track: TrackId,
     },
+    /// A subscriber shows `track` at this size (device pixels): its simulcast layer is capped
+    /// to about that. Already checked (subscribed, with the grant).
+    VideoSize {
+        /// The subscriber.
+        subscriber: ConnId,
+        /// The track.
+        track: TrackId,
+        /// Tile width.
+        width: u32,
+        /// Tile height.
+        height: u32,
+    },
     /// Something for the audit trail.
     Audit(Audit),
     /// A member's `e2ee_stats` report, checked and bounded, for the metrics only.

@@ -242,7 +242,11 @@ async function join(room: string): Promise<void> {
   });
   session.addEventListener('track', (e) => {
     const t = (e as CustomEvent<RemoteTrack>).detail;
-    if (t.participant) tileFor(t.participant, t.participant, false).addTrack(t.track);
+    if (!t.participant) return;
+    const tile = tileFor(t.participant, t.participant, false);
+    tile.addTrack(t.track);
+    // The relay sends each video at about the size of its tile (simulcast).
+    if (t.track.kind === 'video') session.observeTile(t, tile.video);
   });
   let selfId = session.you;
   session.addEventListener('reconnecting', (e) => {

@@ -19,7 +19,8 @@ export function shortId(id: string): string {
 /** A tile. `root` goes into the grid. */
 export class Tile {
   readonly root: HTMLElement;
-  private readonly video: HTMLVideoElement;
+  /** The video element (its size is what the relay is told, `RelaySession.observeTile`). */
+  readonly video: HTMLVideoElement;
   private readonly audio: HTMLAudioElement;
   private readonly badge: HTMLElement;
   private readonly stats: HTMLElement;

@@ -274,6 +274,36 @@ export class RelaySession extends EventTarget {
     }
   }
 
+  /**
+   * Tells the relay the size (device pixels) a received video is shown at, so it sends no
+   * simulcast layer much larger (0 x 0: not shown, the lowest layer). `observeTile` calls it
+   * for you.
+   */
+  setVideoSize(remote: RemoteTrack, width: number, height: number): void {
+    if (remote.trackId === undefined || remote.track.kind !== 'video') return;
+    const clamp = (n: number): number => Math.max(0, Math.min(16_384, Math.round(n)));
+    this.send({ type: 'video_size', track: remote.trackId, width: clamp(width), height: clamp(height) });
+  }
+
+  /**
+   * Reports `element`'s size (the tile `remote` is shown in) to the relay whenever it changes
+   * (`setVideoSize`, in device pixels). Returns a function that stops observing.
+   */
+  observeTile(remote: RemoteTrack, element: Element): () => void {
+    let last = '';
+    const observer = new ResizeObserver((entries) => {
+      const box = entries[entries.length - 1]?.contentRect;
+      if (!box) return;
+      const ratio = globalThis.devicePixelRatio || 1;
+      const size = `${Math.round(box.width * ratio)}x${Math.round(box.height * ratio)}`;
+      if (size === last) return;
+      last = size;
+      this.setVideoSize(remote, box.width * ratio, box.height * ratio);
+    });
+    observer.observe(element);
+    return () => observer.disconnect();
+  }
+
   /** The member owning `senderIndex`. */
   memberBySenderIndex(index: number): Member | undefined {
     for (const m of this.members.values()) if (m.senderIndex === index) return m;

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use rtc::interceptor::{BandwidthEstimator, EstimatorStats, Gcc, PacketReport};
 
+use hush_proto::TrackId;
+
 use super::Peer;
 use crate::media::layers::{Demand, MAX_LAYERS};
 
@@ -86,6 +88,8 @@ pub(crate) struct LayerMeter {
     bps: [f64; MAX_LAYERS],
     /// Whether the allocator has chosen this video's layer yet.
     pub(super) allocated: bool,
+    /// The size the subscriber shows it at (`video_size`), if it said.
+    pub(super) shown: Option<(u32, u32)>,
 }
 
 impl LayerMeter {
@@ -123,6 +127,17 @@ impl LayerMeter {
 }
 
 impl Peer {
+    /// The subscriber shows forwarded `track` at `width` x `height`: its layer is capped.
+    pub(super) fn video_size(&mut self, track: TrackId, width: u32, height: u32) {
+        for ((_, t), forward) in self.forwards.iter_mut() {
+            if *t == track && forward.meter.shown != Some((width, height)) {
+                forward.meter.shown = Some((width, height));
+                // Chosen afresh, as high as fits: a tile that grew should not wait for probes.
+                forward.meter.allocated = false;
+            }
+        }
+    }
+
     /// Divides the estimate among the forwarded videos and sets each one's layer.
     pub(super) fn allocate(&mut self) {
         let estimate = f64::from_bits(self.estimate.load(Ordering::Relaxed)).max(0.0) as u64;
@@ -135,9 +150,13 @@ impl Peer {
             match forward.video {
                 Some(true) => {
                     let layer_bps = forward.meter.update(forward.fanout.layer_bytes(), now);
+                    let max_layer = match forward.meter.shown {
+                        Some((width, height)) => forward.fanout.layer_for(width, height),
+                        None => (MAX_LAYERS - 1) as u8,
+                    };
                     videos.push(Demand {
                         layer_bps,
-                        max_layer: (MAX_LAYERS - 1) as u8,
+                        max_layer,
                         // Until the allocator chose its layer, a video counts as new (it may
                         // start as high as fits), whatever the switch started it on.
                         current: forward

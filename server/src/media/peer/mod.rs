@@ -71,6 +71,12 @@ pub(crate) enum PeerCommand {
     RemoveForward { publisher: ConnId, track: TrackId },
     /// Ask this peer (a publisher) for a keyframe on one of its tracks.
     Keyframe { track: TrackId },
+    /// This peer shows a forwarded track at this size (device pixels).
+    VideoSize {
+        track: TrackId,
+        width: u32,
+        height: u32,
+    },
 }
 
 /// What webrtc-rs callbacks and helper tasks tell the peer.
@@ -399,6 +405,14 @@ impl Peer {
             }
             PeerCommand::Keyframe { track } => {
                 self.request_keyframe(track).await;
+                Ok(())
+            }
+            PeerCommand::VideoSize {
+                track,
+                width,
+                height,
+            } => {
+                self.video_size(track, width, height);
                 Ok(())
             }
         }

@@ -16,7 +16,7 @@ use crate::media::ForwardTap;
 use crate::media::fanout::Fanout;
 use crate::media::feedback;
 use crate::media::header::forwarded;
-use crate::media::keyframe::{VideoCodec, starts_keyframe};
+use crate::media::keyframe::{VideoCodec, starts_keyframe, vp8_keyframe_size};
 use crate::media::layers::{Layer, MAX_LAYERS, layer_of_rid};
 
 /// Remote tracks kept while waiting for their `publish`.
@@ -230,6 +230,12 @@ async fn pump(reader: Arc<dyn TrackRemote>, fanout: Arc<Fanout>, tap: Option<For
         let keyframe = codec
             .flatten()
             .is_some_and(|c| starts_keyframe(c, &packet.payload));
+        if keyframe
+            && codec.flatten() == Some(VideoCodec::Vp8)
+            && let Some((width, height)) = vp8_keyframe_size(&packet.payload)
+        {
+            fanout.set_layer_size(layer, width, height);
+        }
         let asks = fanout.forward(&packet, layer, keyframe);
         for (layer, at) in asked_at.iter_mut().enumerate() {
             let due = at.is_none_or(|t| t.elapsed() >= LAYER_KEYFRAME_INTERVAL);

@@ -454,3 +454,36 @@ fn a_signaling_keyframe_request_does_not_use_up_the_first_media_one() {
     sim.relay.request_keyframe(sim.now, b, camera);
     assert_eq!(sim.drain(), asked);
 }
+
+#[test]
+fn a_video_size_reaches_the_subscribers_media_session_only_for_a_track_it_receives() {
+    let mut sim = Sim::new();
+    let [a, b] = sim.join_all("r", ["a", "b"]);
+    sim.send(a, publish(Source::Camera));
+    let camera = TrackId(0);
+    let size = |track| {
+        ClientMessage::VideoSize(hush_proto::VideoSize {
+            track,
+            width: 320,
+            height: 180,
+        })
+    };
+    assert_eq!(
+        sim.send(b, size(camera)),
+        vec![Output::VideoSize {
+            subscriber: b,
+            track: camera,
+            width: 320,
+            height: 180,
+        }]
+    );
+    // Its own track, a track that does not exist, a track it stopped receiving: refused.
+    let out = sim.send(a, size(camera));
+    assert_refused(&out, a, ErrorCode::UnknownTrack);
+    let out = sim.send(b, size(TrackId(9)));
+    assert_refused(&out, b, ErrorCode::UnknownTrack);
+    sim.send(b, ClientMessage::Unsubscribe(TrackRef { track: camera }));
+    let out = sim.send(b, size(camera));
+    assert_refused(&out, b, ErrorCode::NotSubscribed);
+    assert!(!out.iter().any(|o| matches!(o, Output::VideoSize { .. })));
+}
