@@ -336,6 +336,45 @@ export function netTurn(tag = 'hush') {
 }
 
 /**
+ * `netTurn`'s three namespaces, with the gateway routing between clients and relay (IP
+ * forwarding on, default routes through it): a path with a middle box the test controls, e.g.
+ * `lossy-link.py` there for random loss (`lossyLink`).
+ */
+export function netRouted(tag = 'hush') {
+  const link = netTurn(tag);
+  execFileSync('ip', ['netns', 'exec', link.gatewayNs, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+  execFileSync('ip', ['-n', link.clientNs, 'route', 'add', 'default', 'via', link.gatewayIp]);
+  execFileSync('ip', ['-n', link.relayNs, 'route', 'add', 'default', 'via', link.gatewayRelaySideIp]);
+  link.routed = true;
+  return link;
+}
+
+/**
+ * Drops `loss` (0..1) of the UDP packets from source port `sport` (0: all UDP) that the clients
+ * send through a `netRouted` gateway (tests/browser/lossy-link.py, in userspace: this kernel has
+ * no netem). Resolves once it runs; `stats()` reads its counts, `stop()` ends it.
+ */
+export async function lossyLink(link, { loss, sport = 0, seed = 1 }) {
+  const statsFile = join(await mkdtemp(join(tmpdir(), 'hush-loss-')), 'stats.json');
+  const child = spawn('ip', ['netns', 'exec', link.gatewayNs, 'python3', join(root, 'tests', 'browser', 'lossy-link.py'),
+    '--iif', 'g0', '--loss', String(loss), '--sport', String(sport), '--seed', String(seed), '--stats', statsFile],
+  { stdio: ['ignore', 'inherit', 'inherit'] });
+  const stats = async () => JSON.parse(await readFile(statsFile, 'utf8'));
+  for (let i = 0; i < 50; i++) {
+    if (child.exitCode !== null) throw new Error(`lossy-link.py exited (${child.exitCode})`);
+    try { await stats(); break; } catch { await sleep(100); }
+  }
+  return {
+    stats,
+    stop: async () => {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      for (let i = 0; i < 50 && child.exitCode === null; i++) await sleep(100);
+      return stats();
+    },
+  };
+}
+
+/**
  * Runs a network test: outside, makes a `netLink(tag)`, runs this same script inside its
  * client namespace (where `link` is set), deletes the namespaces and exits with the script's
  * status; inside, resolves with the link. Call it first thing: `const link = await onLink('x')`

@@ -184,7 +184,10 @@ async function videoStats() {
   const sent = [];
   (await session?.pc?.getStats())?.forEach((r) => {
     if (r.type === 'outbound-rtp' && r.kind === 'video') {
-      sent.push({ rid: r.rid, width: r.frameWidth ?? 0, height: r.frameHeight ?? 0, bytesSent: r.bytesSent ?? 0, limited: r.qualityLimitationReason, active: r.active });
+      sent.push({
+        rid: r.rid, width: r.frameWidth ?? 0, height: r.frameHeight ?? 0, bytesSent: r.bytesSent ?? 0, packetsSent: r.packetsSent ?? 0,
+        nackCount: r.nackCount ?? 0, retransmittedPacketsSent: r.retransmittedPacketsSent ?? 0, limited: r.qualityLimitationReason, active: r.active,
+      });
     }
   });
   return { received, sent };
@@ -209,7 +212,7 @@ async function rtp() {
   const remote = pair ? all.get(pair.remoteCandidateId) : undefined;
   out.path = local ? {
     type: local.candidateType, protocol: local.protocol, relayProtocol: local.relayProtocol, address: local.address,
-    remoteAddress: remote?.address, remotePort: remote?.port,
+    port: local.port, remoteAddress: remote?.address, remotePort: remote?.port,
   } : null;
   out.setup = /a=setup:(\w+)/.exec(session.pc.currentLocalDescription?.sdp ?? '')?.[1];
   return out;
