@@ -350,14 +350,17 @@ export function netRouted(tag = 'hush') {
 }
 
 /**
- * Drops `loss` (0..1) of the UDP packets from source port `sport` (0: all UDP) that the clients
- * send through a `netRouted` gateway (tests/browser/lossy-link.py, in userspace: this kernel has
- * no netem). Resolves once it runs; `stats()` reads its counts, `stop()` ends it.
+ * Drops `loss` (0..1) of the UDP packets from source port `sport` or to destination port `dport`
+ * (neither: all UDP) that arrive at a `netRouted` gateway on `iif` (`g0`: from the clients, `g1`:
+ * from the relay), and holds the rest of them back `delayMs` (tests/browser/lossy-link.py, in
+ * userspace: this kernel has no netem). Resolves once it runs; `stats()` reads its counts,
+ * `stop()` ends it.
  */
-export async function lossyLink(link, { loss, sport = 0, seed = 1 }) {
+export async function lossyLink(link, { iif = 'g0', loss = 0, sport = 0, dport = 0, delayMs = 0, seed = 1 }) {
   const statsFile = join(await mkdtemp(join(tmpdir(), 'hush-loss-')), 'stats.json');
   const child = spawn('ip', ['netns', 'exec', link.gatewayNs, 'python3', join(root, 'tests', 'browser', 'lossy-link.py'),
-    '--iif', 'g0', '--loss', String(loss), '--sport', String(sport), '--seed', String(seed), '--stats', statsFile],
+    '--iif', iif, '--loss', String(loss), '--sport', String(sport), '--dport', String(dport), '--delay-ms', String(delayMs),
+    '--seed', String(seed), '--stats', statsFile],
   { stdio: ['ignore', 'inherit', 'inherit'] });
   const stats = async () => JSON.parse(await readFile(statsFile, 'utf8'));
   for (let i = 0; i < 50; i++) {

@@ -1,18 +1,20 @@
 #!/usr/bin/env python3
-"""Random packet loss for tests, in userspace (this kernel has no netem).
+"""Random packet loss and delay for tests, in userspace (this kernel has no netem).
 
-Run inside a gateway network namespace that forwards between a client side (`--iif`) and the
-rest: packets arriving on the client side are routed into a TUN device (policy routing), read
-here, dropped with probability `--loss` when they are UDP from source port `--sport` (or every
-UDP packet without it), and written back into the kernel, which forwards them on. Counts go to
-`--stats` (JSON) once a second and at exit. Python's standard library only; ends on SIGTERM and
-removes its routing rule.
+Run inside a gateway network namespace that forwards between its interfaces: packets arriving
+on `--iif` are routed into a TUN device (policy routing), read here, and written back into the
+kernel, which forwards them on. UDP packets from source port `--sport` or to destination port
+`--dport` (every UDP packet when neither is given) are dropped with probability `--loss` and
+held back `--delay-ms` first. Counts go to `--stats` (JSON) once a second and at exit. Python's
+standard library only; ends on SIGTERM and removes its routing rule.
 """
 import argparse
+import collections
 import fcntl
 import json
 import os
 import random
+import select
 import signal
 import struct
 import subprocess
@@ -33,7 +35,9 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--iif", required=True, help="client-side interface")
     parser.add_argument("--loss", type=float, required=True)
-    parser.add_argument("--sport", type=int, default=0, help="UDP source port to hit (0: all UDP)")
+    parser.add_argument("--sport", type=int, default=0, help="UDP source port to hit")
+    parser.add_argument("--dport", type=int, default=0, help="UDP destination port to hit")
+    parser.add_argument("--delay-ms", type=float, default=0.0)
     parser.add_argument("--stats", required=True)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--dev", default="lossy0")
@@ -64,12 +68,29 @@ def main():
             json.dump(stats, f)
         os.replace(args.stats + ".tmp", args.stats)
 
+    def hits(packet):
+        if len(packet) < 20 or packet[0] >> 4 != 4 or packet[9] != 17:
+            return False
+        ihl = (packet[0] & 0x0F) * 4
+        if len(packet) < ihl + 8:
+            return False
+        sport = int.from_bytes(packet[ihl : ihl + 2], "big")
+        dport = int.from_bytes(packet[ihl + 2 : ihl + 4], "big")
+        if args.sport or args.dport:
+            return sport == args.sport or dport == args.dport
+        return True
+
     last = 0.0
+    held = collections.deque()  # (due, packet), in arrival order: one delay for all
     os.set_blocking(fd, False)
-    import select
 
     while running:
-        ready, _, _ = select.select([fd], [], [], 0.2)
+        now = time.monotonic()
+        while held and held[0][0] <= now:
+            os.write(fd, held.popleft()[1])
+            stats["passed"] += 1
+        timeout = 0.2 if not held else max(0.0, min(0.2, held[0][0] - now))
+        ready, _, _ = select.select([fd], [], [], timeout)
         if ready:
             while True:
                 try:
@@ -77,14 +98,14 @@ def main():
                 except BlockingIOError:
                     break
                 stats["seen"] += 1
-                if len(packet) >= 20 and packet[0] >> 4 == 4 and packet[9] == 17:
-                    ihl = (packet[0] & 0x0F) * 4
-                    sport = int.from_bytes(packet[ihl : ihl + 2], "big") if len(packet) >= ihl + 8 else -1
-                    if args.sport in (0, sport):
-                        stats["hit"] += 1
-                        if rng.random() < args.loss:
-                            stats["dropped"] += 1
-                            continue
+                if hits(packet):
+                    stats["hit"] += 1
+                    if rng.random() < args.loss:
+                        stats["dropped"] += 1
+                        continue
+                    if args.delay_ms > 0:
+                        held.append((time.monotonic() + args.delay_ms / 1000.0, packet))
+                        continue
                 os.write(fd, packet)
                 stats["passed"] += 1
         now = time.monotonic()
