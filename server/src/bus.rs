@@ -42,6 +42,10 @@ pub(crate) enum Input {
         command: AdminCommand,
         reply: oneshot::Sender<AdminResult>,
     },
+    /// The relay is draining (SIGTERM): tell every connection, which closes in `drain`.
+    Draining { drain: std::time::Duration },
+    /// The drain time is over: close every connection (1001, going away).
+    CloseAll { done: oneshot::Sender<()> },
 }
 
 /// Something for a signaling connection's writer.

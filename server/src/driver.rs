@@ -18,7 +18,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use hush_proto::{SenderIndex, ServerMessage, TrackId, TrackRef};
+use hush_proto::{ErrorCode, SenderIndex, ServerMessage, TrackId, TrackRef};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::bus::{INPUT_QUEUE, Input, Outgoing};
@@ -81,6 +81,19 @@ impl DriverHandle {
         let (done, refreshed) = oneshot::channel();
         if self.tx.send(Input::RefreshMetrics { done }).await.is_ok() {
             let _ = refreshed.await;
+        }
+    }
+
+    /// Tells every connection the relay is draining and closes them in `drain`.
+    pub(crate) async fn draining(&self, drain: std::time::Duration) {
+        let _ = self.tx.send(Input::Draining { drain }).await;
+    }
+
+    /// Closes every connection (1001); returns once the driver has queued the closes.
+    pub(crate) async fn close_all(&self) {
+        let (done, closed) = oneshot::channel();
+        if self.tx.send(Input::CloseAll { done }).await.is_ok() {
+            let _ = closed.await;
         }
     }
 
@@ -229,6 +242,29 @@ impl Driver {
             Input::Admin { command, reply } => {
                 // The outputs (closes, broadcasts, audit) are carried out by `drain` next.
                 let _ = reply.send(self.relay.admin(now(), command));
+            }
+            Input::Draining { drain } => {
+                let message = ServerMessage::error(
+                    ErrorCode::ServerShuttingDown,
+                    format!(
+                        "the relay is shutting down: this connection closes in {} s; rejoin",
+                        drain.as_secs()
+                    ),
+                    false,
+                )
+                .encode();
+                for state in self.conns.values() {
+                    let _ = state.outgoing.try_send(Outgoing::Text(message.clone()));
+                }
+            }
+            Input::CloseAll { done } => {
+                for (conn, state) in self.conns.drain() {
+                    let _ = state
+                        .outgoing
+                        .try_send(Outgoing::CloseWith(1001, "relay shutting down"));
+                    self.relay.disconnected(now(), conn);
+                }
+                let _ = done.send(());
             }
         }
     }

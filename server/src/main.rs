@@ -90,6 +90,11 @@ struct ServeArgs {
     /// TURN credential lifetime in seconds [default: 43200].
     #[arg(long, env = "HUSH_TURN_TTL_SECS")]
     turn_ttl_secs: Option<u64>,
+    /// On SIGTERM (or Ctrl-C), how long calls go on before the relay closes them and exits:
+    /// meanwhile /readyz answers 503, new connections are refused and participants are told
+    /// (`server_shutting_down`). A second signal exits at once [default: 10].
+    #[arg(long, env = "HUSH_DRAIN_SECS")]
+    drain_secs: Option<u64>,
     /// The token audience this relay accepts [default: hush].
     #[arg(long, env = "HUSH_AUDIENCE")]
     audience: Option<String>,
@@ -389,6 +394,9 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         ..MediaOptions::default()
     };
     options.dev = minter;
+    options.drain = Duration::from_secs(args.drain_secs.unwrap_or(10));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    options.shutdown = Some(stop_rx);
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -429,17 +437,54 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         if admin_api {
             eprintln!("hush-relay admin API on {scheme}://{local}/v1/admin/");
         }
-        tokio::select! {
-            result = serve_all(listener, tls, metrics, options) => match result {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(err) => fail(err),
-            },
-            _ = tokio::signal::ctrl_c() => {
-                eprintln!("hush-relay: shutting down");
-                ExitCode::SUCCESS
+        let serving = serve_all(listener, tls, metrics, options);
+        tokio::pin!(serving);
+        // The first SIGTERM or Ctrl-C drains (see --drain-secs); a second one exits at once.
+        let mut signals = 0;
+        loop {
+            tokio::select! {
+                result = &mut serving => break match result {
+                    Ok(()) => {
+                        eprintln!("hush-relay: shut down");
+                        ExitCode::SUCCESS
+                    }
+                    Err(err) => fail(err),
+                },
+                () = shutdown_signal() => {
+                    signals += 1;
+                    if signals > 1 {
+                        eprintln!("hush-relay: second signal: exiting now");
+                        break ExitCode::SUCCESS;
+                    }
+                    eprintln!("hush-relay: shutting down, draining");
+                    let _ = stop_tx.send(true);
+                }
             }
         }
     })
+}
+
+/// SIGTERM (what service managers send) or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 fn dev_banner(local: SocketAddr) -> String {

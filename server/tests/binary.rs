@@ -256,3 +256,52 @@ async fn the_binary_hands_out_turn_credentials_and_refuses_half_a_turn_config() 
     drop(relay);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn sigterm_drains_tells_participants_refuses_newcomers_then_closes_and_exits() {
+    let mut relay = spawn_relay(&["--drain-secs", "1"]);
+    let addr = relay.addr();
+    let ready = get(addr, "/readyz").await;
+    assert_eq!((ready.status, ready.body.as_str()), (200, "ready\n"));
+    let token = dev_token(addr, "drain").await;
+    let (mut alice, refusal) = join(&relay, &token).await;
+    assert_eq!(refusal, None);
+
+    let signalled = std::time::Instant::now();
+    relay.terminate();
+    // Alice is told, and her call goes on meanwhile.
+    let notice = alice.next_error().await;
+    assert_eq!(notice.code, ErrorCode::ServerShuttingDown);
+    assert!(!notice.fatal, "{notice:?}");
+    alice.ping(7).await;
+    // Not ready, still alive; newcomers refused before the upgrade.
+    let ready = get(addr, "/readyz").await;
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    assert!(ready.body.contains("draining"), "{}", ready.body);
+    assert_eq!(get(addr, "/healthz").await.status, 200);
+    let newcomer = tokio_tungstenite::connect_async(relay.ws_url()).await;
+    match newcomer {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 503);
+        }
+        other => panic!("a newcomer was not refused: {other:?}"),
+    }
+    // After the drain: closed with 1001 (going away), and the process exits cleanly.
+    let close = loop {
+        match alice.next_raw_within(Duration::from_secs(5)).await {
+            Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Close(frame)))) => break frame,
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    let elapsed = signalled.elapsed();
+    assert_eq!(close.map(|f| u16::from(f.code)), Some(1001));
+    assert!(
+        elapsed >= Duration::from_millis(900),
+        "closed after {elapsed:?}"
+    );
+    let status = relay
+        .wait_exit(Duration::from_secs(5))
+        .expect("the relay exited");
+    assert!(status.success(), "{status:?}");
+}

@@ -210,7 +210,8 @@ export async function freePort() {
 export async function startRelay({ link, port: wanted, devKeyFile, args: extra = [] } = {}) {
   await needFiles([relayBinary()], 'cargo build -p hush-relay --bin hush-relay');
   const port = wanted ?? await freePort();
-  const args = ['--dev', '--bind', `127.0.0.1:${port}`, '--static-dir', join(root, 'web'),
+  // `--drain-secs 0`: a test's SIGTERM stops the relay at once (participants are still told).
+  const args = ['--dev', '--bind', `127.0.0.1:${port}`, '--static-dir', join(root, 'web'), '--drain-secs', '0',
     ...(link ? ['--media-ip', link.relayIp] : []), ...(devKeyFile ? ['--dev-key-file', devKeyFile] : []), ...extra];
   const options = { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' } };
   const child = link

@@ -271,6 +271,9 @@ fn dev() -> Result<(), u8> {
             // The dev keys survive a restart: open calls rejoin (reconnect) and stay vouched.
             "--dev-key-file",
             &format!("{target}/hush-dev.key"),
+            // Ctrl-C: participants are told and the relay exits 2 s later.
+            "--drain-secs",
+            "2",
         ],
     )
 }

@@ -142,6 +142,9 @@ error_codes! {
     ServerBusy = "server_busy",
     /// Something went wrong inside the relay; nothing about it is disclosed.
     InternalError = "internal_error",
+    /// The relay is shutting down (a restart, a deploy): the call goes on until the drain time
+    /// ends, then the connection closes (1001); rejoin, here when it is back or elsewhere.
+    ServerShuttingDown = "server_shutting_down",
 }
 
 impl ErrorCode {

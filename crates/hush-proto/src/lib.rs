@@ -116,6 +116,7 @@
 //! | `already_published` | you already publish this source |
 //! | `not_published` | you publish nothing from this source |
 //! | `server_busy` | a relay capacity limit; try later (fatal at join) |
+//! | `server_shutting_down` | the relay is draining before it stops: the call goes on until it closes the socket (1001); rejoin |
 //! | `internal_error` | a relay fault; no detail is disclosed |
 //!
 //! # Tokens

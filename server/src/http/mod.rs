@@ -32,13 +32,14 @@ mod ws;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
 use axum::extract::connect_info::Connected;
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::IncomingStream;
@@ -84,7 +85,16 @@ pub struct RelayOptions {
     pub audit: Option<AuditSink>,
     /// The admin API's bearer token; `None`: no admin API (see [`admin`]).
     pub admin_token: Option<AdminToken>,
+    /// Turns `true` to shut down gracefully: `/readyz` answers 503, new connections are
+    /// refused, every participant is told (`server_shutting_down`), and after
+    /// [`Self::drain`] every connection is closed (1001) and [`serve_all`] returns.
+    pub shutdown: Option<tokio::sync::watch::Receiver<bool>>,
+    /// How long calls go on after a shutdown starts (default [`DEFAULT_DRAIN`]).
+    pub drain: Duration,
 }
+
+/// The default [`RelayOptions::drain`].
+pub const DEFAULT_DRAIN: Duration = Duration::from_secs(10);
 
 impl RelayOptions {
     /// Options with these keys and everything else at its default: audience `hush`, the web
@@ -101,6 +111,8 @@ impl RelayOptions {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             audit: None,
             admin_token: None,
+            shutdown: None,
+            drain: DEFAULT_DRAIN,
         }
     }
 }
@@ -115,6 +127,11 @@ pub(crate) struct AppState {
     pub(crate) idle_timeout: Duration,
     /// The admin API's token (its routes exist only with one).
     pub(crate) admin: Option<Arc<AdminToken>>,
+    /// Set when a graceful shutdown starts: `/readyz` fails, new connections are refused.
+    pub(crate) draining: Arc<AtomicBool>,
+    /// What `/readyz` checks: a media socket binds here, and token keys are loaded.
+    pub(crate) media_ip: std::net::IpAddr,
+    pub(crate) keys_loaded: bool,
 }
 
 /// The client's address, as axum's connect info for plain and TLS listeners (the WebSocket
@@ -143,6 +160,17 @@ pub struct Routers {
     pub public: Router,
     /// `GET /metrics` alone.
     pub metrics: Router,
+    /// `GET /readyz` alone (already in `public`; for a separate metrics listener).
+    pub probes: Router,
+    /// For [`serve_all`]'s graceful shutdown.
+    lifecycle: Lifecycle,
+}
+
+/// What a graceful shutdown needs from the routes' state.
+#[derive(Debug, Clone)]
+struct Lifecycle {
+    driver: DriverHandle,
+    draining: Arc<AtomicBool>,
 }
 
 /// Why the relay did not start.
@@ -173,6 +201,7 @@ impl std::error::Error for ServeError {}
 
 /// The relay's routes, with a driver already started (on the current tokio runtime).
 pub fn routers(options: RelayOptions) -> Result<Routers, ServeError> {
+    let keys_loaded = !options.keys.is_empty();
     let verifier = TokenVerifier::new(options.keys, options.policy);
     let mut relay = Relay::new(options.relay, verifier);
     // Room instances must differ across restarts: a fresh secret each start.
@@ -194,8 +223,17 @@ pub fn routers(options: RelayOptions) -> Result<Routers, ServeError> {
         limiter: Arc::clone(&limiter),
         audit,
     };
+    let media_ip = options.media.udp_ip;
     let driver = driver::spawn(relay, options.media, ops);
+    let draining = Arc::new(AtomicBool::new(false));
+    let lifecycle = Lifecycle {
+        driver: driver.clone(),
+        draining: Arc::clone(&draining),
+    };
     let state = AppState {
+        draining,
+        media_ip,
+        keys_loaded,
         driver,
         dev: options.dev.map(Arc::new),
         metrics,
@@ -212,6 +250,7 @@ pub fn routers(options: RelayOptions) -> Result<Routers, ServeError> {
     let public = public
         .route("/v1/rtc", get(ws::upgrade))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/dev/token", post(dev::token))
         .route("/dev/attest", post(dev::attest))
         .route("/dev/backend-key", get(dev::backend_key))
@@ -220,14 +259,39 @@ pub fn routers(options: RelayOptions) -> Result<Routers, ServeError> {
         .nest_service("/wasm", ServeDir::new(root.join("wasm")))
         .fallback_service(ServeDir::new(demo))
         .with_state(state.clone());
+    let probes = Router::new()
+        .route("/readyz", get(readyz))
+        .with_state(state.clone());
     let metrics = Router::new()
         .route("/metrics", get(render_metrics))
         .with_state(state);
-    Ok(Routers { public, metrics })
+    Ok(Routers {
+        public,
+        metrics,
+        probes,
+        lifecycle,
+    })
 }
 
 async fn healthz() -> &'static str {
     "ok\n"
+}
+
+/// `GET /readyz`: 200 when the relay takes calls (token keys loaded, a media socket binds on
+/// the media address, not shutting down); 503 with the reason otherwise. `/healthz` says the
+/// process is alive; this says to send it traffic.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let unavailable = |why: &'static str| (StatusCode::SERVICE_UNAVAILABLE, why).into_response();
+    if state.draining.load(Ordering::Relaxed) {
+        return unavailable("draining: shutting down\n");
+    }
+    if !state.keys_loaded {
+        return unavailable("no token keys loaded\n");
+    }
+    if std::net::UdpSocket::bind((state.media_ip, 0)).is_err() {
+        return unavailable("no media socket binds on the media address\n");
+    }
+    "ready\n".into_response()
 }
 
 /// How long `/metrics` waits for the driver to refresh the gauges before rendering anyway.
@@ -272,10 +336,15 @@ pub async fn serve_all(
     if options.dev.is_some() && !local.ip().is_loopback() {
         return Err(ServeError::DevNotLoopback);
     }
+    let (shutdown, drain) = (options.shutdown.clone(), options.drain);
     let routers = routers(options)?;
+    let lifecycle = routers.lifecycle.clone();
     let (public, admin) = match metrics {
         Some(admin) => {
-            let app = routers.metrics.route("/healthz", get(healthz));
+            let app = routers
+                .metrics
+                .merge(routers.probes)
+                .route("/healthz", get(healthz));
             (routers.public, Some((admin, app)))
         }
         None if local.ip().is_loopback() => (routers.public.merge(routers.metrics), None),
@@ -296,11 +365,41 @@ pub async fn serve_all(
             None => axum::serve(listener, app).await.map_err(ServeError::Io),
         }
     };
-    match admin {
-        Some((admin, app)) => tokio::select! {
-            result = public => result,
-            result = axum::serve(admin, app) => result.map_err(ServeError::Io),
-        },
-        None => public.await,
+    let serving = async {
+        match admin {
+            Some((admin, app)) => tokio::select! {
+                result = public => result,
+                result = axum::serve(admin, app) => result.map_err(ServeError::Io),
+            },
+            None => public.await,
+        }
+    };
+    tokio::select! {
+        result = serving => result,
+        () = graceful_shutdown(shutdown, drain, lifecycle) => Ok(()),
     }
+}
+
+/// Waits for `shutdown` to turn `true` (forever without one), then drains: `/readyz` fails and
+/// new connections are refused at once, every participant is told, and after `drain` every
+/// connection is closed (1001).
+async fn graceful_shutdown(
+    shutdown: Option<tokio::sync::watch::Receiver<bool>>,
+    drain: Duration,
+    lifecycle: Lifecycle,
+) {
+    let Some(mut shutdown) = shutdown else {
+        return std::future::pending().await;
+    };
+    if shutdown.wait_for(|stop| *stop).await.is_err() {
+        return std::future::pending().await;
+    }
+    lifecycle.draining.store(true, Ordering::Relaxed);
+    tracing::info!(drain_secs = drain.as_secs_f64(), "shutting down: draining");
+    lifecycle.driver.draining(drain).await;
+    tokio::time::sleep(drain).await;
+    lifecycle.driver.close_all().await;
+    // Let the writers send their close frames.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    tracing::info!("shut down");
 }

@@ -109,6 +109,13 @@ pub(crate) async fn upgrade(
     // Without connect info (a router served without it) everyone shares one address: the
     // limits still hold, only more tightly.
     let ip = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| p.0.0.0.ip());
+    if state.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        return (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "the relay is shutting down\n",
+        )
+            .into_response();
+    }
     let slot = match Slot::take(&state, ip) {
         Ok(slot) => slot,
         Err(refusal) => return refused(refusal),
