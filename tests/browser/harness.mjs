@@ -273,7 +273,11 @@ export async function startRelay({ link, port: wanted, devKeyFile, args: extra =
       req.end(init.body);
     }),
     close: () => stop(),
-    kill: () => stop('SIGKILL'),
+    /** Kills it at once (SIGKILL); resolves when it is gone (its port free again). */
+    kill: () => {
+      stop('SIGKILL');
+      return new Promise((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve() : child.once('exit', resolve)));
+    },
     port,
   };
 }

@@ -36,7 +36,7 @@ await run(async () => {
     const carol = await participant(browser, where, 'carol', { keys: 'exchange', listenOnly: true });
 
     const killed = Date.now();
-    relay.kill();
+    await relay.kill();
     relay = await startRelay({ port: relay.port, devKeyFile: keyFile });
     const restarted = Date.now();
     const back = (s) => s.connEvents.some((e) => e.type === 'reconnected') && other(s) && flowing(s, other(s));

@@ -56,7 +56,11 @@ await run(async () => {
     { alice: ab?.dropped, bob: ba?.dropped, events: [sa.failureEvents, sb.failureEvents] });
   // Keyframe requests reach the publisher: Alice's camera sender counts PLIs from the relay
   // and encoded more than the one keyframe it starts with.
-  const outVideo = (r) => r.rtp.find((x) => x.out === 'video') ?? {};
+  // Summed over the camera's simulcast encodings (one may be paused by the sender's estimate).
+  const outVideo = (r) => r.rtp.filter((x) => x.out === 'video').reduce((sum, x) => ({
+    out: 'video', mid: x.mid, packets: (sum.packets ?? 0) + (x.packets ?? 0), frames: (sum.frames ?? 0) + (x.frames ?? 0),
+    pli: (sum.pli ?? 0) + (x.pli ?? 0), keyframes: (sum.keyframes ?? 0) + (x.keyframes ?? 0),
+  }), {});
   const ra = outVideo(await alice.page.evaluate(() => window.hushRelay.rtp()));
   const rb = outVideo(await bob.page.evaluate(() => window.hushRelay.rtp()));
   check('keyframe requests reach both publishers (PLI received, keyframes encoded > 1)',
