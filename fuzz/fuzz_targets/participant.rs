@@ -155,6 +155,7 @@ impl Sim {
                     .map(|i| self.info(i))
                     .collect(),
                 tracks: Vec::new(),
+                ice_servers: Vec::new(),
             }),
             Lie::ParticipantJoined { seq, info } => {
                 ServerMessage::ParticipantJoined(ParticipantJoined {
@@ -287,6 +288,7 @@ fuzz_target!(|ops: Vec<Op>| {
                     grants: Grants::default(),
                     participants,
                     tracks: Vec::new(),
+                    ice_servers: Vec::new(),
                 });
                 let announce = ServerMessage::ParticipantJoined(ParticipantJoined {
                     seq: sim.seq,

@@ -142,8 +142,11 @@ struct ConnState {
 struct FanoutTotals {
     retired_forwarded: u64,
     retired_dropped: u64,
+    retired_switches: u64,
     exported_forwarded: u64,
     exported_dropped: u64,
+    exported_switches: u64,
+    exported_retransmits_refused: u64,
 }
 
 struct Driver {
@@ -277,18 +280,28 @@ impl Driver {
             .set_rooms(self.relay.room_count(), self.relay.participant_total());
         let totals = &mut self.fanout_totals;
         let (mut forwarded, mut dropped) = (totals.retired_forwarded, totals.retired_dropped);
+        let mut switches = totals.retired_switches;
         for fanout in self.fanouts.values() {
             forwarded = forwarded.saturating_add(fanout.forwarded.load(Ordering::Relaxed));
             dropped = dropped.saturating_add(fanout.dropped.load(Ordering::Relaxed));
+            switches = switches.saturating_add(fanout.switches.load(Ordering::Relaxed));
         }
+        let refused = self.media.retransmits_refused.load(Ordering::Relaxed);
         let metrics = &self.ops.metrics;
         metrics.add_forwarded_packets(forwarded.saturating_sub(totals.exported_forwarded));
         metrics.add_dropped(
             PacketDrop::QueueFull,
             dropped.saturating_sub(totals.exported_dropped),
         );
+        metrics.add_layer_switches(switches.saturating_sub(totals.exported_switches));
+        metrics.add_dropped(
+            PacketDrop::RetransmitBudget,
+            refused.saturating_sub(totals.exported_retransmits_refused),
+        );
         totals.exported_forwarded = totals.exported_forwarded.max(forwarded);
         totals.exported_dropped = totals.exported_dropped.max(dropped);
+        totals.exported_switches = totals.exported_switches.max(switches);
+        totals.exported_retransmits_refused = totals.exported_retransmits_refused.max(refused);
     }
 
     /// Keeps an unpublished track's packet counts for [`Driver::refresh_metrics`].
@@ -300,6 +313,9 @@ impl Driver {
         totals.retired_dropped = totals
             .retired_dropped
             .saturating_add(fanout.dropped.load(Ordering::Relaxed));
+        totals.retired_switches = totals
+            .retired_switches
+            .saturating_add(fanout.switches.load(Ordering::Relaxed));
     }
 
     /// Carries out every output of the core.

@@ -363,7 +363,7 @@ export function netRouted(tag = 'hush') {
  */
 export async function lossyLink(link, { iif = 'g0', loss = 0, sport = 0, dport = 0, delayMs = 0, seed = 1 }) {
   const statsFile = join(await mkdtemp(join(tmpdir(), 'hush-loss-')), 'stats.json');
-  const child = spawn('ip', ['netns', 'exec', link.gatewayNs, 'python3', join(root, 'tests', 'browser', 'lossy-link.py'),
+  const child = spawn('ip', ['netns', 'exec', link.gatewayNs, '/usr/bin/python3', join(root, 'tests', 'browser', 'lossy-link.py'),
     '--iif', iif, '--loss', String(loss), '--sport', String(sport), '--dport', String(dport), '--delay-ms', String(delayMs),
     '--seed', String(seed), '--stats', statsFile],
   { stdio: ['ignore', 'inherit', 'inherit'] });

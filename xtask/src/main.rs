@@ -209,6 +209,11 @@ fn browser_tests() -> Result<(), u8> {
     if !std::path::Path::new("/usr/bin/turnserver").exists() {
         sh("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq coturn")?;
     }
+    // Python's standard library for tests/browser/lossy-link.py (loss and delay on a TUN
+    // device: this kernel has no netem).
+    if !std::path::Path::new("/usr/bin/python3").exists() {
+        sh("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3")?;
+    }
     let filter: Vec<String> = std::env::var("HUSH_BROWSER_TESTS")
         .unwrap_or_default()
         .split(',')

@@ -90,6 +90,8 @@ pub(crate) struct Fanout {
     pub(crate) forwarded: AtomicU64,
     /// Publisher packets not forwarded because their payload type is not the track's codec.
     pub(crate) other_payload: AtomicU64,
+    /// Layer switches made for this track's subscribers.
+    pub(crate) switches: AtomicU64,
     /// The publisher leg's ids of the header extensions that are forwarded (URI, id).
     extensions: Mutex<Vec<(String, u8)>>,
     /// Bytes received per layer (payloads), for the subscribers' allocators.
@@ -113,6 +115,7 @@ impl Fanout {
             dropped: AtomicU64::new(0),
             forwarded: AtomicU64::new(0),
             other_payload: AtomicU64::new(0),
+            switches: AtomicU64::new(0),
             extensions: Mutex::new(Vec::new()),
             layer_bytes: Default::default(),
             layer_ssrc: Default::default(),
@@ -296,9 +299,10 @@ impl Fanout {
             };
             let current = sink.switch.current().unwrap_or(NO_LAYER);
             sink.control.current.store(current, Ordering::Relaxed);
-            sink.control
-                .switches
-                .store(sink.switch.switches(), Ordering::Relaxed);
+            let switches = sink.switch.switches();
+            let before = sink.control.switches.swap(switches, Ordering::Relaxed);
+            self.switches
+                .fetch_add(switches.saturating_sub(before), Ordering::Relaxed);
             // `Packet` clones share the payload bytes.
             let mut out = packet.clone();
             out.header.sequence_number = seq;
@@ -380,6 +384,7 @@ mod tests {
             Some(5)
         );
         assert_eq!(fast_control.switches(), 1);
+        assert_eq!(fanout.switches.load(Ordering::Relaxed), 1);
         assert_eq!(fanout.layer_ssrc(2), Some(30));
         assert_eq!(fanout.layer_ssrc(1), None);
     }

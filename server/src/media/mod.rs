@@ -64,6 +64,8 @@ pub struct MediaOptions {
     pub first_offer_hold: Duration,
     /// TURN servers handed to clients in `joined`, with credentials minted per participant.
     pub turn: Option<crate::turn::TurnConfig>,
+    /// Retransmissions refused by the subscriber legs' budgets (`retransmit`), for /metrics.
+    pub retransmits_refused: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The default [`MediaOptions::first_offer_hold`].
@@ -85,6 +87,7 @@ impl Default for MediaOptions {
             forward_tap: None,
             first_offer_hold: FIRST_OFFER_HOLD,
             turn: None,
+            retransmits_refused: Arc::default(),
         }
     }
 }

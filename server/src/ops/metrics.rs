@@ -39,6 +39,8 @@ pub enum PacketDrop {
     UnknownTrack,
     /// Writing to the subscriber failed.
     WriteFailed,
+    /// A retransmission to a subscriber over its budget (a share of its bandwidth estimate).
+    RetransmitBudget,
 }
 
 impl PacketDrop {
@@ -48,6 +50,7 @@ impl PacketDrop {
             Self::QueueFull => "queue_full",
             Self::UnknownTrack => "unknown_track",
             Self::WriteFailed => "write_failed",
+            Self::RetransmitBudget => "retransmit_budget",
         }
     }
 }
@@ -78,6 +81,7 @@ pub struct Metrics {
     messages_in: Family<Labels, Counter>,
     messages_out: Family<Labels, Counter>,
     forwarded_packets: Counter,
+    layer_switches: Counter,
     dropped_packets: Family<Labels, Counter>,
     keyframe_requests_in: Family<Labels, Counter>,
     keyframe_requests_out: Counter,
@@ -110,6 +114,7 @@ impl Metrics {
             messages_in: Family::default(),
             messages_out: Family::default(),
             forwarded_packets: Counter::default(),
+            layer_switches: Counter::default(),
             dropped_packets: Family::default(),
             keyframe_requests_in: Family::default(),
             keyframe_requests_out: Counter::default(),
@@ -161,6 +166,11 @@ impl Metrics {
             "forwarded_packets",
             "RTP packets forwarded to subscribers",
             m.forwarded_packets.clone(),
+        );
+        r.register(
+            "layer_switches",
+            "Simulcast layer switches made for subscribers (at a keyframe of the new layer)",
+            m.layer_switches.clone(),
         );
         r.register(
             "dropped_packets",
@@ -286,6 +296,11 @@ impl Metrics {
         self.forwarded_packets.inc_by(packets);
     }
 
+    /// `switches` simulcast layer switches (the driver adds the fan-outs' counters).
+    pub fn add_layer_switches(&self, switches: u64) {
+        self.layer_switches.inc_by(switches);
+    }
+
     /// One RTP packet dropped.
     pub fn dropped(&self, reason: PacketDrop) {
         self.add_dropped(reason, 1);
@@ -369,6 +384,8 @@ mod tests {
         m.message_in("join");
         m.message_in("rekey");
         m.add_forwarded_packets(2);
+        m.add_layer_switches(3);
+        m.add_dropped(PacketDrop::RetransmitBudget, 4);
         m.dropped(PacketDrop::QueueFull);
         m.keyframe_request(KeyframeOrigin::Rtcp);
         m.observe(&Output::Audit(Audit::Rekey {
@@ -391,6 +408,11 @@ mod tests {
             ("hush_messages_in_total{type=\"join\"} ", "2"),
             ("hush_messages_in_total{type=\"rekey\"} ", "1"),
             ("hush_forwarded_packets_total ", "2"),
+            ("hush_layer_switches_total ", "3"),
+            (
+                "hush_dropped_packets_total{reason=\"retransmit_budget\"} ",
+                "4",
+            ),
             ("hush_dropped_packets_total{reason=\"queue_full\"} ", "1"),
             ("hush_keyframe_requests_in_total{origin=\"rtcp\"} ", "1"),
             ("hush_rekeys_total ", "1"),

@@ -321,7 +321,10 @@ async fn build_pc(
         // Between the NACK responder (4 000) and the wire: resends within a budget.
         .with(
             rtc::interceptor::Slot::from(3_500),
-            RetransmitBudget::new(Arc::clone(&estimate), Arc::default()),
+            RetransmitBudget::new(
+                Arc::clone(&estimate),
+                Arc::clone(&options.retransmits_refused),
+            ),
         )
         // Last in the chain (the example `rtcp-processing` uses the same slot): keyframe
         // requests from subscribers reach `rtcp_loop`.
