@@ -281,3 +281,34 @@ async fn a_connection_that_answers_pings_or_sends_stays_open() {
     assert!(pings >= 2, "the relay pinged {pings} times");
     reader.ping(99).await;
 }
+
+#[tokio::test]
+async fn every_page_carries_the_security_headers_and_plain_http_no_hsts() {
+    let relay = hush_testkit::relay::TestRelay::start().await;
+    for path in ["/healthz", "/readyz", "/r/demo", "/no-such-file"] {
+        let response = relay.get(path).await;
+        let header = |name: &str| {
+            response
+                .headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(
+            header("x-content-type-options").as_deref(),
+            Some("nosniff"),
+            "{path}"
+        );
+        assert_eq!(
+            header("referrer-policy").as_deref(),
+            Some("no-referrer"),
+            "{path}"
+        );
+        assert_eq!(header("x-frame-options").as_deref(), Some("DENY"), "{path}");
+        let csp = header("content-security-policy").unwrap_or_default();
+        assert!(csp.contains("frame-ancestors 'none'") && csp.contains("object-src 'none'"));
+        assert!(header("permissions-policy").is_some_and(|p| p.contains("camera=(self)")));
+        // HSTS over plain HTTP would be ignored at best; it is sent on TLS listeners only.
+        assert_eq!(header("strict-transport-security"), None, "{path}");
+    }
+}
