@@ -14,16 +14,20 @@
 
 /// A video codec whose keyframes [`starts_keyframe`] can recognise.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum VideoCodec {
+pub enum VideoCodec {
+    /// VP8.
     Vp8,
+    /// VP9.
     Vp9,
+    /// H.264.
     H264,
+    /// AV1.
     Av1,
 }
 
 impl VideoCodec {
     /// The codec of a MIME type (`video/VP8`), if its keyframes can be recognised.
-    pub(crate) fn from_mime(mime: &str) -> Option<Self> {
+    pub fn from_mime(mime: &str) -> Option<Self> {
         let mime = mime.to_ascii_lowercase();
         match mime.strip_prefix("video/")? {
             "vp8" => Some(Self::Vp8),
@@ -37,7 +41,7 @@ impl VideoCodec {
 
 /// Whether an RTP packet with this `payload` is the first packet of a keyframe. Malformed or
 /// short payloads are not keyframes.
-pub(crate) fn starts_keyframe(codec: VideoCodec, payload: &[u8]) -> bool {
+pub fn starts_keyframe(codec: VideoCodec, payload: &[u8]) -> bool {
     match codec {
         VideoCodec::Vp8 => vp8(payload),
         VideoCodec::Vp9 => vp9(payload),
@@ -55,7 +59,7 @@ fn vp8(payload: &[u8]) -> bool {
 /// The width and height a VP8 keyframe's first packet gives (RFC 6386 section 9.1: after the
 /// frame tag, the start code `9d 01 2a` and two 14-bit little-endian sizes, all inside the
 /// 10 bytes the SFrame clear prefix keeps); `None` for anything else.
-pub(crate) fn vp8_keyframe_size(payload: &[u8]) -> Option<(u16, u16)> {
+pub fn vp8_keyframe_size(payload: &[u8]) -> Option<(u16, u16)> {
     let frame = vp8_frame_start(payload)?;
     let header = frame.get(..10)?;
     if header[0] & 0x01 != 0 || header[3..6] != [0x9d, 0x01, 0x2a] {

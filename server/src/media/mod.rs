@@ -30,7 +30,7 @@
 pub(crate) mod fanout;
 mod feedback;
 mod header;
-mod keyframe;
+pub mod keyframe;
 mod layers;
 pub(crate) mod peer;
 mod retransmit;
