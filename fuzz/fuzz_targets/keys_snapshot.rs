@@ -128,6 +128,7 @@ fuzz_target!(|run: Run| {
             },
             identity: m.key.key(8, my_key),
             attestation: None,
+            role: hush_keys::Role::Participant,
         };
         member.attestation = attestation(m.attestation, &room, &member, &backend);
         members.push(member);
@@ -140,6 +141,7 @@ fuzz_target!(|run: Run| {
             join_seq: seq,
             identity: my_key,
             attestation: None,
+            role: hush_keys::Role::Participant,
         };
         own.attestation = attestation(run.own_attestation, &room, &own, &backend);
         members.push(own);

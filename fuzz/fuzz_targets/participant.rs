@@ -119,6 +119,7 @@ impl Sim {
             identity_key: self.key(i.key),
             attestation: i.attestation.map(OpaqueBytes::new),
             grants: Grants::default(),
+            role: Default::default(),
         }
     }
 
@@ -130,6 +131,7 @@ impl Sim {
             identity_key: OpaqueBytes::new(self.peers[n].p.identity_key()),
             attestation: None,
             grants: Grants::default(),
+            role: Default::default(),
         }
     }
 

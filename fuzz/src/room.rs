@@ -140,6 +140,7 @@ impl ArbEvent {
                 join_seq: seq.saturating_add_signed(i64::from(join_seq_delta)),
                 identity: key.key(known_keys, fallback_key),
                 attestation: None,
+                role: hush_keys::Role::Participant,
             }),
             ArbChange::Leave(n) => Change::Leave(named(n)),
             ArbChange::Remove(n) => Change::Remove(named(n)),
@@ -316,6 +317,7 @@ impl Room {
             join_seq,
             identity: public_identity(n as u8),
             attestation: None,
+            role: hush_keys::Role::Participant,
         }
     }
 

@@ -22,6 +22,12 @@
 //! secret_file = "/etc/hush/turn.secret"  # coturn's static-auth-secret (use-auth-secret)
 //! ttl_secs = 43200               # credential lifetime (12 h)
 //!
+//! [recording]                    # encrypted recordings (crate::recording); none without it
+//! dir = "/var/lib/hush/recordings"
+//! max_room_mb = 2048             # one recording at most (2048)
+//! max_total_mb = 20480           # all recordings under dir together (20480)
+//! sync_ms = 1000                 # records synced to disk this often (1000)
+//!
 //! [limits]                       # every field optional; defaults in parentheses
 //! max_rooms = 10000              # rooms at once (10000)
 //! max_participants_per_room = 100  # server cap; a room's own limit can only be lower (100)
@@ -93,12 +99,45 @@ pub struct FileConfig {
     pub admin_token_file: Option<PathBuf>,
     /// TURN servers for clients.
     pub turn: Option<TurnFileConfig>,
+    /// Encrypted recordings.
+    pub recording: Option<RecordingFileConfig>,
     /// Limits and timers.
     #[serde(default)]
     pub limits: LimitsConfig,
     /// Token verification keys.
     #[serde(default)]
     pub keys: Vec<KeyConfig>,
+}
+
+/// The `[recording]` section.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordingFileConfig {
+    /// Where recordings are written (one directory each).
+    pub dir: PathBuf,
+    /// Most megabytes (MiB) one recording may take.
+    pub max_room_mb: Option<u64>,
+    /// Most megabytes (MiB) all recordings under `dir` may take.
+    pub max_total_mb: Option<u64>,
+    /// How often records are synced to disk, in milliseconds (at least 10).
+    pub sync_ms: Option<u64>,
+}
+
+impl RecordingFileConfig {
+    /// The options these settings give.
+    pub fn options(&self) -> crate::recording::RecordingOptions {
+        let mut o = crate::recording::RecordingOptions::new(self.dir.clone());
+        if let Some(mb) = self.max_room_mb {
+            o.max_room_bytes = mb.saturating_mul(1 << 20);
+        }
+        if let Some(mb) = self.max_total_mb {
+            o.max_total_bytes = mb.saturating_mul(1 << 20);
+        }
+        if let Some(ms) = self.sync_ms {
+            o.sync_interval = Duration::from_millis(ms.max(10));
+        }
+        o
+    }
 }
 
 /// The `[turn]` section.

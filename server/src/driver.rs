@@ -28,6 +28,7 @@ use crate::media::peer::{self, PeerCommand, PeerHandle};
 use crate::ops::audit::AuditSink;
 use crate::ops::limits::IpLimiter;
 use crate::ops::metrics::{KeyframeOrigin, Metrics, PacketDrop};
+use crate::recording::{RecordingOptions, Recordings};
 use crate::routing::{AdminCommand, AdminResult, Audit, ConnId, Output, Relay};
 use crate::time::Now;
 
@@ -114,8 +115,14 @@ pub fn now() -> Now {
 }
 
 /// Starts the driver on the current tokio runtime.
-pub fn spawn(relay: Relay, media: MediaOptions, ops: DriverOps) -> DriverHandle {
+pub fn spawn(
+    relay: Relay,
+    media: MediaOptions,
+    recording: Option<RecordingOptions>,
+    ops: DriverOps,
+) -> DriverHandle {
     let (tx, rx) = mpsc::channel(INPUT_QUEUE);
+    let (recordings, recording_failures) = Recordings::new(recording, Arc::clone(&ops.metrics));
     let driver = Driver {
         relay,
         media,
@@ -125,6 +132,8 @@ pub fn spawn(relay: Relay, media: MediaOptions, ops: DriverOps) -> DriverHandle 
         fanouts: HashMap::new(),
         ops,
         fanout_totals: FanoutTotals::default(),
+        recordings,
+        recording_failures,
     };
     tokio::spawn(driver.run());
     DriverHandle { tx }
@@ -160,6 +169,10 @@ struct Driver {
     fanouts: HashMap<(ConnId, TrackId), Arc<Fanout>>,
     ops: DriverOps,
     fanout_totals: FanoutTotals,
+    /// Recordings in progress: recorders' connections, written to disk.
+    recordings: Recordings,
+    /// Recordings' writers report here that they could not go on.
+    recording_failures: mpsc::Receiver<(ConnId, hush_proto::RecordingEnd)>,
 }
 
 impl Driver {
@@ -170,6 +183,11 @@ impl Driver {
                 Some(at) => {
                     tokio::select! {
                         input = self.rx.recv() => input,
+                        Some((conn, end)) = self.recording_failures.recv() => {
+                            self.relay.recording_failed(now(), conn, end);
+                            self.drain();
+                            continue;
+                        }
                         () = tokio::time::sleep_until(at.into()) => {
                             self.relay.handle_timeout(now());
                             self.drain();
@@ -177,7 +195,14 @@ impl Driver {
                         }
                     }
                 }
-                None => self.rx.recv().await,
+                None => tokio::select! {
+                    input = self.rx.recv() => input,
+                    Some((conn, end)) = self.recording_failures.recv() => {
+                        self.relay.recording_failed(now(), conn, end);
+                        self.drain();
+                        continue;
+                    }
+                },
             };
             let Some(input) = input else {
                 break; // every handle dropped: the server is gone
@@ -188,6 +213,14 @@ impl Driver {
         for (_, conn) in self.conns.drain() {
             let _ = conn.outgoing.try_send(Outgoing::Close);
         }
+        self.stop_recordings();
+    }
+
+    /// Shutdown: every recording ends (`shutdown`) and its files are closed.
+    fn stop_recordings(&mut self) {
+        let fanouts: Vec<Arc<Fanout>> = self.fanouts.values().cloned().collect();
+        self.recordings
+            .stop_all(hush_proto::RecordingEnd::Shutdown, &fanouts);
     }
 
     /// A new connection: known to the core, not yet joined, without media.
@@ -261,6 +294,7 @@ impl Driver {
                 }
             }
             Input::CloseAll { done } => {
+                self.stop_recordings();
                 for (conn, state) in self.conns.drain() {
                     let _ = state
                         .outgoing
@@ -369,6 +403,52 @@ impl Driver {
                 publisher,
                 track,
                 subscriber,
+            } if self.recordings.is_recording(subscriber) => {
+                if let Some(fanout) = self.fanouts.get(&(publisher, track)) {
+                    let participant = self
+                        .relay
+                        .track_publisher(publisher, track)
+                        .map(|p| p.as_str().to_owned())
+                        .unwrap_or_default();
+                    self.recordings.add_track(
+                        subscriber,
+                        publisher,
+                        participant,
+                        Arc::clone(fanout),
+                        self.tx.clone(),
+                    );
+                }
+            }
+            Output::StopForward {
+                publisher,
+                track,
+                subscriber,
+            } if self.recordings.is_recording(subscriber) => {
+                self.recordings.remove_track(subscriber, publisher, track);
+                if let Some(fanout) = self.fanouts.get(&(publisher, track)) {
+                    fanout.remove_sink(subscriber);
+                }
+            }
+            Output::RecordingStarted {
+                room,
+                conn,
+                recorder,
+                identity_key,
+            } => {
+                if let Err(end) = self.recordings.start(&room, conn, &recorder, &identity_key) {
+                    self.ops.metrics.recording_failed(end);
+                    // The core ends it at once: the recorder leaves again.
+                    self.relay.recording_failed(now(), conn, end);
+                }
+            }
+            Output::RecordingStopped { conn, end } => {
+                let fanouts: Vec<Arc<Fanout>> = self.fanouts.values().cloned().collect();
+                self.recordings.stop(conn, end, &fanouts);
+            }
+            Output::StartForward {
+                publisher,
+                track,
+                subscriber,
             } => {
                 if let Some(fanout) = self.fanouts.get(&(publisher, track)) {
                     let fanout = Arc::clone(fanout);
@@ -443,6 +523,10 @@ impl Driver {
     }
 
     fn send(&mut self, conn: ConnId, mut message: ServerMessage) {
+        if self.recordings.is_recording(conn) {
+            self.recordings.event(conn, &message);
+            return;
+        }
         let Some(state) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -541,6 +625,8 @@ mod tests {
                 audit: AuditSink::new([0; 32]),
             },
             fanout_totals: FanoutTotals::default(),
+            recordings: Recordings::new(None, Arc::clone(&metrics)).0,
+            recording_failures: mpsc::channel(1).1,
         };
         (driver, metrics)
     }

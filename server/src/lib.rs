@@ -79,6 +79,7 @@ pub mod driver;
 pub mod http;
 pub mod media;
 pub mod ops;
+pub mod recording;
 pub mod routing;
 pub mod time;
 pub mod token;

@@ -95,6 +95,19 @@ struct ServeArgs {
     /// (`server_shutting_down`). A second signal exits at once [default: 10].
     #[arg(long, env = "HUSH_DRAIN_SECS")]
     drain_secs: Option<u64>,
+    /// Write encrypted recordings under this directory (rooms are recorded only when a member
+    /// with the `record` grant or the admin API asks) [default: no recording].
+    #[arg(long, env = "HUSH_RECORDING_DIR")]
+    recording_dir: Option<PathBuf>,
+    /// Most MiB one recording may take [default: 2048].
+    #[arg(long, env = "HUSH_RECORDING_MAX_ROOM_MB")]
+    recording_max_room_mb: Option<u64>,
+    /// Most MiB all recordings under the directory may take [default: 20480].
+    #[arg(long, env = "HUSH_RECORDING_MAX_TOTAL_MB")]
+    recording_max_total_mb: Option<u64>,
+    /// How often recordings are synced to disk, in ms [default: 1000].
+    #[arg(long, env = "HUSH_RECORDING_SYNC_MS")]
+    recording_sync_ms: Option<u64>,
     /// The token audience this relay accepts [default: hush].
     #[arg(long, env = "HUSH_AUDIENCE")]
     audience: Option<String>,
@@ -387,12 +400,32 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         .static_dir
         .or(file.static_dir.clone())
         .unwrap_or_else(|| PathBuf::from("web"));
+    let recording = match (args.recording_dir.clone(), file.recording.clone()) {
+        (Some(dir), f) => Some(hush_relay::config::RecordingFileConfig {
+            dir,
+            max_room_mb: args
+                .recording_max_room_mb
+                .or(f.as_ref().and_then(|f| f.max_room_mb)),
+            max_total_mb: args
+                .recording_max_total_mb
+                .or(f.as_ref().and_then(|f| f.max_total_mb)),
+            sync_ms: args.recording_sync_ms.or(f.and_then(|f| f.sync_ms)),
+        }),
+        (None, Some(mut f)) => {
+            f.max_room_mb = args.recording_max_room_mb.or(f.max_room_mb);
+            f.max_total_mb = args.recording_max_total_mb.or(f.max_total_mb);
+            f.sync_ms = args.recording_sync_ms.or(f.sync_ms);
+            Some(f)
+        }
+        (None, None) => None,
+    };
     options.media = MediaOptions {
         udp_ip: media_ip,
         public_ip: args.public_ip.or(file.public_ip),
         turn,
         ..MediaOptions::default()
     };
+    options.recording = recording.map(|r| r.options());
     options.dev = minter;
     options.drain = Duration::from_secs(args.drain_secs.unwrap_or(10));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -11,17 +11,18 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 /// The top-level modules of `hush_relay`, lowest first. A module may use only those before it.
-const LAYERS: [&str; 10] = [
-    "time",    // the caller's clock reading
-    "token",   // access tokens: verify, mint (sans-IO)
-    "routing", // rooms and forwarding decisions (sans-IO)
-    "ops",     // metrics, audit trail, per-IP limits, TLS, the admin token
-    "turn",    // TURN credentials for clients (pure)
-    "bus",     // the driver's channel messages
-    "media",   // webrtc-rs adapter
-    "driver",  // the task that owns the core
-    "http",    // axum: signaling, metrics, admin API
-    "config",  // the configuration file
+const LAYERS: [&str; 11] = [
+    "time",      // the caller's clock reading
+    "token",     // access tokens: verify, mint (sans-IO)
+    "routing",   // rooms and forwarding decisions (sans-IO)
+    "ops",       // metrics, audit trail, per-IP limits, TLS, the admin token
+    "turn",      // TURN credentials for clients (pure)
+    "bus",       // the driver's channel messages
+    "media",     // webrtc-rs adapter
+    "recording", // encrypted recordings: taps fan-outs, writes files
+    "driver",    // the task that owns the core
+    "http",      // axum: signaling, metrics, admin API
+    "config",    // the configuration file
 ];
 
 /// The sans-IO core.

@@ -73,6 +73,11 @@ fn has_target(target: &str) -> bool {
 }
 
 fn test() -> Result<(), u8> {
+    // Debian's ffmpeg (with ffprobe): the recording tests make real VP8 and Opus with it and
+    // check that what `hush-record` opens decodes.
+    if !std::path::Path::new("/usr/bin/ffprobe").exists() {
+        sh("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg")?;
+    }
     run("cargo", &["test", "--workspace", "--all-targets"])?;
     run("cargo", &["test", "--workspace", "--doc"])?;
     if !has_target("wasm32-unknown-unknown") {

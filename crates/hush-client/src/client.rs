@@ -149,6 +149,9 @@ pub enum ClientEvent {
         /// Whether the relay closes.
         fatal: bool,
     },
+    /// The relay says the room's recording started or stopped, who asked and why it ended
+    /// (what the key exchange admitted is [`hush_participant::Event::Recording`]).
+    Recording(hush_proto::RecordingStatus),
     /// The PeerConnection's state changed.
     Connection(RTCPeerConnectionState),
     /// The signaling connection closed; no more events follow.

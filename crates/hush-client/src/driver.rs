@@ -400,6 +400,7 @@ impl Driver {
             ServerMessage::TrackUnpublished(t) => {
                 self.remote_tracks.remove(&t.track);
             }
+            ServerMessage::Recording(r) => self.shared.event(ClientEvent::Recording(r)),
             ServerMessage::Error(e) => {
                 let fatal = e.fatal;
                 self.shared.event(ClientEvent::Error {

@@ -10,9 +10,7 @@ use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
 use crate::client::{ClientEvent, MediaKind, ReceivedFrame, Shared};
-
-/// Largest frame reassembled from RTP (a guard against a flood of packets without a marker).
-const MAX_FRAME: usize = 1 << 20;
+use hush_record::assemble::Assembler;
 
 /// Reassembles one track's frames and decrypts them.
 pub(crate) async fn receive_track(track: Arc<dyn TrackRemote>, shared: Arc<Shared>) {
@@ -81,92 +79,5 @@ pub(crate) async fn receive_track(track: Arc<dyn TrackRemote>, shared: Arc<Share
                 });
             }
         }
-    }
-}
-
-/// VP8 frame reassembly: packets of one RTP timestamp, in sequence, from a partition head to
-/// the marker bit. A gap drops the frame (counted), never a partial frame to the decryptor.
-#[derive(Default)]
-struct Assembler {
-    buf: Vec<u8>,
-    ts: Option<u32>,
-    next_seq: u16,
-    valid: bool,
-    lost: u64,
-}
-
-impl Assembler {
-    fn push(
-        &mut self,
-        seq: u16,
-        ts: u32,
-        head: bool,
-        marker: bool,
-        part: &[u8],
-    ) -> Option<Vec<u8>> {
-        if head && (self.ts != Some(ts) || !self.valid) {
-            if self.valid && !self.buf.is_empty() {
-                self.lost += 1;
-            }
-            self.buf.clear();
-            self.ts = Some(ts);
-            self.valid = true;
-        } else if self.ts != Some(ts) || seq != self.next_seq {
-            if self.valid {
-                self.lost += 1;
-            }
-            self.valid = false;
-            self.buf.clear();
-            self.ts = Some(ts);
-        }
-        self.next_seq = seq.wrapping_add(1);
-        if !self.valid {
-            return None;
-        }
-        if self.buf.len() + part.len() > MAX_FRAME {
-            self.broken();
-            return None;
-        }
-        self.buf.extend_from_slice(part);
-        if marker {
-            self.valid = false;
-            return Some(std::mem::take(&mut self.buf));
-        }
-        None
-    }
-
-    fn broken(&mut self) {
-        if self.valid {
-            self.lost += 1;
-        }
-        self.valid = false;
-        self.buf.clear();
-    }
-
-    fn take_lost(&mut self) -> u64 {
-        std::mem::take(&mut self.lost)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn assembler_joins_in_order_fragments_and_drops_gaps() {
-        let mut a = Assembler::default();
-        assert_eq!(a.push(10, 1, true, false, b"ab"), None);
-        assert_eq!(a.push(11, 1, false, false, b"cd"), None);
-        assert_eq!(a.push(12, 1, false, true, b"ef"), Some(b"abcdef".to_vec()));
-        // A gap (13 missing) drops frame 2, and frame 3 still comes through.
-        assert_eq!(a.push(14, 2, true, false, b"xx"), None);
-        assert_eq!(a.push(16, 2, false, true, b"yy"), None);
-        assert_eq!(a.take_lost(), 1);
-        assert_eq!(a.push(17, 3, true, true, b"zz"), Some(b"zz".to_vec()));
-        // A frame without a head is never delivered.
-        assert_eq!(a.push(19, 4, false, true, b"qq"), None);
-        // Sequence numbers wrap.
-        assert_eq!(a.push(u16::MAX, 5, true, false, b"1"), None);
-        assert_eq!(a.push(0, 5, false, true, b"2"), Some(b"12".to_vec()));
     }
 }

@@ -59,6 +59,7 @@ fn committer(n: usize) -> Session<common::TestRng> {
         join_seq: 1,
         identity: *id.public(),
         attestation: None,
+        role: hush_keys::Role::Participant,
     };
     let mut cfg = Config::new(room);
     cfg.contexts = 4;
@@ -80,6 +81,7 @@ fn committer(n: usize) -> Session<common::TestRng> {
             join_seq: i as u64 + 1,
             identity: *k.public(),
             attestation: None,
+            role: hush_keys::Role::Participant,
         };
         let ev = MembershipEvent {
             seq: i as u64 + 1,

@@ -5,7 +5,9 @@
 //! signing key.
 //!
 //! Signed message: `"hush attestation v1" || u8 len(room) || room || u8 len(participant) ||
-//! participant || identity key (32) || be64(expiry, Unix seconds)`.
+//! participant || identity key (32) || be64(expiry, Unix seconds)`; for a recorder
+//! ([`Role::Recorder`]) the label is `"hush recorder attestation v1"`, so one role's signature
+//! never verifies as the other's.
 
 use alloc::vec::Vec;
 
@@ -14,9 +16,11 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use crate::error::MembershipError;
 use crate::identity::IdentityPublicKey;
 use crate::ids::{ParticipantId, RoomId};
+use crate::member::Role;
 use crate::time::Instant;
 
 const LABEL: &[u8] = b"hush attestation v1";
+const RECORDER_LABEL: &[u8] = b"hush recorder attestation v1";
 
 /// The backend's Ed25519 signature over a member's identity, with its expiry.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,14 +32,19 @@ pub struct Attestation {
 }
 
 fn message(
+    role: Role,
     room: &RoomId,
     participant: &ParticipantId,
     key: &IdentityPublicKey,
     expires_at: u64,
 ) -> Vec<u8> {
     let (r, p) = (room.as_bytes(), participant.as_bytes());
-    let mut m = Vec::with_capacity(LABEL.len() + 2 + r.len() + p.len() + 40);
-    m.extend_from_slice(LABEL);
+    let label = match role {
+        Role::Recorder => RECORDER_LABEL,
+        _ => LABEL,
+    };
+    let mut m = Vec::with_capacity(label.len() + 2 + r.len() + p.len() + 40);
+    m.extend_from_slice(label);
     // Ids are at most 255 bytes (crate::ids::MAX_ID_LEN), so their length fits one byte.
     m.push(r.len() as u8);
     m.extend_from_slice(r);
@@ -74,7 +83,7 @@ impl Attestation {
         })
     }
 
-    /// Signs an attestation (what the app backend does; also handy in tests).
+    /// Signs a participant's attestation (what the app backend does; also handy in tests).
     pub fn sign(
         backend: &SigningKey,
         room: &RoomId,
@@ -82,17 +91,50 @@ impl Attestation {
         key: &IdentityPublicKey,
         expires_at: u64,
     ) -> Self {
-        let sig = backend.sign(&message(room, participant, key, expires_at));
+        Self::sign_as(
+            backend,
+            Role::Participant,
+            room,
+            participant,
+            key,
+            expires_at,
+        )
+    }
+
+    /// Signs an attestation for a member with `role` (a recorder's, say).
+    pub fn sign_as(
+        backend: &SigningKey,
+        role: Role,
+        room: &RoomId,
+        participant: &ParticipantId,
+        key: &IdentityPublicKey,
+        expires_at: u64,
+    ) -> Self {
+        let sig = backend.sign(&message(role, room, participant, key, expires_at));
         Self {
             expires_at,
             signature: sig.to_bytes(),
         }
     }
 
-    /// Verifies the attestation for this room, participant and key at time `now` (Unix time).
+    /// Verifies a participant's attestation for this room, participant and key at time `now`
+    /// (Unix time).
     pub fn verify(
         &self,
         backend: &VerifyingKey,
+        room: &RoomId,
+        participant: &ParticipantId,
+        key: &IdentityPublicKey,
+        now: Instant,
+    ) -> Result<(), MembershipError> {
+        self.verify_as(backend, Role::Participant, room, participant, key, now)
+    }
+
+    /// Verifies the attestation of a member announced with `role`.
+    pub fn verify_as(
+        &self,
+        backend: &VerifyingKey,
+        role: Role,
         room: &RoomId,
         participant: &ParticipantId,
         key: &IdentityPublicKey,
@@ -103,7 +145,10 @@ impl Attestation {
         }
         let sig = Signature::from_bytes(&self.signature);
         backend
-            .verify_strict(&message(room, participant, key, self.expires_at), &sig)
+            .verify_strict(
+                &message(role, room, participant, key, self.expires_at),
+                &sig,
+            )
             .map_err(|_| MembershipError::BadAttestation)
     }
 }
@@ -159,5 +204,23 @@ mod tests {
         let mut later = a.clone();
         later.expires_at = 5000;
         assert_eq!(later.verify(&vk, &room, &p, &k, now), Err(bad));
+    }
+
+    #[test]
+    fn a_role_is_bound_both_ways() {
+        let sk = SigningKey::from_bytes(&[1u8; 32]);
+        let vk = sk.verifying_key();
+        let room = RoomId::new("r1").unwrap();
+        let p = ParticipantId::new("rec").unwrap();
+        let k = IdentityPublicKey::from_bytes([9u8; 32]).unwrap();
+        let now = Instant::from_millis(0);
+        let rec = Attestation::sign_as(&sk, Role::Recorder, &room, &p, &k, 1000);
+        rec.verify_as(&vk, Role::Recorder, &room, &p, &k, now)
+            .unwrap();
+        let bad = Err(MembershipError::BadAttestation);
+        // A relay announcing the recorder as a participant, or a participant as the recorder.
+        assert_eq!(rec.verify(&vk, &room, &p, &k, now), bad);
+        let part = Attestation::sign(&sk, &room, &p, &k, 1000);
+        assert_eq!(part.verify_as(&vk, Role::Recorder, &room, &p, &k, now), bad);
     }
 }

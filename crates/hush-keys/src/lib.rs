@@ -21,8 +21,8 @@
 //!
 //! ```
 //! use hush_keys::{
-//!     Config, IdentityKeyPair, Input, Instant, KeyUpdate, Member, Output, ParticipantId, RoomId,
-//!     SenderIndex, Session, StreamContext,
+//!     Config, IdentityKeyPair, Input, Instant, KeyUpdate, Member, Output, ParticipantId, Role,
+//!     RoomId, SenderIndex, Session, StreamContext,
 //! };
 //! # struct Rng(u64);
 //! # impl hush_keys::rand_core::TryRng for Rng {
@@ -42,6 +42,7 @@
 //!     join_seq: 1,
 //!     identity: *id.public(),
 //!     attestation: None,
+//!     role: Role::Participant,
 //! };
 //! let mut session = Session::new(Config::new(room), id, me, rng);
 //! let now = Instant::from_millis(0);
@@ -85,7 +86,7 @@ pub use error::{EnvelopeError, Error, InputError, MembershipError, UsageError};
 pub use identity::{IdentityKeyPair, IdentityPublicKey};
 pub use ids::{MAX_ID_LEN, ParticipantId, RoomId};
 pub use kid::{EPOCH_BITS, Kid, SENDER_INDEX_BITS, SenderIndex, StreamContext};
-pub use member::{Change, Member, MembershipEvent};
+pub use member::{Change, Member, MembershipEvent, Role};
 pub use safety::SafetyCode;
 pub use secret::{FrameKey, SECRET_LEN};
 pub use session::{

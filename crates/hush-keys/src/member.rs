@@ -19,6 +19,31 @@ pub struct Member {
     pub identity: IdentityPublicKey,
     /// The backend's attestation, when the app uses them.
     pub attestation: Option<Attestation>,
+    /// What the member does in the key exchange (a [`Role::Recorder`] only receives).
+    pub role: Role,
+}
+
+/// A member's part in the key exchange. The backend's attestation binds it
+/// ([`crate::Attestation::sign_as`]), so a relay cannot turn a participant into a recorder or
+/// back.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Role {
+    /// A participant: sends and receives, acknowledges epochs, commits when it is the earliest.
+    #[default]
+    Participant,
+    /// The room's recorder (DESIGN.md section 4): an identity whose private key the app keeps
+    /// offline. It is sealed every epoch like anyone else, is counted in the safety code, and
+    /// never answers: it is never the committer, no switch waits for its acknowledgement, and
+    /// no safety-code round waits for its commit or reveal.
+    Recorder,
+}
+
+impl Role {
+    /// True for a member that takes part in acks, commits and code rounds.
+    pub fn is_active(self) -> bool {
+        self == Role::Participant
+    }
 }
 
 /// One event of the relay's ordered, per-room event log.

@@ -48,6 +48,11 @@ use crate::ids::{ParticipantId, RoomId};
 /// The size of a safety-code nonce and of a commitment, in bytes.
 pub const NONCE_LEN: usize = 32;
 
+/// What a passive member (a recorder, [`crate::member::Role::Recorder`]) counts with in the code
+/// in place of a revealed nonce: it takes no part in the round, yet its id and identity key are
+/// in the code, so a recorder nobody was told about changes what users compare.
+pub const PASSIVE_NONCE: [u8; NONCE_LEN] = *b"hush passive member: no nonce..!";
+
 const MODULUS: u128 = 10_u128.pow(25);
 
 /// A 25-digit (83-bit) safety code.

@@ -46,6 +46,7 @@ fn peer(name: &str, idx: u32, seq: u64, seed: u64, mode: Option<SharedSecret>) -
         join_seq: seq,
         identity: *identity.public(),
         attestation: None,
+        role: hush_keys::Role::Participant,
     };
     let mut cfg = Config::new(RoomId::new(ROOM).unwrap());
     if let Some(s) = mode {

@@ -21,6 +21,7 @@ fn entry(participant: &ParticipantId, index: u32, join_seq: u64, key: &IdentityK
         join_seq,
         identity: *key.public(),
         attestation: None,
+        role: hush_keys::Role::Participant,
     }
 }
 

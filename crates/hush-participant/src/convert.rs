@@ -50,5 +50,9 @@ pub fn member(p: &ParticipantInfo) -> Result<Member, MembershipError> {
         join_seq: p.join_seq,
         identity,
         attestation,
+        role: match p.role {
+            hush_proto::MemberRole::Recorder => hush_keys::Role::Recorder,
+            _ => hush_keys::Role::Participant,
+        },
     })
 }

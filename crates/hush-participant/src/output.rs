@@ -76,6 +76,11 @@ pub enum Event {
         /// The committer (lossy UTF-8 where it is not).
         committer: String,
     },
+    /// The room's recorder became a member of the key exchange (`true`: the call is being
+    /// recorded, for whoever holds the recorder's offline key) or left it (`false`). Only a
+    /// recorder admitted to the key exchange counts (vouched for by the app's backend in the
+    /// recorder role, where members are vouched for): what the relay merely says does not.
+    Recording(bool),
 }
 
 impl Event {
@@ -95,6 +100,7 @@ impl Event {
             Event::Removed => "removed",
             Event::KeyAwaited(_) => "keyAwaited",
             Event::CommitterStalled { .. } => "committerStalled",
+            Event::Recording(_) => "recording",
         }
     }
 }

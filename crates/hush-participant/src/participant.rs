@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 
 use hush_keys::{
     Change, Config, Destination, Error, IdentityKeyPair, IdentityPublicKey, Input as KeyInput,
-    Instant, KeyMode, Member, MembershipEvent, Output as KeyOutput, RekeyReason, Session,
+    Instant, KeyMode, Member, MembershipEvent, Output as KeyOutput, RekeyReason, Role, Session,
     SharedSecret, StreamContext, ed25519_dalek::VerifyingKey, rand_core::CryptoRng,
 };
 use hush_proto::{
@@ -96,6 +96,8 @@ struct Pending<R> {
     rng: R,
     shared: Option<SharedSecret>,
     membership: Membership,
+    /// Our own role: a participant, or a recorder replaying its recording.
+    role: Role,
     /// Key messages that came before `joined`: (relay-named sender, bytes), fed after it.
     early: Vec<(hush_keys::ParticipantId, Vec<u8>)>,
 }
@@ -115,6 +117,8 @@ pub struct Participant<R> {
     identity: IdentityPublicKey,
     outputs: VecDeque<Output>,
     events: usize,
+    /// Whether a recorder is a member of the key exchange (last reported).
+    recorded: bool,
 }
 
 impl<R> core::fmt::Debug for Participant<R> {
@@ -130,18 +134,42 @@ impl<R: CryptoRng> Participant<R> {
     /// later secret (fresh epoch secrets, HPKE ephemeral keys).
     pub fn new(config: ParticipantConfig, mut rng: R) -> Result<Self, Refusal> {
         let identity = IdentityKeyPair::generate(&mut rng);
-        Ok(Self {
+        Ok(Self::with_identity(
+            config,
+            identity,
+            Role::Participant,
+            rng,
+        ))
+    }
+
+    /// The room's recorder, replaying a recording offline with the recorder's private key
+    /// (`hush-record decrypt`): fed what the relay stored for the recorder, it installs every
+    /// epoch's receive keys the recorder was sealed, like a member that never speaks. What it
+    /// would send (acks) is output as usual and meant to be dropped.
+    pub fn recorder(config: ParticipantConfig, identity: IdentityKeyPair, rng: R) -> Self {
+        Self::with_identity(config, identity, Role::Recorder, rng)
+    }
+
+    fn with_identity(
+        config: ParticipantConfig,
+        identity: IdentityKeyPair,
+        role: Role,
+        rng: R,
+    ) -> Self {
+        Self {
             identity: *identity.public(),
             state: State::Waiting(Box::new(Pending {
                 identity,
                 rng,
                 shared: config.shared_secret,
                 membership: config.membership,
+                role,
                 early: Vec::new(),
             })),
             outputs: VecDeque::new(),
             events: 0,
-        })
+            recorded: false,
+        }
     }
 
     /// The X25519 public key for `join.identity_key`.
@@ -192,6 +220,13 @@ impl<R: CryptoRng> Participant<R> {
             },
         };
         self.collect();
+        let recorded = self
+            .session()
+            .is_some_and(|s| s.members().any(|m| m.role == Role::Recorder));
+        if recorded != self.recorded {
+            self.recorded = recorded;
+            self.event(Event::Recording(recorded));
+        }
         r
     }
 
@@ -235,17 +270,18 @@ impl<R: CryptoRng> Participant<R> {
     }
 
     fn on_joined(&mut self, now: Instant, j: &Joined) -> Result<(), Refusal> {
-        let State::Waiting(_) = self.state else {
-            return Err(Refusal::AlreadyJoined);
-        };
         let room = room_id(&j.room)?;
         let me = participant_id(&j.you)?;
+        let State::Waiting(p) = &self.state else {
+            return Err(Refusal::AlreadyJoined);
+        };
         let own = Member {
             participant: me.clone(),
             sender_index: sender_index(j.sender_index)?,
             join_seq: j.join_seq,
             identity: self.identity,
             attestation: None,
+            role: p.role,
         };
         self.event(Event::Joined {
             you: j.you.clone(),
@@ -267,6 +303,7 @@ impl<R: CryptoRng> Participant<R> {
             shared,
             membership,
             early,
+            ..
         } = *pending;
         let mut cfg = Config::new(room);
         if let Membership::VouchedBy(k) = membership {

@@ -64,6 +64,9 @@ pub enum ClientMessage {
     LockRoom(LockRoom),
     /// Moderator: close the room, removing everyone.
     CloseRoom,
+    /// Start or stop the room's encrypted recording (needs the `record` grant; the app backend
+    /// must have set the room's recorder identity).
+    Record(Record),
     /// Keepalive; the relay answers `pong` with the same `seq`.
     Ping(Ping),
     /// This client's E2EE health since its last report, for the relay's metrics (diagnostics,
@@ -92,6 +95,7 @@ impl ClientMessage {
         "force_unpublish",
         "lock_room",
         "close_room",
+        "record",
         "ping",
         "e2ee_stats",
     ];
@@ -142,6 +146,7 @@ impl ClientMessage {
             | Self::ForceUnpublish(_)
             | Self::LockRoom(_)
             | Self::CloseRoom
+            | Self::Record(_)
             | Self::Ping(_) => Ok(()),
         }
     }
@@ -167,6 +172,7 @@ impl ClientMessage {
             Self::ForceUnpublish(_) => "force_unpublish",
             Self::LockRoom(_) => "lock_room",
             Self::CloseRoom => "close_room",
+            Self::Record(_) => "record",
             Self::Ping(_) => "ping",
             Self::E2eeStats(_) => "e2ee_stats",
         }
@@ -460,4 +466,21 @@ impl From<DropReason> for E2eeDropReason {
             DropReason::TooLarge => Self::TooLarge,
         }
     }
+}
+
+/// `record`: start or stop the room's encrypted recording.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// What to do.
+    pub action: RecordAction,
+}
+
+/// What `record` asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordAction {
+    /// Start: the room's recorder joins the key exchange and the relay writes the media.
+    Start,
+    /// Stop: the recorder leaves (a new epoch it cannot open) and the recording is closed.
+    Stop,
 }

@@ -112,6 +112,20 @@ error_codes! {
     NotSubscribed = "not_subscribed",
     /// Moderator commands need the `moderator` grant.
     ModeratorRequired = "moderator_required",
+    /// Starting or stopping a recording needs the `record` grant.
+    RecordNotAllowed = "record_not_allowed",
+
+    // Recording.
+    /// The app backend has not set a recorder identity for this room.
+    RecorderNotConfigured = "recorder_not_configured",
+    /// The room is being recorded already.
+    AlreadyRecording = "already_recording",
+    /// The room is not being recorded.
+    NotRecording = "not_recording",
+    /// The relay is not configured to record (no recording directory).
+    RecordingDisabled = "recording_disabled",
+    /// Nobody is in the room to record.
+    RoomEmpty = "room_empty",
 
     // Rooms and members.
     /// The room has as many participants as it may have.

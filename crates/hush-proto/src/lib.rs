@@ -41,6 +41,7 @@
 //! | `force_unpublish` | `participant`, `source` | `moderator` | unpublishes its track |
 //! | `lock_room` | `locked` | `moderator` | `room_locked` to everyone |
 //! | `close_room` | | `moderator` | removes everyone (`room_closed`) |
+//! | `record` | `action` (`start`, `stop`) | `record` | the room's recorder joins (or leaves) the key exchange, `recording` to everyone; the relay writes the still-encrypted media to disk |
 //! | `ping` | `seq` | | `pong` with the same `seq` |
 //! | `e2ee_stats` | `dropped` {reason: count}, `decrypted`, `epoch`?, `last`? | | adds the counts (deltas since the previous report, each clamped) to the `hush_e2ee_*` metrics; at most one per 5 s per connection (plus one `last`), extra ones dropped silently and counted |
 //!
@@ -51,7 +52,7 @@
 //! | `type` | fields |
 //! |---|---|
 //! | `joined` | `you`, `sender_index`, `join_seq`, `room`, `room_instance`, `locked`, `grants`, `participants` (oldest first), `tracks` |
-//! | `participant_joined` | `seq`, `participant` {`id`, `sender_index`, `join_seq`, `identity_key`, `attestation`?, `grants`} |
+//! | `participant_joined` | `seq`, `participant` {`id`, `sender_index`, `join_seq`, `identity_key`, `attestation`?, `grants`, `role`? (`recorder`)} |
 //! | `participant_left` | `seq`, `participant`, `sender_index`, `reason` (`left`, `disconnected`, `removed`, `replaced`) |
 //! | `rekey` | `seq`, `by` (who asked) |
 //! | `track_published` | `track`, `participant`, `sender_index`, `source` |
@@ -60,6 +61,7 @@
 //! | `e2ee` | `from`, `payload` |
 //! | `keyframe_request` | `track` (one of yours) |
 //! | `room_locked` | `locked` |
+//! | `recording` | `active`, `by`?, `reason`? (`stopped`, `disk_full`, `write_error`, `size_limit`, `room_empty`, `shutdown`, `removed`) |
 //! | `pong` | `seq` |
 //! | `error` | `code`, `message`, `fatal` |
 //!
@@ -104,6 +106,12 @@
 //! | `subscribe_not_allowed` | no `subscribe` grant |
 //! | `not_subscribed` | you do not receive this track (`keyframe_request`, `video_size`) |
 //! | `moderator_required` | no `moderator` grant |
+//! | `record_not_allowed` | no `record` grant |
+//! | `recorder_not_configured` | the app backend set no recorder identity for the room |
+//! | `already_recording` | `record` `start` while the room is being recorded |
+//! | `not_recording` | `record` `stop` while it is not |
+//! | `recording_disabled` | the relay has no recording directory configured |
+//! | `room_empty` | `record` `start` in a room without participants |
 //! | `room_full` | the room is at its participant limit (fatal at join) |
 //! | `server_full` | the relay is at its room limit (fatal at join) |
 //! | `room_locked` | the room is locked (fatal at join) |
@@ -140,8 +148,8 @@ mod tests;
 pub use bytes::OpaqueBytes;
 pub use client::{
     ClientMessage, E2eeBroadcast, E2eeDropReason, E2eeStats, E2eeTo, ForceDisconnect,
-    ForceUnpublish, Join, LockRoom, MAX_E2EE_STATS_COUNT, MAX_VIDEO_SIZE, Ping, Publish,
-    RekeyReason, RekeyRequest, TrackRef, Unpublish, VideoSize,
+    ForceUnpublish, Join, LockRoom, MAX_E2EE_STATS_COUNT, MAX_VIDEO_SIZE, Ping, Publish, Record,
+    RecordAction, RekeyReason, RekeyRequest, TrackRef, Unpublish, VideoSize,
 };
 pub use error::ErrorCode;
 pub use ids::{IdError, ParticipantId, RoomId, RoomInstance, SenderIndex, Source, TrackId};
@@ -149,8 +157,9 @@ pub use limits::MAX_MESSAGE_BYTES;
 pub use message::{DecodeError, FieldTooLarge, PROTOCOL_VERSION};
 pub use redact::Pii;
 pub use server::{
-    E2eeFrom, ErrorMessage, IceServer, Joined, LeaveReason, ParticipantInfo, ParticipantJoined,
-    ParticipantLeft, RekeyEvent, ServerMessage, TrackInfo, TrackUnpublished,
+    E2eeFrom, ErrorMessage, IceServer, Joined, LeaveReason, MemberRole, ParticipantInfo,
+    ParticipantJoined, ParticipantLeft, RecordingEnd, RecordingStatus, RekeyEvent, ServerMessage,
+    TrackInfo, TrackUnpublished,
 };
 pub use signal::{Candidate, Sdp};
 pub use token::{AccessToken, Audience, Grants, TokenClaims};

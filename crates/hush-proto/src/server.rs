@@ -47,6 +47,10 @@ pub enum ServerMessage {
     KeyframeRequest(TrackRef),
     /// A moderator locked or unlocked the room.
     RoomLocked(LockRoom),
+    /// The room's recording started or stopped (who asked, why it stopped). The recorder's
+    /// membership (`participant_joined` with `role: recorder`) is what the key exchange trusts;
+    /// this says who started it and why it ended.
+    Recording(RecordingStatus),
     /// The answer to `ping`.
     Pong(Ping),
     /// A refusal. If `fatal`, the relay closes the connection after it.
@@ -68,6 +72,7 @@ impl ServerMessage {
         "e2ee",
         "keyframe_request",
         "room_locked",
+        "recording",
         "pong",
         "error",
     ];
@@ -152,6 +157,7 @@ impl ServerMessage {
             | Self::TrackUnpublished(_)
             | Self::KeyframeRequest(_)
             | Self::RoomLocked(_)
+            | Self::Recording(_)
             | Self::Pong(_) => Ok(()),
         }
     }
@@ -171,6 +177,7 @@ impl ServerMessage {
             Self::E2ee(_) => "e2ee",
             Self::KeyframeRequest(_) => "keyframe_request",
             Self::RoomLocked(_) => "room_locked",
+            Self::Recording(_) => "recording",
             Self::Pong(_) => "pong",
             Self::Error(_) => "error",
         }
@@ -248,6 +255,29 @@ pub struct ParticipantInfo {
     pub attestation: Option<OpaqueBytes>,
     /// Its grants (so members can see who moderates and who records).
     pub grants: Grants,
+    /// `recorder` for the room's recorder (a member that only receives epochs; the backend's
+    /// attestation binds the role). Absent for a participant.
+    #[serde(default, skip_serializing_if = "MemberRole::is_participant")]
+    pub role: MemberRole,
+}
+
+/// A member's role in the key exchange, as the relay announces it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberRole {
+    /// A participant.
+    #[default]
+    Participant,
+    /// The room's recorder: an identity whose private key the app keeps offline; while it is a
+    /// member, the call is being recorded.
+    Recorder,
+}
+
+impl MemberRole {
+    /// True for [`MemberRole::Participant`] (the field is then left out).
+    pub fn is_participant(&self) -> bool {
+        *self == MemberRole::Participant
+    }
 }
 
 impl ParticipantInfo {
@@ -352,4 +382,53 @@ pub struct ErrorMessage {
     pub message: String,
     /// Whether the relay closes the connection after this message.
     pub fatal: bool,
+}
+
+/// `recording`: the room's recording state changed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordingStatus {
+    /// Whether the room is being recorded now.
+    pub active: bool,
+    /// Who started or stopped it (absent: the app backend, or the relay itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<ParticipantId>,
+    /// Why it stopped, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<RecordingEnd>,
+}
+
+/// Why a recording ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RecordingEnd {
+    /// A participant with the `record` grant or the app backend stopped it.
+    Stopped,
+    /// The relay's disk is full.
+    DiskFull,
+    /// Writing failed for another reason.
+    WriteError,
+    /// The room's or the relay's recording size limit was reached.
+    SizeLimit,
+    /// The last participant left, or the room was closed.
+    RoomEmpty,
+    /// The relay is shutting down.
+    Shutdown,
+    /// A moderator removed the recorder.
+    Removed,
+}
+
+impl RecordingEnd {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stopped => "stopped",
+            Self::DiskFull => "disk_full",
+            Self::WriteError => "write_error",
+            Self::SizeLimit => "size_limit",
+            Self::RoomEmpty => "room_empty",
+            Self::Shutdown => "shutdown",
+            Self::Removed => "removed",
+        }
+    }
 }

@@ -19,6 +19,7 @@ fn info(id: &str, index: u32) -> ParticipantInfo {
             subscribe: true,
             ..Grants::default()
         },
+        role: Default::default(),
     }
 }
 
@@ -79,6 +80,9 @@ fn every_client_message() -> Vec<ClientMessage> {
         }),
         ClientMessage::LockRoom(LockRoom { locked: true }),
         ClientMessage::CloseRoom,
+        ClientMessage::Record(Record {
+            action: RecordAction::Start,
+        }),
         ClientMessage::Ping(Ping { seq: 42 }),
         ClientMessage::E2eeStats(E2eeStats {
             dropped: [("auth_failed".to_string(), 3), ("replayed".to_string(), 1)].into(),
@@ -117,7 +121,10 @@ fn every_server_message() -> Vec<ServerMessage> {
         }),
         ServerMessage::ParticipantJoined(ParticipantJoined {
             seq: 6,
-            participant: info("dan", 3),
+            participant: ParticipantInfo {
+                role: MemberRole::Recorder,
+                ..info("dan", 3)
+            },
         }),
         ServerMessage::ParticipantLeft(ParticipantLeft {
             seq: 7,
@@ -158,6 +165,11 @@ fn every_server_message() -> Vec<ServerMessage> {
         }),
         ServerMessage::KeyframeRequest(TrackRef { track: TrackId(1) }),
         ServerMessage::RoomLocked(LockRoom { locked: true }),
+        ServerMessage::Recording(RecordingStatus {
+            active: false,
+            by: Some(pid("alice")),
+            reason: Some(RecordingEnd::DiskFull),
+        }),
         ServerMessage::Pong(Ping { seq: 42 }),
         ServerMessage::error(ErrorCode::RoomFull, "room is full", true),
     ]

@@ -41,6 +41,7 @@
 
 pub mod client;
 pub mod http;
+pub mod recording;
 pub mod relay;
 pub mod sim;
 pub mod tokens;

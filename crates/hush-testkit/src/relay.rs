@@ -168,6 +168,12 @@ impl TestRelayBuilder {
         self.admin_token(ADMIN_TOKEN)
     }
 
+    /// Records rooms under `dir` (small limits and a fast sync can be set on the options).
+    pub fn recording(mut self, options: hush_relay::recording::RecordingOptions) -> Self {
+        self.options.recording = Some(options);
+        self
+    }
+
     /// Dev mode: `POST /dev/token` mints tokens (the kit's tokens stay valid too).
     pub fn dev_mode(mut self) -> Self {
         let minter =

@@ -38,7 +38,7 @@ use hush_participant::{
     StreamContext,
 };
 use hush_proto::{
-    ClientMessage, E2eeFrom, Grants, Joined, LeaveReason, OpaqueBytes, ParticipantId,
+    ClientMessage, E2eeFrom, Grants, Joined, LeaveReason, MemberRole, OpaqueBytes, ParticipantId,
     ParticipantInfo, ParticipantJoined, ParticipantLeft, RekeyEvent, RoomId, SenderIndex,
     ServerMessage,
 };
@@ -102,6 +102,9 @@ pub struct Member {
     pub refusals: Vec<Refusal>,
     /// Every message it sent to the relay, in order.
     pub sent: Vec<ClientMessage>,
+    /// The room's recorder, replayed here as its offline tool would: it receives everything
+    /// and nothing it outputs reaches the relay.
+    pub recorder: bool,
 }
 
 /// The relay's record of one announced participant.
@@ -112,6 +115,7 @@ struct Announced {
     join_seq: u64,
     identity: Vec<u8>,
     attestation: Option<Vec<u8>>,
+    role: MemberRole,
 }
 
 struct InFlight {
@@ -151,6 +155,7 @@ fn info(a: &Announced) -> ParticipantInfo {
         identity_key: OpaqueBytes::new(a.identity.clone()),
         attestation: a.attestation.clone().map(OpaqueBytes::new),
         grants: Grants::default(),
+        role: a.role,
     }
 }
 
@@ -214,6 +219,7 @@ impl Room {
             events: Vec::new(),
             refusals: Vec::new(),
             sent: Vec::new(),
+            recorder: false,
         }
     }
 
@@ -225,13 +231,18 @@ impl Room {
     /// The backend's attestation of `identity` for `name` in this room, valid for a day of
     /// simulated time.
     pub fn attest(&self, name: &str, identity: &[u8]) -> Option<Vec<u8>> {
+        self.attest_as(hush_keys::Role::Participant, name, identity)
+    }
+
+    /// The backend's attestation of `identity` for `name` in `role`.
+    pub fn attest_as(&self, role: hush_keys::Role, name: &str, identity: &[u8]) -> Option<Vec<u8>> {
         let backend = self.backend.as_ref()?;
         let key = hush_keys::IdentityPublicKey::from_slice(identity).ok()?;
         let room = hush_keys::RoomId::new(ROOM).ok()?;
         let who = hush_keys::ParticipantId::new(name).ok()?;
         let expires = self.now / 1000 + 86_400;
         Some(
-            Attestation::sign(backend, &room, &who, &key, expires)
+            Attestation::sign_as(backend, role, &room, &who, &key, expires)
                 .to_bytes()
                 .to_vec(),
         )
@@ -307,6 +318,41 @@ impl Room {
         self.pump();
     }
 
+    /// The relay announces the room's recorder `name` (`role: recorder`), vouched for by the
+    /// backend in that role; `name`'s private key is played here by [`Participant::recorder`],
+    /// as `hush-record decrypt` plays it offline, and its outputs go nowhere.
+    pub fn start_recorder(&mut self, name: &str) {
+        let identity = hush_keys::IdentityKeyPair::from_secret_bytes(seed_of(self.seed, name));
+        let key = *identity.public();
+        let rng = ChaCha20Rng::from_seed(seed_of(self.seed, &format!("{name} rng")));
+        let core = Participant::recorder(self.config(), identity, rng);
+        let mut member = self.fresh(ChaCha20Rng::from_seed([0; 32]));
+        member.core = core;
+        member.recorder = true;
+        let attestation = self.attest_as(hush_keys::Role::Recorder, name, key.as_bytes());
+        self.members.insert(name.to_owned(), member);
+        self.announce_as(
+            name,
+            key.as_bytes().to_vec(),
+            attestation,
+            MemberRole::Recorder,
+        );
+        self.pump();
+    }
+
+    /// The relay announces `name` as `role` with `identity` and `attestation`, and no core here
+    /// plays it (a relay relabelling a role, say).
+    pub fn announce_only_as(
+        &mut self,
+        name: &str,
+        identity: Vec<u8>,
+        attestation: Option<Vec<u8>>,
+        role: MemberRole,
+    ) {
+        self.announce_as(name, identity, attestation, role);
+        self.pump();
+    }
+
     /// `name`'s page reloads (a fresh core with fresh randomness) and the relay replays, word
     /// for word, everything it had sent the old one: its `joined`, every event and message.
     pub fn reload_with_replay(&mut self, name: &str) {
@@ -333,6 +379,16 @@ impl Room {
     }
 
     fn announce(&mut self, name: &str, identity: Vec<u8>, attestation: Option<Vec<u8>>) {
+        self.announce_as(name, identity, attestation, MemberRole::Participant);
+    }
+
+    fn announce_as(
+        &mut self,
+        name: &str,
+        identity: Vec<u8>,
+        attestation: Option<Vec<u8>>,
+        role: MemberRole,
+    ) {
         self.seq += 1;
         let me = Announced {
             name: name.to_owned(),
@@ -340,6 +396,7 @@ impl Room {
             join_seq: self.seq,
             identity,
             attestation,
+            role,
         };
         self.next_index += 1;
         if self.members.contains_key(name) {
@@ -528,7 +585,7 @@ impl Room {
             },
             Output::Event(e) => {
                 // Like a client, it starts its microphone once the relay admitted it.
-                if matches!(e, Event::Joined { .. }) {
+                if matches!(e, Event::Joined { .. }) && !m.recorder {
                     let mic = Input::LocalStreamStarted(StreamContext::MICROPHONE);
                     if let Err(r) = m.core.handle_input(now, mic) {
                         m.refusals.push(r);
@@ -536,6 +593,8 @@ impl Room {
                 }
                 m.events.push(e);
             }
+            // An offline recorder answers nobody.
+            Output::Send(_) if m.recorder => {}
             Output::Send(msg) => {
                 m.sent.push(msg.clone());
                 self.route(from, msg);

@@ -91,6 +91,21 @@ impl Tokens {
             .to_vec()
     }
 
+    /// The backend's attestation of `identity_key` as `sub`, the room's recorder (the
+    /// recorder role: hush-keys `Role::Recorder`).
+    pub fn attest_recorder(&self, room: &str, sub: &str, identity_key: &[u8; 32]) -> Vec<u8> {
+        let backend = hush_keys::ed25519_dalek::SigningKey::from_bytes(&BACKEND_SEED);
+        let key =
+            hush_keys::IdentityPublicKey::from_bytes(*identity_key).expect("an X25519 public key");
+        let room = hush_keys::RoomId::new(room).expect("a room id");
+        let sub = hush_keys::ParticipantId::new(sub).expect("a participant id");
+        let expires = now_unix() + ATTESTATION_TTL.as_secs();
+        let role = hush_keys::Role::Recorder;
+        hush_keys::Attestation::sign_as(&backend, role, &room, &sub, &key, expires)
+            .to_bytes()
+            .to_vec()
+    }
+
     /// Keys a relay verifies these tokens with.
     pub fn verifying_keys(&self) -> VerifyingKeys {
         let mut keys = VerifyingKeys::new();

@@ -250,6 +250,7 @@ mod tests {
                 identity_key: OpaqueBytes::new(alice.to_vec()),
                 attestation: None,
                 grants: Grants::default(),
+                role: Default::default(),
             }],
             tracks: Vec::new(),
             ice_servers: Vec::new(),
@@ -404,6 +405,7 @@ mod tests {
                 identity_key: OpaqueBytes::new(key.to_vec()),
                 attestation: att.map(OpaqueBytes::new),
                 grants: Grants::default(),
+                role: Default::default(),
             }
         }
 

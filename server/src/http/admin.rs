@@ -9,14 +9,17 @@
 //! | `POST /v1/admin/rooms/{room}/close` | | removes everyone; refuses joins until forgotten |
 //! | `POST /v1/admin/rooms/{room}/participants/{id}/remove` | | removes a participant (a leave: new epoch) |
 //! | `POST /v1/admin/rooms/{room}/participants/{id}/unpublish` | `{"source":"camera"}` | stops one of its tracks |
+//! | `PUT /v1/admin/rooms/{room}/recorder` | `{"participant":id,"identity_key":b64,"attestation":b64}` | sets the room's recorder: an X25519 public key whose private half the app keeps offline, and the backend's recorder attestation of it (creates the room empty if needed) |
+//! | `POST /v1/admin/rooms/{room}/recording` | `{"recording":true}` | starts (or, with `false`, stops) the room's encrypted recording |
 //!
 //! Every success answers `200` with the room's state, which holds no personal data:
 //! `{"room", "participants", "tracks", "locked", "closed", "max_participants",
-//! "empty_timeout_secs"}`. Every refusal answers `{"error": code, "message": text}`: `401
+//! "empty_timeout_secs", "recorder_set", "recording"}`. Every refusal answers `{"error": code, "message": text}`: `401
 //! unauthorized` (no or wrong token), `429 auth_backoff` with `Retry-After` (too many wrong
 //! tokens from this address, counted by the same per-IP limiter as refused access tokens), `400
 //! bad_request` (invalid id, JSON, source or value), `404 unknown_room` / `unknown_participant`
-//! / `not_published` (the core's codes), `409 room_closed`, `503 server_full` /
+//! / `not_published` (the core's codes), `409 room_closed` / `recorder_not_configured` /
+//! `already_recording` / `not_recording` / `room_empty` / `recording_disabled`, `503 server_full` /
 //! `server_busy`. Each change is written to the audit trail by the core, as `by: "admin_api"`.
 //!
 //! This layer only parses the request, authorizes it and serializes the answer: the routing
@@ -35,15 +38,15 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use hush_proto::{ErrorCode, ParticipantId, RoomId, Source};
+use axum::routing::{get, post, put};
+use hush_proto::{ErrorCode, OpaqueBytes, ParticipantId, RoomId, Source};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::{AppState, PeerAddr};
 use crate::ops::limits::LimitRefusal;
-use crate::routing::{AdminCommand, RoomSettings, RoomState};
+use crate::routing::{AdminCommand, RecorderIdentity, RoomSettings, RoomState};
 
 pub use crate::ops::admin_token::{AdminToken, AdminTokenError, MIN_ADMIN_TOKEN_BYTES};
 
@@ -64,6 +67,8 @@ struct RoomJson {
     closed: bool,
     max_participants: u32,
     empty_timeout_secs: u64,
+    recorder_set: bool,
+    recording: bool,
 }
 
 impl From<RoomState> for RoomJson {
@@ -76,6 +81,8 @@ impl From<RoomState> for RoomJson {
             closed: state.closed,
             max_participants: state.max_participants,
             empty_timeout_secs: state.empty_timeout_secs,
+            recorder_set: state.recorder_set,
+            recording: state.recording,
         }
     }
 }
@@ -94,6 +101,8 @@ pub(crate) fn routes() -> Router<AppState> {
             "/v1/admin/rooms/{room}/participants/{id}/unpublish",
             post(unpublish),
         )
+        .route("/v1/admin/rooms/{room}/recorder", put(set_recorder))
+        .route("/v1/admin/rooms/{room}/recording", post(record))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
@@ -214,7 +223,12 @@ async fn run(state: &AppState, command: AdminCommand) -> Response {
                 ErrorCode::UnknownRoom
                 | ErrorCode::UnknownParticipant
                 | ErrorCode::NotPublished => StatusCode::NOT_FOUND,
-                ErrorCode::RoomClosed => StatusCode::CONFLICT,
+                ErrorCode::RoomClosed
+                | ErrorCode::RecorderNotConfigured
+                | ErrorCode::AlreadyRecording
+                | ErrorCode::NotRecording
+                | ErrorCode::RoomEmpty
+                | ErrorCode::RecordingDisabled => StatusCode::CONFLICT,
                 ErrorCode::ServerFull => StatusCode::SERVICE_UNAVAILABLE,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             };
@@ -236,6 +250,11 @@ fn message(code: ErrorCode) -> &'static str {
         ErrorCode::NotPublished => "the participant publishes no track from this source",
         ErrorCode::RoomClosed => "the room was closed",
         ErrorCode::ServerFull => "the relay has as many rooms as it may have",
+        ErrorCode::RecorderNotConfigured => "the room has no recorder: PUT its recorder first",
+        ErrorCode::AlreadyRecording => "the room is being recorded",
+        ErrorCode::NotRecording => "the room is not being recorded",
+        ErrorCode::RoomEmpty => "nobody is in the room to record",
+        ErrorCode::RecordingDisabled => "this relay has no recording directory configured",
         _ => "the relay could not do this",
     }
 }
@@ -346,6 +365,58 @@ async fn unpublish(
                 return Err(bad_request("source must be camera, microphone or screen"));
             };
             Ok(AdminCommand::Unpublish(room, id, source))
+        })
+        .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecorderBody {
+    participant: String,
+    identity_key: OpaqueBytes,
+    attestation: Option<OpaqueBytes>,
+}
+
+async fn set_recorder(admin: Admin, Path(room): Path<String>, bytes: Bytes) -> Response {
+    admin
+        .run(|| {
+            let room = room_id(room)?;
+            let body: RecorderBody = body(&bytes)?;
+            let participant = participant_id(body.participant)?;
+            if body.identity_key.len() != 32 {
+                return Err(bad_request(
+                    "identity_key must be 32 bytes (X25519), base64",
+                ));
+            }
+            if body
+                .attestation
+                .as_ref()
+                .is_some_and(|a| a.len() != hush_keys::ATTESTATION_LEN)
+            {
+                return Err(bad_request("attestation must be 72 bytes, base64"));
+            }
+            let recorder = RecorderIdentity {
+                participant,
+                identity_key: body.identity_key,
+                attestation: body.attestation,
+            };
+            Ok(AdminCommand::SetRecorder(room, recorder))
+        })
+        .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordBody {
+    recording: bool,
+}
+
+async fn record(admin: Admin, Path(room): Path<String>, bytes: Bytes) -> Response {
+    admin
+        .run(|| {
+            let room = room_id(room)?;
+            let body: RecordBody = body(&bytes)?;
+            Ok(AdminCommand::Record(room, body.recording))
         })
         .await
 }

@@ -71,6 +71,8 @@ pub struct RelayOptions {
     pub policy: TokenPolicy,
     /// Media sockets and the forwarding tap.
     pub media: MediaOptions,
+    /// Where encrypted recordings go (`None`: this relay does not record).
+    pub recording: Option<crate::recording::RecordingOptions>,
     /// The web root: `demo/` is served at `/`, `dist/` at `/dist/`, `wasm/` at `/wasm/`.
     pub static_dir: PathBuf,
     /// Dev mode: `POST /dev/token` mints tokens with this key (which must also be in `keys`),
@@ -105,6 +107,7 @@ impl RelayOptions {
             keys,
             policy: TokenPolicy::new("hush"),
             media: MediaOptions::default(),
+            recording: None,
             static_dir: PathBuf::from("web"),
             dev: None,
             ip_limits: IpLimits::default(),
@@ -203,7 +206,9 @@ impl std::error::Error for ServeError {}
 pub fn routers(options: RelayOptions) -> Result<Routers, ServeError> {
     let keys_loaded = !options.keys.is_empty();
     let verifier = TokenVerifier::new(options.keys, options.policy);
-    let mut relay = Relay::new(options.relay, verifier);
+    let mut relay_config = options.relay;
+    relay_config.recording = options.recording.is_some();
+    let mut relay = Relay::new(relay_config, verifier);
     // Room instances must differ across restarts: a fresh secret each start.
     let mut instance_key = zeroize::Zeroizing::new([0u8; 32]);
     getrandom::fill(instance_key.as_mut_slice()).map_err(|_| ServeError::Rng)?;
@@ -224,7 +229,7 @@ pub fn routers(options: RelayOptions) -> Result<Routers, ServeError> {
         audit,
     };
     let media_ip = options.media.udp_ip;
-    let driver = driver::spawn(relay, options.media, ops);
+    let driver = driver::spawn(relay, options.media, options.recording, ops);
     let draining = Arc::new(AtomicBool::new(false));
     let lifecycle = Lifecycle {
         driver: driver.clone(),

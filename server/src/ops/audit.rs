@@ -25,7 +25,7 @@ use tracing::{Event, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 use zeroize::Zeroizing;
 
-use crate::routing::{Audit, ModerationAction};
+use crate::routing::{Audit, ModerationAction, RecordingAction};
 
 /// The tracing target of audit lines.
 pub const AUDIT_TARGET: &str = "audit";
@@ -128,6 +128,28 @@ impl AuditSink {
                 "room": self.room(room),
                 "seq": seq,
             }),
+            Audit::Recording { room, by, action } => {
+                let by = match by {
+                    Some(p) => Value::String(self.participant(p)),
+                    None => Value::String("admin_api_or_relay".into()),
+                };
+                let (what, detail) = match action {
+                    RecordingAction::Started => ("started", Value::Null),
+                    RecordingAction::Stopped(end) => {
+                        ("stopped", Value::String(end.as_str().into()))
+                    }
+                    RecordingAction::Refused(code) => {
+                        ("refused", Value::String(code.as_str().into()))
+                    }
+                };
+                json!({
+                    "event": "recording",
+                    "room": self.room(room),
+                    "by": by,
+                    "action": what,
+                    "detail": detail,
+                })
+            }
             Audit::Abuse { conn, code } => json!({
                 "event": "abuse",
                 "conn": conn.get(),

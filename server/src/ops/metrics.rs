@@ -90,6 +90,7 @@ pub struct Metrics {
     e2ee_decrypted_frames: Counter,
     e2ee_epoch_changes: Counter,
     e2ee_reports: Family<Labels, Counter>,
+    pub(crate) recording: super::recording_metrics::RecordingMetrics,
 }
 
 impl Default for Metrics {
@@ -123,6 +124,7 @@ impl Metrics {
             e2ee_decrypted_frames: Counter::default(),
             e2ee_epoch_changes: Counter::default(),
             e2ee_reports: Family::default(),
+            recording: Default::default(),
         };
         let r = &mut registry;
         r.register(
@@ -212,6 +214,7 @@ impl Metrics {
             "E2EE health reports from clients, by outcome (counted or rate_limited)",
             m.e2ee_reports.clone(),
         );
+        m.recording.register(&mut registry);
         Self { registry, ..m }
     }
 

@@ -7,4 +7,5 @@ pub mod admin_token;
 pub mod audit;
 pub mod limits;
 pub mod metrics;
+mod recording_metrics;
 pub mod tls;

@@ -8,6 +8,7 @@ use hush_proto::{ErrorCode, ParticipantId, RoomId, Source};
 
 use super::config::RoomSettings;
 use super::output::{Audit, ModerationAction, Output};
+use super::recording::RecorderIdentity;
 use super::relay::Relay;
 use crate::time::Now;
 
@@ -27,6 +28,10 @@ pub enum AdminCommand {
     Remove(RoomId, ParticipantId),
     /// Stop one of a participant's tracks.
     Unpublish(RoomId, ParticipantId, Source),
+    /// Set the room's recorder identity (creating the room, empty, if needed).
+    SetRecorder(RoomId, RecorderIdentity),
+    /// Start (`true`) or stop the room's encrypted recording.
+    Record(RoomId, bool),
 }
 
 /// A room's state as the backend sees it: counts and flags, no personal data.
@@ -47,6 +52,10 @@ pub struct RoomState {
     pub max_participants: u32,
     /// How long it lives empty, in seconds (its own timeout, else the server's).
     pub empty_timeout_secs: u64,
+    /// Whether the app set a recorder identity for it.
+    pub recorder_set: bool,
+    /// Whether it is being recorded now.
+    pub recording: bool,
 }
 
 /// The core's answer to an [`AdminCommand`]: the room's state afterwards, or why not.
@@ -84,6 +93,18 @@ impl Relay {
                 self.force_unpublish(&room, &participant, source)?;
                 room
             }
+            AdminCommand::SetRecorder(room, recorder) => {
+                self.set_recorder(now, &room, recorder)?;
+                room
+            }
+            AdminCommand::Record(room, true) => {
+                self.start_recording(now, &room)?;
+                room
+            }
+            AdminCommand::Record(room, false) => {
+                self.stop_recording(now, &room)?;
+                room
+            }
         };
         self.room_state(&room).ok_or(ErrorCode::UnknownRoom)
     }
@@ -94,7 +115,7 @@ impl Relay {
         let state = self.rooms.get(room)?;
         Some(RoomState {
             room: room.clone(),
-            participants: state.members.len(),
+            participants: state.participants().count(),
             tracks: state.publications.len(),
             locked: state.locked,
             closed: state.closed_at.is_some(),
@@ -104,6 +125,8 @@ impl Relay {
                 .empty_timeout
                 .unwrap_or(config.empty_room_timeout)
                 .as_secs(),
+            recorder_set: state.recorder.is_some(),
+            recording: state.recording.is_some(),
         })
     }
 }

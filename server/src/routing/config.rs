@@ -47,6 +47,9 @@ pub struct RelayConfig {
     /// The shortest time between two counted `e2ee_stats` reports of one connection; reports
     /// in between are dropped silently (and counted).
     pub e2ee_stats_interval: Duration,
+    /// Whether rooms may be recorded (the adapter has somewhere to write): without it `record`
+    /// is refused with `recording_disabled`.
+    pub recording: bool,
 }
 
 impl RelayConfig {
@@ -85,6 +88,7 @@ impl Default for RelayConfig {
             keyframe_grace: Duration::from_millis(150),
             rekey_interval: Duration::from_secs(1),
             e2ee_stats_interval: Duration::from_secs(5),
+            recording: false,
         }
     }
 }

@@ -4,13 +4,13 @@ use std::time::Instant;
 
 use hush_proto::{
     ClientMessage, E2eeBroadcast, E2eeDropReason, E2eeFrom, E2eeStats, E2eeTo, ErrorCode, Grants,
-    Join, LeaveReason, MAX_E2EE_STATS_COUNT, ParticipantId, Publish, RoomId, ServerMessage,
-    TrackId,
+    Join, LeaveReason, MAX_E2EE_STATS_COUNT, ParticipantId, Publish, RecordAction, RecordingEnd,
+    RoomId, ServerMessage, TrackId,
 };
 
 use super::config::RoomSettings;
 use super::outbox::Refusal;
-use super::output::{Audit, ConnId, E2eeHealth, MediaSignal, Output};
+use super::output::{Audit, ConnId, E2eeHealth, MediaSignal, Output, RecordingAction};
 use super::relay::Relay;
 use super::room::Newcomer;
 use crate::time::Now;
@@ -57,6 +57,7 @@ impl Relay {
             identity_key: join.identity_key,
             attestation: join.attestation,
             grants: claims.grants,
+            role: hush_proto::MemberRole::Participant,
         };
         let (Some(room), Some(c)) = (self.rooms.get_mut(&room_id), self.conns.get_mut(&conn))
         else {
@@ -223,6 +224,27 @@ impl Relay {
                 moderator(&grants)?;
                 self.close_room_as(now, &room_id, Some(me))?;
             }
+            ClientMessage::Record(r) => {
+                if !grants.record {
+                    let refusal = Refusal::new(
+                        ErrorCode::RecordNotAllowed,
+                        "recording needs the record grant",
+                    );
+                    let action = RecordingAction::Refused(refusal.code);
+                    self.out.push(Output::Audit(Audit::Recording {
+                        room: room_id.clone(),
+                        by: Some(me),
+                        action,
+                    }));
+                    return Err(refusal);
+                }
+                match r.action {
+                    RecordAction::Start => self.start_recording_as(now, &room_id, Some(me))?,
+                    RecordAction::Stop => {
+                        self.stop_recording_as(now, &room_id, Some(me), RecordingEnd::Stopped)?
+                    }
+                }
+            }
             ClientMessage::Ping(p) => self.out.send(conn, ServerMessage::Pong(p)),
             ClientMessage::E2eeStats(stats) => self.e2ee_stats(now, conn, &stats),
         }
@@ -287,9 +309,10 @@ impl Relay {
         let room_id = self
             .conns
             .get(&subscriber)
-            .and_then(|c| c.room.as_ref())
+            .and_then(|c| c.room.clone())
+            .or_else(|| self.recording_room(subscriber))
             .ok_or(unknown)?;
-        let room = self.rooms.get_mut(room_id).ok_or(unknown)?;
+        let room = self.rooms.get_mut(&room_id).ok_or(unknown)?;
         let may_subscribe = room
             .member_by_conn(subscriber)
             .is_some_and(|m| m.info.grants.subscribe);

@@ -40,6 +40,9 @@
 //!   dropped silently and counted. Reasons outside the fixed list become `other`, counts are
 //!   clamped, and no participant id goes along.
 //! - A participant that joins again replaces its old connection (a leave, then a join).
+//! - A room is recorded only by its recorder (the identity the app backend set), started and
+//!   stopped by a member with the `record` grant or the backend; the recorder is a member with
+//!   `role: recorder` on a connection the adapter writes to disk ([`recording`]).
 
 mod admin;
 mod config;
@@ -49,6 +52,7 @@ mod moderation;
 mod outbox;
 mod output;
 pub(crate) mod rate;
+mod recording;
 mod relay;
 mod room;
 
@@ -57,5 +61,8 @@ mod tests;
 
 pub use admin::{AdminCommand, AdminResult, RoomState};
 pub use config::{RateLimit, RelayConfig, RoomSettings};
-pub use output::{Audit, ConnId, E2eeHealth, MediaSignal, ModerationAction, Output};
+pub use output::{
+    Audit, ConnId, E2eeHealth, MediaSignal, ModerationAction, Output, RecordingAction,
+};
+pub use recording::RecorderIdentity;
 pub use relay::Relay;

@@ -4,7 +4,9 @@
 
 use std::time::Instant;
 
-use hush_proto::{ErrorCode, LeaveReason, LockRoom, ParticipantId, RoomId, ServerMessage, Source};
+use hush_proto::{
+    ErrorCode, LeaveReason, LockRoom, ParticipantId, RecordingEnd, RoomId, ServerMessage, Source,
+};
 
 use super::outbox::Refusal;
 use super::output::{Audit, ModerationAction, Output};
@@ -69,7 +71,16 @@ impl Relay {
     ) -> Result<(), Refusal> {
         let room = self.rooms.get(room_id).ok_or(UNKNOWN_ROOM)?;
         let conn = room.member(target).ok_or(UNKNOWN_PARTICIPANT)?.conn;
-        self.audit(room_id, by, ModerationAction::Remove(target.clone()));
+        let recorder = room.recording.as_ref().is_some_and(|r| r.conn == conn);
+        self.audit(
+            room_id,
+            by.clone(),
+            ModerationAction::Remove(target.clone()),
+        );
+        if recorder {
+            // The recorder has no socket to close: removing it ends the recording.
+            return self.stop_recording_as(now, room_id, by, RecordingEnd::Removed);
+        }
         let message = "a moderator removed you from the room";
         self.close_with_error(now, conn, ErrorCode::Removed, message, LeaveReason::Removed);
         Ok(())
@@ -119,6 +130,15 @@ impl Relay {
         room_id: &RoomId,
         by: Option<ParticipantId>,
     ) -> Result<(), Refusal> {
+        let recording = self
+            .rooms
+            .get(room_id)
+            .ok_or(UNKNOWN_ROOM)?
+            .recording
+            .is_some();
+        if recording {
+            self.stop_recording_as(now, room_id, by.clone(), RecordingEnd::RoomEmpty)?;
+        }
         let room = self.rooms.get_mut(room_id).ok_or(UNKNOWN_ROOM)?;
         if room.closed_at.is_some() {
             return Ok(());

@@ -1,8 +1,8 @@
 //! What the routing core asks its adapters to do.
 
 use hush_proto::{
-    Candidate, E2eeDropReason, ErrorCode, LeaveReason, ParticipantId, RoomId, Sdp, ServerMessage,
-    Source, TrackId,
+    Candidate, E2eeDropReason, ErrorCode, LeaveReason, ParticipantId, RecordingEnd, RoomId, Sdp,
+    ServerMessage, Source, TrackId,
 };
 
 /// A client connection (one signaling WebSocket and its media session), numbered by the core.
@@ -96,6 +96,26 @@ pub enum Output {
         /// Tile height.
         height: u32,
     },
+    /// A recording starts: the recorder's connection `conn` is a writer of the room's
+    /// recording, not a socket (messages sent to it and tracks forwarded to it go to disk).
+    /// Comes before anything is sent or forwarded to `conn`.
+    RecordingStarted {
+        /// The room.
+        room: RoomId,
+        /// The recorder's connection.
+        conn: ConnId,
+        /// The recorder's participant id.
+        recorder: ParticipantId,
+        /// The recorder's identity public key (for the recording's manifest).
+        identity_key: hush_proto::OpaqueBytes,
+    },
+    /// The recording on `conn` ended: close it (its forwards were stopped before).
+    RecordingStopped {
+        /// The recorder's connection.
+        conn: ConnId,
+        /// Why.
+        end: RecordingEnd,
+    },
     /// Something for the audit trail.
     Audit(Audit),
     /// A member's `e2ee_stats` report, checked and bounded, for the metrics only.
@@ -177,6 +197,15 @@ pub enum Audit {
         /// The point's membership sequence number.
         seq: u64,
     },
+    /// A recording started, stopped or was refused.
+    Recording {
+        /// The room.
+        room: RoomId,
+        /// Who asked (`None`: the app backend, or the relay itself for an end it decided).
+        by: Option<ParticipantId>,
+        /// What happened.
+        action: RecordingAction,
+    },
     /// A connection was closed for abuse (rate limit).
     Abuse {
         /// The connection.
@@ -200,4 +229,16 @@ pub enum ModerationAction {
     Close,
     /// The room's own limits were set (admin API).
     Configure(super::RoomSettings),
+}
+
+/// What happened to a recording, for the audit trail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RecordingAction {
+    /// It started.
+    Started,
+    /// It stopped, and why.
+    Stopped(RecordingEnd),
+    /// A start or stop was refused, and why.
+    Refused(ErrorCode),
 }

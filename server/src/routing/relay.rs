@@ -121,10 +121,16 @@ impl Relay {
         &mut self.tokens
     }
 
-    /// A new connection. It must send `join` within [`RelayConfig::join_timeout`].
-    pub fn connect(&mut self, now: Now) -> ConnId {
+    /// A connection id never used before (for a connection, or a recorder's writer).
+    pub(super) fn fresh_conn(&mut self) -> ConnId {
         let id = ConnId(self.next_conn);
         self.next_conn += 1;
+        id
+    }
+
+    /// A new connection. It must send `join` within [`RelayConfig::join_timeout`].
+    pub fn connect(&mut self, now: Now) -> ConnId {
+        let id = self.fresh_conn();
         let conn = Conn {
             opened: now.instant,
             bucket: TokenBucket::new(self.config.message_rate, now.instant),
@@ -292,12 +298,12 @@ impl Relay {
 
     /// How many participants are in all rooms together.
     pub fn participant_total(&self) -> usize {
-        self.rooms.values().map(|r| r.members.len()).sum()
+        self.rooms.values().map(|r| r.participants().count()).sum()
     }
 
     /// How many participants are in `room`, if it exists.
     pub fn participant_count(&self, room: &RoomId) -> Option<usize> {
-        self.rooms.get(room).map(|r| r.members.len())
+        self.rooms.get(room).map(|r| r.participants().count())
     }
 
     /// Who receives `track` published on `publisher` (the forwarding table).
@@ -311,6 +317,21 @@ impl Relay {
             })
             .map(|p| p.subscribers.iter().copied().collect())
             .unwrap_or_default()
+    }
+
+    /// Who published `track` on `publisher`, if it is still published.
+    pub fn track_publisher(
+        &self,
+        publisher: ConnId,
+        track: TrackId,
+    ) -> Option<hush_proto::ParticipantId> {
+        let room = self.conns.get(&publisher).and_then(|c| c.room.as_ref())?;
+        self.rooms
+            .get(room)?
+            .publications
+            .iter()
+            .find(|p| p.info.track == track && p.publisher == publisher)
+            .map(|p| p.info.participant.clone())
     }
 
     fn join_deadline(&self, conn: &Conn) -> Option<Instant> {
@@ -405,11 +426,12 @@ impl Relay {
             && let Some(member) = room.remove_member(now, conn, reason, true, &mut self.out)
         {
             let audit = Audit::Left {
-                room: room_id,
+                room: room_id.clone(),
                 participant: member.info.id,
                 reason,
             };
             self.out.push(Output::Audit(audit));
+            self.stop_recording_if_empty(now, &room_id);
         }
     }
 }

@@ -4,15 +4,16 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use hush_proto::{
-    ErrorCode, Grants, LeaveReason, OpaqueBytes, ParticipantId, ParticipantInfo, ParticipantJoined,
-    ParticipantLeft, RekeyEvent, RoomId, RoomInstance, SenderIndex, ServerMessage, Source, TrackId,
-    TrackInfo, TrackUnpublished,
+    ErrorCode, Grants, LeaveReason, MemberRole, OpaqueBytes, ParticipantId, ParticipantInfo,
+    ParticipantJoined, ParticipantLeft, RekeyEvent, RoomId, RoomInstance, SenderIndex,
+    ServerMessage, Source, TrackId, TrackInfo, TrackUnpublished,
 };
 
 use super::config::{RelayConfig, RoomSettings};
 use super::gate::MergeGate;
 use super::outbox::{Outbox, Refusal};
 use super::output::{Audit, ConnId, Output};
+use super::recording::{ActiveRecording, RecorderIdentity};
 
 /// A member of a room: what the others are told about it, and its connection.
 #[derive(Debug)]
@@ -28,6 +29,7 @@ pub(super) struct Newcomer {
     pub(super) identity_key: OpaqueBytes,
     pub(super) attestation: Option<OpaqueBytes>,
     pub(super) grants: Grants,
+    pub(super) role: MemberRole,
 }
 
 /// A published track (as the room's members know it) and who receives it.
@@ -62,6 +64,10 @@ pub(super) struct Room {
     pub(super) rekey: MergeGate,
     /// Who asked for the pending rekey point (each once, oldest first).
     rekey_by: Vec<ParticipantId>,
+    /// The recorder identity the app backend set, if any.
+    pub(super) recorder: Option<RecorderIdentity>,
+    /// The recording in progress, if any (its recorder is in `members`).
+    pub(super) recording: Option<ActiveRecording>,
 }
 
 impl Room {
@@ -85,7 +91,16 @@ impl Room {
             empty_since: Some(now),
             rekey: MergeGate::default(),
             rekey_by: Vec::new(),
+            recorder: None,
+            recording: None,
         }
+    }
+
+    /// The members that are participants (everyone but a recorder).
+    pub(super) fn participants(&self) -> impl Iterator<Item = &Member> {
+        self.members
+            .iter()
+            .filter(|m| m.info.role == MemberRole::Participant)
     }
 
     pub(super) fn member(&self, id: &ParticipantId) -> Option<&Member> {
@@ -129,11 +144,21 @@ impl Room {
         if self.closed_at.is_some() {
             return Err(Refusal::new(ErrorCode::RoomClosed, "the room was closed"));
         }
+        if self
+            .member(id)
+            .is_some_and(|m| m.info.role != MemberRole::Participant)
+        {
+            return Err(Refusal::new(
+                ErrorCode::AlreadyJoined,
+                "this id is the room's recorder",
+            ));
+        }
         let replaces = self.member(id).map(|m| m.conn);
         if self.locked && replaces.is_none() {
             return Err(Refusal::new(ErrorCode::RoomLocked, "the room is locked"));
         }
-        let others = self.members.len() - usize::from(replaces.is_some());
+        // The recorder takes no participant's place.
+        let others = self.participants().count() - usize::from(replaces.is_some());
         if others >= self.capacity(config) as usize {
             return Err(Refusal::new(ErrorCode::RoomFull, "the room is full"));
         }
@@ -160,6 +185,7 @@ impl Room {
                 identity_key: newcomer.identity_key,
                 attestation: newcomer.attestation,
                 grants: newcomer.grants,
+                role: newcomer.role,
             },
             conn: newcomer.conn,
         };

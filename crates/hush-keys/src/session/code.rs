@@ -1,7 +1,7 @@
 //! The safety-code round: commit, then reveal, then show (see [`crate::safety`] for the
 //! protocol and why it cannot be ground).
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 
 use rand_core::CryptoRng;
@@ -28,6 +28,9 @@ pub(super) struct CodeRound {
     key: EpochSecret,
     nonce: Zeroizing<[u8; NONCE_LEN]>,
     view: BTreeMap<SenderIndex, (ParticipantId, IdentityPublicKey)>,
+    /// Members of the view that take no part in the round (recorders): they are in the code
+    /// with [`safety::PASSIVE_NONCE`] and nothing is awaited from them.
+    passive: BTreeSet<SenderIndex>,
     commits: BTreeMap<SenderIndex, [u8; NONCE_LEN]>,
     /// Reveals whose commit has not arrived yet (messages may be reordered).
     pending: BTreeMap<SenderIndex, [u8; NONCE_LEN]>,
@@ -71,6 +74,13 @@ impl<R: CryptoRng> Session<R> {
             .values()
             .map(|m| (m.sender_index, (m.participant.clone(), m.identity)))
             .collect();
+        let passive: BTreeSet<_> = self
+            .members
+            .values()
+            .filter(|m| !m.role.is_active())
+            .map(|m| m.sender_index)
+            .collect();
+        let me_active = !passive.contains(&me);
         let room = &self.cfg.room;
         let mine = safety::commitment(
             room,
@@ -85,18 +95,22 @@ impl<R: CryptoRng> Session<R> {
             key,
             nonce,
             view,
+            passive,
             commits: BTreeMap::new(),
             pending: BTreeMap::new(),
             reveals: BTreeMap::new(),
             revealed: false,
         };
-        round.commits.insert(me, mine);
-        let alone = round.view.len() <= 1;
+        // A recorder replaying its recording offline computes the code without taking part.
+        if me_active {
+            round.commits.insert(me, mine);
+        }
+        let alone = round.view.len() - round.passive.len() <= 1;
         self.code_round = Some(round);
         self.code_epoch = Some(epoch);
         self.safety = None;
         self.event(Event::SafetyCodePending { epoch });
-        if !alone {
+        if !alone && me_active {
             self.transmit(Destination::AllMembers, commit);
         }
         // Commits and reveals that came before this member installed the epoch.
@@ -147,7 +161,7 @@ impl<R: CryptoRng> Session<R> {
         let Some(r) = self.code_round.as_mut() else {
             return Err(EnvelopeError::Stale.into());
         };
-        if !r.view.contains_key(&sender) {
+        if !r.view.contains_key(&sender) || r.passive.contains(&sender) {
             return Err(EnvelopeError::UnknownSender.into());
         }
         envelope::verify_control(room.as_bytes(), bytes, &r.key)?;
@@ -188,10 +202,19 @@ impl<R: CryptoRng> Session<R> {
         let Some(r) = self.code_round.as_mut() else {
             return;
         };
-        if !r.revealed && r.view.keys().all(|s| r.commits.contains_key(s)) {
+        let active = |r: &CodeRound, s: &SenderIndex| !r.passive.contains(s);
+        if !r.revealed
+            && r.view
+                .keys()
+                .filter(|s| active(r, s))
+                .all(|s| r.commits.contains_key(s))
+        {
             r.revealed = true;
-            r.reveals.insert(me, *r.nonce);
-            if r.view.len() > 1 {
+            // A passive member (a recorder replaying offline) has nothing to reveal.
+            if !r.passive.contains(&me) {
+                r.reveals.insert(me, *r.nonce);
+            }
+            if r.view.len() - r.passive.len() > 1 && !r.passive.contains(&me) {
                 let reveal = envelope::code(true, room.as_bytes(), r.epoch, me, &r.nonce, &r.key);
                 self.transmit(Destination::AllMembers, reveal);
             }
@@ -199,14 +222,23 @@ impl<R: CryptoRng> Session<R> {
         let Some(r) = self.code_round.as_ref() else {
             return;
         };
-        if !r.revealed || !r.view.keys().all(|s| r.reveals.contains_key(s)) {
+        let complete = r
+            .view
+            .keys()
+            .filter(|s| active(r, s))
+            .all(|s| r.reveals.contains_key(s));
+        if !r.revealed || !complete {
             return;
         }
         let code = SafetyCode::compute(
             &room,
-            r.view
-                .iter()
-                .filter_map(|(s, (p, k))| r.reveals.get(s).map(|n| (p, k, n))),
+            r.view.iter().filter_map(|(s, (p, k))| {
+                if r.passive.contains(s) {
+                    Some((p, k, &safety::PASSIVE_NONCE))
+                } else {
+                    r.reveals.get(s).map(|n| (p, k, n))
+                }
+            }),
         );
         self.code_round = None;
         self.safety = Some(code);
@@ -229,6 +261,7 @@ mod tests {
             key: EpochSecret::from_array([1; 32]),
             nonce: Zeroizing::new([0; NONCE_LEN]),
             view: BTreeMap::from([(bob, (pid.clone(), key))]),
+            passive: BTreeSet::new(),
             commits: BTreeMap::new(),
             pending: BTreeMap::new(),
             reveals: BTreeMap::new(),

@@ -154,10 +154,11 @@ impl<R: CryptoRng> Session<R> {
             }
         }
         let mut kids = Vec::new();
+        // A recorder sends nothing: no receive keys for it.
         let senders: Vec<(SenderIndex, IdentityPublicKey)> = self
             .members
             .values()
-            .filter(|m| m.sender_index != me)
+            .filter(|m| m.sender_index != me && m.role.is_active())
             .map(|m| (m.sender_index, m.identity))
             .collect();
         for (s, identity) in senders {
@@ -191,9 +192,11 @@ impl<R: CryptoRng> Session<R> {
         self.switch_deadlines
             .insert(epoch, now.saturating_add(self.cfg.switch_timeout));
         if self.is_committer() {
+            // A recorder never acknowledges: no switch waits for it.
             let missing = self
                 .members
                 .values()
+                .filter(|m| m.role.is_active())
                 .map(|m| m.sender_index)
                 .filter(|s| *s != me)
                 .collect();

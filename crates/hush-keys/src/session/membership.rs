@@ -17,8 +17,9 @@ impl<R: CryptoRng> Session<R> {
         self.me.ok_or(Error::Usage(UsageError::NotJoined))
     }
 
+    /// The earliest joined active member (a recorder never commits: it cannot send).
     pub(super) fn committer(&self) -> Option<&Member> {
-        self.members.values().next()
+        self.members.values().find(|m| m.role.is_active())
     }
 
     pub(super) fn member_by_index(&self, idx: SenderIndex) -> Option<&Member> {
@@ -47,7 +48,7 @@ impl<R: CryptoRng> Session<R> {
                 .attestation
                 .as_ref()
                 .ok_or(MembershipError::MissingAttestation)?;
-            a.verify(vk, &self.cfg.room, &m.participant, &m.identity, now)?;
+            a.verify_as(vk, m.role, &self.cfg.room, &m.participant, &m.identity, now)?;
         }
         Ok(())
     }

@@ -254,6 +254,7 @@ impl Net {
                 let k = if node.ghost { &relay_key } else { b };
                 Attestation::sign(k, &self.room, &node.pid, &node.identity_pub, 1 << 40)
             }),
+            role: hush_keys::Role::Participant,
         }
     }
 
@@ -368,6 +369,7 @@ impl Net {
                 join_seq: seq,
                 identity: *IdentityKeyPair::from_secret_bytes([7; 32]).public(),
                 attestation: None,
+                role: hush_keys::Role::Participant,
             };
             let change = Change::Join(phantom);
             self.send_event(n, MembershipEvent { seq, change });

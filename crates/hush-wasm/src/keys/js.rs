@@ -239,6 +239,7 @@ fn event(e: &Event) -> js_sys::Object {
             set(&ev, "committer", &committer.as_str().into());
         }
         Event::SafetyCode(c) => set(&ev, "code", &c.to_string().into()),
+        Event::Recording(on) => set(&ev, "active", &(*on).into()),
         Event::KeyframeWanted | Event::Removed => {}
     }
     ev

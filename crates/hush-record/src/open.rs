@@ -1,0 +1,337 @@
+//! Opening a recording with the recorder's private key (`hush-record decrypt`; feature
+//! `open`). The recording holds what the relay gave the recorder member: its `joined`, the
+//! membership events and the envelopes sealed to it (`events.hrf`), and every track's frames
+//! still SFrame ciphertext. Opening replays the events through the same participant core the
+//! browsers run ([`hush_participant::Participant::recorder`]), at the times they were
+//! recorded, so the recorder installs exactly the epochs it was sealed; frames are decrypted
+//! in the order the relay received them, each with the keys the recorder held at that moment.
+//! Events up to [`LOOKAHEAD_US`] later are applied first (an envelope may reach the relay just
+//! after the first frames under its epoch), but never past a departure: a member's keys are
+//! retired at its leave or removal, so its frames count up to that moment and not after.
+//!
+//! What it refuses, precisely: a key that is not the recording's recorder (nothing written),
+//! a recording that is not one (manifest), and per frame every reason the frame layer has
+//! (`auth_failed` for a tampered frame, `unknown_kid` for frames under keys the recorder was
+//! never given: before it joined, after it left). Refused frames are counted and skipped; the
+//! rest is still opened. A truncated file is read up to its last whole record.
+//!
+//! Without `--backend-key` the members in the events are taken as the relay announced them:
+//! a relay could then add a member of its own to the recording's key exchange. With the app's
+//! backend key (the Ed25519 key that vouches for members) a member without the backend's
+//! attestation is refused, as it is in the browsers.
+
+mod output;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use hush_frame::{BaseKey, CipherSuite, Codec, Decryptor, Layout};
+use hush_keys::IdentityKeyPair;
+use hush_keys::ed25519_dalek::VerifyingKey;
+use hush_participant::{Input, Instant, KeyUpdate, Output, Participant, ParticipantConfig};
+use hush_proto::ServerMessage;
+use rand_chacha::ChaCha20Rng;
+use rand_chacha::rand_core::SeedableRng;
+
+use crate::manifest::{TrackInfo, TrackKind};
+use crate::records::{Record, RecordError};
+use crate::{FormatError, RecordingDir};
+use output::TrackOutput;
+
+/// How far ahead of a frame the events are applied (an envelope that the relay received just
+/// after the first frames under its epoch).
+pub const LOOKAHEAD_US: u64 = 2_000_000;
+
+/// Why a recording could not be opened at all.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The directory is not a readable recording (its manifest).
+    Format(FormatError),
+    /// The events file cannot be read.
+    Events(RecordError),
+    /// The key given is not the recording's recorder's: nothing was written.
+    WrongKey,
+    /// The output directory or a file in it could not be written.
+    Output(std::io::Error),
+    /// The randomness for the replayed key session could not be drawn.
+    Rng,
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Format(e) => write!(f, "not a readable recording: {e}"),
+            Self::Events(e) => write!(f, "the events file cannot be read: {e}"),
+            Self::WrongKey => f.write_str(
+                "this private key is not the recording's recorder key (nothing was written)",
+            ),
+            Self::Output(e) => write!(f, "cannot write the output: {e}"),
+            Self::Rng => f.write_str("no randomness from the OS"),
+        }
+    }
+}
+
+impl std::error::Error for OpenError {}
+
+/// What opening did with one track.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TrackReport {
+    /// The track as the manifest lists it.
+    pub participant: String,
+    /// `audio` or `video`.
+    pub kind: String,
+    /// The codec.
+    pub codec: String,
+    /// Frames read from its file.
+    pub frames: u64,
+    /// Frames decrypted and written.
+    pub written: u64,
+    /// Frames refused, by reason (`auth_failed`, `unknown_kid`, `before_keyframe`, ...).
+    pub refused: BTreeMap<&'static str, u64>,
+    /// Media time written, in milliseconds.
+    pub duration_ms: u64,
+    /// Bytes of ciphertext read.
+    pub bytes: u64,
+    /// The file written, if any frame was.
+    pub output: Option<PathBuf>,
+    /// Problems with its record file (truncated, checksums).
+    pub damage: Vec<String>,
+    /// When the relay received the first and the last frame written (Unix ms).
+    pub written_between: Option<(u64, u64)>,
+}
+
+/// What opening did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// One entry per track, in the manifest's order.
+    pub tracks: Vec<TrackReport>,
+    /// Events replayed.
+    pub events: u64,
+    /// Problems with the events file.
+    pub events_damage: Vec<String>,
+    /// Safety codes the recorder computed, in order (what the participants compared).
+    pub safety_codes: Vec<String>,
+    /// Whether the members were checked against the app's backend key.
+    pub members_checked: bool,
+}
+
+/// How to open.
+#[derive(Clone, Debug, Default)]
+pub struct OpenOptions {
+    /// The app backend's Ed25519 key: members must carry its attestation.
+    pub backend_key: Option<VerifyingKey>,
+}
+
+/// The frame layout of a recorded track's codec.
+fn layout(track: &TrackInfo) -> Option<Layout> {
+    match track.codec.as_str() {
+        "opus" => Some(Layout::Media(Codec::Opus)),
+        "vp8" => Some(Layout::Media(Codec::Vp8)),
+        _ => None,
+    }
+}
+
+/// One track's reader and what is read next from it.
+struct Source {
+    index: usize,
+    records: crate::RecordReader<std::io::BufReader<std::fs::File>>,
+    next: Option<crate::FrameRecord>,
+}
+
+impl Source {
+    fn advance(&mut self, report: &mut TrackReport) {
+        self.next = None;
+        for r in self.records.by_ref() {
+            match r {
+                Ok(Record::Frame(f)) => {
+                    self.next = Some(f);
+                    return;
+                }
+                Ok(Record::Event(_)) => {}
+                Err(e) => report.damage.push(e.to_string()),
+            }
+        }
+    }
+}
+
+/// Opens the recording in `dir` with the recorder's `key` into `out` (created if needed): one
+/// IVF file per video track, one Ogg Opus file per audio track. `progress` is called with the
+/// frames handled so far and the total of frames' bytes read.
+pub fn open(
+    dir: &Path,
+    key: IdentityKeyPair,
+    out: &Path,
+    options: &OpenOptions,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Report, OpenError> {
+    let rec = RecordingDir::open(dir).map_err(OpenError::Format)?;
+    let manifest = rec.manifest().clone();
+    let theirs = hush_proto::OpaqueBytes::new(key.public().as_bytes().to_vec());
+    let ours = serde_json::to_value(&theirs).ok();
+    if ours.as_ref().and_then(|v| v.as_str()) != Some(manifest.recorder.identity_key.as_str()) {
+        return Err(OpenError::WrongKey);
+    }
+    // The events, whole (small: signaling), in order.
+    let mut report = Report {
+        members_checked: options.backend_key.is_some(),
+        ..Report::default()
+    };
+    let mut events = Vec::new();
+    for r in rec.open_events().map_err(OpenError::Events)? {
+        match r {
+            Ok(Record::Event(e)) => events.push((e.at_us, ServerMessage::decode(&e.json).ok())),
+            Ok(Record::Frame(_)) => {}
+            Err(e) => report.events_damage.push(e.to_string()),
+        }
+    }
+    report.events = events.len() as u64;
+    let config = match options.backend_key {
+        Some(k) => ParticipantConfig::vouched_by(k),
+        None => ParticipantConfig::unauthenticated(),
+    };
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|_| OpenError::Rng)?;
+    let mut me = Participant::recorder(config, key, ChaCha20Rng::from_seed(seed));
+    let mut dec = Decryptor::new(CipherSuite::Aes128GcmSha256_128);
+
+    std::fs::create_dir_all(out).map_err(OpenError::Output)?;
+    let mut sources = Vec::new();
+    let mut outputs = Vec::new();
+    for (index, track) in manifest.tracks.iter().enumerate() {
+        let mut tr = TrackReport {
+            participant: track.participant.clone(),
+            kind: match track.kind {
+                TrackKind::Audio => "audio".into(),
+                TrackKind::Video => "video".into(),
+            },
+            codec: track.codec.clone(),
+            ..TrackReport::default()
+        };
+        outputs.push(TrackOutput::new(out, index, track));
+        match rec.open_track(index) {
+            Some(Ok(records)) => {
+                let mut s = Source {
+                    index,
+                    records,
+                    next: None,
+                };
+                s.advance(&mut tr);
+                sources.push(s);
+            }
+            Some(Err(e)) => tr.damage.push(e.to_string()),
+            None => {}
+        }
+        report.tracks.push(tr);
+    }
+
+    let start_ms = manifest.started_at_ms;
+    let at = |us: u64| Instant::from_millis(start_ms.saturating_add(us / 1000));
+    let mut next_event = 0usize;
+    let mut handled = 0u64;
+    // The earliest frame of all tracks, each time.
+    while let Some(si) = sources
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| s.next.as_ref().map(|f| (i, f.at_us)))
+        .min_by_key(|&(_, t)| t)
+        .map(|(i, _)| i)
+    {
+        let Some(frame) = sources[si].next.take() else {
+            break;
+        };
+        let index = sources[si].index;
+        // Events due by then (and shortly after), and the timers they set.
+        let horizon = frame.at_us.saturating_add(LOOKAHEAD_US);
+        while let Some((t, msg)) = events.get(next_event).filter(|(t, msg)| {
+            *t <= frame.at_us
+                || (*t <= horizon && !matches!(msg, Some(ServerMessage::ParticipantLeft(_))))
+        }) {
+            let now = at(*t);
+            tick(&mut me, now, &mut dec, &mut report);
+            if let Some(msg) = msg {
+                let _ = me.handle_input(now, Input::Relay(msg));
+            }
+            drain(&mut me, &mut dec, &mut report);
+            next_event += 1;
+        }
+        tick(&mut me, at(frame.at_us), &mut dec, &mut report);
+        let tr = &mut report.tracks[index];
+        tr.frames += 1;
+        tr.bytes += frame.data.len() as u64;
+        match manifest.tracks.get(index).and_then(layout) {
+            None => *tr.refused.entry("codec").or_default() += 1,
+            Some(l) => {
+                let mut buf = frame.data;
+                match dec.decrypt(l, &mut buf) {
+                    Ok(_) => match outputs[index].write(&buf, frame.rtp_timestamp) {
+                        Ok(true) => {
+                            tr.written += 1;
+                            let t = start_ms.saturating_add(frame.at_us / 1000);
+                            let first = tr.written_between.map_or(t, |(f, _)| f);
+                            tr.written_between = Some((first, t));
+                        }
+                        Ok(false) => *tr.refused.entry("before_keyframe").or_default() += 1,
+                        Err(e) => return Err(OpenError::Output(e)),
+                    },
+                    Err(e) => *tr.refused.entry(e.reason().as_str()).or_default() += 1,
+                }
+            }
+        }
+        let tr = &mut report.tracks[index];
+        sources[si].advance(tr);
+        handled += 1;
+        progress(handled);
+    }
+    for (i, o) in outputs.into_iter().enumerate() {
+        let (path, duration_ms) = o.finish().map_err(OpenError::Output)?;
+        if let Some(tr) = report.tracks.get_mut(i) {
+            tr.output = path;
+            tr.duration_ms = duration_ms;
+        }
+    }
+    Ok(report)
+}
+
+/// Runs the key session's timers up to `now`.
+fn tick(me: &mut Participant<ChaCha20Rng>, now: Instant, dec: &mut Decryptor, r: &mut Report) {
+    while me.next_timeout().is_some_and(|t| t <= now) {
+        let Some(t) = me.next_timeout() else { break };
+        let _ = me.handle_input(t, Input::Tick);
+        drain(me, dec, r);
+    }
+}
+
+/// Applies the key session's outputs: receive keys to the decryptor; what the recorder would
+/// send goes nowhere (it never answers).
+fn drain(me: &mut Participant<ChaCha20Rng>, dec: &mut Decryptor, r: &mut Report) {
+    while let Some(o) = me.poll_output() {
+        match o {
+            Output::Key(KeyUpdate::InstallReceive { kid, key }) => {
+                if let Ok(k) = BaseKey::new(key.as_bytes()) {
+                    let _ = dec.add_key(kid.get(), &k);
+                }
+            }
+            Output::Key(KeyUpdate::RetireReceive { kid }) => {
+                dec.remove_key(kid.get());
+            }
+            Output::Event(hush_participant::Event::SafetyCode(c)) => {
+                r.safety_codes.push(c.to_string());
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Total bytes of the tracks' files (for a progress bar's length).
+pub fn frames_total(dir: &Path) -> Result<u64, OpenError> {
+    let rec = RecordingDir::open(dir).map_err(OpenError::Format)?;
+    let mut n = 0;
+    for i in 0..rec.manifest().tracks.len() {
+        if let Some(Ok(r)) = rec.open_track(i) {
+            n += r.filter(|x| x.is_ok()).count() as u64;
+        }
+    }
+    Ok(n)
+}

@@ -1,0 +1,160 @@
+//! One recorded track: a sink on the track's fan-out like any subscriber's, whose packets are
+//! reassembled into frames (Opus: one packet a frame; VP8: from the partition head to the
+//! marker bit) and handed to the recording's writer. Frames stay SFrame ciphertext: nothing
+//! here can open them. The top simulcast layer is recorded.
+
+use std::sync::Arc;
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::time::{Duration, Instant};
+
+use hush_proto::TrackId;
+use hush_record::assemble::Assembler;
+use hush_record::{FrameRecord, TrackInfo, TrackKind};
+use rtc::rtp;
+use rtc::rtp::packetizer::Depacketizer;
+use tokio::sync::mpsc;
+
+use super::writer::Item;
+use crate::bus::Input;
+use crate::media::fanout::{Fanout, SUBSCRIBER_QUEUE, SinkControl};
+use crate::media::keyframe::{VideoCodec, starts_keyframe};
+use crate::ops::metrics::Metrics;
+use crate::routing::ConnId;
+
+/// When the recorder asks for keyframes after it starts receiving a track: at once, and
+/// again once the senders have most likely moved to the epoch that the recorder joined in
+/// (frames before it are under a key the recorder was never given).
+const KEYFRAME_ASKS: [Duration; 2] = [Duration::ZERO, Duration::from_millis(1500)];
+
+/// What a tap needs to know about its recording.
+pub(super) struct TapContext {
+    pub(super) recorder: ConnId,
+    pub(super) track: TrackId,
+    pub(super) participant: String,
+    pub(super) file: String,
+    pub(super) started: Instant,
+    pub(super) writer: SyncSender<Item>,
+    pub(super) driver: mpsc::WeakSender<Input>,
+    pub(super) metrics: Arc<Metrics>,
+}
+
+/// The codecs a recording can hold: (kind, name) by MIME type.
+fn recordable(mime: &str) -> Option<(TrackKind, &'static str)> {
+    match mime.to_ascii_lowercase().as_str() {
+        "audio/opus" => Some((TrackKind::Audio, "opus")),
+        "video/vp8" => Some((TrackKind::Video, "vp8")),
+        _ => None,
+    }
+}
+
+/// Records `fanout`'s track until the sink is removed (its queue closes).
+pub(super) async fn run(fanout: Arc<Fanout>, cx: TapContext) {
+    let mut codec_watch = fanout.codec_watch();
+    let codec = loop {
+        if let Some(c) = codec_watch.borrow().clone() {
+            break c;
+        }
+        if codec_watch.changed().await.is_err() {
+            return;
+        }
+    };
+    let Some((kind, name)) = recordable(&codec.mime_type) else {
+        tracing::info!(
+            codec = codec.mime_type.as_str(),
+            "a track in a codec recordings do not hold yet is left out"
+        );
+        cx.metrics.recording_dropped("codec", 1);
+        return;
+    };
+    let info = TrackInfo {
+        file: cx.file.clone(),
+        track_id: cx.track.0.to_string(),
+        participant: cx.participant.clone(),
+        sender_index: fanout.sender_index.0,
+        kind,
+        codec: name.to_owned(),
+        clock_rate: codec.clock_rate,
+        added_at_ms: super::unix_ms(),
+    };
+    if cx.writer.try_send(Item::Track(info)).is_err() {
+        cx.metrics.recording_dropped("queue_full", 1);
+        return;
+    }
+    let (tx, mut rx) = mpsc::channel::<rtp::Packet>(SUBSCRIBER_QUEUE);
+    let control = Arc::new(SinkControl::default());
+    let top = |f: &Fanout| u8::try_from(f.layer_count().saturating_sub(1)).unwrap_or(0);
+    control.set_target(top(&fanout));
+    fanout.add_sink(cx.recorder, tx, Arc::clone(&control), codec.clock_rate);
+    let asks = tokio::spawn(ask_keyframes(cx.driver.clone(), cx.recorder, cx.track));
+    let file: Arc<str> = Arc::from(cx.file.as_str());
+    let video = (kind == TrackKind::Video).then_some(VideoCodec::Vp8);
+    let mut vp8 = rtc::rtp::codec::vp8::Vp8Packet::default();
+    let mut asm = Assembler::default();
+    let mut keyframe = false;
+    let mut gap = false;
+    while let Some(pkt) = rx.recv().await {
+        control.set_target(top(&fanout));
+        let frame = match video {
+            None => Some(pkt.payload.to_vec()),
+            Some(codec) => {
+                let head = vp8.is_partition_head(&pkt.payload);
+                if head {
+                    keyframe = starts_keyframe(codec, &pkt.payload);
+                }
+                match vp8.depacketize(&pkt.payload) {
+                    Ok(part) => asm.push(
+                        pkt.header.sequence_number,
+                        pkt.header.timestamp,
+                        head,
+                        pkt.header.marker,
+                        &part,
+                    ),
+                    Err(_) => {
+                        asm.broken();
+                        None
+                    }
+                }
+            }
+        };
+        let lost = asm.take_lost();
+        if lost > 0 {
+            gap = true;
+            cx.metrics.recording_dropped("incomplete", lost);
+        }
+        let Some(data) = frame.filter(|d| !d.is_empty()) else {
+            continue;
+        };
+        let at_us = u64::try_from(cx.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let record = FrameRecord {
+            at_us,
+            rtp_timestamp: pkt.header.timestamp,
+            keyframe: std::mem::take(&mut keyframe),
+            gap: std::mem::take(&mut gap),
+            data,
+        };
+        let item = Item::Frame {
+            file: Arc::clone(&file),
+            record,
+        };
+        match cx.writer.try_send(item) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                // Bounded: a disk slower than the media loses frames, never memory.
+                gap = true;
+                cx.metrics.recording_dropped("queue_full", 1);
+            }
+            Err(TrySendError::Disconnected(_)) => break,
+        }
+    }
+    asks.abort();
+    fanout.remove_sink(cx.recorder);
+}
+
+async fn ask_keyframes(driver: mpsc::WeakSender<Input>, subscriber: ConnId, track: TrackId) {
+    let start = tokio::time::Instant::now();
+    for after in KEYFRAME_ASKS {
+        tokio::time::sleep_until(start + after).await;
+        let Some(tx) = driver.upgrade() else { return };
+        let _ = tx.send(Input::Keyframe { subscriber, track }).await;
+    }
+}

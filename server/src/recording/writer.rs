@@ -1,0 +1,198 @@
+//! The writer of one recording: a thread of its own that owns the files, fed through a bounded
+//! queue, so a slow disk never stalls the driver or a publisher's receive loop (a full queue
+//! drops the frame, counted). It syncs every [`RecordingOptions::sync_interval`] (a recording
+//! cut by `kill -9` reads back up to the last sync), keeps the room's and the relay's byte
+//! limits, and on any write error stops writing and reports why, once.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::Instant;
+
+use hush_proto::RecordingEnd;
+use hush_record::{
+    EventRecord, FrameRecord, Manifest, RecordKind, RecordWriter, StopReason, TrackInfo,
+};
+
+use super::RecordingOptions;
+use crate::ops::metrics::Metrics;
+
+/// One thing for the writer thread.
+pub(super) enum Item {
+    /// A signaling message the recorder received.
+    Event(EventRecord),
+    /// A new track: its file is created, then the manifest lists it.
+    Track(TrackInfo),
+    /// A frame of the track whose file is `file`.
+    Frame { file: Arc<str>, record: FrameRecord },
+    /// The recording ends.
+    Stop(RecordingEnd),
+}
+
+/// What the writer reports back: the recording could not go on.
+pub(super) type Failure = (crate::routing::ConnId, RecordingEnd);
+
+pub(super) struct Writer {
+    pub(super) conn: crate::routing::ConnId,
+    pub(super) dir: PathBuf,
+    pub(super) manifest: Manifest,
+    pub(super) events: RecordWriter,
+    pub(super) tracks: Vec<(Arc<str>, RecordWriter)>,
+    pub(super) options: Arc<RecordingOptions>,
+    /// Bytes written by every recording of this relay (its limit is per relay).
+    pub(super) total: Arc<AtomicU64>,
+    pub(super) room_bytes: u64,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) failures: tokio::sync::mpsc::Sender<Failure>,
+}
+
+impl Writer {
+    /// Runs until `Stop` (or the sender is gone), then closes the recording.
+    pub(super) fn run(mut self, rx: Receiver<Item>) {
+        let mut failed: Option<RecordingEnd> = None;
+        let mut last_sync = Instant::now();
+        let end = loop {
+            let timeout = self
+                .options
+                .sync_interval
+                .saturating_sub(last_sync.elapsed());
+            let item = match rx.recv_timeout(timeout) {
+                Ok(item) => Some(item),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break RecordingEnd::Shutdown,
+            };
+            if let Some(Item::Stop(end)) = item {
+                break end;
+            }
+            if failed.is_none() {
+                let step = match item {
+                    Some(item) => self.write(item),
+                    None => Ok(()),
+                };
+                let step = step.and_then(|()| {
+                    if last_sync.elapsed() >= self.options.sync_interval {
+                        last_sync = Instant::now();
+                        self.sync()
+                    } else {
+                        Ok(())
+                    }
+                });
+                if let Err(end) = step {
+                    tracing::warn!(
+                        recording = self.manifest.recording_id.as_str(),
+                        reason = end.as_str(),
+                        "recording stopped"
+                    );
+                    self.metrics.recording_failed(end);
+                    failed = Some(end);
+                    // Blocking is fine here: this is the writer's own thread.
+                    let _ = self.failures.blocking_send((self.conn, end));
+                }
+            }
+        };
+        let end = failed.unwrap_or(end);
+        let _ = self.sync();
+        self.manifest.stopped_at_ms = Some(super::unix_ms());
+        self.manifest.stop_reason = Some(stop_reason(end));
+        if let Err(e) = self.manifest.write_atomic(&self.dir) {
+            tracing::warn!(error = %e, "recording manifest not rewritten at the end");
+        }
+        self.metrics.recording_closed();
+    }
+
+    fn write(&mut self, item: Item) -> Result<(), RecordingEnd> {
+        match item {
+            Item::Event(e) => {
+                let len = (e.json.len() + 16) as u64;
+                self.reserve(len)?;
+                let n = self.events.append_event(&e).map_err(io_end)?;
+                self.account(n, len);
+            }
+            Item::Frame { file, record } => {
+                let len = (record.data.len() + 21) as u64;
+                self.reserve(len)?;
+                let Some((_, w)) = self.tracks.iter_mut().find(|(f, _)| *f == file) else {
+                    return Ok(());
+                };
+                let n = w.append_frame(&record).map_err(io_end)?;
+                self.account(n, len);
+                self.metrics.recording_frame(n);
+            }
+            Item::Track(info) => {
+                let path = self.dir.join(&info.file);
+                let w = RecordWriter::create(path, RecordKind::Frames).map_err(io_end)?;
+                self.tracks.push((Arc::from(info.file.as_str()), w));
+                self.manifest.tracks.push(info);
+                self.sync()?;
+                self.manifest.write_atomic(&self.dir).map_err(io_end)?;
+            }
+            Item::Stop(_) => {}
+        }
+        Ok(())
+    }
+
+    /// Takes `len` bytes from the room's and the relay's allowance, or says the limit is hit.
+    fn reserve(&mut self, len: u64) -> Result<(), RecordingEnd> {
+        if self.room_bytes.saturating_add(len) > self.options.max_room_bytes {
+            return Err(RecordingEnd::SizeLimit);
+        }
+        let before = self.total.fetch_add(len, Ordering::Relaxed);
+        if before.saturating_add(len) > self.options.max_total_bytes {
+            self.total.fetch_sub(len, Ordering::Relaxed);
+            return Err(RecordingEnd::SizeLimit);
+        }
+        self.room_bytes += len;
+        Ok(())
+    }
+
+    /// Corrects the reservation to what was written.
+    fn account(&mut self, written: u64, reserved: u64) {
+        if written != reserved {
+            self.room_bytes = self
+                .room_bytes
+                .saturating_sub(reserved)
+                .saturating_add(written);
+            if written > reserved {
+                self.total.fetch_add(written - reserved, Ordering::Relaxed);
+            } else {
+                self.total.fetch_sub(reserved - written, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn sync(&mut self) -> Result<(), RecordingEnd> {
+        self.events.sync().map_err(io_end)?;
+        for (_, w) in &mut self.tracks {
+            w.sync().map_err(io_end)?;
+        }
+        Ok(())
+    }
+}
+
+/// A write error's end: a full disk (or quota) is told apart from the rest.
+fn io_end(e: io::Error) -> RecordingEnd {
+    // ENOSPC, EDQUOT (Linux).
+    match e.raw_os_error() {
+        Some(28) | Some(122) => RecordingEnd::DiskFull,
+        _ if e.kind() == io::ErrorKind::StorageFull => RecordingEnd::DiskFull,
+        _ => {
+            tracing::warn!(error = %e, "recording write failed");
+            RecordingEnd::WriteError
+        }
+    }
+}
+
+/// The manifest's word for how the recording ended.
+pub(super) fn stop_reason(end: RecordingEnd) -> StopReason {
+    match end {
+        RecordingEnd::Stopped => StopReason::Stopped,
+        RecordingEnd::DiskFull => StopReason::DiskFull,
+        RecordingEnd::SizeLimit => StopReason::SizeLimit,
+        RecordingEnd::RoomEmpty => StopReason::RoomClosed,
+        RecordingEnd::Shutdown => StopReason::Shutdown,
+        RecordingEnd::Removed => StopReason::RecorderRemoved,
+        _ => StopReason::WriteError,
+    }
+}
