@@ -269,6 +269,10 @@ fn dev() -> Result<(), u8> {
     let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".to_owned());
     let relay = format!("{target}/release/hush-relay");
     eprintln!("== open http://127.0.0.1:8080/r/demo in two tabs (Ctrl-C stops the relay)");
+    eprintln!(
+        "== recordings: {target}/recordings (open one with `cargo run -p hush-record -- decrypt \
+         --key {target}/recordings/dev-recorder.key RECORDING -o OUT`)"
+    );
     run(
         &relay,
         &[
@@ -284,6 +288,10 @@ fn dev() -> Result<(), u8> {
             // Ctrl-C: participants are told and the relay exits 2 s later.
             "--drain-secs",
             "2",
+            // The demo's record button: recordings (and, dev only, the dev recorder's key for
+            // `hush-record decrypt --key`) go here.
+            "--recording-dir",
+            &format!("{target}/recordings"),
         ],
     )
 }

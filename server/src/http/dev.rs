@@ -7,6 +7,12 @@
 //!   ([`hush_keys::Attestation`], 72 bytes), signed with a random Ed25519 dev backend key.
 //! - `GET /dev/backend-key`: `{"backend_key": base64}`, that key's public half, which clients
 //!   pass to the key exchange to check every member's attestation.
+//! - `POST /dev/recorder`: `{"room"}` in: sets the room's recorder to the dev recorder (an
+//!   X25519 key derived from the dev backend key, attested in the recorder role) and answers
+//!   `{"participant", "identity_key", "key_file"}`. Dev only, and so the *private* key is
+//!   written next to the recordings (`<recording dir>/dev-recorder.key`, mode 0600) for
+//!   `hush-record decrypt --key`; a real app keeps it offline and sets the recorder through
+//!   the admin API. `POST /dev/token` with `"record": true` adds the `record` grant.
 //!
 //! Anyone who can reach these endpoints can join any room and vouch for any key, which is why
 //! the relay refuses dev mode unless it listens on a loopback address, and why each endpoint
@@ -38,6 +44,15 @@ pub const DEV_KID: &str = "dev";
 
 /// How long a dev token lives, in seconds (the default policy's maximum).
 const DEV_TOKEN_TTL: u64 = 3600;
+
+/// The dev recorder's participant id.
+pub const DEV_RECORDER: &str = "dev-recorder";
+
+/// How long the dev recorder's attestation holds, in seconds (a day of recording).
+const DEV_RECORDER_TTL: u64 = 24 * 3600;
+
+/// The dev recorder's private key file, in the recording directory.
+pub const DEV_RECORDER_KEY_FILE: &str = "dev-recorder.key";
 
 /// Why the dev key could not be made.
 #[derive(Debug)]
@@ -196,6 +211,16 @@ impl DevMinter {
     /// A token for `room` with a random participant id (returned with it), publish and
     /// subscribe grants, one hour.
     pub fn token(&self, room: RoomId, now_unix: u64) -> Option<(String, ParticipantId)> {
+        self.token_with(room, now_unix, false)
+    }
+
+    /// As [`DevMinter::token`], with the `record` grant if `record`.
+    pub fn token_with(
+        &self,
+        room: RoomId,
+        now_unix: u64,
+        record: bool,
+    ) -> Option<(String, ParticipantId)> {
         let sub = ParticipantId::new(format!("dev-{}", random_hex(8)?)).ok()?;
         let claims = TokenClaims {
             sub: sub.clone(),
@@ -208,10 +233,43 @@ impl DevMinter {
             grants: Grants {
                 publish: true,
                 subscribe: true,
+                record,
                 ..Grants::default()
             },
         };
         Some((mint(&claims, &self.key).ok()?, sub))
+    }
+
+    /// The dev recorder's private key: derived from the dev backend key, so a dev key file
+    /// keeps it too.
+    fn recorder_secret(&self) -> Zeroizing<[u8; 32]> {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        h.update(b"hush dev recorder key");
+        h.update(self.backend.to_bytes());
+        Zeroizing::new(h.finalize().into())
+    }
+
+    /// The dev recorder of `room`, attested in the recorder role, and its private key.
+    pub(crate) fn recorder(
+        &self,
+        room: &RoomId,
+        now_unix: u64,
+    ) -> Option<(crate::routing::RecorderIdentity, Zeroizing<[u8; 32]>)> {
+        let secret = self.recorder_secret();
+        let pair = hush_keys::IdentityKeyPair::from_secret_bytes(*secret);
+        let id = ParticipantId::new(DEV_RECORDER).ok()?;
+        let who = hush_keys::ParticipantId::new(DEV_RECORDER).ok()?;
+        let room = hush_keys::RoomId::new(room.as_str()).ok()?;
+        let role = hush_keys::Role::Recorder;
+        let expires = now_unix + DEV_RECORDER_TTL;
+        let a = Attestation::sign_as(&self.backend, role, &room, &who, pair.public(), expires);
+        let identity = crate::routing::RecorderIdentity {
+            participant: id,
+            identity_key: hush_proto::OpaqueBytes::new(pair.public().as_bytes().to_vec()),
+            attestation: Some(hush_proto::OpaqueBytes::new(a.to_bytes().to_vec())),
+        };
+        Some((identity, secret))
     }
 }
 
@@ -224,6 +282,9 @@ fn random_hex(bytes: usize) -> Option<String> {
 #[derive(Deserialize)]
 pub(crate) struct TokenRequest {
     room: String,
+    /// Adds the `record` grant.
+    #[serde(default)]
+    record: bool,
 }
 
 fn refusal(status: StatusCode, message: &str) -> Response {
@@ -291,7 +352,7 @@ pub(crate) async fn token(
     let Ok(room) = RoomId::new(request.room) else {
         return refusal(StatusCode::BAD_REQUEST, "invalid room name");
     };
-    match minter.token(room, crate::driver::now().unix_secs()) {
+    match minter.token_with(room, crate::driver::now().unix_secs(), request.record) {
         Some((token, participant)) => Json(serde_json::json!({
             "token": token,
             "participant": participant.as_str(),
@@ -343,6 +404,87 @@ pub(crate) async fn backend_key(
         return refused;
     }
     Json(serde_json::json!({ "backend_key": B64.encode(minter.backend_key()) })).into_response()
+}
+
+#[derive(Deserialize)]
+pub(crate) struct RecorderRequest {
+    room: String,
+}
+
+pub(crate) async fn recorder(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    body: Result<Json<RecorderRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Some(minter) = state.dev.as_ref() else {
+        return refusal(StatusCode::NOT_FOUND, "dev mode is off");
+    };
+    if let Some(refused) = check_headers(&headers) {
+        return refused;
+    }
+    let Some(dir) = state.recording_dir.as_ref() else {
+        return refusal(
+            StatusCode::CONFLICT,
+            "recording is off: start the relay with --recording-dir",
+        );
+    };
+    let Ok(Json(request)) = body else {
+        return refusal(
+            StatusCode::BAD_REQUEST,
+            "expected JSON {\"room\": \"name\"}",
+        );
+    };
+    let Ok(room) = RoomId::new(request.room) else {
+        return refusal(StatusCode::BAD_REQUEST, "invalid room name");
+    };
+    let now = crate::driver::now().unix_secs();
+    let Some((identity, secret)) = minter.recorder(&room, now) else {
+        return refusal(StatusCode::INTERNAL_SERVER_ERROR, "no dev recorder");
+    };
+    let key_file = dir.join(DEV_RECORDER_KEY_FILE);
+    if let Err(e) = write_key_file(&key_file, &secret) {
+        tracing::warn!(error = %e, "dev recorder key file not written");
+        return refusal(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot write the dev recorder key",
+        );
+    }
+    let identity_key = B64.encode(identity.identity_key.as_bytes());
+    let command = crate::routing::AdminCommand::SetRecorder(room, identity);
+    match state.driver.admin(command).await {
+        Some(Ok(_)) => Json(serde_json::json!({
+            "participant": DEV_RECORDER,
+            "identity_key": identity_key,
+            "key_file": key_file.display().to_string(),
+        }))
+        .into_response(),
+        Some(Err(code)) => refusal(StatusCode::CONFLICT, code.as_str()),
+        None => refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the relay is shutting down",
+        ),
+    }
+}
+
+/// Writes the dev recorder's private key (base64, mode 0600) unless the file already holds it.
+fn write_key_file(path: &std::path::Path, secret: &[u8; 32]) -> std::io::Result<()> {
+    let text = Zeroizing::new(format!("{}\n", B64.encode(secret)));
+    if std::fs::read(path).is_ok_and(|b| b == text.as_bytes()) {
+        return Ok(());
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let tmp = path.with_extension("key.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut out = options.open(&tmp)?;
+    std::io::Write::write_all(&mut out, text.as_bytes())?;
+    out.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]

@@ -46,7 +46,7 @@ use axum::serve::IncomingStream;
 use tokio::net::TcpListener;
 use tower_http::services::{ServeDir, ServeFile};
 
-pub use dev::{DEV_KID, DevKeyError, DevMinter};
+pub use dev::{DEV_KID, DEV_RECORDER, DEV_RECORDER_KEY_FILE, DevKeyError, DevMinter};
 
 use crate::driver::{self, DriverHandle, DriverOps};
 use crate::media::MediaOptions;
@@ -135,6 +135,8 @@ pub(crate) struct AppState {
     /// What `/readyz` checks: a media socket binds here, and token keys are loaded.
     pub(crate) media_ip: std::net::IpAddr,
     pub(crate) keys_loaded: bool,
+    /// Where recordings go (dev mode writes its recorder's key there).
+    pub(crate) recording_dir: Option<std::path::PathBuf>,
 }
 
 /// The client's address, as axum's connect info for plain and TLS listeners (the WebSocket
@@ -229,6 +231,7 @@ pub fn routers(options: RelayOptions) -> Result<Routers, ServeError> {
         audit,
     };
     let media_ip = options.media.udp_ip;
+    let recording_dir = options.recording.as_ref().map(|r| r.dir.clone());
     let driver = driver::spawn(relay, options.media, options.recording, ops);
     let draining = Arc::new(AtomicBool::new(false));
     let lifecycle = Lifecycle {
@@ -239,6 +242,7 @@ pub fn routers(options: RelayOptions) -> Result<Routers, ServeError> {
         draining,
         media_ip,
         keys_loaded,
+        recording_dir,
         driver,
         dev: options.dev.map(Arc::new),
         metrics,
@@ -259,6 +263,7 @@ pub fn routers(options: RelayOptions) -> Result<Routers, ServeError> {
         .route("/dev/token", post(dev::token))
         .route("/dev/attest", post(dev::attest))
         .route("/dev/backend-key", get(dev::backend_key))
+        .route("/dev/recorder", post(dev::recorder))
         .route_service("/r/{name}", ServeFile::new(demo.join("index.html")))
         .nest_service("/dist", ServeDir::new(root.join("dist")))
         .nest_service("/wasm", ServeDir::new(root.join("wasm")))
