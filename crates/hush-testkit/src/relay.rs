@@ -413,7 +413,22 @@ impl RelayProcess {
     /// Runs `exe` (`env!("CARGO_BIN_EXE_hush-relay")` in the relay's tests) with `args` after
     /// the kit's, and waits (30 s at most) for the line that says where it listens.
     pub fn spawn(exe: impl AsRef<Path>, args: &[&str]) -> Self {
-        let mut child = Command::new(exe.as_ref())
+        Self::spawn_wrapped(&[], exe, args)
+    }
+
+    /// As [`RelayProcess::spawn`], run by `wrapper` (a command line that ends by running its
+    /// arguments, as `unshare --mount -- sh -c '...; exec "$@"' sh` does): the relay is
+    /// `wrapper... exe kit-args... args...`.
+    pub fn spawn_wrapped(wrapper: &[&str], exe: impl AsRef<Path>, args: &[&str]) -> Self {
+        let mut command = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(exe.as_ref());
+                c
+            }
+            None => Command::new(exe.as_ref()),
+        };
+        let mut child = command
             .args([
                 "--dev",
                 "--bind",
@@ -471,6 +486,12 @@ impl RelayProcess {
     /// `http://127.0.0.1:port`.
     pub fn http_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Kills it with SIGKILL (`kill -9`: nothing runs after) and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Sends it SIGTERM (with `kill`, from procps): a graceful shutdown.

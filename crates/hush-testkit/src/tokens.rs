@@ -72,6 +72,11 @@ impl Tokens {
         &self.kid
     }
 
+    /// The HS256 secret (for a relay process's key file).
+    pub fn secret(&self) -> &[u8; 32] {
+        &self.secret
+    }
+
     /// The backend's attestation verification key: what vouching clients are configured with.
     pub fn backend_key(&self) -> hush_keys::ed25519_dalek::VerifyingKey {
         hush_keys::ed25519_dalek::SigningKey::from_bytes(&BACKEND_SEED).verifying_key()

@@ -10,13 +10,29 @@ use hush_proto::{ErrorCode, Grants, Source};
 use tokio::time::Instant;
 
 use crate::STEP;
-use crate::relay::{Tap, TestRelay};
+use crate::relay::{RelayProcess, Tap, TestRelay};
+use crate::tokens::Tokens;
 
 impl TestRelay {
     /// A native client for `sub` in `room`, to set up and connect.
     pub fn client(&self, room: &str, sub: &str) -> ClientBuilder<'_> {
+        ClientBuilder::new(self.tokens(), self.ws_url(), room, sub)
+    }
+}
+
+impl RelayProcess {
+    /// A native client for `sub` in `room` of this relay process, with tokens and attestations
+    /// from `tokens` (the process must accept them: `[[keys]]` in its config).
+    pub fn client<'a>(&self, tokens: &'a Tokens, room: &str, sub: &str) -> ClientBuilder<'a> {
+        ClientBuilder::new(tokens, self.ws_url(), room, sub)
+    }
+}
+
+impl<'a> ClientBuilder<'a> {
+    fn new(tokens: &'a Tokens, ws: String, room: &str, sub: &str) -> Self {
         ClientBuilder {
-            relay: self,
+            tokens,
+            ws,
             room: room.to_owned(),
             sub: sub.to_owned(),
             grants: Grants {
@@ -24,7 +40,7 @@ impl TestRelay {
                 subscribe: true,
                 ..Grants::default()
             },
-            options: ClientOptions::vouched_by(self.tokens().backend_key()),
+            options: ClientOptions::vouched_by(tokens.backend_key()),
             vouched: true,
         }
     }
@@ -37,7 +53,8 @@ impl TestRelay {
 #[derive(Debug)]
 #[must_use = "a builder connects nothing until `connect`"]
 pub struct ClientBuilder<'a> {
-    relay: &'a TestRelay,
+    tokens: &'a Tokens,
+    ws: String,
     room: String,
     sub: String,
     grants: Grants,
@@ -91,20 +108,18 @@ impl ClientBuilder<'_> {
     /// Connects and joins.
     pub async fn try_connect(self) -> Result<Client, ClientError> {
         let token = self
-            .relay
-            .tokens()
+            .tokens
             .mint(&self.room, &self.sub)
             .grants(self.grants)
             .token();
         let mut keys = KeyAgent::new(self.options.membership.clone())?;
         if self.vouched {
-            let attestation =
-                self.relay
-                    .tokens()
-                    .attest(&self.room, &self.sub, &keys.identity_key());
+            let attestation = self
+                .tokens
+                .attest(&self.room, &self.sub, &keys.identity_key());
             keys.set_attestation(attestation);
         }
-        Client::join(&self.relay.ws_url(), token, keys, self.options).await
+        Client::join(&self.ws, token, keys, self.options).await
     }
 
     /// Connects and joins; panics on a refusal.

@@ -7,6 +7,7 @@ mod media;
 mod membership;
 mod moderation;
 mod protection;
+mod recording;
 mod rekey;
 
 use std::time::{Duration, Instant};
