@@ -108,6 +108,10 @@ struct ServeArgs {
     /// How often recordings are synced to disk, in ms [default: 1000].
     #[arg(long, env = "HUSH_RECORDING_SYNC_MS")]
     recording_sync_ms: Option<u64>,
+    /// Serve plain HTTP on a non-loopback address (only behind a proxy that terminates TLS);
+    /// without it the relay refuses to start there without TLS. Logged every minute.
+    #[arg(long, env = "HUSH_INSECURE")]
+    insecure: bool,
     /// The token audience this relay accepts [default: hush].
     #[arg(long, env = "HUSH_AUDIENCE")]
     audience: Option<String>,
@@ -295,6 +299,9 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         },
         None => None,
     };
+    if tls.is_none() && !bind.ip().is_loopback() && !args.insecure {
+        return fail(hush_relay::http::ServeError::PlainNotLoopback);
+    }
     let mut keys = match file.verifying_keys() {
         Ok(keys) => keys,
         Err(err) => return fail(err),
@@ -428,6 +435,7 @@ fn run_serve(args: ServeArgs) -> ExitCode {
     options.recording = recording.map(|r| r.options());
     options.dev = minter;
     options.drain = Duration::from_secs(args.drain_secs.unwrap_or(10));
+    options.insecure = args.insecure;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     options.shutdown = Some(stop_rx);
 

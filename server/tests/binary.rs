@@ -305,3 +305,57 @@ async fn sigterm_drains_tells_participants_refuses_newcomers_then_closes_and_exi
         .expect("the relay exited");
     assert!(status.success(), "{status:?}");
 }
+
+/// Runs the relay binary in a network namespace of its own (nothing it binds is reachable from
+/// this machine's network) with `args`.
+fn isolated_relay(args: &[&str]) -> std::process::Child {
+    Command::new("unshare")
+        .args(["--net", "--", env!("CARGO_BIN_EXE_hush-relay")])
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .env_remove("HUSH_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("unshare (util-linux) and the relay binary")
+}
+
+#[test]
+fn plain_http_off_loopback_needs_insecure_and_is_then_logged() {
+    let args = ["--bind", "0.0.0.0:0", "--static-dir", "/nonexistent"];
+    let out = isolated_relay(&args).wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("refusing plain HTTP") && stderr.contains("--insecure"),
+        "{stderr}"
+    );
+
+    let mut child = isolated_relay(&[&args[..], &["--insecure"]].concat());
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let (mut listening, mut warned) = (false, false);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !(listening && warned) && std::time::Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            listening |= line.contains("hush-relay listening on http://0.0.0.0:");
+            warned |= line.contains("--insecure: serving plain HTTP");
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(listening, "it serves with --insecure");
+    assert!(warned, "and says so in the log");
+}

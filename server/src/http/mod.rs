@@ -93,6 +93,10 @@ pub struct RelayOptions {
     pub shutdown: Option<tokio::sync::watch::Receiver<bool>>,
     /// How long calls go on after a shutdown starts (default [`DEFAULT_DRAIN`]).
     pub drain: Duration,
+    /// Serve plain HTTP on a non-loopback address (behind a proxy that terminates TLS): without
+    /// it [`serve_all`] refuses ([`ServeError::PlainNotLoopback`]); with it a warning is logged
+    /// every minute.
+    pub insecure: bool,
 }
 
 /// The default [`RelayOptions::drain`].
@@ -108,6 +112,7 @@ impl RelayOptions {
             policy: TokenPolicy::new("hush"),
             media: MediaOptions::default(),
             recording: None,
+            insecure: false,
             static_dir: PathBuf::from("web"),
             dev: None,
             ip_limits: IpLimits::default(),
@@ -184,6 +189,9 @@ struct Lifecycle {
 pub enum ServeError {
     /// Dev mode on a listener that is not bound to a loopback address.
     DevNotLoopback,
+    /// Plain HTTP on a listener that is not bound to a loopback address, without
+    /// [`RelayOptions::insecure`].
+    PlainNotLoopback,
     /// The OS random number generator failed (for the room instance and audit keys).
     Rng,
     /// The listener failed.
@@ -195,6 +203,10 @@ impl std::fmt::Display for ServeError {
         match self {
             Self::DevNotLoopback => f.write_str(
                 "dev mode mints tokens for anyone who asks: it only runs on a loopback address",
+            ),
+            Self::PlainNotLoopback => f.write_str(
+                "refusing plain HTTP on a non-loopback address: configure TLS ([tls] or \
+                 --tls-cert/--tls-key), or pass --insecure behind a proxy that terminates TLS",
             ),
             Self::Rng => f.write_str("the OS random number generator failed"),
             Self::Io(err) => write!(f, "listener: {err}"),
@@ -357,6 +369,9 @@ async fn render_metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+/// How often `--insecure` is said again in the log.
+pub const INSECURE_WARNING_EVERY: Duration = Duration::from_secs(60);
+
 /// Serves the relay on `listener` until the task is dropped or the listener fails (`/metrics`
 /// included when `listener` is bound to a loopback address).
 pub async fn serve(listener: TcpListener, options: RelayOptions) -> Result<(), ServeError> {
@@ -385,6 +400,23 @@ pub async fn serve_all(
     let local = listener.local_addr().map_err(ServeError::Io)?;
     if options.dev.is_some() && !local.ip().is_loopback() {
         return Err(ServeError::DevNotLoopback);
+    }
+    if tls.is_none() && !local.ip().is_loopback() {
+        if !options.insecure {
+            return Err(ServeError::PlainNotLoopback);
+        }
+        // Said again every minute, for as long as it serves: nobody should miss it.
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(INSECURE_WARNING_EVERY);
+            loop {
+                every.tick().await;
+                tracing::warn!(
+                    %local,
+                    "--insecure: serving plain HTTP on a non-loopback address; tokens and \
+                     signaling cross the network in the clear unless a proxy terminates TLS"
+                );
+            }
+        });
     }
     let (shutdown, drain) = (options.shutdown.clone(), options.drain);
     let routers = routers(options)?;
