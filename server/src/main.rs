@@ -292,12 +292,13 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         (Some(cert), Some(key)) => Some((cert, key)),
         _ => file.tls.clone().map(|t| (t.cert, t.key)),
     };
-    let tls = match &tls_files {
-        Some((cert, key)) => match hush_relay::ops::tls::server_config(cert, key) {
-            Ok(config) => Some(config),
+    // The certificate is read again on SIGHUP (a renewal), without a restart.
+    let (tls, reloader) = match &tls_files {
+        Some((cert, key)) => match hush_relay::ops::tls::reloadable_server_config(cert, key) {
+            Ok((config, reloader)) => (Some(config), Some(reloader)),
             Err(err) => return fail(err),
         },
-        None => None,
+        None => (None, None),
     };
     if tls.is_none() && !bind.ip().is_loopback() && !args.insecure {
         return fail(hush_relay::http::ServeError::PlainNotLoopback);
@@ -478,6 +479,9 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         if admin_api {
             eprintln!("hush-relay admin API on {scheme}://{local}/v1/admin/");
         }
+        if let Some(reloader) = reloader {
+            tokio::spawn(reload_on_sighup(reloader));
+        }
         let serving = serve_all(listener, tls, metrics, options);
         tokio::pin!(serving);
         // The first SIGTERM or Ctrl-C drains (see --drain-secs); a second one exits at once.
@@ -506,6 +510,29 @@ fn run_serve(args: ServeArgs) -> ExitCode {
 }
 
 /// SIGTERM (what service managers send) or Ctrl-C.
+/// Reads the TLS certificate and key again at every SIGHUP; a pair that does not load is
+/// refused (and logged) and the one served stays.
+async fn reload_on_sighup(reloader: std::sync::Arc<hush_relay::ops::tls::ReloadableCert>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("no SIGHUP handler: the certificate is read at start only");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match reloader.reload() {
+                Ok(()) => tracing::info!("TLS certificate reloaded"),
+                Err(err) => {
+                    tracing::warn!(%err, "TLS certificate not reloaded: still serving the previous one")
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = reloader;
+}
+
 async fn shutdown_signal() {
     #[cfg(unix)]
     {

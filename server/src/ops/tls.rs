@@ -144,6 +144,73 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     })
 }
 
+/// A certificate chain and key that can be replaced while the relay runs (on SIGHUP, say):
+/// rustls asks for it at every handshake, so a renewed certificate is served from the next
+/// connection on, and connections already open keep theirs. A reload that fails (a file half
+/// written, a key that does not match) keeps the one served.
+#[derive(Debug)]
+pub struct ReloadableCert {
+    cert: PathBuf,
+    key: PathBuf,
+    current: std::sync::RwLock<Arc<rustls::sign::CertifiedKey>>,
+}
+
+impl ReloadableCert {
+    /// Loads the chain and key from their PEM files (checking that they match).
+    pub fn load(cert: &Path, key: &Path) -> Result<Arc<Self>, TlsError> {
+        let current = std::sync::RwLock::new(Arc::new(certified(cert, key)?));
+        Ok(Arc::new(Self {
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+            current,
+        }))
+    }
+
+    /// Reads the files again; on success the new pair is served from the next handshake on.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let fresh = Arc::new(certified(&self.cert, &self.key)?);
+        match self.current.write() {
+            Ok(mut current) => *current = fresh,
+            Err(poisoned) => *poisoned.into_inner() = fresh,
+        }
+        Ok(())
+    }
+}
+
+impl rustls::server::ResolvesServerCert for ReloadableCert {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        let current = self
+            .current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Some(Arc::clone(&current))
+    }
+}
+
+fn certified(cert: &Path, key: &Path) -> Result<rustls::sign::CertifiedKey, TlsError> {
+    let chain = load_certs(cert)?;
+    let key = load_key(key)?;
+    rustls::sign::CertifiedKey::from_der(chain, key, &default_provider()).map_err(TlsError::Rustls)
+}
+
+/// A rustls server configuration whose certificate can be reloaded ([`ReloadableCert`]).
+pub fn reloadable_server_config(
+    cert_path: &Path,
+    key_path: &Path,
+) -> Result<(Arc<ServerConfig>, Arc<ReloadableCert>), TlsError> {
+    let cert = ReloadableCert::load(cert_path, key_path)?;
+    let mut config = ServerConfig::builder_with_provider(Arc::new(default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(TlsError::Rustls)?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::clone(&cert) as Arc<dyn rustls::server::ResolvesServerCert>);
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok((Arc::new(config), cert))
+}
+
 /// A rustls server configuration from a PEM certificate chain and private key.
 pub fn server_config(cert_path: &Path, key_path: &Path) -> Result<Arc<ServerConfig>, TlsError> {
     let certs = load_certs(cert_path)?;
@@ -355,5 +422,52 @@ mod tests {
             server_config(&big, &key).unwrap_err(),
             TlsError::TooLarge { .. }
         ));
+    }
+
+    #[tokio::test]
+    async fn a_reloaded_certificate_is_served_from_the_next_handshake_and_a_bad_one_is_not() {
+        let dir = TempDir::new();
+        let (cert, key) = write_self_signed(&dir);
+        let first = load_certs(&cert).unwrap().remove(0);
+        let (config, reloader) = reloadable_server_config(&cert, &key).unwrap();
+        let acceptor = TlsAcceptor::from(config);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut tls) = acceptor.accept(tcp).await {
+                        let _ = tls.shutdown().await;
+                    }
+                });
+            }
+        });
+        let (second_pem, second_key) = self_signed();
+        let second = CertificateDer::from_pem_slice(second_pem.as_bytes()).unwrap();
+        let mut roots = RootCertStore::empty();
+        roots.add(first.clone()).unwrap();
+        roots.add(second.clone()).unwrap();
+        let connector = connector(roots, vec![]);
+        let served = || async {
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            let name = ServerName::try_from("localhost").unwrap();
+            let tls = connector.connect(name, tcp).await.unwrap();
+            tls.get_ref().1.peer_certificates().unwrap()[0].clone()
+        };
+        assert_eq!(served().await, first);
+        std::fs::write(&cert, &second_pem).unwrap();
+        std::fs::write(&key, &second_key).unwrap();
+        reloader.reload().unwrap();
+        assert_eq!(served().await, second);
+        // A half-written certificate, then a key of another certificate: both refused, and
+        // the second certificate is still served.
+        std::fs::write(&cert, &second_pem[..100]).unwrap();
+        assert!(reloader.reload().is_err());
+        let (_, other_key) = self_signed();
+        std::fs::write(&cert, &second_pem).unwrap();
+        std::fs::write(&key, &other_key).unwrap();
+        assert!(reloader.reload().is_err());
+        assert_eq!(served().await, second);
     }
 }
