@@ -16,6 +16,7 @@
 //! metrics_bind = "127.0.0.1:9100"   # /metrics on its own listener (see crate::http)
 //! audit_key_file = "/etc/hush/audit.key"  # pseudonym key of the audit trail (else random)
 //! admin_token_file = "/etc/hush/admin.token"  # bearer token of the admin API (else no API)
+//! trusted_proxies = ["10.0.0.0/8"]  # reverse proxies whose Forwarded/X-Forwarded-For count
 //!
 //! [turn]                         # TURN servers handed to clients in `joined` (crate::turn)
 //! urls = ["turn:turn.example.org:3478?transport=tcp", "turns:turn.example.org:5349"]
@@ -97,6 +98,10 @@ pub struct FileConfig {
     /// A file holding the admin API's bearer token (at least 32 visible ASCII bytes; see
     /// [`crate::ops::admin_token`], [`crate::http::admin`]). Without it there is no admin API.
     pub admin_token_file: Option<PathBuf>,
+    /// Reverse proxies (CIDRs) whose `Forwarded` / `X-Forwarded-For` headers name the client
+    /// ([`crate::ops::proxy`]).
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
     /// TURN servers for clients.
     pub turn: Option<TurnFileConfig>,
     /// Encrypted recordings.

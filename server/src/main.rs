@@ -108,6 +108,15 @@ struct ServeArgs {
     /// How often recordings are synced to disk, in ms [default: 1000].
     #[arg(long, env = "HUSH_RECORDING_SYNC_MS")]
     recording_sync_ms: Option<u64>,
+    /// A reverse proxy (CIDR or address) whose `Forwarded` / `X-Forwarded-For` headers name
+    /// the client; per-IP limits then count real clients (repeat or comma-separate; replaces
+    /// the file's `trusted_proxies`) [default: none].
+    #[arg(
+        long = "trusted-proxy",
+        env = "HUSH_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    trusted_proxies: Vec<String>,
     /// Serve plain HTTP on a non-loopback address (only behind a proxy that terminates TLS);
     /// without it the relay refuses to start there without TLS. Logged every minute.
     #[arg(long, env = "HUSH_INSECURE")]
@@ -437,6 +446,16 @@ fn run_serve(args: ServeArgs) -> ExitCode {
     options.dev = minter;
     options.drain = Duration::from_secs(args.drain_secs.unwrap_or(10));
     options.insecure = args.insecure;
+    let proxies = if args.trusted_proxies.is_empty() {
+        &file.trusted_proxies
+    } else {
+        &args.trusted_proxies
+    };
+    options.trusted_proxies =
+        match hush_relay::ops::proxy::TrustedProxies::parse(proxies.iter().map(String::as_str)) {
+            Ok(p) => p,
+            Err(e) => return fail(format!("trusted proxies: {e}")),
+        };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     options.shutdown = Some(stop_rx);
 

@@ -312,3 +312,51 @@ async fn every_page_carries_the_security_headers_and_plain_http_no_hsts() {
         assert_eq!(header("strict-transport-security"), None, "{path}");
     }
 }
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_limits_count_the_clients_it_names() {
+    let forwarded = |ip: &'static str| [("X-Forwarded-For", ip)];
+    // Trusting the loopback proxy: each forwarded client gets its own allowance.
+    let relay = TestRelay::builder()
+        .open_ip_limits(|l| l.max_concurrent = 2)
+        .configure(|o| {
+            o.trusted_proxies =
+                hush_relay::ops::proxy::TrustedProxies::parse(["127.0.0.1/32"]).unwrap();
+        })
+        .start()
+        .await;
+    let addr = relay.addr();
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        open.push(
+            RawSignal::connect_with_headers(addr, &forwarded("198.51.100.7"))
+                .await
+                .unwrap(),
+        );
+    }
+    let Err(refusal) = RawSignal::connect_with_headers(addr, &forwarded("198.51.100.7")).await
+    else {
+        panic!("a third connection of one forwarded client was accepted");
+    };
+    assert_refused(&refusal, "too_many_connections", false);
+    // Another client behind the same proxy is not held back by the first one.
+    let mut other = RawSignal::connect_with_headers(addr, &forwarded("198.51.100.8"))
+        .await
+        .unwrap();
+    joins(&mut other, relay.tokens().member("proxied", "bob")).await;
+
+    // Not trusting it (the default): the header is anyone's to write and changes nothing.
+    let relay = limited(|l| l.max_concurrent = 2).await;
+    let addr = relay.addr();
+    let _a = RawSignal::connect_with_headers(addr, &forwarded("198.51.100.1"))
+        .await
+        .unwrap();
+    let _b = RawSignal::connect_with_headers(addr, &forwarded("198.51.100.2"))
+        .await
+        .unwrap();
+    let Err(refusal) = RawSignal::connect_with_headers(addr, &forwarded("198.51.100.3")).await
+    else {
+        panic!("a spoofed X-Forwarded-For got past the per-IP cap");
+    };
+    assert_refused(&refusal, "too_many_connections", false);
+}

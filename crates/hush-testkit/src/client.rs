@@ -62,9 +62,37 @@ impl RawSignal {
             .await
             .expect("no TCP connection in time")
             .expect("TCP connect");
-        let url = format!("ws://{addr}/v1/rtc");
+        Self::handshake(format!("ws://{addr}/v1/rtc"), stream, &[]).await
+    }
+
+    /// Opens a WebSocket to `addr` with extra request `headers` (a reverse proxy's
+    /// `X-Forwarded-For`, say): the connection, or the relay's HTTP refusal of the upgrade.
+    pub async fn connect_with_headers(
+        addr: SocketAddr,
+        headers: &[(&str, &str)],
+    ) -> Result<Self, HttpResponse> {
+        let stream = tokio::time::timeout(STEP, tokio::net::TcpStream::connect(addr))
+            .await
+            .expect("no TCP connection in time")
+            .expect("TCP connect");
+        Self::handshake(format!("ws://{addr}/v1/rtc"), stream, headers).await
+    }
+
+    async fn handshake(
+        url: String,
+        stream: tokio::net::TcpStream,
+        headers: &[(&str, &str)],
+    ) -> Result<Self, HttpResponse> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+        let mut request = url.into_client_request().expect("a WebSocket URL");
+        for (name, value) in headers {
+            request.headers_mut().append(
+                tungstenite::http::HeaderName::from_bytes(name.as_bytes()).expect("a header name"),
+                tungstenite::http::HeaderValue::from_str(value).expect("a header value"),
+            );
+        }
         let handshake =
-            tokio::time::timeout(STEP, client_async(url, MaybeTlsStream::Plain(stream)))
+            tokio::time::timeout(STEP, client_async(request, MaybeTlsStream::Plain(stream)))
                 .await
                 .expect("no WebSocket handshake in time");
         match handshake {

@@ -155,7 +155,10 @@ fn authorize(
         return Err(error(StatusCode::NOT_FOUND, "not_found", "no admin API"));
     };
     // Without connect info everyone shares one address (see `ws::upgrade`).
-    let ip = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| p.0.0.ip());
+    let ip = state.client_ip(
+        peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| p.0.0.ip()),
+        headers,
+    );
     let now = Instant::now();
     let mut limiter = state.limiter.lock().unwrap_or_else(PoisonError::into_inner);
     match limiter.try_authenticate(now, ip) {

@@ -54,6 +54,7 @@ use crate::ops::admin_token::AdminToken;
 use crate::ops::audit::AuditSink;
 use crate::ops::limits::{IpLimiter, IpLimits};
 use crate::ops::metrics::{self, Metrics};
+use crate::ops::proxy::TrustedProxies;
 use crate::routing::{Relay, RelayConfig};
 use crate::token::{TokenPolicy, TokenVerifier, VerifyingKeys};
 
@@ -93,6 +94,9 @@ pub struct RelayOptions {
     pub shutdown: Option<tokio::sync::watch::Receiver<bool>>,
     /// How long calls go on after a shutdown starts (default [`DEFAULT_DRAIN`]).
     pub drain: Duration,
+    /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` headers are believed: per-IP
+    /// limits then apply per real client ([`crate::ops::proxy`]). Empty by default.
+    pub trusted_proxies: TrustedProxies,
     /// Serve plain HTTP on a non-loopback address (behind a proxy that terminates TLS): without
     /// it [`serve_all`] refuses ([`ServeError::PlainNotLoopback`]); with it a warning is logged
     /// every minute.
@@ -113,6 +117,7 @@ impl RelayOptions {
             media: MediaOptions::default(),
             recording: None,
             insecure: false,
+            trusted_proxies: TrustedProxies::default(),
             static_dir: PathBuf::from("web"),
             dev: None,
             ip_limits: IpLimits::default(),
@@ -142,6 +147,32 @@ pub(crate) struct AppState {
     pub(crate) keys_loaded: bool,
     /// Where recordings go (dev mode writes its recorder's key there).
     pub(crate) recording_dir: Option<std::path::PathBuf>,
+    /// Proxies whose forwarding headers name the client ([`TrustedProxies`]).
+    pub(crate) proxies: Arc<TrustedProxies>,
+}
+
+impl AppState {
+    /// The client's address: the TCP peer, or, when the peer is a trusted proxy, what its
+    /// `Forwarded` / `X-Forwarded-For` headers say (see [`crate::ops::proxy`]).
+    pub(crate) fn client_ip(
+        &self,
+        peer: std::net::IpAddr,
+        headers: &axum::http::HeaderMap,
+    ) -> std::net::IpAddr {
+        if self.proxies.is_empty() {
+            return peer;
+        }
+        let values = |name| {
+            headers
+                .get_all(name)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect::<Vec<_>>()
+        };
+        let forwarded = values(axum::http::header::FORWARDED);
+        let xff = values(axum::http::HeaderName::from_static("x-forwarded-for"));
+        self.proxies.client_ip(peer, forwarded, xff)
+    }
 }
 
 /// The client's address, as axum's connect info for plain and TLS listeners (the WebSocket
@@ -261,6 +292,7 @@ pub fn routers(options: RelayOptions) -> Result<Routers, ServeError> {
         limiter,
         idle_timeout: options.idle_timeout,
         admin: options.admin_token.map(Arc::new),
+        proxies: Arc::new(options.trusted_proxies),
     };
     let root = options.static_dir;
     let demo = root.join("demo");

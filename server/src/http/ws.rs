@@ -105,10 +105,12 @@ pub(crate) async fn upgrade(
     ws: WebSocketUpgrade,
     State(state): State<AppState>,
     peer: Option<Extension<ConnectInfo<PeerAddr>>>,
+    headers: axum::http::HeaderMap,
 ) -> Response {
     // Without connect info (a router served without it) everyone shares one address: the
-    // limits still hold, only more tightly.
-    let ip = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| p.0.0.0.ip());
+    // limits still hold, only more tightly. Behind a trusted proxy: the client it names.
+    let peer_ip = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| p.0.0.0.ip());
+    let ip = state.client_ip(peer_ip, &headers);
     if state.draining.load(std::sync::atomic::Ordering::Relaxed) {
         return (
             axum::http::StatusCode::SERVICE_UNAVAILABLE,

@@ -7,5 +7,6 @@ pub mod admin_token;
 pub mod audit;
 pub mod limits;
 pub mod metrics;
+pub mod proxy;
 mod recording_metrics;
 pub mod tls;
