@@ -24,6 +24,7 @@
 //! [`RelayOptions::idle_timeout`] gets a WebSocket ping (browsers answer by themselves); one
 //! silent for the whole timeout is closed with code 1001 and reason `idle timeout`.
 
+pub mod accept;
 pub mod admin;
 mod dev;
 pub mod tls;
@@ -186,6 +187,12 @@ impl Connected<IncomingStream<'_, TcpListener>> for PeerAddr {
     }
 }
 
+impl Connected<IncomingStream<'_, accept::GatedListener>> for PeerAddr {
+    fn connect_info(stream: IncomingStream<'_, accept::GatedListener>) -> Self {
+        Self(*stream.remote_addr())
+    }
+}
+
 impl Connected<IncomingStream<'_, tls::TlsListener>> for PeerAddr {
     fn connect_info(stream: IncomingStream<'_, tls::TlsListener>) -> Self {
         Self(*stream.remote_addr())
@@ -212,6 +219,8 @@ pub struct Routers {
 struct Lifecycle {
     driver: DriverHandle,
     draining: Arc<AtomicBool>,
+    /// For the listeners' refusals (per-address caps).
+    metrics: Arc<Metrics>,
 }
 
 /// Why the relay did not start.
@@ -280,6 +289,7 @@ pub fn routers(options: RelayOptions) -> Result<Routers, ServeError> {
     let lifecycle = Lifecycle {
         driver: driver.clone(),
         draining: Arc::clone(&draining),
+        metrics: Arc::clone(&metrics),
     };
     let state = AppState {
         draining,
@@ -473,14 +483,19 @@ pub async fn serve_all(
         Some(_) => public.layer(axum::middleware::map_response(hsts)),
         None => public,
     };
+    let listener_metrics = Arc::clone(&lifecycle.metrics);
     let public = async {
         let app = public.into_make_service_with_connect_info::<PeerAddr>();
         match tls {
             Some(config) => {
-                let listener = tls::TlsListener::new(listener, config).map_err(ServeError::Io)?;
+                let listener = tls::TlsListener::new(listener, config, listener_metrics)
+                    .map_err(ServeError::Io)?;
                 axum::serve(listener, app).await.map_err(ServeError::Io)
             }
-            None => axum::serve(listener, app).await.map_err(ServeError::Io),
+            None => {
+                let listener = accept::GatedListener::new(listener, listener_metrics);
+                axum::serve(listener, app).await.map_err(ServeError::Io)
+            }
         }
     };
     let serving = async {

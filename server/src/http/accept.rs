@@ -1,0 +1,222 @@
+//! Accepting TCP connections with per-address caps, before any byte is read: at most
+//! [`MAX_TCP_PER_IP`] connections open per client address, and (over TLS) at most
+//! [`MAX_HANDSHAKES_PER_IP`] handshakes in progress per address, each cut after
+//! [`super::tls::HANDSHAKE_TIMEOUT`]. A connection over a cap is closed at once and counted
+//! (`hush_connections_refused_total{reason}`), so one address opening a thousand connections
+//! that never speak holds a bounded share of the relay, and everyone else still gets in.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::serve::Listener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::ops::metrics::Metrics;
+
+/// TCP connections one address may hold open at once (WebSockets, HTTP keep-alive, and
+/// connections that never send anything).
+pub const MAX_TCP_PER_IP: u32 = 64;
+
+/// TLS handshakes one address may have in progress at once.
+pub const MAX_HANDSHAKES_PER_IP: u32 = 8;
+
+/// Addresses tracked at once; past it new addresses are refused until some close.
+const MAX_ADDRESSES: usize = 65_536;
+
+/// Counts something per address, up to a cap ([`Gate::enter`]).
+#[derive(Debug)]
+pub(crate) struct Gate {
+    cap: u32,
+    open: Mutex<HashMap<IpAddr, u32>>,
+}
+
+/// One place taken in a [`Gate`], given back on drop.
+#[derive(Debug)]
+pub(crate) struct Pass {
+    gate: Arc<Gate>,
+    ip: IpAddr,
+}
+
+impl Gate {
+    pub(crate) fn new(cap: u32) -> Arc<Self> {
+        Arc::new(Self {
+            cap,
+            open: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A place for `ip`, or `None` when it holds `cap` already (or the table is full).
+    pub(crate) fn enter(self: &Arc<Self>, ip: IpAddr) -> Option<Pass> {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if !open.contains_key(&ip) && open.len() >= MAX_ADDRESSES {
+            return None;
+        }
+        let n = open.entry(ip).or_insert(0);
+        if *n >= self.cap {
+            return None;
+        }
+        *n += 1;
+        Some(Pass {
+            gate: Arc::clone(self),
+            ip,
+        })
+    }
+
+    #[cfg(test)]
+    fn held(&self, ip: IpAddr) -> u32 {
+        let open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        open.get(&ip).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for Pass {
+    fn drop(&mut self) {
+        let mut open = self
+            .gate
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// A TCP stream that holds its address's place until it is dropped.
+#[derive(Debug)]
+pub struct Gated {
+    stream: TcpStream,
+    _pass: Pass,
+}
+
+impl AsyncRead for Gated {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Gated {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+/// Accepts the next connection its address may open: those over [`MAX_TCP_PER_IP`] are closed
+/// at once and counted.
+pub(crate) async fn accept_gated(
+    listener: &TcpListener,
+    gate: &Arc<Gate>,
+    metrics: &Metrics,
+) -> (Gated, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => match gate.enter(peer.ip()) {
+                Some(pass) => {
+                    let _ = stream.set_nodelay(true);
+                    return (
+                        Gated {
+                            stream,
+                            _pass: pass,
+                        },
+                        peer,
+                    );
+                }
+                None => {
+                    metrics.connection_refused("tcp_per_ip");
+                    drop(stream);
+                }
+            },
+            Err(err) => {
+                // Out of file descriptors, say: wait instead of spinning.
+                tracing::debug!(%err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// The plain-HTTP listener with the per-address cap.
+pub struct GatedListener {
+    listener: TcpListener,
+    gate: Arc<Gate>,
+    metrics: Arc<Metrics>,
+}
+
+impl GatedListener {
+    /// Caps `listener` at [`MAX_TCP_PER_IP`] connections per address.
+    pub fn new(listener: TcpListener, metrics: Arc<Metrics>) -> Self {
+        Self {
+            listener,
+            gate: Gate::new(MAX_TCP_PER_IP),
+            metrics,
+        }
+    }
+}
+
+impl Listener for GatedListener {
+    type Io = Gated;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        accept_gated(&self.listener, &self.gate, &self.metrics).await
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.listener.local_addr()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_address_has_its_own_cap_and_places_come_back() {
+        let gate = Gate::new(2);
+        let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        let first = gate.enter(a).unwrap();
+        let _second = gate.enter(a).unwrap();
+        assert!(gate.enter(a).is_none(), "a third place for one address");
+        let _other = gate.enter(b).unwrap();
+        drop(first);
+        assert_eq!(gate.held(a), 1);
+        assert!(gate.enter(a).is_some());
+    }
+}
