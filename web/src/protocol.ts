@@ -92,6 +92,13 @@ export type KeyEvent =
    * it comes; `switched` ends it.
    */
   | { type: 'keyAwaited'; epoch: number }
+  /**
+   * The room's recorder was admitted to the key exchange (`true`: every epoch from now on is
+   * sealed to it too) or left it (`false`). Only a recorder the backend vouched for in the
+   * recorder role is admitted, so this, not the relay's `recording` message, says whether the
+   * call is being recorded.
+   */
+  | { type: 'recording'; active: boolean }
   /** The committer has not answered within 10 s: its key for `epoch` is still awaited. */
   | { type: 'committerStalled'; epoch: number; committer: string }
   /** A refused input (a stable code such as `malformed`, `forged`, `stale_event`); nothing changed. */

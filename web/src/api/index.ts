@@ -118,11 +118,15 @@ export interface KeyChange {
  * membership changed and the members are agreeing on the new code, hide the old one),
  * `keyframewanted` ({}), `memberrefused` ({participant, reason}), `keyerror` ({reason}),
  * `workerfailed` ({detail}), `keyawaited` ({epoch, committer?}: sending stopped until a key
- * comes; `keychange` `switched` ends it). Each is a CustomEvent with the object as `detail`.
+ * comes; `keychange` `switched` ends it), `recording` ({active}: the room's recorder became a
+ * member of the key exchange, so every epoch from now on is also sealed to the recorder's
+ * offline key, or it left; only a recorder the backend vouched for in the recorder role counts,
+ * not what the relay says; `RelaySession`'s `recording` event adds who started it and why it
+ * ended). Each is a CustomEvent with the object as `detail`.
  */
 export type HushEventName =
   | 'keychange' | 'decryptfailure' | 'safetycode' | 'safetycodepending' | 'keyframewanted' | 'memberrefused'
-  | 'keyerror' | 'workerfailed' | 'keyawaited';
+  | 'keyerror' | 'workerfailed' | 'keyawaited' | 'recording';
 
 interface Attached {
   options: TransformOptions;
@@ -462,6 +466,8 @@ export class HushE2ee extends EventTarget {
       case 'committerStalled':
         this.emit('keyawaited', { epoch: Number(e.epoch), committer: String(e.committer) });
         return;
+      // The recorder joined or left the key exchange (trusted: vouched for as recorder).
+      case 'recording': this.emit('recording', { active: e.active === true }); return;
       case 'error': this.emit('keyerror', { reason: e.reason }); return;
       default:
     }

@@ -10,9 +10,17 @@
  * Keys: the hush-keys exchange by default. A link with `#secret=...` uses shared-secret mode
  * with that secret (the fragment never reaches the server); `?keys=explicit` derives fixed
  * per-sender keys from the room name (no exchange: a test mode, not private).
+ *
+ * Recording: every dev token asks for the `record` grant (a dev relay is for trying things;
+ * `?record=0` joins without it, and the room link never carries it), and a participant with it
+ * gets a Record button: `POST /dev/recorder` makes the dev recorder the room's recorder, then
+ * `startRecording()`. Every participant sees "● Recording" while the key exchange has the
+ * recorder as a member (`recording` event), with who started it, and why it stopped after.
+ * `cargo xtask dev` records to target/recordings; without `--recording-dir` the relay says
+ * recording is off.
  */
 import { HushE2ee, HushError, type ParticipantStats } from '../api/index.js';
-import { RelaySession, type KeyMode, type RemoteTrack } from '../relay/client.js';
+import { RelaySession, type KeyMode, type Member, type RecordingEnd, type RecordingState, type RemoteTrack } from '../relay/client.js';
 import { Tile } from './tile.js';
 
 const ROOM_NAME = /^[A-Za-z0-9_-]{1,64}$/;
@@ -42,10 +50,13 @@ interface DemoState {
   members: Map<string, string>;
   /** The epoch whose key is awaited while sending is stopped (`keyawaited`), else null. */
   keyAwaited: number | null;
+  /** The last `recording` event (`active` from the key exchange). */
+  recording: RecordingState;
 }
 
 const state: DemoState = {
   room: '', mode: '', safetyCode: null, session: null, e2ee: null, closed: null, tiles: new Map(), members: new Map(), keyAwaited: null,
+  recording: { active: false },
 };
 (window as unknown as { hushDemo: DemoState }).hushDemo = state;
 
@@ -59,9 +70,12 @@ async function dev<T>(path: string, body?: unknown): Promise<T & { error?: strin
   return json;
 }
 
-/** A dev token and the participant id it names. */
+/** Whether this page asks for the `record` grant (all but `?record=0`). */
+const WANTS_RECORD = new URLSearchParams(location.search).get('record') !== '0';
+
+/** A dev token (with the `record` grant unless `?record=0`) and the participant id it names. */
 async function devToken(room: string): Promise<{ token: string; participant: string }> {
-  const r = await dev<{ token?: string; participant?: string }>('/dev/token', { room });
+  const r = await dev<{ token?: string; participant?: string }>('/dev/token', { room, record: WANTS_RECORD });
   if (!r.token || !r.participant) throw new Error('no token from /dev/token');
   return { token: r.token, participant: r.participant };
 }
@@ -118,6 +132,53 @@ function keyMode(room: string): Promise<KeyMode> | KeyMode {
   return { mode: 'exchange' };
 }
 
+/** What the page says about why a recording ended. */
+const RECORDING_ENDS: Record<RecordingEnd, string> = {
+  stopped: 'stopped', disk_full: 'the relay\'s disk is full', write_error: 'the relay could not write it',
+  size_limit: 'the size limit was reached', room_empty: 'everyone left', shutdown: 'the relay shut down',
+  removed: 'a moderator removed the recorder',
+};
+
+/** Shows the recording banner and the Record button's label for `r`. */
+function showRecording(r: RecordingState, recordedBefore: boolean): void {
+  state.recording = r;
+  const el = $('recording');
+  el.dataset.active = String(r.active);
+  if (r.active) {
+    el.textContent = `● Recording${r.by ? ` · started by ${r.by === state.session?.you ? 'you' : r.by}` : ''}`;
+    el.hidden = false;
+  } else if (recordedBefore) {
+    // "stopped by X" when a participant stopped it, the relay's reason otherwise (when it came).
+    const why = r.reason === 'stopped'
+      ? (r.by ? ` by ${r.by === state.session?.you ? 'you' : r.by}` : '')
+      : r.reason ? `: ${RECORDING_ENDS[r.reason]}` : '';
+    el.textContent = `Recording stopped${why}.`;
+    el.hidden = false;
+  }
+  $('record').textContent = r.active ? 'Stop recording' : 'Record';
+}
+
+/** The Record button: sets the dev recorder for the room, then starts; or stops. */
+async function toggleRecording(session: RelaySession): Promise<void> {
+  const button = $<HTMLButtonElement>('record');
+  button.disabled = true;
+  try {
+    if (state.recording.active) {
+      await session.stopRecording();
+    } else {
+      // Dev mode's backend stand-in: the room's recorder is the dev recorder, whose private
+      // key the relay writes next to the recordings for `hush-record decrypt --key`.
+      await dev('/dev/recorder', { room: state.room });
+      await session.startRecording();
+    }
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    status(`Recording: ${code ? `${code}: ` : ''}${err instanceof Error ? err.message : String(err)}`, true);
+  } finally {
+    button.disabled = false;
+  }
+}
+
 function tileFor(id: string, label: string, local: boolean): Tile {
   let tile = state.tiles.get(id);
   if (!tile) {
@@ -133,7 +194,11 @@ async function join(room: string): Promise<void> {
   $('join').hidden = true;
   $('call').hidden = false;
   const link = $<HTMLInputElement>('link');
-  link.value = `${location.origin}/r/${encodeURIComponent(room)}${location.search}${location.hash}`;
+  // The key mode travels with the link; the record grant is each participant's own.
+  const search = new URLSearchParams(location.search);
+  search.delete('record');
+  const query = search.toString();
+  link.value = `${location.origin}/r/${encodeURIComponent(room)}${query ? `?${query}` : ''}${location.hash}`;
   document.title = `${room} · Hush`;
 
   status('Starting the E2EE worker…');
@@ -222,17 +287,29 @@ async function join(room: string): Promise<void> {
       + 'In a product your backend signs each member\'s key after checking who it is.'
     : 'Members are not vouched for in this mode.';
   const admitted = vouched ? 'vouched' : 'member';
+  // The recorder publishes nothing: listed as a member, no tile.
+  const joinedMember = (m: Member): void => {
+    if (m.role === 'recorder') { member(m.id, `recorder (${admitted})`); return; }
+    tileFor(m.id, m.id, false);
+    member(m.id, admitted);
+  };
   member(session.you, admitted);
-  for (const m of session.members.values()) member(m.id, admitted);
-
   const self = tileFor('self', session.you, true);
   self.setStream(new MediaStream([video]));
-  for (const m of session.members.values()) tileFor(m.id, m.id, false);
-  session.addEventListener('participantjoined', (e) => {
-    const id = (e as CustomEvent<{ id: string }>).detail.id;
-    tileFor(id, id, false);
-    member(id, admitted);
+  for (const m of session.members.values()) joinedMember(m);
+  session.addEventListener('participantjoined', (e) => joinedMember((e as CustomEvent<Member>).detail));
+
+  // Everyone sees the badge; only a participant with the record grant gets the button.
+  let recordedBefore = false;
+  session.addEventListener('recording', (e) => {
+    const r = (e as CustomEvent<RecordingState>).detail;
+    recordedBefore ||= r.active;
+    showRecording(r, recordedBefore);
   });
+  if (session.recording.active) { recordedBefore = true; showRecording(session.recording, true); }
+  const record = $<HTMLButtonElement>('record');
+  record.hidden = !session.grants.record;
+  record.addEventListener('click', () => { void toggleRecording(session); });
   session.addEventListener('participantleft', (e) => {
     const id = (e as CustomEvent<{ id: string }>).detail.id;
     state.tiles.get(id)?.root.remove();

@@ -32,6 +32,44 @@ export interface Member {
   senderIndex: number;
   joinSeq: number;
   identityKey: string;
+  /**
+   * `recorder`: the room's recorder (it publishes nothing; while it is a member of the key
+   * exchange the call is recorded, see the `recording` event). As the relay says: the key
+   * exchange admits it only with the backend's attestation in the recorder role.
+   */
+  role: 'participant' | 'recorder';
+}
+
+/** What this participant's token allows, as the relay read it (`joined.grants`). */
+export interface Grants {
+  publish: boolean;
+  subscribe: boolean;
+  moderator: boolean;
+  /** May start and stop recording the room (`startRecording`, `stopRecording`). */
+  record: boolean;
+}
+
+/** The relay's `recording.reason` values (hush-proto's `RecordingEnd`). */
+const RECORDING_ENDS = ['stopped', 'disk_full', 'write_error', 'size_limit', 'room_empty', 'shutdown', 'removed'] as const;
+
+/** Why a recording ended (the relay's `recording.reason`). */
+export type RecordingEnd = (typeof RECORDING_ENDS)[number];
+
+/**
+ * Detail of the `recording` event. `active` follows the key exchange: whether the room's
+ * recorder is a member of it, and so whether the epochs from now on are sealed to the
+ * recorder's offline key (hush-participant's `Recording` event, through the Worker). The
+ * relay's `recording` message cannot set it: a relay that says a recording stopped while the
+ * recorder is still a member leaves `active` true, and one that records without admitting a
+ * vouched recorder records nothing it can open. `by` and `reason` are the relay's word, given
+ * when its message agrees with `active`.
+ */
+export interface RecordingState {
+  active: boolean;
+  /** Who started (or stopped) it; absent when the app backend or the relay did. */
+  by?: string;
+  /** Why it ended (with `active: false`). */
+  reason?: RecordingEnd;
 }
 
 /** A remote track and whose it is. */
@@ -153,12 +191,24 @@ const backoff = (n: number): number => Math.min(5000, 250 * 2 ** (n - 1)) * (0.5
 /** Relay membership and key messages the Worker's key session needs. */
 const KEY_EVENTS = new Set(['joined', 'participant_joined', 'participant_left', 'rekey', 'e2ee']);
 
+/** The relay's refusals of a `record` request (hush-proto's error table). */
+const RECORD_ERRORS = new Set([
+  'record_not_allowed', 'recorder_not_configured', 'already_recording', 'not_recording', 'room_empty', 'recording_disabled',
+]);
+
+/** How long `startRecording` / `stopRecording` wait for the relay's answer. */
+const RECORD_TIMEOUT_MS = 10_000;
+
 /**
  * One participant's session with the relay. Events (CustomEvent detail): `track` (RemoteTrack),
  * `trackended` (RemoteTrack), `participantjoined` (Member), `participantleft` ({id}),
  * `close` (CloseInfo), `error` ({code, message}) for non-fatal relay errors, `reconnecting`
  * ({attempt, code, message}) and `reconnected` ({attempts, ms}), `icerestart` ({attempt,
- * state}) when the media path failed while signaling is up and ICE is restarted.
+ * state}) when the media path failed while signaling is up and ICE is restarted, `recording`
+ * (RecordingState) when the room's recorder joins or leaves the key exchange, and again when
+ * the relay's word on who started it or why it ended arrives after that (show a badge to every
+ * participant while `active`). Without a key exchange (`keys.mode` `none` or `explicit`)
+ * there is nothing to check the relay against: `recording` then follows the relay's message.
  */
 export class RelaySession extends EventTarget {
   /** This participant's id. */
@@ -177,6 +227,8 @@ export class RelaySession extends EventTarget {
   pc: RTCPeerConnection | null = null;
   /** Relay messages that could not be handled, by type. */
   readonly ignored: Record<string, number> = {};
+  /** This participant's grants (after join). */
+  grants: Grants = { publish: false, subscribe: false, moderator: false, record: false };
 
   private ws: WebSocket | null = null;
   private closed = false;
@@ -304,6 +356,95 @@ export class RelaySession extends EventTarget {
     return () => observer.disconnect();
   }
 
+  /** The room's recording state as the last `recording` event gave it. */
+  get recording(): RecordingState {
+    return { ...this.recordingShown };
+  }
+
+  /**
+   * Asks the relay to record the room (needs the `record` grant; the app backend must have set
+   * the room's recorder). Resolves once the relay announced the recording as started by us;
+   * rejects with a `RelayError` whose `code` is the relay's refusal (`record_not_allowed`,
+   * `recorder_not_configured`, `already_recording`, `room_empty`, `recording_disabled`), or
+   * `record_timeout`, `record_pending` (another request is waiting), `socket_closed` / the close
+   * code. That the recorder was admitted to the key exchange is the `recording` event's to say.
+   */
+  startRecording(): Promise<void> {
+    return this.record('start');
+  }
+
+  /**
+   * Asks the relay to stop recording the room (needs the `record` grant). Resolves once the
+   * relay announced the recording as stopped by us; rejects as `startRecording` does
+   * (`not_recording` when nothing is recorded).
+   */
+  stopRecording(): Promise<void> {
+    return this.record('stop');
+  }
+
+  private recordRequest: {
+    active: boolean; resolve: () => void; reject: (e: RelayError) => void; timer: ReturnType<typeof setTimeout>;
+  } | null = null;
+
+  private record(action: 'start' | 'stop'): Promise<void> {
+    if (this.closed || this.ws?.readyState !== WebSocket.OPEN) {
+      return Promise.reject(new RelayError('socket_closed', 'not connected to the relay'));
+    }
+    if (this.recordRequest) return Promise.reject(new RelayError('record_pending', 'a record request is waiting for the relay'));
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => this.settleRecord(new RelayError('record_timeout', 'no answer from the relay')), RECORD_TIMEOUT_MS);
+      this.recordRequest = { active: action === 'start', resolve, reject, timer };
+      this.send({ type: 'record', action });
+    });
+  }
+
+  /** Ends the pending record request: resolved without `error`, rejected with it. */
+  private settleRecord(error?: RelayError): void {
+    const r = this.recordRequest;
+    if (!r) return;
+    this.recordRequest = null;
+    clearTimeout(r.timer);
+    if (error) r.reject(error); else r.resolve();
+  }
+
+  /** Whether the key exchange runs here (it says whether a recorder is a member). */
+  private get keyExchange(): boolean {
+    return Boolean(this.options.e2ee) && (this.options.keys.mode === 'exchange' || this.options.keys.mode === 'shared');
+  }
+
+  /** The key exchange's word: the recorder is (not) a member. */
+  private recorderMember = false;
+  /** The relay's last `recording` message. */
+  private recordingAnnounced: RecordingState | null = null;
+  /** What the last `recording` event said. */
+  private recordingShown: RecordingState = { active: false };
+
+  /**
+   * Emits `recording` when what it would say changed: `active` from the key exchange (or,
+   * without one, the relay), `by` and `reason` from the relay when it agrees.
+   */
+  private updateRecording(): void {
+    const announced = this.recordingAnnounced;
+    const active = this.keyExchange ? this.recorderMember : announced?.active === true;
+    const agreed = announced?.active === active ? announced : null;
+    const next: RecordingState = {
+      active, ...(agreed?.by !== undefined ? { by: agreed.by } : {}), ...(agreed?.reason !== undefined ? { reason: agreed.reason } : {}),
+    };
+    const shown = this.recordingShown;
+    if (next.active === shown.active && next.by === shown.by && next.reason === shown.reason) return;
+    this.recordingShown = next;
+    this.dispatchEvent(new CustomEvent('recording', { detail: { ...next } }));
+  }
+
+  private onRecordingMessage(m: Msg): void {
+    const active = m.active === true;
+    const by = typeof m.by === 'string' ? m.by : undefined;
+    const reason = RECORDING_ENDS.find((r) => r === m.reason);
+    this.recordingAnnounced = { active, ...(by !== undefined ? { by } : {}), ...(reason !== undefined ? { reason } : {}) };
+    if (this.recordRequest && this.recordRequest.active === active && by === this.you) this.settleRecord();
+    this.updateRecording();
+  }
+
   /** The member owning `senderIndex`. */
   memberBySenderIndex(index: number): Member | undefined {
     for (const m of this.members.values()) if (m.senderIndex === index) return m;
@@ -348,6 +489,11 @@ export class RelaySession extends EventTarget {
       }
       if (first) {
         e2ee.addEventListener('keyframewanted', () => this.requestKeyframes());
+        e2ee.addEventListener('recording', (e) => {
+          if (this.closed) return;
+          this.recorderMember = (e as CustomEvent<{ active: boolean }>).detail.active === true;
+          this.updateRecording();
+        });
         e2ee.addEventListener('keychange', (e) => {
           const change = (e as CustomEvent<{ type: string; epoch?: number }>).detail;
           if (change.type === 'switched' && change.epoch !== undefined) this.epoch = change.epoch;
@@ -488,6 +634,11 @@ export class RelaySession extends EventTarget {
     this.reported = { decrypted: 0, dropped: {} };
     this.epoch = undefined;
     this.queue = Promise.resolve();
+    // The next connection's key exchange says again whether a recorder is a member.
+    this.settleRecord(new RelayError('socket_closed', 'the connection to the relay was lost'));
+    this.recorderMember = false;
+    this.recordingAnnounced = null;
+    this.updateRecording();
   }
 
   private lastError: CloseInfo | null = null;
@@ -498,6 +649,8 @@ export class RelaySession extends EventTarget {
     this.you = String(m.you);
     this.senderIndex = Number(m.sender_index);
     this.room = String(m.room);
+    const g = (m.grants ?? {}) as Record<string, unknown>;
+    this.grants = { publish: g.publish === true, subscribe: g.subscribe === true, moderator: g.moderator === true, record: g.record === true };
     for (const p of (m.participants as Msg[] | undefined) ?? []) this.addMember(p);
     for (const t of (m.tracks as Msg[] | undefined) ?? []) this.trackSenders.set(Number(t.track), String(t.participant));
     const { e2ee, keys } = this.options;
@@ -645,8 +798,17 @@ export class RelaySession extends EventTarget {
           }
         }
         return;
+      case 'recording':
+        this.onRecordingMessage(m);
+        return;
       case 'error':
-        if (m.fatal !== true) this.dispatchEvent(new CustomEvent('error', { detail: this.lastError }));
+        if (m.fatal === true) return;
+        // The refusal of our record request rejects it (and is not an `error` event too).
+        if (this.recordRequest && RECORD_ERRORS.has(String(m.code))) {
+          this.settleRecord(new RelayError(String(m.code), String(m.message ?? '')));
+          return;
+        }
+        this.dispatchEvent(new CustomEvent('error', { detail: this.lastError }));
         return;
       case 'joined': case 'e2ee': case 'rekey': case 'keyframe_request': case 'room_locked': case 'pong':
         return;
@@ -685,6 +847,7 @@ export class RelaySession extends EventTarget {
   private addMember(p: Msg): Member {
     const member: Member = {
       id: String(p.id), senderIndex: Number(p.sender_index), joinSeq: Number(p.join_seq), identityKey: String(p.identity_key ?? ''),
+      role: p.role === 'recorder' ? 'recorder' : 'participant',
     };
     this.members.set(member.id, member);
     return member;
@@ -737,6 +900,7 @@ export class RelaySession extends EventTarget {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.statsTimer);
+    this.settleRecord(new RelayError(info.code, info.message));
     this.pc?.close();
     if (this.ws && this.ws.readyState <= WebSocket.OPEN) this.ws.close(1000);
     this.dispatchEvent(new CustomEvent('close', { detail: info }));
