@@ -236,10 +236,13 @@ fn token(args: TokenArgs) -> ExitCode {
     }
 }
 
+/// Log targets held at debug at most: their trace lines hold whole signaling frames.
+const NEVER_TRACED: [&str; 3] = ["tungstenite", "tokio_tungstenite", "axum::extract::ws"];
+
 /// The log on stderr (text or JSON, `RUST_LOG` filtered, without audit lines) and the audit
 /// trail as bare JSON lines on stdout or appended to `audit_file`.
 fn init_logging(format: LogFormat, audit_file: Option<&Path>) -> Result<(), String> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,webrtc=warn,rtc=warn"))
         // Audit lines have their own writer; the log does not repeat them.
         .add_directive(
@@ -247,6 +250,16 @@ fn init_logging(format: LogFormat, audit_file: Option<&Path>) -> Result<(), Stri
                 .parse()
                 .map_err(|e| format!("log filter: {e}"))?,
         );
+    // The WebSocket stack logs whole frames at trace level, and signaling frames carry access
+    // tokens, identity keys and envelopes: never below debug, whatever RUST_LOG says
+    // (crates/hush-client/tests/secrets.rs found them there).
+    for quiet in NEVER_TRACED {
+        filter = filter.add_directive(
+            format!("{quiet}=debug")
+                .parse()
+                .map_err(|e| format!("log filter: {e}"))?,
+        );
+    }
     let log = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let log = match format {
         LogFormat::Text => log.boxed(),
