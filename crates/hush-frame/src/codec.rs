@@ -136,6 +136,16 @@ impl Layout {
         })
     }
 
+    /// The SFrame header of an encrypted wire `frame` in this layout, read without any key
+    /// (the header is in the clear): what a relay may see of it, the KID and counter. `None`
+    /// when the frame is too short or the header does not decode.
+    pub fn header(self, frame: &[u8]) -> Option<crate::Header> {
+        let split = self.open_split(frame).ok()?;
+        let at = split.prefix_len.checked_add(split.framing_len)?;
+        let (header, _) = crate::Header::decode(frame.get(at..)?).ok()?;
+        Some(header)
+    }
+
     /// The receiver's split of wire `frame` (before H.26x unescaping).
     pub(crate) fn open_split(self, frame: &[u8]) -> Result<OpenSplit, NoPrefix> {
         if self == Layout::Media(Codec::Av1) {
@@ -313,6 +323,21 @@ mod tests {
 
     fn prefix(codec: Codec, frame: &[u8]) -> Result<usize, NoPrefix> {
         Layout::Media(codec).clear_prefix(frame)
+    }
+
+    #[test]
+    fn the_header_of_a_sealed_media_frame_reads_without_a_key() {
+        let key = crate::BaseKey::new(&[7u8; 16]).unwrap();
+        let mut enc = crate::Encryptor::new(crate::CipherSuite::Aes128GcmSha256_128, 0x1234, &key);
+        let layout = Layout::Media(Codec::Vp8);
+        let mut frame = vec![0x31, 0x02, 0x00, 0xff, 0xee, 0xdd, 0xcc];
+        enc.encrypt(layout, &mut frame).unwrap();
+        let h = layout.header(&frame).unwrap();
+        assert_eq!(h.kid, 0x1234);
+        assert_eq!(h.ctr, 0);
+        // Too short for the prefix, or a prefix and nothing after it: no header.
+        assert_eq!(layout.header(&frame[..2]), None);
+        assert_eq!(layout.header(&frame[..3]), None);
     }
 
     #[test]

@@ -22,9 +22,11 @@ use crate::ops::metrics::Metrics;
 use crate::routing::ConnId;
 
 /// When the recorder asks for keyframes after it starts receiving a track: at once, and
-/// again once the senders have most likely moved to the epoch that the recorder joined in
-/// (frames before it are under a key the recorder was never given).
-const KEYFRAME_ASKS: [Duration; 2] = [Duration::ZERO, Duration::from_millis(1500)];
+/// again later in case the sender's move to the recorder's epoch went unseen. The move itself
+/// is seen: the first video frame under a new KID (the SFrame header is in the clear) that is
+/// not a keyframe asks for one at once, since frames before it are under a key the recorder
+/// was never given and a decoder needs a keyframe under the new one.
+const KEYFRAME_ASKS: [Duration; 2] = [Duration::ZERO, Duration::from_millis(3000)];
 
 /// What a tap needs to know about its recording.
 pub(super) struct TapContext {
@@ -92,6 +94,9 @@ pub(super) async fn run(fanout: Arc<Fanout>, cx: TapContext) {
     let mut asm = Assembler::default();
     let mut keyframe = false;
     let mut gap = false;
+    let mut last_kid: Option<u64> = None;
+    let mut asked_at_switch = false;
+    let layout = hush_frame::Layout::Media(hush_frame::Codec::Vp8);
     while let Some(pkt) = rx.recv().await {
         control.set_target(top(&fanout));
         let frame = match video {
@@ -124,6 +129,22 @@ pub(super) async fn run(fanout: Arc<Fanout>, cx: TapContext) {
         let Some(data) = frame.filter(|d| !d.is_empty()) else {
             continue;
         };
+        if video.is_some() {
+            let kid = layout.header(&data).map(|h| h.kid);
+            if last_kid.is_some() && kid != last_kid && !keyframe && !asked_at_switch {
+                asked_at_switch = true;
+                // After the core's keyframe grace (150 ms): an ask that close to the first one
+                // (made when the sink was added, under the old epoch) counts as answered by it.
+                let (driver, subscriber, track) = (cx.driver.clone(), cx.recorder, cx.track);
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    if let Some(tx) = driver.upgrade() {
+                        let _ = tx.send(Input::Keyframe { subscriber, track }).await;
+                    }
+                });
+            }
+            last_kid = kid.or(last_kid);
+        }
         let at_us = u64::try_from(cx.started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let record = FrameRecord {
             at_us,
