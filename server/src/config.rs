@@ -402,6 +402,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_deploy_example_parses_with_every_section() {
+        let c = FileConfig::parse(include_str!("../../deploy/hush.toml")).unwrap();
+        assert!(c.tls.is_some() && c.recording.is_some() && c.admin_token_file.is_some());
+        assert_eq!(c.keys.len(), 1);
+        assert!(c.limits.relay_config().is_ok());
+    }
+
+    #[test]
     fn empty_file_is_all_defaults() {
         let c = FileConfig::parse("").unwrap();
         assert!(c.bind.is_none() && c.keys.is_empty() && c.tls.is_none());

@@ -204,9 +204,11 @@ async fn metrics_render_and_a_join_moves_them() {
 
 #[tokio::test]
 async fn metrics_are_not_public_off_loopback_and_go_to_the_metrics_listener() {
-    // Public listener on every address: no /metrics there.
+    // Public listener on every address (plain HTTP: behind a TLS proxy, `--insecure`): no
+    // /metrics there.
     let public = TestRelay::builder()
         .bind(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+        .configure(|o| o.insecure = true)
         .try_start()
         .await;
     let public = match public {

@@ -453,3 +453,69 @@ async fn tampered_and_truncated_files_are_reported_and_the_rest_still_opens() {
     // still opens.
     assert!(t.written >= good - 4 && t.written < good, "{t:?} of {n}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_at_its_size_limit_stops_and_says_why_and_the_call_goes_on() {
+    let disk = tempfile::tempdir().unwrap();
+    let mut options = RecordingOptions::new(disk.path().to_path_buf());
+    options.sync_interval = Duration::from_millis(100);
+    options.max_room_bytes = 64 * 1024;
+    let relay = TestRelay::builder()
+        .admin()
+        .recording(options)
+        .start()
+        .await;
+    relay
+        .set_recorder(ROOM, &TestRecorder::new("rec", 13))
+        .await;
+    let alice = relay
+        .client(ROOM, "alice")
+        .grants(recorder_grants())
+        .publish(&[Source::Camera, Source::Microphone])
+        .connect()
+        .await;
+    let mut bob = relay.client(ROOM, "bob").connect().await;
+    pump_until_decrypted(&alice, &[&bob], 20, Media::Audio, 10).await;
+    record(&alice, RecordAction::Start).await;
+    // About 20 kB/s of media: 64 KiB in a few seconds.
+    let told = async {
+        while let Some(ev) = bob.next_event().await {
+            if let ClientEvent::Recording(r) = ev
+                && !r.active
+            {
+                return r.reason;
+            }
+        }
+        None
+    };
+    let (reason, ()) = tokio::join!(
+        tokio::time::timeout(Duration::from_secs(20), told),
+        pump(&alice, 8, Media::AudioVideo)
+    );
+    assert_eq!(
+        reason.ok().flatten(),
+        Some(hush_proto::RecordingEnd::SizeLimit)
+    );
+    let dir = &recordings_in(disk.path())[0];
+    let manifest = Manifest::read(dir).unwrap();
+    assert_eq!(
+        manifest.stop_reason,
+        Some(hush_record::StopReason::SizeLimit)
+    );
+    let on_disk: u64 = manifest
+        .tracks
+        .iter()
+        .map(|t| std::fs::metadata(dir.join(&t.file)).unwrap().len())
+        .sum();
+    assert!(on_disk <= 64 * 1024, "{on_disk} bytes of tracks");
+    // The call goes on.
+    let from = alice.info().sender_index;
+    let before = hush_testkit::client::decrypted_from(&bob, from);
+    pump(&alice, 1, Media::Audio).await;
+    assert!(hush_testkit::client::decrypted_from(&bob, from) > before + 20);
+    let metrics = relay.metrics().await;
+    assert!(
+        metrics.contains("hush_recording_failures_total{reason=\"size_limit\"} 1"),
+        "{metrics}"
+    );
+}
