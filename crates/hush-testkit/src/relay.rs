@@ -488,6 +488,11 @@ impl RelayProcess {
         format!("http://{}", self.addr)
     }
 
+    /// Its process id (the relay's own: wrappers exec it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills it with SIGKILL (`kill -9`: nothing runs after) and waits for it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -1,0 +1,149 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may panic
+//! Floods, measured (issue 13 item 7), against the relay *binary*: while an honest publisher
+//! and subscriber are in a call, one address sends 10,000 signaling messages in a burst, makes
+//! 1,000 connection attempts, sends oversized messages, and keeps a joined connection that
+//! never reads while the room churns. The relay's resident memory stays within a stated bound
+//! of what it used before, the honest subscriber keeps decrypting, and the rate-limit metrics
+//! count the hits. (A subscriber that never sends RTCP is not covered yet.)
+
+use futures_util::SinkExt;
+use hush_proto::{ClientMessage, Grants, Ping, Source};
+use hush_testkit::client::{Media, RawSignal, decrypted_from, pump, pump_until_decrypted};
+use hush_testkit::http::metric;
+use hush_testkit::recording::process_config;
+use hush_testkit::relay::RelayProcess;
+use hush_testkit::tokens::Tokens;
+use tokio_tungstenite::tungstenite::Message;
+
+const ROOM: &str = "flood-room";
+/// How much the relay's resident memory may grow through the floods.
+const RSS_BOUND_KB: u64 = 16 * 1024;
+
+fn relay_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().unwrap().parent().unwrap().join("hush-relay");
+    assert!(bin.exists(), "{}: cargo build -p hush-relay", bin.display());
+    bin
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn floods_keep_memory_bounded_and_the_call_going() {
+    let work = tempfile::tempdir().unwrap();
+    let tokens = Tokens::default();
+    let config = process_config(work.path(), &tokens);
+    let relay = RelayProcess::spawn_wrapped(
+        &["env", "RUST_LOG=warn"],
+        relay_binary(),
+        &["--config", config.to_str().unwrap()],
+    );
+    let pid = relay.pid();
+    let grants = Grants {
+        publish: true,
+        subscribe: true,
+        ..Grants::default()
+    };
+    let alice = relay
+        .client(&tokens, ROOM, "alice")
+        .grants(grants.clone())
+        .publish(&[Source::Microphone])
+        .connect()
+        .await;
+    let bob = relay
+        .client(&tokens, ROOM, "bob")
+        .grants(grants)
+        .connect()
+        .await;
+    let got = pump_until_decrypted(&alice, &[&bob], 20, Media::Audio, 10).await;
+    assert!(got[0] > 20);
+    pump(&alice, 1, Media::Audio).await;
+    let before = rss_kb(pid);
+    let from = alice.info().sender_index;
+    let decrypted_before = decrypted_from(&bob, from);
+    let member = |sub: &str| tokens.mint(ROOM, sub).publish().subscribe().string();
+
+    let addr = relay.addr();
+    let from_ip = |a: u8, b: u8| std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, a, b));
+    let attack = async {
+        // A joined connection that never reads, while the room churns around it.
+        let mut deaf = RawSignal::connect_from(addr, from_ip(0, 2)).await.unwrap();
+        deaf.join_with(member("deaf"), None).await;
+        // 10,000 messages in a burst from one connection.
+        let mut chatty = RawSignal::connect_from(addr, from_ip(0, 3)).await.unwrap();
+        chatty.join_with(member("chatty"), None).await;
+        let mut ws = chatty.into_ws();
+        for seq in 0..10_000u64 {
+            let ping = ClientMessage::Ping(Ping { seq }).encode();
+            if ws.feed(Message::text(ping)).await.is_err() {
+                break;
+            }
+        }
+        let _ = ws.flush().await;
+        // Oversized messages.
+        let big = "x".repeat(hush_proto::MAX_MESSAGE_BYTES + 1);
+        for _ in 0..10 {
+            if let Ok(mut c) = RawSignal::connect_from(addr, from_ip(0, 4)).await {
+                let _ = c.try_send_raw(Message::text(big.clone())).await;
+            }
+        }
+        // 1,000 connection attempts from one address.
+        let mut refused = 0;
+        for _ in 0..1000 {
+            if RawSignal::connect_from(addr, from_ip(0, 5)).await.is_err() {
+                refused += 1;
+            }
+        }
+        // Churn: members join and leave (from addresses of their own), each event queued for
+        // the deaf one.
+        for i in 0..50u8 {
+            if let Ok(mut c) = RawSignal::connect_from(addr, from_ip(1, i + 1)).await {
+                c.join_with(member(&format!("churn{i}")), None).await;
+                let _ = c.close().await;
+            }
+        }
+        drop(deaf);
+        refused
+    };
+    let (refused, ()) = tokio::join!(attack, pump(&alice, 6, Media::Audio));
+    pump(&alice, 1, Media::Audio).await;
+    let after = rss_kb(pid);
+    let decrypted = decrypted_from(&bob, from) - decrypted_before;
+    let metrics = hush_testkit::http::get(relay.addr(), "/metrics").await.body;
+    let count = |prefix: &str| metric::<f64>(&metrics, prefix).unwrap_or(0.0);
+    eprintln!(
+        "figures {{\"rss_before_kb\":{before},\"rss_after_kb\":{after},\"rss_growth_kb\":{},\"connect_refused\":{refused},\"bob_decrypted_during\":{decrypted},\"rate_limited\":{},\"connect_rate\":{},\"too_large\":{}}}",
+        after.saturating_sub(before),
+        count("hush_refusals_total{code=\"rate_limited\"}"),
+        count("hush_connections_refused_total{reason=\"connect_rate\"}"),
+        count("hush_refusals_total{code=\"message_too_large\"}"),
+    );
+    assert!(
+        after.saturating_sub(before) < RSS_BOUND_KB,
+        "RSS grew from {before} kB to {after} kB"
+    );
+    // 7 s of audio at 50 frames/s: most of it decrypted through the floods.
+    assert!(
+        decrypted > 250,
+        "bob decrypted {decrypted} frames during the floods"
+    );
+    assert!(
+        refused > 500,
+        "{refused} of 1,000 connection attempts refused"
+    );
+    assert!(
+        count("hush_refusals_total{code=\"rate_limited\"}") >= 1.0,
+        "{metrics}"
+    );
+    assert!(
+        count("hush_connections_refused_total{reason=\"connect_rate\"}") >= 500.0,
+        "{metrics}"
+    );
+}
