@@ -11,20 +11,13 @@ use hush_proto::{ClientMessage, Grants, Ping, Source};
 use hush_testkit::client::{Media, RawSignal, decrypted_from, pump, pump_until_decrypted};
 use hush_testkit::http::metric;
 use hush_testkit::recording::process_config;
-use hush_testkit::relay::RelayProcess;
+use hush_testkit::relay::{RelayProcess, relay_binary};
 use hush_testkit::tokens::Tokens;
 use tokio_tungstenite::tungstenite::Message;
 
 const ROOM: &str = "flood-room";
 /// How much the relay's resident memory may grow through the floods.
 const RSS_BOUND_KB: u64 = 16 * 1024;
-
-fn relay_binary() -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().unwrap().parent().unwrap().join("hush-relay");
-    assert!(bin.exists(), "{}: cargo build -p hush-relay", bin.display());
-    bin
-}
 
 fn rss_kb(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();

@@ -7,7 +7,6 @@
 //! The relay binary is the workspace's `target/<profile>/hush-relay`, which `cargo test
 //! --workspace` builds with the relay's own tests (`cargo build -p hush-relay` otherwise).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use hush_client::{Client, ClientEvent};
@@ -19,26 +18,10 @@ use hush_testkit::client::{Media, decrypted_from, pump, pump_until_decrypted};
 use hush_testkit::recording::{
     TestRecorder, admin_record_at, process_config, recordings_in, set_recorder_at,
 };
-use hush_testkit::relay::{ADMIN_TOKEN, RelayProcess};
+use hush_testkit::relay::{ADMIN_TOKEN, RelayProcess, relay_binary};
 use hush_testkit::tokens::Tokens;
 
 const ROOM: &str = "proc-room";
-
-/// The relay binary next to this test's directory (`target/<profile>/deps/..`).
-fn relay_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(|dir| dir.join("hush-relay"))
-        .unwrap();
-    assert!(
-        bin.exists(),
-        "{} is missing: `cargo build -p hush-relay` (cargo test --workspace builds it)",
-        bin.display()
-    );
-    bin
-}
 
 async fn call(relay: &RelayProcess, tokens: &Tokens) -> (Client, Client) {
     let alice = relay

@@ -21,17 +21,10 @@ use hush_proto::{
 use hush_record::{Record as Rec, RecordingDir};
 use hush_testkit::client::{Media, pump, pump_until_decrypted};
 use hush_testkit::recording::{TestRecorder, process_config, recordings_in, set_recorder_at};
-use hush_testkit::relay::{ADMIN_TOKEN, RelayProcess};
+use hush_testkit::relay::{ADMIN_TOKEN, RelayProcess, relay_binary};
 use hush_testkit::tokens::Tokens;
 
 const ROOM: &str = "secret-room";
-
-fn relay_binary() -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().unwrap().parent().unwrap().join("hush-relay");
-    assert!(bin.exists(), "{}: cargo build -p hush-relay", bin.display());
-    bin
-}
 
 /// Joins like `ClientBuilder::connect`, keeping the token and the identity key to search for.
 async fn join(

@@ -157,8 +157,8 @@ impl Source {
 }
 
 /// Opens the recording in `dir` with the recorder's `key` into `out` (created if needed): one
-/// IVF file per video track, one Ogg Opus file per audio track. `progress` is called with the
-/// frames handled so far and the total of frames' bytes read.
+/// IVF file per video track, one Ogg Opus file per audio track. `progress` is called after each
+/// frame with the bytes of track records read so far (of [`tracks_bytes`]).
 pub fn open(
     dir: &Path,
     key: IdentityKeyPair,
@@ -241,6 +241,9 @@ pub fn open(
         let Some(frame) = sources[si].next.take() else {
             break;
         };
+        let record_len = (crate::records::RECORD_HEADER_LEN
+            + crate::records::FRAME_FIXED_LEN
+            + frame.data.len()) as u64;
         let index = sources[si].index;
         // Events due by then (and shortly after), and the timers they set.
         let horizon = frame.at_us.saturating_add(LOOKAHEAD_US);
@@ -281,7 +284,7 @@ pub fn open(
         }
         let tr = &mut report.tracks[index];
         sources[si].advance(tr);
-        handled += 1;
+        handled += record_len;
         progress(handled);
     }
     for (i, o) in outputs.into_iter().enumerate() {
@@ -324,14 +327,14 @@ fn drain(me: &mut Participant<ChaCha20Rng>, dec: &mut Decryptor, r: &mut Report)
     }
 }
 
-/// Total bytes of the tracks' files (for a progress bar's length).
-pub fn frames_total(dir: &Path) -> Result<u64, OpenError> {
+/// Bytes of the tracks' files (a progress bar's length for [`open`]'s `progress`), from their
+/// sizes: nothing is read.
+pub fn tracks_bytes(dir: &Path) -> Result<u64, OpenError> {
     let rec = RecordingDir::open(dir).map_err(OpenError::Format)?;
-    let mut n = 0;
-    for i in 0..rec.manifest().tracks.len() {
-        if let Some(Ok(r)) = rec.open_track(i) {
-            n += r.filter(|x| x.is_ok()).count() as u64;
-        }
-    }
+    let n = (0..rec.manifest().tracks.len())
+        .filter_map(|i| rec.track_path(i))
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
     Ok(n)
 }

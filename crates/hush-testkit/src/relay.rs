@@ -409,6 +409,24 @@ impl Drop for RelayProcess {
     }
 }
 
+/// The workspace's relay binary, `target/<profile>/hush-relay`, for tests of other crates
+/// (the relay's own tests have `env!("CARGO_BIN_EXE_hush-relay")`): next to the running test's
+/// `deps/` directory. `cargo test --workspace` builds it; panics naming the command otherwise.
+pub fn relay_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join("hush-relay"))
+        .expect("a test binary lives in target/<profile>/deps");
+    assert!(
+        bin.exists(),
+        "{} is missing: `cargo build -p hush-relay` (cargo test --workspace builds it)",
+        bin.display()
+    );
+    bin
+}
+
 impl RelayProcess {
     /// Runs `exe` (`env!("CARGO_BIN_EXE_hush-relay")` in the relay's tests) with `args` after
     /// the kit's, and waits (30 s at most) for the line that says where it listens.

@@ -18,7 +18,7 @@ use base64::engine::general_purpose::STANDARD;
 use clap::{Parser, Subcommand};
 use hush_keys::IdentityKeyPair;
 use hush_keys::ed25519_dalek::VerifyingKey;
-use hush_record::open::{OpenOptions, Report, frames_total, open};
+use hush_record::open::{OpenOptions, Report, open, tracks_bytes};
 use hush_record::{Record, RecordingDir};
 use zeroize::Zeroizing;
 
@@ -247,14 +247,14 @@ fn decrypt(
             )
         }
     };
-    let total = frames_total(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let total = tracks_bytes(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let bar = if quiet {
         indicatif::ProgressBar::hidden()
     } else {
         let b = indicatif::ProgressBar::new(total);
         b.set_style(
             indicatif::ProgressStyle::with_template(
-                "{spinner} [{bar:40}] {pos}/{len} frames ({per_sec}, {eta})",
+                "{spinner} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
             )
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
             .progress_chars("=> "),
