@@ -33,6 +33,11 @@ pub(crate) enum Input {
     Closed { conn: ConnId },
     /// A subscriber's media asked for a keyframe (RTCP PLI or FIR).
     Keyframe { subscriber: ConnId, track: TrackId },
+    /// The token store's answer for a join ([`crate::routing::Output::ClaimToken`]).
+    TokenClaimed {
+        conn: ConnId,
+        claim: crate::routing::TokenClaim,
+    },
     /// The connection's media session failed; close the connection.
     MediaFailed { conn: ConnId },
     /// `/metrics` is about to render: bring the gauges and fan-out counters up to date.

@@ -17,6 +17,7 @@
 //! audit_key_file = "/etc/hush/audit.key"  # pseudonym key of the audit trail (else random)
 //! admin_token_file = "/etc/hush/admin.token"  # bearer token of the admin API (else no API)
 //! trusted_proxies = ["10.0.0.0/8"]  # reverse proxies whose Forwarded/X-Forwarded-For count
+//! token_store = "/var/lib/hush/used-tokens"  # or "redis://10.0.0.9:6379/0" shared by relays
 //!
 //! [turn]                         # TURN servers handed to clients in `joined` (crate::turn)
 //! urls = ["turn:turn.example.org:3478?transport=tcp", "turns:turn.example.org:5349"]
@@ -102,6 +103,10 @@ pub struct FileConfig {
     /// ([`crate::ops::proxy`]).
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// Where used token ids are kept beyond the process: a file path, a `redis://` URL, or
+    /// `memory` ([`crate::ops::token_store`]; default: `$STATE_DIRECTORY/used-tokens` under
+    /// systemd, else memory).
+    pub token_store: Option<String>,
     /// TURN servers for clients.
     pub turn: Option<TurnFileConfig>,
     /// Encrypted recordings.
@@ -405,6 +410,7 @@ mod tests {
     fn the_deploy_example_parses_with_every_section() {
         let c = FileConfig::parse(include_str!("../../deploy/hush.toml")).unwrap();
         assert!(c.tls.is_some() && c.recording.is_some() && c.admin_token_file.is_some());
+        assert_eq!(c.token_store.as_deref(), Some("/var/lib/hush/used-tokens"));
         assert_eq!(c.keys.len(), 1);
         assert!(c.limits.relay_config().is_ok());
     }

@@ -23,6 +23,7 @@ use hush_relay::config::{
 use hush_relay::http::{DevMinter, RelayOptions, serve_all};
 use hush_relay::media::MediaOptions;
 use hush_relay::ops::audit::{AUDIT_TARGET, AuditSink, AuditWriter};
+use hush_relay::ops::token_store::{TokenStore, TokenStoreSpec};
 use hush_relay::token::{SigningKey, TokenPolicy, mint};
 use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -117,6 +118,11 @@ struct ServeArgs {
         value_delimiter = ','
     )]
     trusted_proxies: Vec<String>,
+    /// Where used token ids are kept, so tokens stay single use across restarts and relays: a
+    /// file path, a redis:// URL (shared by several relays), or `memory` [default:
+    /// $STATE_DIRECTORY/used-tokens under systemd, else memory].
+    #[arg(long, env = "HUSH_TOKEN_STORE")]
+    token_store: Option<String>,
     /// Serve plain HTTP on a non-loopback address (only behind a proxy that terminates TLS);
     /// without it the relay refuses to start there without TLS. Logged every minute.
     #[arg(long, env = "HUSH_INSECURE")]
@@ -469,6 +475,18 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             Ok(p) => p,
             Err(e) => return fail(format!("trusted proxies: {e}")),
         };
+    let token_store = match TokenStoreSpec::choose(
+        args.token_store.as_deref().or(file.token_store.as_deref()),
+        std::env::var_os("STATE_DIRECTORY").as_deref(),
+    ) {
+        Ok(spec) => spec,
+        Err(e) => return fail(format!("token store: {e}")),
+    };
+    if token_store.is_none() && !dev {
+        tracing::warn!(
+            "no token store: tokens are single use until this relay restarts (set token_store)"
+        );
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     options.shutdown = Some(stop_rx);
 
@@ -484,6 +502,12 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             Ok(listener) => listener,
             Err(err) => return fail(format!("cannot listen on {bind}: {err}")),
         };
+        if let Some(spec) = &token_store {
+            match TokenStore::open(spec, options.policy.replay_capacity).await {
+                Ok(store) => options.token_store = Some(std::sync::Arc::new(store)),
+                Err(err) => return fail(err.to_string()),
+            }
+        }
         let local = listener.local_addr().unwrap_or(bind);
         let metrics = match metrics_bind {
             Some(at) => match tokio::net::TcpListener::bind(at).await {

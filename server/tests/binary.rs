@@ -16,14 +16,7 @@ fn spawn_relay(args: &[&str]) -> RelayProcess {
 
 /// Joins `relay` with `token`: the refusal's code, or `None` when joined.
 async fn join(relay: &RelayProcess, token: &str) -> (RawSignal, Option<ErrorCode>) {
-    let mut c = RawSignal::connect(&relay.ws_url()).await;
-    c.join_with(token, None).await;
-    let refusal = match c.recv().await {
-        Some(hush_proto::ServerMessage::Joined(_)) => None,
-        Some(hush_proto::ServerMessage::Error(e)) => Some(e.code),
-        other => panic!("expected joined or an error, got {other:?}"),
-    };
-    (c, refusal)
+    RawSignal::try_join(&relay.ws_url(), token).await
 }
 
 /// Reads `path` until `want` lines are there (bounded).

@@ -309,6 +309,14 @@ async fn every_page_carries_the_security_headers_and_plain_http_no_hsts() {
         assert_eq!(header("x-frame-options").as_deref(), Some("DENY"), "{path}");
         let csp = header("content-security-policy").unwrap_or_default();
         assert!(csp.contains("frame-ancestors 'none'") && csp.contains("object-src 'none'"));
+        assert!(
+            csp.contains("script-src 'self' 'wasm-unsafe-eval'"),
+            "{csp}"
+        );
+        assert!(
+            !csp.contains("unsafe-inline") && !csp.contains("'unsafe-eval'"),
+            "{csp}"
+        );
         assert!(header("permissions-policy").is_some_and(|p| p.contains("camera=(self)")));
         // HSTS over plain HTTP would be ignored at best; it is sent on TLS listeners only.
         assert_eq!(header("strict-transport-security"), None, "{path}");

@@ -122,6 +122,19 @@ impl RawSignal {
             .await;
     }
 
+    /// Connects to `url` and joins with `token`: the connection and the refusal's code, or
+    /// `None` when joined.
+    pub async fn try_join(url: &str, token: &str) -> (Self, Option<ErrorCode>) {
+        let mut c = Self::connect(url).await;
+        c.join_with(token, None).await;
+        let refusal = match c.recv().await {
+            Some(ServerMessage::Joined(_)) => None,
+            Some(ServerMessage::Error(e)) => Some(e.code),
+            other => panic!("expected joined or an error, got {other:?}"),
+        };
+        (c, refusal)
+    }
+
     /// Sends `join` presenting any bytes as the identity key.
     pub async fn join_with_key(
         &mut self,

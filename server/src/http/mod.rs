@@ -102,6 +102,9 @@ pub struct RelayOptions {
     /// it [`serve_all`] refuses ([`ServeError::PlainNotLoopback`]); with it a warning is logged
     /// every minute.
     pub insecure: bool,
+    /// Where used token ids are kept beyond this process's memory (a file that survives a
+    /// restart, or Redis shared by several relays); `None`: single use until a restart only.
+    pub token_store: Option<Arc<crate::ops::token_store::TokenStore>>,
 }
 
 /// The default [`RelayOptions::drain`].
@@ -118,6 +121,7 @@ impl RelayOptions {
             media: MediaOptions::default(),
             recording: None,
             insecure: false,
+            token_store: None,
             trusted_proxies: TrustedProxies::default(),
             static_dir: PathBuf::from("web"),
             dev: None,
@@ -146,6 +150,8 @@ pub(crate) struct AppState {
     /// What `/readyz` checks: a media socket binds here, and token keys are loaded.
     pub(crate) media_ip: std::net::IpAddr,
     pub(crate) keys_loaded: bool,
+    /// The token store, if any: `/readyz` checks that it answers.
+    pub(crate) token_store: Option<Arc<crate::ops::token_store::TokenStore>>,
     /// Where recordings go (dev mode writes its recorder's key there).
     pub(crate) recording_dir: Option<std::path::PathBuf>,
     /// Proxies whose forwarding headers name the client ([`TrustedProxies`]).
@@ -262,6 +268,7 @@ pub fn routers(options: RelayOptions) -> Result<Routers, ServeError> {
     let verifier = TokenVerifier::new(options.keys, options.policy);
     let mut relay_config = options.relay;
     relay_config.recording = options.recording.is_some();
+    relay_config.token_store = options.token_store.is_some();
     let mut relay = Relay::new(relay_config, verifier);
     // Room instances must differ across restarts: a fresh secret each start.
     let mut instance_key = zeroize::Zeroizing::new([0u8; 32]);
@@ -281,6 +288,7 @@ pub fn routers(options: RelayOptions) -> Result<Routers, ServeError> {
         metrics: Arc::clone(&metrics),
         limiter: Arc::clone(&limiter),
         audit,
+        token_store: options.token_store.clone(),
     };
     let media_ip = options.media.udp_ip;
     let recording_dir = options.recording.as_ref().map(|r| r.dir.clone());
@@ -295,6 +303,7 @@ pub fn routers(options: RelayOptions) -> Result<Routers, ServeError> {
         draining,
         media_ip,
         keys_loaded,
+        token_store: options.token_store.clone(),
         recording_dir,
         driver,
         dev: options.dev.map(Arc::new),
@@ -338,11 +347,12 @@ pub fn routers(options: RelayOptions) -> Result<Routers, ServeError> {
     })
 }
 
-/// The Content-Security-Policy of every page: no plugins, no `<base>`, forms only to this
-/// relay, never framed. (No `script-src` yet: `script-src 'self' 'wasm-unsafe-eval'` stopped
-/// the demo's send transforms from sealing any frame in Chromium; to be found out.)
-pub const CONTENT_SECURITY_POLICY: &str =
-    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+/// The Content-Security-Policy of every response, the Worker's included: no plugins, no
+/// `<base>`, forms only to this relay, never framed; scripts only from this relay (no inline
+/// script, no eval), WebAssembly compilation allowed (hush-wasm in the Worker). Browser tests
+/// must not give Playwright's `waitForFunction` a string: it evals it in the page, refused here.
+pub const CONTENT_SECURITY_POLICY: &str = "object-src 'none'; base-uri 'none'; \
+     form-action 'self'; frame-ancestors 'none'; script-src 'self' 'wasm-unsafe-eval'";
 
 /// Security headers on every response of the public listener (a handler's own value wins).
 async fn security_headers(mut response: Response) -> Response {
@@ -394,6 +404,11 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
     if std::net::UdpSocket::bind((state.media_ip, 0)).is_err() {
         return unavailable("no media socket binds on the media address\n");
+    }
+    if let Some(store) = &state.token_store
+        && !store.ready().await
+    {
+        return unavailable("the token store does not answer\n");
     }
     "ready\n".into_response()
 }

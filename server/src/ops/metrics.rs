@@ -90,6 +90,7 @@ pub struct Metrics {
     e2ee_decrypted_frames: Counter,
     e2ee_epoch_changes: Counter,
     e2ee_reports: Family<Labels, Counter>,
+    token_claims: Family<Labels, Counter>,
     pub(crate) recording: super::recording_metrics::RecordingMetrics,
 }
 
@@ -124,6 +125,7 @@ impl Metrics {
             e2ee_decrypted_frames: Counter::default(),
             e2ee_epoch_changes: Counter::default(),
             e2ee_reports: Family::default(),
+            token_claims: Family::default(),
             recording: Default::default(),
         };
         let r = &mut registry;
@@ -188,6 +190,11 @@ impl Metrics {
             "keyframe_requests_out",
             "Keyframe requests sent to publishers after merging",
             m.keyframe_requests_out.clone(),
+        );
+        r.register(
+            "token_claims",
+            "Token ids checked in the token store, by result (fresh, used, unavailable)",
+            m.token_claims.clone(),
         );
         r.register(
             "rekeys",
@@ -314,6 +321,16 @@ impl Metrics {
         self.dropped_packets
             .get_or_create(&[("reason", reason.as_str())])
             .inc_by(packets);
+    }
+
+    /// The token store answered a join's claim.
+    pub fn token_claim(&self, claim: crate::routing::TokenClaim) {
+        let result = match claim {
+            crate::routing::TokenClaim::Fresh => "fresh",
+            crate::routing::TokenClaim::Used => "used",
+            crate::routing::TokenClaim::Unavailable => "unavailable",
+        };
+        self.token_claims.get_or_create(&[("result", result)]).inc();
     }
 
     /// A keyframe request arrived from a subscriber (before merging).

@@ -10,3 +10,4 @@ pub mod metrics;
 pub mod proxy;
 mod recording_metrics;
 pub mod tls;
+pub mod token_store;

@@ -50,6 +50,13 @@ pub struct RelayConfig {
     /// Whether rooms may be recorded (the adapter has somewhere to write): without it `record`
     /// is refused with `recording_disabled`.
     pub recording: bool,
+    /// Whether an adapter keeps used token ids beyond this process (a file that survives a
+    /// restart, or Redis shared by several relays): a join whose token passed every check here
+    /// then waits for [`Output::ClaimToken`]'s answer ([`super::Relay::token_claimed`]) before
+    /// it is admitted. Without it the core's own replay cache is the only check.
+    ///
+    /// [`Output::ClaimToken`]: super::Output::ClaimToken
+    pub token_store: bool,
 }
 
 impl RelayConfig {
@@ -89,6 +96,7 @@ impl Default for RelayConfig {
             rekey_interval: Duration::from_secs(1),
             e2ee_stats_interval: Duration::from_secs(5),
             recording: false,
+            token_store: false,
         }
     }
 }

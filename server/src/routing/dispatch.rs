@@ -10,8 +10,8 @@ use hush_proto::{
 
 use super::config::RoomSettings;
 use super::outbox::Refusal;
-use super::output::{Audit, ConnId, E2eeHealth, MediaSignal, Output, RecordingAction};
-use super::relay::Relay;
+use super::output::{Audit, ConnId, E2eeHealth, MediaSignal, Output, RecordingAction, TokenClaim};
+use super::relay::{PendingJoin, Relay};
 use super::room::Newcomer;
 use crate::time::Now;
 
@@ -40,6 +40,10 @@ impl Relay {
     }
 
     fn join(&mut self, now: Now, conn: ConnId, join: Join) {
+        if self.conns.get(&conn).is_some_and(|c| c.pending.is_some()) {
+            let message = "a join is already being checked";
+            return self.refuse_join(now.instant, conn, ErrorCode::AlreadyJoined, message);
+        }
         let verified = self
             .tokens
             .verify(now.unix_secs(), join.token.expose(), join.room.as_ref());
@@ -47,9 +51,59 @@ impl Relay {
             Ok(claims) => claims,
             Err(err) => return self.refuse_join(now.instant, conn, err.code(), err.to_string()),
         };
+        let pending = PendingJoin {
+            forget_after: self.tokens.forget_after(&claims),
+            claims,
+            identity_key: join.identity_key,
+            attestation: join.attestation,
+            offers_first: join.offers_first,
+        };
+        match (self.config.token_store, pending.claims.jti.clone()) {
+            (true, Some(jti)) => {
+                let forget_after = pending.forget_after;
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.pending = Some(Box::new(pending));
+                    self.out.push(Output::ClaimToken {
+                        conn,
+                        jti,
+                        forget_after,
+                    });
+                }
+            }
+            _ => self.admit_join(now.instant, conn, pending),
+        }
+    }
+
+    /// The token store's answer for `conn`'s join ([`Output::ClaimToken`]): admits it when its
+    /// token id was fresh, refuses it otherwise. An answer for a connection that closed or is
+    /// not waiting is ignored.
+    pub fn token_claimed(&mut self, now: Now, conn: ConnId, claim: TokenClaim) {
+        let Some(pending) = self.conns.get_mut(&conn).and_then(|c| c.pending.take()) else {
+            return;
+        };
+        match claim {
+            TokenClaim::Fresh => self.admit_join(now.instant, conn, *pending),
+            TokenClaim::Used => {
+                let err = crate::token::TokenError::Replayed;
+                self.refuse_join(now.instant, conn, err.code(), err.to_string());
+            }
+            TokenClaim::Unavailable => {
+                // Not the token's fault: it was not used, it may try again.
+                if let Some(jti) = &pending.claims.jti {
+                    self.tokens.release(jti);
+                }
+                let message = "the relay cannot check tokens for reuse right now: try again";
+                self.refuse_join(now.instant, conn, ErrorCode::ServerBusy, message);
+            }
+        }
+    }
+
+    /// Admits a join whose token passed every check.
+    fn admit_join(&mut self, now: Instant, conn: ConnId, join: PendingJoin) {
+        let claims = join.claims;
         let room_id = claims.room;
-        if let Err(refusal) = self.admit(now.instant, &room_id, &claims.sub) {
-            return self.refuse_join(now.instant, conn, refusal.code, refusal.message);
+        if let Err(refusal) = self.admit(now, &room_id, &claims.sub) {
+            return self.refuse_join(now, conn, refusal.code, refusal.message);
         }
         let newcomer = Newcomer {
             id: claims.sub.clone(),
@@ -61,7 +115,7 @@ impl Relay {
         };
         let (Some(room), Some(c)) = (self.rooms.get_mut(&room_id), self.conns.get_mut(&conn))
         else {
-            self.refuse_fatally(now.instant, conn, NOT_IN_ROOM, LeaveReason::Disconnected);
+            self.refuse_fatally(now, conn, NOT_IN_ROOM, LeaveReason::Disconnected);
             return;
         };
         room.admit(newcomer, &mut self.out);

@@ -13,6 +13,9 @@
 //!
 //! - The first message is `join` with a valid token ([`crate::token`]); anything else, or
 //!   nothing within [`RelayConfig::join_timeout`], closes the connection.
+//! - With a token store ([`RelayConfig::token_store`]) a join whose token passed every check
+//!   waits for the store to mark its `jti` used ([`Output::ClaimToken`],
+//!   [`Relay::token_claimed`]): an id used before, or a store that cannot answer, refuses it.
 //! - A room is created by its first join (or by [`Relay::configure_room`]) and forgotten after
 //!   it stayed empty for its timeout. It holds at most the smaller of the server's cap and its
 //!   own limit. A locked room refuses newcomers; a closed room refuses everyone until forgotten.
@@ -62,7 +65,7 @@ mod tests;
 pub use admin::{AdminCommand, AdminResult, RoomState};
 pub use config::{RateLimit, RelayConfig, RoomSettings};
 pub use output::{
-    Audit, ConnId, E2eeHealth, MediaSignal, ModerationAction, Output, RecordingAction,
+    Audit, ConnId, E2eeHealth, MediaSignal, ModerationAction, Output, RecordingAction, TokenClaim,
 };
 pub use recording::RecorderIdentity;
 pub use relay::Relay;

@@ -5,6 +5,18 @@ use hush_proto::{
     ServerMessage, Source, TrackId,
 };
 
+/// The shared token store's answer to [`Output::ClaimToken`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenClaim {
+    /// The id was not used before: it is now.
+    Fresh,
+    /// The id was used before (on this relay before a restart, or on another relay).
+    Used,
+    /// The store could not answer (down, full, a write failed): the join is refused, since the
+    /// token cannot be checked (fail closed).
+    Unavailable,
+}
+
 /// A client connection (one signaling WebSocket and its media session), numbered by the core.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub(crate) u64);
@@ -115,6 +127,17 @@ pub enum Output {
         conn: ConnId,
         /// Why.
         end: RecordingEnd,
+    },
+    /// Mark a verified token's `jti` used in the shared store ([`super::RelayConfig::token_store`])
+    /// and answer with [`super::Relay::token_claimed`]: the join waits for it. Only a token whose
+    /// signature and claims passed comes here, so nobody can use up another's token id.
+    ClaimToken {
+        /// The joining connection.
+        conn: ConnId,
+        /// The token id.
+        jti: String,
+        /// Unix time after which the id may be forgotten (the token has expired by then).
+        forget_after: u64,
     },
     /// Something for the audit trail.
     Audit(Audit),

@@ -48,6 +48,18 @@ pub(super) struct Conn {
     pub(super) e2ee_stats: E2eeStatsState,
     /// What its `join` said about the first SDP offer ([`hush_proto::Join::offers_first`]).
     pub(super) offers_first: Option<bool>,
+    /// A join whose token passed, waiting for the token store ([`Output::ClaimToken`]).
+    pub(super) pending: Option<Box<PendingJoin>>,
+}
+
+/// A verified join waiting for the token store's answer.
+#[derive(Debug)]
+pub(super) struct PendingJoin {
+    pub(super) claims: hush_proto::TokenClaims,
+    pub(super) forget_after: u64,
+    pub(super) identity_key: hush_proto::OpaqueBytes,
+    pub(super) attestation: Option<hush_proto::OpaqueBytes>,
+    pub(super) offers_first: Option<bool>,
 }
 
 /// A connection's `e2ee_stats` rate limit and last reported epoch.
@@ -139,6 +151,7 @@ impl Relay {
             room: None,
             e2ee_stats: E2eeStatsState::default(),
             offers_first: None,
+            pending: None,
         };
         self.conns.insert(id, conn);
         id

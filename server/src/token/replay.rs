@@ -44,13 +44,22 @@ impl ReplayCache {
         Ok(())
     }
 
+    /// Forgets `jti` before its time: its join was never admitted (the shared store could not
+    /// be asked), so the same token may try again.
+    pub(crate) fn release(&mut self, jti: &str) {
+        self.seen.remove(jti);
+    }
+
     /// Forgets every id whose time has passed.
     pub(crate) fn forget_expired(&mut self, now: u64) {
         while let Some(Reverse((at, _))) = self.expiry.peek() {
             if *at >= now {
                 break;
             }
-            if let Some(Reverse((_, jti))) = self.expiry.pop() {
+            if let Some(Reverse((at, jti))) = self.expiry.pop()
+                && self.seen.get(&jti) == Some(&at)
+            {
+                // (An id released and recorded again has a later entry of its own.)
                 self.seen.remove(&jti);
             }
         }
@@ -81,6 +90,20 @@ mod tests {
         // After its token expired it is forgotten (the token would be refused as expired).
         assert_eq!(cache.check_and_record("b", 200, 101), Ok(()));
         assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn a_released_id_may_be_used_again_and_keeps_its_new_time() {
+        let mut cache = ReplayCache::new(10);
+        cache.check_and_record("a", 100, 0).unwrap();
+        cache.release("a");
+        assert_eq!(cache.check_and_record("a", 300, 50), Ok(()));
+        // The first entry's time passing does not forget the second one.
+        cache.forget_expired(150);
+        assert_eq!(
+            cache.check_and_record("a", 300, 150),
+            Err(TokenError::Replayed)
+        );
     }
 
     #[test]

@@ -85,10 +85,22 @@ impl TokenVerifier {
         let claims = read_claims(payload, self.policy.require_jti)?;
         self.check_claims(now, &claims, room)?;
         if let Some(jti) = &claims.jti {
-            let forget_after = claims.exp.saturating_add(self.policy.leeway_secs);
-            self.replay.check_and_record(jti, forget_after, now)?;
+            self.replay
+                .check_and_record(jti, self.forget_after(&claims), now)?;
         }
         Ok(claims)
+    }
+
+    /// Forgets that `jti` was used: its join was refused before admission for a reason that is
+    /// not the token's (the shared token store could not answer), so it may try again.
+    pub fn release(&mut self, jti: &str) {
+        self.replay.release(jti);
+    }
+
+    /// The Unix time after which a verified token's `jti` may be forgotten: by then the token
+    /// is refused as expired anyway.
+    pub fn forget_after(&self, claims: &TokenClaims) -> u64 {
+        claims.exp.saturating_add(self.policy.leeway_secs)
     }
 
     fn check_claims(

@@ -9,6 +9,7 @@ mod moderation;
 mod protection;
 mod recording;
 mod rekey;
+mod token_store;
 
 use std::time::{Duration, Instant};
 

@@ -28,6 +28,7 @@ use crate::media::peer::{self, PeerCommand, PeerHandle};
 use crate::ops::audit::AuditSink;
 use crate::ops::limits::IpLimiter;
 use crate::ops::metrics::{KeyframeOrigin, Metrics, PacketDrop};
+use crate::ops::token_store::TokenStore;
 use crate::recording::{RecordingOptions, Recordings};
 use crate::routing::{AdminCommand, AdminResult, Audit, ConnId, Output, Relay};
 use crate::time::Now;
@@ -41,6 +42,9 @@ pub struct DriverOps {
     pub limiter: Arc<Mutex<IpLimiter>>,
     /// Writes the audit trail.
     pub audit: AuditSink,
+    /// Where used token ids are kept beyond the core's memory (the core's
+    /// [`crate::routing::RelayConfig::token_store`] must be set with it).
+    pub token_store: Option<Arc<TokenStore>>,
 }
 
 /// A handle to the driver task; cloned into every connection. Each method returns `None` or
@@ -216,6 +220,22 @@ impl Driver {
         self.stop_recordings();
     }
 
+    /// Asks the token store about a join's token id, off the driver's task; the answer comes
+    /// back as an input. Without a store (a core configured for one by mistake) the join is
+    /// refused.
+    fn claim_token(&mut self, conn: ConnId, jti: String, forget_after: u64) {
+        let (Some(store), Some(tx)) = (self.ops.token_store.clone(), self.tx.upgrade()) else {
+            tracing::error!("a token claim without a token store");
+            let claim = crate::routing::TokenClaim::Unavailable;
+            self.relay.token_claimed(now(), conn, claim);
+            return;
+        };
+        tokio::spawn(async move {
+            let claim = store.claim(&jti, forget_after).await;
+            let _ = tx.send(Input::TokenClaimed { conn, claim }).await;
+        });
+    }
+
     /// Shutdown: every recording ends (`shutdown`) and its files are closed.
     fn stop_recordings(&mut self) {
         let fanouts: Vec<Arc<Fanout>> = self.fanouts.values().cloned().collect();
@@ -264,6 +284,10 @@ impl Driver {
                 );
                 self.ops.metrics.keyframe_request(KeyframeOrigin::Rtcp);
                 self.relay.request_keyframe(now(), subscriber, track)
+            }
+            Input::TokenClaimed { conn, claim } => {
+                self.ops.metrics.token_claim(claim);
+                self.relay.token_claimed(now(), conn, claim);
             }
             Input::MediaFailed { conn } => {
                 if let Some(state) = self.conns.remove(&conn) {
@@ -362,6 +386,11 @@ impl Driver {
     fn output(&mut self, output: Output) {
         self.ops.metrics.observe(&output);
         match output {
+            Output::ClaimToken {
+                conn,
+                jti,
+                forget_after,
+            } => self.claim_token(conn, jti, forget_after),
             Output::Send { conn, message } => self.send(conn, message),
             Output::Close { conn } => {
                 if let Some(state) = self.conns.remove(&conn) {
@@ -596,126 +625,4 @@ impl Driver {
 }
 
 #[cfg(test)]
-mod tests {
-    use hush_proto::TrackId;
-    use rtc::rtp;
-
-    use super::*;
-    use crate::ops::limits::IpLimits;
-    use crate::routing::RelayConfig;
-    use crate::token::{TokenPolicy, TokenVerifier, VerifyingKeys};
-
-    fn driver() -> (Driver, Arc<Metrics>) {
-        let relay = Relay::new(
-            RelayConfig::default(),
-            TokenVerifier::new(VerifyingKeys::new(), TokenPolicy::new("hush")),
-        );
-        let metrics = Arc::new(Metrics::new());
-        let (tx, rx) = mpsc::channel(1);
-        let driver = Driver {
-            relay,
-            media: MediaOptions::default(),
-            rx,
-            tx: tx.downgrade(),
-            conns: HashMap::new(),
-            fanouts: HashMap::new(),
-            ops: DriverOps {
-                metrics: Arc::clone(&metrics),
-                limiter: Arc::new(Mutex::new(IpLimiter::new(IpLimits::default()))),
-                audit: AuditSink::new([0; 32]),
-            },
-            fanout_totals: FanoutTotals::default(),
-            recordings: Recordings::new(None, Arc::clone(&metrics)).0,
-            recording_failures: mpsc::channel(1).1,
-        };
-        (driver, metrics)
-    }
-
-    /// A fan-out with one subscriber whose queue holds one packet: `sent` packets give one
-    /// forwarded and `sent - 1` dropped.
-    fn fanout(track: u64, sent: usize) -> (Arc<Fanout>, mpsc::Receiver<rtp::Packet>) {
-        let fanout = Arc::new(Fanout::new(TrackId(track), SenderIndex(1)));
-        let (sink, queue) = mpsc::channel(1);
-        fanout.add_sink(
-            ConnId(9),
-            sink,
-            Arc::new(crate::media::fanout::SinkControl::default()),
-            90_000,
-        );
-        for _ in 0..sent {
-            fanout.forward(&rtp::Packet::default(), 0, false);
-        }
-        (fanout, queue)
-    }
-
-    fn value(text: &str, prefix: &str) -> Option<u64> {
-        text.lines()
-            .find_map(|l| l.strip_prefix(prefix)?.strip_prefix(' ')?.parse().ok())
-    }
-
-    const FORWARDED: &str = "hush_forwarded_packets_total";
-    const DROPPED: &str = "hush_dropped_packets_total{reason=\"queue_full\"}";
-
-    #[test]
-    fn fanout_counters_reach_metrics_once_and_survive_unpublishing() {
-        let (mut d, metrics) = driver();
-        let (a, _qa) = fanout(0, 4);
-        d.fanouts.insert((ConnId(1), TrackId(0)), Arc::clone(&a));
-        d.refresh_metrics();
-        let text = metrics.render();
-        assert_eq!(value(&text, FORWARDED), Some(1), "{text}");
-        assert_eq!(value(&text, DROPPED), Some(3));
-        // A second refresh adds nothing new.
-        d.refresh_metrics();
-        assert_eq!(value(&metrics.render(), FORWARDED), Some(1));
-
-        // Unpublished: the fan-out goes, its counts stay.
-        d.output(Output::Unpublished {
-            publisher: ConnId(1),
-            track: TrackId(0),
-        });
-        assert!(d.fanouts.is_empty());
-        let (b, _qb) = fanout(1, 2);
-        d.fanouts.insert((ConnId(2), TrackId(1)), b);
-        d.refresh_metrics();
-        let text = metrics.render();
-        assert_eq!(value(&text, FORWARDED), Some(2), "{text}");
-        assert_eq!(value(&text, DROPPED), Some(4));
-        assert_eq!(value(&text, "hush_rooms"), Some(0));
-        assert_eq!(value(&text, "hush_participants"), Some(0));
-    }
-
-    #[test]
-    fn token_refusals_back_off_the_address_and_other_refusals_do_not() {
-        let (mut d, _) = driver();
-        let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        let (outgoing, _out) = mpsc::channel(8);
-        let conn = d.open(outgoing, ip);
-        let limiter = Arc::clone(&d.ops.limiter);
-        let free = IpLimits::default().free_auth_failures;
-        // Room refusals are not authentication failures.
-        for _ in 0..free + 3 {
-            d.audit(&Audit::JoinRefused {
-                conn,
-                code: hush_proto::ErrorCode::RoomFull,
-            });
-        }
-        assert!(
-            limiter
-                .lock()
-                .unwrap()
-                .try_connect(Instant::now(), ip)
-                .is_ok()
-        );
-        for _ in 0..=free {
-            d.audit(&Audit::JoinRefused {
-                conn,
-                code: hush_proto::ErrorCode::TokenExpired,
-            });
-        }
-        assert!(matches!(
-            limiter.lock().unwrap().try_connect(Instant::now(), ip),
-            Err(crate::ops::limits::LimitRefusal::AuthBackoff { .. })
-        ));
-    }
-}
+mod tests;
