@@ -5,7 +5,7 @@
 // keys), say so on screen, and list both members; a third client that joins with an identity
 // key nobody vouched for (a ghost) is listed on both pages as refused, with the reason, while
 // the code stays. Saves tests/browser/artifacts/demo.png.
-import { artifact, launchBrowser, startRelay, suite, watch } from './harness.mjs';
+import { artifact, launchBrowser, startRelay, suite, until, watch } from './harness.mjs';
 
 const { check, use, run } = suite('demo tests');
 const ROOM = 'demo-test';
@@ -31,6 +31,9 @@ const pageState = () => {
 };
 const ready = (s) => s.tiles.length === 2 && s.tiles.every((t) => t.e2ee === 'ok' && t.videoWidth > 0)
   && (s.mode !== 'exchange' || /\d/.test(s.safetyCode ?? ''));
+// Polled from here with a function (`until`), never `page.waitForFunction` with a string: Playwright
+// evals a string predicate inside the page, which the relay's CSP (no 'unsafe-eval') refuses.
+const polled = (page) => ({ state: () => page.evaluate(pageState) });
 
 await run(async () => {
   const pages = [];
@@ -42,11 +45,7 @@ await run(async () => {
     pages.push(page);
   }
   const states = [];
-  for (const page of pages) {
-    await page.waitForFunction(`(${ready.toString()})((${pageState.toString()})())`, null, { timeout: 30_000, polling: 500 })
-      .catch(() => undefined);
-    states.push(await page.evaluate(pageState));
-  }
+  for (const page of pages) states.push(await until(polled(page), ready, 30_000, 500));
   await pages[0].screenshot({ path: await artifact('demo.png'), fullPage: true });
   for (const [i, s] of states.entries()) {
     const label = i === 0 ? 'first page' : 'second page';
@@ -88,9 +87,7 @@ await run(async () => {
   const refusedGhost = (s) => s.members.find((m) => m.id === ghost.participant);
   const ghostStates = [];
   for (const page of pages) {
-    await page.waitForFunction(`(${pageState.toString()})().members.some((m) => m.id === ${JSON.stringify(ghost.participant)} && m.status === 'refused')`,
-      null, { timeout: 5000, polling: 200 }).catch(() => undefined);
-    ghostStates.push(await page.evaluate(pageState));
+    ghostStates.push(await until(polled(page), (s) => s.members.some((m) => m.id === ghost.participant && m.status === 'refused'), 5000, 200));
   }
   check('a member nobody vouched for is listed as refused with the reason on both pages, code unchanged',
     ghostJoined === 'joined' && ghostStates.every((s, i) => /refused: missing_attestation/.test(refusedGhost(s)?.text ?? '')

@@ -78,6 +78,13 @@ fn test() -> Result<(), u8> {
     if !std::path::Path::new("/usr/bin/ffprobe").exists() {
         sh("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg")?;
     }
+    // Debian's redis-server: server/tests/token_store.rs shares used token ids between two
+    // relays through it (started by the test on a free loopback port).
+    if !std::path::Path::new("/usr/bin/redis-server").exists() {
+        sh(
+            "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server",
+        )?;
+    }
     run("cargo", &["test", "--workspace", "--all-targets"])?;
     run("cargo", &["test", "--workspace", "--doc"])?;
     if !has_target("wasm32-unknown-unknown") {
@@ -213,6 +220,13 @@ fn browser_tests() -> Result<(), u8> {
     // Debian's coturn for tests/browser/net-turn.test.mjs (a real TURN server).
     if !std::path::Path::new("/usr/bin/turnserver").exists() {
         sh("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq coturn")?;
+    }
+    // Debian's libnss3-tools (certutil) for tests/browser/net-deploy.test.mjs: each browser
+    // trusts the test's own CA through its NSS database, as a user's browser trusts a real one.
+    if !std::path::Path::new("/usr/bin/certutil").exists() {
+        sh(
+            "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libnss3-tools",
+        )?;
     }
     // Python's standard library for tests/browser/lossy-link.py (loss and delay on a TUN
     // device: this kernel has no netem).
