@@ -8,6 +8,7 @@
 //! audience = "hush"
 //! media_ip = "10.0.0.5"      # where media sockets bind
 //! public_ip = "203.0.113.7"  # announced in ICE host candidates (1:1 NAT)
+//! media_ports = "50000-50999" # one UDP port per participant, from this range (the firewall's)
 //!
 //! [tls]
 //! cert = "/etc/hush/cert.pem"
@@ -89,6 +90,9 @@ pub struct FileConfig {
     pub media_ip: Option<IpAddr>,
     /// The address announced in ICE host candidates.
     pub public_ip: Option<IpAddr>,
+    /// UDP ports for media, `"first-last"` (one per participant; see
+    /// [`crate::media::ports`]). Default: any free port.
+    pub media_ports: Option<String>,
     /// TLS for HTTP and WebSocket.
     pub tls: Option<TlsFiles>,
     /// A separate listen address for `GET /metrics` (and `/healthz`).

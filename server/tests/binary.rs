@@ -491,3 +491,65 @@ async fn sighup_reloads_the_tls_certificate_and_keeps_it_when_the_new_one_is_bad
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `hush-relay keygen` and `hush-relay token --alg eddsa`: what a backend does, by hand. The
+/// public key printed verifies the token minted with the seed; the seed file is 0600 and never
+/// overwritten.
+#[test]
+fn keygen_and_an_eddsa_token_verify_with_the_printed_public_key() {
+    use std::os::unix::fs::PermissionsExt;
+
+    use base64::Engine as _;
+    use hush_relay::token::{TokenPolicy, TokenVerifier, VerifyingKeys};
+
+    let dir = std::env::temp_dir().join(format!("hush-keygen-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let seed = dir.join("backend.key");
+    let exe = env!("CARGO_BIN_EXE_hush-relay");
+    let out = Command::new(exe)
+        .args(["keygen", "--out"])
+        .arg(&seed)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let public = String::from_utf8(out.stdout).unwrap();
+    let public = base64::engine::general_purpose::STANDARD
+        .decode(public.trim())
+        .unwrap();
+    let mode = std::fs::metadata(&seed).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let again = Command::new(exe)
+        .args(["keygen", "--out"])
+        .arg(&seed)
+        .output()
+        .unwrap();
+    assert!(
+        !again.status.success(),
+        "an existing key is never overwritten"
+    );
+
+    let out = Command::new(exe)
+        .args([
+            "token", "--alg", "eddsa", "--kid", "2026-12", "--room", "standup",
+        ])
+        .args(["--sub", "u-1", "--publish", "--key-file"])
+        .arg(&seed)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let token = String::from_utf8(out.stdout).unwrap();
+    let mut keys = VerifyingKeys::new();
+    keys.add_ed25519("2026-12", &public.try_into().unwrap())
+        .unwrap();
+    let mut verifier = TokenVerifier::new(keys, TokenPolicy::new("hush"));
+    let now = hush_relay::driver::now().unix_secs();
+    let claims = verifier.verify(now, token.trim(), None).unwrap();
+    assert_eq!(claims.room.as_str(), "standup");
+    assert!(claims.grants.publish && !claims.grants.subscribe);
+    // Another key's public half does not verify it.
+    let mut other = VerifyingKeys::new();
+    other.add_ed25519("2026-12", &[7u8; 32]).ok();
+    let mut verifier = TokenVerifier::new(other, TokenPolicy::new("hush"));
+    assert!(verifier.verify(now, token.trim(), None).is_err());
+}

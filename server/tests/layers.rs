@@ -62,12 +62,13 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The top-level module a file belongs to (`None` for `lib.rs` and `main.rs`).
+/// The top-level module a file belongs to (`None` for `lib.rs` and the binary under `bin/`,
+/// which is a crate of its own that uses the library's public API).
 fn module_of(path: &Path) -> Option<String> {
     let relative = path.strip_prefix(src()).unwrap();
     let first = relative.components().next()?.as_os_str().to_str()?;
     let name = first.strip_suffix(".rs").unwrap_or(first);
-    (!matches!(name, "lib" | "main")).then(|| name.to_owned())
+    (!matches!(name, "lib" | "main" | "bin")).then(|| name.to_owned())
 }
 
 /// The file's code lines, without comments; with `tests_too` false, also without the

@@ -370,3 +370,33 @@ async fn behind_a_trusted_proxy_the_limits_count_the_clients_it_names() {
     };
     assert_refused(&refusal, "too_many_connections", false);
 }
+
+/// A web root serves the demo; an empty one (`static_dir = ""`) serves no page at all, not the
+/// working directory.
+#[tokio::test]
+async fn an_empty_web_root_serves_no_pages() {
+    let root = std::env::temp_dir().join(format!("hush-web-root-{}", std::process::id()));
+    std::fs::create_dir_all(root.join("demo")).unwrap();
+    std::fs::write(root.join("demo").join("index.html"), "<p>demo</p>").unwrap();
+    let served = root.clone();
+    let relay = TestRelay::builder()
+        .configure(move |o| o.static_dir = served)
+        .start()
+        .await;
+    let page = relay.get("/r/standup").await;
+    assert_eq!((page.status, page.body.as_str()), (200, "<p>demo</p>"));
+    let relay = TestRelay::builder()
+        .configure(|o| o.static_dir = std::path::PathBuf::new())
+        .start()
+        .await;
+    for path in [
+        "/r/standup",
+        "/",
+        "/index.html",
+        "/dist/worker.js",
+        "/Cargo.toml",
+    ] {
+        assert_eq!(relay.get(path).await.status, 404, "{path}");
+    }
+    assert_eq!(relay.get("/healthz").await.status, 200);
+}

@@ -20,7 +20,7 @@
 // (the demo asks its origin's /dev/token, /dev/backend-key and /dev/attest, which the test's
 // backend answers in the browser, the relay's own being off), and decode each other: E2EE
 // frames decrypted, none dropped, video decoded, audio received, same safety code, both members
-// vouched, the media path's remote end the announced address. Then: the relay's /metrics (from
+// vouched, the media path's remote end the announced address on a port of media_ports. Then: the relay's /metrics (from
 // its own namespace) shows two participants and the clients' decrypted frames; the admin API
 // shows the room with two; the used-token store (token_store, when the example sets a path) holds
 // the used ids; the audit trail has both joins under pseudonyms, never the ids; a browser that
@@ -91,6 +91,9 @@ let config = readFileSync(join(root, 'deploy', 'hush.toml'), 'utf8')
   .replace(/^(\s*[a-z_]+\s*=\s*)"(\/[^"]*)"/gm, (_, head, path) => `${head}${JSON.stringify(moved(path))}`);
 const stray = /^\s*[a-z_]+\s*=\s*"(\/(?:etc|var|usr|srv|opt|run|home)\/[^"]*)"/m.exec(config);
 if (stray) throw new Error(`deploy/hush.toml: the test does not know where ${stray[1]} goes`);
+// The firewall's range from the example (media_ports = "first-last"): media must use it.
+const mediaPorts = (config.match(/^media_ports\s*=\s*"(\d+)-(\d+)"/m) ?? []).slice(1).map(Number);
+if (mediaPorts.length !== 2) throw new Error('deploy/hush.toml has no media_ports = "first-last"');
 for (const [field, value] of [['public_ip', link.relayIp], ['public_key', raw(tokenKey.publicKey).toString('base64')]]) {
   const re = new RegExp(`^(${field}\\s*=\\s*)"[^"]*"`, 'gm');
   const n = [...config.matchAll(re)].length;
@@ -409,7 +412,8 @@ await run(async () => {
       inCall(s) && r?.ok > 50 && r?.framesDecoded > 20, { remote: s.remote, tiles: s.tiles, audioSamples: s.audioSamples, status: s.status });
     check(`${label}: no frame failed to decrypt`, r !== undefined && drops(r.dropped) === 0, r?.dropped);
     check(`${label}: both members vouched for by the backend`, s.members.length === 2 && s.members.every((m) => m.status === 'ok'), s.members);
-    check(`${label}: media runs over UDP to the announced address (public_ip)`, s.path?.address === link.relayIp && s.path?.protocol === 'udp', s.path);
+    check(`${label}: media runs over UDP to the announced address (public_ip), on a port of media_ports (${mediaPorts.join('-')})`,
+      s.path?.address === link.relayIp && s.path?.protocol === 'udp' && s.path.port >= mediaPorts[0] && s.path.port <= mediaPorts[1], s.path);
   }
   check('both pages show the same safety code', /^\d{5}( \d{5}){4}$/.test(a.safetyCode ?? '') && a.safetyCode === b.safetyCode,
     { alice: a.safetyCode, bob: b.safetyCode });

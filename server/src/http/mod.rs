@@ -75,7 +75,8 @@ pub struct RelayOptions {
     pub media: MediaOptions,
     /// Where encrypted recordings go (`None`: this relay does not record).
     pub recording: Option<crate::recording::RecordingOptions>,
-    /// The web root: `demo/` is served at `/`, `dist/` at `/dist/`, `wasm/` at `/wasm/`.
+    /// The web root: `demo/` is served at `/`, `dist/` at `/dist/`, `wasm/` at `/wasm/`. Empty:
+    /// no pages at all (an API-only relay).
     pub static_dir: PathBuf,
     /// Dev mode: `POST /dev/token` mints tokens with this key (which must also be in `keys`),
     /// `POST /dev/attest` vouches for identity keys with its dev backend key.
@@ -326,11 +327,18 @@ pub fn routers(options: RelayOptions) -> Result<Routers, ServeError> {
         .route("/dev/token", post(dev::token))
         .route("/dev/attest", post(dev::attest))
         .route("/dev/backend-key", get(dev::backend_key))
-        .route("/dev/recorder", post(dev::recorder))
-        .route_service("/r/{name}", ServeFile::new(demo.join("index.html")))
-        .nest_service("/dist", ServeDir::new(root.join("dist")))
-        .nest_service("/wasm", ServeDir::new(root.join("wasm")))
-        .fallback_service(ServeDir::new(demo))
+        .route("/dev/recorder", post(dev::recorder));
+    // An empty web root serves no pages (not the working directory).
+    let public = if root.as_os_str().is_empty() {
+        public
+    } else {
+        public
+            .route_service("/r/{name}", ServeFile::new(demo.join("index.html")))
+            .nest_service("/dist", ServeDir::new(root.join("dist")))
+            .nest_service("/wasm", ServeDir::new(root.join("wasm")))
+            .fallback_service(ServeDir::new(demo))
+    };
+    let public = public
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state.clone());
     let probes = Router::new()

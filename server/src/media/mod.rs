@@ -33,6 +33,7 @@ mod header;
 pub mod keyframe;
 mod layers;
 pub(crate) mod peer;
+pub mod ports;
 mod retransmit;
 mod sdp;
 
@@ -51,7 +52,8 @@ pub type ForwardTap = Arc<dyn Fn(TrackId, &[u8]) + Send + Sync>;
 /// How the media side binds and what it tells peers.
 #[derive(Clone)]
 pub struct MediaOptions {
-    /// The local address media sockets bind to (one UDP port per participant). A loopback
+    /// The local address media sockets bind to (one UDP port per participant, from
+    /// [`MediaOptions::udp_ports`] when set). A loopback
     /// address gives loopback host candidates only (development, tests).
     pub udp_ip: IpAddr,
     /// The public address to announce in host candidates instead of `udp_ip` (1:1 NAT).
@@ -64,6 +66,8 @@ pub struct MediaOptions {
     pub first_offer_hold: Duration,
     /// TURN servers handed to clients in `joined`, with credentials minted per participant.
     pub turn: Option<crate::turn::TurnConfig>,
+    /// The UDP ports media sessions bind (one each, see [`ports`]); `None`: any free port.
+    pub udp_ports: Option<Arc<ports::PortRange>>,
     /// Retransmissions refused by the subscriber legs' budgets (`retransmit`), for /metrics.
     pub retransmits_refused: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -87,6 +91,7 @@ impl Default for MediaOptions {
             forward_tap: None,
             first_offer_hold: FIRST_OFFER_HOLD,
             turn: None,
+            udp_ports: None,
             retransmits_refused: Arc::default(),
         }
     }
@@ -100,6 +105,10 @@ impl fmt::Debug for MediaOptions {
             .field("forward_tap", &self.forward_tap.is_some())
             .field("first_offer_hold", &self.first_offer_hold)
             .field("turn", &self.turn)
+            .field(
+                "udp_ports",
+                &self.udp_ports.as_ref().map(ToString::to_string),
+            )
             .finish()
     }
 }

@@ -40,6 +40,7 @@ use super::fanout::Fanout;
 use super::feedback::KeyframeFeedback;
 use super::header::FORWARDED_EXTENSIONS;
 use super::layers::{Allocator, AllocatorConfig};
+use super::ports::PortLease;
 use super::retransmit::RetransmitBudget;
 use super::sdp::Setup;
 use crate::bus::{Input, Outgoing};
@@ -163,6 +164,8 @@ struct PeerFailed(&'static str);
 
 struct Peer {
     conn: ConnId,
+    /// The media port leased from [`MediaOptions::udp_ports`], given back when the peer ends.
+    _port: Option<PortLease>,
     options: MediaOptions,
     pc: Arc<dyn PeerConnection>,
     outgoing: mpsc::Sender<Outgoing>,
@@ -207,8 +210,8 @@ async fn run(
 ) -> Result<(), PeerFailed> {
     let (events_tx, mut events) = mpsc::channel(EVENT_QUEUE);
     let connected = Arc::new(watch::Sender::new(false));
-    let built = build_pc(&options, events_tx.clone(), Arc::clone(&connected)).await;
-    let (pc, estimate) = match built {
+    let built = bind_pc(&options, &events_tx, &connected).await;
+    let (pc, estimate, port) = match built {
         Ok(built) => built,
         Err(err) => {
             tracing::warn!(conn = conn.get(), %err, "cannot create a peer connection");
@@ -219,6 +222,7 @@ async fn run(
     };
     let mut peer = Peer {
         conn,
+        _port: port,
         options,
         pc,
         outgoing,
@@ -275,8 +279,41 @@ async fn run(
     result
 }
 
+/// Tries so many leases of [`MediaOptions::udp_ports`] when ports are taken by other programs.
+const PORT_TRIES: usize = 8;
+
+/// Builds the peer connection on a leased port (the next lease when one does not bind), or
+/// on any free port without a range.
+async fn bind_pc(
+    options: &MediaOptions,
+    events: &mpsc::Sender<PeerEvent>,
+    connected: &Arc<watch::Sender<bool>>,
+) -> Result<(Arc<dyn PeerConnection>, Arc<AtomicU64>, Option<PortLease>), String> {
+    let Some(range) = &options.udp_ports else {
+        return build_pc(options, 0, events.clone(), Arc::clone(connected))
+            .await
+            .map(|(pc, estimate)| (pc, estimate, None))
+            .map_err(|e| e.to_string());
+    };
+    let mut last = "every media port is in use".to_owned();
+    for _ in 0..PORT_TRIES.min(range.len()) {
+        let Some(lease) = range.lease() else { break };
+        // webrtc-rs logs a socket that does not bind and goes on without it: try it first.
+        if let Err(e) = std::net::UdpSocket::bind((options.udp_ip, lease.port())) {
+            last = format!("port {}: {e}", lease.port());
+            continue;
+        }
+        match build_pc(options, lease.port(), events.clone(), Arc::clone(connected)).await {
+            Ok((pc, estimate)) => return Ok((pc, estimate, Some(lease))),
+            Err(e) => last = format!("port {}: {e}", lease.port()),
+        }
+    }
+    Err(last)
+}
+
 async fn build_pc(
     options: &MediaOptions,
+    port: u16,
     events: mpsc::Sender<PeerEvent>,
     connected: Arc<watch::Sender<bool>>,
 ) -> webrtc::error::Result<(Arc<dyn PeerConnection>, Arc<AtomicU64>)> {
@@ -355,7 +392,7 @@ async fn build_pc(
         .with_setting_engine(settings.build())
         .with_interceptor_registry(registry)
         .with_handler(Arc::new(Handler { events, connected }))
-        .with_udp_addrs(vec![std::net::SocketAddr::new(options.udp_ip, 0)])
+        .with_udp_addrs(vec![std::net::SocketAddr::new(options.udp_ip, port)])
         .build()
         .await?;
     Ok((Arc::new(pc), estimate))

@@ -16,7 +16,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use hush_proto::{Audience, Grants, ParticipantId, RoomId, TokenClaims};
+
+mod token;
 use hush_relay::config::{
     DEFAULT_BIND, FileConfig, read_admin_token, read_audit_key, read_secret_file,
 };
@@ -24,7 +25,7 @@ use hush_relay::http::{DevMinter, RelayOptions, serve_all};
 use hush_relay::media::MediaOptions;
 use hush_relay::ops::audit::{AUDIT_TARGET, AuditSink, AuditWriter};
 use hush_relay::ops::token_store::{TokenStore, TokenStoreSpec};
-use hush_relay::token::{SigningKey, TokenPolicy, mint};
+use hush_relay::token::TokenPolicy;
 use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -47,8 +48,11 @@ struct Cli {
 enum Command {
     /// Run the relay (the default).
     Serve(Box<ServeArgs>),
-    /// Mint an HS256 access token for development and scripts.
-    Token(TokenArgs),
+    /// Mint an access token (HS256 or EdDSA) for tests and scripts, as a backend would.
+    Token(token::TokenArgs),
+    /// Make an Ed25519 token-signing key: the private seed to a file (0600), the public key
+    /// (base64, for `[[keys]] public_key`) to stdout.
+    Keygen(token::KeygenArgs),
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -118,6 +122,10 @@ struct ServeArgs {
         value_delimiter = ','
     )]
     trusted_proxies: Vec<String>,
+    /// UDP ports for media, FIRST-LAST: one per participant, so the firewall opens exactly
+    /// this range [default: any free port].
+    #[arg(long, env = "HUSH_MEDIA_PORTS")]
+    media_ports: Option<String>,
     /// Where used token ids are kept, so tokens stay single use across restarts and relays: a
     /// file path, a redis:// URL (shared by several relays), or `memory` [default:
     /// $STATE_DIRECTORY/used-tokens under systemd, else memory].
@@ -156,41 +164,11 @@ enum LogFormat {
     Json,
 }
 
-#[derive(Args, Debug)]
-struct TokenArgs {
-    /// The room the token opens.
-    #[arg(long)]
-    room: String,
-    /// The participant id (opaque, no personal data).
-    #[arg(long)]
-    sub: String,
-    /// Lifetime in seconds.
-    #[arg(long, default_value_t = 600)]
-    ttl: u64,
-    /// Grant publishing.
-    #[arg(long)]
-    publish: bool,
-    /// Grant subscribing.
-    #[arg(long)]
-    subscribe: bool,
-    /// Grant moderator commands.
-    #[arg(long)]
-    moderator: bool,
-    /// File holding the HS256 secret (raw bytes, at least 32).
-    #[arg(long, env = "HUSH_KEY_FILE")]
-    key_file: PathBuf,
-    /// The key id the relay knows the secret by.
-    #[arg(long, default_value = "default")]
-    kid: String,
-    /// The audience.
-    #[arg(long, default_value = "hush")]
-    audience: String,
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Token(args)) => token(args),
+        Some(Command::Token(args)) => token::token(args),
+        Some(Command::Keygen(args)) => token::keygen(args),
         Some(Command::Serve(args)) => run_serve(*args),
         None => run_serve(cli.serve),
     }
@@ -199,47 +177,6 @@ fn main() -> ExitCode {
 fn fail(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("hush-relay: {message}");
     ExitCode::from(2)
-}
-
-fn token(args: TokenArgs) -> ExitCode {
-    let secret = match read_secret_file(&args.key_file) {
-        Ok(secret) => secret,
-        Err(err) => return fail(err),
-    };
-    let key = match SigningKey::hs256(args.kid, &secret) {
-        Ok(key) => key,
-        Err(err) => return fail(err),
-    };
-    let (Ok(sub), Ok(room)) = (ParticipantId::new(args.sub), RoomId::new(args.room)) else {
-        return fail("--sub and --room must be 1 to 128 characters of [A-Za-z0-9._~-]");
-    };
-    let now = hush_relay::driver::now().unix_secs();
-    let mut jti = [0u8; 16];
-    if getrandom::fill(&mut jti).is_err() {
-        return fail("the OS random number generator failed");
-    }
-    let claims = TokenClaims {
-        sub,
-        room,
-        aud: Audience::from(args.audience.as_str()),
-        exp: now + args.ttl,
-        nbf: None,
-        iat: Some(now),
-        jti: Some(jti.iter().map(|b| format!("{b:02x}")).collect()),
-        grants: Grants {
-            publish: args.publish,
-            subscribe: args.subscribe,
-            moderator: args.moderator,
-            ..Grants::default()
-        },
-    };
-    match mint(&claims, &key) {
-        Ok(token) => {
-            println!("{token}");
-            ExitCode::SUCCESS
-        }
-        Err(err) => fail(err),
-    }
 }
 
 /// Log targets held at debug at most: their trace lines hold whole signaling frames.
@@ -455,10 +392,18 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         }
         (None, None) => None,
     };
+    let udp_ports = match args.media_ports.as_deref().or(file.media_ports.as_deref()) {
+        Some(range) => match range.parse::<hush_relay::media::ports::PortRange>() {
+            Ok(range) => Some(std::sync::Arc::new(range)),
+            Err(e) => return fail(e),
+        },
+        None => None,
+    };
     options.media = MediaOptions {
         udp_ip: media_ip,
         public_ip: args.public_ip.or(file.public_ip),
         turn,
+        udp_ports,
         ..MediaOptions::default()
     };
     options.recording = recording.map(|r| r.options());
