@@ -84,6 +84,12 @@ pub struct ClientOptions {
     /// Who this client admits to the key exchange. With [`Membership::VouchedBy`] (the product
     /// path) it refuses any member the app backend did not vouch for.
     pub membership: Membership,
+    /// Whether the client sends RTCP (default true). Off: no receiver report, NACK, congestion
+    /// feedback or keyframe request ever leaves it (counted in
+    /// [`ClientOptions::rtcp_dropped`]): tests of a subscriber that never acknowledges.
+    pub send_rtcp: bool,
+    /// RTCP packets dropped because [`ClientOptions::send_rtcp`] is off.
+    pub rtcp_dropped: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl ClientOptions {
@@ -109,6 +115,8 @@ impl ClientOptions {
             event_capacity: 256,
             frame_sink: None,
             udp_addr: "127.0.0.1:0".to_owned(),
+            send_rtcp: true,
+            rtcp_dropped: Arc::default(),
         }
     }
 }
@@ -313,7 +321,12 @@ impl Client {
         });
         let mut media = MediaEngine::default();
         media.register_default_codecs()?;
-        let registry = register_default_interceptors(Registry::new(), &mut media)?;
+        let mut registry = register_default_interceptors(Registry::new(), &mut media)?;
+        if !options.send_rtcp {
+            // Nearest the wire: whatever the others write, no RTCP leaves.
+            let silent = crate::silent_rtcp::SilentRtcp::new(Arc::clone(&options.rtcp_dropped));
+            registry = registry.with(rtc::interceptor::Slot::from(1), silent);
+        }
         let settings = SettingEngineBuilder::new()
             .with_multicast_dns_mode(MulticastDnsMode::Disabled)
             .build();

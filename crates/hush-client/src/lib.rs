@@ -22,6 +22,7 @@ mod error;
 pub mod ivf;
 pub mod keys;
 mod receive;
+mod silent_rtcp;
 pub mod synth;
 
 pub use client::{

@@ -4,7 +4,8 @@
 //! 1,000 connection attempts, sends oversized messages, and keeps a joined connection that
 //! never reads while the room churns. The relay's resident memory stays within a stated bound
 //! of what it used before, the honest subscriber keeps decrypting, and the rate-limit metrics
-//! count the hits. (A subscriber that never sends RTCP is not covered yet.)
+//! count the hits. A subscriber that never sends RTCP (no receiver report, NACK, congestion
+//! feedback or keyframe request) costs the relay bounded memory and the others nothing.
 
 use futures_util::SinkExt;
 use hush_proto::{ClientMessage, Grants, Ping, Source};
@@ -139,4 +140,66 @@ async fn floods_keep_memory_bounded_and_the_call_going() {
         count("hush_connections_refused_total{reason=\"connect_rate\"}") >= 500.0,
         "{metrics}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_never_sends_rtcp_costs_bounded_memory_and_nobody_else() {
+    let work = tempfile::tempdir().unwrap();
+    let tokens = Tokens::default();
+    let config = process_config(work.path(), &tokens);
+    let relay = RelayProcess::spawn_wrapped(
+        &["env", "RUST_LOG=warn"],
+        relay_binary(),
+        &["--config", config.to_str().unwrap()],
+    );
+    let pid = relay.pid();
+    let grants = Grants {
+        publish: true,
+        subscribe: true,
+        ..Grants::default()
+    };
+    let alice = relay
+        .client(&tokens, ROOM, "alice")
+        .grants(grants.clone())
+        .publish(&[Source::Camera, Source::Microphone])
+        .connect()
+        .await;
+    let bob = relay
+        .client(&tokens, ROOM, "bob")
+        .grants(grants.clone())
+        .connect()
+        .await;
+    let dropped = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = std::sync::Arc::clone(&dropped);
+    let silent = relay
+        .client(&tokens, ROOM, "silent")
+        .grants(grants)
+        .options(|o| {
+            o.send_rtcp = false;
+            o.rtcp_dropped = counter;
+        })
+        .connect()
+        .await;
+    let from = alice.info().sender_index;
+    pump_until_decrypted(&alice, &[&bob], 50, Media::AudioVideo, 10).await;
+    let before = rss_kb(pid);
+    let bob_before = decrypted_from(&bob, from);
+    let silent_before = decrypted_from(&silent, from);
+    // 10 s of audio and video (VP8 at 30 frames/s) to both.
+    pump(&alice, 10, Media::AudioVideo).await;
+    let after = rss_kb(pid);
+    let bob_got = decrypted_from(&bob, from) - bob_before;
+    let silent_got = decrypted_from(&silent, from) - silent_before;
+    let rtcp_dropped = dropped.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!(
+        "figures {{\"rss_before_kb\":{before},\"rss_after_kb\":{after},\"bob_decrypted\":{bob_got},\"silent_decrypted\":{silent_got},\"silent_rtcp_dropped\":{rtcp_dropped}}}"
+    );
+    // The silent client really sent none: its RTCP was dropped before the wire.
+    assert!(rtcp_dropped > 10, "{rtcp_dropped} RTCP packets dropped");
+    assert!(
+        after.saturating_sub(before) < RSS_BOUND_KB,
+        "RSS grew from {before} kB to {after} kB"
+    );
+    // 10 s at 50 audio + 30 video frames/s: the honest subscriber gets most of it.
+    assert!(bob_got > 600, "bob decrypted {bob_got} frames");
 }
