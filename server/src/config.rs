@@ -41,7 +41,7 @@
 //! idle_timeout_secs = 60         # close a WebSocket silent this long; pinged at half (60)
 //! ip_connect_burst = 20          # new WebSockets per IP (per /64): bucket size (20)
 //! ip_connect_rate = 5            # ... and refill per second (5)
-//! ip_max_connections = 32        # WebSockets open at once per IP (32)
+//! ip_max_connections = 32        # WebSockets open at once per IP (32); TCP: twice, at least 64
 //! ip_free_auth_failures = 5      # refused tokens per IP before a doubling backoff (5)
 //!
 //! [[keys]]

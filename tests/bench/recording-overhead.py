@@ -6,7 +6,7 @@
 2. bytes on disk per minute per track against the media's own bytes (frame payloads),
 3. `hush-record decrypt` throughput on the recording just made.
 
-Needs the release binaries: `cargo build --release -p hush-relay -p hush-client -p hush-record`
+Needs the release binaries: `cargo build --release -p hush-relay -p hush-load -p hush-record`
 (CARGO_TARGET_DIR is honoured). Binds 127.0.0.1 only; stops by itself. Usage:
 
     python3 tests/bench/recording-overhead.py [--clients 4] [--seconds 15]
@@ -57,7 +57,8 @@ def run_load(base, ws, work, key_file, clients, seconds, phase):
                                   "--publish", "--subscribe", "--key-file", key_file, "--kid", "bench",
                                   "--ttl", "600"], capture_output=True, text=True, check=True)
             f.write(out.stdout.strip() + "\n")
-    load = subprocess.Popen([BIN["hush-load"], "--url", ws, "--tokens", tokens, "--seconds", str(seconds)],
+    load = subprocess.Popen([BIN["hush-load"], "run", "--url", ws, "--tokens", tokens, "--per-room", str(clients),
+                             "--seconds", str(seconds), "--warmup", "0", "--video-kbps", "250"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     return load
 
@@ -69,7 +70,7 @@ def main():
     args = ap.parse_args()
     for n, p in BIN.items():
         if not os.path.exists(p):
-            sys.exit(f"{p} missing: cargo build --release -p hush-relay -p hush-client -p hush-record")
+            sys.exit(f"{p} missing: cargo build --release -p hush-relay -p hush-load -p hush-record")
     work = tempfile.mkdtemp(prefix="hush-rec-bench-")
     key_file = os.path.join(work, "hs256.key")
     with open(key_file, "wb") as f:

@@ -20,8 +20,16 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::ops::metrics::Metrics;
 
 /// TCP connections one address may hold open at once (WebSockets, HTTP keep-alive, and
-/// connections that never send anything).
+/// connections that never send anything), at the default limits: see [`tcp_cap`].
 pub const MAX_TCP_PER_IP: u32 = 64;
+
+/// The TCP cap per address for a WebSocket limit of `max_websockets` per address
+/// ([`crate::ops::limits::IpLimits::max_concurrent`]): twice that (room for page loads and
+/// connections being set up beside the WebSockets), never below [`MAX_TCP_PER_IP`]. An operator
+/// who raises `ip_max_connections` (a load test from one host, a NAT) raises both.
+pub fn tcp_cap(max_websockets: u32) -> u32 {
+    MAX_TCP_PER_IP.max(max_websockets.saturating_mul(2))
+}
 
 /// TLS handshakes one address may have in progress at once.
 pub const MAX_HANDSHAKES_PER_IP: u32 = 8;
@@ -180,11 +188,11 @@ pub struct GatedListener {
 }
 
 impl GatedListener {
-    /// Caps `listener` at [`MAX_TCP_PER_IP`] connections per address.
-    pub fn new(listener: TcpListener, metrics: Arc<Metrics>) -> Self {
+    /// Caps `listener` at `cap` connections per address ([`tcp_cap`]).
+    pub fn new(listener: TcpListener, metrics: Arc<Metrics>, cap: u32) -> Self {
         Self {
             listener,
-            gate: Gate::new(MAX_TCP_PER_IP),
+            gate: Gate::new(cap),
             metrics,
         }
     }

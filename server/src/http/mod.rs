@@ -463,6 +463,7 @@ pub async fn serve_all(
     options: RelayOptions,
 ) -> Result<(), ServeError> {
     let local = listener.local_addr().map_err(ServeError::Io)?;
+    let tcp_cap = accept::tcp_cap(options.ip_limits.max_concurrent);
     if options.dev.is_some() && !local.ip().is_loopback() {
         return Err(ServeError::DevNotLoopback);
     }
@@ -511,12 +512,12 @@ pub async fn serve_all(
         let app = public.into_make_service_with_connect_info::<PeerAddr>();
         match tls {
             Some(config) => {
-                let listener = tls::TlsListener::new(listener, config, listener_metrics)
+                let listener = tls::TlsListener::new(listener, config, listener_metrics, tcp_cap)
                     .map_err(ServeError::Io)?;
                 axum::serve(listener, app).await.map_err(ServeError::Io)
             }
             None => {
-                let listener = accept::GatedListener::new(listener, listener_metrics);
+                let listener = accept::GatedListener::new(listener, listener_metrics, tcp_cap);
                 axum::serve(listener, app).await.map_err(ServeError::Io)
             }
         }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use axum::serve::Listener;
 use tokio::net::TcpListener;
 
-use super::accept::{Gate, Gated, MAX_HANDSHAKES_PER_IP, MAX_TCP_PER_IP, accept_gated};
+use super::accept::{Gate, Gated, MAX_HANDSHAKES_PER_IP, accept_gated};
 use crate::ops::metrics::Metrics;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
@@ -35,17 +35,19 @@ pub struct TlsListener {
 }
 
 impl TlsListener {
-    /// Accepts on `listener` with `config` (starts the accept task on the current runtime).
+    /// Accepts on `listener` with `config` (starts the accept task on the current runtime),
+    /// at most `tcp_cap` connections per address ([`super::accept::tcp_cap`]).
     pub fn new(
         listener: TcpListener,
         config: Arc<ServerConfig>,
         metrics: Arc<Metrics>,
+        tcp_cap: u32,
     ) -> io::Result<Self> {
         let local = listener.local_addr()?;
         let (tx, ready) = mpsc::channel(64);
         let acceptor = TlsAcceptor::from(config);
         let permits = Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES));
-        let connections = Gate::new(MAX_TCP_PER_IP);
+        let connections = Gate::new(tcp_cap);
         let handshakes = Gate::new(MAX_HANDSHAKES_PER_IP);
         tokio::spawn(async move {
             loop {

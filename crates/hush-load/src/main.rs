@@ -1,0 +1,403 @@
+//! `hush-load`: load a Hush relay with real E2EE clients and measure it against a bare UDP
+//! forwarder and an SRTP-only reference in the same run (see the crate docs and the README's
+//! "Load and scale" section).
+//!
+//! ```text
+//! hush-load run --rooms 2 --per-room 4 --seconds 10 --video-kbps 300 --json out.json
+//! hush-load run --url wss://relay.example.org/v1/rtc --tokens tokens.txt --seconds 30
+//! hush-load sweep --per-room 4 --rooms 1,2,3,4,6 --seconds 8 --p99-ms 10
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitCode, Stdio};
+
+use clap::{Args, Parser, Subcommand};
+use hush_load::baseline::{self, Mode, Stream};
+use hush_load::clients::{self, Plan};
+use hush_load::procfs;
+use hush_load::relay::{RelayProcess, RelayWindow, sibling_relay};
+use hush_load::report::{ReferenceFigures, RelayFigures, Report};
+
+/// Load tool for a Hush relay.
+#[derive(Parser, Debug)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// One run: the relay, then (for a local relay) the SRTP-only and bare references.
+    Run(RunArgs),
+    /// Runs of growing size until p99 latency or loss passes its bound.
+    Sweep(SweepArgs),
+    /// A reference forwarder (the tool starts these itself, as separate processes).
+    Forwarder(ForwarderArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+struct LoadArgs {
+    /// Participants per room.
+    #[arg(long, default_value_t = 4)]
+    per_room: usize,
+    /// The measured window, seconds (at most an hour).
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Sending before the window, seconds.
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Video bitrate per publisher, kbit/s (0: audio only).
+    #[arg(long, default_value_t = 300)]
+    video_kbps: u32,
+    /// Video frames per second.
+    #[arg(long, default_value_t = 30)]
+    fps: u32,
+    /// Audio frame bytes (50 frames/s).
+    #[arg(long, default_value_t = 80)]
+    audio_bytes: usize,
+    /// Joins at once.
+    #[arg(long, default_value_t = 4)]
+    join_concurrency: usize,
+    /// The relay binary [default: hush-relay next to this one].
+    #[arg(long)]
+    relay_bin: Option<PathBuf>,
+    /// A relay that runs elsewhere: its signaling URL (no /proc figures, no references).
+    #[arg(long, requires = "tokens")]
+    url: Option<String>,
+    /// With --url: a file of access tokens, one per line, `per_room` consecutive lines a room.
+    #[arg(long)]
+    tokens: Option<PathBuf>,
+    /// With --url: where its /metrics answers (host:port, plain HTTP).
+    #[arg(long)]
+    metrics: Option<SocketAddr>,
+    /// Skip the reference forwarders.
+    #[arg(long)]
+    no_baseline: bool,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Rooms.
+    #[arg(long, default_value_t = 1)]
+    rooms: usize,
+    #[command(flatten)]
+    load: LoadArgs,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct SweepArgs {
+    /// Room counts to try, in order.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,6,8")]
+    rooms: Vec<usize>,
+    #[command(flatten)]
+    load: LoadArgs,
+    /// Stop when p99 latency passes this, ms.
+    #[arg(long, default_value_t = 10.0)]
+    p99_ms: f64,
+    /// Stop when loss passes this share.
+    #[arg(long, default_value_t = 0.01)]
+    max_loss: f64,
+    /// Write every run's report as a JSON array here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct ForwarderArgs {
+    /// plain or srtp.
+    #[arg(long)]
+    mode: String,
+    /// Where to listen (UDP).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    bind: SocketAddr,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Cmd::Run(args) => {
+                let report = one_run(args.rooms, &args.load).await?;
+                print!("{}", report.table());
+                write_json(args.json.as_ref(), &report)
+            }
+            Cmd::Sweep(args) => sweep(args).await,
+            Cmd::Forwarder(args) => forwarder(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
+fn fail(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("hush-load: {e}");
+    ExitCode::from(2)
+}
+
+type Result<T> = std::result::Result<T, String>;
+
+fn write_json(path: Option<&PathBuf>, value: &impl serde::Serialize) -> Result<()> {
+    if let Some(path) = path {
+        let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
+        std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        eprintln!("report written to {}", path.display());
+    }
+    Ok(())
+}
+
+fn plan(rooms: usize, load: &LoadArgs) -> Plan {
+    Plan {
+        rooms,
+        per_room: load.per_room.max(2),
+        seconds: load.seconds.clamp(1.0, 3600.0),
+        warmup: load.warmup.clamp(0.0, 60.0),
+        audio_bytes: load.audio_bytes.clamp(16, 1000),
+        video_kbps: load.video_kbps.min(20_000),
+        fps: load.fps.clamp(1, 60),
+        join_concurrency: load.join_concurrency,
+    }
+}
+
+/// Tokens from a file, `per_room` consecutive lines a room.
+fn tokens_file(path: &PathBuf, per_room: usize) -> Result<Vec<Vec<String>>> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let lines: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    Ok(lines
+        .chunks(per_room.max(1))
+        .map(<[String]>::to_vec)
+        .collect())
+}
+
+async fn one_run(rooms: usize, load: &LoadArgs) -> Result<Report> {
+    let mut plan = plan(rooms, load);
+    let dir = std::env::temp_dir().join(format!("hush-load-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let (relay, url, tokens) = match (&load.url, &load.tokens) {
+        (Some(url), Some(file)) => {
+            let tokens = tokens_file(file, plan.per_room)?;
+            plan.rooms = tokens.len();
+            (None, url.clone(), tokens)
+        }
+        _ => {
+            let bin = load
+                .relay_bin
+                .clone()
+                .or_else(sibling_relay)
+                .ok_or("no hush-relay next to hush-load: build it or pass --relay-bin")?;
+            let relay =
+                RelayProcess::start(&bin, &dir, plan.per_room).map_err(|e| e.to_string())?;
+            let tokens = relay
+                .tokens(plan.rooms, plan.per_room)
+                .map_err(|e| e.to_string())?;
+            let url = relay.ws_url();
+            (Some(relay), url, tokens)
+        }
+    };
+    let pid = relay.as_ref().map(RelayProcess::pid);
+    let idle = pid.and_then(|p| procfs::sample(Some(p)).ok());
+    let mut window = RelayWindow {
+        pid,
+        metrics: relay.as_ref().map(RelayProcess::addr).or(load.metrics),
+        ..RelayWindow::default()
+    };
+    eprintln!(
+        "relay run: {} room(s) x {} participants at {url}",
+        plan.rooms, plan.per_room
+    );
+    let clients = clients::run(&url, tokens, &plan, &mut window).await;
+    drop(relay);
+    let figures = relay_figures(clients, &window, idle, &plan);
+
+    let mut report = Report {
+        machine_cpus: procfs::cpus(),
+        relay: figures,
+        plain: None,
+        srtp: None,
+        ratio_to_srtp: None,
+        ratio_to_plain: None,
+        plan,
+    };
+    if load.url.is_none() && !load.no_baseline {
+        let stream = Stream {
+            rooms: report.plan.rooms,
+            per_room: report.plan.per_room,
+            seconds: report.plan.seconds,
+            audio_pps: 50,
+            // The SFrame header and tag ride in every frame: the same bytes on the wire.
+            audio_bytes: report.plan.audio_bytes + 20,
+            video_kbps: report.plan.video_kbps,
+            fps: report.plan.fps,
+            mtu_payload: 1200,
+        };
+        report.srtp = Some(reference(Mode::Srtp, &stream).await?);
+        report.plain = Some(reference(Mode::Plain, &stream).await?);
+        let relay_us = report.relay.cpu_us_per_packet;
+        let ratio = |r: &Option<ReferenceFigures>| {
+            relay_us
+                .zip(r.as_ref())
+                .map(|(a, b)| a / b.cpu_us_per_packet.max(1e-9))
+        };
+        report.ratio_to_srtp = ratio(&report.srtp);
+        report.ratio_to_plain = ratio(&report.plain);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(report)
+}
+
+fn relay_figures(
+    clients: clients::ClientFigures,
+    window: &RelayWindow,
+    idle: Option<procfs::Sample>,
+    plan: &Plan,
+) -> RelayFigures {
+    let secs = plan.seconds;
+    let mut f = RelayFigures {
+        received_bytes_per_sec: clients.received_bytes as f64 / secs,
+        window_secs: secs,
+        ..RelayFigures::default()
+    };
+    if let (Some((r0, me0, fw0)), Some((r1, me1, fw1))) = (window.start, window.end) {
+        f.forwarded_packets = fw1.saturating_sub(fw0);
+        f.forwarded_pps = f.forwarded_packets as f64 / secs;
+        f.generator_machine_share = (me1.cpu_secs - me0.cpu_secs) / secs / procfs::cpus() as f64;
+        if window.pid.is_some() {
+            let cpu = r1.cpu_secs - r0.cpu_secs;
+            f.cpu_secs = Some(cpu);
+            f.cpu_cores = Some(cpu / secs);
+            f.cpu_us_per_packet =
+                (f.forwarded_packets > 0).then(|| cpu * 1e6 / f.forwarded_packets as f64);
+            f.rss_loaded_kb = Some(r1.rss_kb);
+            if let Some(idle) = idle {
+                f.rss_idle_kb = Some(idle.rss_kb);
+                let joined = clients.joined.max(1) as f64;
+                f.rss_per_participant_kb =
+                    Some(r1.rss_kb.saturating_sub(idle.rss_kb) as f64 / joined);
+            }
+        }
+    }
+    f.clients = clients;
+    f
+}
+
+/// A reference forwarder as a process of its own (its CPU from /proc), driven with `stream`.
+async fn reference(mode: Mode, stream: &Stream) -> Result<ReferenceFigures> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let name = match mode {
+        Mode::Plain => "plain",
+        Mode::Srtp => "srtp",
+    };
+    eprintln!("reference run: {name}");
+    let mut child = Command::new(exe)
+        .args(["forwarder", "--mode", name, "--bind", "127.0.0.1:0"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let addr = forwarder_addr(&mut child)?;
+    let before = procfs::sample(Some(child.id())).map_err(|e| e.to_string())?;
+    let measured = baseline::drive(mode, addr, stream).await;
+    let after = procfs::sample(Some(child.id())).unwrap_or(before);
+    let _ = child.kill();
+    let _ = child.wait();
+    let measured = measured.map_err(|e| format!("{name} reference: {e}"))?;
+    let cpu = after.cpu_secs - before.cpu_secs;
+    Ok(ReferenceFigures {
+        cpu_secs: cpu,
+        cpu_us_per_packet: cpu * 1e6 / measured.forwarded_packets.max(1) as f64,
+        forwarded_pps: measured.forwarded_packets as f64 / measured.wall_secs.max(1e-9),
+        measured,
+    })
+}
+
+/// The forwarder's first stdout line: `forwarding on ADDR`.
+fn forwarder_addr(child: &mut Child) -> Result<SocketAddr> {
+    use std::io::BufRead;
+    let out = child.stdout.take().ok_or("no stdout")?;
+    let mut line = String::new();
+    std::io::BufReader::new(out)
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    line.trim()
+        .strip_prefix("forwarding on ")
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| format!("the forwarder said {line:?}"))
+}
+
+/// `hush-load forwarder`: forwards until stdin closes (the parent went away) or it is killed.
+async fn forwarder(args: ForwarderArgs) -> Result<()> {
+    let mode = match args.mode.as_str() {
+        "plain" => Mode::Plain,
+        "srtp" => Mode::Srtp,
+        other => return Err(format!("--mode {other}: plain or srtp")),
+    };
+    let socket = tokio::net::UdpSocket::bind(args.bind)
+        .await
+        .map_err(|e| e.to_string())?;
+    let local = socket.local_addr().map_err(|e| e.to_string())?;
+    println!("forwarding on {local}");
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let stop = async {
+        let mut sink = Vec::new();
+        use tokio::io::AsyncReadExt;
+        let _ = tokio::io::stdin().read_to_end(&mut sink).await;
+    };
+    baseline::forward(mode, socket, stop)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+async fn sweep(args: SweepArgs) -> Result<()> {
+    let mut reports = Vec::new();
+    println!(
+        "rooms  participants  fwd pkt/s  relay cores  us/pkt  x srtp  p99 ms  loss    generator"
+    );
+    for rooms in args.rooms.iter().copied() {
+        let report = one_run(rooms, &args.load).await?;
+        let r = &report.relay;
+        let p99 = r.clients.latency_us.p99 as f64 / 1000.0;
+        println!(
+            "{rooms:<7}{:<14}{:<11.0}{:<13}{:<8}{:<8}{:<8.2}{:<8.4}{:.0} %",
+            report.plan.participants(),
+            r.forwarded_pps,
+            r.cpu_cores.map_or("-".into(), |c| format!("{c:.2}")),
+            r.cpu_us_per_packet
+                .map_or("-".into(), |c| format!("{c:.1}")),
+            report
+                .ratio_to_srtp
+                .map_or("-".into(), |c| format!("{c:.2}")),
+            p99,
+            r.clients.loss,
+            r.generator_machine_share * 100.0
+        );
+        let over = p99 > args.p99_ms || r.clients.loss > args.max_loss;
+        reports.push(report);
+        if over {
+            println!(
+                "saturation: {rooms} room(s) x {} passed p99 {} ms or loss {}",
+                args.load.per_room, args.p99_ms, args.max_loss
+            );
+            break;
+        }
+    }
+    write_json(args.json.as_ref(), &reports)
+}

@@ -1,0 +1,106 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may panic
+//! `hush-load run` for a few seconds with a small room against the relay binary: the report is
+//! complete and sane (everyone joined, packets forwarded, latency measured after decryption,
+//! little loss, no decrypt failure, the relay's CPU and memory read, both references run and
+//! the ratios computed). Speed is not asserted: figures go to the benchmark, not to a test.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+#[test]
+fn a_short_run_reports_every_figure() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let exe = env!("CARGO_BIN_EXE_hush-load");
+    let relay = std::path::Path::new(exe).with_file_name("hush-relay");
+    assert!(
+        relay.exists(),
+        "{} is missing: cargo build -p hush-relay (cargo test --workspace builds it)",
+        relay.display()
+    );
+    let out = Command::new(exe)
+        .args([
+            "run",
+            "--rooms",
+            "1",
+            "--per-room",
+            "3",
+            "--seconds",
+            "3",
+            "--warmup",
+            "2",
+        ])
+        .args(["--video-kbps", "200", "--relay-bin"])
+        .arg(&relay)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    eprintln!("{stdout}");
+    assert!(stdout.contains("relay CPU per packet"), "{stdout}");
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let relay = &r["relay"];
+    let clients = &relay["clients"];
+    let num = |v: &Value| v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"));
+    assert_eq!(clients["joined"], 3, "{r:#}");
+    assert!(num(&clients["sent_frames"]) > 100.0, "{r:#}");
+    assert!(num(&clients["received_frames"]) > 100.0, "{r:#}");
+    assert!(num(&clients["loss"]) < 0.2, "{r:#}");
+    assert_eq!(clients["decrypt_failures"], 0, "{r:#}");
+    let lat = &clients["latency_us"];
+    assert!(
+        num(&lat["count"]) > 100.0 && num(&lat["p50"]) > 0.0,
+        "{r:#}"
+    );
+    assert!(num(&lat["p50"]) <= num(&lat["p95"]) && num(&lat["p95"]) <= num(&lat["p99"]));
+    assert!(num(&clients["join_ms"]["count"]) == 3.0, "{r:#}");
+    assert!(num(&relay["forwarded_packets"]) > 100.0, "{r:#}");
+    assert!(num(&relay["cpu_us_per_packet"]) > 0.0, "{r:#}");
+    assert!(num(&relay["rss_loaded_kb"]) > 1000.0, "{r:#}");
+    assert!(relay["rss_per_participant_kb"].is_number(), "{r:#}");
+    let share = num(&relay["generator_machine_share"]);
+    assert!(share > 0.0 && share <= 1.5, "{r:#}");
+    for reference in ["plain", "srtp"] {
+        let m = &r[reference]["measured"];
+        assert!(num(&m["forwarded_packets"]) > 100.0, "{reference}: {r:#}");
+        assert!(
+            num(&m["forwarded_packets"]) >= 0.9 * num(&m["expected_packets"]),
+            "{reference}: {r:#}"
+        );
+        assert!(num(&m["latency_us"]["count"]) > 100.0, "{reference}: {r:#}");
+        assert!(
+            num(&r[reference]["cpu_us_per_packet"]) >= 0.0,
+            "{reference}: {r:#}"
+        );
+    }
+    assert!(
+        num(&r["ratio_to_srtp"]) > 0.0 && num(&r["ratio_to_plain"]) > 0.0,
+        "{r:#}"
+    );
+}
+
+#[test]
+fn bad_arguments_are_refused_with_a_reason() {
+    let exe = env!("CARGO_BIN_EXE_hush-load");
+    let out = Command::new(exe)
+        .args(["forwarder", "--mode", "carrier-pigeon"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("plain or srtp"));
+    let out = Command::new(exe)
+        .args([
+            "run",
+            "--relay-bin",
+            "/nonexistent/hush-relay",
+            "--seconds",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
