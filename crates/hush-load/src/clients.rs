@@ -72,7 +72,8 @@ pub struct Plan {
     pub per_room: usize,
     /// The measured window, in seconds.
     pub seconds: f64,
-    /// Sending before the window (media of the last joiners connects), in seconds.
+    /// Sending before the window, at least, in seconds (it also lasts until every client
+    /// decrypts each room-mate, at most 60 s).
     pub warmup: f64,
     /// Audio frame size (Opus-like, 50 frames/s), bytes.
     pub audio_bytes: usize,
@@ -133,6 +134,8 @@ impl Received {
 pub struct ClientFigures {
     /// Clients that joined (of the plan's participants).
     pub joined: usize,
+    /// How long the warm-up took (until every client decrypted every room-mate), s.
+    pub warmup_secs: f64,
     /// Join time (WebSocket open to `joined`), ms.
     pub join_ms: LatencySummary,
     /// Frames sent inside the window (encrypted and handed to the media stack).
@@ -219,7 +222,8 @@ pub async fn run(
 
     let measuring = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
-    let total = Duration::from_secs_f64(plan.warmup + plan.seconds);
+    // Senders stop on their own after the longest warm-up and the window.
+    let total = Duration::from_secs_f64(plan.warmup.max(60.0) + plan.seconds);
     let senders: Vec<_> = clients
         .iter()
         .map(|(_, client, _)| {
@@ -228,7 +232,15 @@ pub async fn run(
             tokio::spawn(async move { send(&client, &plan, total, &measuring, &sent).await })
         })
         .collect();
+    // The warm-up: at least `plan.warmup`, and until every client decrypts every room-mate
+    // (the last joiners' media connects), at most a minute.
+    let warm = Instant::now();
     tokio::time::sleep(Duration::from_secs_f64(plan.warmup)).await;
+    while !all_receiving(&clients) && warm.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let warmup_secs = warm.elapsed().as_secs_f64();
+    eprintln!("warm-up {warmup_secs:.1} s: measuring");
     measuring.store(true, Ordering::SeqCst);
     window.begin().await;
     let progress = progress(&clients, plan.seconds);
@@ -236,6 +248,7 @@ pub async fn run(
     window.end().await;
     measuring.store(false, Ordering::SeqCst);
     for s in senders {
+        s.abort();
         let _ = s.await;
     }
     // What is still in flight arrives.
@@ -243,6 +256,7 @@ pub async fn run(
 
     let mut figures = ClientFigures {
         joined: clients.len(),
+        warmup_secs,
         join_ms: LatencySummary::of(&join_hist.lock().unwrap_or_else(PoisonError::into_inner)),
         ..ClientFigures::default()
     };
@@ -289,6 +303,20 @@ pub async fn run(
 #[allow(clippy::expect_used)] // constant, valid bounds: cannot fail
 pub(crate) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
+}
+
+/// Whether every client decrypts frames from each of its room-mates.
+fn all_receiving(clients: &[(usize, Arc<Client>, Arc<Received>)]) -> bool {
+    clients.iter().all(|(room, client, _)| {
+        let mates = clients.iter().filter(|(r, _, _)| r == room).count() - 1;
+        let stats = client.stats();
+        stats
+            .received
+            .values()
+            .filter(|r| r.decrypt.decrypted > 0)
+            .count()
+            >= mates
+    })
 }
 
 /// One client's sending: audio every 20 ms, video frames at `fps`, paced on a 10 ms tick.

@@ -44,7 +44,8 @@ struct LoadArgs {
     /// The measured window, seconds (at most an hour).
     #[arg(long, default_value_t = 10.0)]
     seconds: f64,
-    /// Sending before the window, seconds.
+    /// Sending before the window, seconds: at least this, and until every client decrypts each
+    /// room-mate (at most 60 s).
     #[arg(long, default_value_t = 2.0)]
     warmup: f64,
     /// Video bitrate per publisher, kbit/s (0: audio only).
@@ -274,8 +275,10 @@ fn relay_figures(
         window_secs: secs,
         ..RelayFigures::default()
     };
-    if let (Some((r0, me0, fw0)), Some((r1, me1, fw1))) = (window.start, window.end) {
-        f.forwarded_packets = fw1.saturating_sub(fw0);
+    if let (Some((r0, me0, c0)), Some((r1, me1, c1))) = (&window.start, &window.end) {
+        let moved = c1.since(c0);
+        f.forwarded_packets = moved.forwarded;
+        f.relay_counters = moved;
         f.forwarded_pps = f.forwarded_packets as f64 / secs;
         f.generator_machine_share = (me1.cpu_secs - me0.cpu_secs) / secs / procfs::cpus() as f64;
         if window.pid.is_some() {

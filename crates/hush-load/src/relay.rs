@@ -156,8 +156,39 @@ pub fn mint_tokens(
         .collect()
 }
 
-/// `GET /metrics` over plain HTTP: the value of `hush_forwarded_packets_total`.
-pub async fn forwarded_packets(metrics: SocketAddr) -> Option<u64> {
+/// The relay's counters the load tool reads.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Counters {
+    /// `hush_forwarded_packets_total`.
+    pub forwarded: u64,
+    /// `hush_dropped_packets_total`, by reason.
+    pub dropped: std::collections::BTreeMap<String, u64>,
+    /// `hush_layer_switches_total`.
+    pub layer_switches: u64,
+}
+
+impl Counters {
+    /// What moved from `before` to `self`.
+    pub fn since(&self, before: &Self) -> Self {
+        Self {
+            forwarded: self.forwarded.saturating_sub(before.forwarded),
+            dropped: self
+                .dropped
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.saturating_sub(*before.dropped.get(k).unwrap_or(&0)),
+                    )
+                })
+                .collect(),
+            layer_switches: self.layer_switches.saturating_sub(before.layer_switches),
+        }
+    }
+}
+
+/// `GET /metrics` over plain HTTP: the counters.
+pub async fn counters(metrics: SocketAddr) -> Option<Counters> {
     let mut s = tokio::time::timeout(
         Duration::from_secs(2),
         tokio::net::TcpStream::connect(metrics),
@@ -174,10 +205,20 @@ pub async fn forwarded_packets(metrics: SocketAddr) -> Option<u64> {
         .ok()?
         .ok()?;
     let text = String::from_utf8_lossy(&body);
-    text.lines()
-        .find_map(|l| l.strip_prefix("hush_forwarded_packets_total "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map(|v| v as u64)
+    let value = |v: &str| v.trim().parse::<f64>().ok().map(|v| v as u64);
+    let mut c = Counters::default();
+    for line in text.lines() {
+        if let Some(v) = line.strip_prefix("hush_forwarded_packets_total ") {
+            c.forwarded = value(v)?;
+        } else if let Some(v) = line.strip_prefix("hush_layer_switches_total ") {
+            c.layer_switches = value(v).unwrap_or(0);
+        } else if let Some(rest) = line.strip_prefix("hush_dropped_packets_total{reason=\"")
+            && let Some((reason, v)) = rest.split_once("\"} ")
+        {
+            c.dropped.insert(reason.to_owned(), value(v).unwrap_or(0));
+        }
+    }
+    Some(c)
 }
 
 /// The relay's readings at the window's edges.
@@ -187,24 +228,24 @@ pub struct RelayWindow {
     pub pid: Option<u32>,
     /// Where its `/metrics` answers.
     pub metrics: Option<SocketAddr>,
-    /// At the start: relay, this process, forwarded packets.
-    pub start: Option<(Sample, Sample, u64)>,
+    /// At the start: relay, this process, the relay's counters.
+    pub start: Option<(Sample, Sample, Counters)>,
     /// At the end.
-    pub end: Option<(Sample, Sample, u64)>,
+    pub end: Option<(Sample, Sample, Counters)>,
 }
 
 impl RelayWindow {
-    async fn read(&self) -> (Sample, Sample, u64) {
+    async fn read(&self) -> (Sample, Sample, Counters) {
         let relay = self
             .pid
             .and_then(|pid| procfs::sample(Some(pid)).ok())
             .unwrap_or_default();
         let me = procfs::sample(None).unwrap_or_default();
-        let forwarded = match self.metrics {
-            Some(at) => forwarded_packets(at).await.unwrap_or(0),
-            None => 0,
+        let counters = match self.metrics {
+            Some(at) => counters(at).await.unwrap_or_default(),
+            None => Counters::default(),
         };
-        (relay, me, forwarded)
+        (relay, me, counters)
     }
 }
 

@@ -14,6 +14,8 @@ pub struct RelayFigures {
     pub forwarded_packets: u64,
     /// Per second.
     pub forwarded_pps: f64,
+    /// The relay's counters over the window (drops by reason, layer switches).
+    pub relay_counters: crate::relay::Counters,
     /// Decrypted payload bytes per second, all receivers.
     pub received_bytes_per_sec: f64,
     /// The relay's CPU seconds in the window (`None`: not on this host).
@@ -133,6 +135,23 @@ impl Report {
             r.rss_loaded_kb.map_or("-".into(), |v| v.to_string()),
             opt(r.rss_per_participant_kb, 0),
             r.received_bytes_per_sec,
+        ));
+        let drops: Vec<String> = r
+            .relay_counters
+            .dropped
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        out.push_str(&format!(
+            "relay dropped: {}; layer switches {}; warm-up {:.1} s\n",
+            if drops.is_empty() {
+                "none".to_owned()
+            } else {
+                drops.join(", ")
+            },
+            r.relay_counters.layer_switches,
+            c.warmup_secs
         ));
         out.push_str(&format!(
             "load generator: {:.0} % of the machine{}\n",
