@@ -29,8 +29,8 @@ fn rss_kb(pid: u32) -> u64 {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn floods_keep_memory_bounded_and_the_call_going() {
+/// The relay binary with a config of its own (warnings only in its log), and its token minter.
+fn start_relay() -> (tempfile::TempDir, Tokens, RelayProcess) {
     let work = tempfile::tempdir().unwrap();
     let tokens = Tokens::default();
     let config = process_config(work.path(), &tokens);
@@ -39,12 +39,22 @@ async fn floods_keep_memory_bounded_and_the_call_going() {
         relay_binary(),
         &["--config", config.to_str().unwrap()],
     );
-    let pid = relay.pid();
-    let grants = Grants {
+    (work, tokens, relay)
+}
+
+fn publish_subscribe() -> Grants {
+    Grants {
         publish: true,
         subscribe: true,
         ..Grants::default()
-    };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn floods_keep_memory_bounded_and_the_call_going() {
+    let (_work, tokens, relay) = start_relay();
+    let pid = relay.pid();
+    let grants = publish_subscribe();
     let alice = relay
         .client(&tokens, ROOM, "alice")
         .grants(grants.clone())
@@ -144,20 +154,9 @@ async fn floods_keep_memory_bounded_and_the_call_going() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_that_never_sends_rtcp_costs_bounded_memory_and_nobody_else() {
-    let work = tempfile::tempdir().unwrap();
-    let tokens = Tokens::default();
-    let config = process_config(work.path(), &tokens);
-    let relay = RelayProcess::spawn_wrapped(
-        &["env", "RUST_LOG=warn"],
-        relay_binary(),
-        &["--config", config.to_str().unwrap()],
-    );
+    let (_work, tokens, relay) = start_relay();
     let pid = relay.pid();
-    let grants = Grants {
-        publish: true,
-        subscribe: true,
-        ..Grants::default()
-    };
+    let grants = publish_subscribe();
     let alice = relay
         .client(&tokens, ROOM, "alice")
         .grants(grants.clone())

@@ -225,33 +225,22 @@ mod tests {
         dir
     }
 
+    fn claim(store: &FileStore, jti: &str, forget_after: u64, now: u64) -> TokenClaim {
+        store.claim_blocking(token_id(jti), forget_after, now)
+    }
+
     #[test]
     fn ids_stay_used_after_a_reopen_until_they_expire() {
         let path = dir().join("used");
         let store = FileStore::open(&path, 100, 1000).unwrap();
-        assert_eq!(
-            store.claim_blocking(token_id("a"), 2000, 1000),
-            TokenClaim::Fresh
-        );
-        assert_eq!(
-            store.claim_blocking(token_id("b"), 1500, 1000),
-            TokenClaim::Fresh
-        );
-        assert_eq!(
-            store.claim_blocking(token_id("a"), 2000, 1001),
-            TokenClaim::Used
-        );
+        assert_eq!(claim(&store, "a", 2000, 1000), TokenClaim::Fresh);
+        assert_eq!(claim(&store, "b", 1500, 1000), TokenClaim::Fresh);
+        assert_eq!(claim(&store, "a", 2000, 1001), TokenClaim::Used);
         drop(store);
         // After a restart: "a" is still used; "b" has expired by then and is dropped.
         let store = FileStore::open(&path, 100, 1600).unwrap();
-        assert_eq!(
-            store.claim_blocking(token_id("a"), 2000, 1600),
-            TokenClaim::Used
-        );
-        assert_eq!(
-            store.claim_blocking(token_id("b"), 2500, 1600),
-            TokenClaim::Fresh
-        );
+        assert_eq!(claim(&store, "a", 2000, 1600), TokenClaim::Used);
+        assert_eq!(claim(&store, "b", 2500, 1600), TokenClaim::Fresh);
         let text = fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 2, "{text}");
         assert!(!text.contains(" a\n"), "ids are hashed: {text}");
@@ -270,14 +259,8 @@ mod tests {
         let torn = format!("5000 {}", &token_id("torn")[..20]);
         fs::write(&path, format!("{good}garbage\n\u{0}\u{1}\n{torn}")).unwrap();
         let store = FileStore::open(&path, 100, 1000).unwrap();
-        assert_eq!(
-            store.claim_blocking(token_id("kept"), 5000, 1000),
-            TokenClaim::Used
-        );
-        assert_eq!(
-            store.claim_blocking(token_id("torn"), 5000, 1000),
-            TokenClaim::Fresh
-        );
+        assert_eq!(claim(&store, "kept", 5000, 1000), TokenClaim::Used);
+        assert_eq!(claim(&store, "torn", 5000, 1000), TokenClaim::Fresh);
         let text = fs::read_to_string(&path).unwrap();
         assert!(
             text.lines().all(|l| parse(l.as_bytes()).is_some()),
@@ -289,27 +272,12 @@ mod tests {
     fn a_full_store_refuses_until_ids_expire() {
         let path = dir().join("used");
         let store = FileStore::open(&path, 2, 0).unwrap();
-        assert_eq!(
-            store.claim_blocking(token_id("a"), 100, 0),
-            TokenClaim::Fresh
-        );
-        assert_eq!(
-            store.claim_blocking(token_id("b"), 200, 0),
-            TokenClaim::Fresh
-        );
-        assert_eq!(
-            store.claim_blocking(token_id("c"), 200, 50),
-            TokenClaim::Unavailable
-        );
+        assert_eq!(claim(&store, "a", 100, 0), TokenClaim::Fresh);
+        assert_eq!(claim(&store, "b", 200, 0), TokenClaim::Fresh);
+        assert_eq!(claim(&store, "c", 200, 50), TokenClaim::Unavailable);
         // "a" expired: compacted away, room again.
-        assert_eq!(
-            store.claim_blocking(token_id("c"), 300, 101),
-            TokenClaim::Fresh
-        );
-        assert_eq!(
-            store.claim_blocking(token_id("b"), 300, 101),
-            TokenClaim::Used
-        );
+        assert_eq!(claim(&store, "c", 300, 101), TokenClaim::Fresh);
+        assert_eq!(claim(&store, "b", 300, 101), TokenClaim::Used);
         assert_eq!(fs::read_to_string(&path).unwrap().lines().count(), 2);
     }
 
