@@ -51,26 +51,25 @@ impl Relay {
             Ok(claims) => claims,
             Err(err) => return self.refuse_join(now.instant, conn, err.code(), err.to_string()),
         };
+        let jti = claims.jti.clone().filter(|_| self.config.token_store);
+        let forget_after = self.tokens.forget_after(&claims);
         let pending = PendingJoin {
-            forget_after: self.tokens.forget_after(&claims),
             claims,
             identity_key: join.identity_key,
             attestation: join.attestation,
             offers_first: join.offers_first,
         };
-        match (self.config.token_store, pending.claims.jti.clone()) {
-            (true, Some(jti)) => {
-                let forget_after = pending.forget_after;
-                if let Some(c) = self.conns.get_mut(&conn) {
-                    c.pending = Some(Box::new(pending));
-                    self.out.push(Output::ClaimToken {
-                        conn,
-                        jti,
-                        forget_after,
-                    });
-                }
+        match (jti, self.conns.get_mut(&conn)) {
+            (Some(jti), Some(c)) => {
+                c.pending = Some(Box::new(pending));
+                self.out.push(Output::ClaimToken {
+                    conn,
+                    jti,
+                    forget_after,
+                });
             }
-            _ => self.admit_join(now.instant, conn, pending),
+            (Some(_), None) => {}
+            (None, _) => self.admit_join(now.instant, conn, pending),
         }
     }
 

@@ -56,7 +56,6 @@ pub(super) struct Conn {
 #[derive(Debug)]
 pub(super) struct PendingJoin {
     pub(super) claims: hush_proto::TokenClaims,
-    pub(super) forget_after: u64,
     pub(super) identity_key: hush_proto::OpaqueBytes,
     pub(super) attestation: Option<hush_proto::OpaqueBytes>,
     pub(super) offers_first: Option<bool>,

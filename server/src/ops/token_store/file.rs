@@ -117,8 +117,9 @@ impl FileStore {
         .unwrap_or(TokenClaim::Unavailable)
     }
 
-    /// The same, on this thread (tests).
-    pub fn claim_blocking(&self, id: String, forget_after: u64, now: u64) -> TokenClaim {
+    /// The same, on this thread.
+    #[cfg(test)]
+    fn claim_blocking(&self, id: String, forget_after: u64, now: u64) -> TokenClaim {
         self.inner
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
