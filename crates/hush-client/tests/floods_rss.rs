@@ -42,47 +42,52 @@ fn start_relay() -> (tempfile::TempDir, Tokens, RelayProcess) {
     (work, tokens, relay)
 }
 
-fn publish_subscribe() -> Grants {
-    Grants {
+/// `sub` joins ROOM allowed to publish and subscribe, publishing `sources`, with `options`
+/// changed.
+async fn member(
+    relay: &RelayProcess,
+    tokens: &Tokens,
+    sub: &str,
+    sources: &[Source],
+    options: impl FnOnce(&mut hush_client::ClientOptions),
+) -> hush_client::Client {
+    let grants = Grants {
         publish: true,
         subscribe: true,
         ..Grants::default()
-    }
+    };
+    relay
+        .client(tokens, ROOM, sub)
+        .grants(grants)
+        .publish(sources)
+        .options(options)
+        .connect()
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn floods_keep_memory_bounded_and_the_call_going() {
     let (_work, tokens, relay) = start_relay();
     let pid = relay.pid();
-    let grants = publish_subscribe();
-    let alice = relay
-        .client(&tokens, ROOM, "alice")
-        .grants(grants.clone())
-        .publish(&[Source::Microphone])
-        .connect()
-        .await;
-    let bob = relay
-        .client(&tokens, ROOM, "bob")
-        .grants(grants)
-        .connect()
-        .await;
+    let alice = member(&relay, &tokens, "alice", &[Source::Microphone], |_| {}).await;
+    let bob = member(&relay, &tokens, "bob", &[], |_| {}).await;
     let got = pump_until_decrypted(&alice, &[&bob], 20, Media::Audio, 10).await;
     assert!(got[0] > 20);
     pump(&alice, 1, Media::Audio).await;
     let before = rss_kb(pid);
     let from = alice.info().sender_index;
     let decrypted_before = decrypted_from(&bob, from);
-    let member = |sub: &str| tokens.mint(ROOM, sub).publish().subscribe().string();
+    let token_for = |sub: &str| tokens.mint(ROOM, sub).publish().subscribe().string();
 
     let addr = relay.addr();
     let from_ip = |a: u8, b: u8| std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, a, b));
     let attack = async {
         // A joined connection that never reads, while the room churns around it.
         let mut deaf = RawSignal::connect_from(addr, from_ip(0, 2)).await.unwrap();
-        deaf.join_with(member("deaf"), None).await;
+        deaf.join_with(token_for("deaf"), None).await;
         // 10,000 messages in a burst from one connection.
         let mut chatty = RawSignal::connect_from(addr, from_ip(0, 3)).await.unwrap();
-        chatty.join_with(member("chatty"), None).await;
+        chatty.join_with(token_for("chatty"), None).await;
         let mut ws = chatty.into_ws();
         for seq in 0..10_000u64 {
             let ping = ClientMessage::Ping(Ping { seq }).encode();
@@ -109,7 +114,7 @@ async fn floods_keep_memory_bounded_and_the_call_going() {
         // the deaf one.
         for i in 0..50u8 {
             if let Ok(mut c) = RawSignal::connect_from(addr, from_ip(1, i + 1)).await {
-                c.join_with(member(&format!("churn{i}")), None).await;
+                c.join_with(token_for(&format!("churn{i}")), None).await;
                 let _ = c.close().await;
             }
         }
@@ -156,29 +161,16 @@ async fn floods_keep_memory_bounded_and_the_call_going() {
 async fn a_subscriber_that_never_sends_rtcp_costs_bounded_memory_and_nobody_else() {
     let (_work, tokens, relay) = start_relay();
     let pid = relay.pid();
-    let grants = publish_subscribe();
-    let alice = relay
-        .client(&tokens, ROOM, "alice")
-        .grants(grants.clone())
-        .publish(&[Source::Camera, Source::Microphone])
-        .connect()
-        .await;
-    let bob = relay
-        .client(&tokens, ROOM, "bob")
-        .grants(grants.clone())
-        .connect()
-        .await;
+    let av = [Source::Camera, Source::Microphone];
+    let alice = member(&relay, &tokens, "alice", &av, |_| {}).await;
+    let bob = member(&relay, &tokens, "bob", &[], |_| {}).await;
     let dropped = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let counter = std::sync::Arc::clone(&dropped);
-    let silent = relay
-        .client(&tokens, ROOM, "silent")
-        .grants(grants)
-        .options(|o| {
-            o.send_rtcp = false;
-            o.rtcp_dropped = counter;
-        })
-        .connect()
-        .await;
+    let silent = member(&relay, &tokens, "silent", &[], |o| {
+        o.send_rtcp = false;
+        o.rtcp_dropped = counter;
+    })
+    .await;
     let from = alice.info().sender_index;
     pump_until_decrypted(&alice, &[&bob], 50, Media::AudioVideo, 10).await;
     let before = rss_kb(pid);
