@@ -131,11 +131,17 @@ await run(async () => {
   check('carol never gets the top layer she cannot carry (540 lines) in those 20 s', topSamples[a] === 0 && topSamples[b] === 0,
     { topSamples, lowSamples });
 
-  // Alice and bob keep each other's top layer.
-  const va = await video(alice);
-  const vb = await video(bob);
-  console.log(`figures ${JSON.stringify({ aliceSeesBob: height(va, b), bobSeesAlice: height(vb, a) })}`);
-  check('alice and bob receive each other\'s top layer (540 lines)', height(va, b) === 540 && height(vb, a) === 540,
+  // Alice and bob keep each other's top layer. Their legs are not shaped, but on two busy
+  // cores a leg's estimate can dip for a moment (a late feedback reads as delay) and the
+  // allocator steps down a layer until its next probe: one snapshot then catches 270 lines
+  // (CI, once in about twenty runs). What must hold is that each has the top layer, or gets
+  // it back within seconds: wait up to 10 s, and print how long it took.
+  const topOf = (who, other) => untilVideo(who, (v) => height(v, other) === 540, 10_000);
+  const [ta, tb] = await Promise.all([topOf(alice, b), topOf(bob, a)]);
+  const [va, vb] = [ta.v, tb.v];
+  console.log(`figures ${JSON.stringify({ aliceSeesBob: height(va, b), bobSeesAlice: height(vb, a),
+    aliceTopAfterMs: ta.ms, bobTopAfterMs: tb.ms })}`);
+  check('alice and bob receive each other\'s top layer (540 lines, within 10 s)', height(va, b) === 540 && height(vb, a) === 540,
     { alice: va.received, bob: vb.received, aliceSends: va.sent });
 
   // Bob shows alice in a small tile (240x135): he gets her low layer, though his link carries
