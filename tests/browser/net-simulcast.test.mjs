@@ -134,7 +134,7 @@ await run(async () => {
   // Alice and bob keep each other's top layer. Their legs are not shaped, but on two busy
   // cores a leg's estimate can dip for a moment (a late feedback reads as delay) and the
   // allocator steps down a layer until its next probe: one snapshot then catches 270 lines
-  // (CI, once in about twenty runs). What must hold is that each has the top layer, or gets
+  // (seen once, in a full CI run). What must hold is that each has the top layer, or gets
   // it back within seconds: wait up to 10 s, and print how long it took.
   const topOf = (who, other) => untilVideo(who, (v) => height(v, other) === 540, 10_000);
   const [ta, tb] = await Promise.all([topOf(alice, b), topOf(bob, a)]);

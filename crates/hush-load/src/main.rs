@@ -9,7 +9,7 @@
 //! ```
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 
 use clap::{Args, Parser, Subcommand};
@@ -63,6 +63,10 @@ struct LoadArgs {
     /// The relay binary [default: hush-relay next to this one].
     #[arg(long)]
     relay_bin: Option<PathBuf>,
+    /// Another relay binary (an older build, say) run first under the same load, so a change's
+    /// effect is read from one run: its figures and its ratio to the same SRTP reference.
+    #[arg(long, conflicts_with = "url")]
+    before_bin: Option<PathBuf>,
     /// A relay that runs elsewhere: its signaling URL (no /proc figures, no references).
     #[arg(long, requires = "tokens")]
     url: Option<String>,
@@ -189,13 +193,15 @@ fn tokens_file(path: &PathBuf, per_room: usize) -> Result<Vec<Vec<String>>> {
 
 async fn one_run(rooms: usize, load: &LoadArgs) -> Result<Report> {
     let mut plan = plan(rooms, load);
-    let dir = std::env::temp_dir().join(format!("hush-load-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let (relay, url, tokens) = match (&load.url, &load.tokens) {
+    let (before, figures) = match (&load.url, &load.tokens) {
         (Some(url), Some(file)) => {
             let tokens = tokens_file(file, plan.per_room)?;
             plan.rooms = tokens.len();
-            (None, url.clone(), tokens)
+            let window = RelayWindow {
+                metrics: load.metrics,
+                ..RelayWindow::default()
+            };
+            (None, relay_run(url, None, tokens, &plan, window).await)
         }
         _ => {
             let bin = load
@@ -203,37 +209,23 @@ async fn one_run(rooms: usize, load: &LoadArgs) -> Result<Report> {
                 .clone()
                 .or_else(sibling_relay)
                 .ok_or("no hush-relay next to hush-load: build it or pass --relay-bin")?;
-            let relay =
-                RelayProcess::start(&bin, &dir, plan.per_room).map_err(|e| e.to_string())?;
-            let tokens = relay
-                .tokens(plan.rooms, plan.per_room)
-                .map_err(|e| e.to_string())?;
-            let url = relay.ws_url();
-            (Some(relay), url, tokens)
+            let before = match &load.before_bin {
+                Some(old) => Some(local_relay_run(old, &plan).await?),
+                None => None,
+            };
+            (before, local_relay_run(&bin, &plan).await?)
         }
     };
-    let pid = relay.as_ref().map(RelayProcess::pid);
-    let idle = pid.and_then(|p| procfs::sample(Some(p)).ok());
-    let mut window = RelayWindow {
-        pid,
-        metrics: relay.as_ref().map(RelayProcess::addr).or(load.metrics),
-        ..RelayWindow::default()
-    };
-    eprintln!(
-        "relay run: {} room(s) x {} participants at {url}",
-        plan.rooms, plan.per_room
-    );
-    let clients = clients::run(&url, tokens, &plan, &mut window).await;
-    drop(relay);
-    let figures = relay_figures(clients, &window, idle, &plan);
 
     let mut report = Report {
         machine_cpus: procfs::cpus(),
         relay: figures,
+        before,
         plain: None,
         srtp: None,
         ratio_to_srtp: None,
         ratio_to_plain: None,
+        before_ratio_to_srtp: None,
         plan,
     };
     if load.url.is_none() && !load.no_baseline {
@@ -258,9 +250,52 @@ async fn one_run(rooms: usize, load: &LoadArgs) -> Result<Report> {
         };
         report.ratio_to_srtp = ratio(&report.srtp);
         report.ratio_to_plain = ratio(&report.plain);
+        report.before_ratio_to_srtp = report
+            .before
+            .as_ref()
+            .and_then(|b| b.cpu_us_per_packet)
+            .zip(report.srtp.as_ref())
+            .map(|(a, b)| a / b.cpu_us_per_packet.max(1e-9));
     }
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(report)
+}
+
+/// The relay binary `bin` started here with the run's own config, under `plan`'s load.
+async fn local_relay_run(bin: &Path, plan: &Plan) -> Result<RelayFigures> {
+    let dir = std::env::temp_dir().join(format!("hush-load-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let relay = RelayProcess::start(bin, &dir, plan.per_room).map_err(|e| e.to_string())?;
+    let tokens = relay
+        .tokens(plan.rooms, plan.per_room)
+        .map_err(|e| e.to_string())?;
+    let url = relay.ws_url();
+    let window = RelayWindow {
+        pid: Some(relay.pid()),
+        metrics: Some(relay.addr()),
+        ..RelayWindow::default()
+    };
+    eprintln!("relay: {}", bin.display());
+    let figures = relay_run(&url, Some(relay), tokens, plan, window).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(figures)
+}
+
+/// One relay phase: the clients against `url`; `relay` (when started here) is stopped after.
+async fn relay_run(
+    url: &str,
+    relay: Option<RelayProcess>,
+    tokens: Vec<Vec<String>>,
+    plan: &Plan,
+    mut window: RelayWindow,
+) -> RelayFigures {
+    let idle = window.pid.and_then(|p| procfs::sample(Some(p)).ok());
+    eprintln!(
+        "relay run: {} room(s) x {} participants at {url}",
+        plan.rooms, plan.per_room
+    );
+    let clients = clients::run(url, tokens, plan, &mut window).await;
+    drop(relay);
+    relay_figures(clients, &window, idle, plan)
 }
 
 fn relay_figures(

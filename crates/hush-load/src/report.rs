@@ -59,6 +59,8 @@ pub struct Report {
     pub machine_cpus: usize,
     /// The relay.
     pub relay: RelayFigures,
+    /// The `--before-bin` relay under the same load, run first.
+    pub before: Option<RelayFigures>,
     /// The bare UDP forwarder.
     pub plain: Option<ReferenceFigures>,
     /// The SRTP-only reference.
@@ -67,6 +69,8 @@ pub struct Report {
     pub ratio_to_srtp: Option<f64>,
     /// Relay CPU per packet ÷ bare forwarder's.
     pub ratio_to_plain: Option<f64>,
+    /// The `--before-bin` relay's CPU per packet ÷ the same SRTP reference's.
+    pub before_ratio_to_srtp: Option<f64>,
 }
 
 fn ms(us: u64) -> String {
@@ -167,6 +171,26 @@ impl Report {
             opt(self.ratio_to_srtp, 2),
             opt(self.ratio_to_plain, 2)
         ));
+        if let Some(b) = &self.before {
+            out.push_str(&before_line(b, r, self.before_ratio_to_srtp));
+        }
         out
     }
+}
+
+/// The `--before-bin` relay against this one: the figures a change moves, and their ratios.
+fn before_line(before: &RelayFigures, after: &RelayFigures, to_srtp: Option<f64>) -> String {
+    let ratio = |a: Option<f64>, b: Option<f64>| {
+        opt(a.zip(b).map(|(a, b)| a / b.max(1e-9)), 2)
+    };
+    format!(
+        "before (--before-bin): CPU {} us/packet ({} x the SRTP-only reference), RSS {} KiB per participant, p99 {} ms, loss {:.4}; after / before: CPU per packet {} x, RSS per participant {} x\n",
+        opt(before.cpu_us_per_packet, 1),
+        opt(to_srtp, 2),
+        opt(before.rss_per_participant_kb, 0),
+        ms(before.clients.latency_us.p99),
+        before.clients.loss,
+        ratio(after.cpu_us_per_packet, before.cpu_us_per_packet),
+        ratio(after.rss_per_participant_kb, before.rss_per_participant_kb),
+    )
 }

@@ -33,6 +33,9 @@ fn a_short_run_reports_every_figure() {
         ])
         .args(["--video-kbps", "200", "--relay-bin"])
         .arg(&relay)
+        // The same binary as the "before" build: both phases run and are compared.
+        .arg("--before-bin")
+        .arg(&relay)
         .arg("--json")
         .arg(&json)
         .output()
@@ -81,6 +84,11 @@ fn a_short_run_reports_every_figure() {
         num(&r["ratio_to_srtp"]) > 0.0 && num(&r["ratio_to_plain"]) > 0.0,
         "{r:#}"
     );
+    let before = &r["before"];
+    assert_eq!(before["clients"]["joined"], 3, "{r:#}");
+    assert!(num(&before["forwarded_packets"]) > 100.0, "{r:#}");
+    assert!(num(&r["before_ratio_to_srtp"]) > 0.0, "{r:#}");
+    assert!(stdout.contains("after / before: CPU per packet"), "{stdout}");
 }
 
 #[test]
@@ -103,4 +111,13 @@ fn bad_arguments_are_refused_with_a_reason() {
         .output()
         .unwrap();
     assert!(!out.status.success());
+    // A "before" binary needs a relay started here.
+    let out = Command::new(exe)
+        .args(["run", "--url", "wss://relay.example/v1/rtc", "--tokens", "t.txt"])
+        .args(["--before-bin", "/usr/bin/true"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--before-bin") && stderr.contains("--url"), "{stderr}");
 }

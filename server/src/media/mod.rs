@@ -12,8 +12,8 @@
 //! leg estimates its bandwidth (GCC on transport-wide feedback, `peer::allocation`), an
 //! allocator picks one encoding per forwarded video, and the fan-out switches the subscriber at
 //! a keyframe it recognises without decrypting (`keyframe`), renumbering sequence numbers and
-//! timestamps so the decoder sees one stream. Retransmissions to a subscriber stay within a
-//! share of its estimate (`retransmit`).
+//! timestamps so the decoder sees one stream. Retransmissions to a subscriber come from a
+//! two-second history and stay within a share of its estimate (`retransmit`).
 //! Negotiation follows the contract in the crate's signaling docs: the client offers what it
 //! sends, the relay offers what it forwards, and the relay is the impolite peer.
 //!
@@ -21,8 +21,8 @@
 //! forwarded tracks get their own send-only transceivers (`add_track` would reuse the client's
 //! own send m-line); an interceptor (`feedback`) lets subscribers' PLI/FIR reach the relay;
 //! no receiver reports, so browsers keep naming simulcast encodings by `rid` (webrtc-rs forgets
-//! the mapping at each renegotiation; `peer::build_pc`); the NACK responder is held to a
-//! budget (`retransmit`);
+//! the mapping at each renegotiation; `peer::build_pc`); the relay answers NACKs itself
+//! (`retransmit`: webrtc-rs's responder keeps 1,024 packets a stream and resends without limit);
 //! the relay's first offer waits briefly for the client's so that header-extension ids are the
 //! client's; answers keep the DTLS role of the running transport (`sdp`); candidates name the
 //! bundle's mid.

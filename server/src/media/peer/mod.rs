@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use hush_proto::{ErrorCode, ServerMessage, Source, TrackId};
 use rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback,
     RTCRtpCodec, RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
 use tokio::sync::{mpsc, watch};
@@ -28,7 +29,7 @@ use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
     RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceCandidateType, RTCPeerConnectionIceEvent,
-    RTCPeerConnectionState, Registry, SettingEngineBuilder, configure_nack,
+    RTCPeerConnectionState, Registry, SettingEngineBuilder,
     configure_simulcast_extension_headers, configure_twcc,
 };
 
@@ -41,7 +42,7 @@ use super::feedback::KeyframeFeedback;
 use super::header::FORWARDED_EXTENSIONS;
 use super::layers::{Allocator, AllocatorConfig};
 use super::ports::PortLease;
-use super::retransmit::RetransmitBudget;
+use super::retransmit::Retransmitter;
 use super::sdp::Setup;
 use crate::bus::{Input, Outgoing};
 use crate::routing::{ConnId, MediaSignal};
@@ -344,24 +345,41 @@ async fn build_pc(
     // reports the browser keeps naming them (about 8 bytes a packet), and a renegotiation,
     // which happens whenever anyone joins, costs nothing. The publisher's estimate does not
     // need them: transport-wide feedback carries loss and delay.
+    //
+    // NACK both ways: webrtc-rs's generator asks publishers for what the relay lost, and
+    // `Retransmitter` (instead of webrtc-rs's responder: a short history and a budget) answers
+    // subscribers.
     let (estimator, estimate) = SharedEstimate::new();
-    let registry = configure_nack(Registry::new(), &mut media).with(
-        rtc::interceptor::Slot::SenderReport,
-        rtc::interceptor::SenderReportBuilder::new().build(),
-    );
+    for parameter in ["", "pli"] {
+        media.register_feedback(
+            RTCPFeedback {
+                typ: "nack".to_owned(),
+                parameter: parameter.to_owned(),
+            },
+            RtpCodecKind::Video,
+        );
+    }
+    let registry = Registry::new()
+        .with(
+            rtc::interceptor::Slot::NackGenerator,
+            rtc::interceptor::NackGeneratorBuilder::new().build(),
+        )
+        .with(
+            rtc::interceptor::Slot::NackResponder,
+            Retransmitter::new(
+                Arc::clone(&estimate),
+                Arc::clone(&options.retransmits_refused),
+            ),
+        )
+        .with(
+            rtc::interceptor::Slot::SenderReport,
+            rtc::interceptor::SenderReportBuilder::new().build(),
+        );
     configure_simulcast_extension_headers(&mut media)?;
     let registry = configure_twcc(registry, &mut media)?
         .with(
             rtc::interceptor::Slot::CongestionControl,
             rtc::interceptor::CongestionControlBuilder::new(estimator).build(),
-        )
-        // Between the NACK responder (4 000) and the wire: resends within a budget.
-        .with(
-            rtc::interceptor::Slot::from(3_500),
-            RetransmitBudget::new(
-                Arc::clone(&estimate),
-                Arc::clone(&options.retransmits_refused),
-            ),
         )
         // Last in the chain (the example `rtcp-processing` uses the same slot): keyframe
         // requests from subscribers reach `rtcp_loop`.
