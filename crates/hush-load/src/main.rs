@@ -17,7 +17,7 @@ use hush_load::baseline::{self, Mode, Stream};
 use hush_load::clients::{self, Plan};
 use hush_load::procfs;
 use hush_load::relay::{RelayProcess, RelayWindow, sibling_relay};
-use hush_load::report::{ReferenceFigures, RelayFigures, Report};
+use hush_load::report::{Binary, Phase, ReferenceFigures, RelayFigures, Report};
 
 /// Load tool for a Hush relay.
 #[derive(Parser, Debug)]
@@ -67,6 +67,10 @@ struct LoadArgs {
     /// effect is read from one run: its figures and its ratio to the same SRTP reference.
     #[arg(long, conflicts_with = "url")]
     before_bin: Option<PathBuf>,
+    /// Relay phases per binary, in the order before, after, after, before, ... (the order's
+    /// own effect cancels); CPU per packet is pooled over a binary's phases.
+    #[arg(long, default_value_t = 1, conflicts_with = "url")]
+    rounds: usize,
     /// A relay that runs elsewhere: its signaling URL (no /proc figures, no references).
     #[arg(long, requires = "tokens")]
     url: Option<String>,
@@ -193,6 +197,7 @@ fn tokens_file(path: &PathBuf, per_room: usize) -> Result<Vec<Vec<String>>> {
 
 async fn one_run(rooms: usize, load: &LoadArgs) -> Result<Report> {
     let mut plan = plan(rooms, load);
+    let mut phases = Vec::new();
     let (before, figures) = match (&load.url, &load.tokens) {
         (Some(url), Some(file)) => {
             let tokens = tokens_file(file, plan.per_room)?;
@@ -209,11 +214,28 @@ async fn one_run(rooms: usize, load: &LoadArgs) -> Result<Report> {
                 .clone()
                 .or_else(sibling_relay)
                 .ok_or("no hush-relay next to hush-load: build it or pass --relay-bin")?;
-            let before = match &load.before_bin {
-                Some(old) => Some(local_relay_run(old, &plan).await?),
-                None => None,
-            };
-            (before, local_relay_run(&bin, &plan).await?)
+            // Before first in even rounds, after first in odd ones.
+            let mut before = None;
+            let mut after = None;
+            for round in 0..load.rounds.clamp(1, 20) {
+                let old_first = round % 2 == 0;
+                for old in [old_first, !old_first] {
+                    match (old, &load.before_bin) {
+                        (true, Some(path)) => {
+                            let f = local_relay_run(path, &plan).await?;
+                            phases.push(Phase::of(Binary::Before, &f));
+                            before = Some(f);
+                        }
+                        (true, None) => {}
+                        (false, _) => {
+                            let f = local_relay_run(&bin, &plan).await?;
+                            phases.push(Phase::of(Binary::After, &f));
+                            after = Some(f);
+                        }
+                    }
+                }
+            }
+            (before, after.ok_or("no relay phase ran")?)
         }
     };
 
@@ -226,8 +248,11 @@ async fn one_run(rooms: usize, load: &LoadArgs) -> Result<Report> {
         ratio_to_srtp: None,
         ratio_to_plain: None,
         before_ratio_to_srtp: None,
+        after_to_before: None,
+        phases,
         plan,
     };
+    report.pool();
     if load.url.is_none() && !load.no_baseline {
         let stream = Stream {
             rooms: report.plan.rooms,
@@ -242,20 +267,14 @@ async fn one_run(rooms: usize, load: &LoadArgs) -> Result<Report> {
         };
         report.srtp = Some(reference(Mode::Srtp, &stream).await?);
         report.plain = Some(reference(Mode::Plain, &stream).await?);
-        let relay_us = report.relay.cpu_us_per_packet;
-        let ratio = |r: &Option<ReferenceFigures>| {
-            relay_us
-                .zip(r.as_ref())
+        let ratio = |us: Option<f64>, r: &Option<ReferenceFigures>| {
+            us.zip(r.as_ref())
                 .map(|(a, b)| a / b.cpu_us_per_packet.max(1e-9))
         };
-        report.ratio_to_srtp = ratio(&report.srtp);
-        report.ratio_to_plain = ratio(&report.plain);
-        report.before_ratio_to_srtp = report
-            .before
-            .as_ref()
-            .and_then(|b| b.cpu_us_per_packet)
-            .zip(report.srtp.as_ref())
-            .map(|(a, b)| a / b.cpu_us_per_packet.max(1e-9));
+        let after = report.pooled_cpu_us(Binary::After);
+        report.ratio_to_srtp = ratio(after, &report.srtp);
+        report.ratio_to_plain = ratio(after, &report.plain);
+        report.before_ratio_to_srtp = ratio(report.pooled_cpu_us(Binary::Before), &report.srtp);
     }
     Ok(report)
 }

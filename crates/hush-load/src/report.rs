@@ -71,6 +71,57 @@ pub struct Report {
     pub ratio_to_plain: Option<f64>,
     /// The `--before-bin` relay's CPU per packet ÷ the same SRTP reference's.
     pub before_ratio_to_srtp: Option<f64>,
+    /// This relay ÷ the `--before-bin` one, pooled over their phases.
+    pub after_to_before: Option<Change>,
+    /// Every relay phase in the order run (`--rounds`).
+    pub phases: Vec<Phase>,
+}
+
+/// Which relay binary a phase ran.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Binary {
+    /// `--before-bin`.
+    Before,
+    /// `--relay-bin` (or the one next to hush-load).
+    After,
+}
+
+/// One relay phase's main figures.
+#[derive(Debug, Serialize)]
+pub struct Phase {
+    /// Which binary.
+    pub binary: Binary,
+    /// Relay CPU seconds in the window.
+    pub cpu_secs: f64,
+    /// Packets forwarded in the window.
+    pub forwarded_packets: u64,
+    /// (loaded − idle) RSS / participants, KiB.
+    pub rss_per_participant_kb: f64,
+    /// Latency p99, µs.
+    pub p99_us: u64,
+}
+
+impl Phase {
+    /// The phase summary of `f`.
+    pub fn of(binary: Binary, f: &RelayFigures) -> Self {
+        Self {
+            binary,
+            cpu_secs: f.cpu_secs.unwrap_or(0.0),
+            forwarded_packets: f.forwarded_packets,
+            rss_per_participant_kb: f.rss_per_participant_kb.unwrap_or(0.0),
+            p99_us: f.clients.latency_us.p99,
+        }
+    }
+}
+
+/// After ÷ before.
+#[derive(Debug, Serialize)]
+pub struct Change {
+    /// CPU per forwarded packet.
+    pub cpu_per_packet: f64,
+    /// RSS per participant.
+    pub rss_per_participant: f64,
 }
 
 fn ms(us: u64) -> String {
@@ -86,6 +137,48 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 }
 
 impl Report {
+    /// `binary`'s CPU per forwarded packet over all its phases, µs.
+    pub fn pooled_cpu_us(&self, binary: Binary) -> Option<f64> {
+        let (cpu, packets) = self
+            .phases
+            .iter()
+            .filter(|p| p.binary == binary)
+            .fold((0.0, 0u64), |(c, n), p| {
+                (c + p.cpu_secs, n + p.forwarded_packets)
+            });
+        (packets > 0 && cpu > 0.0).then(|| cpu * 1e6 / packets as f64)
+    }
+
+    /// `binary`'s mean RSS per participant over its phases, KiB.
+    pub fn pooled_rss_kb(&self, binary: Binary) -> Option<f64> {
+        let rss: Vec<f64> = self
+            .phases
+            .iter()
+            .filter(|p| p.binary == binary)
+            .map(|p| p.rss_per_participant_kb)
+            .collect();
+        (!rss.is_empty()).then(|| rss.iter().sum::<f64>() / rss.len() as f64)
+    }
+
+    /// Fills in [`Report::after_to_before`] from the phases.
+    pub fn pool(&mut self) {
+        let ratio = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a / b.max(1e-9));
+        let cpu = ratio(
+            self.pooled_cpu_us(Binary::After),
+            self.pooled_cpu_us(Binary::Before),
+        );
+        let rss = ratio(
+            self.pooled_rss_kb(Binary::After),
+            self.pooled_rss_kb(Binary::Before),
+        );
+        self.after_to_before = cpu
+            .zip(rss)
+            .map(|(cpu_per_packet, rss_per_participant)| Change {
+                cpu_per_packet,
+                rss_per_participant,
+            });
+    }
+
     /// The table.
     pub fn table(&self) -> String {
         let r = &self.relay;
@@ -171,26 +264,45 @@ impl Report {
             opt(self.ratio_to_srtp, 2),
             opt(self.ratio_to_plain, 2)
         ));
-        if let Some(b) = &self.before {
-            out.push_str(&before_line(b, r, self.before_ratio_to_srtp));
+        if self.before.is_some() || self.phases.len() > 1 {
+            out.push_str(&self.phase_lines());
         }
         out
     }
 }
 
-/// The `--before-bin` relay against this one: the figures a change moves, and their ratios.
-fn before_line(before: &RelayFigures, after: &RelayFigures, to_srtp: Option<f64>) -> String {
-    let ratio = |a: Option<f64>, b: Option<f64>| {
-        opt(a.zip(b).map(|(a, b)| a / b.max(1e-9)), 2)
-    };
-    format!(
-        "before (--before-bin): CPU {} us/packet ({} x the SRTP-only reference), RSS {} KiB per participant, p99 {} ms, loss {:.4}; after / before: CPU per packet {} x, RSS per participant {} x\n",
-        opt(before.cpu_us_per_packet, 1),
-        opt(to_srtp, 2),
-        opt(before.rss_per_participant_kb, 0),
-        ms(before.clients.latency_us.p99),
-        before.clients.loss,
-        ratio(after.cpu_us_per_packet, before.cpu_us_per_packet),
-        ratio(after.rss_per_participant_kb, before.rss_per_participant_kb),
-    )
+impl Report {
+    /// One line a relay phase, then each binary pooled and after ÷ before.
+    fn phase_lines(&self) -> String {
+        let mut out = String::new();
+        for (i, p) in self.phases.iter().enumerate() {
+            out.push_str(&format!(
+                "phase {} ({:?}): CPU {:.1} us/packet, RSS {:.0} KiB per participant, p99 {} ms\n",
+                i + 1,
+                p.binary,
+                p.cpu_secs * 1e6 / p.forwarded_packets.max(1) as f64,
+                p.rss_per_participant_kb,
+                ms(p.p99_us),
+            ));
+        }
+        for (binary, to_srtp) in [
+            (Binary::Before, self.before_ratio_to_srtp),
+            (Binary::After, self.ratio_to_srtp),
+        ] {
+            if let Some(us) = self.pooled_cpu_us(binary) {
+                out.push_str(&format!(
+                    "{binary:?}, pooled: CPU {us:.1} us/packet ({} x the SRTP-only reference), RSS {} KiB per participant\n",
+                    opt(to_srtp, 2),
+                    opt(self.pooled_rss_kb(binary), 0),
+                ));
+            }
+        }
+        if let Some(c) = &self.after_to_before {
+            out.push_str(&format!(
+                "after / before: CPU per packet {:.2} x, RSS per participant {:.2} x\n",
+                c.cpu_per_packet, c.rss_per_participant
+            ));
+        }
+        out
+    }
 }

@@ -88,7 +88,18 @@ fn a_short_run_reports_every_figure() {
     assert_eq!(before["clients"]["joined"], 3, "{r:#}");
     assert!(num(&before["forwarded_packets"]) > 100.0, "{r:#}");
     assert!(num(&r["before_ratio_to_srtp"]) > 0.0, "{r:#}");
-    assert!(stdout.contains("after / before: CPU per packet"), "{stdout}");
+    let phases: Vec<&str> = r["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["binary"].as_str().unwrap())
+        .collect();
+    assert_eq!(phases, ["before", "after"], "{r:#}");
+    assert!(num(&r["after_to_before"]["cpu_per_packet"]) > 0.0, "{r:#}");
+    assert!(
+        stdout.contains("after / before: CPU per packet"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -113,11 +124,20 @@ fn bad_arguments_are_refused_with_a_reason() {
     assert!(!out.status.success());
     // A "before" binary needs a relay started here.
     let out = Command::new(exe)
-        .args(["run", "--url", "wss://relay.example/v1/rtc", "--tokens", "t.txt"])
+        .args([
+            "run",
+            "--url",
+            "wss://relay.example/v1/rtc",
+            "--tokens",
+            "t.txt",
+        ])
         .args(["--before-bin", "/usr/bin/true"])
         .output()
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("--before-bin") && stderr.contains("--url"), "{stderr}");
+    assert!(
+        stderr.contains("--before-bin") && stderr.contains("--url"),
+        "{stderr}"
+    );
 }

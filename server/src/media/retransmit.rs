@@ -25,7 +25,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rtc::interceptor::{Attribute, AttributedPacket, Interceptor, Packet, StreamInfo, TaggedPacket};
+use rtc::interceptor::{
+    Attribute, AttributedPacket, Interceptor, Packet, StreamInfo, TaggedPacket,
+};
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::rtp;
 use rtc::sansio::Protocol;
@@ -125,6 +127,7 @@ impl History {
     }
 
     /// Packets held.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.packets.len()
     }
@@ -188,8 +191,7 @@ impl Retransmitter {
             self.write.push_back(TaggedPacket {
                 now,
                 transport: TransportContext::default(),
-                message: AttributedPacket::new(Packet::Rtp(packet))
-                    .with(Attribute::Retransmission),
+                message: AttributedPacket::new(Packet::Rtp(packet)).with(Attribute::Retransmission),
             });
         }
     }

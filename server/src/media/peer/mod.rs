@@ -21,16 +21,15 @@ use std::time::{Duration, Instant};
 
 use hush_proto::{ErrorCode, ServerMessage, Source, TrackId};
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCPFeedback,
-    RTCRtpCodec, RTCRtpHeaderExtensionCapability, RtpCodecKind,
+    RTCPFeedback, RTCRtpCodec, RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
 use tokio::sync::{mpsc, watch};
 use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
     RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceCandidateType, RTCPeerConnectionIceEvent,
-    RTCPeerConnectionState, Registry, SettingEngineBuilder,
-    configure_simulcast_extension_headers, configure_twcc,
+    RTCPeerConnectionState, Registry, SettingEngineBuilder, configure_simulcast_extension_headers,
+    configure_twcc,
 };
 
 use self::allocation::{ALLOCATION_INTERVAL, SharedEstimate};
