@@ -118,6 +118,8 @@ await run(async () => {
   const linkAfter = shaped();
   const frames = (v, who) => v.received[who]?.framesDecoded ?? 0;
   const freezes = (v, who) => v.received[who]?.totalFreezesDuration ?? 0;
+  const nacks = (v, who) => v.received[who]?.nackCount ?? 0;
+  const resends = (v, who) => v.received[who]?.retransmittedPacketsReceived ?? 0;
   const rate = (who) => (frames(after, who) - frames(before, who)) / WINDOW_S;
   console.log(`figures ${JSON.stringify({
     carolLinkKbitPerS: Math.round((linkAfter.bytes - linkBefore.bytes) * 8 / (WINDOW_S * 1000)),
@@ -125,9 +127,17 @@ await run(async () => {
     carolFps: { alice: rate(a), bob: rate(b) },
     carolFreezeSeconds: { alice: freezes(after, a) - freezes(before, a), bob: freezes(after, b) - freezes(before, b) },
     carolSecondsOnLowLayer: { alice: lowSamples[a], bob: lowSamples[b] },
+    carolNacksSent: { alice: nacks(after, a) - nacks(before, a), bob: nacks(after, b) - nacks(before, b) },
+    carolResendsReceived: { alice: resends(after, a) - resends(before, a), bob: resends(after, b) - resends(before, b) },
     windowS: WINDOW_S,
   })}`);
   check('carol keeps decoding both (over 4 frames/s on average over 20 s, of 15 sent)', rate(a) > 4 && rate(b) > 4, { before, after });
+  // The relay answers her NACKs itself (`media/retransmit.rs`: a two-second history, resends
+  // within a share of her estimate): she asks, and retransmissions arrive.
+  const asked = nacks(after, a) - nacks(before, a) + nacks(after, b) - nacks(before, b);
+  const resent = resends(after, a) - resends(before, a) + resends(after, b) - resends(before, b);
+  check('carol\'s NACKs are answered: retransmissions arrive on her congested leg', asked > 0 && resent > 0,
+    { asked, resent });
   check('carol never gets the top layer she cannot carry (540 lines) in those 20 s', topSamples[a] === 0 && topSamples[b] === 0,
     { topSamples, lowSamples });
 

@@ -177,7 +177,8 @@ async function videoStats() {
         width: r.frameWidth ?? 0, height: r.frameHeight ?? 0, framesDecoded: r.framesDecoded ?? 0,
         keyFramesDecoded: r.keyFramesDecoded ?? 0, freezeCount: r.freezeCount ?? 0,
         totalFreezesDuration: r.totalFreezesDuration ?? 0, bytesReceived: r.bytesReceived ?? 0,
-        packetsLost: r.packetsLost ?? 0, pliCount: r.pliCount ?? 0,
+        packetsLost: r.packetsLost ?? 0, pliCount: r.pliCount ?? 0, nackCount: r.nackCount ?? 0,
+        retransmittedPacketsReceived: r.retransmittedPacketsReceived ?? 0,
       };
     });
   }
