@@ -164,6 +164,7 @@ async fn metrics_render_and_a_join_moves_them() {
         "hush_joins_total",
         "hush_participants",
         "hush_forwarded_packets_total",
+        "hush_forwarded_bytes_total",
     ] {
         assert_eq!(metric(&before, name), Some(0.0), "{name}");
     }

@@ -332,8 +332,9 @@ fn relay_figures(
     if let (Some((r0, me0, c0)), Some((r1, me1, c1))) = (&window.start, &window.end) {
         let moved = c1.since(c0);
         f.forwarded_packets = moved.forwarded;
-        f.relay_counters = moved;
         f.forwarded_pps = f.forwarded_packets as f64 / secs;
+        f.forwarded_bytes_per_sec = moved.forwarded_bytes as f64 / secs;
+        f.relay_counters = moved;
         f.generator_machine_share = (me1.cpu_secs - me0.cpu_secs) / secs / procfs::cpus() as f64;
         if window.pid.is_some() {
             let cpu = r1.cpu_secs - r0.cpu_secs;
@@ -380,6 +381,8 @@ async fn reference(mode: Mode, stream: &Stream) -> Result<ReferenceFigures> {
         cpu_secs: cpu,
         cpu_us_per_packet: cpu * 1e6 / measured.forwarded_packets.max(1) as f64,
         forwarded_pps: measured.forwarded_packets as f64 / measured.wall_secs.max(1e-9),
+        forwarded_bytes_per_sec: (measured.received_bytes + 12 * measured.forwarded_packets) as f64
+            / measured.wall_secs.max(1e-9),
         measured,
     })
 }

@@ -161,6 +161,8 @@ pub fn mint_tokens(
 pub struct Counters {
     /// `hush_forwarded_packets_total`.
     pub forwarded: u64,
+    /// `hush_forwarded_bytes_total` (RTP payload and fixed header, before SRTP).
+    pub forwarded_bytes: u64,
     /// `hush_dropped_packets_total`, by reason.
     pub dropped: std::collections::BTreeMap<String, u64>,
     /// `hush_layer_switches_total`.
@@ -172,6 +174,7 @@ impl Counters {
     pub fn since(&self, before: &Self) -> Self {
         Self {
             forwarded: self.forwarded.saturating_sub(before.forwarded),
+            forwarded_bytes: self.forwarded_bytes.saturating_sub(before.forwarded_bytes),
             dropped: self
                 .dropped
                 .iter()
@@ -210,6 +213,8 @@ pub async fn counters(metrics: SocketAddr) -> Option<Counters> {
     for line in text.lines() {
         if let Some(v) = line.strip_prefix("hush_forwarded_packets_total ") {
             c.forwarded = value(v)?;
+        } else if let Some(v) = line.strip_prefix("hush_forwarded_bytes_total ") {
+            c.forwarded_bytes = value(v).unwrap_or(0);
         } else if let Some(v) = line.strip_prefix("hush_layer_switches_total ") {
             c.layer_switches = value(v).unwrap_or(0);
         } else if let Some(rest) = line.strip_prefix("hush_dropped_packets_total{reason=\"")

@@ -14,6 +14,9 @@ pub struct RelayFigures {
     pub forwarded_packets: u64,
     /// Per second.
     pub forwarded_pps: f64,
+    /// RTP bytes forwarded per second (payload and fixed header, before SRTP:
+    /// `hush_forwarded_bytes_total`).
+    pub forwarded_bytes_per_sec: f64,
     /// The relay's counters over the window (drops by reason, layer switches).
     pub relay_counters: crate::relay::Counters,
     /// Decrypted payload bytes per second, all receivers.
@@ -48,6 +51,8 @@ pub struct ReferenceFigures {
     pub cpu_us_per_packet: f64,
     /// Forwarded packets per second.
     pub forwarded_pps: f64,
+    /// RTP bytes (payload and fixed header) forwarded per second.
+    pub forwarded_bytes_per_sec: f64,
 }
 
 /// Everything, written as JSON.
@@ -205,6 +210,11 @@ impl Report {
             "forwarded packets/s",
             format!("{:.0}", r.forwarded_pps),
             &|x| format!("{:.0}", x.forwarded_pps),
+        ));
+        out.push_str(&row(
+            "forwarded bytes/s",
+            format!("{:.0}", r.forwarded_bytes_per_sec),
+            &|x| format!("{:.0}", x.forwarded_bytes_per_sec),
         ));
         out.push_str(&row("CPU us / packet", opt(r.cpu_us_per_packet, 1), &|x| {
             format!("{:.1}", x.cpu_us_per_packet)

@@ -62,6 +62,11 @@ fn a_short_run_reports_every_figure() {
     assert!(num(&lat["p50"]) <= num(&lat["p95"]) && num(&lat["p95"]) <= num(&lat["p99"]));
     assert!(num(&clients["join_ms"]["count"]) == 3.0, "{r:#}");
     assert!(num(&relay["forwarded_packets"]) > 100.0, "{r:#}");
+    // At least the fixed header of each packet per second forwarded.
+    assert!(
+        num(&relay["forwarded_bytes_per_sec"]) > 12.0 * num(&relay["forwarded_pps"]),
+        "{r:#}"
+    );
     assert!(num(&relay["cpu_us_per_packet"]) > 0.0, "{r:#}");
     assert!(num(&relay["rss_loaded_kb"]) > 1000.0, "{r:#}");
     assert!(relay["rss_per_participant_kb"].is_number(), "{r:#}");

@@ -154,9 +154,11 @@ struct ConnState {
 #[derive(Default)]
 struct FanoutTotals {
     retired_forwarded: u64,
+    retired_forwarded_bytes: u64,
     retired_dropped: u64,
     retired_switches: u64,
     exported_forwarded: u64,
+    exported_forwarded_bytes: u64,
     exported_dropped: u64,
     exported_switches: u64,
     exported_retransmits_refused: u64,
@@ -339,14 +341,19 @@ impl Driver {
         let totals = &mut self.fanout_totals;
         let (mut forwarded, mut dropped) = (totals.retired_forwarded, totals.retired_dropped);
         let mut switches = totals.retired_switches;
+        let mut bytes = totals.retired_forwarded_bytes;
         for fanout in self.fanouts.values() {
             forwarded = forwarded.saturating_add(fanout.forwarded.load(Ordering::Relaxed));
+            bytes = bytes.saturating_add(fanout.forwarded_bytes.load(Ordering::Relaxed));
             dropped = dropped.saturating_add(fanout.dropped.load(Ordering::Relaxed));
             switches = switches.saturating_add(fanout.switches.load(Ordering::Relaxed));
         }
         let refused = self.media.retransmits_refused.load(Ordering::Relaxed);
         let metrics = &self.ops.metrics;
-        metrics.add_forwarded_packets(forwarded.saturating_sub(totals.exported_forwarded));
+        metrics.add_forwarded_packets(
+            forwarded.saturating_sub(totals.exported_forwarded),
+            bytes.saturating_sub(totals.exported_forwarded_bytes),
+        );
         metrics.add_dropped(
             PacketDrop::QueueFull,
             dropped.saturating_sub(totals.exported_dropped),
@@ -357,6 +364,7 @@ impl Driver {
             refused.saturating_sub(totals.exported_retransmits_refused),
         );
         totals.exported_forwarded = totals.exported_forwarded.max(forwarded);
+        totals.exported_forwarded_bytes = totals.exported_forwarded_bytes.max(bytes);
         totals.exported_dropped = totals.exported_dropped.max(dropped);
         totals.exported_switches = totals.exported_switches.max(switches);
         totals.exported_retransmits_refused = totals.exported_retransmits_refused.max(refused);
@@ -368,6 +376,9 @@ impl Driver {
         totals.retired_forwarded = totals
             .retired_forwarded
             .saturating_add(fanout.forwarded.load(Ordering::Relaxed));
+        totals.retired_forwarded_bytes = totals
+            .retired_forwarded_bytes
+            .saturating_add(fanout.forwarded_bytes.load(Ordering::Relaxed));
         totals.retired_dropped = totals
             .retired_dropped
             .saturating_add(fanout.dropped.load(Ordering::Relaxed));

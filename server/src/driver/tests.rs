@@ -59,6 +59,8 @@ fn value(text: &str, prefix: &str) -> Option<u64> {
 
 const FORWARDED: &str = "hush_forwarded_packets_total";
 const DROPPED: &str = "hush_dropped_packets_total{reason=\"queue_full\"}";
+/// Empty payloads: the 12-byte fixed header each.
+const BYTES: &str = "hush_forwarded_bytes_total";
 
 #[test]
 fn fanout_counters_reach_metrics_once_and_survive_unpublishing() {
@@ -68,6 +70,7 @@ fn fanout_counters_reach_metrics_once_and_survive_unpublishing() {
     d.refresh_metrics();
     let text = metrics.render();
     assert_eq!(value(&text, FORWARDED), Some(1), "{text}");
+    assert_eq!(value(&text, BYTES), Some(12), "{text}");
     assert_eq!(value(&text, DROPPED), Some(3));
     // A second refresh adds nothing new.
     d.refresh_metrics();
@@ -84,6 +87,7 @@ fn fanout_counters_reach_metrics_once_and_survive_unpublishing() {
     d.refresh_metrics();
     let text = metrics.render();
     assert_eq!(value(&text, FORWARDED), Some(2), "{text}");
+    assert_eq!(value(&text, BYTES), Some(24), "{text}");
     assert_eq!(value(&text, DROPPED), Some(4));
     assert_eq!(value(&text, "hush_rooms"), Some(0));
     assert_eq!(value(&text, "hush_participants"), Some(0));

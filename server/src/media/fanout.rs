@@ -88,6 +88,9 @@ pub(crate) struct Fanout {
     pub(crate) dropped: AtomicU64,
     /// Packets forwarded (counted once per subscriber).
     pub(crate) forwarded: AtomicU64,
+    /// Their RTP bytes (payload and the 12-byte fixed header; before SRTP and header
+    /// extensions).
+    pub(crate) forwarded_bytes: AtomicU64,
     /// Publisher packets not forwarded because their payload type is not the track's codec.
     pub(crate) other_payload: AtomicU64,
     /// Layer switches made for this track's subscribers.
@@ -114,6 +117,7 @@ impl Fanout {
             sinks: Mutex::new(Vec::new()),
             dropped: AtomicU64::new(0),
             forwarded: AtomicU64::new(0),
+            forwarded_bytes: AtomicU64::new(0),
             other_payload: AtomicU64::new(0),
             switches: AtomicU64::new(0),
             extensions: Mutex::new(Vec::new()),
@@ -270,6 +274,7 @@ impl Fanout {
         };
         let now = self.now_ms();
         let simulcast = self.layer_count() > 1;
+        let bytes = packet.payload.len() as u64 + 12;
         let mut asks = 0u8;
         for sink in sinks.iter_mut() {
             if simulcast {
@@ -310,6 +315,7 @@ impl Fanout {
             match sink.queue.try_send(out) {
                 Ok(()) => {
                     self.forwarded.fetch_add(1, Ordering::Relaxed);
+                    self.forwarded_bytes.fetch_add(bytes, Ordering::Relaxed);
                 }
                 Err(_) => {
                     self.dropped.fetch_add(1, Ordering::Relaxed);

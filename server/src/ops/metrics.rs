@@ -81,6 +81,7 @@ pub struct Metrics {
     messages_in: Family<Labels, Counter>,
     messages_out: Family<Labels, Counter>,
     forwarded_packets: Counter,
+    forwarded_bytes: Counter,
     layer_switches: Counter,
     dropped_packets: Family<Labels, Counter>,
     keyframe_requests_in: Family<Labels, Counter>,
@@ -116,6 +117,7 @@ impl Metrics {
             messages_in: Family::default(),
             messages_out: Family::default(),
             forwarded_packets: Counter::default(),
+            forwarded_bytes: Counter::default(),
             layer_switches: Counter::default(),
             dropped_packets: Family::default(),
             keyframe_requests_in: Family::default(),
@@ -170,6 +172,11 @@ impl Metrics {
             "forwarded_packets",
             "RTP packets forwarded to subscribers",
             m.forwarded_packets.clone(),
+        );
+        r.register(
+            "forwarded_bytes",
+            "RTP bytes forwarded to subscribers (payload and fixed header, before SRTP)",
+            m.forwarded_bytes.clone(),
         );
         r.register(
             "layer_switches",
@@ -299,11 +306,11 @@ impl Metrics {
             .set(i64::try_from(participants).unwrap_or(i64::MAX));
     }
 
-    /// `packets` RTP packets forwarded to subscribers (one per packet and subscriber; the
-    /// driver adds the fan-outs' counters). Bytes are not counted: the fan-out keeps no byte
-    /// counter yet.
-    pub fn add_forwarded_packets(&self, packets: u64) {
+    /// `packets` RTP packets of `bytes` (payload and fixed header) forwarded to subscribers
+    /// (one per packet and subscriber; the driver adds the fan-outs' counters).
+    pub fn add_forwarded_packets(&self, packets: u64, bytes: u64) {
         self.forwarded_packets.inc_by(packets);
+        self.forwarded_bytes.inc_by(bytes);
     }
 
     /// `switches` simulcast layer switches (the driver adds the fan-outs' counters).
@@ -403,7 +410,7 @@ mod tests {
         m.message_in("join");
         m.message_in("join");
         m.message_in("rekey");
-        m.add_forwarded_packets(2);
+        m.add_forwarded_packets(2, 2_400);
         m.add_layer_switches(3);
         m.add_dropped(PacketDrop::RetransmitBudget, 4);
         m.dropped(PacketDrop::QueueFull);
@@ -428,6 +435,7 @@ mod tests {
             ("hush_messages_in_total{type=\"join\"} ", "2"),
             ("hush_messages_in_total{type=\"rekey\"} ", "1"),
             ("hush_forwarded_packets_total ", "2"),
+            ("hush_forwarded_bytes_total ", "2400"),
             ("hush_layer_switches_total ", "3"),
             (
                 "hush_dropped_packets_total{reason=\"retransmit_budget\"} ",
