@@ -6,7 +6,7 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createServer, request as httpRequest } from 'node:http';
 import { access, mkdir, mkdtemp, readFile } from 'node:fs/promises';
-import { appendFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, extname, join, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -485,4 +485,42 @@ export async function until(p, pred, ms, step = 250) {
     s = await p.state();
   }
   return s;
+}
+
+/**
+ * A test PKI in `dir` (openssl): a root CA, an intermediate and a leaf for `dns` names and `ips`
+ * addresses, P-256. Returns the paths `ca` (root, PEM), `fullchain` (leaf then intermediate) and
+ * `key` (the leaf's), and the root as `caPem`. Nothing trusts it until a test says so.
+ */
+export function testPki(dir, { dns = [], ips = [] }) {
+  const at = (name) => join(dir, name);
+  const openssl = (...args) => execFileSync('/usr/bin/openssl', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  openssl('req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', `/CN=Hush test root CA ${process.pid}`,
+    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
+  writeFileSync(at('ca.ext'), 'basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n'
+    + 'subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n');
+  openssl('req', '-new', ...ec, '-keyout', 'int.key', '-out', 'int.csr', '-subj', `/CN=Hush test intermediate ${process.pid}`);
+  openssl('x509', '-req', '-in', 'int.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '2', '-extfile', 'ca.ext', '-out', 'int.pem');
+  const names = [...dns.map((d) => `DNS:${d}`), ...ips.map((i) => `IP:${i}`)].join(',');
+  writeFileSync(at('leaf.ext'), `subjectAltName=${names}\nbasicConstraints=critical,CA:FALSE\n`
+    + 'keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n');
+  openssl('req', '-new', ...ec, '-keyout', 'privkey.pem', '-out', 'leaf.csr', '-subj', `/CN=${dns[0] ?? ips[0]}`);
+  openssl('x509', '-req', '-in', 'leaf.csr', '-CA', 'int.pem', '-CAkey', 'int.key', '-CAcreateserial', '-days', '2', '-extfile', 'leaf.ext', '-out', 'leaf.pem');
+  writeFileSync(at('fullchain.pem'), readFileSync(at('leaf.pem'), 'utf8') + readFileSync(at('int.pem'), 'utf8'));
+  return { ca: at('ca.pem'), fullchain: at('fullchain.pem'), key: at('privkey.pem'), caPem: readFileSync(at('ca.pem'), 'utf8') };
+}
+
+/**
+ * A headless Chromium (non-persistent) with HOME in `home`, whose NSS database
+ * ($HOME/.pki/nssdb, Debian's `certutil`) trusts the root CA at `ca` (none: an empty
+ * database). `args` are added to the usual flags.
+ */
+export async function launchBrowserTrusting(home, ca, args = []) {
+  const nssdb = join(home, '.pki', 'nssdb');
+  mkdirSync(nssdb, { recursive: true });
+  execFileSync('/usr/bin/certutil', ['-d', `sql:${nssdb}`, '-N', '--empty-password']);
+  if (ca) execFileSync('/usr/bin/certutil', ['-d', `sql:${nssdb}`, '-A', '-t', 'C,,', '-n', 'hush-test-root', '-i', ca]);
+  const { chromium } = require('playwright-core');
+  return chromium.launch({ ...CHROMIUM, args: [...FLAGS, ...args], env: { ...process.env, HOME: home } });
 }

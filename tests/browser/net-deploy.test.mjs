@@ -34,10 +34,9 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, w
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { connect } from 'node:net';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FLAGS, artifact, drops, needFiles, onLink, relayBinary, root, sleep, suite, watch } from './harness.mjs';
+import { artifact, drops, launchBrowserTrusting, needFiles, onLink, relayBinary, root, sleep, suite, testPki, watch } from './harness.mjs';
 
 const OPENSSL = '/usr/bin/openssl';
 const CERTUTIL = '/usr/bin/certutil';
@@ -52,22 +51,9 @@ const ROOM = 'standup';
 const dir = mkdtempSync(join(tmpdir(), 'hush-deploy-'));
 use({ close: () => rmSync(dir, { recursive: true, force: true }) });
 const at = (name) => join(dir, name);
-const openssl = (...args) => execFileSync(OPENSSL, args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
-
 // The PKI: root CA -> intermediate -> leaf for HOST and the relay's address.
-const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-openssl('req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', `/CN=Hush test root CA ${process.pid}`,
-  '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
-writeFileSync(at('ca.ext'), 'basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n'
-  + 'subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n');
-openssl('req', '-new', ...ec, '-keyout', 'int.key', '-out', 'int.csr', '-subj', `/CN=Hush test intermediate ${process.pid}`);
-openssl('x509', '-req', '-in', 'int.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '2', '-extfile', 'ca.ext', '-out', 'int.pem');
-writeFileSync(at('leaf.ext'), `subjectAltName=DNS:${HOST},IP:${link.relayIp}\nbasicConstraints=critical,CA:FALSE\n`
-  + 'keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n');
-openssl('req', '-new', ...ec, '-keyout', 'privkey.pem', '-out', 'leaf.csr', '-subj', `/CN=${HOST}`);
-openssl('x509', '-req', '-in', 'leaf.csr', '-CA', 'int.pem', '-CAkey', 'int.key', '-CAcreateserial', '-days', '2', '-extfile', 'leaf.ext', '-out', 'leaf.pem');
-writeFileSync(at('fullchain.pem'), readFileSync(at('leaf.pem'), 'utf8') + readFileSync(at('int.pem'), 'utf8'));
-const caPem = readFileSync(at('ca.pem'), 'utf8');
+const pki = testPki(dir, { dns: [HOST], ips: [link.relayIp] });
+const caPem = pki.caPem;
 
 // The app backend's keys: one signs access tokens (the relay holds its public half), one
 // vouches for members' identity keys (the browsers hold its public half).
@@ -113,8 +99,8 @@ const metricsBind = value('metrics_bind');
 const adminToken = randomBytes(32).toString('base64');
 writeFileSync(value('admin_token_file'), adminToken, { mode: 0o600 });
 writeFileSync(value('audit_key_file'), randomBytes(32), { mode: 0o600 });
-copyFileSync(at('fullchain.pem'), value('cert'));
-copyFileSync(at('privkey.pem'), value('key'));
+copyFileSync(pki.fullchain, value('cert'));
+copyFileSync(pki.key, value('key'));
 mkdirSync(value('dir'), { recursive: true });
 writeFileSync(join(etc, 'hush.toml'), config);
 
@@ -241,24 +227,14 @@ const metrics = () => execFileSync('ip', ['netns', 'exec', link.relayNs, process
 const metric = (text, name) => Number(new RegExp(`^${name.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
 
 // ---- The browsers ---------------------------------------------------------------------------
-const require = createRequire(join(root, 'web', 'package.json'));
 /**
  * A Chromium browser of its own, with HOME in a fresh directory whose NSS database trusts the
  * test root CA (`trust: false`: an empty one). HOST resolves to the relay's address; HTTPS
  * upgrades are off, so that an http:// link goes to https only by HSTS.
  */
 async function browserTrusting(name, { trust = true } = {}) {
-  const home = at(`home-${name}`);
-  const nssdb = join(home, '.pki', 'nssdb');
-  mkdirSync(nssdb, { recursive: true });
-  execFileSync(CERTUTIL, ['-d', `sql:${nssdb}`, '-N', '--empty-password']);
-  if (trust) execFileSync(CERTUTIL, ['-d', `sql:${nssdb}`, '-A', '-t', 'C,,', '-n', 'hush-test-root', '-i', at('ca.pem')]);
-  const { chromium } = require('playwright-core');
-  return chromium.launch({
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', headless: true,
-    args: [...FLAGS, `--host-resolver-rules=MAP ${HOST} ${link.relayIp}`, '--disable-features=HttpsUpgrades'],
-    env: { ...process.env, HOME: home },
-  });
+  return launchBrowserTrusting(at(`home-${name}`), trust ? pki.ca : null,
+    [`--host-resolver-rules=MAP ${HOST} ${link.relayIp}`, '--disable-features=HttpsUpgrades']);
 }
 
 let networkChanged = 0;
