@@ -7,16 +7,19 @@
 // from the clients' namespace can reach the relay's address; Alice and Bob (Chromium, key
 // exchange, vouched) decode each other; each one's connection runs over a TURN relay
 // candidate reached over TCP. Then coturn is killed and started again: both clients restart
-// ICE on their own (signaling is still up) and decode each other again.
+// ICE on their own (signaling is still up) and decode each other again. Last, coturn comes
+// back on TLS only (`turns:`, 5349) with a certificate from a test CA: Carol and Dave, in a
+// Chromium that trusts the CA, call over TURN/TLS; Erin, in the same room from a Chromium that
+// does not, gets nothing.
 // Root and Debian's coturn (`cargo xtask test` installs it); run as:
 //   node tests/browser/net-turn.test.mjs
 import { spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { randomBytes } from 'node:crypto';
-import { rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { drops, flowing, launchBrowser, needFiles, netTurn, onLink, participant, relayPages, sleep, startRelay, suite, until } from './harness.mjs';
+import { drops, flowing, launchBrowser, launchBrowserTrusting, needFiles, netTurn, onLink, participant, relayPages, sleep, startRelay, suite, testPki, until } from './harness.mjs';
 
 await needFiles(['/usr/bin/turnserver'], 'apt-get install -y coturn (cargo xtask test does)');
 const link = await onLink('hushturn', netTurn);
@@ -24,12 +27,21 @@ const { check, use, run } = suite('TURN tests');
 const secretFile = join(tmpdir(), `hush-turn-secret-${process.pid}`);
 writeFileSync(secretFile, randomBytes(24).toString('hex'), { mode: 0o600 });
 const secret = (await import('node:fs')).readFileSync(secretFile, 'utf8');
-const turnUrl = `turn:${link.gatewayIp}:3478?transport=tcp`;
+// Plain TCP first; TURN over TLS (5349) once coturn is started with a certificate (phase 3).
+const turnUrl = `turn:${link.gatewayIp}:3478?transport=tcp,turns:${link.gatewayIp}:5349?transport=tcp`;
+const pkiDir = mkdtempSync(join(tmpdir(), 'hush-turn-pki-'));
+const pki = testPki(pkiDir, { ips: [link.gatewayIp] });
 let coturnLog = '';
-/** Starts coturn in the gateway: TCP only toward the clients, UDP toward the relay. */
-function startCoturn() {
-  const p = spawn('ip', ['netns', 'exec', link.gatewayNs, '/usr/bin/turnserver', '-n', '--no-cli', '--no-tls', '--no-dtls',
-    '--no-udp', '--listening-ip', link.gatewayIp, '--listening-port', '3478', '--relay-ip', link.gatewayRelaySideIp,
+/**
+ * Starts coturn in the gateway: TCP only toward the clients (`tls`: TLS only, on 5349, with the
+ * test PKI's certificate for its address), UDP toward the relay.
+ */
+function startCoturn({ tls = false } = {}) {
+  const listen = tls
+    ? ['--no-tcp', '--tls-listening-port', '5349', '--cert', pki.fullchain, '--pkey', pki.key]
+    : ['--no-tls', '--listening-port', '3478'];
+  const p = spawn('ip', ['netns', 'exec', link.gatewayNs, '/usr/bin/turnserver', '-n', '--no-cli', ...listen, '--no-dtls',
+    '--no-udp', '--listening-ip', link.gatewayIp, '--relay-ip', link.gatewayRelaySideIp,
     '--use-auth-secret', '--static-auth-secret', secret, '--realm', 'hush.test', '--fingerprint',
     '--pidfile', join(tmpdir(), `hush-turn-${process.pid}.pid`), '--log-file', 'stdout', '--simple-log'], { stdio: ['ignore', 'pipe', 'pipe'] });
   p.stdout.on('data', (d) => { coturnLog = (coturnLog + d).slice(-8000); });
@@ -37,7 +49,11 @@ function startCoturn() {
   return p;
 }
 let coturn = startCoturn();
-use({ close() { if (coturn.exitCode === null) coturn.kill('SIGTERM'); rmSync(secretFile, { force: true }); } });
+use({ close() {
+  if (coturn.exitCode === null) coturn.kill('SIGTERM');
+  rmSync(secretFile, { force: true });
+  rmSync(pkiDir, { recursive: true, force: true });
+} });
 const relay = use(await startRelay({ link, args: ['--turn-url', turnUrl, '--turn-secret-file', secretFile] }));
 const pages = use(await relayPages(relay));
 const browser = use(await launchBrowser());
@@ -86,4 +102,34 @@ await run(async () => {
   console.log(`figures ${JSON.stringify({ resumedAfterKillMs: resumed && resumed - killed, alice: ra.connEvents, bob: rb.connEvents })}`);
   check('after the TURN server restarted, both restarted ICE and decode each other again, sessions open',
     resumed !== null && ra.closed === null && rb.closed === null, { alice: [ra.connEvents, ra.remote], bob: [rb.connEvents, rb.remote] });
+
+  // TURN over TLS: coturn comes back listening on TLS only (5349), with a certificate for its
+  // address from a test CA. Carol and Dave, in a Chromium whose NSS database trusts that CA,
+  // call through it.
+  coturn.kill('SIGKILL');
+  await new Promise((r) => coturn.once('exit', r));
+  coturn = startCoturn({ tls: true });
+  const trusting = use(await launchBrowserTrusting(join(pkiDir, 'home'), pki.ca));
+  const tlsWhere = { pages, relay, room: 'turn-tls' };
+  const tlsStart = Date.now();
+  const carol = await participant(trusting, tlsWhere, 'carol', { keys: 'exchange' });
+  const dave = await participant(trusting, tlsWhere, 'dave', { keys: 'exchange' });
+  const [c, d] = [carol.joined.you, dave.joined.you];
+  const sc = await until(carol, (s) => flowing(s, d), 30_000);
+  const sd = await until(dave, (s) => flowing(s, c), 10_000);
+  console.log(`figures ${JSON.stringify({ tlsCallDecodingAfterMs: Date.now() - tlsStart })}`);
+  check('carol and dave decode each other through TURN over TLS (decrypted, video and audio)',
+    flowing(sc, d) && flowing(sd, c) && drops(sc.remote[d]?.dropped) === 0 && drops(sd.remote[c]?.dropped) === 0,
+    { carol: sc.remote, dave: sd.remote, coturn: coturnLog.slice(-300) });
+  const tlsPaths = [await carol.call('rtp'), await dave.call('rtp')].map((r) => r.path);
+  check('each of their connections runs over a TURN relay candidate reached over TLS',
+    tlsPaths.every((p) => p?.type === 'relay' && p.relayProtocol === 'tls'), tlsPaths);
+  // Erin joins the same room at the same time from the browser that does not trust the CA:
+  // the only difference is the trust, and she gets nothing.
+  const erin = await participant(browser, tlsWhere, 'erin', { keys: 'exchange' });
+  const se = await until(erin, (s) => flowing(s, c), 12_000);
+  const sd2 = await dave.state();
+  check('erin, whose browser does not trust the TURN server\'s certificate, gets no media through it (the certificate is checked)',
+    !flowing(se, c) && (se.remote[c]?.framesDecoded ?? 0) === 0 && flowing(sd2, c),
+    { erin: se.remote, erinEvents: se.connEvents, dave: sd2.remote });
 });
