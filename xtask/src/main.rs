@@ -59,6 +59,16 @@ fn run(program: &str, args: &[&str]) -> Result<(), u8> {
     }
 }
 
+/// Installs Debian's `package` with apt unless `path` (a file it installs) is there.
+fn apt_install(path: &str, package: &str) -> Result<(), u8> {
+    if std::path::Path::new(path).exists() {
+        return Ok(());
+    }
+    sh(&format!(
+        "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq {package}"
+    ))
+}
+
 /// Whether rustup has `target` installed.
 fn has_target(target: &str) -> bool {
     Command::new("rustup")
@@ -75,16 +85,13 @@ fn has_target(target: &str) -> bool {
 fn test() -> Result<(), u8> {
     // Debian's ffmpeg (with ffprobe): the recording tests make real VP8 and Opus with it and
     // check that what `hush-record` opens decodes.
-    if !std::path::Path::new("/usr/bin/ffprobe").exists() {
-        sh("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg")?;
-    }
+    apt_install("/usr/bin/ffprobe", "ffmpeg")?;
     // Debian's redis-server: server/tests/token_store.rs shares used token ids between two
     // relays through it (started by the test on a free loopback port).
-    if !std::path::Path::new("/usr/bin/redis-server").exists() {
-        sh(
-            "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server",
-        )?;
-    }
+    apt_install("/usr/bin/redis-server", "redis-server")?;
+    // Debian's coturn: crates/hush-client/tests/turn.rs calls through it (and the browser
+    // tests, below).
+    apt_install("/usr/bin/turnserver", "coturn")?;
     run("cargo", &["test", "--workspace", "--all-targets"])?;
     run("cargo", &["test", "--workspace", "--doc"])?;
     if !has_target("wasm32-unknown-unknown") {
@@ -208,31 +215,17 @@ fn web_api() -> Result<(), u8> {
 /// A `NAME.prepare.mjs` runs first, outside the namespace, for steps that need the npm registry.
 /// `HUSH_BROWSER_TESTS=a,b` runs only the scripts whose names contain one of the words.
 fn browser_tests() -> Result<(), u8> {
-    if !std::path::Path::new("/usr/bin/chromium").exists() {
-        sh("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium")?;
-    }
+    apt_install("/usr/bin/chromium", "chromium")?;
     // Firefox ESR for tests/browser/firefox.test.mjs (driven over WebDriver BiDi).
-    if !std::path::Path::new("/usr/bin/firefox-esr").exists() {
-        sh(
-            "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq firefox-esr",
-        )?;
-    }
+    apt_install("/usr/bin/firefox-esr", "firefox-esr")?;
     // Debian's coturn for tests/browser/net-turn.test.mjs (a real TURN server).
-    if !std::path::Path::new("/usr/bin/turnserver").exists() {
-        sh("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq coturn")?;
-    }
+    apt_install("/usr/bin/turnserver", "coturn")?;
     // Debian's libnss3-tools (certutil) for tests/browser/net-deploy.test.mjs: each browser
     // trusts the test's own CA through its NSS database, as a user's browser trusts a real one.
-    if !std::path::Path::new("/usr/bin/certutil").exists() {
-        sh(
-            "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libnss3-tools",
-        )?;
-    }
+    apt_install("/usr/bin/certutil", "libnss3-tools")?;
     // Python's standard library for tests/browser/lossy-link.py (loss and delay on a TUN
     // device: this kernel has no netem).
-    if !std::path::Path::new("/usr/bin/python3").exists() {
-        sh("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3")?;
-    }
+    apt_install("/usr/bin/python3", "python3")?;
     let filter: Vec<String> = std::env::var("HUSH_BROWSER_TESTS")
         .unwrap_or_default()
         .split(',')

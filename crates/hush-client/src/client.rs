@@ -30,8 +30,9 @@ use webrtc::media_stream::MediaStreamTrack;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
 use webrtc::peer_connection::{
-    MediaEngine, PeerConnection, PeerConnectionBuilder, RTCConfigurationBuilder,
-    RTCPeerConnectionState, Registry, SettingEngineBuilder, register_default_interceptors,
+    MediaEngine, PeerConnection, PeerConnectionBuilder, RTCConfiguration, RTCConfigurationBuilder,
+    RTCIceServer, RTCIceTransportPolicy, RTCPeerConnectionState, Registry, SettingEngineBuilder,
+    register_default_interceptors,
 };
 use webrtc::rtp_transceiver::RtpSender;
 
@@ -90,6 +91,9 @@ pub struct ClientOptions {
     pub send_rtcp: bool,
     /// RTCP packets dropped because [`ClientOptions::send_rtcp`] is off.
     pub rtcp_dropped: Arc<std::sync::atomic::AtomicU64>,
+    /// Media only through the TURN servers the relay hands out in `joined` (a browser's
+    /// `iceTransportPolicy: "relay"`); default false: every candidate, TURN among them.
+    pub relay_only: bool,
 }
 
 impl ClientOptions {
@@ -117,6 +121,7 @@ impl ClientOptions {
             udp_addr: "127.0.0.1:0".to_owned(),
             send_rtcp: true,
             rtcp_dropped: Arc::default(),
+            relay_only: false,
         }
     }
 }
@@ -331,7 +336,7 @@ impl Client {
             .with_multicast_dns_mode(MulticastDnsMode::Disabled)
             .build();
         let pc = PeerConnectionBuilder::new()
-            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_configuration(ice_configuration(&joined.ice_servers, options.relay_only))
             .with_media_engine(media)
             .with_interceptor_registry(registry)
             .with_setting_engine(settings)
@@ -545,4 +550,26 @@ impl Drop for Client {
     fn drop(&mut self) {
         self.driver.abort();
     }
+}
+
+/// The PeerConnection's ICE configuration: the TURN (and STUN) servers the relay handed out in
+/// `joined`, with their short-lived credentials; `relay_only`: no other candidates.
+fn ice_configuration(servers: &[hush_proto::IceServer], relay_only: bool) -> RTCConfiguration {
+    let servers = servers
+        .iter()
+        .map(|s| RTCIceServer {
+            urls: s.urls.clone(),
+            username: s.username.clone().unwrap_or_default(),
+            credential: s.credential.clone().unwrap_or_default(),
+        })
+        .collect();
+    let policy = if relay_only {
+        RTCIceTransportPolicy::Relay
+    } else {
+        RTCIceTransportPolicy::All
+    };
+    RTCConfigurationBuilder::new()
+        .with_ice_servers(servers)
+        .with_ice_transport_policy(policy)
+        .build()
 }
