@@ -70,6 +70,58 @@ pub fn vp8_keyframe_size(payload: &[u8]) -> Option<(u16, u16)> {
     Some((width, height))
 }
 
+/// The frame size a keyframe's first packet gives, for the codecs that say it outside the
+/// encrypted frame: VP8 ([`vp8_keyframe_size`]) and VP9 ([`vp9_keyframe_size`]). H.264's SPS
+/// and AV1's sequence header are inside the encrypted frame: no size.
+pub fn keyframe_size(codec: VideoCodec, payload: &[u8]) -> Option<(u16, u16)> {
+    match codec {
+        VideoCodec::Vp8 => vp8_keyframe_size(payload),
+        VideoCodec::Vp9 => vp9_keyframe_size(payload),
+        VideoCodec::H264 | VideoCodec::Av1 => None,
+    }
+}
+
+/// The frame size a VP9 keyframe's first packet announces in the scalability structure of its
+/// RTP payload descriptor (RFC 9628 section 4.2.1: `V` = 1 and `Y` = 1, a width and height per
+/// spatial layer, which libwebrtc's packetizer writes on every keyframe): the top spatial
+/// layer's, the size a subscriber decodes. `None` for anything else.
+pub fn vp9_keyframe_size(payload: &[u8]) -> Option<(u16, u16)> {
+    let &first = payload.first()?;
+    let picture_id = first & 0x80 != 0;
+    let inter_predicted = first & 0x40 != 0;
+    let layer_indices = first & 0x20 != 0;
+    let flexible = first & 0x10 != 0;
+    let begins_frame = first & 0x08 != 0;
+    let structure = first & 0x02 != 0;
+    if inter_predicted || !begins_frame || !structure {
+        return None;
+    }
+    let mut at = 1;
+    if picture_id {
+        let &pid = payload.get(at)?;
+        at += if pid & 0x80 != 0 { 2 } else { 1 };
+    }
+    if layer_indices {
+        // TID U SID D, then TL0PICIDX in non-flexible mode; the keyframe starts on SID 0.
+        let &layers = payload.get(at)?;
+        if (layers >> 1) & 0x07 != 0 {
+            return None;
+        }
+        at += if flexible { 1 } else { 2 };
+    }
+    // No reference indices: P = 0. The structure: N_S (3) Y G, then the sizes if Y.
+    let &ss = payload.get(at)?;
+    if ss & 0x10 == 0 {
+        return None;
+    }
+    let spatial_layers = usize::from(ss >> 5) + 1;
+    let sizes = payload.get(at + 1..at + 1 + 4 * spatial_layers)?;
+    let top = sizes.get(4 * (spatial_layers - 1)..)?;
+    let width = u16::from_be_bytes([top[0], top[1]]);
+    let height = u16::from_be_bytes([top[2], top[3]]);
+    (width > 0 && height > 0).then_some((width, height))
+}
+
 /// The frame bytes of a VP8 packet that starts a frame (`S` = 1, partition 0), after its
 /// payload descriptor (RFC 7741).
 fn vp8_frame_start(payload: &[u8]) -> Option<&[u8]> {
@@ -213,6 +265,52 @@ mod tests {
         assert!(starts_keyframe(VideoCodec::Vp9, &[0xa8, 0x05, 0x00, 0x00]));
         assert!(!starts_keyframe(VideoCodec::Vp9, &[0xa8, 0x05, 0x02, 0x00]));
         assert!(!starts_keyframe(VideoCodec::Vp9, &[0xa8]));
+    }
+
+    #[test]
+    fn vp9_keyframes_give_the_size_their_scalability_structure_announces() {
+        // libwebrtc's layout on a simulcast encoding's keyframe: I (15-bit id), L, B, V;
+        // layer indices (SID 0) and TL0PICIDX; SS: one spatial layer, Y, G; 640 x 360; then
+        // one picture group (N_G = 1: T U R).
+        let key = [
+            0xaa, 0x81, 0x23, 0x00, 0x07, 0x18, 0x02, 0x80, 0x01, 0x68, 0x01, 0x04, 0x00,
+        ];
+        assert!(starts_keyframe(VideoCodec::Vp9, &key));
+        assert_eq!(vp9_keyframe_size(&key), Some((640, 360)));
+        assert_eq!(keyframe_size(VideoCodec::Vp9, &key), Some((640, 360)));
+        // Three spatial layers (SVC): the top one is what is decoded.
+        let svc = [
+            0x8a, 0x05, 0x50, 0x01, 0x40, 0x00, 0xb4, 0x02, 0x80, 0x01, 0x68, 0x05, 0x00, 0x02,
+            0xd0,
+        ];
+        assert_eq!(vp9_keyframe_size(&svc), Some((1280, 720)));
+        // Flexible mode: the layer byte without TL0PICIDX.
+        let flexible = [0xba, 0x05, 0x00, 0x10, 0x01, 0x40, 0x00, 0xb4];
+        assert_eq!(vp9_keyframe_size(&flexible), Some((320, 180)));
+        // No structure (V = 0), no sizes in it (Y = 0), inter predicted, not the frame start,
+        // spatial layer 1, zero or truncated sizes: no size.
+        let mut no_ss = key;
+        no_ss[0] &= !0x02;
+        assert_eq!(vp9_keyframe_size(&no_ss), None);
+        let mut no_y = key;
+        no_y[5] &= !0x10;
+        assert_eq!(vp9_keyframe_size(&no_y), None);
+        let mut predicted = key;
+        predicted[0] |= 0x40;
+        assert_eq!(vp9_keyframe_size(&predicted), None);
+        let mut later = key;
+        later[0] &= !0x08;
+        assert_eq!(vp9_keyframe_size(&later), None);
+        let mut upper = key;
+        upper[3] = 0x02;
+        assert_eq!(vp9_keyframe_size(&upper), None);
+        let mut zero = key;
+        zero[6..10].fill(0);
+        assert_eq!(vp9_keyframe_size(&zero), None);
+        assert_eq!(vp9_keyframe_size(&svc[..14]), None);
+        // H.264 and AV1 keep their sizes inside the encrypted frame.
+        assert_eq!(keyframe_size(VideoCodec::H264, &[0x67, 0x42]), None);
+        assert_eq!(keyframe_size(VideoCodec::Av1, &[0x18, 0x0a]), None);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::media::ForwardTap;
 use crate::media::fanout::Fanout;
 use crate::media::feedback;
 use crate::media::header::forwarded;
-use crate::media::keyframe::{VideoCodec, starts_keyframe, vp8_keyframe_size};
+use crate::media::keyframe::{VideoCodec, keyframe_size, starts_keyframe};
 use crate::media::layers::{Layer, MAX_LAYERS, layer_of_rid};
 
 /// Remote tracks kept while waiting for their `publish`.
@@ -231,8 +231,9 @@ async fn pump(reader: Arc<dyn TrackRemote>, fanout: Arc<Fanout>, tap: Option<For
             .flatten()
             .is_some_and(|c| starts_keyframe(c, &packet.payload));
         if keyframe
-            && codec.flatten() == Some(VideoCodec::Vp8)
-            && let Some((width, height)) = vp8_keyframe_size(&packet.payload)
+            && let Some((width, height)) = codec
+                .flatten()
+                .and_then(|c| keyframe_size(c, &packet.payload))
         {
             fanout.set_layer_size(layer, width, height);
         }
