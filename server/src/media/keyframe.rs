@@ -10,6 +10,8 @@
 //! | H.264 | NAL unit headers (RFC 6184), kept clear by media mode | a single NAL, STAP-A or FU-A start whose NAL type is 5 (IDR) or 7 (SPS) |
 //! | AV1 | RTP aggregation header (AV1 RTP spec section 4.4) | `N` = 1 (first packet of a coded video sequence) |
 //!
+//! A keyframe's size (for the tile cap) is read where it is in the clear: VP8's after the
+//! frame tag in the clear prefix, VP9's in the payload descriptor's scalability structure.
 //! Nothing here looks past those headers; the SFrame header and ciphertext are never touched.
 
 /// A video codec whose keyframes [`starts_keyframe`] can recognise.
