@@ -18,7 +18,7 @@ fn packet(seq: u16, payload: &[u8]) -> rtp::Packet {
             payload_type: 96,
             sequence_number: seq,
             timestamp: u32::from(seq) * 3000,
-            marker: seq % 2 == 0,
+            marker: seq.is_multiple_of(2),
             ..Default::default()
         },
         payload: payload.to_vec().into(),
