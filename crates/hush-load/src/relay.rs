@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use hush_proto::{Audience, Grants, ParticipantId, RoomId, TokenClaims};
-use hush_relay::token::{SigningKey, mint};
+use hush_proto::{Grants, ParticipantId, RoomId};
+use hush_relay::token::{Issue, SigningKey, mint};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::clients::Window;
@@ -133,22 +133,21 @@ pub fn mint_tokens(
                 .map(|p| {
                     let mut jti = [0u8; 16];
                     getrandom::fill(&mut jti).map_err(|e| invalid(e.to_string()))?;
-                    let claims = TokenClaims {
+                    let claims = Issue {
                         sub: ParticipantId::new(format!("l{r}-{p}"))
                             .map_err(|e| invalid(e.to_string()))?,
                         room: RoomId::new(format!("load-{r}"))
                             .map_err(|e| invalid(e.to_string()))?,
-                        aud: Audience::from("hush"),
-                        exp: now + 3600,
-                        nbf: None,
-                        iat: Some(now),
-                        jti: Some(jti.iter().map(|b| format!("{b:02x}")).collect()),
+                        audience: "hush".to_owned(),
+                        now_unix: now,
+                        ttl_secs: 3600,
                         grants: Grants {
                             publish: true,
                             subscribe: true,
                             ..Grants::default()
                         },
-                    };
+                    }
+                    .claims(&jti);
                     mint(&claims, key).map_err(|e| invalid(e.to_string()))
                 })
                 .collect()

@@ -32,12 +32,12 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use hush_keys::ed25519_dalek;
 use hush_keys::{Attestation, IdentityPublicKey};
-use hush_proto::{Audience, Grants, ParticipantId, RoomId, TokenClaims};
+use hush_proto::{Grants, ParticipantId, RoomId};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use super::AppState;
-use crate::token::{KeyError, SigningKey, VerifyingKeys, mint};
+use crate::token::{Issue, KeyError, SigningKey, VerifyingKeys, mint};
 
 /// The key id of the dev-mode key.
 pub const DEV_KID: &str = "dev";
@@ -222,21 +222,22 @@ impl DevMinter {
         record: bool,
     ) -> Option<(String, ParticipantId)> {
         let sub = ParticipantId::new(format!("dev-{}", random_hex(8)?)).ok()?;
-        let claims = TokenClaims {
+        let mut jti = [0u8; 16];
+        getrandom::fill(&mut jti).ok()?;
+        let claims = Issue {
             sub: sub.clone(),
             room,
-            aud: Audience::from(self.audience.as_str()),
-            exp: now_unix + DEV_TOKEN_TTL,
-            nbf: None,
-            iat: Some(now_unix),
-            jti: Some(random_hex(16)?),
+            audience: self.audience.clone(),
+            now_unix,
+            ttl_secs: DEV_TOKEN_TTL,
             grants: Grants {
                 publish: true,
                 subscribe: true,
                 record,
                 ..Grants::default()
             },
-        };
+        }
+        .claims(&jti);
         Some((mint(&claims, &self.key).ok()?, sub))
     }
 

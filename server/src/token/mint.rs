@@ -7,8 +7,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::Signer as _;
 use hmac::{Hmac, KeyInit, Mac};
-use hush_proto::TokenClaims;
 use hush_proto::limits::MAX_TOKEN_BYTES;
+use hush_proto::{Audience, Grants, ParticipantId, RoomId, TokenClaims};
 use serde::Serialize;
 use sha2::Sha256;
 
@@ -44,6 +44,40 @@ pub fn mint(claims: &TokenClaims, key: &SigningKey) -> Result<String, MintError>
         return Err(MintError::TooLarge);
     }
     Ok(token)
+}
+
+/// What a participant's token is issued for: who, which room, for which relay audience, when.
+#[derive(Clone, Debug)]
+pub struct Issue {
+    /// The participant.
+    pub sub: ParticipantId,
+    /// The room.
+    pub room: RoomId,
+    /// The relay's audience.
+    pub audience: String,
+    /// Issued at, Unix seconds.
+    pub now_unix: u64,
+    /// Lifetime, seconds.
+    pub ttl_secs: u64,
+    /// What the participant may do.
+    pub grants: Grants,
+}
+
+impl Issue {
+    /// The claims, with `jti` (random bytes the caller drew: this module has no randomness of
+    /// its own) as the single-use token id, in hex.
+    pub fn claims(self, jti: &[u8; 16]) -> TokenClaims {
+        TokenClaims {
+            sub: self.sub,
+            room: self.room,
+            aud: Audience::from(self.audience.as_str()),
+            exp: self.now_unix.saturating_add(self.ttl_secs),
+            nbf: None,
+            iat: Some(self.now_unix),
+            jti: Some(jti.iter().map(|b| format!("{b:02x}")).collect()),
+            grants: self.grants,
+        }
+    }
 }
 
 /// Signs any JSON payload, with no size check (tests build oversized and odd tokens with it).

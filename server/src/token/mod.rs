@@ -21,5 +21,5 @@ pub use error::TokenError;
 pub use keys::{
     KeyAlgorithm, KeyError, MAX_KID_BYTES, MIN_HS256_SECRET_BYTES, SigningKey, VerifyingKeys,
 };
-pub use mint::{MintError, mint};
+pub use mint::{Issue, MintError, mint};
 pub use verify::{TokenPolicy, TokenVerifier};

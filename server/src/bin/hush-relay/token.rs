@@ -9,9 +9,9 @@ use std::process::ExitCode;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use clap::{Args, ValueEnum};
-use hush_proto::{Audience, Grants, ParticipantId, RoomId, TokenClaims};
+use hush_proto::{Grants, ParticipantId, RoomId};
 use hush_relay::config::read_secret_file;
-use hush_relay::token::{SigningKey, mint};
+use hush_relay::token::{Issue, SigningKey, mint};
 use zeroize::Zeroizing;
 
 use crate::fail;
@@ -109,21 +109,20 @@ pub(crate) fn token(args: TokenArgs) -> ExitCode {
     if getrandom::fill(&mut jti).is_err() {
         return fail("the OS random number generator failed");
     }
-    let claims = TokenClaims {
+    let claims = Issue {
         sub,
         room,
-        aud: Audience::from(args.audience.as_str()),
-        exp: now + args.ttl,
-        nbf: None,
-        iat: Some(now),
-        jti: Some(jti.iter().map(|b| format!("{b:02x}")).collect()),
+        audience: args.audience,
+        now_unix: now,
+        ttl_secs: args.ttl,
         grants: Grants {
             publish: args.publish,
             subscribe: args.subscribe,
             moderator: args.moderator,
             ..Grants::default()
         },
-    };
+    }
+    .claims(&jti);
     match mint(&claims, &key) {
         Ok(token) => {
             println!("{token}");

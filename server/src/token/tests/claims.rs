@@ -159,3 +159,32 @@ fn invalid_claims() {
         );
     }
 }
+
+#[test]
+fn issued_claims_verify_once_and_carry_the_drawn_jti() {
+    let issue = |jti: &[u8; 16]| {
+        Issue {
+            sub: "p1".try_into().unwrap(),
+            room: room("standup"),
+            audience: "hush".to_owned(),
+            now_unix: NOW,
+            ttl_secs: 600,
+            grants: Grants::default(),
+        }
+        .claims(jti)
+    };
+    let claims = issue(&[0xab; 16]);
+    assert_eq!(claims.jti.as_deref(), Some("ab".repeat(16).as_str()));
+    assert_eq!((claims.iat, claims.exp), (Some(NOW), NOW + 600));
+    let mut v = verifier();
+    let token = mint(&claims, &hs_key()).unwrap();
+    assert_eq!(v.verify(NOW, &token, None).unwrap(), claims);
+    assert_eq!(
+        v.verify(NOW, &token, None).unwrap_err(),
+        TokenError::Replayed
+    );
+    // Another draw is another token; past its lifetime it is refused.
+    let other = mint(&issue(&[0xcd; 16]), &hs_key()).unwrap();
+    assert!(v.verify(NOW + 700, &other, None).is_err());
+    assert!(v.verify(NOW, &other, None).is_ok());
+}
