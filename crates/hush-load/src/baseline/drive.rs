@@ -291,19 +291,7 @@ pub async fn drive(mode: Mode, forwarder: SocketAddr, stream: &Stream) -> io::Re
     let mut senders = JoinSet::new();
     for (i, socket) in sockets.iter().enumerate() {
         let (room, participant) = (i as u32 / per_room, i as u32 % per_room);
-        let (up, down) = match &provider {
-            None => (None, None),
-            Some(p) => (
-                Some(leg_context(p.crypto(), room, participant, Dir::Up, false)?),
-                Some(leg_context(
-                    p.crypto(),
-                    room,
-                    participant,
-                    Dir::Down,
-                    false,
-                )?),
-            ),
-        };
+        let (up, down) = leg_contexts(provider.as_ref(), room, participant, false)?;
         receivers.spawn(receive(
             Arc::clone(socket),
             forwarder,

@@ -80,19 +80,7 @@ pub async fn forward_counting(
                         stats.hellos_dropped += 1;
                         continue;
                     }
-                    let (up, down) = match &provider {
-                        None => (None, None),
-                        Some(p) => (
-                            Some(leg_context(p.crypto(), room, participant, Dir::Up, true)?),
-                            Some(leg_context(
-                                p.crypto(),
-                                room,
-                                participant,
-                                Dir::Down,
-                                false,
-                            )?),
-                        ),
-                    };
+                    let (up, down) = leg_contexts(provider.as_ref(), room, participant, true)?;
                     let i = peers.len();
                     peers.push(Peer {
                         addr: from,

@@ -242,6 +242,35 @@ fn leg_context(
     .map_err(|e| io::Error::other(format!("SRTP context: {e}")))
 }
 
+/// A participant's up and down SRTP contexts (none in [`Mode::Plain`], without `provider`); the
+/// up one with a replay window if `replay_up` (the forwarder's side).
+fn leg_contexts(
+    provider: Option<&Arc<dyn RTCCryptoProvider>>,
+    room: u32,
+    participant: u32,
+    replay_up: bool,
+) -> io::Result<(Option<Context>, Option<Context>)> {
+    let Some(p) = provider else {
+        return Ok((None, None));
+    };
+    Ok((
+        Some(leg_context(
+            p.crypto(),
+            room,
+            participant,
+            Dir::Up,
+            replay_up,
+        )?),
+        Some(leg_context(
+            p.crypto(),
+            room,
+            participant,
+            Dir::Down,
+            false,
+        )?),
+    ))
+}
+
 fn crypto_provider() -> io::Result<Arc<dyn RTCCryptoProvider>> {
     rtc::crypto::default_provider().map_err(|e| io::Error::other(format!("crypto provider: {e}")))
 }
