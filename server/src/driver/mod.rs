@@ -150,17 +150,59 @@ struct ConnState {
     ip: IpAddr,
 }
 
+/// One set of fan-out packet counters.
+#[derive(Clone, Copy, Default)]
+struct FanoutCounts {
+    forwarded: u64,
+    forwarded_bytes: u64,
+    dropped: u64,
+    switches: u64,
+}
+
+impl FanoutCounts {
+    fn of(fanout: &Fanout) -> Self {
+        Self {
+            forwarded: fanout.forwarded.load(Ordering::Relaxed),
+            forwarded_bytes: fanout.forwarded_bytes.load(Ordering::Relaxed),
+            dropped: fanout.dropped.load(Ordering::Relaxed),
+            switches: fanout.switches.load(Ordering::Relaxed),
+        }
+    }
+
+    fn plus(self, o: Self) -> Self {
+        Self {
+            forwarded: self.forwarded.saturating_add(o.forwarded),
+            forwarded_bytes: self.forwarded_bytes.saturating_add(o.forwarded_bytes),
+            dropped: self.dropped.saturating_add(o.dropped),
+            switches: self.switches.saturating_add(o.switches),
+        }
+    }
+
+    /// What grew from `before` to `self` (nothing for a count that shrank).
+    fn since(self, before: Self) -> Self {
+        Self {
+            forwarded: self.forwarded.saturating_sub(before.forwarded),
+            forwarded_bytes: self.forwarded_bytes.saturating_sub(before.forwarded_bytes),
+            dropped: self.dropped.saturating_sub(before.dropped),
+            switches: self.switches.saturating_sub(before.switches),
+        }
+    }
+
+    fn max(self, o: Self) -> Self {
+        Self {
+            forwarded: self.forwarded.max(o.forwarded),
+            forwarded_bytes: self.forwarded_bytes.max(o.forwarded_bytes),
+            dropped: self.dropped.max(o.dropped),
+            switches: self.switches.max(o.switches),
+        }
+    }
+}
+
 /// Fan-out packet counters: those of unpublished tracks, and what was already exported.
 #[derive(Default)]
 struct FanoutTotals {
-    retired_forwarded: u64,
-    retired_forwarded_bytes: u64,
-    retired_dropped: u64,
-    retired_switches: u64,
-    exported_forwarded: u64,
-    exported_forwarded_bytes: u64,
-    exported_dropped: u64,
-    exported_switches: u64,
+    retired: FanoutCounts,
+    exported: FanoutCounts,
     exported_retransmits_refused: u64,
 }
 
@@ -339,52 +381,28 @@ impl Driver {
             .metrics
             .set_rooms(self.relay.room_count(), self.relay.participant_total());
         let totals = &mut self.fanout_totals;
-        let (mut forwarded, mut dropped) = (totals.retired_forwarded, totals.retired_dropped);
-        let mut switches = totals.retired_switches;
-        let mut bytes = totals.retired_forwarded_bytes;
-        for fanout in self.fanouts.values() {
-            forwarded = forwarded.saturating_add(fanout.forwarded.load(Ordering::Relaxed));
-            bytes = bytes.saturating_add(fanout.forwarded_bytes.load(Ordering::Relaxed));
-            dropped = dropped.saturating_add(fanout.dropped.load(Ordering::Relaxed));
-            switches = switches.saturating_add(fanout.switches.load(Ordering::Relaxed));
-        }
+        let now = self
+            .fanouts
+            .values()
+            .fold(totals.retired, |sum, f| sum.plus(FanoutCounts::of(f)));
+        let new = now.since(totals.exported);
         let refused = self.media.retransmits_refused.load(Ordering::Relaxed);
         let metrics = &self.ops.metrics;
-        metrics.add_forwarded_packets(
-            forwarded.saturating_sub(totals.exported_forwarded),
-            bytes.saturating_sub(totals.exported_forwarded_bytes),
-        );
-        metrics.add_dropped(
-            PacketDrop::QueueFull,
-            dropped.saturating_sub(totals.exported_dropped),
-        );
-        metrics.add_layer_switches(switches.saturating_sub(totals.exported_switches));
+        metrics.add_forwarded_packets(new.forwarded, new.forwarded_bytes);
+        metrics.add_dropped(PacketDrop::QueueFull, new.dropped);
+        metrics.add_layer_switches(new.switches);
         metrics.add_dropped(
             PacketDrop::RetransmitBudget,
             refused.saturating_sub(totals.exported_retransmits_refused),
         );
-        totals.exported_forwarded = totals.exported_forwarded.max(forwarded);
-        totals.exported_forwarded_bytes = totals.exported_forwarded_bytes.max(bytes);
-        totals.exported_dropped = totals.exported_dropped.max(dropped);
-        totals.exported_switches = totals.exported_switches.max(switches);
+        totals.exported = totals.exported.max(now);
         totals.exported_retransmits_refused = totals.exported_retransmits_refused.max(refused);
     }
 
     /// Keeps an unpublished track's packet counts for [`Driver::refresh_metrics`].
     fn retire(&mut self, fanout: &Fanout) {
         let totals = &mut self.fanout_totals;
-        totals.retired_forwarded = totals
-            .retired_forwarded
-            .saturating_add(fanout.forwarded.load(Ordering::Relaxed));
-        totals.retired_forwarded_bytes = totals
-            .retired_forwarded_bytes
-            .saturating_add(fanout.forwarded_bytes.load(Ordering::Relaxed));
-        totals.retired_dropped = totals
-            .retired_dropped
-            .saturating_add(fanout.dropped.load(Ordering::Relaxed));
-        totals.retired_switches = totals
-            .retired_switches
-            .saturating_add(fanout.switches.load(Ordering::Relaxed));
+        totals.retired = totals.retired.plus(FanoutCounts::of(fanout));
     }
 
     /// Carries out every output of the core.
