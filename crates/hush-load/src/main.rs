@@ -117,10 +117,10 @@ struct SweepArgs {
 
 #[derive(Args, Debug)]
 struct ForwarderArgs {
-    /// plain or srtp.
+    /// plain, srtp or str0m.
     #[arg(long)]
     mode: String,
-    /// Where to listen (UDP).
+    /// Where to listen (UDP; str0m also takes its signaling on TCP at the same address).
     #[arg(long, default_value = "127.0.0.1:0")]
     bind: SocketAddr,
 }
@@ -245,6 +245,9 @@ async fn one_run(rooms: usize, load: &LoadArgs) -> Result<Report> {
         before,
         plain: None,
         srtp: None,
+        str0m: None,
+        str0m_ratio_to_srtp: None,
+        ratio_to_str0m: None,
         ratio_to_srtp: None,
         ratio_to_plain: None,
         before_ratio_to_srtp: None,
@@ -266,6 +269,7 @@ async fn one_run(rooms: usize, load: &LoadArgs) -> Result<Report> {
             mtu_payload: 1200,
         };
         report.srtp = Some(reference(Mode::Srtp, &stream).await?);
+        report.str0m = Some(reference(Mode::Str0m, &stream).await?);
         report.plain = Some(reference(Mode::Plain, &stream).await?);
         let ratio = |us: Option<f64>, r: &Option<ReferenceFigures>| {
             us.zip(r.as_ref())
@@ -275,6 +279,9 @@ async fn one_run(rooms: usize, load: &LoadArgs) -> Result<Report> {
         report.ratio_to_srtp = ratio(after, &report.srtp);
         report.ratio_to_plain = ratio(after, &report.plain);
         report.before_ratio_to_srtp = ratio(report.pooled_cpu_us(Binary::Before), &report.srtp);
+        report.ratio_to_str0m = ratio(after, &report.str0m);
+        let str0m_us = report.str0m.as_ref().map(|s| s.cpu_us_per_packet);
+        report.str0m_ratio_to_srtp = ratio(str0m_us, &report.srtp);
     }
     Ok(report)
 }
@@ -361,6 +368,7 @@ async fn reference(mode: Mode, stream: &Stream) -> Result<ReferenceFigures> {
     let name = match mode {
         Mode::Plain => "plain",
         Mode::Srtp => "srtp",
+        Mode::Str0m => "str0m",
     };
     eprintln!("reference run: {name}");
     let mut child = Command::new(exe)
@@ -370,14 +378,25 @@ async fn reference(mode: Mode, stream: &Stream) -> Result<ReferenceFigures> {
         .spawn()
         .map_err(|e| e.to_string())?;
     let addr = forwarder_addr(&mut child)?;
-    let before = procfs::sample(Some(child.id())).map_err(|e| e.to_string())?;
-    let measured = baseline::drive(mode, addr, stream).await;
-    let after = procfs::sample(Some(child.id())).unwrap_or(before);
+    let pid = child.id();
+    let idle = procfs::sample(Some(pid)).map_err(|e| e.to_string())?;
+    let mut before = idle;
+    let measured = match mode {
+        // The window starts after the ICE and DTLS handshakes, as the relay's does.
+        Mode::Str0m => {
+            let at_start = || before = procfs::sample(Some(pid)).unwrap_or(idle);
+            baseline::sfu::drive(addr, stream, at_start).await
+        }
+        _ => baseline::drive(mode, addr, stream).await,
+    };
+    let after = procfs::sample(Some(pid)).unwrap_or(before);
     let _ = child.kill();
     let _ = child.wait();
     let measured = measured.map_err(|e| format!("{name} reference: {e}"))?;
     let cpu = after.cpu_secs - before.cpu_secs;
+    let participants = (stream.rooms * stream.per_room).max(1) as f64;
     Ok(ReferenceFigures {
+        rss_per_participant_kb: after.rss_kb.saturating_sub(idle.rss_kb) as f64 / participants,
         cpu_secs: cpu,
         cpu_us_per_packet: cpu * 1e6 / measured.forwarded_packets.max(1) as f64,
         forwarded_pps: measured.forwarded_packets as f64 / measured.wall_secs.max(1e-9),
@@ -406,12 +425,21 @@ async fn forwarder(args: ForwarderArgs) -> Result<()> {
     let mode = match args.mode.as_str() {
         "plain" => Mode::Plain,
         "srtp" => Mode::Srtp,
-        other => return Err(format!("--mode {other}: plain or srtp")),
+        "str0m" => Mode::Str0m,
+        other => return Err(format!("--mode {other}: plain, srtp or str0m")),
     };
     let socket = tokio::net::UdpSocket::bind(args.bind)
         .await
         .map_err(|e| e.to_string())?;
     let local = socket.local_addr().map_err(|e| e.to_string())?;
+    let listener = match mode {
+        Mode::Str0m => Some(
+            tokio::net::TcpListener::bind(local)
+                .await
+                .map_err(|e| e.to_string())?,
+        ),
+        _ => None,
+    };
     println!("forwarding on {local}");
     use std::io::Write;
     let _ = std::io::stdout().flush();
@@ -420,10 +448,13 @@ async fn forwarder(args: ForwarderArgs) -> Result<()> {
         use tokio::io::AsyncReadExt;
         let _ = tokio::io::stdin().read_to_end(&mut sink).await;
     };
-    baseline::forward(mode, socket, stop)
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    let done = match listener {
+        Some(listener) => baseline::sfu::forward(socket, listener, stop)
+            .await
+            .map(|_| ()),
+        None => baseline::forward(mode, socket, stop).await.map(|_| ()),
+    };
+    done.map_err(|e| e.to_string())
 }
 
 async fn sweep(args: SweepArgs) -> Result<()> {

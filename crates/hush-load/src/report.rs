@@ -53,6 +53,8 @@ pub struct ReferenceFigures {
     pub forwarded_pps: f64,
     /// RTP bytes (payload and fixed header) forwarded per second.
     pub forwarded_bytes_per_sec: f64,
+    /// (RSS at the end − RSS before the participants came) / participants, KiB.
+    pub rss_per_participant_kb: f64,
 }
 
 /// Everything, written as JSON.
@@ -70,6 +72,12 @@ pub struct Report {
     pub plain: Option<ReferenceFigures>,
     /// The SRTP-only reference.
     pub srtp: Option<ReferenceFigures>,
+    /// The same fan-out on str0m (a whole WebRTC stack, no Hush logic).
+    pub str0m: Option<ReferenceFigures>,
+    /// The str0m reference's CPU per packet ÷ the SRTP reference's.
+    pub str0m_ratio_to_srtp: Option<f64>,
+    /// Relay CPU per packet ÷ the str0m reference's.
+    pub ratio_to_str0m: Option<f64>,
     /// Relay CPU per packet ÷ SRTP reference's (target: at most 2).
     pub ratio_to_srtp: Option<f64>,
     /// Relay CPU per packet ÷ bare forwarder's.
@@ -195,16 +203,19 @@ impl Report {
             p.rooms, p.per_room, p.participants(), p.audio_bytes, p.video_kbps, p.fps, p.seconds, self.machine_cpus
         ));
         out.push_str(&format!(
-            "{:<24}{:<24}{:<24}{}\n",
-            "", "relay", "srtp-only", "bare UDP"
+            "{:<22}{:<24}{:<24}{:<24}{}\n",
+            "", "relay", "str0m", "srtp-only", "bare UDP"
         ));
-        let refs = [&self.srtp, &self.plain];
+        let refs = [&self.str0m, &self.srtp, &self.plain];
         let row = |name: &str, relay: String, f: &dyn Fn(&ReferenceFigures) -> String| {
             let cells: Vec<String> = refs
                 .iter()
                 .map(|x| x.as_ref().map_or_else(|| "-".to_owned(), f))
                 .collect();
-            format!("{name:<24}{relay:<24}{:<24}{}\n", cells[0], cells[1])
+            format!(
+                "{name:<22}{relay:<24}{:<24}{:<24}{}\n",
+                cells[0], cells[1], cells[2]
+            )
         };
         out.push_str(&row(
             "forwarded packets/s",
@@ -232,6 +243,11 @@ impl Report {
                 1.0 - m.forwarded_packets as f64 / (m.expected_packets.max(1)) as f64
             )
         }));
+        out.push_str(&row(
+            "RSS KiB / participant",
+            opt(r.rss_per_participant_kb, 0),
+            &|x| format!("{:.0}", x.rss_per_participant_kb),
+        ));
         out.push_str(&format!(
             "relay: joined {}/{}, join p50/p95/p99 {} / {} / {} ms, decrypt failures {}, RSS {} -> {} KiB ({} KiB per participant), decrypted {:.0} B/s\n",
             c.joined,
@@ -273,6 +289,11 @@ impl Report {
             "relay CPU per packet: {} x the SRTP-only reference, {} x the bare forwarder\n",
             opt(self.ratio_to_srtp, 2),
             opt(self.ratio_to_plain, 2)
+        ));
+        out.push_str(&format!(
+            "media stack: relay (webrtc-rs) {} x str0m; str0m {} x the SRTP-only reference\n",
+            opt(self.ratio_to_str0m, 2),
+            opt(self.str0m_ratio_to_srtp, 2)
         ));
         if self.before.is_some() || self.phases.len() > 1 {
             out.push_str(&self.phase_lines());

@@ -72,7 +72,7 @@ fn a_short_run_reports_every_figure() {
     assert!(relay["rss_per_participant_kb"].is_number(), "{r:#}");
     let share = num(&relay["generator_machine_share"]);
     assert!(share > 0.0 && share <= 1.5, "{r:#}");
-    for reference in ["plain", "srtp"] {
+    for reference in ["plain", "srtp", "str0m"] {
         let m = &r[reference]["measured"];
         assert!(num(&m["forwarded_packets"]) > 100.0, "{reference}: {r:#}");
         assert!(
@@ -88,6 +88,14 @@ fn a_short_run_reports_every_figure() {
     assert!(
         num(&r["ratio_to_srtp"]) > 0.0 && num(&r["ratio_to_plain"]) > 0.0,
         "{r:#}"
+    );
+    assert!(
+        num(&r["ratio_to_str0m"]) > 0.0 && num(&r["str0m_ratio_to_srtp"]) > 0.0,
+        "{r:#}"
+    );
+    assert!(
+        stdout.contains("media stack: relay (webrtc-rs)"),
+        "{stdout}"
     );
     let before = &r["before"];
     assert_eq!(before["clients"]["joined"], 3, "{r:#}");
@@ -115,7 +123,7 @@ fn bad_arguments_are_refused_with_a_reason() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("plain or srtp"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("plain, srtp or str0m"));
     let out = Command::new(exe)
         .args([
             "run",

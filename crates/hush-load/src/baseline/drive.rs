@@ -126,7 +126,7 @@ struct Tally {
     latency: Histogram<u64>,
 }
 
-fn new_histogram() -> io::Result<Histogram<u64>> {
+pub(super) fn new_histogram() -> io::Result<Histogram<u64>> {
     Histogram::new_with_bounds(1, LATENCY_MAX_US, LATENCY_SIGFIG)
         .map_err(|e| io::Error::other(format!("histogram: {e:?}")))
 }
@@ -235,7 +235,7 @@ pub(super) fn frame_sizes(s: &Stream) -> Vec<usize> {
         .collect()
 }
 
-fn invalid(what: &str) -> io::Error {
+pub(super) fn invalid(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, what.to_string())
 }
 
@@ -260,6 +260,7 @@ pub async fn drive(mode: Mode, forwarder: SocketAddr, stream: &Stream) -> io::Re
     let provider = match mode {
         Mode::Plain => None,
         Mode::Srtp => Some(crypto_provider()?),
+        Mode::Str0m => return Err(invalid("the str0m reference is driven by sfu::drive")),
     };
     let local: IpAddr = match forwarder {
         SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),

@@ -38,6 +38,12 @@ pub async fn forward_counting(
     let provider = match mode {
         Mode::Plain => None,
         Mode::Srtp => Some(crypto_provider()?),
+        Mode::Str0m => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the str0m reference is sfu::forward",
+            ));
+        }
     };
     let mut stats = ForwardStats::default();
     let mut peers: Vec<Peer> = Vec::new();
@@ -115,6 +121,7 @@ pub async fn forward_counting(
         };
 
         match mode {
+            Mode::Str0m => {}
             Mode::Plain => {
                 stats.media += 1;
                 for &r in members {

@@ -89,6 +89,8 @@ pub enum Mode {
     Plain,
     /// SRTP unprotected once per packet, SSRC rewritten and protected again per receiver.
     Srtp,
+    /// The same fan-out on str0m ([`sfu`]): a whole WebRTC stack, no Hush logic.
+    Str0m,
 }
 
 /// The packet stream each participant sends (the same numbers the real clients use).
@@ -319,6 +321,7 @@ fn transient(e: &io::Error) -> bool {
 
 mod drive;
 mod forward;
+pub mod sfu;
 #[cfg(test)]
 mod tests;
 

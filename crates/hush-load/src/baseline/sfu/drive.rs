@@ -1,0 +1,394 @@
+//! The str0m generator and receivers: one `Rtc` and one UDP socket per participant, in a task
+//! of its own; senders start together once every participant is connected.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use str0m::config::CryptoProvider;
+use str0m::format::{Codec, PayloadParams};
+use str0m::media::{MediaKind, Pt};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{RtpWrite, SeqNo};
+use str0m::{Candidate, Event, IceCreds, Input, Output, Rtc};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use super::{Answer, MAX_LINE, Offer, declare, provider, rtc_config, up_ssrc};
+use crate::baseline::drive::{frame_sizes, invalid, new_histogram};
+use crate::baseline::{
+    AUDIO_CLOCK, DRAIN, LatencySummary, MAX_DATAGRAM, MAX_PARTICIPANTS, MAX_SECONDS, Measured,
+    Mode, STAMP_LEN, Stream, TICK, VIDEO_CLOCK, mix, transient,
+};
+
+/// How long every participant has to connect.
+const CONNECT_WITHIN: Duration = Duration::from_secs(30);
+
+/// What one participant counted.
+struct Tally {
+    sent: u64,
+    received: u64,
+    bytes: u64,
+    latency: Histogram<u64>,
+}
+
+/// One participant: its `Rtc`, its socket, and its two streams' counters.
+struct Participant {
+    rtc: Rtc,
+    socket: UdpSocket,
+    local: SocketAddr,
+    number: u32,
+    audio: Track,
+    video: Track,
+}
+
+/// One outgoing stream's counters.
+struct Track {
+    ssrc: str0m::rtp::Ssrc,
+    pt: Pt,
+    seq: u64,
+    ts: u32,
+    step: u32,
+}
+
+fn pt_of(rtc: &Rtc, codec: Codec) -> io::Result<Pt> {
+    rtc.codec_config()
+        .find(|p: &PayloadParams| p.spec().codec == codec)
+        .map(PayloadParams::pt)
+        .ok_or_else(|| io::Error::other(format!("str0m has no {codec:?}")))
+}
+
+impl Participant {
+    /// Binds, signals the forwarder at `forwarder` and declares the streams (not yet connected).
+    async fn join(
+        provider: &Arc<CryptoProvider>,
+        forwarder: SocketAddr,
+        room: u32,
+        participant: u32,
+        per_room: u32,
+        number: u32,
+        stream: &Stream,
+    ) -> io::Result<Self> {
+        let ip: IpAddr = match forwarder {
+            SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+        };
+        let socket = UdpSocket::bind((ip, 0)).await?;
+        let local = socket.local_addr()?;
+        let mut rtc = rtc_config(provider).build(Instant::now());
+        let host = |a| Candidate::host(a, "udp").map_err(|e| io::Error::other(e.to_string()));
+        rtc.add_local_candidate(host(local)?);
+        rtc.add_remote_candidate(host(forwarder)?);
+        let offer = {
+            let api = rtc.direct_api();
+            let creds = api.local_ice_credentials();
+            Offer {
+                room,
+                participant,
+                per_room,
+                ufrag: creds.ufrag,
+                pass: creds.pass,
+                fingerprint: api.local_dtls_fingerprint().to_string(),
+                addr: local,
+            }
+        };
+        let answer = exchange(forwarder, &offer).await?;
+        let fingerprint = answer
+            .fingerprint
+            .parse()
+            .map_err(|_| io::Error::other("the forwarder's fingerprint does not parse"))?;
+        {
+            let mut api = rtc.direct_api();
+            api.set_remote_ice_credentials(IceCreds {
+                ufrag: answer.ufrag,
+                pass: answer.pass,
+            });
+            api.set_remote_fingerprint(fingerprint);
+            api.set_ice_controlling(true);
+            api.start_dtls(true)
+                .map_err(|e| io::Error::other(e.to_string()))?;
+        }
+        declare(&mut rtc, room, participant, per_room, true);
+        let i = u64::from(number);
+        let audio = Track {
+            ssrc: up_ssrc(room, participant, MediaKind::Audio),
+            pt: pt_of(&rtc, Codec::Opus)?,
+            seq: u64::from(mix(i) as u16),
+            ts: mix(i + 1) as u32,
+            step: AUDIO_CLOCK / stream.audio_pps.max(1),
+        };
+        let video = Track {
+            ssrc: up_ssrc(room, participant, MediaKind::Video),
+            pt: pt_of(&rtc, Codec::Vp8)?,
+            seq: u64::from(mix(i + 2) as u16),
+            ts: mix(i + 3) as u32,
+            step: VIDEO_CLOCK / stream.fps.max(1),
+        };
+        Ok(Self {
+            rtc,
+            socket,
+            local,
+            number,
+            audio,
+            video,
+        })
+    }
+
+    /// Writes one RTP packet of `size` payload bytes, stamped with the send time.
+    fn write(&mut self, video: bool, size: usize, marker: bool, epoch: Instant) {
+        let send_us = u64::try_from(epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let mut payload = vec![0u8; size.max(STAMP_LEN)];
+        payload[..8].copy_from_slice(&send_us.to_be_bytes());
+        payload[8..12].copy_from_slice(&self.number.to_be_bytes());
+        let track = if video {
+            &mut self.video
+        } else {
+            &mut self.audio
+        };
+        let (ssrc, pt, seq, ts) = (track.ssrc, track.pt, track.seq, track.ts);
+        track.seq += 1;
+        let mut api = self.rtc.direct_api();
+        if let Some(tx) = api.stream_tx(&ssrc) {
+            tx.write_rtp(
+                RtpWrite::new(pt, SeqNo::from(seq), ts, Instant::now(), payload)
+                    .marker(marker)
+                    .nackable(video),
+            );
+        }
+    }
+
+    /// Polls the `Rtc` to its next timeout: sends what it transmits, tallies what it receives.
+    /// Returns the timeout and whether it is connected.
+    async fn poll(&mut self, tally: &mut Tally, epoch: Instant) -> io::Result<(Instant, bool)> {
+        let mut connected = false;
+        loop {
+            match self.rtc.poll_output() {
+                Ok(Output::Timeout(t)) => return Ok((t, connected)),
+                Ok(Output::Transmit(t)) => {
+                    match self.socket.send_to(&t.contents, t.destination).await {
+                        Ok(_) => {}
+                        Err(e) if transient(&e) || e.raw_os_error().is_some() => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(Output::Event(Event::Connected)) => connected = true,
+                Ok(Output::Event(Event::RtpPacket(p))) => {
+                    let Some(stamp) = p.payload.get(..8) else {
+                        continue;
+                    };
+                    let mut send_us = [0u8; 8];
+                    send_us.copy_from_slice(stamp);
+                    let now_us = u64::try_from(epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
+                    tally.received += 1;
+                    tally.bytes += p.payload.len() as u64;
+                    tally
+                        .latency
+                        .saturating_record(now_us.saturating_sub(u64::from_be_bytes(send_us)));
+                }
+                Ok(Output::Event(_)) => {}
+                Err(e) => return Err(io::Error::other(format!("str0m: {e}"))),
+            }
+        }
+    }
+
+    /// Runs the participant: connects (reported on `ready`), waits for the common start on
+    /// `start`, sends [`Stream`] for `seconds` and receives until the drain ends.
+    async fn run(
+        mut self,
+        stream: Stream,
+        epoch: Instant,
+        ready: mpsc::Sender<()>,
+        mut start: watch::Receiver<Option<tokio::time::Instant>>,
+    ) -> io::Result<Tally> {
+        let mut tally = Tally {
+            sent: 0,
+            received: 0,
+            bytes: 0,
+            latency: new_histogram()?,
+        };
+        let frame = frame_sizes(&stream);
+        let audio_total = (stream.seconds * f64::from(stream.audio_pps)).floor() as u64;
+        let frames_total = if frame.is_empty() {
+            0
+        } else {
+            (stream.seconds * f64::from(stream.fps)).floor() as u64
+        };
+        let (mut audio_sent, mut frames_sent) = (0u64, 0u64);
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut announced = false;
+        let mut began: Option<tokio::time::Instant> = None;
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let send_for =
+            Duration::try_from_secs_f64(stream.seconds).map_err(|_| invalid("seconds"))?;
+        loop {
+            let (timeout, connected) = self.poll(&mut tally, epoch).await?;
+            if connected && !announced {
+                announced = true;
+                let _ = ready.send(()).await;
+            }
+            if began.is_none() {
+                began = *start.borrow_and_update();
+            }
+            if let Some(b) = began {
+                if tokio::time::Instant::now() >= b + send_for + DRAIN {
+                    return Ok(tally);
+                }
+            }
+            tokio::select! {
+                r = self.socket.recv_from(&mut buf) => match r {
+                    Ok((len, from)) => {
+                        let Ok(contents) = (&buf[..len]).try_into() else { continue };
+                        let input = Input::Receive(Instant::now(), Receive {
+                            proto: Protocol::Udp,
+                            source: from,
+                            destination: self.local,
+                            contents,
+                        });
+                        // A datagram str0m refuses is dropped (it counts nothing as received).
+                        let _ = self.rtc.handle_input(input);
+                    }
+                    Err(e) if transient(&e) => {}
+                    Err(e) => return Err(e),
+                },
+                () = tokio::time::sleep_until(tokio::time::Instant::from_std(timeout)) => {
+                    self.rtc
+                        .handle_input(Input::Timeout(Instant::now()))
+                        .map_err(|e| io::Error::other(format!("str0m: {e}")))?;
+                }
+                _ = tick.tick() => {
+                    let Some(b) = began else { continue };
+                    let now = tokio::time::Instant::now();
+                    if now < b {
+                        continue;
+                    }
+                    let elapsed = (now - b).as_secs_f64().min(stream.seconds);
+                    let audio_due = ((elapsed * f64::from(stream.audio_pps)).floor() as u64).min(audio_total);
+                    while audio_sent < audio_due {
+                        self.write(false, stream.audio_bytes, false, epoch);
+                        self.audio.ts = self.audio.ts.wrapping_add(self.audio.step);
+                        audio_sent += 1;
+                        tally.sent += 1;
+                    }
+                    let frames_due = ((elapsed * f64::from(stream.fps)).floor() as u64).min(frames_total);
+                    while frames_sent < frames_due {
+                        for (k, &size) in frame.iter().enumerate() {
+                            self.write(true, size, k + 1 == frame.len(), epoch);
+                            tally.sent += 1;
+                        }
+                        self.video.ts = self.video.ts.wrapping_add(self.video.step);
+                        frames_sent += 1;
+                    }
+                    self.rtc
+                        .handle_input(Input::Timeout(Instant::now()))
+                        .map_err(|e| io::Error::other(format!("str0m: {e}")))?;
+                }
+                r = start.changed(), if began.is_none() => {
+                    if r.is_err() {
+                        return Ok(tally);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The signaling exchange: the offer line out, the answer line in.
+async fn exchange(forwarder: SocketAddr, offer: &Offer) -> io::Result<Answer> {
+    let stream = TcpStream::connect(forwarder).await?;
+    let (read, mut write) = stream.into_split();
+    let mut text = serde_json::to_string(offer).map_err(io::Error::other)?;
+    text.push('\n');
+    write.write_all(text.as_bytes()).await?;
+    let mut line = String::new();
+    BufReader::new(read.take(MAX_LINE as u64))
+        .read_line(&mut line)
+        .await?;
+    serde_json::from_str(&line)
+        .map_err(|e| io::Error::other(format!("the forwarder's answer {line:?}: {e}")))
+}
+
+/// The generator and receivers against the str0m forwarder at `forwarder`: every participant
+/// joins and connects (ICE, DTLS), then all send [`Stream`] from one start for
+/// `stream.seconds`, paced on a 10 ms tick, and count what arrives until 500 ms after.
+/// `at_start` is called once all are connected, just before the first packet (so a caller can
+/// leave the handshakes out of what it measures).
+pub async fn drive(
+    forwarder: SocketAddr,
+    stream: &Stream,
+    at_start: impl FnOnce(),
+) -> io::Result<Measured> {
+    let n = stream
+        .rooms
+        .checked_mul(stream.per_room)
+        .filter(|&n| n > 0 && n <= MAX_PARTICIPANTS)
+        .ok_or_else(|| invalid("rooms × per_room: 1 to 20000 participants"))?;
+    if !(stream.seconds.is_finite() && (0.0..=MAX_SECONDS).contains(&stream.seconds)) {
+        return Err(invalid("seconds: 0 to 86400"));
+    }
+    if stream.fps == 0 && stream.video_kbps > 0 {
+        return Err(invalid("fps: 0 with video"));
+    }
+    let per_room = u32::try_from(stream.per_room).map_err(|_| invalid("per_room"))?;
+    let provider = provider();
+    let epoch = Instant::now();
+    let (ready_tx, mut ready) = mpsc::channel(n);
+    let (start_tx, start_rx) = watch::channel(None);
+    let mut tasks = JoinSet::new();
+    for i in 0..n {
+        let number = i as u32;
+        let p = Participant::join(
+            &provider,
+            forwarder,
+            number / per_room,
+            number % per_room,
+            per_room,
+            number,
+            stream,
+        )
+        .await?;
+        tasks.spawn(p.run(stream.clone(), epoch, ready_tx.clone(), start_rx.clone()));
+    }
+    drop(ready_tx);
+    let deadline = tokio::time::Instant::now() + CONNECT_WITHIN;
+    for k in 0..n {
+        match tokio::time::timeout_at(deadline, ready.recv()).await {
+            Ok(Some(())) => {}
+            _ => {
+                tasks.abort_all();
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("str0m reference: {k} of {n} participants connected"),
+                ));
+            }
+        }
+    }
+    // Start phases would be spread by the tick; one start for all, as the relay's clients.
+    at_start();
+    let start = tokio::time::Instant::now() + TICK;
+    let _ = start_tx.send(Some(start));
+    let mut latency = new_histogram()?;
+    let (mut sent, mut received, mut bytes) = (0u64, 0u64, 0u64);
+    while let Some(r) = tasks.join_next().await {
+        let t = r.map_err(io::Error::other)??;
+        sent += t.sent;
+        received += t.received;
+        bytes += t.bytes;
+        latency
+            .add(&t.latency)
+            .map_err(|e| io::Error::other(format!("histogram: {e:?}")))?;
+    }
+    Ok(Measured {
+        mode: Mode::Str0m,
+        sent_packets: sent,
+        forwarded_packets: received,
+        expected_packets: sent * (stream.per_room as u64 - 1),
+        received_bytes: bytes,
+        latency_us: LatencySummary::of(&latency),
+        wall_secs: stream.seconds,
+    })
+}
