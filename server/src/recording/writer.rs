@@ -111,12 +111,13 @@ impl Writer {
                 self.account(n, len);
             }
             Item::Frame { file, record } => {
-                let len = (record.data.len() + 21) as u64;
-                self.reserve(len)?;
-                let Some((_, w)) = self.tracks.iter_mut().find(|(f, _)| *f == file) else {
+                // The track first: a frame of a track with no file reserves nothing.
+                let Some(i) = self.tracks.iter().position(|(f, _)| *f == file) else {
                     return Ok(());
                 };
-                let n = w.append_frame(&record).map_err(io_end)?;
+                let len = (record.data.len() + 21) as u64;
+                self.reserve(len)?;
+                let n = self.tracks[i].1.append_frame(&record).map_err(io_end)?;
                 self.account(n, len);
                 self.metrics.recording_frame(n);
             }
@@ -194,5 +195,87 @@ pub(super) fn stop_reason(end: RecordingEnd) -> StopReason {
         RecordingEnd::Shutdown => StopReason::Shutdown,
         RecordingEnd::Removed => StopReason::RecorderRemoved,
         _ => StopReason::WriteError,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hush_record::{RecorderInfo, TrackKind};
+
+    fn writer(dir: &std::path::Path) -> Writer {
+        let manifest = Manifest {
+            recording_id: "r1".into(),
+            room: "room".into(),
+            recorder: RecorderInfo {
+                participant: "rec".into(),
+                // Base64 of 32 zero bytes: the manifest checks the key's shape.
+                identity_key: format!("{}=", "A".repeat(43)),
+            },
+            started_at_ms: 1,
+            stopped_at_ms: None,
+            stop_reason: None,
+            events_file: hush_record::manifest::EVENTS_FILE.to_owned(),
+            tracks: Vec::new(),
+        };
+        let events = RecordWriter::create(dir.join(&manifest.events_file), RecordKind::Events)
+            .expect("events file");
+        let (failures, _) = tokio::sync::mpsc::channel(1);
+        Writer {
+            conn: crate::routing::ConnId(1),
+            dir: dir.to_owned(),
+            manifest,
+            events,
+            tracks: Vec::new(),
+            options: Arc::new(RecordingOptions::new(dir.to_owned())),
+            total: Arc::new(AtomicU64::new(0)),
+            room_bytes: 0,
+            metrics: Arc::new(Metrics::new()),
+            failures,
+        }
+    }
+
+    fn frame(file: &str, bytes: usize) -> Item {
+        Item::Frame {
+            file: Arc::from(file),
+            record: FrameRecord {
+                at_us: 1,
+                rtp_timestamp: 2,
+                keyframe: true,
+                gap: false,
+                data: vec![7; bytes],
+            },
+        }
+    }
+
+    #[test]
+    fn a_frame_of_an_unknown_track_takes_no_allowance() {
+        let dir = std::env::temp_dir().join(format!("hush-writer-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let mut w = writer(&dir);
+        w.write(Item::Track(TrackInfo {
+            file: "t1.hrec".into(),
+            track_id: "t1".into(),
+            participant: "alice".into(),
+            sender_index: 0,
+            kind: TrackKind::Video,
+            codec: "vp8".into(),
+            clock_rate: 90_000,
+            added_at_ms: 1,
+        }))
+        .expect("track");
+
+        w.write(frame("nobody.hrec", 1_000))
+            .expect("dropped quietly");
+        assert_eq!(
+            w.room_bytes, 0,
+            "an unknown track's frame kept its reservation"
+        );
+        assert_eq!(w.total.load(Ordering::Relaxed), 0);
+
+        w.write(frame("t1.hrec", 1_000)).expect("written");
+        assert!(w.room_bytes >= 1_000, "{}", w.room_bytes);
+        assert_eq!(w.total.load(Ordering::Relaxed), w.room_bytes);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
