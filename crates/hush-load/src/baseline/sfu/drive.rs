@@ -234,10 +234,10 @@ impl Participant {
             if began.is_none() {
                 began = *start.borrow_and_update();
             }
-            if let Some(b) = began {
-                if tokio::time::Instant::now() >= b + send_for + DRAIN {
-                    return Ok(tally);
-                }
+            if let Some(b) = began
+                && tokio::time::Instant::now() >= b + send_for + DRAIN
+            {
+                return Ok(tally);
             }
             tokio::select! {
                 r = self.socket.recv_from(&mut buf) => match r {

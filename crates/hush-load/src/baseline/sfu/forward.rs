@@ -304,10 +304,10 @@ pub async fn forward(
             () = tokio::time::sleep_until(deadline) => sfu.timeout(Instant::now(), &mut out),
         }
         for (to, datagram) in out.drain(..) {
-            if let Err(e) = socket.send_to(&datagram, to).await {
-                if !transient(&e) {
-                    sfu.stats.errors += 1;
-                }
+            if let Err(e) = socket.send_to(&datagram, to).await
+                && !transient(&e)
+            {
+                sfu.stats.errors += 1;
             }
         }
     };
