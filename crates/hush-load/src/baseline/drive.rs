@@ -239,24 +239,32 @@ pub(super) fn invalid(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, what.to_string())
 }
 
+impl Stream {
+    /// Checks the stream's bounds; returns (participants, per_room).
+    pub(super) fn participants(&self) -> io::Result<(usize, u32)> {
+        let n = self
+            .rooms
+            .checked_mul(self.per_room)
+            .filter(|&n| n > 0 && n <= MAX_PARTICIPANTS)
+            .ok_or_else(|| invalid("rooms × per_room: 1 to 20000 participants"))?;
+        if !(self.seconds.is_finite() && (0.0..=MAX_SECONDS).contains(&self.seconds)) {
+            return Err(invalid("seconds: 0 to 86400"));
+        }
+        if self.fps == 0 && self.video_kbps > 0 {
+            return Err(invalid("fps: 0 with video"));
+        }
+        let per_room = u32::try_from(self.per_room).map_err(|_| invalid("per_room"))?;
+        Ok((n, per_room))
+    }
+}
+
 /// The generator and the receivers: one UDP socket per participant on the loopback address of
 /// `forwarder`'s family; hellos until acknowledged; then for `stream.seconds` each participant
 /// sends its audio and video (see [`Stream`]) as RTP, paced on a 10 ms tick, its packets
 /// stamped with the send time and protected with its up context in [`Mode::Srtp`]. Receivers
 /// count what arrives and record its latency until 500 ms after the senders end.
 pub async fn drive(mode: Mode, forwarder: SocketAddr, stream: &Stream) -> io::Result<Measured> {
-    let n = stream
-        .rooms
-        .checked_mul(stream.per_room)
-        .filter(|&n| n > 0 && n <= MAX_PARTICIPANTS)
-        .ok_or_else(|| invalid("rooms × per_room: 1 to 20000 participants"))?;
-    if !(stream.seconds.is_finite() && (0.0..=MAX_SECONDS).contains(&stream.seconds)) {
-        return Err(invalid("seconds: 0 to 86400"));
-    }
-    if stream.fps == 0 && stream.video_kbps > 0 {
-        return Err(invalid("fps: 0 with video"));
-    }
-    let per_room = u32::try_from(stream.per_room).map_err(|_| invalid("per_room"))?;
+    let (n, per_room) = stream.participants()?;
     let provider = match mode {
         Mode::Plain => None,
         Mode::Srtp => Some(crypto_provider()?),

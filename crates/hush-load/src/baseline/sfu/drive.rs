@@ -21,8 +21,8 @@ use tokio::task::JoinSet;
 use super::{Answer, MAX_LINE, Offer, declare, provider, rtc_config, up_ssrc};
 use crate::baseline::drive::{frame_sizes, invalid, new_histogram};
 use crate::baseline::{
-    AUDIO_CLOCK, DRAIN, LatencySummary, MAX_DATAGRAM, MAX_PARTICIPANTS, MAX_SECONDS, Measured,
-    Mode, STAMP_LEN, Stream, TICK, VIDEO_CLOCK, mix, transient,
+    AUDIO_CLOCK, DRAIN, LatencySummary, MAX_DATAGRAM, Measured, Mode, STAMP_LEN, Stream, TICK,
+    VIDEO_CLOCK, mix, transient,
 };
 
 /// How long every participant has to connect.
@@ -83,19 +83,7 @@ impl Participant {
         let host = |a| Candidate::host(a, "udp").map_err(|e| io::Error::other(e.to_string()));
         rtc.add_local_candidate(host(local)?);
         rtc.add_remote_candidate(host(forwarder)?);
-        let offer = {
-            let api = rtc.direct_api();
-            let creds = api.local_ice_credentials();
-            Offer {
-                room,
-                participant,
-                per_room,
-                ufrag: creds.ufrag,
-                pass: creds.pass,
-                fingerprint: api.local_dtls_fingerprint().to_string(),
-                addr: local,
-            }
-        };
+        let offer = Offer::of(&mut rtc, room, participant, per_room, local);
         let answer = exchange(forwarder, &offer).await?;
         let fingerprint = answer
             .fingerprint
@@ -322,18 +310,7 @@ pub async fn drive(
     stream: &Stream,
     at_start: impl FnOnce(),
 ) -> io::Result<Measured> {
-    let n = stream
-        .rooms
-        .checked_mul(stream.per_room)
-        .filter(|&n| n > 0 && n <= MAX_PARTICIPANTS)
-        .ok_or_else(|| invalid("rooms × per_room: 1 to 20000 participants"))?;
-    if !(stream.seconds.is_finite() && (0.0..=MAX_SECONDS).contains(&stream.seconds)) {
-        return Err(invalid("seconds: 0 to 86400"));
-    }
-    if stream.fps == 0 && stream.video_kbps > 0 {
-        return Err(invalid("fps: 0 with video"));
-    }
-    let per_room = u32::try_from(stream.per_room).map_err(|_| invalid("per_room"))?;
+    let (n, per_room) = stream.participants()?;
     let provider = provider();
     let epoch = Instant::now();
     let (ready_tx, mut ready) = mpsc::channel(n);

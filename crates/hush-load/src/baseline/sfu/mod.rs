@@ -66,6 +66,23 @@ pub struct Answer {
     pub fingerprint: String,
 }
 
+impl Offer {
+    /// `rtc`'s credentials and fingerprint, offered for `participant` at `addr`.
+    fn of(rtc: &mut Rtc, room: u32, participant: u32, per_room: u32, addr: SocketAddr) -> Self {
+        let api = rtc.direct_api();
+        let creds = api.local_ice_credentials();
+        Self {
+            room,
+            participant,
+            per_room,
+            ufrag: creds.ufrag,
+            pass: creds.pass,
+            fingerprint: api.local_dtls_fingerprint().to_string(),
+            addr,
+        }
+    }
+}
+
 /// The one crypto provider of the process (RustCrypto).
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(str0m::crypto::from_feature_flags())

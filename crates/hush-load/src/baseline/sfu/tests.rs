@@ -69,17 +69,7 @@ async fn str0m_forwards_every_packet_within_rooms() {
 
 fn offer(room: u32, participant: u32, per_room: u32, addr: SocketAddr) -> Offer {
     let mut rtc = rtc_config(&provider()).build(Instant::now());
-    let api = rtc.direct_api();
-    let creds = api.local_ice_credentials();
-    Offer {
-        room,
-        participant,
-        per_room,
-        ufrag: creds.ufrag,
-        pass: creds.pass,
-        fingerprint: api.local_dtls_fingerprint().to_string(),
-        addr,
-    }
+    Offer::of(&mut rtc, room, participant, per_room, addr)
 }
 
 #[test]
