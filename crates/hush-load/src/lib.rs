@@ -6,8 +6,9 @@
 //!   encrypted payload; latency read after decryption.
 //! - [`relay`]: the relay binary started with a config of the run's own (or a remote one), its
 //!   CPU and memory from /proc, forwarded packets from `/metrics`.
-//! - [`baseline`]: a bare UDP forwarder (same fan-out, same packet stream) and the same with
-//!   SRTP decrypt-once, encrypt-per-receiver: the references the relay's cost is a ratio of.
+//! - [`baseline`]: a bare UDP forwarder (same fan-out, same packet stream), the same with
+//!   SRTP decrypt-once, encrypt-per-receiver, and the same fan-out on str0m, a whole WebRTC
+//!   stack ([`baseline::sfu`]): the references the relay's cost is a ratio of.
 //! - [`report`]: the table and the JSON file.
 //! - [`procfs`]: CPU time and RSS from /proc.
 

@@ -1,6 +1,6 @@
 //! `hush-load`: load a Hush relay with real E2EE clients and measure it against a bare UDP
-//! forwarder and an SRTP-only reference in the same run (see the crate docs and the README's
-//! "Load and scale" section).
+//! forwarder, an SRTP-only reference and the same fan-out on str0m in the same run (see the
+//! crate docs and the README's "Benchmarks" section).
 //!
 //! ```text
 //! hush-load run --rooms 2 --per-room 4 --seconds 10 --video-kbps 300 --json out.json
@@ -28,7 +28,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// One run: the relay, then (for a local relay) the SRTP-only and bare references.
+    /// One run: the relay, then (for a local relay) the SRTP-only, str0m and bare references.
     Run(RunArgs),
     /// Runs of growing size until p99 latency or loss passes its bound.
     Sweep(SweepArgs),
@@ -460,14 +460,14 @@ async fn forwarder(args: ForwarderArgs) -> Result<()> {
 async fn sweep(args: SweepArgs) -> Result<()> {
     let mut reports = Vec::new();
     println!(
-        "rooms  participants  fwd pkt/s  relay cores  us/pkt  x srtp  p99 ms  loss    generator"
+        "rooms  participants  fwd pkt/s  relay cores  us/pkt  x srtp  x str0m  p99 ms  loss    generator"
     );
     for rooms in args.rooms.iter().copied() {
         let report = one_run(rooms, &args.load).await?;
         let r = &report.relay;
         let p99 = r.clients.latency_us.p99 as f64 / 1000.0;
         println!(
-            "{rooms:<7}{:<14}{:<11.0}{:<13}{:<8}{:<8}{:<8.2}{:<8.4}{:.0} %",
+            "{rooms:<7}{:<14}{:<11.0}{:<13}{:<8}{:<8}{:<9}{:<8.2}{:<8.4}{:.0} %",
             report.plan.participants(),
             r.forwarded_pps,
             r.cpu_cores.map_or("-".into(), |c| format!("{c:.2}")),
@@ -475,6 +475,9 @@ async fn sweep(args: SweepArgs) -> Result<()> {
                 .map_or("-".into(), |c| format!("{c:.1}")),
             report
                 .ratio_to_srtp
+                .map_or("-".into(), |c| format!("{c:.2}")),
+            report
+                .ratio_to_str0m
                 .map_or("-".into(), |c| format!("{c:.2}")),
             p99,
             r.clients.loss,
