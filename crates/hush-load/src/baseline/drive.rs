@@ -31,11 +31,7 @@ struct Track {
 impl Sender {
     /// Sends one RTP packet; `Ok(false)` when the socket refused it.
     async fn send(&mut self, video: bool, size: usize, marker: bool) -> io::Result<bool> {
-        let send_us = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
-        let mut payload = BytesMut::with_capacity(size.max(STAMP_LEN));
-        payload.put_u64(send_us);
-        payload.put_u32(self.number);
-        payload.resize(size.max(STAMP_LEN), 0);
+        let payload = stamped(size, self.number, self.epoch);
         let track = if video {
             &mut self.video
         } else {
@@ -53,7 +49,7 @@ impl Sender {
         track.seq = track.seq.wrapping_add(1);
         let packet = Packet {
             header,
-            payload: payload.freeze(),
+            payload: Bytes::from(payload),
         };
         let raw: Bytes = packet
             .marshal()
@@ -80,28 +76,21 @@ impl Sender {
         seconds: f64,
         s: &Stream,
     ) -> io::Result<u64> {
-        let audio_total = (seconds * f64::from(s.audio_pps)).floor() as u64;
-        let frames_total = if self.frame.is_empty() {
-            0
-        } else {
-            (seconds * f64::from(s.fps)).floor() as u64
-        };
-        let (mut audio_sent, mut frames_sent, mut packets) = (0u64, 0u64, 0u64);
+        let mut schedule = Schedule::new(s, !self.frame.is_empty());
+        let mut packets = 0u64;
         let mut tick = tokio::time::interval_at(start, TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
             let elapsed = start.elapsed().as_secs_f64().min(seconds);
-            let audio_due = ((elapsed * f64::from(s.audio_pps)).floor() as u64).min(audio_total);
-            while audio_sent < audio_due {
+            let (audio, frames) = schedule.due(elapsed);
+            for _ in 0..audio {
                 if self.send(false, self.audio_bytes, false).await? {
                     packets += 1;
                 }
                 self.audio.ts = self.audio.ts.wrapping_add(self.audio.step);
-                audio_sent += 1;
             }
-            let frames_due = ((elapsed * f64::from(s.fps)).floor() as u64).min(frames_total);
-            while frames_sent < frames_due {
+            for _ in 0..frames {
                 let n = self.frame.len();
                 for k in 0..n {
                     let size = self.frame[k];
@@ -110,20 +99,12 @@ impl Sender {
                     }
                 }
                 self.video.ts = self.video.ts.wrapping_add(self.video.step);
-                frames_sent += 1;
             }
             if elapsed >= seconds {
                 return Ok(packets);
             }
         }
     }
-}
-
-/// What one receiver counted.
-struct Tally {
-    packets: u64,
-    bytes: u64,
-    latency: Histogram<u64>,
 }
 
 pub(super) fn new_histogram() -> io::Result<Histogram<u64>> {
@@ -140,11 +121,7 @@ async fn receive(
     epoch: Instant,
     end: tokio::time::Instant,
 ) -> io::Result<Tally> {
-    let mut tally = Tally {
-        packets: 0,
-        bytes: 0,
-        latency: new_histogram()?,
-    };
+    let mut tally = Tally::new()?;
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         let (len, from) = match tokio::time::timeout_at(end, socket.recv_from(&mut buf)).await {
@@ -173,17 +150,7 @@ async fn receive(
                 plain.get(offset..).unwrap_or_default()
             }
         };
-        let Some(stamp) = payload.get(..8) else {
-            continue;
-        };
-        let mut send_us = [0u8; 8];
-        send_us.copy_from_slice(stamp);
-        let now_us = u64::try_from(epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
-        tally.packets += 1;
-        tally.bytes += payload.len() as u64;
-        tally
-            .latency
-            .saturating_record(now_us.saturating_sub(u64::from_be_bytes(send_us)));
+        tally.record(payload, epoch);
     }
 }
 

@@ -36,7 +36,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use hdrhistogram::Histogram;
 use rtc::crypto::{RTCCrypto, RTCCryptoProvider};
 use rtc::rtp::header::Header;
@@ -306,6 +306,96 @@ fn parse_hello(b: &[u8]) -> Option<(u32, u32)> {
 
 fn is_rtp(b: &[u8]) -> bool {
     b.first().is_some_and(|b0| b0 >> 6 == 2)
+}
+
+/// µs since `epoch` (saturating).
+fn micros_since(epoch: Instant) -> u64 {
+    u64::try_from(epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+/// A media payload of `size` bytes (at least [`STAMP_LEN`]): the send time in µs since
+/// `epoch`, the sender's number, then zeros.
+fn stamped(size: usize, number: u32, epoch: Instant) -> Vec<u8> {
+    let mut payload = vec![0u8; size.max(STAMP_LEN)];
+    payload[..8].copy_from_slice(&micros_since(epoch).to_be_bytes());
+    payload[8..12].copy_from_slice(&number.to_be_bytes());
+    payload
+}
+
+/// What one receiver counted: stamped payloads, their bytes and their latency.
+struct Tally {
+    packets: u64,
+    bytes: u64,
+    latency: Histogram<u64>,
+}
+
+impl Tally {
+    fn new() -> io::Result<Self> {
+        Ok(Self {
+            packets: 0,
+            bytes: 0,
+            latency: drive::new_histogram()?,
+        })
+    }
+
+    /// Counts `payload`, received now, with its latency from its stamp (too short: not counted).
+    fn record(&mut self, payload: &[u8], epoch: Instant) {
+        let Some(stamp) = payload.get(..8) else {
+            return;
+        };
+        let mut send_us = [0u8; 8];
+        send_us.copy_from_slice(stamp);
+        self.packets += 1;
+        self.bytes += payload.len() as u64;
+        self.latency
+            .saturating_record(micros_since(epoch).saturating_sub(u64::from_be_bytes(send_us)));
+    }
+}
+
+/// How many audio packets and video frames a sender owes, paced from its start.
+struct Schedule {
+    audio_pps: f64,
+    fps: f64,
+    seconds: f64,
+    audio_total: u64,
+    frames_total: u64,
+    audio_sent: u64,
+    frames_sent: u64,
+}
+
+impl Schedule {
+    /// `s`'s audio, and its video unless `video` is false (no frame to send).
+    fn new(s: &Stream, video: bool) -> Self {
+        let (audio_pps, fps) = (f64::from(s.audio_pps), f64::from(s.fps));
+        Self {
+            audio_pps,
+            fps,
+            seconds: s.seconds,
+            audio_total: (s.seconds * audio_pps).floor() as u64,
+            frames_total: if video {
+                (s.seconds * fps).floor() as u64
+            } else {
+                0
+            },
+            audio_sent: 0,
+            frames_sent: 0,
+        }
+    }
+
+    /// The audio packets and video frames due `elapsed` s after the start and not yet sent,
+    /// counted as sent now.
+    fn due(&mut self, elapsed: f64) -> (u64, u64) {
+        let elapsed = elapsed.min(self.seconds);
+        let audio = ((elapsed * self.audio_pps).floor() as u64).min(self.audio_total);
+        let frames = ((elapsed * self.fps).floor() as u64).min(self.frames_total);
+        let due = (
+            audio.saturating_sub(self.audio_sent),
+            frames.saturating_sub(self.frames_sent),
+        );
+        self.audio_sent = self.audio_sent.max(audio);
+        self.frames_sent = self.frames_sent.max(frames);
+        due
+    }
 }
 
 /// Errors a UDP socket reports for an earlier datagram (an ICMP unreachable): not fatal.

@@ -2,6 +2,7 @@
 
 use super::drive::{frame_sizes, hello};
 use super::*;
+use bytes::BytesMut;
 use tokio::sync::oneshot;
 
 /// One second of the test stream (audio 100 B at 50/s, video 300 kbit/s at 30 fps) from

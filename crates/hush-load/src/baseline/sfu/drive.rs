@@ -6,7 +6,6 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
 use str0m::config::CryptoProvider;
 use str0m::format::{Codec, PayloadParams};
 use str0m::media::{MediaKind, Pt};
@@ -21,20 +20,12 @@ use tokio::task::JoinSet;
 use super::{Answer, MAX_LINE, Offer, declare, provider, rtc_config, up_ssrc};
 use crate::baseline::drive::{frame_sizes, invalid, new_histogram};
 use crate::baseline::{
-    AUDIO_CLOCK, DRAIN, LatencySummary, MAX_DATAGRAM, Measured, Mode, STAMP_LEN, Stream, TICK,
-    VIDEO_CLOCK, mix, transient,
+    AUDIO_CLOCK, DRAIN, LatencySummary, MAX_DATAGRAM, Measured, Mode, Schedule, Stream, TICK,
+    Tally, VIDEO_CLOCK, mix, stamped, transient,
 };
 
 /// How long every participant has to connect.
 const CONNECT_WITHIN: Duration = Duration::from_secs(30);
-
-/// What one participant counted.
-struct Tally {
-    sent: u64,
-    received: u64,
-    bytes: u64,
-    latency: Histogram<u64>,
-}
 
 /// One participant: its `Rtc`, its socket, and its two streams' counters.
 struct Participant {
@@ -128,10 +119,7 @@ impl Participant {
 
     /// Writes one RTP packet of `size` payload bytes, stamped with the send time.
     fn write(&mut self, video: bool, size: usize, marker: bool, epoch: Instant) {
-        let send_us = u64::try_from(epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
-        let mut payload = vec![0u8; size.max(STAMP_LEN)];
-        payload[..8].copy_from_slice(&send_us.to_be_bytes());
-        payload[8..12].copy_from_slice(&self.number.to_be_bytes());
+        let payload = stamped(size, self.number, epoch);
         let track = if video {
             &mut self.video
         } else {
@@ -164,19 +152,7 @@ impl Participant {
                     }
                 }
                 Ok(Output::Event(Event::Connected)) => connected = true,
-                Ok(Output::Event(Event::RtpPacket(p))) => {
-                    let Some(stamp) = p.payload.get(..8) else {
-                        continue;
-                    };
-                    let mut send_us = [0u8; 8];
-                    send_us.copy_from_slice(stamp);
-                    let now_us = u64::try_from(epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
-                    tally.received += 1;
-                    tally.bytes += p.payload.len() as u64;
-                    tally
-                        .latency
-                        .saturating_record(now_us.saturating_sub(u64::from_be_bytes(send_us)));
-                }
+                Ok(Output::Event(Event::RtpPacket(p))) => tally.record(&p.payload, epoch),
                 Ok(Output::Event(_)) => {}
                 Err(e) => return Err(io::Error::other(format!("str0m: {e}"))),
             }
@@ -191,21 +167,11 @@ impl Participant {
         epoch: Instant,
         ready: mpsc::Sender<()>,
         mut start: watch::Receiver<Option<tokio::time::Instant>>,
-    ) -> io::Result<Tally> {
-        let mut tally = Tally {
-            sent: 0,
-            received: 0,
-            bytes: 0,
-            latency: new_histogram()?,
-        };
+    ) -> io::Result<(u64, Tally)> {
+        let mut tally = Tally::new()?;
+        let mut sent = 0u64;
         let frame = frame_sizes(&stream);
-        let audio_total = (stream.seconds * f64::from(stream.audio_pps)).floor() as u64;
-        let frames_total = if frame.is_empty() {
-            0
-        } else {
-            (stream.seconds * f64::from(stream.fps)).floor() as u64
-        };
-        let (mut audio_sent, mut frames_sent) = (0u64, 0u64);
+        let mut schedule = Schedule::new(&stream, !frame.is_empty());
         let mut buf = vec![0u8; MAX_DATAGRAM];
         let mut announced = false;
         let mut began: Option<tokio::time::Instant> = None;
@@ -225,7 +191,7 @@ impl Participant {
             if let Some(b) = began
                 && tokio::time::Instant::now() >= b + send_for + DRAIN
             {
-                return Ok(tally);
+                return Ok((sent, tally));
             }
             tokio::select! {
                 r = self.socket.recv_from(&mut buf) => match r {
@@ -254,22 +220,18 @@ impl Participant {
                     if now < b {
                         continue;
                     }
-                    let elapsed = (now - b).as_secs_f64().min(stream.seconds);
-                    let audio_due = ((elapsed * f64::from(stream.audio_pps)).floor() as u64).min(audio_total);
-                    while audio_sent < audio_due {
+                    let (audio, frames) = schedule.due((now - b).as_secs_f64());
+                    for _ in 0..audio {
                         self.write(false, stream.audio_bytes, false, epoch);
                         self.audio.ts = self.audio.ts.wrapping_add(self.audio.step);
-                        audio_sent += 1;
-                        tally.sent += 1;
+                        sent += 1;
                     }
-                    let frames_due = ((elapsed * f64::from(stream.fps)).floor() as u64).min(frames_total);
-                    while frames_sent < frames_due {
+                    for _ in 0..frames {
                         for (k, &size) in frame.iter().enumerate() {
                             self.write(true, size, k + 1 == frame.len(), epoch);
-                            tally.sent += 1;
+                            sent += 1;
                         }
                         self.video.ts = self.video.ts.wrapping_add(self.video.step);
-                        frames_sent += 1;
                     }
                     self.rtc
                         .handle_input(Input::Timeout(Instant::now()))
@@ -277,7 +239,7 @@ impl Participant {
                 }
                 r = start.changed(), if began.is_none() => {
                     if r.is_err() {
-                        return Ok(tally);
+                        return Ok((sent, tally));
                     }
                 }
             }
@@ -351,9 +313,9 @@ pub async fn drive(
     let mut latency = new_histogram()?;
     let (mut sent, mut received, mut bytes) = (0u64, 0u64, 0u64);
     while let Some(r) = tasks.join_next().await {
-        let t = r.map_err(io::Error::other)??;
-        sent += t.sent;
-        received += t.received;
+        let (s, t) = r.map_err(io::Error::other)??;
+        sent += s;
+        received += t.packets;
         bytes += t.bytes;
         latency
             .add(&t.latency)
