@@ -163,7 +163,7 @@ impl Sfu {
         if self.members[i].rtc.handle_input(input).is_err() {
             self.stats.errors += 1;
         }
-        self.poll(i, out);
+        self.members[i].poll(now, &mut self.packets, &mut self.stats, out);
         self.fan_out(i, now, out);
     }
 
@@ -178,7 +178,7 @@ impl Sfu {
                 {
                     self.stats.errors += 1;
                 }
-                self.poll(i, out);
+                self.members[i].poll(now, &mut self.packets, &mut self.stats, out);
                 self.fan_out(i, now, out);
             }
         }
@@ -193,44 +193,26 @@ impl Sfu {
             .unwrap_or(now + IDLE)
     }
 
-    /// Polls member `i` to its next timeout: datagrams to `out`, RTP to `self.packets`.
-    fn poll(&mut self, i: usize, out: &mut Vec<(SocketAddr, DatagramSend)>) {
-        let m = &mut self.members[i];
-        loop {
-            match m.rtc.poll_output() {
-                Ok(Output::Timeout(t)) => {
-                    m.timeout = t;
-                    return;
-                }
-                Ok(Output::Transmit(t)) => out.push((t.destination, t.contents)),
-                Ok(Output::Event(Event::RtpPacket(p))) => self.packets.push(p),
-                Ok(Output::Event(Event::Connected)) => m.connected = true,
-                Ok(Output::Event(Event::IceConnectionStateChange(
-                    IceConnectionState::Disconnected,
-                ))) => m.connected = false,
-                Ok(Output::Event(_)) => {}
-                Err(_) => {
-                    self.stats.errors += 1;
-                    m.connected = false;
-                    m.timeout = Instant::now() + IDLE;
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Writes the packets taken from member `i` to each connected room-mate's leg.
+    /// Writes the packets taken from member `i` to each connected room-mate's leg, then polls
+    /// those legs.
     fn fan_out(&mut self, i: usize, now: Instant, out: &mut Vec<(SocketAddr, DatagramSend)>) {
         if self.packets.is_empty() {
             return;
         }
         let packets = std::mem::take(&mut self.packets);
-        let room = self.members[i].room;
-        let mates = self.rooms.get(&room).cloned().unwrap_or_default();
+        let Self {
+            members,
+            rooms,
+            stats,
+            packets: scratch,
+            ..
+        } = self;
+        let room = members[i].room;
+        let mates = rooms.get(&room).map(Vec::as_slice).unwrap_or_default();
         for p in &packets {
-            self.stats.media += 1;
-            for &j in &mates {
-                let m = &mut self.members[j];
+            stats.media += 1;
+            for &j in mates {
+                let m = &mut members[j];
                 if j == i || !m.connected {
                     continue;
                 }
@@ -250,17 +232,50 @@ impl Sfu {
                     .marker(p.header.marker)
                     .nackable(true),
                 );
-                self.stats.forwarded += 1;
+                stats.forwarded += 1;
             }
         }
-        for &j in &mates {
-            if j != i && self.members[j].connected {
-                self.poll(j, out);
+        for &j in mates {
+            if j != i && members[j].connected {
+                members[j].poll(now, scratch, stats, out);
             }
         }
         // Keep the scratch vector's allocation.
         self.packets = packets;
         self.packets.clear();
+    }
+}
+
+impl Member {
+    /// Polls the `Rtc` to its next timeout: datagrams to `out`, RTP to `packets`.
+    fn poll(
+        &mut self,
+        now: Instant,
+        packets: &mut Vec<RtpPacket>,
+        stats: &mut SfuStats,
+        out: &mut Vec<(SocketAddr, DatagramSend)>,
+    ) {
+        loop {
+            match self.rtc.poll_output() {
+                Ok(Output::Timeout(t)) => {
+                    self.timeout = t;
+                    return;
+                }
+                Ok(Output::Transmit(t)) => out.push((t.destination, t.contents)),
+                Ok(Output::Event(Event::RtpPacket(p))) => packets.push(p),
+                Ok(Output::Event(Event::Connected)) => self.connected = true,
+                Ok(Output::Event(Event::IceConnectionStateChange(
+                    IceConnectionState::Disconnected,
+                ))) => self.connected = false,
+                Ok(Output::Event(_)) => {}
+                Err(_) => {
+                    stats.errors += 1;
+                    self.connected = false;
+                    self.timeout = now + IDLE;
+                    return;
+                }
+            }
+        }
     }
 }
 
