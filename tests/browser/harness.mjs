@@ -162,9 +162,11 @@ export function suite(name, { quiet = false } = {}) {
 /**
  * Sum of a `dropped` map, leaving out `duplicate`: byte-identical copies of frames already
  * decrypted, which Chromium's receive pipeline hands the transform at times (web/src/hybrid.ts,
- * "Duplicates"); they are no failure. Any other reason counts, `replayed` included.
+ * "Duplicates"), and `before_join`: frames a member got sealed before it joined, under an epoch
+ * it never holds (web/src/receivers.ts). Neither is a failure. Any other reason counts,
+ * `replayed` and `unknown_kid` included.
  */
-export const drops = (d) => Object.entries(d ?? {}).reduce((a, [k, n]) => (k === 'duplicate' ? a : a + n), 0);
+export const drops = (d) => Object.entries(d ?? {}).reduce((a, [k, n]) => (k === 'duplicate' || k === 'before_join' ? a : a + n), 0);
 
 /** Exits with a FAIL line unless every path exists (a binary, a browser, a prepared build). */
 export async function needFiles(paths, hint) {

@@ -495,5 +495,38 @@ async function startRefusals() {
   return out;
 }
 
-window.keys = { run, ghosts, startRefusals, twoTransforms, pageRandomness, stall };
+/**
+ * (m) Frames sealed before a member joined, through carol's real receive transform for alice:
+ * alice and bob seal frames, then carol joins; the relay delivers alice's earlier frames to
+ * carol (as a relay does at every join, until the others switch to the join's epoch). Also on
+ * alice's track: bob's earlier frame, a frame under a KID of alice's from an epoch carol never
+ * got, and a frame alice seals after the join.
+ */
+async function preJoin() {
+  const relay = new Relay(await backend());
+  const alice = await relay.join('alice');
+  const bob = await relay.join('bob');
+  const out = { settled: await relay.settle(relay.seq) };
+  const text = (t) => t.padEnd(60);
+  const pre = [];
+  for (let i = 0; i < 3; i++) pre.push((await alice.seal(text(`alice before carol ${i}`), 1)).frame);
+  const bobPre = (await bob.seal(text('bob before carol'), 1)).frame;
+  const carol = await relay.join('carol');
+  out.settledAfter = await relay.settle(relay.seq);
+  out.joinSeq = carol.joinSeq;
+  await carol.track('alice', 'alice');
+  out.pre = await carol.feed('alice', pre);
+  out.bobsOnAlice = await carol.feed('alice', [bobPre]);
+  const kid = (BigInt(alice.index) << 8n) | BigInt((relay.seq + 5) & 0xff);
+  const data = new TextEncoder().encode(text('alice on an epoch carol never got'));
+  const future = (await alice.ask({ kind: 'testSealWith', kid, key: new Uint8Array(16).fill(3), data }, 'testSealed')).frame;
+  out.future = await carol.feed('alice', [future]);
+  out.fresh = await carol.feed('alice', [(await alice.seal(text('alice after carol joined'), 1)).frame]);
+  out.taken = await carol.taken('alice');
+  out.failures = carol.failures.map(({ reason, total }) => ({ reason, total }));
+  for (const m of relay.all.values()) m.worker.terminate();
+  return out;
+}
+
+window.keys = { run, ghosts, startRefusals, twoTransforms, pageRandomness, stall, preJoin };
 window.keysReady = true;

@@ -104,6 +104,15 @@ await t.run(async () => {
   const pr = await page.evaluate(() => window.keys.pageRandomness());
   check('(k) a page that stubs getRandomValues still gets two independent 32-byte identity keys from the Workers',
     pr.ids.length === 2 && pr.ids[0] !== pr.ids[1] && pr.ids.every((k) => k.length === 44) && pr.stubRemoved, pr);
+  const pj = await page.evaluate(() => window.keys.preJoin());
+  check('(m) alice\'s 3 frames from before carol joined: dropped at carol as before_join, no failure event for them',
+    pj.settled && pj.settledAfter && pj.pre?.ok === 0 && pj.pre.dropped.before_join === 3 && drops(pj.pre) === 3
+      && !pj.failures.some((f) => f.reason === 'before_join'), { pre: pj.pre, failures: pj.failures });
+  check('(m) ... while bob\'s earlier frame on alice\'s track and alice\'s frame on an epoch carol never got are unknown_kid, reported',
+    pj.future?.dropped.unknown_kid === 2 && pj.future.dropped.before_join === 3 && pj.failures.some((f) => f.reason === 'unknown_kid'),
+    { bobsOnAlice: pj.bobsOnAlice, future: pj.future, failures: pj.failures });
+  check('(m) ... and alice\'s frame after the join opens',
+    pj.fresh?.ok === 1 && pj.taken.length === 1 && pj.taken[0] === 'alice after carol joined', { fresh: pj.fresh, taken: pj.taken });
   const unexpected = Object.entries(r.errors).filter(([n, e]) => (n === 'bob' ? e.length !== 3 : e.length !== 0));
   check('no refusals besides the injected ones', unexpected.length === 0, r.errors);
 });

@@ -50,7 +50,7 @@ async function join({ url, token, participant, room, keys, secret, testWorker: u
   });
   e2ee.addEventListener('keychange', (e) => keyEvents.push({ type: e.detail.type, epoch: e.detail.epoch, t: Date.now() }));
   e2ee.addEventListener('keyerror', (e) => keyEvents.push({ type: 'keyerror', reason: String(e.detail?.reason), t: Date.now() }));
-  e2ee.addEventListener('decryptfailure', (e) => failures.push(e.detail));
+  e2ee.addEventListener('decryptfailure', (e) => failures.push({ ...e.detail, t: Date.now() }));
   // `listenOnly`: publish nothing (a viewer).
   // `video`: camera constraints (e.g. `{ width: 1280, height: 720 }` for three simulcast layers).
   const media = listenOnly ? null : await navigator.mediaDevices.getUserMedia({ audio: true, video: video ?? true });

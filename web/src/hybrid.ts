@@ -235,10 +235,10 @@ export class HybridOpener {
     private readonly baseKey: (kid: bigint) => Uint8Array | undefined,
     private readonly threshold = HOST_AEAD_MIN_BYTES,
     /**
-     * For a receiver that holds one sender's keys (receivers.ts): whether a KID it has no key
-     * for is another sender's, which makes the drop `wrong_sender` rather than `unknown_kid`.
+     * For a receiver that holds one sender's keys (receivers.ts): why a frame under a KID it
+     * has no key for is dropped (`wrong_sender`, `before_join` or `unknown_kid`).
      */
-    private readonly othersKey?: (kid: bigint) => boolean,
+    private readonly unknownKid?: (kid: bigint) => DropReason,
   ) {}
 
   /**
@@ -247,9 +247,9 @@ export class HybridOpener {
    */
   private reason(data: Uint8Array, fallback: DropReason = 'auth_failed'): DropReason {
     const r = (this.receiver.lastError() ?? fallback) as DropReason;
-    if (r === 'unknown_kid' && this.othersKey) {
+    if (r === 'unknown_kid' && this.unknownKid) {
       const kid = this.receiver.lastUnknownKid();
-      return kid !== undefined && this.othersKey(kid) ? 'wrong_sender' : r;
+      return kid !== undefined ? this.unknownKid(kid) : r;
     }
     return r === 'replayed' && this.recent.some((f) => equalBytes(f, data)) ? 'duplicate' : r;
   }

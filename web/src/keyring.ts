@@ -44,6 +44,7 @@ export class KeyRing {
   private readonly send = new Map<number, SendKey>();
   private readonly recv = new Map<bigint, RecvKey>();
   private readonly listeners = new Set<KeyRingListener>();
+  private preJoin: ((kid: bigint) => string | undefined) | null = null;
 
   /** Registers a listener; returns a function that removes it. */
   listen(listener: KeyRingListener): () => void {
@@ -104,6 +105,19 @@ export class KeyRing {
     if (!had) return;
     this.recv.delete(kid);
     for (const l of this.listeners) l.recvKeyRemoved?.(kid, had.owner);
+  }
+
+  /**
+   * Set by the key exchange (worker-keys.ts; `null` when none runs): for a KID no key opens,
+   * the member that sealed the frame before this member joined, if it is such a frame.
+   */
+  setPreJoinCheck(check: ((kid: bigint) => string | undefined) | null): void {
+    this.preJoin = check;
+  }
+
+  /** The member that sealed a frame under `kid` before this member joined, if it is one. */
+  preJoinSender(kid: bigint): string | undefined {
+    return this.preJoin?.(kid);
   }
 
   /** Called by a send transform when it starts. */

@@ -108,7 +108,7 @@ export type KeyEvent =
  * Why a frame was dropped: the wire names of hush-proto's `E2eeDropReason`, which are also the
  * `e2ee_stats` keys and the relay's metric labels. The frame layer's reasons (hush-wasm's
  * `lastError` codes) come from hush-frame's `DropReason`; `duplicate` (hybrid.ts),
- * `wrong_sender` (receivers.ts), `no_key` and `encrypt_failed` (send side) are the transforms'
+ * `wrong_sender` and `before_join` (receivers.ts), `no_key` and `encrypt_failed` (send side) are the transforms'
  * own; `other` is anything else. A Rust test
  * (hush-proto `drop_reasons_are_one_vocabulary_...`) fails when this list and the Rust one differ.
  */
@@ -129,7 +129,14 @@ export type DropReason =
    * On a transform attached for one participant: the frame is under another sender's key (the
    * relay put it on a track that is not its sender's, or a key with no known sender).
    */
-  | 'wrong_sender';
+  | 'wrong_sender'
+  /**
+   * Sealed before this member joined, under an epoch it never holds: a newcomer's first frames
+   * can be (the others seal under the old epoch until it has the new one). Counted, but no
+   * `decryptFailure`: expected at every join. Told apart for the grace period after the join
+   * only (hush-keys `Session::predates_join`); later such a frame is `unknown_kid`.
+   */
+  | 'before_join';
 
 /** Per-transform counters. */
 export interface TransformStats {

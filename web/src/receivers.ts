@@ -111,11 +111,17 @@ export function unattributedReceiver(suite: number): { receiver: Receiver; stop:
 }
 
 /**
- * Whether a frame under `kid` that `participant`'s decryptor has no key for is another
- * sender's (`wrong_sender`): the key ring holds a key for `kid` that is not `participant`'s.
- * `participant` undefined (an unattributed track): the key has an owner.
+ * Why a frame under `kid` that `participant`'s decryptor has no key for is dropped:
+ * - `wrong_sender`: the key ring holds a key for `kid` that is not `participant`'s
+ *   (`participant` undefined, an unattributed track: the key has an owner);
+ * - `before_join`: `participant` sealed it before this member joined, under an epoch this member
+ *   never holds (the key exchange says so, for the grace period after the join). Expected for
+ *   a newcomer's first frames, so the transform raises no failure event for it;
+ * - `unknown_kid` otherwise.
  */
-export function othersKey(participant: string | undefined, kid: bigint): boolean {
+export function unknownKidReason(participant: string | undefined, kid: bigint): 'wrong_sender' | 'before_join' | 'unknown_kid' {
   const k = keyRing.recvKey(kid);
-  return k !== undefined && k.owner !== participant;
+  if (k !== undefined && k.owner !== participant) return 'wrong_sender';
+  if (participant !== undefined && keyRing.preJoinSender(kid) === participant) return 'before_join';
+  return 'unknown_kid';
 }

@@ -118,6 +118,7 @@ function schedule(): void {
 
 function stop(): void {
   if (timer !== null) { clearTimeout(timer); timer = null; }
+  keyRing.setPreJoinCheck(null);
   session?.free();
   session = null;
   for (const c of installedSend) keyRing.stopSend(c);
@@ -156,6 +157,8 @@ export function handleKeysMessage(m: KeysMessage, postTo?: (m: FromWorker) => vo
       // The shared secret was copied into wasm; wipe the structured clone.
       m.sharedSecret?.fill(0);
     }
+    const s = session;
+    keyRing.setPreJoinCheck((kid) => (s.predatesJoin(Date.now(), kid) ? s.keyOwner(kid) : undefined));
     post({ kind: 'keysIdentity', identityKey: session.identityKey() });
     return;
   }

@@ -11,7 +11,7 @@
 import init, { Sender } from '../wasm/hush_wasm.js';
 import { HOST_AEAD_MIN_BYTES, HostKeys, HybridOpener, HybridSealer, hostSuite, orderedTransform, type FrameResult } from './hybrid.js';
 import { Context, keyRing, sameBytes } from './keyring.js';
-import { unattributedReceiver, othersKey, receivers } from './receivers.js';
+import { unattributedReceiver, unknownKidReason, receivers } from './receivers.js';
 import { handleKeysMessage } from './worker-keys.js';
 import type { DropReason, FromWorker, LayoutCode, ToWorker, TransformOptions, TransformStats } from './protocol.js';
 
@@ -97,8 +97,9 @@ function attach(readable: ReadableStream, writable: WritableStream, opts: Transf
     const total = (s.dropped[r] ?? 0) + 1;
     s.dropped[r] = total;
     // A duplicate (a byte-identical copy of a frame already decrypted, which browsers hand
-    // the receive transform at times, see hybrid.ts) is counted but is no failure.
-    if (opts.side === 'recv' && r !== 'duplicate') {
+    // the receive transform at times, see hybrid.ts) and a frame sealed before this member
+    // joined (receivers.ts) are counted but are no failure.
+    if (opts.side === 'recv' && r !== 'duplicate' && r !== 'before_join') {
       const now = performance.now();
       const last = lastEvent.get(r);
       if (last === undefined || now - last >= FAILURE_EVENT_MS) {
@@ -151,10 +152,10 @@ function attach(readable: ReadableStream, writable: WritableStream, opts: Transf
       if (!opener) {
         if (who === undefined) {
           const own = unattributedReceiver(suite);
-          opener = new HybridOpener(own.receiver, hostKeys, recvBase, HOST_AEAD_MIN_BYTES, (kid) => othersKey(undefined, kid));
+          opener = new HybridOpener(own.receiver, hostKeys, recvBase, HOST_AEAD_MIN_BYTES, (kid) => unknownKidReason(undefined, kid));
           release = () => { own.stop(); own.receiver.free(); };
         } else {
-          opener = new HybridOpener(receivers.acquire(who, suite), hostKeys, recvBase, HOST_AEAD_MIN_BYTES, (kid) => othersKey(who, kid));
+          opener = new HybridOpener(receivers.acquire(who, suite), hostKeys, recvBase, HOST_AEAD_MIN_BYTES, (kid) => unknownKidReason(who, kid));
           release = () => receivers.release(who);
         }
       }

@@ -12,7 +12,8 @@ use std::rc::Rc;
 use common::{MIC, Net, NetConfig};
 use hush_keys::envelope::{self, EnvelopeHeader};
 use hush_keys::{
-    EnvelopeError, EpochSecret, Error, Event, IdentityKeyPair, Input, MembershipError, Reason,
+    EnvelopeError, EpochSecret, Error, Event, IdentityKeyPair, Input, Instant, Kid,
+    MembershipError, Reason, SenderIndex,
 };
 
 fn sample(v: Vec<usize>, max: usize) -> Vec<usize> {
@@ -126,6 +127,52 @@ fn fifty_members_churn_a_b_c() {
         attempts += a;
     }
     assert!(attempts > 1000, "(c) tried only {attempts} keys");
+
+    // Frames sealed before a joiner's join reach it (the others switch only once it has the new
+    // epoch): its session says which they are (`predates_join`), and never says it of a later
+    // frame (that would be a violation above). The few it misses came before its own join was
+    // applied, or from a sender it already saw leave.
+    assert!(s.pre_join_unknown > 100, "{s:?}");
+    assert!(
+        s.pre_join_classified * 100 >= s.pre_join_unknown * 90,
+        "{s:?}"
+    );
+}
+
+#[test]
+fn predates_join_only_for_earlier_epochs_of_other_members_within_the_grace_period() {
+    let mut net = Net::new(3, NetConfig::default());
+    net.join_spaced(3, 100);
+    net.run_until_settled(10_000).expect("room settles");
+    let newest = &net.nodes[2];
+    let join = newest.join_seq;
+    let (alice, me) = (net.nodes[0].idx, newest.idx);
+    let stranger = SenderIndex::new(999).unwrap();
+    let at = |ms| Instant::from_millis(ms);
+    let says = |now, s, e| newest.session.predates_join(at(now), Kid::new(MIC, s, e));
+    let now = net.now;
+    assert!(says(now, alice, join - 1), "the epoch before the join");
+    assert!(says(now, alice, join - 2), "an older one");
+    assert!(!says(now, alice, join), "the join's own epoch");
+    assert!(!says(now, alice, join + 1), "a later one");
+    assert!(!says(now, me, join - 1), "its own sender index");
+    assert!(!says(now, stranger, join - 1), "no member's index");
+    assert!(!says(now + 10_000, alice, join - 1), "past the grace period");
+
+    // 128 epochs after the join the KID's 8 bits no longer tell: it says nothing.
+    for _ in 0..127 {
+        net.rekey();
+        net.run_for(10);
+    }
+    net.run_until_settled(5_000).expect("settles after 127 rekeys");
+    let s = &net.nodes[2].session;
+    assert_eq!(s.applied_seq(), join + 127);
+    assert!(s.predates_join(at(net.now), Kid::new(MIC, alice, join - 1)), "127 epochs on");
+    net.rekey();
+    net.run_until_settled(5_000).expect("settles after one more");
+    let s = &net.nodes[2].session;
+    assert_eq!(s.applied_seq(), join + 128);
+    assert!(!s.predates_join(at(net.now), Kid::new(MIC, alice, join - 1)), "128 epochs on");
 }
 
 #[test]

@@ -367,8 +367,8 @@ impl E2eeStats {
 ///   the `From<DropReason>` impl is the one place they are mapped, and
 ///   [`E2eeDropReason::as_str`] takes their names from hush-frame;
 /// - the transforms around hush-frame add [`Duplicate`](Self::Duplicate),
-///   [`EncryptFailed`](Self::EncryptFailed), [`NoKey`](Self::NoKey) and
-///   [`WrongSender`](Self::WrongSender);
+///   [`EncryptFailed`](Self::EncryptFailed), [`NoKey`](Self::NoKey),
+///   [`WrongSender`](Self::WrongSender) and [`BeforeJoin`](Self::BeforeJoin);
 /// - the wire adds [`Other`](Self::Other).
 ///
 /// web/src/protocol.ts `DropReason` lists the same names; a test in this crate fails when a name
@@ -404,11 +404,16 @@ pub enum E2eeDropReason {
     /// A receive transform bound to one participant (web/src/receivers.ts): the frame's KID is
     /// another sender's key, so the relay put it on a track that is not its sender's.
     WrongSender,
+    /// A receive transform: the frame was sealed before this member joined, under an epoch it
+    /// never holds (hush-keys `Session::predates_join`). A newcomer's first frames can be: the
+    /// others seal under the old epoch until it has the new one. Expected, so no failure event;
+    /// told apart only for the grace period after the join.
+    BeforeJoin,
 }
 
 impl E2eeDropReason {
     /// Every reason, in label order (new reasons are appended).
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 13] = [
         Self::Unencrypted,
         Self::MalformedHeader,
         Self::Truncated,
@@ -421,6 +426,7 @@ impl E2eeDropReason {
         Self::NoKey,
         Self::Other,
         Self::WrongSender,
+        Self::BeforeJoin,
     ];
 
     /// The wire name (also the metrics label); hush-frame's own for the frame layer's reasons.
@@ -432,6 +438,7 @@ impl E2eeDropReason {
                 Self::EncryptFailed => "encrypt_failed",
                 Self::NoKey => "no_key",
                 Self::WrongSender => "wrong_sender",
+                Self::BeforeJoin => "before_join",
                 // `Other`; the frame layer's reasons all have a `frame()` (tested).
                 _ => "other",
             },

@@ -597,6 +597,7 @@ fn drop_reasons_are_one_vocabulary_from_hush_frame_to_the_wire_and_typescript() 
         E2eeDropReason::EncryptFailed,
         E2eeDropReason::NoKey,
         E2eeDropReason::WrongSender,
+        E2eeDropReason::BeforeJoin,
         E2eeDropReason::Other,
     ];
     for r in E2eeDropReason::ALL {

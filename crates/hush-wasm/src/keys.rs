@@ -220,6 +220,19 @@ impl KeyCore {
             .find(|m| m.sender_index == sender)
             .map(|m| &m.participant)
     }
+
+    /// Whether a frame under `kid`, which no receive key opens, was sealed before this member's
+    /// join ([`hush_keys::Session::predates_join`]): expected for a newcomer's first frames,
+    /// not a failure. `false` for a KID hush-keys could not have made, and before the join.
+    pub fn predates_join(&self, now_ms: u64, kid: u64) -> bool {
+        let Some((ctx, sender, epoch)) = hush_keys::Kid::unpack(kid) else {
+            return false;
+        };
+        let kid = hush_keys::Kid::new(ctx, sender, u64::from(epoch));
+        self.core
+            .session()
+            .is_some_and(|s| s.predates_join(at(now_ms), kid))
+    }
 }
 
 #[cfg(test)]
@@ -303,6 +316,26 @@ mod tests {
             bob.core().session().unwrap().applied_seq(),
         );
         assert_eq!(before, after);
+    }
+
+    #[test]
+    fn frames_from_before_the_join_are_told_apart_for_a_grace_period() {
+        use hush_keys::{Kid, SenderIndex, StreamContext};
+        let kid = |index: u32, epoch: u64| {
+            let sender = SenderIndex::new(index).unwrap();
+            Kid::new(StreamContext::MICROPHONE, sender, epoch).get()
+        };
+        let before = KeyCore::with_seed(Membership::Unauthenticated, [2; 32], None).unwrap();
+        assert!(!before.predates_join(1_000, kid(1, 1)), "nothing before the join");
+        // Bob joined at sequence 2 (at 1 000 ms); alice (index 1) was there before him.
+        let bob = joined();
+        assert!(bob.predates_join(1_500, kid(1, 1)), "alice's epoch 1");
+        assert!(!bob.predates_join(1_500, kid(1, 2)), "the join's epoch");
+        assert!(!bob.predates_join(1_500, kid(1, 3)), "a later epoch");
+        assert!(!bob.predates_join(1_500, kid(2, 1)), "his own index");
+        assert!(!bob.predates_join(1_500, kid(3, 1)), "no member's index");
+        assert!(!bob.predates_join(11_000, kid(1, 1)), "past the grace period");
+        assert!(!bob.predates_join(1_500, 1 << 40), "no KID hush-keys makes");
     }
 
     #[test]

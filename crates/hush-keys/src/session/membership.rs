@@ -124,6 +124,7 @@ impl<R: CryptoRng> Session<R> {
             }
         }
         self.me = Some(me);
+        self.joined = Some((seq, now));
         self.applied_seq = seq;
         self.membership_dirty = true;
         self.last_fresh_at = now;

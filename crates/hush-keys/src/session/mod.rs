@@ -81,6 +81,8 @@ pub struct Session<R> {
     identity: IdentityKeyPair,
     participant: ParticipantId,
     me: Option<SenderIndex>,
+    /// This member's join: its sequence number and when it was applied.
+    joined: Option<(u64, Instant)>,
     removed: bool,
     /// Current members (this one included), by join sequence: the first is the committer.
     members: BTreeMap<u64, Member>,
@@ -145,6 +147,7 @@ impl<R: CryptoRng> Session<R> {
             identity,
             participant,
             me: None,
+            joined: None,
             removed: false,
             members: BTreeMap::new(),
             seen_indexes: BTreeSet::new(),
@@ -291,6 +294,38 @@ impl<R: CryptoRng> Session<R> {
     /// The sequence number of the last relay event applied.
     pub fn applied_seq(&self) -> u64 {
         self.applied_seq
+    }
+
+    /// Whether a frame under `kid`, which no installed key opens, was sealed before this member
+    /// joined: its sender is another current member and its epoch precedes the join.
+    ///
+    /// A newcomer never holds those epochs (each join moves the room to a new one, so the past
+    /// stays closed to newcomers), and the others go on sealing under the old epoch until the
+    /// newcomer has the new one: a newcomer's first frames can be such frames. They are
+    /// expected, not a failure; the browser's transforms count them as `before_join` and raise
+    /// no failure event.
+    ///
+    /// Only for the grace period after the join ([`Config::grace`], how long an old epoch stays
+    /// open anywhere): later, a frame under a pre-join epoch is no honest sender's. `false`
+    /// before the join, and once the room is 128 epochs past it (a KID's 8 epoch bits no
+    /// longer tell the past from the future).
+    pub fn predates_join(&self, now: Instant, kid: Kid) -> bool {
+        let (Some((join, at)), Some(me)) = (self.joined, self.me) else {
+            return false;
+        };
+        let Some((_, sender, low)) = Kid::unpack(kid.get()) else {
+            return false;
+        };
+        if sender == me
+            || self.member_by_index(sender).is_none()
+            || now >= at.saturating_add(self.cfg.grace)
+            || self.applied_seq.saturating_sub(join) >= 128
+        {
+            return false;
+        }
+        // How far the KID's epoch lies before the join, mod 2^8 (join mod 2^8 is its low byte).
+        let back = (join as u8).wrapping_sub(low);
+        (1..=128).contains(&back)
     }
 
     // ---------------------------------------------------------------- outputs

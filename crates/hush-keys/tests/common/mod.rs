@@ -13,7 +13,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 
-use hush_frame::{BaseKey, CipherSuite, Decryptor, Encryptor, Layout};
+use hush_frame::{BaseKey, CipherSuite, DecryptError, Decryptor, Encryptor, Layout};
 use hush_keys::ed25519_dalek::SigningKey;
 use hush_keys::rand_core::{Rng, SeedableRng};
 use hush_keys::{
@@ -141,6 +141,10 @@ pub struct Stats {
     pub unsettled_frames: u64,
     pub settled_frames: u64,
     pub optional_failures: u64,
+    /// Frames a receiver had no key for, sealed under an epoch before its join.
+    pub pre_join_unknown: u64,
+    /// ... of which the receiver's session said `predates_join`.
+    pub pre_join_classified: u64,
 }
 
 pub struct Net {
@@ -542,8 +546,27 @@ impl Net {
             return;
         }
         let mut buf = self.frames[f].bytes.clone();
-        let ok = self.nodes[to].dec.decrypt(Layout::Pure, &mut buf).is_ok();
+        let res = self.nodes[to].dec.decrypt(Layout::Pure, &mut buf);
+        let ok = res.is_ok();
         let fr = &self.frames[f];
+        if matches!(res, Err(DecryptError::UnknownKid(_))) {
+            // `predates_join` sorts out frames sealed before this receiver's join, and only
+            // those: it never hides a frame of the join's epoch or a later one.
+            let (ctx, s, _) = Kid::unpack(fr.kid).unwrap();
+            let kid = Kid::new(ctx, s, fr.epoch);
+            let before = self.nodes[to]
+                .session
+                .predates_join(Instant::from_millis(self.now), kid);
+            if fr.epoch < self.nodes[to].join_seq {
+                self.stats.pre_join_unknown += 1;
+                self.stats.pre_join_classified += u64::from(before);
+            } else if before {
+                self.violations.push(format!(
+                    "t={} node {to} took frame {f} (epoch {}, its join {}) for a pre-join frame",
+                    self.now, fr.epoch, self.nodes[to].join_seq
+                ));
+            }
+        }
         if ok {
             let mut want = fr.sender_idx.to_be_bytes().to_vec();
             want.extend_from_slice(&(f as u64).to_be_bytes());

@@ -130,6 +130,14 @@ impl KeySession {
         String::from_utf8(id.as_bytes().to_vec()).ok()
     }
 
+    /// Whether a frame under `kid` that no receive key opens was sealed before this member's
+    /// join (a newcomer's first frames can be: expected, no failure). The Worker's receive
+    /// transforms count those as `before_join` (web/src/receivers.ts).
+    #[wasm_bindgen(js_name = predatesJoin)]
+    pub fn predates_join(&self, now_ms: f64, kid: u64) -> bool {
+        self.core.predates_join(ms(now_ms), kid)
+    }
+
     /// The epoch local streams send on, if any.
     #[wasm_bindgen(js_name = sendingEpoch)]
     pub fn sending_epoch(&self) -> Option<f64> {
