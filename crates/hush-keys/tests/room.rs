@@ -157,22 +157,33 @@ fn predates_join_only_for_earlier_epochs_of_other_members_within_the_grace_perio
     assert!(!says(now, alice, join + 1), "a later one");
     assert!(!says(now, me, join - 1), "its own sender index");
     assert!(!says(now, stranger, join - 1), "no member's index");
-    assert!(!says(now + 10_000, alice, join - 1), "past the grace period");
+    assert!(
+        !says(now + 10_000, alice, join - 1),
+        "past the grace period"
+    );
 
     // 128 epochs after the join the KID's 8 bits no longer tell: it says nothing.
     for _ in 0..127 {
         net.rekey();
         net.run_for(10);
     }
-    net.run_until_settled(5_000).expect("settles after 127 rekeys");
+    net.run_until_settled(5_000)
+        .expect("settles after 127 rekeys");
     let s = &net.nodes[2].session;
     assert_eq!(s.applied_seq(), join + 127);
-    assert!(s.predates_join(at(net.now), Kid::new(MIC, alice, join - 1)), "127 epochs on");
+    assert!(
+        s.predates_join(at(net.now), Kid::new(MIC, alice, join - 1)),
+        "127 epochs on"
+    );
     net.rekey();
-    net.run_until_settled(5_000).expect("settles after one more");
+    net.run_until_settled(5_000)
+        .expect("settles after one more");
     let s = &net.nodes[2].session;
     assert_eq!(s.applied_seq(), join + 128);
-    assert!(!s.predates_join(at(net.now), Kid::new(MIC, alice, join - 1)), "128 epochs on");
+    assert!(
+        !s.predates_join(at(net.now), Kid::new(MIC, alice, join - 1)),
+        "128 epochs on"
+    );
 }
 
 #[test]

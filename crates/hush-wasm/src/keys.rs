@@ -326,7 +326,10 @@ mod tests {
             Kid::new(StreamContext::MICROPHONE, sender, epoch).get()
         };
         let before = KeyCore::with_seed(Membership::Unauthenticated, [2; 32], None).unwrap();
-        assert!(!before.predates_join(1_000, kid(1, 1)), "nothing before the join");
+        assert!(
+            !before.predates_join(1_000, kid(1, 1)),
+            "nothing before the join"
+        );
         // Bob joined at sequence 2 (at 1 000 ms); alice (index 1) was there before him.
         let bob = joined();
         assert!(bob.predates_join(1_500, kid(1, 1)), "alice's epoch 1");
@@ -334,7 +337,10 @@ mod tests {
         assert!(!bob.predates_join(1_500, kid(1, 3)), "a later epoch");
         assert!(!bob.predates_join(1_500, kid(2, 1)), "his own index");
         assert!(!bob.predates_join(1_500, kid(3, 1)), "no member's index");
-        assert!(!bob.predates_join(11_000, kid(1, 1)), "past the grace period");
+        assert!(
+            !bob.predates_join(11_000, kid(1, 1)),
+            "past the grace period"
+        );
         assert!(!bob.predates_join(1_500, 1 << 40), "no KID hush-keys makes");
     }
 
