@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use hush_frame::CipherSuite;
 use hush_keys::ed25519_dalek::VerifyingKey;
@@ -18,28 +17,19 @@ use hush_proto::{
     ServerMessage, Source, TrackInfo,
 };
 use rtc::ice::mdns::MulticastDnsMode;
-use rtc::media::Sample;
-use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-};
-use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
-use webrtc::media_stream::MediaStreamTrack;
-use webrtc::media_stream::track_local::TrackLocal;
-use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, RTCConfiguration, RTCConfigurationBuilder,
     RTCIceServer, RTCIceTransportPolicy, RTCPeerConnectionState, Registry, SettingEngineBuilder,
-    register_default_interceptors,
+    configure_simulcast_extension_headers, register_default_interceptors,
 };
-use webrtc::rtp_transceiver::RtpSender;
 
 use crate::crypto::{FrameCrypto, Sealed, Stats, context_of};
 use crate::driver::{Clock, Command, Driver, Handler};
 use crate::error::ClientError;
 use crate::keys::KeyAgent;
+use crate::publish::LocalTrack;
 
 /// Called for every frame that decrypted, with the plaintext (tests check its content).
 pub type FrameSink = Arc<dyn Fn(&ReceivedFrame<'_>) + Send + Sync>;
@@ -94,6 +84,9 @@ pub struct ClientOptions {
     /// Media only through the TURN servers the relay hands out in `joined` (a browser's
     /// `iceTransportPolicy: "relay"`); default false: every candidate, TURN among them.
     pub relay_only: bool,
+    /// Encodings the camera sends (default 1): 2 or 3 send simulcast, rids `q`, `h`, `f`
+    /// lowest first; [`Client::send_layer_frame`] writes each.
+    pub simulcast_layers: u8,
 }
 
 impl ClientOptions {
@@ -122,6 +115,7 @@ impl ClientOptions {
             send_rtcp: true,
             rtcp_dropped: Arc::default(),
             relay_only: false,
+            simulcast_layers: 1,
         }
     }
 }
@@ -189,14 +183,6 @@ impl Shared {
             self.crypto().stats.events_dropped += 1;
         }
     }
-}
-
-/// A local published track.
-struct LocalTrack {
-    track: Arc<TrackLocalStaticSample>,
-    sender: Arc<dyn RtpSender>,
-    ssrc: u32,
-    payload_type: Mutex<Option<u8>>,
 }
 
 /// What the relay said at join.
@@ -326,6 +312,10 @@ impl Client {
         });
         let mut media = MediaEngine::default();
         media.register_default_codecs()?;
+        if options.simulcast_layers > 1 {
+            // `mid` and `rid` on the packets of simulcast encodings (`publish`).
+            configure_simulcast_extension_headers(&mut media)?;
+        }
         let mut registry = register_default_interceptors(Registry::new(), &mut media)?;
         if !options.send_rtcp {
             // Nearest the wire: whatever the others write, no RTCP leaves.
@@ -352,69 +342,14 @@ impl Client {
             if tracks.contains_key(&source) {
                 continue;
             }
-            let (kind, codec) = match source {
-                Source::Microphone => (
-                    RtpCodecKind::Audio,
-                    RTCRtpCodec {
-                        mime_type: MIME_TYPE_OPUS.to_owned(),
-                        clock_rate: 48_000,
-                        channels: 2,
-                        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
-                        rtcp_feedback: vec![],
-                    },
-                ),
-                _ => (
-                    RtpCodecKind::Video,
-                    RTCRtpCodec {
-                        mime_type: MIME_TYPE_VP8.to_owned(),
-                        clock_rate: 90_000,
-                        channels: 0,
-                        sdp_fmtp_line: String::new(),
-                        rtcp_feedback: vec![],
-                    },
-                ),
+            let layers = if source == Source::Camera {
+                options.simulcast_layers
+            } else {
+                1
             };
-            let ssrc =
-                getrandom::u32().map_err(|_| ClientError::Media("no OS randomness".into()))?;
-            let track = Arc::new(TrackLocalStaticSample::new(
-                std::time::Instant::now(),
-                MediaStreamTrack::new(
-                    format!("p{}", joined.sender_index.0),
-                    source.as_str().to_owned(),
-                    source.as_str().to_owned(),
-                    kind,
-                    vec![RTCRtpEncodingParameters {
-                        rtp_coding_parameters: RTCRtpCodingParameters {
-                            ssrc: Some(ssrc),
-                            ..Default::default()
-                        },
-                        codec,
-                        ..Default::default()
-                    }],
-                ),
-            )?);
-            let init = RTCRtpTransceiverInit {
-                direction: RTCRtpTransceiverDirection::Sendonly,
-                streams: vec![],
-                send_encodings: vec![],
-            };
-            let tr = pc
-                .add_transceiver_from_track(track.clone() as Arc<dyn TrackLocal>, Some(init))
-                .await?;
-            let sender = tr
-                .sender()
-                .await?
-                .ok_or(ClientError::Media("no sender".into()))?;
+            let (local, tr) = LocalTrack::add(&pc, source, joined.sender_index.0, layers).await?;
             transceivers.push((source, tr));
-            tracks.insert(
-                source,
-                Arc::new(LocalTrack {
-                    track,
-                    sender,
-                    ssrc,
-                    payload_type: Mutex::new(None),
-                }),
-            );
+            tracks.insert(source, Arc::new(local));
             keys.input(now, Input::LocalStreamStarted(context_of(source)))
                 .map_err(ClientError::Keys)?;
         }
@@ -455,16 +390,32 @@ impl Client {
         self.shared.crypto().stats.clone()
     }
 
-    /// Encrypts `frame` for `source` and sends it as one sample lasting `duration`. Returns
-    /// `Ok(false)` when the frame was dropped (no key yet, not negotiated yet): a frame is
-    /// never sent in the clear.
+    /// Encrypts `frame` for `source` and sends it as one sample lasting `duration` (on a
+    /// simulcast camera, on its lowest encoding). Returns `Ok(false)` when the frame was
+    /// dropped (no key yet, not negotiated yet): a frame is never sent in the clear.
     pub async fn send_frame(
         &self,
         source: Source,
         frame: &[u8],
         duration: Duration,
     ) -> Result<bool, ClientError> {
+        self.send_layer_frame(source, 0, frame, duration).await
+    }
+
+    /// [`Client::send_frame`] on simulcast encoding `layer` (0 the lowest, as many as
+    /// [`ClientOptions::simulcast_layers`]): each encoding's frames are sealed on their own,
+    /// under the source's key, as a browser's sender transform seals them.
+    pub async fn send_layer_frame(
+        &self,
+        source: Source,
+        layer: usize,
+        frame: &[u8],
+        duration: Duration,
+    ) -> Result<bool, ClientError> {
         let local = self.tracks.get(&source).ok_or(ClientError::NotPublished)?;
+        if layer >= local.layers() {
+            return Err(ClientError::NotPublished);
+        }
         let mut buf = frame.to_vec();
         let sealed = self.shared.crypto().encrypt(source, &mut buf);
         match sealed {
@@ -475,39 +426,7 @@ impl Client {
             }
             Sealed::NoKey | Sealed::Failed => return Ok(false),
         }
-        let pt =
-            {
-                let cached = *local.payload_type.lock().unwrap_or_else(|p| p.into_inner());
-                match cached {
-                    Some(pt) => Some(pt),
-                    None => {
-                        let pt =
-                            local.sender.get_parameters().await.ok().and_then(|p| {
-                                p.rtp_parameters.codecs.first().map(|c| c.payload_type)
-                            });
-                        if pt.is_some() {
-                            *local.payload_type.lock().unwrap_or_else(|p| p.into_inner()) = pt;
-                        }
-                        pt
-                    }
-                }
-            };
-        let written = match pt {
-            Some(pt) => {
-                let sample = Sample {
-                    data: Bytes::from(buf),
-                    duration,
-                    ..Sample::new(std::time::Instant::now())
-                };
-                local
-                    .track
-                    .sample_writer(local.ssrc, pt)
-                    .write_sample(&sample)
-                    .await
-                    .is_ok()
-            }
-            None => false,
-        };
+        let written = local.write(layer, buf, duration).await;
         if !written {
             self.shared
                 .crypto()

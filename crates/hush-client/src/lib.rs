@@ -21,6 +21,7 @@ mod driver;
 mod error;
 pub mod ivf;
 pub mod keys;
+mod publish;
 mod receive;
 mod silent_rtcp;
 pub mod synth;
@@ -31,3 +32,4 @@ pub use client::{
 pub use crypto::{RecvStats, SendStats, Stats};
 pub use error::ClientError;
 pub use hush_frame::{DecryptStats, DropReason};
+pub use publish::MAX_SIMULCAST_LAYERS;

@@ -319,3 +319,101 @@ async fn a_token_signed_with_another_key_is_refused_with_its_code() {
     })
     .await;
 }
+
+/// A native publisher sends its camera in three simulcast encodings (rids `q`, `h`, `f`, each
+/// frame in all three, told apart by size): the relay recognises them and each subscriber gets
+/// one encoding's frames, once each, decrypted. Also the refusals: a fourth encoding, a layer
+/// the track does not have, a layer of the microphone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simulcast_publisher_reaches_each_subscriber_on_one_encoding() {
+    const SIZES: [usize; 3] = [300, 900, 2500];
+    bounded(async {
+        let relay = TestRelay::builder().start().await;
+        let too_many = relay
+            .client("room-sim", "eve")
+            .publish(&[Source::Camera])
+            .options(|o| o.simulcast_layers = 4)
+            .try_connect()
+            .await;
+        assert!(
+            matches!(&too_many, Err(ClientError::Media(m)) if m.contains("1 to 3")),
+            "{too_many:?}"
+        );
+        let alice = relay
+            .client("room-sim", "alice")
+            .publish(AV)
+            .options(|o| o.simulcast_layers = 3)
+            .connect()
+            .await;
+        let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = Arc::clone(&sizes);
+        let bob = relay
+            .client("room-sim", "bob")
+            .frame_sink(Arc::new(move |f| {
+                if f.kind == hush_client::MediaKind::Video {
+                    seen.lock().unwrap().push(f.data.len());
+                }
+            }))
+            .connect()
+            .await;
+        let frame = Duration::from_millis(33);
+        assert!(matches!(
+            alice
+                .send_layer_frame(Source::Camera, 3, &[0; 40], frame)
+                .await,
+            Err(ClientError::NotPublished)
+        ));
+        assert!(matches!(
+            alice
+                .send_layer_frame(Source::Microphone, 1, &[0; 40], frame)
+                .await,
+            Err(ClientError::NotPublished)
+        ));
+        // Four seconds at 30 frames/s, a keyframe each second in every encoding (this
+        // publisher does not answer keyframe requests: a switch waits up to a second).
+        let mut sent = 0usize;
+        let mut tick = tokio::time::interval(frame);
+        for i in 0..120u32 {
+            tick.tick().await;
+            let mut written = 0;
+            for (layer, &len) in SIZES.iter().enumerate() {
+                let f = vp8_frame(i, len, 30);
+                let r = alice
+                    .send_layer_frame(Source::Camera, layer, &f, frame)
+                    .await;
+                written += usize::from(matches!(r, Ok(true)));
+            }
+            sent += usize::from(written == SIZES.len());
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let got = sizes.lock().unwrap().clone();
+        let per_layer: Vec<usize> = SIZES
+            .iter()
+            .map(|s| got.iter().filter(|n| *n == s).count())
+            .collect();
+        eprintln!("bob's video frames per encoding (q, h, f): {per_layer:?} of {sent} sent");
+        assert!(
+            sent > 60,
+            "alice wrote {sent} frames in all three encodings"
+        );
+        assert!(
+            got.len() > 30 && got.len() <= sent,
+            "bob decrypted {} video frames of {sent} sent (one encoding: at most one each)",
+            got.len()
+        );
+        assert!(got.iter().all(|n| SIZES.contains(n)), "{got:?}");
+        // The relay's allocator gives a new subscriber the top encoding when its estimate
+        // (1.5 Mbit/s at the start) carries it, and keeps it while the switch waits for the
+        // top encoding's keyframe.
+        assert!(
+            per_layer[2] * 2 > got.len(),
+            "the top encoding for most frames: {per_layer:?}"
+        );
+        let ia = alice.info().sender_index;
+        let r = bob.stats().received[&ia];
+        assert_eq!(r.decrypt.auth_failed, 0, "{r:?}");
+        let mut clients = [alice, bob];
+        leave_all(&mut clients).await;
+    })
+    .await;
+}

@@ -81,6 +81,10 @@ pub struct Plan {
     pub video_kbps: u32,
     /// Video frames per second.
     pub fps: u32,
+    /// Encodings each camera sends (1: no simulcast; 2 or 3: simulcast, rids `q`, `h`, `f`).
+    /// `video_kbps` is the top encoding's rate; each lower one sends a quarter of the one above
+    /// (a quarter of the pixels, as browsers scale them).
+    pub simulcast: u8,
     /// Joins at once.
     pub join_concurrency: usize,
 }
@@ -91,10 +95,21 @@ impl Plan {
         self.rooms * self.per_room
     }
 
-    /// Bytes of one video frame at the bitrate.
+    /// Bytes of one video frame at the bitrate (the top encoding's).
     pub fn video_frame_bytes(&self) -> usize {
         let per_sec = u64::from(self.video_kbps) * 1000 / 8;
         usize::try_from(per_sec / u64::from(self.fps.max(1))).unwrap_or(usize::MAX)
+    }
+
+    /// Bytes of one video frame of simulcast encoding `layer` (0 the lowest).
+    pub fn layer_frame_bytes(&self, layer: u8) -> usize {
+        let below_top = u32::from(
+            self.simulcast
+                .max(1)
+                .saturating_sub(1)
+                .saturating_sub(layer),
+        );
+        self.video_frame_bytes() >> (2 * below_top.min(8))
     }
 }
 
@@ -104,6 +119,8 @@ struct Received {
     frames: AtomicU64,
     bytes: AtomicU64,
     latency: Mutex<Histogram<u64>>,
+    /// The senders whose video decrypted here (a simulcast forward starts at a keyframe).
+    video_from: Mutex<std::collections::BTreeSet<u32>>,
 }
 
 impl Received {
@@ -112,6 +129,7 @@ impl Received {
             frames: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             latency: Mutex::new(histogram()),
+            video_from: Mutex::new(std::collections::BTreeSet::new()),
         }
     }
 
@@ -119,6 +137,12 @@ impl Received {
         let me = Arc::clone(self);
         Arc::new(move |f: &ReceivedFrame<'_>| {
             let now = micros_since_epoch();
+            if f.kind == MediaKind::Video {
+                me.video_from
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(f.sender_index);
+            }
             if let Some((true, sent)) = read_stamp(f.data, f.kind) {
                 me.frames.fetch_add(1, Ordering::Relaxed);
                 me.bytes.fetch_add(f.data.len() as u64, Ordering::Relaxed);
@@ -178,6 +202,7 @@ pub async fn run(
         for (i, token) in room_tokens.into_iter().enumerate() {
             let (url, joins, join_hist) = (url.to_owned(), joins.clone(), join_hist.clone());
             let video = plan.video_kbps > 0;
+            let simulcast = plan.simulcast.max(1);
             tasks.push(tokio::spawn(async move {
                 let received = Arc::new(Received::new());
                 let mut publish = vec![Source::Microphone];
@@ -187,6 +212,7 @@ pub async fn run(
                 let options = ClientOptions {
                     publish,
                     frame_sink: Some(received.sink()),
+                    simulcast_layers: simulcast,
                     ..ClientOptions::unauthenticated()
                 };
                 let _permit = joins.acquire_owned().await.ok()?;
@@ -236,7 +262,8 @@ pub async fn run(
     // (the last joiners' media connects), at most a minute.
     let warm = Instant::now();
     tokio::time::sleep(Duration::from_secs_f64(plan.warmup)).await;
-    while !all_receiving(&clients) && warm.elapsed() < Duration::from_secs(60) {
+    while !all_receiving(&clients, plan.video_kbps > 0) && warm.elapsed() < Duration::from_secs(60)
+    {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let warmup_secs = warm.elapsed().as_secs_f64();
@@ -305,17 +332,23 @@ pub(crate) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
 }
 
-/// Whether every client decrypts frames from each of its room-mates.
-fn all_receiving(clients: &[(usize, Arc<Client>, Arc<Received>)]) -> bool {
-    clients.iter().all(|(room, client, _)| {
+/// Whether every client decrypts frames from each of its room-mates (`video`: video frames
+/// too, which a simulcast forward sends only from the chosen encoding's first keyframe on).
+fn all_receiving(clients: &[(usize, Arc<Client>, Arc<Received>)], video: bool) -> bool {
+    clients.iter().all(|(room, client, received)| {
         let mates = clients.iter().filter(|(r, _, _)| r == room).count() - 1;
         let stats = client.stats();
-        stats
+        let decrypting = stats
             .received
             .values()
             .filter(|r| r.decrypt.decrypted > 0)
-            .count()
-            >= mates
+            .count();
+        let seeing = received
+            .video_from
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        decrypting >= mates && (!video || seeing >= mates)
     })
 }
 
@@ -330,7 +363,7 @@ async fn send(
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let start = Instant::now();
-    let video_bytes = plan.video_frame_bytes().max(40);
+    let layers = plan.simulcast.max(1);
     let mut video_sent = 0u64;
     let mut n: u64 = 0;
     let frame_time = Duration::from_secs(1) / plan.fps.max(1);
@@ -353,11 +386,19 @@ async fn send(
         let due = start.elapsed().as_micros() * u128::from(plan.fps) / 1_000_000;
         if plan.video_kbps > 0 && u128::from(video_sent) < due {
             let vi = u32::try_from(video_sent).unwrap_or(u32::MAX);
-            let mut f = vp8_frame(vi, video_bytes, plan.fps.max(1) * 3);
-            stamp(&mut f, MediaKind::Video, counted);
-            if let Ok(true) = client.send_frame(Source::Camera, &f, frame_time).await
-                && counted
-            {
+            // Every encoding carries the frame (keyframes at the same time, as an encoder's
+            // simulcast does); a subscriber gets one of them: one frame counted.
+            let mut written = false;
+            for layer in 0..layers {
+                let bytes = plan.layer_frame_bytes(layer).max(40);
+                let mut f = vp8_frame(vi, bytes, plan.fps.max(1) * 3);
+                stamp(&mut f, MediaKind::Video, counted);
+                let r = client
+                    .send_layer_frame(Source::Camera, usize::from(layer), &f, frame_time)
+                    .await;
+                written |= matches!(r, Ok(true));
+            }
+            if written && counted {
                 sent.fetch_add(1, Ordering::Relaxed);
             }
             video_sent += 1;
@@ -417,9 +458,18 @@ mod tests {
             audio_bytes: 100,
             video_kbps: 600,
             fps: 30,
+            simulcast: 1,
             join_concurrency: 1,
         };
         assert_eq!(plan.video_frame_bytes(), 2500);
+        assert_eq!(plan.layer_frame_bytes(0), 2500);
         assert_eq!(plan.participants(), 2);
+        // Simulcast: the top encoding at the bitrate, each lower one a quarter of the one above.
+        let three = Plan {
+            simulcast: 3,
+            ..plan
+        };
+        let sizes: Vec<usize> = (0..3).map(|l| three.layer_frame_bytes(l)).collect();
+        assert_eq!(sizes, [156, 625, 2500]);
     }
 }

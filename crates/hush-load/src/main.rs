@@ -54,6 +54,10 @@ struct LoadArgs {
     /// Video frames per second.
     #[arg(long, default_value_t = 30)]
     fps: u32,
+    /// Simulcast encodings per camera (1: none; 2 or 3: rids q, h, f, each lower one a
+    /// quarter of the rate above; --video-kbps is the top one's).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=3))]
+    simulcast: u8,
     /// Audio frame bytes (50 frames/s).
     #[arg(long, default_value_t = 80)]
     audio_bytes: usize,
@@ -176,6 +180,7 @@ fn plan(rooms: usize, load: &LoadArgs) -> Plan {
         audio_bytes: load.audio_bytes.clamp(16, 1000),
         video_kbps: load.video_kbps.min(20_000),
         fps: load.fps.clamp(1, 60),
+        simulcast: load.simulcast,
         join_concurrency: load.join_concurrency,
     }
 }

@@ -199,8 +199,14 @@ impl Report {
         let mut out = String::new();
         let p = &self.plan;
         out.push_str(&format!(
-            "plan: {} room(s) x {} = {} participants, audio {} B x 50/s, video {} kbit/s at {} fps, {:.0} s window; {} CPUs\n",
-            p.rooms, p.per_room, p.participants(), p.audio_bytes, p.video_kbps, p.fps, p.seconds, self.machine_cpus
+            "plan: {} room(s) x {} = {} participants, audio {} B x 50/s, video {} kbit/s at {} fps{}, {:.0} s window; {} CPUs\n",
+            p.rooms, p.per_room, p.participants(), p.audio_bytes, p.video_kbps, p.fps,
+            if p.simulcast > 1 {
+                format!(" in {} simulcast encodings (the references forward the top one only)", p.simulcast)
+            } else {
+                String::new()
+            },
+            p.seconds, self.machine_cpus
         ));
         out.push_str(&format!(
             "{:<22}{:<24}{:<24}{:<24}{}\n",

@@ -135,6 +135,13 @@ fn bad_arguments_are_refused_with_a_reason() {
         .output()
         .unwrap();
     assert!(!out.status.success());
+    // Simulcast sends at most three encodings.
+    let out = Command::new(exe)
+        .args(["run", "--simulcast", "4", "--seconds", "1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--simulcast"));
     // A "before" binary needs a relay started here.
     let out = Command::new(exe)
         .args([
@@ -153,4 +160,38 @@ fn bad_arguments_are_refused_with_a_reason() {
         stderr.contains("--before-bin") && stderr.contains("--url"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_simulcast_run_forwards_one_encoding_per_subscriber() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let exe = env!("CARGO_BIN_EXE_hush-load");
+    let relay = std::path::Path::new(exe).with_file_name("hush-relay");
+    let out = Command::new(exe)
+        .args(["run", "--rooms", "1", "--per-room", "3", "--seconds", "3"])
+        .args(["--warmup", "2", "--video-kbps", "400", "--simulcast", "3"])
+        .args(["--no-baseline", "--relay-bin"])
+        .arg(&relay)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    eprintln!("{stdout}");
+    assert!(stdout.contains("in 3 simulcast encodings"), "{stdout}");
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let num = |v: &Value| v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"));
+    assert_eq!(r["plan"]["simulcast"], 3, "{r:#}");
+    let clients = &r["relay"]["clients"];
+    assert_eq!(clients["joined"], 3, "{r:#}");
+    assert_eq!(clients["decrypt_failures"], 0, "{r:#}");
+    assert!(num(&clients["received_frames"]) > 100.0, "{r:#}");
+    // Each publisher sends every frame three times (one per encoding); each subscriber gets
+    // each frame once: had the relay forwarded more than one encoding, frames would arrive
+    // more often than they were sent (a negative loss).
+    let loss = num(&clients["loss"]);
+    assert!((-0.01..0.2).contains(&loss), "loss {loss}: {r:#}");
 }

@@ -59,6 +59,15 @@ impl SinkControl {
         Some(self.current.load(Ordering::Relaxed)).filter(|&l| l != NO_LAYER)
     }
 
+    /// The layer this subscriber was given: the one asked for once the allocator chose (the
+    /// switch to it waits for its keyframe, and meanwhile the subscriber still gets the old
+    /// one), else the one being sent.
+    pub(crate) fn assigned(&self) -> Option<Layer> {
+        Some(self.target.load(Ordering::Relaxed))
+            .filter(|&l| l != NO_LAYER)
+            .or_else(|| self.current())
+    }
+
     /// Layer switches so far.
     pub(crate) fn switches(&self) -> u64 {
         self.switches.load(Ordering::Relaxed)
@@ -421,5 +430,20 @@ mod tests {
         }
         assert_eq!(fanout.forwarded.load(Ordering::Relaxed), 1);
         assert_eq!(fanout.dropped.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn a_subscriber_is_on_the_layer_it_was_given_while_the_switch_waits() {
+        let c = SinkControl::default();
+        assert_eq!(c.assigned(), None, "nothing chosen, nothing sent");
+        c.current.store(0, Ordering::Relaxed);
+        assert_eq!(c.assigned(), Some(0), "what is sent, before any choice");
+        c.set_target(2);
+        assert_eq!(
+            c.current(),
+            Some(0),
+            "the switch waits for layer 2's keyframe"
+        );
+        assert_eq!(c.assigned(), Some(2));
     }
 }

@@ -158,11 +158,16 @@ impl Peer {
                         layer_bps,
                         max_layer,
                         // Until the allocator chose its layer, a video counts as new (it may
-                        // start as high as fits), whatever the switch started it on.
+                        // start as high as fits), whatever the switch started it on. Then
+                        // it is on the layer it was given, even while the switch waits for
+                        // that layer's keyframe: judged by the layer it still gets, a
+                        // subscriber given the top layer at its start was moved down at the
+                        // next allocation (500 ms) whenever the publisher's keyframe took
+                        // longer, and could then go up only by probes, seconds apart.
                         current: forward
                             .meter
                             .allocated
-                            .then(|| forward.control.current())
+                            .then(|| forward.control.assigned())
                             .flatten(),
                     });
                     controls.push((Arc::clone(&forward.control), &mut forward.meter.allocated));
