@@ -3,8 +3,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use hush_frame::{BaseKey, CipherSuite, Codec, DecryptStats, Decryptor, Encryptor, Layout};
-use hush_keys::KeyUpdate;
+use hush_frame::{
+    BaseKey, CipherSuite, Codec, DecryptError, DecryptStats, Decryptor, Encryptor, Layout,
+};
+use hush_keys::{JoinHorizon, KeyUpdate, Kid};
 use hush_proto::Source;
 
 /// What happened to one local stream's frames.
@@ -32,6 +34,11 @@ pub struct RecvStats {
     /// What the decryptor did with this sender's frames: decrypted, or dropped by
     /// [`hush_frame::DropReason`].
     pub decrypt: DecryptStats,
+    /// Frames this sender sealed before this client joined, under an epoch it never holds
+    /// (`hush_keys::Session::predates_join`): dropped, expected after a join, no failure (not
+    /// in [`RecvStats::decrypt`]; `before_join` in the relay's drop metrics, as browsers
+    /// report them).
+    pub before_join: u64,
 }
 
 /// A snapshot of a client's counters.
@@ -101,6 +108,8 @@ pub(crate) struct FrameCrypto {
     suite: CipherSuite,
     send: HashMap<u8, Encryptor>,
     recv: Decryptor,
+    /// What tells frames sealed before the join, and until when on this process's clock.
+    pre_join: Option<(JoinHorizon, std::time::Instant)>,
     pub(crate) stats: Stats,
 }
 
@@ -110,8 +119,29 @@ impl FrameCrypto {
             suite,
             send: HashMap::new(),
             recv: Decryptor::new(suite),
+            pre_join: None,
             stats: Stats::default(),
         }
+    }
+
+    /// The key session's [`JoinHorizon`] and the instant its grace period ends (refreshed by
+    /// the driver after every input).
+    pub(crate) fn set_join_horizon(&mut self, horizon: Option<(JoinHorizon, std::time::Instant)>) {
+        self.pre_join = horizon;
+    }
+
+    /// Whether a frame under `kid`, for which no key is installed, arrived on `sender`'s track
+    /// sealed by `sender` before this client joined.
+    fn before_join(&self, sender: u32, kid: u64) -> bool {
+        let Some((horizon, until)) = &self.pre_join else {
+            return false;
+        };
+        let Some((ctx, s, low)) = Kid::unpack(kid) else {
+            return false;
+        };
+        s.get() == sender
+            && std::time::Instant::now() < *until
+            && horizon.predates_kid(Kid::new(ctx, s, u64::from(low)))
     }
 
     /// Applies one key change from the session. Keys are never logged.
@@ -167,12 +197,18 @@ impl FrameCrypto {
     /// Decrypts a whole received frame from `sender` in place; counts the outcome.
     pub(crate) fn decrypt(&mut self, sender: u32, layout: Layout, frame: &mut Vec<u8>) -> bool {
         let r = self.recv.decrypt(layout, frame);
+        let pre_join =
+            matches!(r, Err(DecryptError::UnknownKid(kid)) if self.before_join(sender, kid));
         let stats = self.stats.received.entry(sender).or_default();
         stats.frames += 1;
         match r {
             Ok(_) => {
                 stats.decrypt.decrypted += 1;
                 true
+            }
+            Err(_) if pre_join => {
+                stats.before_join += 1;
+                false
             }
             Err(e) => {
                 stats.decrypt.count(e);
@@ -213,5 +249,93 @@ mod tests {
             SenderIndex::new(1).unwrap(),
             1,
         ),);
+    }
+
+    /// Bob joined at sequence 2, after alice (index 1): his key session's horizon.
+    fn bobs_horizon() -> JoinHorizon {
+        use hush_participant::Membership;
+        use hush_proto::{
+            Grants, Joined, OpaqueBytes, ParticipantId, ParticipantInfo, RoomId, ServerMessage,
+        };
+        let id = |s: &str| ParticipantId::new(s).unwrap();
+        let alice = crate::keys::KeyAgent::with_seed(Membership::Unauthenticated, [1; 32])
+            .unwrap()
+            .identity_key();
+        let mut bob =
+            crate::keys::KeyAgent::with_seed(Membership::Unauthenticated, [2; 32]).unwrap();
+        let joined = ServerMessage::Joined(Joined {
+            you: id("bob"),
+            sender_index: hush_proto::SenderIndex(2),
+            join_seq: 2,
+            room: RoomId::new("room-pre").unwrap(),
+            room_instance: None,
+            locked: false,
+            grants: Grants::default(),
+            participants: vec![ParticipantInfo {
+                id: id("alice"),
+                sender_index: hush_proto::SenderIndex(1),
+                join_seq: 1,
+                identity_key: OpaqueBytes::new(alice.to_vec()),
+                attestation: None,
+                grants: Grants::default(),
+                role: Default::default(),
+            }],
+            tracks: Vec::new(),
+            ice_servers: Vec::new(),
+        });
+        bob.on_server(hush_participant::Instant::from_millis(1_000), &joined)
+            .unwrap();
+        bob.core().session().unwrap().join_horizon().unwrap()
+    }
+
+    /// A frame of sender `index` under `epoch`, sealed with a key nobody installed.
+    fn sealed(index: u32, epoch: u64) -> Vec<u8> {
+        let kid = Kid::new(
+            StreamContext::MICROPHONE,
+            SenderIndex::new(index).unwrap(),
+            epoch,
+        );
+        let key = BaseKey::new(&[7; 16]).unwrap();
+        let mut e = Encryptor::new(CipherSuite::Aes128GcmSha256_128, kid.get(), &key);
+        let mut f = crate::synth::opus_frame(0, 80);
+        e.encrypt(layout_of(Source::Microphone), &mut f).unwrap();
+        f
+    }
+
+    #[test]
+    fn frames_sealed_before_the_join_are_counted_apart_and_only_those() {
+        let mut c = FrameCrypto::new(CipherSuite::Aes128GcmSha256_128);
+        let later = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        c.set_join_horizon(Some((bobs_horizon(), later)));
+        let audio = layout_of(Source::Microphone);
+        // Alice's frame under epoch 1, on alice's track: before bob's join.
+        assert!(!c.decrypt(1, audio, &mut sealed(1, 1)));
+        assert_eq!(c.stats.received[&1].before_join, 1);
+        assert_eq!(c.stats.received[&1].decrypt.dropped(), 0, "no failure");
+        // The same frame on another track, alice's under the join's epoch, a stranger's.
+        assert!(!c.decrypt(3, audio, &mut sealed(1, 1)));
+        assert!(!c.decrypt(1, audio, &mut sealed(1, 2)));
+        assert!(!c.decrypt(9, audio, &mut sealed(9, 1)));
+        for sender in [3, 1, 9] {
+            let r = c.stats.received[&sender];
+            assert_eq!(
+                r.decrypt.dropped_for(DropReason::UnknownKid),
+                1,
+                "{sender}: {r:?}"
+            );
+        }
+        assert_eq!(c.stats.received[&1].before_join, 1);
+        assert_eq!(c.stats.dropped_total(), 3);
+        // Past the grace period: a failure like any other.
+        let past = std::time::Instant::now();
+        c.set_join_horizon(Some((bobs_horizon(), past)));
+        assert!(!c.decrypt(1, audio, &mut sealed(1, 1)));
+        assert_eq!(c.stats.received[&1].before_join, 1);
+        assert_eq!(
+            c.stats.received[&1]
+                .decrypt
+                .dropped_for(DropReason::UnknownKid),
+            2
+        );
     }
 }

@@ -83,6 +83,8 @@ pub(crate) struct Driver {
     published: bool,
     /// Received-frame totals at the last `e2ee_stats` report (reports carry deltas).
     reported: hush_frame::DecryptStats,
+    /// Frames sealed before the join, as of the previous report.
+    reported_before_join: u64,
 }
 
 /// How often `e2ee_stats` goes to the relay (it counts at most one per 5 s per connection).
@@ -116,6 +118,7 @@ impl Driver {
             publish: Vec::new(),
             published: false,
             reported: hush_frame::DecryptStats::default(),
+            reported_before_join: 0,
         }
     }
 
@@ -124,13 +127,15 @@ impl Driver {
     fn stats_report(&mut self, last: bool) -> ClientMessage {
         let crypto = self.shared.crypto();
         let mut now = hush_frame::DecryptStats::default();
+        let mut before_join = 0;
         for r in crypto.stats.received.values() {
             now.add(&r.decrypt);
+            before_join += r.before_join;
         }
         let epoch = crypto.stats.sending_epoch;
         drop(crypto);
         let before = &self.reported;
-        let dropped = now
+        let mut dropped: std::collections::BTreeMap<String, u64> = now
             .drops()
             .zip(before.drops())
             .filter(|&((_, n), (_, was))| n > was)
@@ -139,6 +144,11 @@ impl Driver {
                 (wire.as_str().to_owned(), n - was)
             })
             .collect();
+        if before_join > self.reported_before_join {
+            let reason = hush_proto::E2eeDropReason::BeforeJoin.as_str().to_owned();
+            dropped.insert(reason, before_join - self.reported_before_join);
+        }
+        self.reported_before_join = before_join;
         let message = ClientMessage::E2eeStats(hush_proto::E2eeStats {
             dropped,
             decrypted: now.decrypted.saturating_sub(before.decrypted),
@@ -432,6 +442,12 @@ impl Driver {
                 }
             }
             let core = self.keys.core();
+            let now = self.clock.now();
+            crypto.set_join_horizon(core.session().and_then(|s| s.join_horizon()).map(|h| {
+                let left = h.until().as_millis().saturating_sub(now.as_millis());
+                let until = std::time::Instant::now() + Duration::from_millis(left);
+                (h, until)
+            }));
             crypto.stats.sending_epoch = core.sending_epoch();
             crypto.stats.latest_epoch = core.latest_epoch();
             crypto.stats.safety_code = core.safety_code().map(|c| c.value());

@@ -90,7 +90,8 @@ pub use member::{Change, Member, MembershipEvent, Role};
 pub use safety::SafetyCode;
 pub use secret::{FrameKey, SECRET_LEN};
 pub use session::{
-    Config, Destination, Event, Input, KeyMode, KeyUpdate, Output, RekeyReason, Session, Transmit,
+    Config, Destination, Event, Input, JoinHorizon, KeyMode, KeyUpdate, Output, RekeyReason,
+    Session, Transmit,
 };
 pub use time::Instant;
 

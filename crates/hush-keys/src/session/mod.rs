@@ -27,10 +27,12 @@ mod epochs;
 mod io;
 mod membership;
 mod messages;
+mod pre_join;
 mod timers;
 
 pub use config::{Config, KeyMode};
 pub use io::{Destination, Event, Input, KeyUpdate, Output, RekeyReason, Transmit};
+pub use pre_join::JoinHorizon;
 
 const MAX_QUEUED_EVENTS: usize = 4096;
 const MAX_EARLY_ENVELOPES: usize = 32;
@@ -316,16 +318,28 @@ impl<R: CryptoRng> Session<R> {
         let Some((_, sender, low)) = Kid::unpack(kid.get()) else {
             return false;
         };
-        if sender == me
-            || self.member_by_index(sender).is_none()
-            || now >= at.saturating_add(self.cfg.grace)
-            || self.applied_seq.saturating_sub(join) >= 128
-        {
-            return false;
-        }
-        // How far the KID's epoch lies before the join, mod 2^8 (join mod 2^8 is its low byte).
-        let back = (join as u8).wrapping_sub(low);
-        (1..=128).contains(&back)
+        now < at.saturating_add(self.cfg.grace)
+            && sender != me
+            && self.member_by_index(sender).is_some()
+            && pre_join::precedes(join, self.applied_seq, low)
+    }
+
+    /// What [`Session::predates_join`] decides on, as a value another thread can keep (the
+    /// native client's receive tasks): valid until the next input changes the membership.
+    /// `None` before the join.
+    pub fn join_horizon(&self) -> Option<JoinHorizon> {
+        let ((join, at), me) = (self.joined?, self.me?);
+        Some(JoinHorizon {
+            join,
+            applied_seq: self.applied_seq,
+            until: at.saturating_add(self.cfg.grace),
+            senders: self
+                .members
+                .values()
+                .map(|m| m.sender_index)
+                .filter(|s| *s != me)
+                .collect(),
+        })
     }
 
     // ---------------------------------------------------------------- outputs

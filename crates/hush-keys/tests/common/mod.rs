@@ -554,9 +554,12 @@ impl Net {
             // those: it never hides a frame of the join's epoch or a later one.
             let (ctx, s, _) = Kid::unpack(fr.kid).unwrap();
             let kid = Kid::new(ctx, s, fr.epoch);
-            let before = self.nodes[to]
-                .session
-                .predates_join(Instant::from_millis(self.now), kid);
+            let now = Instant::from_millis(self.now);
+            let session = &self.nodes[to].session;
+            let before = session.predates_join(now, kid);
+            // The snapshot the native client keeps decides the same.
+            let horizon = session.join_horizon();
+            assert_eq!(horizon.is_some_and(|h| h.predates(now, kid)), before);
             if fr.epoch < self.nodes[to].join_seq {
                 self.stats.pre_join_unknown += 1;
                 self.stats.pre_join_classified += u64::from(before);
