@@ -8,8 +8,21 @@ use std::process::Command;
 
 use serde_json::Value;
 
-#[test]
-fn a_short_run_reports_every_figure() {
+/// One room of three for three seconds after a two-second warm-up.
+const SMALL: [&str; 8] = [
+    "--rooms",
+    "1",
+    "--per-room",
+    "3",
+    "--seconds",
+    "3",
+    "--warmup",
+    "2",
+];
+
+/// `hush-load run SMALL ARGS --relay-bin <the relay next to it> --json <tmp>`: its stdout and
+/// report.
+fn run_load(args: &[&str]) -> (String, Value) {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("report.json");
     let exe = env!("CARGO_BIN_EXE_hush-load");
@@ -20,32 +33,31 @@ fn a_short_run_reports_every_figure() {
         relay.display()
     );
     let out = Command::new(exe)
-        .args([
-            "run",
-            "--rooms",
-            "1",
-            "--per-room",
-            "3",
-            "--seconds",
-            "3",
-            "--warmup",
-            "2",
-        ])
-        .args(["--video-kbps", "200", "--relay-bin"])
-        .arg(&relay)
-        // The same binary as the "before" build: both phases run and are compared.
-        .arg("--before-bin")
+        .arg("run")
+        .args(SMALL)
+        .args(args)
+        .arg("--relay-bin")
         .arg(&relay)
         .arg("--json")
         .arg(&json)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     eprintln!("{stdout}");
+    let report = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    (stdout, report)
+}
+
+#[test]
+fn a_short_run_reports_every_figure() {
+    let exe = env!("CARGO_BIN_EXE_hush-load");
+    let relay = std::path::Path::new(exe).with_file_name("hush-relay");
+    let relay = relay.to_str().unwrap();
+    // The same binary as the "before" build: both phases run and are compared.
+    let (stdout, r) = run_load(&["--video-kbps", "200", "--before-bin", relay]);
     assert!(stdout.contains("relay CPU per packet"), "{stdout}");
-    let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let relay = &r["relay"];
     let clients = &relay["clients"];
     let num = |v: &Value| v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"));
@@ -164,25 +176,8 @@ fn bad_arguments_are_refused_with_a_reason() {
 
 #[test]
 fn a_simulcast_run_forwards_one_encoding_per_subscriber() {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("report.json");
-    let exe = env!("CARGO_BIN_EXE_hush-load");
-    let relay = std::path::Path::new(exe).with_file_name("hush-relay");
-    let out = Command::new(exe)
-        .args(["run", "--rooms", "1", "--per-room", "3", "--seconds", "3"])
-        .args(["--warmup", "2", "--video-kbps", "400", "--simulcast", "3"])
-        .args(["--no-baseline", "--relay-bin"])
-        .arg(&relay)
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
-    eprintln!("{stdout}");
+    let (stdout, r) = run_load(&["--video-kbps", "400", "--simulcast", "3", "--no-baseline"]);
     assert!(stdout.contains("in 3 simulcast encodings"), "{stdout}");
-    let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let num = |v: &Value| v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"));
     assert_eq!(r["plan"]["simulcast"], 3, "{r:#}");
     let clients = &r["relay"]["clients"];
