@@ -113,6 +113,12 @@ await t.run(async () => {
     { bobsOnAlice: pj.bobsOnAlice, future: pj.future, failures: pj.failures });
   check('(m) ... and alice\'s frame after the join opens',
     pj.fresh?.ok === 1 && pj.taken.length === 1 && pj.taken[0] === 'alice after carol joined', { fresh: pj.fresh, taken: pj.taken });
-  const unexpected = Object.entries(r.errors).filter(([n, e]) => (n === 'bob' ? e.length !== 3 : e.length !== 0));
-  check('no refusals besides the injected ones', unexpected.length === 0, r.errors);
+  // Besides bob's 3 injected ones, only late messages: members join back to back, so a
+  // round's message (a switch notice, a code commit) can land after the next round began and is
+  // refused as stale, changing nothing (stop 23's CI run: carol, once).
+  const unexpected = Object.entries(r.errors).filter(([n, e]) => {
+    const rest = e.filter((x) => x !== 'stale');
+    return n === 'bob' ? JSON.stringify(rest) !== JSON.stringify(['malformed', 'malformed_event', 'unsupported_version']) : rest.length !== 0;
+  });
+  check('no refusals besides the injected ones and late messages (stale)', unexpected.length === 0, r.errors);
 });
