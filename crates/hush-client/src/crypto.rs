@@ -39,6 +39,10 @@ pub struct RecvStats {
     /// in [`RecvStats::decrypt`]; `before_join` in the relay's drop metrics, as browsers
     /// report them).
     pub before_join: u64,
+    /// Frames on this sender's track under another member's key (the KID names another
+    /// sender): dropped unopened, as the browser's `wrong_sender`. A relay that relabels one
+    /// member's media as another's gets this; counted in [`Stats::dropped_total`].
+    pub wrong_sender: u64,
 }
 
 /// A snapshot of a client's counters.
@@ -69,9 +73,13 @@ impl Stats {
         self.received.values().map(|r| r.decrypt.decrypted).sum()
     }
 
-    /// Sum of frames dropped by the decryptor, every sender.
+    /// Sum of frames dropped as failures, every sender: by the decryptor, and those under
+    /// another sender's key ([`RecvStats::wrong_sender`]).
     pub fn dropped_total(&self) -> u64 {
-        self.received.values().map(|r| r.decrypt.dropped()).sum()
+        self.received
+            .values()
+            .map(|r| r.decrypt.dropped() + r.wrong_sender)
+            .sum()
     }
 }
 
@@ -101,6 +109,20 @@ pub(crate) enum Sealed {
     NoKey,
     /// The encryptor refused.
     Failed,
+}
+
+/// Why [`FrameCrypto::open`] dropped a frame.
+enum Refused {
+    /// The decryptor's reason.
+    Decrypt(DecryptError),
+    /// The frame's KID names a sender other than the track's.
+    WrongSender,
+}
+
+impl From<DecryptError> for Refused {
+    fn from(e: DecryptError) -> Self {
+        Self::Decrypt(e)
+    }
 }
 
 /// Encryptors, decryptor and counters, behind the client's lock.
@@ -194,15 +216,16 @@ impl FrameCrypto {
         }
     }
 
-    /// Decrypts a whole received frame from `sender` in place; counts the outcome.
+    /// Decrypts a whole received frame from `sender` (the track's `p<index>`) in place; counts
+    /// the outcome.
     pub(crate) fn decrypt(&mut self, sender: u32, layout: Layout, frame: &mut Vec<u8>) -> bool {
-        let r = self.recv.decrypt(layout, frame);
-        let pre_join =
-            matches!(r, Err(DecryptError::UnknownKid(kid)) if self.before_join(sender, kid));
+        let r = self.open(sender, layout, frame);
+        let pre_join = matches!(r, Err(Refused::Decrypt(DecryptError::UnknownKid(kid)))
+            if self.before_join(sender, kid));
         let stats = self.stats.received.entry(sender).or_default();
         stats.frames += 1;
         match r {
-            Ok(_) => {
+            Ok(()) => {
                 stats.decrypt.decrypted += 1;
                 true
             }
@@ -210,11 +233,28 @@ impl FrameCrypto {
                 stats.before_join += 1;
                 false
             }
-            Err(e) => {
+            Err(Refused::WrongSender) => {
+                stats.wrong_sender += 1;
+                false
+            }
+            Err(Refused::Decrypt(e)) => {
                 stats.decrypt.count(e);
                 false
             }
         }
+    }
+
+    /// Plans the frame, checks that its KID is `sender`'s before anything is opened or its
+    /// counter recorded (so a relabelled frame leaves the real sender's replay window alone),
+    /// then opens and commits it.
+    fn open(&mut self, sender: u32, layout: Layout, frame: &mut Vec<u8>) -> Result<(), Refused> {
+        let plan = self.recv.plan(layout, frame)?;
+        if Kid::unpack(plan.kid()).map(|(_, s, _)| s.get()) != Some(sender) {
+            return Err(Refused::WrongSender);
+        }
+        self.recv.open(&plan, frame)?;
+        self.recv.commit(&plan, frame)?;
+        Ok(())
     }
 
     /// Lends the decryptor (for tests that replay recorded frames).
@@ -337,5 +377,34 @@ mod tests {
                 .dropped_for(DropReason::UnknownKid),
             2
         );
+    }
+
+    /// A relay that puts alice's frames on the track it says is bob's: dropped unopened as
+    /// `wrong_sender`, a failure; alice's replay window stays untouched, so the same frame on
+    /// her own track still opens. (Before the check it decrypted as bob's.)
+    #[test]
+    fn a_frame_under_another_senders_key_is_dropped_as_wrong_sender() {
+        let mut c = FrameCrypto::new(CipherSuite::Aes128GcmSha256_128);
+        let kid = Kid::new(StreamContext::MICROPHONE, SenderIndex::new(1).unwrap(), 3);
+        let key = BaseKey::new(&[7; 16]).unwrap();
+        c.decryptor_mut().add_key(kid.get(), &key).unwrap();
+        let mut e = Encryptor::new(CipherSuite::Aes128GcmSha256_128, kid.get(), &key);
+        let audio = layout_of(Source::Microphone);
+        let mut frame = crate::synth::opus_frame(0, 80);
+        let plain = frame.clone();
+        e.encrypt(audio, &mut frame).unwrap();
+        let wire = frame.clone();
+        assert!(
+            !c.decrypt(2, audio, &mut frame),
+            "alice's frame on bob's track"
+        );
+        let bob = c.stats.received[&2];
+        assert_eq!((bob.wrong_sender, bob.decrypt.decrypted), (1, 0));
+        assert_eq!(bob.decrypt.dropped(), 0, "not a decryptor drop");
+        assert_eq!(c.stats.dropped_total(), 1, "a failure");
+        let mut frame = wire;
+        assert!(c.decrypt(1, audio, &mut frame), "on alice's own track");
+        assert_eq!(frame, plain);
+        assert_eq!(c.stats.received[&1].decrypt.decrypted, 1);
     }
 }

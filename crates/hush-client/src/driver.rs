@@ -85,6 +85,8 @@ pub(crate) struct Driver {
     reported: hush_frame::DecryptStats,
     /// Frames sealed before the join, as of the previous report.
     reported_before_join: u64,
+    /// Frames under another sender's key, as of the previous report.
+    reported_wrong_sender: u64,
 }
 
 /// How often `e2ee_stats` goes to the relay (it counts at most one per 5 s per connection).
@@ -119,6 +121,7 @@ impl Driver {
             published: false,
             reported: hush_frame::DecryptStats::default(),
             reported_before_join: 0,
+            reported_wrong_sender: 0,
         }
     }
 
@@ -127,10 +130,11 @@ impl Driver {
     fn stats_report(&mut self, last: bool) -> ClientMessage {
         let crypto = self.shared.crypto();
         let mut now = hush_frame::DecryptStats::default();
-        let mut before_join = 0;
+        let (mut before_join, mut wrong_sender) = (0, 0);
         for r in crypto.stats.received.values() {
             now.add(&r.decrypt);
             before_join += r.before_join;
+            wrong_sender += r.wrong_sender;
         }
         let epoch = crypto.stats.sending_epoch;
         drop(crypto);
@@ -144,11 +148,23 @@ impl Driver {
                 (wire.as_str().to_owned(), n - was)
             })
             .collect();
-        if before_join > self.reported_before_join {
-            let reason = hush_proto::E2eeDropReason::BeforeJoin.as_str().to_owned();
-            dropped.insert(reason, before_join - self.reported_before_join);
+        for (reason, n, was) in [
+            (
+                hush_proto::E2eeDropReason::BeforeJoin,
+                before_join,
+                &mut self.reported_before_join,
+            ),
+            (
+                hush_proto::E2eeDropReason::WrongSender,
+                wrong_sender,
+                &mut self.reported_wrong_sender,
+            ),
+        ] {
+            if n > *was {
+                dropped.insert(reason.as_str().to_owned(), n - *was);
+            }
+            *was = n;
         }
-        self.reported_before_join = before_join;
         let message = ClientMessage::E2eeStats(hush_proto::E2eeStats {
             dropped,
             decrypted: now.decrypted.saturating_sub(before.decrypted),
