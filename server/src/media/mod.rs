@@ -9,8 +9,8 @@
 //! subscriber's leg, per-hop ones are dropped; see `header::FORWARDED_EXTENSIONS`).
 //!
 //! Simulcast: a publisher may send up to three encodings of a video (`layers`). Each subscriber
-//! leg estimates its bandwidth (GCC on transport-wide feedback, `peer::allocation`), an
-//! allocator picks one encoding per forwarded video, and the fan-out switches the subscriber at
+//! leg estimates its bandwidth (GCC on transport-wide feedback, `peer::allocation`), the
+//! `allocator` picks one encoding per forwarded video, and the fan-out switches the subscriber at
 //! a keyframe it recognises without decrypting (`keyframe`), renumbering sequence numbers and
 //! timestamps so the decoder sees one stream. Retransmissions to a subscriber come from a
 //! two-second history and stay within a share of its estimate (`retransmit`).
@@ -27,6 +27,7 @@
 //! client's; answers keep the DTLS role of the running transport (`sdp`); candidates name the
 //! bundle's mid.
 
+mod allocator;
 pub(crate) mod fanout;
 mod feedback;
 mod header;

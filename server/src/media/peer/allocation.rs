@@ -3,7 +3,7 @@
 //! The estimate is Google Congestion Control (webrtc-rs's `Gcc`) fed by the transport-wide
 //! congestion control feedback the subscriber's browser sends for everything the relay sends
 //! it; every [`ALLOCATION_INTERVAL`] the peer measures each forwarded video's layers and asks
-//! [`crate::media::layers::Allocator`] which layer each gets. The fan-out's switches carry the choice out at the next
+//! [`crate::media::allocator::Allocator`] which layer each gets. The fan-out's switches carry the choice out at the next
 //! keyframe of that layer.
 
 use std::sync::Arc;
@@ -15,7 +15,8 @@ use rtc::interceptor::{BandwidthEstimator, EstimatorStats, Gcc, PacketReport};
 use hush_proto::TrackId;
 
 use super::Peer;
-use crate::media::layers::{Demand, MAX_LAYERS};
+use crate::media::allocator::Demand;
+use crate::media::layers::MAX_LAYERS;
 
 /// How often a peer re-divides its bandwidth.
 pub(super) const ALLOCATION_INTERVAL: Duration = Duration::from_millis(500);
@@ -169,6 +170,7 @@ impl Peer {
                             .allocated
                             .then(|| forward.control.assigned())
                             .flatten(),
+                        sent: forward.control.current(),
                     });
                     controls.push((Arc::clone(&forward.control), &mut forward.meter.allocated));
                 }
