@@ -162,27 +162,46 @@ fn predates_join_only_for_earlier_epochs_of_other_members_within_the_grace_perio
         "past the grace period"
     );
 
-    // 128 epochs after the join the KID's 8 bits no longer tell: it says nothing.
-    for _ in 0..127 {
-        net.rekey();
-        net.run_for(10);
-    }
-    net.run_until_settled(5_000)
-        .expect("settles after 127 rekeys");
+    // 17 epochs back: no honest sender seals that far behind. (A KID keeps an epoch's low 8
+    // bits: `join + 256 - n` is `n` back.)
+    assert!(says(now, alice, join + 256 - 16), "16 back");
+    assert!(!says(now, alice, join + 256 - 17), "17 back");
+
+    // A member who joined after this one sealed nothing before its join.
+    net.join_spaced(1, 100);
+    net.run_until_settled(10_000).expect("room settles");
+    let late = net.nodes[3].idx;
     let s = &net.nodes[2].session;
-    assert_eq!(s.applied_seq(), join + 127);
     assert!(
-        s.predates_join(at(net.now), Kid::new(MIC, alice, join - 1)),
-        "127 epochs on"
+        !s.predates_join(at(net.now), Kid::new(MIC, late, join - 1)),
+        "a later joiner"
+    );
+    assert!(s.predates_join(at(net.now), Kid::new(MIC, alice, join - 1)));
+
+    // 240 epochs after the join the KID's 8 bits no longer tell: it says nothing.
+    let settled = |net: &mut Net| {
+        for _ in 0..(join + 239 - net.nodes[2].session.applied_seq()) {
+            net.rekey();
+            net.run_for(10);
+        }
+        net.run_until_settled(10_000)
+            .expect("settles after the rekeys");
+    };
+    settled(&mut net);
+    let s = &net.nodes[2].session;
+    assert_eq!(s.applied_seq(), join + 239);
+    assert!(
+        s.predates_join(at(net.now), Kid::new(MIC, alice, join + 256 - 16)),
+        "239 epochs on"
     );
     net.rekey();
     net.run_until_settled(5_000)
         .expect("settles after one more");
     let s = &net.nodes[2].session;
-    assert_eq!(s.applied_seq(), join + 128);
+    assert_eq!(s.applied_seq(), join + 240);
     assert!(
         !s.predates_join(at(net.now), Kid::new(MIC, alice, join - 1)),
-        "128 epochs on"
+        "240 epochs on"
     );
 }
 

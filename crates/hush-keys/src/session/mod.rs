@@ -299,7 +299,8 @@ impl<R: CryptoRng> Session<R> {
     }
 
     /// Whether a frame under `kid`, which no installed key opens, was sealed before this member
-    /// joined: its sender is another current member and its epoch precedes the join.
+    /// joined: its sender is a current member who joined earlier, and its epoch lies up to 16
+    /// before the join.
     ///
     /// A newcomer never holds those epochs (each join moves the room to a new one, so the past
     /// stays closed to newcomers), and the others go on sealing under the old epoch until the
@@ -309,35 +310,46 @@ impl<R: CryptoRng> Session<R> {
     ///
     /// Only for the grace period after the join ([`Config::grace`], how long an old epoch stays
     /// open anywhere): later, a frame under a pre-join epoch is no honest sender's. `false`
-    /// before the join, and once the room is 128 epochs past it (a KID's 8 epoch bits no
-    /// longer tell the past from the future).
+    /// before the join, and once the room is 240 epochs past it (a KID's 8 epoch bits no
+    /// longer tell those epochs from later ones). The KID is not authenticated (no key opens
+    /// the frame), so a relay can pass any frame off as one: it hides such a frame from the
+    /// failure count for at most the grace period, and only frames nobody could open anyway.
     pub fn predates_join(&self, now: Instant, kid: Kid) -> bool {
-        let (Some((join, at)), Some(me)) = (self.joined, self.me) else {
+        let (Some((join, at)), Some(_)) = (self.joined, self.me) else {
             return false;
         };
         let Some((_, sender, low)) = Kid::unpack(kid.get()) else {
             return false;
         };
         now < at.saturating_add(self.cfg.grace)
-            && sender != me
-            && self.member_by_index(sender).is_some()
-            && pre_join::precedes(join, self.applied_seq, low)
+            && self
+                .member_by_index(sender)
+                .is_some_and(|m| m.join_seq < join)
+            && pre_join::precedes(join, self.newest_seq(), low)
+    }
+
+    /// The newest membership event this member knows of: applied, or waiting for an earlier
+    /// one.
+    fn newest_seq(&self) -> u64 {
+        self.events
+            .keys()
+            .next_back()
+            .map_or(self.applied_seq, |&seq| seq.max(self.applied_seq))
     }
 
     /// What [`Session::predates_join`] decides on, as a value another thread can keep (the
-    /// native client's receive tasks): valid until the next input changes the membership.
-    /// `None` before the join.
+    /// native client's receive tasks): valid until the next input. `None` before the join.
     pub fn join_horizon(&self) -> Option<JoinHorizon> {
         let ((join, at), me) = (self.joined?, self.me?);
         Some(JoinHorizon {
             join,
-            applied_seq: self.applied_seq,
+            newest: self.newest_seq(),
             until: at.saturating_add(self.cfg.grace),
             senders: self
                 .members
                 .values()
+                .filter(|m| m.join_seq < join && m.sender_index != me)
                 .map(|m| m.sender_index)
-                .filter(|s| *s != me)
                 .collect(),
         })
     }
