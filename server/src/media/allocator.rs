@@ -40,6 +40,11 @@ impl Demand {
         (layer + 1..=self.max_layer.min(MAX_LAYERS as Layer - 1)).find(|&l| self.active(l))
     }
 
+    /// Whether `layer`, or a higher one, is being sent.
+    fn sends(&self, layer: Layer) -> bool {
+        self.sent >= Some(layer)
+    }
+
     /// The highest layer this video holds while the budget covers it: the one it was given,
     /// or the one still sent when that is higher (a downgrade waiting for its keyframe is
     /// called off when the estimate recovers), unless `undone` says that layer was a probe
@@ -167,7 +172,7 @@ impl Allocator {
             .saturating_mul(u64::try_from(audio).unwrap_or(u64::MAX));
         let budget = estimate.saturating_sub(reserve);
         if let Some((index, tried)) = self.undone
-            && videos.get(index).is_none_or(|d| d.sent < Some(tried))
+            && videos.get(index).is_none_or(|d| !d.sends(tried))
         {
             self.undone = None;
         }
@@ -220,7 +225,7 @@ impl Allocator {
             } = probe;
             let floor = (probe.estimate as f64 * (1.0 - self.config.probe_failure_drop)) as u64;
             let fell = estimate < floor;
-            let landed = videos.get(index).is_some_and(|d| d.sent >= Some(tried));
+            let landed = videos.get(index).is_some_and(|d| d.sends(tried));
             if landed && probe.watch_from.is_none() {
                 probe.watch_from = Some(now_ms);
             }

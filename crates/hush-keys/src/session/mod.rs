@@ -340,7 +340,8 @@ impl<R: CryptoRng> Session<R> {
     /// What [`Session::predates_join`] decides on, as a value another thread can keep (the
     /// native client's receive tasks): valid until the next input. `None` before the join.
     pub fn join_horizon(&self) -> Option<JoinHorizon> {
-        let ((join, at), me) = (self.joined?, self.me?);
+        let (join, at) = self.joined?;
+        self.me?;
         Some(JoinHorizon {
             join,
             newest: self.newest_seq(),
@@ -348,7 +349,8 @@ impl<R: CryptoRng> Session<R> {
             senders: self
                 .members
                 .values()
-                .filter(|m| m.join_seq < join && m.sender_index != me)
+                // This member's own join_seq is `join`: it is left out too.
+                .filter(|m| m.join_seq < join)
                 .map(|m| m.sender_index)
                 .collect(),
         })
