@@ -9,6 +9,7 @@
 //! media_ip = "10.0.0.5"      # where media sockets bind
 //! public_ip = "203.0.113.7"  # announced in ICE host candidates (1:1 NAT)
 //! media_ports = "50000-50999" # one UDP port per participant, from this range (the firewall's)
+//! media_threads = 4          # threads running rooms' media, a room to a thread (default: cores)
 //!
 //! [tls]
 //! cert = "/etc/hush/cert.pem"
@@ -93,6 +94,9 @@ pub struct FileConfig {
     /// UDP ports for media, `"first-last"` (one per participant; see
     /// [`crate::media::ports`]). Default: any free port.
     pub media_ports: Option<String>,
+    /// Threads running media, each whole rooms (see [`crate::media::threads`]). Default: one
+    /// per CPU core.
+    pub media_threads: Option<usize>,
     /// TLS for HTTP and WebSocket.
     pub tls: Option<TlsFiles>,
     /// A separate listen address for `GET /metrics` (and `/healthz`).

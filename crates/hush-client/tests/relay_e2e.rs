@@ -427,3 +427,52 @@ async fn a_simulcast_publisher_reaches_each_subscriber_on_one_encoding() {
     })
     .await;
 }
+
+/// Sessions per media thread from `/metrics`, sorted (`threads` threads).
+fn thread_sessions(text: &str, threads: usize) -> Vec<u64> {
+    let mut v: Vec<u64> = (0..threads)
+        .map(|i| {
+            let line = format!("hush_media_thread_sessions{{thread=\"{i}\"}}");
+            hush_testkit::http::metric(text, &line).unwrap_or(0)
+        })
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+// A room's media sessions all run on one media thread (a packet crosses no thread inside its
+// room). With two threads, a room of three and a room of one give three and one: spreading
+// participants instead of rooms would give two and two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rooms_media_sessions_share_one_media_thread() {
+    bounded(async {
+        let relay = TestRelay::builder()
+            .configure(|o| o.media.threads = 2)
+            .start()
+            .await;
+        let trio = [("alice", AV), ("bob", AV), ("carol", AV)];
+        let (mut big, _) = join_all(&relay, "room-big", &trio).await;
+        let (mut small, _) = join_all(&relay, "room-small", &[("dave", AV)]).await;
+        let (a, b, c) = (&big[0], &big[1], &big[2]);
+        let got = pump_until_decrypted(a, &[b, c], 20, Media::AudioVideo, 30).await;
+        assert!(
+            got.iter().all(|&n| n >= 20),
+            "decrypted from alice: {got:?}"
+        );
+        assert_eq!(thread_sessions(&relay.metrics().await, 2), vec![1, 3]);
+
+        // Leavers give their places back.
+        leave_all(&mut big).await;
+        let mut now = Vec::new();
+        for _ in 0..50 {
+            now = thread_sessions(&relay.metrics().await, 2);
+            if now == vec![0, 1] {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(now, vec![0, 1], "after the room of three left");
+        leave_all(&mut small).await;
+    })
+    .await;
+}

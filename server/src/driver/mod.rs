@@ -19,12 +19,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use hush_proto::{ErrorCode, SenderIndex, ServerMessage, TrackId, TrackRef};
+use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::bus::{INPUT_QUEUE, Input, Outgoing};
 use crate::media::MediaOptions;
 use crate::media::fanout::Fanout;
 use crate::media::peer::{self, PeerCommand, PeerHandle};
+use crate::media::threads::MediaThreads;
 use crate::ops::audit::AuditSink;
 use crate::ops::limits::IpLimiter;
 use crate::ops::metrics::{KeyframeOrigin, Metrics, PacketDrop};
@@ -127,6 +129,11 @@ pub fn spawn(
 ) -> DriverHandle {
     let (tx, rx) = mpsc::channel(INPUT_QUEUE);
     let (recordings, recording_failures) = Recordings::new(recording, Arc::clone(&ops.metrics));
+    let threads = MediaThreads::start(media.threads)
+        .inspect_err(|e| {
+            tracing::warn!(error = %e, "media threads could not start: media runs on the main runtime");
+        })
+        .ok();
     let driver = Driver {
         relay,
         media,
@@ -138,6 +145,7 @@ pub fn spawn(
         fanout_totals: FanoutTotals::default(),
         recordings,
         recording_failures,
+        threads,
     };
     tokio::spawn(driver.run());
     DriverHandle { tx }
@@ -221,6 +229,9 @@ struct Driver {
     recordings: Recordings,
     /// Recordings' writers report here that they could not go on.
     recording_failures: mpsc::Receiver<(ConnId, hush_proto::RecordingEnd)>,
+    /// Where rooms' media run (`None`: the threads could not start; media runs on this
+    /// runtime).
+    threads: Option<MediaThreads>,
 }
 
 impl Driver {
@@ -380,6 +391,11 @@ impl Driver {
         self.ops
             .metrics
             .set_rooms(self.relay.room_count(), self.relay.participant_total());
+        if let Some(threads) = &self.threads {
+            self.ops
+                .metrics
+                .set_media_thread_sessions(&threads.sessions());
+        }
         let totals = &mut self.fanout_totals;
         let now = self
             .fanouts
@@ -619,12 +635,20 @@ impl Driver {
             };
             // A client that said it publishes nothing gets the relay's offer at once.
             let hold = self.relay.offers_first(conn) != Some(false);
+            let place = match (&self.threads, self.relay.room_of(conn)) {
+                (Some(threads), Some(room)) => {
+                    let (thread, lease) = threads.place(room);
+                    (thread, Some(lease))
+                }
+                _ => (Handle::current(), None),
+            };
             let handle = peer::spawn(
                 conn,
                 self.media.clone(),
                 state.outgoing.clone(),
                 driver,
                 hold,
+                place,
             );
             state.peer = Some(handle);
         }

@@ -31,6 +31,7 @@ fn driver() -> (Driver, Arc<Metrics>) {
         fanout_totals: FanoutTotals::default(),
         recordings: Recordings::new(None, Arc::clone(&metrics)).0,
         recording_failures: mpsc::channel(1).1,
+        threads: None,
     };
     (driver, metrics)
 }

@@ -37,6 +37,7 @@ pub(crate) mod peer;
 pub mod ports;
 mod retransmit;
 mod sdp;
+pub(crate) mod threads;
 
 use std::fmt;
 use std::net::IpAddr;
@@ -71,6 +72,8 @@ pub struct MediaOptions {
     pub udp_ports: Option<Arc<ports::PortRange>>,
     /// Retransmissions refused by the subscriber legs' budgets (`retransmit`), for /metrics.
     pub retransmits_refused: Arc<std::sync::atomic::AtomicU64>,
+    /// Media threads, each running whole rooms (see [`threads`]); 0: one per CPU core.
+    pub threads: usize,
 }
 
 /// The default [`MediaOptions::first_offer_hold`].
@@ -94,6 +97,7 @@ impl Default for MediaOptions {
             turn: None,
             udp_ports: None,
             retransmits_refused: Arc::default(),
+            threads: 0,
         }
     }
 }
@@ -110,6 +114,7 @@ impl fmt::Debug for MediaOptions {
                 "udp_ports",
                 &self.udp_ports.as_ref().map(ToString::to_string),
             )
+            .field("threads", &self.threads)
             .finish()
     }
 }

@@ -76,6 +76,7 @@ pub struct Metrics {
     connections_refused: Family<Labels, Counter>,
     rooms: Gauge,
     participants: Gauge,
+    media_thread_sessions: Family<[(&'static str, String); 1], Gauge>,
     joins: Counter,
     refusals: Family<Labels, Counter>,
     messages_in: Family<Labels, Counter>,
@@ -112,6 +113,7 @@ impl Metrics {
             connections_refused: Family::default(),
             rooms: Gauge::default(),
             participants: Gauge::default(),
+            media_thread_sessions: Family::default(),
             joins: Counter::default(),
             refusals: Family::default(),
             messages_in: Family::default(),
@@ -151,6 +153,11 @@ impl Metrics {
             "participants",
             "Participants in all rooms",
             m.participants.clone(),
+        );
+        r.register(
+            "media_thread_sessions",
+            "Media sessions running on each media thread (a room's all on one)",
+            m.media_thread_sessions.clone(),
         );
         r.register("joins", "Successful joins", m.joins.clone());
         r.register(
@@ -306,6 +313,15 @@ impl Metrics {
             .set(i64::try_from(participants).unwrap_or(i64::MAX));
     }
 
+    /// Sets the media sessions per media thread (`sessions[i]` on thread `i`).
+    pub fn set_media_thread_sessions(&self, sessions: &[usize]) {
+        for (i, n) in sessions.iter().enumerate() {
+            self.media_thread_sessions
+                .get_or_create(&[("thread", i.to_string())])
+                .set(i64::try_from(*n).unwrap_or(i64::MAX));
+        }
+    }
+
     /// `packets` RTP packets of `bytes` (payload and fixed header) forwarded to subscribers
     /// (one per packet and subscriber; the driver adds the fan-outs' counters).
     pub fn add_forwarded_packets(&self, packets: u64, bytes: u64) {
@@ -407,6 +423,7 @@ mod tests {
         m.connection_closed();
         m.connection_refused("connect_rate");
         m.set_rooms(3, 7);
+        m.set_media_thread_sessions(&[2, 5]);
         m.message_in("join");
         m.message_in("join");
         m.message_in("rekey");
@@ -456,6 +473,10 @@ mod tests {
         }
         assert!(text.contains("# TYPE hush_forwarded_packets counter"));
         assert!(text.contains("# TYPE hush_participants gauge"));
+        assert!(
+            text.contains("hush_media_thread_sessions{thread=\"1\"} 5\n"),
+            "{text}"
+        );
         // prometheus-client ends help texts with a period; families with no label set yet (here
         // `refusals`) are not written at all.
         assert!(

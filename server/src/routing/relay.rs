@@ -249,6 +249,11 @@ impl Relay {
         self.conns.get(&conn).and_then(|c| c.offers_first)
     }
 
+    /// The room `conn` has joined, if it has.
+    pub fn room_of(&self, conn: ConnId) -> Option<&RoomId> {
+        self.conns.get(&conn).and_then(|c| c.room.as_ref())
+    }
+
     /// When [`Relay::handle_timeout`] should next run, if anything is waiting. Scans every
     /// connection and room (fine for thousands; a timer wheel would replace it beyond that).
     pub fn poll_timeout(&self) -> Option<Instant> {

@@ -124,6 +124,10 @@ struct ServeArgs {
     /// this range [default: any free port].
     #[arg(long, env = "HUSH_MEDIA_PORTS")]
     media_ports: Option<String>,
+    /// Threads running media, a room to a thread (a packet crosses no thread inside its room)
+    /// [default: one per CPU core].
+    #[arg(long, env = "HUSH_MEDIA_THREADS")]
+    media_threads: Option<usize>,
     /// Where used token ids are kept, so tokens stay single use across restarts and relays: a
     /// file path, a redis:// URL (shared by several relays), or `memory` [default:
     /// $STATE_DIRECTORY/used-tokens under systemd, else memory].
@@ -343,6 +347,7 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         public_ip: args.public_ip.or(file.public_ip),
         turn,
         udp_ports,
+        threads: args.media_threads.or(file.media_threads).unwrap_or(0),
         ..MediaOptions::default()
     };
     options.recording = recording.map(|r| r.options());

@@ -212,8 +212,11 @@ async fn write_loop(mut packets: mpsc::Receiver<rtp::Packet>, writer: Writer) {
     // webrtc-rs's own defaults, not what the subscriber negotiated (its payload types and
     // extension ids may differ: Firefox numbers VP8 120), and webrtc-rs drops, later and
     // silently, a packet with an extension id the leg did not negotiate. So nothing is written
-    // before that, and the parameters are read again after every exchange.
-    negotiated.mark_unchanged();
+    // before that, and the parameters are read again after every exchange. `negotiated` was
+    // subscribed when the track was added, so an exchange that completes before this task
+    // first runs still counts (with a room's media on one thread, the peer's actor often
+    // handles the client's answer before this task is first polled: marking the receiver
+    // unchanged here lost that exchange, and the subscriber got nothing).
     let mut bound = false;
     let mut payload_type: Option<u8> = None;
     let mut extension_ids: Vec<(u8, u8)> = Vec::new();

@@ -23,6 +23,7 @@ use hush_proto::{ErrorCode, ServerMessage, Source, TrackId};
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
+use tokio::runtime::Handle;
 use tokio::sync::{mpsc, watch};
 use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
@@ -43,6 +44,7 @@ use super::header::FORWARDED_EXTENSIONS;
 use super::ports::PortLease;
 use super::retransmit::Retransmitter;
 use super::sdp::Setup;
+use super::threads::ThreadLease;
 use crate::bus::{Input, Outgoing};
 use crate::routing::{ConnId, MediaSignal};
 
@@ -96,6 +98,8 @@ enum PeerEvent {
 /// The driver's handle on a peer actor; dropping it ends the actor.
 pub(crate) struct PeerHandle {
     commands: mpsc::Sender<PeerCommand>,
+    /// The session's place on its media thread, given back with the handle.
+    _lease: Option<ThreadLease>,
 }
 
 impl PeerHandle {
@@ -105,8 +109,9 @@ impl PeerHandle {
     }
 }
 
-/// Starts the actor for `conn`. It builds its PeerConnection itself, so this returns at once.
-/// `hold_first_offer`: the relay's first offer waits for the client's
+/// Starts the actor for `conn` on `thread` (its room's media thread, [`super::threads`]; the
+/// PeerConnection it builds there runs its webrtc-rs tasks and socket there too). It builds its
+/// PeerConnection itself, so this returns at once. `hold_first_offer`: the relay's first offer waits for the client's
 /// ([`MediaOptions::first_offer_hold`]);
 /// `false` for a client that said it publishes nothing.
 pub(crate) fn spawn(
@@ -115,10 +120,11 @@ pub(crate) fn spawn(
     outgoing: mpsc::Sender<Outgoing>,
     driver: mpsc::Sender<Input>,
     hold_first_offer: bool,
+    (thread, lease): (Handle, Option<ThreadLease>),
 ) -> PeerHandle {
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
     let failure = driver.clone();
-    let actor = tokio::spawn(run(conn, options, outgoing, driver, rx, hold_first_offer));
+    let actor = thread.spawn(run(conn, options, outgoing, driver, rx, hold_first_offer));
     // Supervise: a panic or error inside the actor closes this participant only.
     tokio::spawn(async move {
         let failed = !matches!(actor.await, Ok(Ok(())));
@@ -126,7 +132,10 @@ pub(crate) fn spawn(
             let _ = failure.send(Input::MediaFailed { conn }).await;
         }
     });
-    PeerHandle { commands: tx }
+    PeerHandle {
+        commands: tx,
+        _lease: lease,
+    }
 }
 
 struct Handler {
