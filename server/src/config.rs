@@ -419,6 +419,7 @@ mod tests {
         let c = FileConfig::parse(include_str!("../../deploy/hush.toml")).unwrap();
         assert!(c.tls.is_some() && c.recording.is_some() && c.admin_token_file.is_some());
         assert_eq!(c.token_store.as_deref(), Some("/var/lib/hush/used-tokens"));
+        assert_eq!(c.media_threads, Some(0));
         assert_eq!(c.keys.len(), 1);
         assert!(c.limits.relay_config().is_ok());
     }
