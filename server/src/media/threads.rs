@@ -8,7 +8,7 @@
 //! webrtc-rs spawns its driver and binds its socket there too: a packet crosses no thread from
 //! the publisher's socket to the subscribers'. Rooms are placed on the thread with the fewest
 //! media sessions when their first session starts (mediasoup's workers, a room to a worker,
-//! do the same). Signaling, HTTP and the driver stay on the main runtime.
+//! do the same). Signaling, HTTP, the driver and recording taps stay on the main runtime.
 //!
 //! [`Placement`] is the choice alone (no threads, no clock), so it is tested as a value.
 
