@@ -144,10 +144,10 @@ impl MediaThreads {
     /// Where a new media session in `room` runs, and its lease there.
     pub(crate) fn place(&self, room: &RoomId) -> (Handle, ThreadLease) {
         let thread = lock(&self.placement).place(room);
+        // The placement has as many threads as `handles`: the fallback is never taken.
         let handle = self
             .handles
             .get(thread)
-            .or_else(|| self.handles.first())
             .cloned()
             .unwrap_or_else(Handle::current);
         let lease = ThreadLease {

@@ -111,9 +111,9 @@ impl PeerHandle {
 
 /// Starts the actor for `conn` on `thread` (its room's media thread, [`super::threads`]; the
 /// PeerConnection it builds there runs its webrtc-rs tasks and socket there too). It builds its
-/// PeerConnection itself, so this returns at once. `hold_first_offer`: the relay's first offer waits for the client's
-/// ([`MediaOptions::first_offer_hold`]);
-/// `false` for a client that said it publishes nothing.
+/// PeerConnection itself, so this returns at once. `hold_first_offer`: the relay's first offer
+/// waits for the client's ([`MediaOptions::first_offer_hold`]); `false` for a client that said
+/// it publishes nothing.
 pub(crate) fn spawn(
     conn: ConnId,
     options: MediaOptions,
