@@ -123,6 +123,7 @@ export async function openFromRoot(t, path, label = 'page') {
 export function watch(page, label) {
   page.on('console', (m) => { if (m.type() === 'error') console.log(`  [${label}] ${m.text()}`); });
   page.on('pageerror', (e) => console.log(`  [${label} error] ${e.message}`));
+  page.on('requestfailed', (r) => console.log(`  [${label} request failed] ${r.url()}: ${r.failure()?.errorText}`));
 }
 
 /**
