@@ -1,11 +1,13 @@
 //! One published track's fan-out: the publisher's receive loop hands each RTP packet to every
-//! subscriber's bounded queue; a full queue drops the packet (a slow subscriber loses packets,
-//! it never makes the relay buffer more).
+//! subscriber's [`Outlet`] without waiting. A subscriber's leg writes it straight into the
+//! subscriber's connection (see `peer::forwarding`), a recording tap queues it; an outlet that
+//! cannot take a packet now drops it (a slow subscriber loses packets, it never makes the
+//! relay buffer more, nor holds up the others).
 //!
 //! A simulcast publication sends up to [`MAX_LAYERS`] encodings on one track. Each subscriber's
 //! [`LayerSwitch`] picks the packets of the layer its allocator chose (see
 //! [`super::layers`]) and renumbers them into one continuous stream, here, on the publisher's
-//! receive path, so a subscriber's queue only ever holds what it will be sent.
+//! receive path, so an outlet only ever gets what it will be sent.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
@@ -19,9 +21,37 @@ use tokio::sync::{mpsc, watch};
 use super::layers::{Layer, LayerSwitch, MAX_LAYERS, Verdict};
 use crate::routing::ConnId;
 
-/// Packets queued per subscriber of one track before new ones are dropped: about a second of
-/// 720p video, a few seconds of audio.
+/// Packets queued per queued outlet (a recording tap) before new ones are dropped: about a
+/// second of 720p video, a few seconds of audio.
 pub(crate) const SUBSCRIBER_QUEUE: usize = 512;
+
+/// What became of a packet offered to an [`Outlet`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Offered {
+    /// Taken: counted as forwarded.
+    Taken,
+    /// The outlet is full: dropped and counted.
+    Full,
+    /// The outlet is not ready to send (its leg is not negotiated yet): dropped, not counted.
+    NotReady,
+}
+
+/// Where the fan-out hands one subscriber's packets. `offer` must not wait: it runs on the
+/// publisher's receive loop, once per packet per subscriber.
+pub(crate) trait Outlet: Send + Sync {
+    /// Takes `packet` now, or refuses it.
+    fn offer(&self, packet: rtp::Packet) -> Offered;
+}
+
+/// A bounded queue (a recording tap's, a test's): full drops.
+impl Outlet for mpsc::Sender<rtp::Packet> {
+    fn offer(&self, packet: rtp::Packet) -> Offered {
+        match self.try_send(packet) {
+            Ok(()) => Offered::Taken,
+            Err(_) => Offered::Full,
+        }
+    }
+}
 
 /// How long a subscriber waits for the keyframe of a layer it switches to before the relay asks
 /// the publisher again.
@@ -76,7 +106,7 @@ impl SinkControl {
 
 struct Sink {
     conn: ConnId,
-    queue: mpsc::Sender<rtp::Packet>,
+    outlet: Box<dyn Outlet>,
     switch: LayerSwitch,
     control: std::sync::Arc<SinkControl>,
     /// The layer a keyframe was last asked for, and when.
@@ -84,7 +114,7 @@ struct Sink {
     asked_at: u64,
 }
 
-/// A published track, shared by its publisher's receive loop and its subscribers' writers.
+/// A published track, shared by its publisher's receive loop and its subscribers' forwards.
 pub(crate) struct Fanout {
     /// The room-local track id.
     pub(crate) track: TrackId,
@@ -93,7 +123,7 @@ pub(crate) struct Fanout {
     /// The publisher's codec, once its first packet arrived.
     codec: watch::Sender<Option<RTCRtpCodec>>,
     sinks: Mutex<Vec<Sink>>,
-    /// Packets dropped because a subscriber's queue was full.
+    /// Packets dropped because a subscriber's outlet was full.
     pub(crate) dropped: AtomicU64,
     /// Packets forwarded (counted once per subscriber).
     pub(crate) forwarded: AtomicU64,
@@ -235,11 +265,12 @@ impl Fanout {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Adds a subscriber: its queue, the control its allocator sets, and the codec's clock rate.
+    /// Adds a subscriber: its outlet, the control its allocator sets, and the codec's clock
+    /// rate.
     pub(crate) fn add_sink(
         &self,
         subscriber: ConnId,
-        queue: mpsc::Sender<rtp::Packet>,
+        outlet: impl Outlet + 'static,
         control: std::sync::Arc<SinkControl>,
         clock_rate: u32,
     ) {
@@ -249,7 +280,7 @@ impl Fanout {
             sinks.retain(|s| s.conn != subscriber);
             sinks.push(Sink {
                 conn: subscriber,
-                queue,
+                outlet: Box::new(outlet),
                 switch,
                 control,
                 asked: None,
@@ -294,7 +325,7 @@ impl Fanout {
                 sink.switch.set_target(target);
             }
             // A switch asks for the new layer's keyframe at once; the first keyframe is asked
-            // for by the subscriber's writer once its connection can carry it (an earlier one
+            // for by the subscriber's forward once its connection can carry it (an earlier one
             // would be lost), and either is asked again after a second without it.
             let want = sink.switch.target();
             let switching = sink.switch.current().is_some() && sink.asked != Some(want);
@@ -321,14 +352,15 @@ impl Fanout {
             let mut out = packet.clone();
             out.header.sequence_number = seq;
             out.header.timestamp = ts;
-            match sink.queue.try_send(out) {
-                Ok(()) => {
+            match sink.outlet.offer(out) {
+                Offered::Taken => {
                     self.forwarded.fetch_add(1, Ordering::Relaxed);
                     self.forwarded_bytes.fetch_add(bytes, Ordering::Relaxed);
                 }
-                Err(_) => {
+                Offered::Full => {
                     self.dropped.fetch_add(1, Ordering::Relaxed);
                 }
+                Offered::NotReady => {}
             }
         }
         asks
@@ -363,7 +395,7 @@ mod tests {
         fanout.add_sink(ConnId(2), fast_tx, Arc::clone(&fast_control), 90_000);
         slow_control.set_target(0);
         fast_control.set_target(2);
-        // The first keyframes are the writers' to ask for (when their connections are up)...
+        // The first keyframes are the forwards' to ask for (when their connections are up)...
         assert_eq!(fanout.forward(&packet(10, 1, 100), 0, false), 0);
         assert_eq!(fanout.forward(&packet(30, 1, 100), 2, false), 0);
         // ...and nothing is forwarded before them.
@@ -430,6 +462,62 @@ mod tests {
         }
         assert_eq!(fanout.forwarded.load(Ordering::Relaxed), 1);
         assert_eq!(fanout.dropped.load(Ordering::Relaxed), 2);
+    }
+
+    /// An outlet that answers with `answer` and counts what it was offered.
+    struct Fixed {
+        answer: Offered,
+        offered: Arc<AtomicU64>,
+    }
+
+    impl Outlet for Fixed {
+        fn offer(&self, _packet: rtp::Packet) -> Offered {
+            self.offered.fetch_add(1, Ordering::Relaxed);
+            self.answer
+        }
+    }
+
+    #[test]
+    fn a_full_or_unready_outlet_holds_up_no_other_and_only_full_counts_as_dropped() {
+        let fanout = Fanout::new(TrackId(1), SenderIndex(1));
+        fanout.set_layer_ssrc(0, 10);
+        let counts: Vec<Arc<AtomicU64>> = (0..3).map(|_| Arc::new(AtomicU64::new(0))).collect();
+        for (conn, answer) in [Offered::Full, Offered::NotReady, Offered::Taken]
+            .into_iter()
+            .enumerate()
+        {
+            let outlet = Fixed {
+                answer,
+                offered: Arc::clone(&counts[conn]),
+            };
+            let conn = ConnId(conn as u64);
+            fanout.add_sink(conn, outlet, Arc::new(SinkControl::default()), 48_000);
+        }
+        for seq in 0..5 {
+            fanout.forward(&packet(10, seq, 0), 0, false);
+        }
+        let offered: Vec<u64> = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+        assert_eq!(offered, [5, 5, 5], "every outlet is offered every packet");
+        assert_eq!(
+            fanout.forwarded.load(Ordering::Relaxed),
+            5,
+            "the ready one's"
+        );
+        assert_eq!(
+            fanout.forwarded_bytes.load(Ordering::Relaxed),
+            5 * 112,
+            "payload and fixed header"
+        );
+        assert_eq!(
+            fanout.dropped.load(Ordering::Relaxed),
+            5,
+            "the full one's only"
+        );
+        // A removed subscriber is offered nothing more.
+        fanout.remove_sink(ConnId(0));
+        fanout.forward(&packet(10, 5, 0), 0, false);
+        assert_eq!(counts[0].load(Ordering::Relaxed), 5);
+        assert_eq!(fanout.dropped.load(Ordering::Relaxed), 5);
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub(crate) fn layer_of_rid(rid: &str) -> Option<Layer> {
     }
 }
 
-/// What the writer does with one packet.
+/// What the fan-out does with one packet for one subscriber.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Verdict {
     /// Forward it with this sequence number and timestamp.

@@ -1,8 +1,8 @@
 //! Media threads: every room's media runs on one thread of its own choosing.
 //!
-//! A forwarded packet passes through several tasks: the publisher's receive loop, the fan-out
-//! into each subscriber's writer, and each subscriber's webrtc-rs connection driver, which
-//! runs the interceptors, SRTP and the socket. On one multi-threaded runtime those tasks wake
+//! A forwarded packet passes through several tasks: the publisher's receive loop, which the
+//! fan-out writes each subscriber's copy from, and each subscriber's webrtc-rs connection
+//! driver, which runs the interceptors, SRTP and the socket. On one multi-threaded runtime those tasks wake
 //! one another across threads for every packet. Here each thread runs a single-threaded tokio
 //! runtime, and every participant of a room builds its PeerConnection on the room's thread, so
 //! webrtc-rs spawns its driver and binds its socket there too: a packet crosses no thread from

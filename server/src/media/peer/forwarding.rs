@@ -1,9 +1,13 @@
 //! Other participants' tracks, going out to this peer: each forward gets its own send-only
-//! transceiver once the publisher's codec is known, a writer that takes packets from the
-//! track's fan-out and rewrites their header for this leg ([`crate::media::header`]), and a
-//! reader for this subscriber's keyframe requests ([`crate::media::feedback`]).
+//! transceiver once the publisher's codec is known, a [`Leg`] through which the track's
+//! fan-out writes each packet straight into this peer's connection with its header rewritten
+//! for this leg ([`crate::media::header`]), a task that keeps the leg's negotiated header
+//! current, and a reader for this subscriber's keyframe requests
+//! ([`crate::media::feedback`]).
 
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 
 use hush_proto::TrackId;
 use rtc::media_stream::MediaStreamTrack;
@@ -11,7 +15,7 @@ use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
@@ -20,7 +24,7 @@ use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit,
 use super::allocation::LayerMeter;
 use super::{Peer, PeerEvent, PeerFailed};
 use crate::bus::Input;
-use crate::media::fanout::{Fanout, SUBSCRIBER_QUEUE, SinkControl};
+use crate::media::fanout::{Fanout, Offered, Outlet, SinkControl};
 use crate::media::feedback::rtcp_loop;
 use crate::media::header::{
     forwarded, map_extension_ids, negotiated_payload_type, rewrite_extensions,
@@ -163,17 +167,15 @@ impl Peer {
                 return Ok(());
             }
         };
-        let (sink_tx, sink_rx) = mpsc::channel(SUBSCRIBER_QUEUE);
-        let writer = tokio::spawn(write_loop(
-            sink_rx,
-            Writer {
-                local: Arc::clone(&local),
+        let leg = Arc::new(Leg::new(Arc::clone(&local), ssrc));
+        let keeper = tokio::spawn(keep_header(
+            Arc::clone(&leg),
+            HeaderInputs {
                 sender: Arc::clone(&sender),
                 codec,
                 publisher_extensions: fanout.extensions(),
                 negotiated: self.negotiated.subscribe(),
                 connected: self.connected.subscribe(),
-                ssrc,
                 ask: KeyframeAsk {
                     driver: self.driver.clone(),
                     subscriber: self.conn,
@@ -182,44 +184,116 @@ impl Peer {
             },
         ));
         let rtcp = tokio::spawn(rtcp_loop(local, self.driver.clone(), self.conn, key.1));
-        fanout.add_sink(self.conn, sink_tx, control, clock_rate);
+        fanout.add_sink(self.conn, LegOutlet(leg), control, clock_rate);
         if let Some(forward) = self.forwards.get_mut(&key) {
             forward.video = Some(kind == RtpCodecKind::Video);
             forward.sender = Some(sender);
-            forward.tasks.push(writer);
+            forward.tasks.push(keeper);
             forward.tasks.push(rtcp);
         }
         self.negotiate().await
     }
 }
 
-/// Writes a subscriber's queued packets to its local track, rewriting only the header: this
-/// leg's SSRC and payload type, and the [`crate::media::header::FORWARDED_EXTENSIONS`] under this leg's ids (all other
-/// header extensions are dropped: their ids were negotiated on the publisher's leg and mean
-/// nothing here). Payloads are untouched.
-async fn write_loop(mut packets: mpsc::Receiver<rtp::Packet>, writer: Writer) {
-    let Writer {
-        local,
+/// One forward's way into its subscriber's connection: the fan-out offers each packet on the
+/// publisher's receive loop, and it is written at once with this leg's header (SSRC, payload
+/// type, the [`crate::media::header::FORWARDED_EXTENSIONS`] under this leg's ids; every other
+/// header extension dropped: its id was negotiated on the publisher's leg and means nothing
+/// here). Payloads are untouched. No task and no queue sit between: webrtc-rs's own event
+/// queue to the connection's driver is the subscriber's buffer, and a packet it cannot take
+/// now is dropped and counted ([`Offered::Full`]), so a stalled subscriber never holds up the
+/// publisher or the others.
+pub(super) struct Leg {
+    local: Arc<TrackLocalStaticRTP>,
+    ssrc: u32,
+    /// The negotiated header; `None` before the first completed exchange after the track was
+    /// added (webrtc-rs's defaults are not what the subscriber negotiated, and it drops, later
+    /// and silently, a packet with an extension id the leg did not negotiate), and after a
+    /// write failed, until [`keep_header`] has read it again.
+    header: Mutex<Option<LegHeader>>,
+    /// Asks [`keep_header`] to read the negotiated parameters again (a write failed).
+    reread: Notify,
+}
+
+/// A leg's negotiated header: the payload type of the publisher's codec and the extension
+/// ids (publisher leg's id, this leg's id).
+#[derive(Debug, Clone)]
+struct LegHeader {
+    payload_type: u8,
+    extension_ids: Vec<(u8, u8)>,
+}
+
+impl Leg {
+    fn new(local: Arc<TrackLocalStaticRTP>, ssrc: u32) -> Self {
+        Self {
+            local,
+            ssrc,
+            header: Mutex::new(None),
+            reread: Notify::new(),
+        }
+    }
+
+    fn set_header(&self, header: Option<LegHeader>) {
+        if let Ok(mut slot) = self.header.lock() {
+            *slot = header;
+        }
+    }
+
+    /// Rewrites `packet`'s header for this leg and writes it without waiting.
+    fn write(&self, mut packet: rtp::Packet) -> Offered {
+        {
+            let Ok(header) = self.header.lock() else {
+                return Offered::NotReady;
+            };
+            let Some(header) = header.as_ref() else {
+                return Offered::NotReady; // not negotiated yet: dropped
+            };
+            packet.header.ssrc = self.ssrc;
+            packet.header.payload_type = header.payload_type;
+            rewrite_extensions(&mut packet.header, &header.extension_ids);
+        }
+        // Polled once, outside tokio's cooperative budget (which could refuse a ready channel
+        // after a burst): `Pending` means the driver's queue is full (or the track is being
+        // bound), and the packet is dropped with the future.
+        let mut write = tokio::task::unconstrained(self.local.write_rtp(packet));
+        match Pin::new(&mut write).poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(Ok(())) => Offered::Taken,
+            Poll::Ready(Err(_)) => {
+                // Not bound, or renegotiated: read the parameters again.
+                self.set_header(None);
+                self.reread.notify_one();
+                Offered::NotReady
+            }
+            Poll::Pending => Offered::Full,
+        }
+    }
+}
+
+/// The fan-out's handle on a [`Leg`].
+struct LegOutlet(Arc<Leg>);
+
+impl Outlet for LegOutlet {
+    fn offer(&self, packet: rtp::Packet) -> Offered {
+        self.0.write(packet)
+    }
+}
+
+/// Keeps `leg`'s header the one negotiated: read after every completed exchange on the
+/// subscriber's connection and after a failed write. Also asks for the first keyframe.
+async fn keep_header(leg: Arc<Leg>, inputs: HeaderInputs) {
+    let HeaderInputs {
         sender,
         codec,
         publisher_extensions,
         mut negotiated,
         mut connected,
-        ssrc,
         ask,
-    } = writer;
-    // Until an exchange completes after this track was added, the sender's parameters are
-    // webrtc-rs's own defaults, not what the subscriber negotiated (its payload types and
-    // extension ids may differ: Firefox numbers VP8 120), and webrtc-rs drops, later and
-    // silently, a packet with an extension id the leg did not negotiate. So nothing is written
-    // before that, and the parameters are read again after every exchange. `negotiated` was
-    // subscribed when the track was added, so an exchange that completes before this task
-    // first runs still counts (with a room's media on one thread, the peer's actor often
-    // handles the client's answer before this task is first polled: marking the receiver
-    // unchanged here lost that exchange, and the subscriber got nothing).
+    } = inputs;
+    // `negotiated` was subscribed when the track was added, so an exchange that completes
+    // before this task first runs still counts (with a room's media on one thread, the peer's
+    // actor often handles the client's answer before this task is first polled: marking the
+    // receiver unchanged here would lose that exchange, and the subscriber would get nothing).
     let mut bound = false;
-    let mut payload_type: Option<u8> = None;
-    let mut extension_ids: Vec<(u8, u8)> = Vec::new();
     // The subscriber joined a stream in progress: it needs a keyframe to start decoding. Ask
     // once the forward is negotiated while the connection is up, without waiting for the
     // subscriber's own PLI. Asked before the connection is up, the
@@ -227,26 +301,41 @@ async fn write_loop(mut packets: mpsc::Receiver<rtp::Packet>, writer: Writer) {
     // (the subscriber's PLI) would wait out the publisher's keyframe interval: that cost joins
     // about half a second. Asked again after a reconnection.
     // Audio has no keyframes to ask for.
-    let mut asked = !codec.mime_type.to_ascii_lowercase().starts_with("video/");
-    let is_audio = asked;
+    let is_audio = !codec.mime_type.to_ascii_lowercase().starts_with("video/");
+    let mut asked = is_audio;
     loop {
-        let packet = tokio::select! {
-            packet = packets.recv() => match packet {
-                Some(packet) => Some(packet),
-                None => break,
-            },
-            Ok(()) = connected.changed() => {
+        let read = tokio::select! {
+            changed = connected.changed() => {
+                if changed.is_err() {
+                    break; // the peer is gone
+                }
                 if !*connected.borrow() {
                     asked = is_audio; // asked again after a reconnection
                 }
-                None
+                false
             }
-            Ok(()) = negotiated.changed() => {
+            changed = negotiated.changed() => {
+                if changed.is_err() {
+                    break;
+                }
                 bound = true;
-                payload_type = None;
-                None
+                true
             }
+            () = leg.reread.notified(), if bound => true,
         };
+        if read {
+            let params = sender.get_parameters().await.ok();
+            let payload_type = params
+                .as_ref()
+                .and_then(|p| negotiated_payload_type(&p.rtp_parameters.codecs, &codec));
+            let ours = params
+                .map(|p| forwarded(&p.rtp_parameters.header_extensions))
+                .unwrap_or_default();
+            leg.set_header(payload_type.map(|payload_type| LegHeader {
+                payload_type,
+                extension_ids: map_extension_ids(&publisher_extensions, &ours),
+            }));
+        }
         // The first keyframe: asked as soon as the forward is negotiated and the connection
         // up, not when a first packet goes out: a simulcast forward sends nothing before a
         // keyframe.
@@ -257,38 +346,12 @@ async fn write_loop(mut packets: mpsc::Receiver<rtp::Packet>, writer: Writer) {
                 track: ask.track,
             });
         }
-        let Some(mut packet) = packet else { continue };
-        if !bound {
-            continue; // not negotiated yet: drop
-        }
-        if payload_type.is_none() {
-            let params = sender.get_parameters().await.ok();
-            payload_type = params
-                .as_ref()
-                .and_then(|p| negotiated_payload_type(&p.rtp_parameters.codecs, &codec));
-            let ours = params
-                .map(|p| forwarded(&p.rtp_parameters.header_extensions))
-                .unwrap_or_default();
-            extension_ids = map_extension_ids(&publisher_extensions, &ours);
-        }
-        let Some(pt) = payload_type else {
-            continue; // not negotiated yet: drop
-        };
-        packet.header.ssrc = ssrc;
-        packet.header.payload_type = pt;
-        rewrite_extensions(&mut packet.header, &extension_ids);
-        if local.write_rtp(packet).await.is_err() {
-            // Not bound yet, or renegotiated: look the payload type up again.
-            payload_type = None;
-        }
     }
 }
 
-/// What a forward's [`write_loop`] writes with.
-struct Writer {
-    /// The subscriber leg's track.
-    local: Arc<TrackLocalStaticRTP>,
-    /// Its sender, for the negotiated parameters.
+/// What a forward's [`keep_header`] reads the negotiated header with.
+struct HeaderInputs {
+    /// The subscriber leg's sender, for the negotiated parameters.
     sender: Arc<dyn RtpSender>,
     /// The publisher's codec.
     codec: RTCRtpCodec,
@@ -298,8 +361,6 @@ struct Writer {
     negotiated: watch::Receiver<u64>,
     /// Whether the subscriber's connection is connected.
     connected: watch::Receiver<bool>,
-    /// This leg's SSRC.
-    ssrc: u32,
     ask: KeyframeAsk,
 }
 

@@ -140,8 +140,8 @@ pub(crate) fn spawn(
 
 struct Handler {
     events: mpsc::Sender<PeerEvent>,
-    /// Whether the connection is connected now (ICE and DTLS up): forward writers wait for it
-    /// before they ask a publisher for the subscriber's first keyframe.
+    /// Whether the connection is connected now (ICE and DTLS up): forwards wait for it before
+    /// they ask a publisher for the subscriber's first keyframe.
     connected: Arc<watch::Sender<bool>>,
 }
 
@@ -194,8 +194,8 @@ struct Peer {
     bundle_mid: Option<String>,
     /// Our first offer waits for the client's (see [`MediaOptions::first_offer_hold`]).
     hold_first_offer: bool,
-    /// Counts completed offer/answer exchanges; forward writers re-read their negotiated
-    /// parameters when it moves.
+    /// Counts completed offer/answer exchanges; forwards re-read their negotiated parameters
+    /// when it moves.
     negotiated: watch::Sender<u64>,
     /// Whether the connection is connected (set by [`Handler`]).
     connected: Arc<watch::Sender<bool>>,
