@@ -239,7 +239,7 @@ async function browserTrusting(name, { trust = true } = {}) {
 
 let networkChanged = 0;
 /** Demo pages reloaded once because a load failed under them (see the join wait). */
-let workerReloads = 0;
+let reloads = 0;
 /**
  * Navigates `page` to `url`: `{response}` or `{error}` (its first line). Again after
  * ERR_NETWORK_CHANGED: in a fresh network namespace Chromium's address tracker reports its first
@@ -386,7 +386,7 @@ await run(async () => {
       if (!reloaded.has(p.name) && (/worker_error/.test(states[i].status ?? '') || p.cancelled.length > 0)) {
         console.log(`  [${p.name}] reloading once: ${p.cancelled.length ? `loads cancelled by a network change: ${p.cancelled.join(', ')}` : states[i].status}`);
         reloaded.add(p.name);
-        workerReloads++;
+        reloads++;
         await navigate(p.page, `https://${HOST}/r/${ROOM}?record=0`);
       }
     }
@@ -445,5 +445,5 @@ await run(async () => {
   const hstsPage = await people[0].ctx.newPage();
   const viaHttp = await hstsPage.goto(`http://${HOST}/healthz`).then((r) => ({ url: r.url(), status: r.status() }), (e) => ({ error: e.message.slice(0, 200) }));
   check('a browser that saw Strict-Transport-Security goes to https for an http:// link', viaHttp.url === `https://${HOST}/healthz` && viaHttp.status === 200, viaHttp);
-  console.log(`figures ${JSON.stringify({ settledMs, networkChanged, workerReloads, joinedMs, frames: Object.fromEntries(states.map((s, i) => [people[i].name, s.remote[states[1 - i].you]])), metrics: seen })}`);
+  console.log(`figures ${JSON.stringify({ settledMs, networkChanged, reloads, joinedMs, frames: Object.fromEntries(states.map((s, i) => [people[i].name, s.remote[states[1 - i].you]])), metrics: seen })}`);
 });

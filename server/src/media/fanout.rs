@@ -43,6 +43,13 @@ pub(crate) trait Outlet: Send + Sync {
     fn offer(&self, packet: rtp::Packet) -> Offered;
 }
 
+/// A shared outlet (a leg its header keeper also holds).
+impl<T: Outlet + ?Sized> Outlet for std::sync::Arc<T> {
+    fn offer(&self, packet: rtp::Packet) -> Offered {
+        (**self).offer(packet)
+    }
+}
+
 /// A bounded queue (a recording tap's, a test's): full drops.
 impl Outlet for mpsc::Sender<rtp::Packet> {
     fn offer(&self, packet: rtp::Packet) -> Offered {

@@ -184,7 +184,7 @@ impl Peer {
             },
         ));
         let rtcp = tokio::spawn(rtcp_loop(local, self.driver.clone(), self.conn, key.1));
-        fanout.add_sink(self.conn, LegOutlet(leg), control, clock_rate);
+        fanout.add_sink(self.conn, leg, control, clock_rate);
         if let Some(forward) = self.forwards.get_mut(&key) {
             forward.video = Some(kind == RtpCodecKind::Video);
             forward.sender = Some(sender);
@@ -238,9 +238,11 @@ impl Leg {
             *slot = header;
         }
     }
+}
 
-    /// Rewrites `packet`'s header for this leg and writes it without waiting.
-    fn write(&self, mut packet: rtp::Packet) -> Offered {
+/// The fan-out's handle on a leg: rewrites the packet's header and writes it without waiting.
+impl Outlet for Leg {
+    fn offer(&self, mut packet: rtp::Packet) -> Offered {
         {
             let Ok(header) = self.header.lock() else {
                 return Offered::NotReady;
@@ -266,15 +268,6 @@ impl Leg {
             }
             Poll::Pending => Offered::Full,
         }
-    }
-}
-
-/// The fan-out's handle on a [`Leg`].
-struct LegOutlet(Arc<Leg>);
-
-impl Outlet for LegOutlet {
-    fn offer(&self, packet: rtp::Packet) -> Offered {
-        self.0.write(packet)
     }
 }
 
