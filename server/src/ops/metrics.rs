@@ -33,12 +33,11 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum PacketDrop {
-    /// A subscriber's queue was full (slow consumer).
+    /// A subscriber's connection could not take the packet at once (its webrtc-rs driver queue,
+    /// 256 events, is full: a stalled subscriber), or a recording tap's queue was full.
     QueueFull,
     /// The packet belongs to no published track (unpublished, unknown SSRC).
     UnknownTrack,
-    /// Writing to the subscriber failed.
-    WriteFailed,
     /// A retransmission to a subscriber over its budget (a share of its bandwidth estimate).
     RetransmitBudget,
 }
@@ -49,7 +48,6 @@ impl PacketDrop {
         match self {
             Self::QueueFull => "queue_full",
             Self::UnknownTrack => "unknown_track",
-            Self::WriteFailed => "write_failed",
             Self::RetransmitBudget => "retransmit_budget",
         }
     }
