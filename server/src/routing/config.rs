@@ -76,6 +76,19 @@ impl RelayConfig {
     }
 }
 
+impl RelayConfig {
+    /// Key-exchange messages from one member to one other (each recipient of a broadcast
+    /// counts): a quarter of a recipient's signaling queue (256 messages) at once, 16 a second.
+    /// A committer sends each member about four per membership change (an envelope, a switch
+    /// notice, a commit, a reveal), so this is sixteen changes at once and four a second.
+    pub fn pair_key_message_rate(&self) -> RateLimit {
+        RateLimit {
+            burst: 64,
+            per_second: 16,
+        }
+    }
+}
+
 impl Default for RelayConfig {
     fn default() -> Self {
         Self {

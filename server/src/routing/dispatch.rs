@@ -17,6 +17,20 @@ use crate::time::Now;
 
 const NOT_IN_ROOM: Refusal = Refusal::new(ErrorCode::InternalError, "internal error");
 
+/// A key-exchange message over the sender's share of a recipient's queue.
+const OVER_SHARE: Refusal = Refusal::new(
+    ErrorCode::RateLimited,
+    "too many key-exchange messages to one participant: dropped",
+);
+
+/// How many per-recipient buckets a sender keeps ([`super::share::Shares::take_all`]): its
+/// room's members, twice over for those that left lately.
+fn room_share_cap(config: &super::RelayConfig) -> usize {
+    usize::try_from(config.max_participants_per_room)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(2)
+}
+
 impl Relay {
     pub(super) fn dispatch(&mut self, now: Now, conn: ConnId, message: ClientMessage) {
         let Some(room) = self.conns.get(&conn).map(|c| c.room.clone()) else {
@@ -231,14 +245,40 @@ impl Relay {
                     ErrorCode::UnknownParticipant,
                     "no such participant in your room",
                 ))?;
+                let recipients = [recipient.conn];
+                let cap = room_share_cap(&self.config);
+                let sender = self.conns.get_mut(&conn).ok_or(NOT_IN_ROOM)?;
+                if !sender.shares.take_all(
+                    now,
+                    self.config.pair_key_message_rate(),
+                    cap,
+                    &recipients,
+                ) {
+                    return Err(OVER_SHARE);
+                }
                 let message = ServerMessage::E2ee(E2eeFrom { from: me, payload });
-                self.out.send(recipient.conn, message);
+                self.out.send(recipients[0], message);
             }
             ClientMessage::E2eeBroadcast(E2eeBroadcast { payload }) => {
-                // One message in, one copy to every other member of the sender's room.
+                // One message in, one copy to every other member of the sender's room: to all
+                // of them, or, if one's share is spent, to none.
+                let others: Vec<ConnId> = room
+                    .members
+                    .iter()
+                    .filter(|m| m.conn != conn)
+                    .map(|m| m.conn)
+                    .collect();
+                let cap = room_share_cap(&self.config);
+                let sender = self.conns.get_mut(&conn).ok_or(NOT_IN_ROOM)?;
+                if !sender
+                    .shares
+                    .take_all(now, self.config.pair_key_message_rate(), cap, &others)
+                {
+                    return Err(OVER_SHARE);
+                }
                 let message = ServerMessage::E2ee(E2eeFrom { from: me, payload });
-                for other in room.members.iter().filter(|m| m.conn != conn) {
-                    self.out.send(other.conn, message.clone());
+                for other in others {
+                    self.out.send(other, message.clone());
                 }
             }
             ClientMessage::KeyframeRequest(t) => {

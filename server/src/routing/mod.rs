@@ -38,6 +38,9 @@
 //! - Each room creation gets a fresh [`hush_proto::RoomInstance`] (from the key set with
 //!   [`Relay::set_room_instance_key`]), sent in `joined`.
 //! - Each connection has a message token bucket; a flood is dropped, then closed.
+//! - Key-exchange messages have their own bucket per connection, sized for a committer's
+//!   fan-out, and one per (sender, recipient) pair ([`RelayConfig::pair_key_message_rate`]),
+//!   so no member can fill another's signaling queue and have it disconnected ([`share`]).
 //! - `e2ee_stats` reports (client-reported E2EE health, for the metrics) count at most once per
 //!   [`RelayConfig::e2ee_stats_interval`] per connection, plus one marked `last`; the rest are
 //!   dropped silently and counted. Reasons outside the fixed list become `other`, counts are
@@ -58,6 +61,7 @@ pub(crate) mod rate;
 mod recording;
 mod relay;
 mod room;
+mod share;
 
 #[cfg(test)]
 mod tests;

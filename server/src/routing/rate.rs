@@ -30,6 +30,27 @@ impl TokenBucket {
 
     /// Takes one token if there is one.
     pub(crate) fn try_take(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        let Some(left) = self.units.checked_sub(UNITS_PER_TOKEN) else {
+            return false;
+        };
+        self.units = left;
+        true
+    }
+
+    /// Whether a token is there now (none is taken).
+    pub(crate) fn ready(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        self.units >= UNITS_PER_TOKEN
+    }
+
+    /// Whether the bucket is full now: as good as a new one.
+    pub(crate) fn is_full(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        self.units >= self.capacity
+    }
+
+    fn refill(&mut self, now: Instant) {
         let elapsed = now.saturating_duration_since(self.last).as_nanos();
         let elapsed = u64::try_from(elapsed).unwrap_or(u64::MAX);
         self.units = self
@@ -39,11 +60,6 @@ impl TokenBucket {
         if now > self.last {
             self.last = now;
         }
-        let Some(left) = self.units.checked_sub(UNITS_PER_TOKEN) else {
-            return false;
-        };
-        self.units = left;
-        true
     }
 }
 
@@ -71,6 +87,18 @@ mod tests {
             }
         }
         assert_eq!(granted, 10);
+    }
+
+    #[test]
+    fn ready_and_full_take_nothing() {
+        let t0 = Instant::now();
+        let mut b = bucket(2, 1, t0);
+        assert!(b.ready(t0) && b.is_full(t0));
+        assert!(b.try_take(t0));
+        assert!(b.ready(t0) && !b.is_full(t0));
+        assert!(b.try_take(t0) && !b.ready(t0));
+        let later = t0 + Duration::from_secs(2);
+        assert!(b.is_full(later) && b.ready(later));
     }
 
     #[test]

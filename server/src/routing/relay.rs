@@ -13,6 +13,7 @@ use super::outbox::{Outbox, Refusal};
 use super::output::{Audit, ConnId, Output};
 use super::rate::TokenBucket;
 use super::room::Room;
+use super::share::Shares;
 use crate::time::Now;
 use crate::token::TokenVerifier;
 
@@ -41,6 +42,8 @@ pub(super) struct Conn {
     bucket: TokenBucket,
     /// Key-exchange messages' own bucket ([`RelayConfig::key_message_rate`]).
     key_bucket: TokenBucket,
+    /// Its share of each recipient's queue for key-exchange messages ([`super::share`]).
+    pub(super) shares: Shares,
     strikes: u32,
     /// The room it joined, once it has.
     pub(super) room: Option<RoomId>,
@@ -146,6 +149,7 @@ impl Relay {
             opened: now.instant,
             bucket: TokenBucket::new(self.config.message_rate, now.instant),
             key_bucket: TokenBucket::new(self.config.key_message_rate(), now.instant),
+            shares: Shares::default(),
             strikes: 0,
             room: None,
             e2ee_stats: E2eeStatsState::default(),

@@ -123,18 +123,39 @@ fn key_messages_have_their_own_budget_sized_by_the_room() {
     let room = config.max_participants_per_room as usize;
     let mut sim = Sim::with_config(config.clone());
     let [a, b] = sim.join_all("r", ["a", "b"]);
-    let envelope = || {
+    let members: Vec<(String, ConnId)> = std::iter::once(("b".to_owned(), b))
+        .chain((2..room).map(|i| {
+            let id = format!("m{i}");
+            let conn = sim.join(&id, "r", full());
+            (id, conn)
+        }))
+        .collect();
+    let envelope_to = |id: &str| {
         ClientMessage::E2ee(hush_proto::E2eeTo {
-            to: pid("b"),
+            to: pid(id),
             payload: hush_proto::OpaqueBytes::new(vec![1; 99]),
         })
     };
+    let broadcast = || {
+        ClientMessage::E2eeBroadcast(hush_proto::E2eeBroadcast {
+            payload: hush_proto::OpaqueBytes::new(vec![3; 99]),
+        })
+    };
     // Two membership changes of a full room at once (each: an envelope per member, then a
-    // switch notice, a commit and a reveal), more than the general bucket holds: all delivered.
-    for i in 0..2 * (room + 3) {
-        let out = sim.send(a, envelope());
-        assert_eq!(to(&out, b).len(), 1, "key message {i} delivered");
+    // switch notice, a commit and a reveal to all), more than the general bucket holds: all
+    // delivered.
+    for change in 0..2 {
+        for (id, conn) in &members {
+            let out = sim.send(a, envelope_to(id));
+            assert_eq!(to(&out, *conn).len(), 1, "change {change}: envelope to {id}");
+        }
+        for i in 0..3 {
+            let out = sim.send(a, broadcast());
+            let reached = members.iter().filter(|(_, c)| to(&out, *c).len() == 1).count();
+            assert_eq!(reached, room - 1, "change {change}: broadcast {i}");
+        }
     }
+    let envelope = || envelope_to("b");
     // The general budget is untouched by them: pings are answered.
     let out = sim.send(a, ClientMessage::Ping(hush_proto::Ping { seq: 1 }));
     assert_eq!(to(&out, a).len(), 1);
