@@ -6,9 +6,10 @@
 //! without importing it (the driver starts media actors, so `media` sits below `driver`).
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use hush_proto::TrackId;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::routing::{AdminCommand, AdminResult, ConnId};
 
@@ -23,6 +24,9 @@ pub(crate) enum Input {
     /// A signaling connection opened; the driver answers with its id.
     Open {
         outgoing: mpsc::Sender<Outgoing>,
+        /// Notified when the driver drops the connection on its own (a full queue): the socket
+        /// task must then close, even if `outgoing` has no room for a close.
+        kill: Arc<Notify>,
         reply: oneshot::Sender<ConnId>,
         /// The client's address, for the per-IP authentication-failure backoff.
         ip: IpAddr,

@@ -20,7 +20,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use hush_proto::{ErrorCode, SenderIndex, ServerMessage, TrackId, TrackRef};
 use tokio::runtime::Handle;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::bus::{INPUT_QUEUE, Input, Outgoing};
 use crate::media::MediaOptions;
@@ -58,14 +58,17 @@ pub struct DriverHandle {
 
 impl DriverHandle {
     /// Opens a core connection whose messages go to `outgoing`; its id, once the driver took it.
+    /// `kill` is notified if the driver drops the connection on its own.
     pub(crate) async fn open(
         &self,
         outgoing: mpsc::Sender<Outgoing>,
+        kill: Arc<Notify>,
         ip: IpAddr,
     ) -> Option<ConnId> {
         let (reply, conn) = oneshot::channel();
         let open = Input::Open {
             outgoing,
+            kill,
             reply,
             ip,
         };
@@ -153,6 +156,8 @@ pub fn spawn(
 
 struct ConnState {
     outgoing: mpsc::Sender<Outgoing>,
+    /// Tells the socket task to close ([`Driver::drop_conn`]).
+    kill: Arc<Notify>,
     peer: Option<PeerHandle>,
     sender_index: Option<SenderIndex>,
     ip: IpAddr,
@@ -299,10 +304,11 @@ impl Driver {
     }
 
     /// A new connection: known to the core, not yet joined, without media.
-    fn open(&mut self, outgoing: mpsc::Sender<Outgoing>, ip: IpAddr) -> ConnId {
+    fn open(&mut self, outgoing: mpsc::Sender<Outgoing>, kill: Arc<Notify>, ip: IpAddr) -> ConnId {
         let conn = self.relay.connect(now());
         let state = ConnState {
             outgoing,
+            kill,
             peer: None,
             sender_index: None,
             ip,
@@ -315,10 +321,11 @@ impl Driver {
         match input {
             Input::Open {
                 outgoing,
+                kill,
                 reply,
                 ip,
             } => {
-                let conn = self.open(outgoing, ip);
+                let conn = self.open(outgoing, kill, ip);
                 if reply.send(conn).is_err() {
                     // The socket went away while waiting.
                     self.conns.remove(&conn);
@@ -619,8 +626,7 @@ impl Driver {
         {
             // A client that does not read its messages would miss membership events: close it.
             tracing::info!(conn = conn.get(), "signaling queue full: closing");
-            self.conns.remove(&conn);
-            self.relay.disconnected(now(), conn);
+            self.drop_conn(conn);
         }
     }
 
@@ -669,11 +675,18 @@ impl Driver {
         if !peer.try_command(command) {
             // A stuck media actor: this participant goes, nobody else notices.
             tracing::warn!(conn = conn.get(), "media queue full: closing");
-            if let Some(state) = self.conns.remove(&conn) {
-                let _ = state.outgoing.try_send(Outgoing::Close);
-            }
-            self.relay.disconnected(now(), conn);
+            self.drop_conn(conn);
         }
+    }
+
+    /// Drops a connection the driver gave up on: it leaves its room, and its socket task is
+    /// told to close (its queue may have no room for a close).
+    fn drop_conn(&mut self, conn: ConnId) {
+        if let Some(state) = self.conns.remove(&conn) {
+            let _ = state.outgoing.try_send(Outgoing::Close);
+            state.kill.notify_one();
+        }
+        self.relay.disconnected(now(), conn);
     }
 }
 

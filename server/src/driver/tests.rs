@@ -99,7 +99,7 @@ fn token_refusals_back_off_the_address_and_other_refusals_do_not() {
     let (mut d, _) = driver();
     let ip: IpAddr = "192.0.2.1".parse().unwrap();
     let (outgoing, _out) = mpsc::channel(8);
-    let conn = d.open(outgoing, ip);
+    let conn = d.open(outgoing, Arc::new(Notify::new()), ip);
     let limiter = Arc::clone(&d.ops.limiter);
     let free = IpLimits::default().free_auth_failures;
     // Room refusals are not authentication failures.
@@ -126,4 +126,29 @@ fn token_refusals_back_off_the_address_and_other_refusals_do_not() {
         limiter.lock().unwrap().try_connect(Instant::now(), ip),
         Err(crate::ops::limits::LimitRefusal::AuthBackoff { .. })
     ));
+}
+
+#[tokio::test]
+async fn a_connection_whose_queue_fills_is_dropped_and_its_socket_told_to_close() {
+    let (mut d, _) = driver();
+    let ip: IpAddr = "192.0.2.7".parse().unwrap();
+    // A client that reads nothing: its queue holds two messages.
+    let (outgoing, _unread) = mpsc::channel(2);
+    let kill = Arc::new(Notify::new());
+    let conn = d.open(outgoing, Arc::clone(&kill), ip);
+    let pong = || ServerMessage::Pong(hush_proto::Ping { seq: 1 });
+    d.send(conn, pong());
+    d.send(conn, pong());
+    assert!(
+        d.conns.contains_key(&conn),
+        "a full queue is not yet an overflow"
+    );
+    let told = tokio::time::timeout(std::time::Duration::from_millis(20), kill.notified());
+    assert!(told.await.is_err(), "not told while it keeps up");
+    // The third overflows: the driver forgets the connection and, since its queue has no room
+    // for a close, tells the socket task directly (before, the socket stayed open and silent).
+    d.send(conn, pong());
+    assert!(!d.conns.contains_key(&conn));
+    let told = tokio::time::timeout(std::time::Duration::from_secs(5), kill.notified());
+    assert!(told.await.is_ok(), "the socket task is told to close");
 }

@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use futures_util::{SinkExt, StreamExt};
 use hush_proto::{ErrorCode, MAX_MESSAGE_BYTES, ServerMessage};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use super::{AppState, PeerAddr};
 use crate::bus::{OUTGOING_QUEUE, Outgoing};
@@ -138,7 +138,12 @@ pub(crate) async fn upgrade(
 async fn connection(socket: WebSocket, state: AppState, slot: Slot) {
     let _slot = slot;
     let (outgoing_tx, mut outgoing) = mpsc::channel(OUTGOING_QUEUE);
-    let Some(conn) = state.driver.open(outgoing_tx.clone(), _slot.ip).await else {
+    let kill = Arc::new(Notify::new());
+    let Some(conn) = state
+        .driver
+        .open(outgoing_tx.clone(), Arc::clone(&kill), _slot.ip)
+        .await
+    else {
         return;
     };
     let (mut sink, mut stream) = socket.split();
@@ -188,6 +193,10 @@ async fn connection(socket: WebSocket, state: AppState, slot: Slot) {
             _ = &mut writer => {
                 writer_done = true; // the driver closed this connection
                 break;
+            }
+            () = kill.notified() => {
+                tracing::debug!(conn = conn.get(), "dropped by the driver: closing");
+                break; // the driver gave up on it (a full queue): close, even unheard
             }
             () = tokio::time::sleep_until(deadline) => {
                 if pinged {

@@ -147,11 +147,18 @@ fn key_messages_have_their_own_budget_sized_by_the_room() {
     for change in 0..2 {
         for (id, conn) in &members {
             let out = sim.send(a, envelope_to(id));
-            assert_eq!(to(&out, *conn).len(), 1, "change {change}: envelope to {id}");
+            assert_eq!(
+                to(&out, *conn).len(),
+                1,
+                "change {change}: envelope to {id}"
+            );
         }
         for i in 0..3 {
             let out = sim.send(a, broadcast());
-            let reached = members.iter().filter(|(_, c)| to(&out, *c).len() == 1).count();
+            let reached = members
+                .iter()
+                .filter(|(_, c)| to(&out, *c).len() == 1)
+                .count();
             assert_eq!(reached, room - 1, "change {change}: broadcast {i}");
         }
     }
