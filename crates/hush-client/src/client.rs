@@ -250,6 +250,10 @@ impl Client {
             .await
             .map_err(|_| ClientError::Timeout("websocket"))?
             .map_err(io_err)?;
+        // The room we set out to join: a `joined` for another is refused by the key core.
+        if let Some(room) = options.room.clone().or_else(|| token.room()) {
+            keys.expect_room(room.as_str()).map_err(ClientError::Keys)?;
+        }
         let join = ClientMessage::Join(Join {
             token,
             room: options.room.clone(),

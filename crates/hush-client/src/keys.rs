@@ -75,6 +75,12 @@ impl KeyAgent {
         &self.core
     }
 
+    /// The room this client sets out to join: a `joined` naming another is refused
+    /// ([`Refusal::WrongRoom`]; see [`hush_participant::Participant::expect_room`]).
+    pub fn expect_room(&mut self, room: &str) -> Result<(), Refusal> {
+        self.core.expect_room(room)
+    }
+
     /// Feeds one relay message. Messages that are not about keys are refused with
     /// [`Refusal::NotAKeyEvent`] and not counted; other refusals are counted.
     pub fn on_server(&mut self, now: Instant, msg: &ServerMessage) -> Result<(), Refusal> {

@@ -100,6 +100,8 @@ struct Pending<R> {
     role: Role,
     /// Key messages that came before `joined`: (relay-named sender, bytes), fed after it.
     early: Vec<(hush_keys::ParticipantId, Vec<u8>)>,
+    /// The room this participant set out to join ([`Participant::expect_room`]).
+    room: Option<String>,
 }
 
 enum State<R> {
@@ -165,10 +167,26 @@ impl<R: CryptoRng> Participant<R> {
                 membership: config.membership,
                 role,
                 early: Vec::new(),
+                room: None,
             })),
             outputs: VecDeque::new(),
             events: 0,
             recorded: false,
+        }
+    }
+
+    /// The room this participant sets out to join (the one its token names): a `joined` for
+    /// any other room is refused ([`Refusal::WrongRoom`]). Attestations bind a member to a
+    /// room, but the room they are checked against is the one `joined` names, so without this
+    /// a relay could answer with a room of its choosing whose members' attestations it holds.
+    /// Only before `joined`.
+    pub fn expect_room(&mut self, room: &str) -> Result<(), Refusal> {
+        match &mut self.state {
+            State::Waiting(p) => {
+                p.room = Some(room.to_owned());
+                Ok(())
+            }
+            _ => Err(Refusal::AlreadyJoined),
         }
     }
 
@@ -275,6 +293,9 @@ impl<R: CryptoRng> Participant<R> {
         let State::Waiting(p) = &self.state else {
             return Err(Refusal::AlreadyJoined);
         };
+        if p.room.as_deref().is_some_and(|r| r != j.room.as_str()) {
+            return Err(Refusal::WrongRoom);
+        }
         let own = Member {
             participant: me.clone(),
             sender_index: sender_index(j.sender_index)?,

@@ -22,6 +22,10 @@ pub enum Refusal {
     SenderIndexOutOfRange,
     /// A second `joined`.
     AlreadyJoined,
+    /// `joined` names another room than the one this participant set out to join
+    /// ([`crate::Participant::expect_room`]): a relay moving it into a room of its choosing,
+    /// where another room's attestations would pass.
+    WrongRoom,
     /// Something that needs `joined` came first.
     NotJoined,
     /// The key session refused it.
@@ -37,6 +41,7 @@ impl Refusal {
             Refusal::BadId => "bad_id",
             Refusal::SenderIndexOutOfRange => "sender_index_out_of_range",
             Refusal::AlreadyJoined => "already_joined",
+            Refusal::WrongRoom => "wrong_room",
             Refusal::NotJoined => "not_joined",
             Refusal::Keys(e) => keys_code(e),
         }
@@ -121,6 +126,7 @@ mod tests {
             Refusal::NotAKeyEvent,
             Refusal::BadId,
             Refusal::AlreadyJoined,
+            Refusal::WrongRoom,
             Refusal::NotJoined,
             Refusal::Keys(Error::Envelope(EnvelopeError::Forged)),
             Refusal::Keys(Error::Membership(MembershipError::BadIdentityKey)),

@@ -130,6 +130,8 @@ pub struct Room {
     seed: u64,
     /// The app backend's attestation key, when members must be vouched for.
     backend: Option<SigningKey>,
+    /// Whether each participant expects [`ROOM`] in its `joined` (what every adapter sets).
+    room_check: bool,
     /// The room secret, in shared-secret mode.
     shared: Option<Vec<u8>>,
     now: u64,
@@ -165,6 +167,7 @@ impl Room {
         Self {
             seed,
             backend: None,
+            room_check: true,
             shared: None,
             now: 1_000,
             seq: 0,
@@ -208,10 +211,21 @@ impl Room {
         }
     }
 
+    /// The same room whose participants accept a `joined` for any room (what every adapter
+    /// did before [`Participant::expect_room`]).
+    pub fn without_room_check(mut self) -> Self {
+        self.room_check = false;
+        self
+    }
+
     /// A participant with a fresh core from `rng`, holding nothing yet.
     fn fresh(&self, rng: ChaCha20Rng) -> Member {
-        let core =
+        let mut core =
             Participant::new(self.config(), rng).unwrap_or_else(|e| panic!("new participant: {e}"));
+        if self.room_check {
+            core.expect_room(ROOM)
+                .unwrap_or_else(|e| panic!("expect room: {e}"));
+        }
         Member {
             core,
             send: BTreeMap::new(),
@@ -236,9 +250,21 @@ impl Room {
 
     /// The backend's attestation of `identity` for `name` in `role`.
     pub fn attest_as(&self, role: hush_keys::Role, name: &str, identity: &[u8]) -> Option<Vec<u8>> {
+        self.attest_in(ROOM, role, name, identity)
+    }
+
+    /// The backend's attestation of `identity` for `name` in `role` in another `room` (any
+    /// account of the app can get one for a room of its own).
+    pub fn attest_in(
+        &self,
+        room: &str,
+        role: hush_keys::Role,
+        name: &str,
+        identity: &[u8],
+    ) -> Option<Vec<u8>> {
         let backend = self.backend.as_ref()?;
         let key = hush_keys::IdentityPublicKey::from_slice(identity).ok()?;
-        let room = hush_keys::RoomId::new(ROOM).ok()?;
+        let room = hush_keys::RoomId::new(room).ok()?;
         let who = hush_keys::ParticipantId::new(name).ok()?;
         let expires = self.now / 1000 + 86_400;
         Some(

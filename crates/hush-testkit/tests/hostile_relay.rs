@@ -148,3 +148,71 @@ fn swapped_identity_key_is_refused() {
         }
     }
 }
+
+/// The relay answers Dave's join with another room, "lobby", whose only member is one it plays
+/// with a real attestation for that room (any account of the app can get one for a room of its
+/// own). Attestations are checked against the room `joined` names, so without the room check
+/// Dave admits the relay's member, which as the earliest joiner is the committer that would
+/// hand Dave its epochs: Dave's camera under keys the relay chose.
+#[test]
+fn joined_for_another_room_is_refused() {
+    for checked in [true, false] {
+        let mut r = Room::vouched(3);
+        if !checked {
+            r = r.without_room_check();
+        }
+        for n in HONEST {
+            r.join(n);
+        }
+        r.settle();
+        let attestation = r
+            .attest_in("lobby", hush_keys::Role::Participant, "ghost", &ghost_key())
+            .unwrap();
+        r.hook(move |d| match (&d.msg, d.to.as_str()) {
+            (ServerMessage::Joined(j), "dave") => {
+                let mut j = j.clone();
+                j.room = hush_proto::RoomId::new("lobby").unwrap();
+                j.participants = vec![hush_proto::ParticipantInfo {
+                    id: hush_proto::ParticipantId::new("ghost").unwrap(),
+                    sender_index: hush_proto::SenderIndex(90),
+                    join_seq: 1,
+                    identity_key: hush_proto::OpaqueBytes::new(ghost_key()),
+                    attestation: Some(hush_proto::OpaqueBytes::new(attestation.clone())),
+                    grants: hush_proto::Grants::default(),
+                    role: hush_proto::MemberRole::Participant,
+                }];
+                Verdict::Rewrite(ServerMessage::Joined(j))
+            }
+            _ => Verdict::Deliver,
+        });
+        r.join("dave");
+        r.settle();
+        let dave = r.member("dave");
+        let ghost_admitted = dave
+            .core
+            .session()
+            .is_some_and(|s| s.members().any(|m| m.participant.as_bytes() == b"ghost"));
+        if checked {
+            assert_eq!(
+                dave.refusals.iter().map(|e| e.code()).collect::<Vec<_>>(),
+                ["wrong_room"],
+                "Dave refuses the joined"
+            );
+            assert!(
+                dave.core.session().is_none(),
+                "no session in the relay's room"
+            );
+            assert!(!ghost_admitted);
+            assert_eq!(r.safety_code("dave"), None);
+            // The others still hear each other (Dave, who never takes part, shows to them as
+            // a member whose key exchange does not finish).
+            for a in HONEST {
+                for b in HONEST.iter().filter(|b| **b != a) {
+                    assert_eq!(r.frame(a, b), Ok(()), "{a} -> {b}");
+                }
+            }
+        } else {
+            assert!(ghost_admitted, "unchecked, Dave admits the relay's member");
+        }
+    }
+}

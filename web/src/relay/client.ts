@@ -11,7 +11,8 @@
  *
  * Reconnect (with `reconnect` in the options): when the socket closes without a `leave`, and
  * not for a reason a retry cannot fix (`removed`, `replaced`, `room_closed`, `room_locked`, a
- * token for another room or audience), the session rejoins with a fresh token from
+ * token for another room or audience, a `joined` for another room than ours: `wrong_room`),
+ * the session rejoins with a fresh token from
  * `reconnect.token()` (tokens are single use), backing off from 250 ms to 5 s between
  * attempts: a new PeerConnection publishing the same tracks, and a new member of the key
  * exchange (`HushE2ee.rejoinKeyExchange`: a new identity, vouched for again). It emits
@@ -183,7 +184,7 @@ function iceServersOf(value: unknown): RTCIceServer[] {
 }
 
 /** Close codes a rejoin cannot fix. */
-const FINAL = new Set(['left', 'removed', 'replaced', 'room_closed', 'room_locked', 'token_wrong_room', 'token_wrong_audience']);
+const FINAL = new Set(['left', 'removed', 'replaced', 'room_closed', 'room_locked', 'token_wrong_room', 'token_wrong_audience', 'wrong_room']);
 
 /** The wait before reconnect attempt `n` (1, 2, ...): 250 ms doubling to 5 s, with jitter. */
 const backoff = (n: number): number => Math.min(5000, 250 * 2 ** (n - 1)) * (0.5 + Math.random() / 2);
@@ -516,7 +517,20 @@ export class RelaySession extends EventTarget {
       };
       ws.onmessage = (e) => {
         const m = parse(e.data);
-        if (m?.type === 'joined') { clearTimeout(timer); resolve(m); return; }
+        if (m?.type === 'joined') {
+          clearTimeout(timer);
+          // The room we set out to join (ours or our token's): a relay that answers with
+          // another room, whose members' attestations it holds, is refused before any key
+          // exchange. Attestations are checked against the room `joined` names.
+          const expected = this.options.room ?? roomOfToken(this.token);
+          if (expected !== undefined && m.room !== expected) {
+            reject(new RelayError('wrong_room', `the relay answered for another room than ${JSON.stringify(expected)}`));
+            ws.close();
+            return;
+          }
+          resolve(m);
+          return;
+        }
         if (m?.type === 'error') { clearTimeout(timer); reject(new RelayError(String(m.code), String(m.message ?? ''))); }
       };
       ws.onclose = (e) => { clearTimeout(timer); reject(new RelayError('socket_closed', `closed before joined (${e.code})`)); };
@@ -933,6 +947,23 @@ export async function explicitKey(secret: Uint8Array, kid: bigint, senderNonce: 
   const info = new TextEncoder().encode(`hush explicit v2 ${kid}`);
   const bits = await crypto.subtle.deriveBits({ name: 'HKDF', hash: 'SHA-256', salt: senderNonce as BufferSource, info }, base, 128);
   return new Uint8Array(bits);
+}
+
+/**
+ * The `room` claim of a JWT, read without verifying it (the token came from our own backend):
+ * the room this session sets out to join when `options.room` is not given.
+ */
+export function roomOfToken(token: string): string | undefined {
+  const payload = token.split('.')[1];
+  if (payload === undefined) return undefined;
+  try {
+    const b64 = payload.replace(/-/g, '+').replace(/_/g, '/');
+    const claims: unknown = JSON.parse(atob(b64 + '='.repeat((4 - (b64.length % 4)) % 4)));
+    const room = (claims as { room?: unknown } | null)?.room;
+    return typeof room === 'string' && room !== '' ? room : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function parse(data: unknown): Msg | null {
