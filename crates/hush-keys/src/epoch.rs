@@ -5,12 +5,20 @@
 //!
 //! | value | derivation |
 //! |---|---|
-//! | next epoch on a join | `E_{n+1} = HKDF-Expand(E_n, "hush ratchet", 32)` |
+//! | the epoch a join starts | `E_s = HKDF-Expand(E_prev, "hush ratchet v2" \|\| be64(s), 32)`, `s` the new epoch's number |
 //! | base key of (sender, stream) | `HKDF-Expand(E_n, "hush base key v2" \|\| be32(sender index) \|\| u8(context) \|\| sender identity key (32), 32)` |
 //! | ack / switch / code-round MAC keys | `HKDF-Expand(E_n, "hush ack" / "hush switch" / "hush code", 32)` |
 //!
-//! The ratchet is one-way, so a newcomer given `E_{n+1}` cannot reach `E_n`; base keys are one
+//! The ratchet is one-way, so a newcomer given `E_s` cannot reach `E_prev`; base keys are one
 //! way too, so a frame key never reveals its epoch secret.
+//!
+//! The ratchet takes the number of the epoch it makes. Members can disagree about a join: a
+//! relay that spoils one member's copy of a newcomer's attestation has that member refuse the
+//! newcomer, who is admitted by the others and sealed `E_s`. The refusing member installs no
+//! epoch `s`, and at the next join ratchets from `E_prev` to its epoch `s + 1`. Without the
+//! number, that would be `E_s` again, the secret the newcomer it refused holds; with it, it is
+//! a secret nobody else holds (the member is out of step with the room, visibly: its frames
+//! do not open), never one a refused participant has.
 //!
 //! ## No nonce reuse, whatever the relay says
 //!
@@ -44,8 +52,8 @@ use crate::identity::IdentityPublicKey;
 use crate::kid::{SenderIndex, StreamContext};
 use crate::secret::{FrameKey, SECRET_LEN, Secret32};
 
-/// Label of the join ratchet.
-const RATCHET: &[u8] = b"hush ratchet";
+/// Label of the join ratchet (followed by the new epoch's number).
+const RATCHET: &[u8] = b"hush ratchet v2";
 const BASE_KEY: &[u8] = b"hush base key v2";
 pub(crate) const ACK: &[u8] = b"hush ack";
 pub(crate) const SWITCH: &[u8] = b"hush switch";
@@ -103,9 +111,10 @@ impl EpochSecret {
         self.0.as_array()
     }
 
-    /// `E_{n+1} = HKDF-Expand(E_n, "hush ratchet", 32)`.
-    pub fn ratchet(&self) -> Self {
-        Self::from_array(expand(self.as_array(), &[RATCHET]))
+    /// The secret of epoch `to`, ratcheted from this one:
+    /// `HKDF-Expand(E, "hush ratchet v2" || be64(to), 32)`.
+    pub fn ratchet(&self, to: u64) -> Self {
+        Self::from_array(expand(self.as_array(), &[RATCHET, &to.to_be_bytes()]))
     }
 
     /// The base key of one sending stream in this epoch: the sender's index and stream context,
@@ -221,10 +230,12 @@ mod tests {
         let mut want = [0u8; 32];
         Hkdf::<Sha256>::from_prk(&[7u8; 32])
             .unwrap()
-            .expand(b"hush ratchet", &mut want)
+            .expand(b"hush ratchet v2\0\0\0\0\0\0\0\x05", &mut want)
             .unwrap();
-        assert_eq!(e.ratchet().as_array(), &want);
-        assert_ne!(e.ratchet().as_array(), e.as_array());
+        assert_eq!(e.ratchet(5).as_array(), &want);
+        assert_ne!(e.ratchet(5).as_array(), e.as_array());
+        // Another epoch number, another secret.
+        assert_ne!(e.ratchet(5).as_array(), e.ratchet(6).as_array());
     }
 
     #[test]
@@ -238,7 +249,7 @@ mod tests {
         assert_ne!(k(&e, s1, StreamContext(0)), k(&e, s1, StreamContext(1)));
         assert_ne!(
             k(&e, s1, StreamContext(0)),
-            k(&e.ratchet(), s1, StreamContext(0))
+            k(&e.ratchet(1), s1, StreamContext(0))
         );
         assert_eq!(k(&e, s1, StreamContext(0)), k(&e, s1, StreamContext(0)));
         // Same epoch, index and context, another sender's identity key: another key.

@@ -216,3 +216,64 @@ fn joined_for_another_room_is_refused() {
         }
     }
 }
+
+/// The relay spoils only Bob's copy of Yves's join (a broken attestation), so Bob refuses Yves
+/// while Alice, the committer, admits him and seals him the join's epoch. Bob installs no epoch
+/// for a refused join; at the next join (Zed's) he ratchets from the epoch before. Were the
+/// ratchet blind to the epoch number, Bob's new epoch would be the very secret sealed to Yves:
+/// Yves, whom Bob's screen shows as refused, would hold Bob's send key. Bound to the epoch
+/// number, Bob's epoch is one nobody else holds: he is out of step with the room (which the
+/// others see as frames from him that do not open), and Yves reads nothing of his.
+#[test]
+fn a_member_refused_by_one_but_admitted_by_the_committer_never_gets_that_ones_key() {
+    let mut r = room(true);
+    r.hook(|d| match (&d.msg, d.to.as_str()) {
+        (ServerMessage::ParticipantJoined(p), "bob") if p.participant.id.as_str() == "yves" => {
+            let mut p = p.clone();
+            let mut att = p
+                .participant
+                .attestation
+                .clone()
+                .unwrap()
+                .as_bytes()
+                .to_vec();
+            att[20] ^= 1;
+            p.participant.attestation = Some(hush_proto::OpaqueBytes::new(att));
+            Verdict::Rewrite(ServerMessage::ParticipantJoined(p))
+        }
+        _ => Verdict::Deliver,
+    });
+    r.join("yves");
+    r.settle();
+    assert_eq!(
+        refusals_of(&r, "yves"),
+        ["bad_attestation"],
+        "Bob refused Yves"
+    );
+    assert!(
+        !r.sent_to("alice", "yves").is_empty(),
+        "the committer sealed to Yves"
+    );
+    // Every receive key Yves holds now (he could keep them all).
+    let held_by_yves: Vec<Vec<u8>> = r.member("yves").recv.values().cloned().collect();
+    r.join("zed");
+    r.settle();
+    let (_, bob_key) = r.member("bob").send[&hush_keys::StreamContext::MICROPHONE.0].clone();
+    assert!(
+        !held_by_yves.iter().any(|k| *k == bob_key),
+        "Yves never held a key Bob sends on"
+    );
+    assert!(
+        r.frame("bob", "yves").is_err(),
+        "Yves opens nothing of Bob's"
+    );
+    // The others are unaffected: Alice, Carol, Yves and Zed hear each other.
+    for a in ["alice", "carol", "yves", "zed"] {
+        for b in ["alice", "carol", "yves", "zed"]
+            .iter()
+            .filter(|b| **b != a)
+        {
+            assert_eq!(r.frame(a, b), Ok(()), "{a} -> {b}");
+        }
+    }
+}

@@ -26,11 +26,11 @@ impl<R: CryptoRng> Session<R> {
             if let Some(h) = self.head
                 && let Some(st) = self.epochs.get(&h)
             {
-                let mut e = st.secret.ratchet();
+                let mut e = st.secret.ratchet(h + 1);
                 // Events are applied one by one, so this gap is the count of events since the
                 // head that started no epoch (refused joins): one ratchet per event received.
-                for _ in h + 1..epoch {
-                    e = e.ratchet();
+                for n in h + 2..=epoch {
+                    e = e.ratchet(n);
                 }
                 self.install(now, epoch, e, false);
             }
@@ -39,7 +39,7 @@ impl<R: CryptoRng> Session<R> {
         let head_secret = self
             .head
             .and_then(|h| self.epochs.get(&h))
-            .map(|st| st.secret.ratchet());
+            .map(|st| st.secret.ratchet(epoch));
         match (reason, head_secret) {
             (Reason::Join, Some(next)) => {
                 let committer = self.is_committer();
@@ -71,7 +71,7 @@ impl<R: CryptoRng> Session<R> {
         let Some(next) = self
             .head
             .and_then(|h| self.epochs.get(&h))
-            .map(|st| st.secret.ratchet())
+            .map(|st| st.secret.ratchet(epoch))
         else {
             return;
         };

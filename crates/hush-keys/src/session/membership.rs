@@ -133,8 +133,8 @@ impl<R: CryptoRng> Session<R> {
         match &self.cfg.mode {
             KeyMode::SharedSecret(s) => {
                 let mut e = s.epoch_zero(self.cfg.room.as_bytes(), self.cfg.room_instance);
-                for _ in 0..seq {
-                    e = e.ratchet();
+                for n in 1..=seq {
+                    e = e.ratchet(n);
                 }
                 self.install(now, seq, e, false);
             }
