@@ -260,7 +260,7 @@ fn a_member_refused_by_one_but_admitted_by_the_committer_never_gets_that_ones_ke
     r.settle();
     let (_, bob_key) = r.member("bob").send[&hush_keys::StreamContext::MICROPHONE.0].clone();
     assert!(
-        !held_by_yves.iter().any(|k| *k == bob_key),
+        !held_by_yves.contains(&bob_key),
         "Yves never held a key Bob sends on"
     );
     assert!(
