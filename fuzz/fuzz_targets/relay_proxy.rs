@@ -5,7 +5,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use hush_relay::ops::proxy::TrustedProxies;
+use hush_relay::ops::proxy::{ProxyHeader, TrustedProxies};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -22,13 +22,15 @@ fuzz_target!(|data: &[u8]| {
         proxies.client_ip(stranger, fwd.iter().copied(), xff.iter().copied()),
         stranger
     );
-    let client = proxies.client_ip(proxy, fwd.iter().copied(), xff.iter().copied());
-    // A named address is printed in the headers (possibly in another spelling): only check
-    // that an answer other than the peer came from somewhere in them when it is IPv4.
-    if client != proxy
-        && let IpAddr::V4(v4) = client
-    {
-        assert!(text.contains(&v4.to_string()) || text.contains("::"), "{client}");
+    for proxies in [proxies.clone().reading(ProxyHeader::Forwarded), proxies] {
+        let client = proxies.client_ip(proxy, fwd.iter().copied(), xff.iter().copied());
+        // A named address is printed in the headers (possibly in another spelling): only check
+        // that an answer other than the peer came from somewhere in them when it is IPv4.
+        if client != proxy
+            && let IpAddr::V4(v4) = client
+        {
+            assert!(text.contains(&v4.to_string()) || text.contains("::"), "{client}");
+        }
     }
     // Also a TrustedProxies list parsed from the input never panics.
     let _ = TrustedProxies::parse(text.split(','));

@@ -18,7 +18,8 @@
 //! metrics_bind = "127.0.0.1:9100"   # /metrics on its own listener (see crate::http)
 //! audit_key_file = "/etc/hush/audit.key"  # pseudonym key of the audit trail (else random)
 //! admin_token_file = "/etc/hush/admin.token"  # bearer token of the admin API (else no API)
-//! trusted_proxies = ["10.0.0.0/8"]  # reverse proxies whose Forwarded/X-Forwarded-For count
+//! trusted_proxies = ["10.0.0.0/8"]  # reverse proxies whose forwarding header counts
+//! proxy_header = "x-forwarded-for"  # the header they append to (or "forwarded")
 //! token_store = "/var/lib/hush/used-tokens"  # or "redis://10.0.0.9:6379/0" shared by relays
 //!
 //! [turn]                         # TURN servers handed to clients in `joined` (crate::turn)
@@ -111,6 +112,9 @@ pub struct FileConfig {
     /// ([`crate::ops::proxy`]).
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// The header those proxies append the client to: `x-forwarded-for` (the default) or
+    /// `forwarded` ([`crate::ops::proxy::ProxyHeader`]). Only that one is read.
+    pub proxy_header: Option<String>,
     /// Where used token ids are kept beyond the process: a file path, a `redis://` URL, or
     /// `memory` ([`crate::ops::token_store`]; default: `$STATE_DIRECTORY/used-tokens` under
     /// systemd, else memory).

@@ -1,26 +1,57 @@
 //! Behind a reverse proxy: which address a request comes from. The TCP peer is the proxy; the
-//! client is in `Forwarded` (RFC 7239) or `X-Forwarded-For`, which anyone can write. So those
-//! headers are read only when the peer is a configured trusted proxy ([`TrustedProxies`]), and
-//! then from the right (the hop nearest this relay) leftwards, skipping trusted proxies: the
-//! first address that is not one is the client, and what lies further left (written by the
-//! client itself) is never believed. Per-IP limits and the authentication backoff then count
-//! real clients, not the proxy.
+//! client is in `X-Forwarded-For` or `Forwarded` (RFC 7239), which anyone can write. So only
+//! the one header the operator's proxy appends to is read ([`ProxyHeader`]; a proxy passes the
+//! other through as the client wrote it), only when the peer is a configured trusted proxy
+//! ([`TrustedProxies`]), and from the right (the hop nearest this relay) leftwards, skipping
+//! trusted proxies: the first address that is not one is the client, and what lies further
+//! left (written by the client itself) is never believed, however long. Per-IP limits and the
+//! authentication backoff then count real clients, not the proxy.
 
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
 use ipnet::IpNet;
 
-/// The most hops read from the headers (more are a sign of abuse; the reading stops there).
+/// The most hops read from the right of the header: past them (all trusted proxies), the last
+/// one read is taken as the client.
 pub const MAX_HOPS: usize = 32;
 
-/// The proxies whose forwarding headers are believed (CIDRs). Empty by default: the TCP peer
-/// is the client.
+/// The header the trusted proxies append the client's address to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ProxyHeader {
+    /// `X-Forwarded-For` (nginx's `$proxy_add_x_forwarded_for`, HAProxy, Envoy, Caddy,
+    /// Traefik, cloud load balancers): the default.
+    #[default]
+    XForwardedFor,
+    /// `Forwarded` (RFC 7239), for proxies configured to append to it.
+    Forwarded,
+}
+
+impl FromStr for ProxyHeader {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "x-forwarded-for" => Ok(Self::XForwardedFor),
+            "forwarded" => Ok(Self::Forwarded),
+            other => Err(format!(
+                "proxy header {other:?}: expected \"x-forwarded-for\" or \"forwarded\""
+            )),
+        }
+    }
+}
+
+/// The proxies whose forwarding header is believed (CIDRs), and which header that is. No
+/// proxy by default: the TCP peer is the client.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TrustedProxies(Vec<IpNet>);
+pub struct TrustedProxies {
+    nets: Vec<IpNet>,
+    header: ProxyHeader,
+}
 
 impl TrustedProxies {
-    /// Parses CIDRs (`10.0.0.0/8`, `2001:db8::/32`) or single addresses.
+    /// Parses CIDRs (`10.0.0.0/8`, `2001:db8::/32`) or single addresses; the header read is
+    /// `X-Forwarded-For` unless [`TrustedProxies::reading`] says otherwise.
     pub fn parse<'a>(entries: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
         let mut nets = Vec::new();
         for e in entries {
@@ -30,22 +61,31 @@ impl TrustedProxies {
                 .map_err(|_| format!("not a CIDR or an IP address: {e:?}"))?;
             nets.push(net);
         }
-        Ok(Self(nets))
+        Ok(Self {
+            nets,
+            header: ProxyHeader::default(),
+        })
+    }
+
+    /// The same proxies, read from `header`.
+    pub fn reading(mut self, header: ProxyHeader) -> Self {
+        self.header = header;
+        self
     }
 
     /// Whether any proxy is trusted.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.nets.is_empty()
     }
 
     fn trusts(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
-        self.0.iter().any(|n| n.contains(&ip))
+        self.nets.iter().any(|n| n.contains(&ip))
     }
 
     /// The client's address for a request from `peer` with these `Forwarded` and
-    /// `X-Forwarded-For` header values (each header line one item, in order). `Forwarded` wins
-    /// when both are present.
+    /// `X-Forwarded-For` header values (each header line one item, in order); only the
+    /// configured header is read.
     pub fn client_ip<'a>(
         &self,
         peer: IpAddr,
@@ -55,26 +95,21 @@ impl TrustedProxies {
         if !self.trusts(peer) {
             return peer;
         }
-        let mut hops: Vec<Option<IpAddr>> = forwarded
-            .into_iter()
-            .flat_map(|line| line.split(','))
-            .filter_map(forwarded_for)
-            .take(MAX_HOPS + 1)
-            .collect();
-        if hops.is_empty() {
-            hops = x_forwarded_for
+        // Every entry (the header's size is bounded by the HTTP server), read from the right.
+        let hops: Vec<Option<IpAddr>> = match self.header {
+            ProxyHeader::Forwarded => forwarded
+                .into_iter()
+                .flat_map(|line| line.split(','))
+                .filter_map(forwarded_for)
+                .collect(),
+            ProxyHeader::XForwardedFor => x_forwarded_for
                 .into_iter()
                 .flat_map(|line| line.split(','))
                 .map(|e| parse_node(e.trim()))
-                .take(MAX_HOPS + 1)
-                .collect();
-        }
-        if hops.len() > MAX_HOPS {
-            // A chain this long is not a proxy chain: trust nothing in it.
-            return peer;
-        }
+                .collect(),
+        };
         let mut client = peer;
-        for hop in hops.iter().rev() {
+        for hop in hops.iter().rev().take(MAX_HOPS) {
             match hop {
                 Some(ip) if self.trusts(*ip) => client = *ip,
                 Some(ip) => return canonical(*ip),
@@ -155,7 +190,11 @@ mod tests {
             r#"for=6.6.6.6, for="[2001:db8::7]:4711";proto=https"#,
             "for=10.0.0.2",
         ];
-        assert_eq!(p.client_ip(ip("::1"), fwd, xff), ip("2001:db8::7"));
+        let by_forwarded = p.clone().reading(ProxyHeader::Forwarded);
+        assert_eq!(
+            by_forwarded.client_ip(ip("::1"), fwd, xff),
+            ip("2001:db8::7")
+        );
         // Every hop a trusted proxy: the leftmost.
         assert_eq!(
             p.client_ip(ip("10.0.0.1"), [], ["10.9.9.9, 10.0.0.2"]),
@@ -184,6 +223,7 @@ mod tests {
         let p = proxies();
         let xff = ["198.51.100.9, garbage, 10.0.0.2"];
         assert_eq!(p.client_ip(ip("10.0.0.1"), [], xff), ip("10.0.0.2"));
+        let p = p.reading(ProxyHeader::Forwarded);
         let fwd = ["for=198.51.100.9, for=_hidden, for=10.0.0.2"];
         assert_eq!(p.client_ip(ip("10.0.0.1"), fwd, []), ip("10.0.0.2"));
         let unknown = ["for=unknown"];
@@ -191,11 +231,47 @@ mod tests {
     }
 
     #[test]
-    fn a_chain_longer_than_any_proxy_chain_is_not_believed() {
+    fn however_long_the_chain_the_client_wrote_the_hop_the_proxy_appended_counts() {
         let p = proxies();
-        let long = vec!["10.0.0.3"; MAX_HOPS + 1].join(", ");
-        let xff = [long.as_str()];
-        assert_eq!(p.client_ip(ip("10.0.0.1"), [], xff), ip("10.0.0.1"));
+        // 33 made-up entries, then the real address the proxy appended: before, a chain past
+        // 32 entries made every such client the proxy itself (and one client's bad tokens then
+        // backed off everyone behind the proxy).
+        let long = format!("{}, 198.51.100.9", vec!["6.6.6.6"; MAX_HOPS + 1].join(", "));
+        assert_eq!(
+            p.client_ip(ip("10.0.0.1"), [], [long.as_str()]),
+            ip("198.51.100.9")
+        );
+        // A chain of trusted proxies longer than the reading: the last one read.
+        let proxies_only = vec!["10.0.0.3"; MAX_HOPS + 5].join(", ");
+        assert_eq!(
+            p.client_ip(ip("10.0.0.1"), [], [proxies_only.as_str()]),
+            ip("10.0.0.3")
+        );
+    }
+
+    #[test]
+    fn only_the_configured_header_is_read() {
+        // nginx appends to X-Forwarded-For and passes a client's own `Forwarded` through: the
+        // client must not pick its address (or a victim's) with it.
+        let p = proxies();
+        let spoofed = ["for=6.6.6.6"];
+        let xff = ["198.51.100.9"];
+        assert_eq!(
+            p.client_ip(ip("10.0.0.1"), spoofed, xff),
+            ip("198.51.100.9")
+        );
+        assert_eq!(p.client_ip(ip("10.0.0.1"), spoofed, []), ip("10.0.0.1"));
+        // And the other way round when the proxy appends to `Forwarded`.
+        let p = p.reading(ProxyHeader::Forwarded);
+        let fwd = ["for=198.51.100.9"];
+        assert_eq!(
+            p.client_ip(ip("10.0.0.1"), fwd, ["6.6.6.6"]),
+            ip("198.51.100.9")
+        );
+        assert_eq!(p.client_ip(ip("10.0.0.1"), [], ["6.6.6.6"]), ip("10.0.0.1"));
+        assert_eq!("Forwarded".parse(), Ok(ProxyHeader::Forwarded));
+        assert_eq!("x-forwarded-for".parse(), Ok(ProxyHeader::XForwardedFor));
+        assert!("x-real-ip".parse::<ProxyHeader>().is_err());
     }
 
     #[test]

@@ -120,6 +120,11 @@ struct ServeArgs {
         value_delimiter = ','
     )]
     trusted_proxies: Vec<String>,
+    /// The header the trusted proxies append the client's address to: `x-forwarded-for` or
+    /// `forwarded`; the other is ignored (a proxy passes it through as the client wrote it)
+    /// [default: x-forwarded-for].
+    #[arg(long, env = "HUSH_PROXY_HEADER")]
+    proxy_header: Option<String>,
     /// UDP ports for media, FIRST-LAST: one per participant, so the firewall opens exactly
     /// this range [default: any free port].
     #[arg(long, env = "HUSH_MEDIA_PORTS")]
@@ -364,6 +369,12 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             Ok(p) => p,
             Err(e) => return fail(format!("trusted proxies: {e}")),
         };
+    if let Some(h) = args.proxy_header.as_ref().or(file.proxy_header.as_ref()) {
+        match h.parse::<hush_relay::ops::proxy::ProxyHeader>() {
+            Ok(h) => options.trusted_proxies = options.trusted_proxies.reading(h),
+            Err(e) => return fail(e),
+        }
+    }
     let token_store = match TokenStoreSpec::choose(
         args.token_store.as_deref().or(file.token_store.as_deref()),
         std::env::var_os("STATE_DIRECTORY").as_deref(),
