@@ -4,6 +4,10 @@
 //! [`super::tls::HANDSHAKE_TIMEOUT`]. A connection over a cap is closed at once and counted
 //! (`hush_connections_refused_total{reason}`), so one address opening a thousand connections
 //! that never speak holds a bounded share of the relay, and everyone else still gets in.
+//! Addresses are counted as the per-IP limits count them (IPv6 per /64,
+//! [`crate::ops::limits::limit_key`]), and trusted reverse proxies not at all: every client
+//! behind one shares its address, and is counted by the address the proxy names, once the
+//! request is read ([`crate::ops::proxy`]).
 
 use std::collections::HashMap;
 use std::io;
@@ -17,7 +21,9 @@ use axum::serve::Listener;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::ops::limits::limit_key;
 use crate::ops::metrics::Metrics;
+use crate::ops::proxy::TrustedProxies;
 
 /// TCP connections one address may hold open at once (WebSockets, HTTP keep-alive, and
 /// connections that never send anything), at the default limits: see [`tcp_cap`].
@@ -42,25 +48,36 @@ const MAX_ADDRESSES: usize = 65_536;
 pub(crate) struct Gate {
     cap: u32,
     open: Mutex<HashMap<IpAddr, u32>>,
+    /// Not counted: every client behind them shares their address.
+    proxies: TrustedProxies,
 }
 
-/// One place taken in a [`Gate`], given back on drop.
+/// One place taken in a [`Gate`], given back on drop (none for a trusted proxy).
 #[derive(Debug)]
 pub(crate) struct Pass {
     gate: Arc<Gate>,
-    ip: IpAddr,
+    ip: Option<IpAddr>,
 }
 
 impl Gate {
-    pub(crate) fn new(cap: u32) -> Arc<Self> {
+    pub(crate) fn new(cap: u32, proxies: TrustedProxies) -> Arc<Self> {
         Arc::new(Self {
             cap,
             open: Mutex::new(HashMap::new()),
+            proxies,
         })
     }
 
-    /// A place for `ip`, or `None` when it holds `cap` already (or the table is full).
+    /// A place for `ip` (its /64 for IPv6), or `None` when it holds `cap` already (or the table
+    /// is full). A trusted proxy always gets one, uncounted.
     pub(crate) fn enter(self: &Arc<Self>, ip: IpAddr) -> Option<Pass> {
+        if self.proxies.trusts(ip) {
+            return Some(Pass {
+                gate: Arc::clone(self),
+                ip: None,
+            });
+        }
+        let ip = limit_key(ip);
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         if !open.contains_key(&ip) && open.len() >= MAX_ADDRESSES {
             return None;
@@ -72,28 +89,29 @@ impl Gate {
         *n += 1;
         Some(Pass {
             gate: Arc::clone(self),
-            ip,
+            ip: Some(ip),
         })
     }
 
     #[cfg(test)]
     fn held(&self, ip: IpAddr) -> u32 {
         let open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        open.get(&ip).copied().unwrap_or(0)
+        open.get(&limit_key(ip)).copied().unwrap_or(0)
     }
 }
 
 impl Drop for Pass {
     fn drop(&mut self) {
+        let Some(ip) = self.ip else { return };
         let mut open = self
             .gate
             .open
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(n) = open.get_mut(&self.ip) {
+        if let Some(n) = open.get_mut(&ip) {
             *n -= 1;
             if *n == 0 {
-                open.remove(&self.ip);
+                open.remove(&ip);
             }
         }
     }
@@ -188,11 +206,17 @@ pub struct GatedListener {
 }
 
 impl GatedListener {
-    /// Caps `listener` at `cap` connections per address ([`tcp_cap`]).
-    pub fn new(listener: TcpListener, metrics: Arc<Metrics>, cap: u32) -> Self {
+    /// Caps `listener` at `cap` connections per address ([`tcp_cap`]), trusted `proxies`
+    /// aside.
+    pub fn new(
+        listener: TcpListener,
+        metrics: Arc<Metrics>,
+        cap: u32,
+        proxies: TrustedProxies,
+    ) -> Self {
         Self {
             listener,
-            gate: Gate::new(cap),
+            gate: Gate::new(cap, proxies),
             metrics,
         }
     }
@@ -217,7 +241,7 @@ mod tests {
 
     #[test]
     fn each_address_has_its_own_cap_and_places_come_back() {
-        let gate = Gate::new(2);
+        let gate = Gate::new(2, TrustedProxies::default());
         let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
         let first = gate.enter(a).unwrap();
         let _second = gate.enter(a).unwrap();
@@ -226,5 +250,26 @@ mod tests {
         drop(first);
         assert_eq!(gate.held(a), 1);
         assert!(gate.enter(a).is_some());
+    }
+
+    #[test]
+    fn ipv6_counts_per_64_and_trusted_proxies_are_not_counted() {
+        let proxies = TrustedProxies::parse(["10.0.0.0/8"]).unwrap();
+        let gate = Gate::new(2, proxies);
+        // One host rotating addresses in its /64 is one address.
+        let (a, b, c): (IpAddr, IpAddr, IpAddr) = (
+            "2001:db8::1".parse().unwrap(),
+            "2001:db8::2".parse().unwrap(),
+            "2001:db8::3".parse().unwrap(),
+        );
+        let _a = gate.enter(a).unwrap();
+        let _b = gate.enter(b).unwrap();
+        assert!(gate.enter(c).is_none(), "a third from one /64");
+        assert!(gate.enter("2001:db8:0:1::1".parse().unwrap()).is_some());
+        // Behind a proxy, every client comes from its address: seventy connections pass.
+        let proxy: IpAddr = "10.1.2.3".parse().unwrap();
+        let held: Vec<Pass> = (0..70).filter_map(|_| gate.enter(proxy)).collect();
+        assert_eq!(held.len(), 70);
+        assert_eq!(gate.held(proxy), 0, "not counted");
     }
 }

@@ -464,6 +464,8 @@ pub async fn serve_all(
 ) -> Result<(), ServeError> {
     let local = listener.local_addr().map_err(ServeError::Io)?;
     let tcp_cap = accept::tcp_cap(options.ip_limits.max_concurrent);
+    // Not counted per address at accept: every client behind them shares their address.
+    let proxies = options.trusted_proxies.clone();
     if options.dev.is_some() && !local.ip().is_loopback() {
         return Err(ServeError::DevNotLoopback);
     }
@@ -512,12 +514,14 @@ pub async fn serve_all(
         let app = public.into_make_service_with_connect_info::<PeerAddr>();
         match tls {
             Some(config) => {
-                let listener = tls::TlsListener::new(listener, config, listener_metrics, tcp_cap)
-                    .map_err(ServeError::Io)?;
+                let listener =
+                    tls::TlsListener::new(listener, config, listener_metrics, tcp_cap, proxies)
+                        .map_err(ServeError::Io)?;
                 axum::serve(listener, app).await.map_err(ServeError::Io)
             }
             None => {
-                let listener = accept::GatedListener::new(listener, listener_metrics, tcp_cap);
+                let listener =
+                    accept::GatedListener::new(listener, listener_metrics, tcp_cap, proxies);
                 axum::serve(listener, app).await.map_err(ServeError::Io)
             }
         }

@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 
 use super::accept::{Gate, Gated, MAX_HANDSHAKES_PER_IP, accept_gated};
 use crate::ops::metrics::Metrics;
+use crate::ops::proxy::TrustedProxies;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
@@ -42,13 +43,14 @@ impl TlsListener {
         config: Arc<ServerConfig>,
         metrics: Arc<Metrics>,
         tcp_cap: u32,
+        proxies: TrustedProxies,
     ) -> io::Result<Self> {
         let local = listener.local_addr()?;
         let (tx, ready) = mpsc::channel(64);
         let acceptor = TlsAcceptor::from(config);
         let permits = Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES));
-        let connections = Gate::new(tcp_cap);
-        let handshakes = Gate::new(MAX_HANDSHAKES_PER_IP);
+        let connections = Gate::new(tcp_cap, proxies.clone());
+        let handshakes = Gate::new(MAX_HANDSHAKES_PER_IP, proxies);
         tokio::spawn(async move {
             loop {
                 let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
