@@ -312,3 +312,69 @@ async fn run() {
         );
     }
 }
+
+/// A client that sends candidate after candidate (each a pair the relay's ICE agent would check
+/// with STUN requests to the address it names) is refused past 64 per description: before,
+/// every one was taken.
+#[tokio::test]
+async fn candidates_past_the_cap_are_refused() {
+    tokio::time::timeout(Duration::from_secs(60), candidate_flood())
+        .await
+        .expect("candidate test timed out");
+}
+
+async fn candidate_flood() {
+    let relay = TestRelay::builder().start().await;
+    let (mut client, _) = relay.join("flooder", "media").await;
+    let (out, _out_rx) = mpsc::channel(256);
+    let (tracks, _tracks_rx) = mpsc::channel(16);
+    let pc = build_pc(Handler { out, tracks }).await;
+    let init = RTCRtpTransceiverInit {
+        direction: RTCRtpTransceiverDirection::Sendonly,
+        streams: vec![],
+        send_encodings: vec![],
+    };
+    let transceiver = pc
+        .add_transceiver_from_track(vp8_track(7) as Arc<dyn TrackLocal>, Some(init))
+        .await
+        .unwrap();
+    let offer = pc.create_offer(None).await.unwrap();
+    let sdp = offer.sdp.clone();
+    pc.set_local_description(offer).await.unwrap();
+    let mid = transceiver.mid().await.unwrap();
+    client
+        .send(&ClientMessage::Publish(Publish {
+            source: Source::Camera,
+            mid: mid.clone(),
+        }))
+        .await;
+    client.send(&ClientMessage::Offer(Sdp { sdp })).await;
+    client
+        .recv_until(|m| matches!(m, ServerMessage::Answer(_)))
+        .await;
+    for port in 0..70u16 {
+        let candidate = format!(
+            "candidate:{port} 1 udp 2130706431 127.0.0.1 {} typ host",
+            40_000 + port
+        );
+        client
+            .send(&ClientMessage::Candidate(Candidate {
+                candidate,
+                sdp_mid: mid.clone(),
+                sdp_m_line_index: Some(0),
+                username_fragment: None,
+            }))
+            .await;
+    }
+    let refused = client
+        .recv_until(|m| matches!(m, ServerMessage::Error(_)))
+        .await;
+    let ServerMessage::Error(e) = refused else {
+        unreachable!()
+    };
+    assert!(
+        e.message.contains("too many candidates") && !e.fatal,
+        "{e:?}"
+    );
+    let _ = pc.close().await;
+}

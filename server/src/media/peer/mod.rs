@@ -188,6 +188,9 @@ struct Peer {
     needs_offer: bool,
     has_remote: bool,
     early_candidates: Vec<RTCIceCandidateInit>,
+    /// Client candidates taken since the last remote description
+    /// ([`negotiation::MAX_REMOTE_CANDIDATES`]).
+    remote_candidates: usize,
     /// The relay's DTLS role, fixed by the first completed exchange (see [`super::sdp`]).
     dtls_role: Option<Setup>,
     /// The mid that names the bundled transport in our candidates.
@@ -244,6 +247,7 @@ async fn run(
         needs_offer: false,
         has_remote: false,
         early_candidates: Vec::new(),
+        remote_candidates: 0,
         dtls_role: None,
         bundle_mid: None,
         hold_first_offer,

@@ -14,6 +14,12 @@ use crate::media::sdp::{answer_setup, first_mid, role_from_client_answer, with_s
 /// Client candidates kept while no remote description is set.
 const MAX_EARLY_CANDIDATES: usize = 64;
 
+/// Client candidates taken per remote description (a browser sends a handful; each one is a
+/// pair the ICE agent checks with STUN requests to the address it names): past it they are
+/// refused, so a client cannot grow the agent's candidate list, or have the relay probe
+/// addresses, without bound.
+pub(super) const MAX_REMOTE_CANDIDATES: usize = 64;
+
 impl Peer {
     /// Offers if the connection is stable, else remembers to offer after the current exchange.
     pub(super) async fn negotiate(&mut self) -> Result<(), PeerFailed> {
@@ -144,6 +150,14 @@ impl Peer {
             }
             return;
         }
+        if self.remote_candidates >= MAX_REMOTE_CANDIDATES {
+            self.refuse(
+                ErrorCode::MalformedMessage,
+                "candidate: too many candidates for this description",
+            );
+            return;
+        }
+        self.remote_candidates += 1;
         if let Err(err) = self.pc.add_ice_candidate(init).await {
             tracing::debug!(%err, "client candidate refused");
             self.refuse(
@@ -153,7 +167,10 @@ impl Peer {
         }
     }
 
+    /// Called after each remote description is set: the candidate count starts again, with
+    /// those that came early.
     pub(super) async fn flush_early_candidates(&mut self) {
+        self.remote_candidates = self.early_candidates.len();
         for init in std::mem::take(&mut self.early_candidates) {
             let _ = self.pc.add_ice_candidate(init).await;
         }
