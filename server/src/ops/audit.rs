@@ -112,6 +112,14 @@ impl AuditSink {
                     }),
                     ModerationAction::Lock(locked) => json!({"action": "lock", "locked": locked}),
                     ModerationAction::Close => json!({"action": "close"}),
+                    ModerationAction::SetRecorder {
+                        recorder,
+                        key_fingerprint,
+                    } => json!({
+                        "action": "set_recorder",
+                        "target": self.participant(recorder),
+                        "key_fingerprint": key_fingerprint,
+                    }),
                     ModerationAction::Configure(settings) => json!({
                         "action": "configure",
                         "max_participants": settings.max_participants,

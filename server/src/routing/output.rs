@@ -252,6 +252,14 @@ pub enum ModerationAction {
     Close,
     /// The room's own limits were set (admin API).
     Configure(super::RoomSettings),
+    /// The room's recorder was set (admin API): who will be sealed the room's epochs while it
+    /// records, and a fingerprint of its identity key.
+    SetRecorder {
+        /// The recorder's id.
+        recorder: ParticipantId,
+        /// The first 8 bytes of SHA-256 over its identity key, hex.
+        key_fingerprint: String,
+    },
 }
 
 /// What happened to a recording, for the audit trail.

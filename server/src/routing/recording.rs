@@ -20,7 +20,7 @@ use hush_proto::{
 };
 
 use super::outbox::Refusal;
-use super::output::{Audit, ConnId, Output, RecordingAction};
+use super::output::{Audit, ConnId, ModerationAction, Output, RecordingAction};
 use super::relay::Relay;
 use super::room::Newcomer;
 use crate::time::Now;
@@ -63,6 +63,16 @@ impl Relay {
         if state.closed_at.is_some() {
             return Err(ErrorCode::RoomClosed);
         }
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(recorder.identity_key.as_bytes());
+        let key_fingerprint = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        self.out.push(Output::Audit(Audit::Moderation {
+            room: room.clone(),
+            moderator: None,
+            action: ModerationAction::SetRecorder {
+                recorder: recorder.participant.clone(),
+                key_fingerprint,
+            },
+        }));
         state.recorder = Some(recorder);
         Ok(())
     }

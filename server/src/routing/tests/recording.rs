@@ -9,7 +9,7 @@ use hush_proto::{
 };
 
 use super::*;
-use crate::routing::{Audit, RecorderIdentity, RecordingAction};
+use crate::routing::{Audit, ModerationAction, RecorderIdentity, RecordingAction};
 
 fn recording_sim() -> Sim {
     Sim::with_config(RelayConfig {
@@ -133,6 +133,17 @@ fn every_refusal_has_its_code_and_changes_nothing() {
     sim.relay
         .set_recorder(sim.now, &rid("r"), recorder())
         .unwrap();
+    // Who will be sealed the room's epochs is in the audit trail.
+    let set = sim.drain();
+    assert!(
+        set.iter().any(|o| matches!(o,
+            Output::Audit(Audit::Moderation {
+                moderator: None,
+                action: ModerationAction::SetRecorder { recorder, key_fingerprint },
+                ..
+            }) if *recorder == pid("rec") && key_fingerprint.len() == 16)),
+        "{set:?}"
+    );
     let out = sim.send(b, record(RecordAction::Start));
     assert_refused(&out, b, ErrorCode::RecordNotAllowed);
     assert_eq!(
