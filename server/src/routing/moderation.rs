@@ -96,6 +96,17 @@ impl Relay {
         let room = self.rooms.get_mut(room_id).ok_or(UNKNOWN_ROOM)?;
         let conn = room.member(target).ok_or(UNKNOWN_PARTICIPANT)?.conn;
         room.unpublish(conn, source, true, &mut self.out)?;
+        // Sticky for this connection: the source leaves the member's grants, so it cannot
+        // simply publish again (`source_not_allowed`); a new token from the app backend, at
+        // its next join, decides afresh.
+        if let Some(m) = room.members.iter_mut().find(|m| m.conn == conn) {
+            let grants = &mut m.info.grants;
+            let left: Vec<Source> = Source::ALL
+                .into_iter()
+                .filter(|s| *s != source && grants.may_publish(*s))
+                .collect();
+            grants.sources = Some(left);
+        }
         self.audit(
             room_id,
             by,

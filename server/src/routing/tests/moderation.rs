@@ -92,6 +92,16 @@ fn force_unpublish() {
     let out = sim.send(m, command);
     assert_refused(&out, m, ErrorCode::NotPublished);
     assert_alive(&mut sim, b);
+    // Sticky: b cannot just publish its screen again on this connection; its camera it can.
+    let out = sim.send(b, publish(Source::Screen));
+    assert_refused(&out, b, ErrorCode::SourceNotAllowed);
+    let out = sim.send(b, publish(Source::Camera));
+    assert!(
+        to(&out, b)
+            .iter()
+            .all(|m| !matches!(m, ServerMessage::Error(_))),
+        "{out:?}"
+    );
 }
 
 #[test]
