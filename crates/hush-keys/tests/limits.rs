@@ -251,6 +251,13 @@ fn a_flood_of_early_envelopes_cannot_push_out_the_committers() {
     let (msgs, _) = drain(&mut a.session);
     let real = envelope_for(&msgs, &b.member);
     assert_eq!(b.session.handle_input(now(), Input::Message(&real)), Ok(()));
+    // Junk for the very same epoch after it, more than the buffer holds: Carol's only ever
+    // displace Carol's (before, the oldest entry of the furthest epoch gave way: the real one).
+    for i in 0..40 {
+        let _ = b
+            .session
+            .handle_input(now(), Input::Message(&junk(&c, &b.member, 4, 300 + i)));
+    }
     // More junk for far epochs after it: those give way to each other, never to the real one.
     for i in 0..40 {
         let e = 3 + EARLY_EPOCH_WINDOW - (i % 3);

@@ -244,7 +244,7 @@ impl<R: CryptoRng> Session<R> {
             Change::Refused(_) => {}
         }
         self.early_envelopes
-            .retain(|(e, _)| *e > seq || self.wait.is_some_and(|w| w.epoch == *e));
+            .retain(|(e, _, _)| *e > seq || self.wait.is_some_and(|w| w.epoch == *e));
     }
 
     pub(super) fn on_leave(&mut self, now: Instant, seq: u64, pid: &ParticipantId, reason: Reason) {

@@ -66,29 +66,53 @@ impl<R: CryptoRng> Session<R> {
     }
 
     /// Keeps an envelope for an epoch whose event has not been applied yet. Bounded twice: by
-    /// epoch ([`Session::early_bound`]) and by count; when full, the entry for the furthest
-    /// epoch gives way (the oldest of those first), so junk for far epochs cannot push out an
-    /// envelope for the next one, and a flood for the next epoch is outlived by the envelope
-    /// that arrives after it.
-    pub(super) fn buffer_envelope(&mut self, epoch: u64, bytes: &[u8]) -> Result<(), Error> {
+    /// epoch ([`Session::early_bound`]) and by count. When full, the sender (as the envelope
+    /// claims it; a current member cannot claim another's index, see
+    /// [`Session::check_claimed_sender`]) holding the most entries gives way, its entry for the
+    /// furthest epoch first; if that is the newcomer's own sender, the newcomer is refused. So a
+    /// member flooding envelopes, before or after the committer's, only ever displaces its own.
+    pub(super) fn buffer_envelope(
+        &mut self,
+        epoch: u64,
+        sender: SenderIndex,
+        bytes: &[u8],
+    ) -> Result<(), Error> {
         if self.early_bound().is_some_and(|b| epoch > b) {
             return Err(EnvelopeError::UnexpectedEpoch.into());
         }
-        if self.early_envelopes.iter().any(|(_, b)| b == bytes) {
+        if self.early_envelopes.iter().any(|(_, _, b)| b == bytes) {
             return Err(EnvelopeError::Replayed.into());
         }
         if self.early_envelopes.len() >= MAX_EARLY_ENVELOPES {
-            let far = self.early_envelopes.iter().map(|(e, _)| *e).max();
-            match far {
-                Some(f) if epoch <= f => {
-                    if let Some(i) = self.early_envelopes.iter().position(|(e, _)| *e == f) {
-                        self.early_envelopes.remove(i);
-                    }
-                }
-                _ => return Err(EnvelopeError::BufferFull.into()),
+            let count = |s: SenderIndex| {
+                self.early_envelopes
+                    .iter()
+                    .filter(|(_, x, _)| *x == s)
+                    .count()
+            };
+            let top = self
+                .early_envelopes
+                .iter()
+                .map(|(_, s, _)| *s)
+                .max_by_key(|s| count(*s));
+            let Some(top) = top.filter(|t| count(*t) > count(sender)) else {
+                return Err(EnvelopeError::BufferFull.into());
+            };
+            let far = self
+                .early_envelopes
+                .iter()
+                .filter(|(_, s, _)| *s == top)
+                .map(|(e, _, _)| *e)
+                .max();
+            if let Some(i) = self
+                .early_envelopes
+                .iter()
+                .position(|(e, s, _)| *s == top && Some(*e) == far)
+            {
+                self.early_envelopes.remove(i);
             }
         }
-        self.early_envelopes.push((epoch, bytes.to_vec()));
+        self.early_envelopes.push((epoch, sender, bytes.to_vec()));
         Ok(())
     }
 
@@ -98,7 +122,7 @@ impl<R: CryptoRng> Session<R> {
             return;
         };
         let floor = self.applied_seq;
-        self.early_envelopes.retain(|(e, _)| {
+        self.early_envelopes.retain(|(e, _, _)| {
             *e <= bound && (*e > floor || self.wait.is_some_and(|w| w.epoch == *e))
         });
         self.early_acks
@@ -119,7 +143,7 @@ impl<R: CryptoRng> Session<R> {
         }
         let Some(me) = self.me else {
             // Before the snapshot: keep it for when we know who we are.
-            return self.buffer_envelope(h.epoch, bytes);
+            return self.buffer_envelope(h.epoch, h.sender, bytes);
         };
         if h.recipient != me {
             return Err(EnvelopeError::Misaddressed.into());
@@ -130,7 +154,7 @@ impl<R: CryptoRng> Session<R> {
             _ => {}
         }
         if h.epoch > self.applied_seq {
-            return self.buffer_envelope(h.epoch, bytes);
+            return self.buffer_envelope(h.epoch, h.sender, bytes);
         }
         let w = match self.wait {
             Some(w) if w.epoch == h.epoch => w,
@@ -158,7 +182,7 @@ impl<R: CryptoRng> Session<R> {
             self.last_fresh_at = now;
             self.rekey_requested_at = None;
         }
-        self.early_envelopes.retain(|(e, _)| *e > h.epoch);
+        self.early_envelopes.retain(|(e, _, _)| *e > h.epoch);
         self.install(now, h.epoch, secret, true);
         self.process_queue(now);
         Ok(())
@@ -169,10 +193,10 @@ impl<R: CryptoRng> Session<R> {
         let mine: Vec<Vec<u8>> = self
             .early_envelopes
             .iter()
-            .filter(|(e, _)| *e == w.epoch)
-            .map(|(_, b)| b.clone())
+            .filter(|(e, _, _)| *e == w.epoch)
+            .map(|(_, _, b)| b.clone())
             .collect();
-        self.early_envelopes.retain(|(e, _)| *e != w.epoch);
+        self.early_envelopes.retain(|(e, _, _)| *e != w.epoch);
         for b in mine {
             // A bad one (forged, misaddressed) is dropped; a good one ends the wait.
             let _ = self.on_message(now, &b);

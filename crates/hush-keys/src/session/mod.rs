@@ -102,7 +102,8 @@ pub struct Session<R> {
     collecting: BTreeMap<u64, BTreeSet<SenderIndex>>,
     /// The sending epoch when a usage-limit rekey was last asked for.
     usage_rekey_for: Option<u64>,
-    early_envelopes: Vec<(u64, Vec<u8>)>,
+    /// Envelopes for epochs not applied yet: (epoch, claimed sender, bytes).
+    early_envelopes: Vec<(u64, SenderIndex, Vec<u8>)>,
     early_acks: Vec<Vec<u8>>,
     early_switch: Option<(u64, Vec<u8>)>,
     last_envelope_epoch: Option<u64>,
