@@ -101,6 +101,12 @@ export type KeyEvent =
   | { type: 'recording'; active: boolean }
   /** The committer has not answered within 10 s: its key for `epoch` is still awaited. */
   | { type: 'committerStalled'; epoch: number; committer: string }
+  /**
+   * This participant is the committer and no fresh epoch came 90 s past its rekey timer: the
+   * relay withholds or rewrites rekey points. Keys still ratchet; fresh secrets enter only at
+   * leaves until the next fresh epoch.
+   */
+  | { type: 'rekeyOverdue'; epoch: number }
   /** A refused input (a stable code such as `malformed`, `forged`, `stale_event`); nothing changed. */
   | { type: 'error'; reason: string };
 

@@ -76,6 +76,10 @@ pub enum Event {
         /// The committer (lossy UTF-8 where it is not).
         committer: String,
     },
+    /// This participant is the committer and no fresh epoch came for 90 s past its rekey
+    /// timer: the relay withholds or rewrites rekey points (keys still ratchet; fresh secrets
+    /// enter only at leaves). The epoch keys are on now. Show it.
+    RekeyOverdue(u64),
     /// The room's recorder became a member of the key exchange (`true`: the call is being
     /// recorded, for whoever holds the recorder's offline key) or left it (`false`). Only a
     /// recorder admitted to the key exchange counts (vouched for by the app's backend in the
@@ -100,6 +104,7 @@ impl Event {
             Event::Removed => "removed",
             Event::KeyAwaited(_) => "keyAwaited",
             Event::CommitterStalled { .. } => "committerStalled",
+            Event::RekeyOverdue(_) => "rekeyOverdue",
             Event::Recording(_) => "recording",
         }
     }

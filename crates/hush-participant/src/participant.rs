@@ -481,6 +481,7 @@ impl<R: CryptoRng> Participant<R> {
                                     .into_owned(),
                             }
                         }
+                        hush_keys::Event::RekeyOverdue { epoch } => Event::RekeyOverdue(epoch),
                         _ => continue,
                     };
                     out.push(Output::Event(e));

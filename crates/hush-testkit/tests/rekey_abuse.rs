@@ -96,3 +96,55 @@ fn the_committers_own_rekey_is_still_a_fresh_epoch_sealed_to_everyone() {
         assert_eq!(r.frame(&name(a), &name(b)), Ok(()), "{a} -> {b}");
     }
 }
+
+/// The relay names only other members as asking at every rekey point (or withholds the points):
+/// the committer's timer never gets its fresh epoch. Nothing in the log can prove it to the
+/// other members, but the committer knows it asked: 90 s past due it reports `RekeyOverdue`,
+/// once, and again only after a fresh epoch came and went overdue again. With the relay honest,
+/// the same time brings fresh epochs and no report.
+#[test]
+fn a_relay_that_keeps_the_committers_rekey_from_happening_is_reported() {
+    use hush_participant::Event;
+    use hush_proto::ServerMessage;
+    use hush_testkit::sim::Verdict;
+    let overdue = |r: &Room| {
+        r.member(&name(0))
+            .events
+            .iter()
+            .filter(|e| matches!(e, Event::RekeyOverdue(_)))
+            .count()
+    };
+    for lying in [false, true] {
+        let mut r = Room::new(33);
+        for i in 0..3 {
+            r.join(&name(i));
+        }
+        r.settle();
+        if lying {
+            r.hook(|d| match &d.msg {
+                ServerMessage::Rekey(ev) if !ev.by.is_empty() => {
+                    let mut ev = ev.clone();
+                    ev.by = vec![hush_proto::ParticipantId::new("m01").unwrap()];
+                    Verdict::Rewrite(ServerMessage::Rekey(ev))
+                }
+                _ => Verdict::Deliver,
+            });
+        }
+        let before = envelopes_by(&r, &name(0));
+        // The rekey timer (10 minutes) plus 90 s and some, a second at a time.
+        for _ in 0..(600 + 95) {
+            r.advance(1_000);
+        }
+        r.settle();
+        if lying {
+            assert_eq!(envelopes_by(&r, &name(0)), before, "no fresh epoch");
+            assert_eq!(overdue(&r), 1, "reported once");
+        } else {
+            assert!(envelopes_by(&r, &name(0)) > before, "a fresh epoch");
+            assert_eq!(overdue(&r), 0);
+        }
+        for (a, b) in [(0, 2), (2, 1)] {
+            assert_eq!(r.frame(&name(a), &name(b)), Ok(()), "{a} -> {b}");
+        }
+    }
+}

@@ -122,11 +122,14 @@ export interface KeyChange {
  * member of the key exchange, so every epoch from now on is also sealed to the recorder's
  * offline key, or it left; only a recorder the backend vouched for in the recorder role counts,
  * not what the relay says; `RelaySession`'s `recording` event adds who started it and why it
- * ended). Each is a CustomEvent with the object as `detail`.
+ * ended), `rekeyoverdue` ({epoch}: this participant is the committer and the relay has kept its
+ * rekey from happening for 90 s past due, withholding the point or naming only others as asking;
+ * keys still ratchet, but fresh secrets enter only at leaves until the next fresh epoch). Each
+ * is a CustomEvent with the object as `detail`.
  */
 export type HushEventName =
   | 'keychange' | 'decryptfailure' | 'safetycode' | 'safetycodepending' | 'keyframewanted' | 'memberrefused'
-  | 'keyerror' | 'workerfailed' | 'keyawaited' | 'recording';
+  | 'keyerror' | 'workerfailed' | 'keyawaited' | 'recording' | 'rekeyoverdue';
 
 interface Attached {
   options: TransformOptions;
@@ -466,6 +469,8 @@ export class HushE2ee extends EventTarget {
       case 'committerStalled':
         this.emit('keyawaited', { epoch: Number(e.epoch), committer: String(e.committer) });
         return;
+      // We are the committer and the relay kept our rekey from happening for 90 s past due.
+      case 'rekeyOverdue': this.emit('rekeyoverdue', { epoch: Number(e.epoch) }); return;
       // The recorder joined or left the key exchange (trusted: vouched for as recorder).
       case 'recording': this.emit('recording', { active: e.active === true }); return;
       case 'error': this.emit('keyerror', { reason: e.reason }); return;

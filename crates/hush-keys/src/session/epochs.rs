@@ -91,6 +91,7 @@ impl<R: CryptoRng> Session<R> {
             self.seal_to(epoch, reason, m, &secret);
         }
         self.last_fresh_at = now;
+        self.rekey_overdue_reported = false;
         self.rekey_requested_at = None;
         self.install(now, epoch, secret, false);
     }

@@ -161,6 +161,15 @@ pub enum Event {
         /// The committer, as this member's log names it.
         committer: ParticipantId,
     },
+    /// This member is the committer, its rekey timer asked for a fresh epoch, and none came
+    /// within 90 s: the relay withholds the rekey point, or names only others as asking (a
+    /// point the committer is not named in is a ratchet, with no fresh secret). Keys still
+    /// change at every point and join, but fresh secrets enter only at leaves until this ends
+    /// (the next fresh epoch). Reported once per overdue period: the app may show it.
+    RekeyOverdue {
+        /// The epoch keys are on now (the newest installed).
+        epoch: u64,
+    },
 }
 
 /// One output of the session.

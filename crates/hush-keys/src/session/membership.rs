@@ -128,6 +128,7 @@ impl<R: CryptoRng> Session<R> {
         self.applied_seq = seq;
         self.membership_dirty = true;
         self.last_fresh_at = now;
+        self.rekey_overdue_reported = false;
         self.events.retain(|s, _| *s > seq);
         self.departures.retain(|s, _| *s > seq);
         match &self.cfg.mode {

@@ -180,6 +180,7 @@ impl<R: CryptoRng> Session<R> {
         self.last_envelope_epoch = Some(h.epoch);
         if h.reason != Reason::Join {
             self.last_fresh_at = now;
+            self.rekey_overdue_reported = false;
             self.rekey_requested_at = None;
         }
         self.early_envelopes.retain(|(e, _, _)| *e > h.epoch);

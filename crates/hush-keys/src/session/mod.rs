@@ -47,6 +47,9 @@ pub const EARLY_EPOCH_WINDOW: u64 = 64;
 /// [`MembershipError::SequenceTooLarge`]: crate::MembershipError::SequenceTooLarge
 pub const MAX_SHARED_SECRET_SEQ: u64 = 1 << 16;
 const REKEY_RETRY: Duration = Duration::from_secs(30);
+/// How long past its rekey timer the committer waits for a fresh epoch before it reports
+/// [`Event::RekeyOverdue`]: three times the retry, so a rekey lost once or twice is not one.
+const REKEY_OVERDUE_AFTER: Duration = Duration::from_secs(90);
 
 struct EpochState {
     secret: EpochSecret,
@@ -119,6 +122,8 @@ pub struct Session<R> {
     early_code: Vec<(u64, Vec<u8>)>,
     last_fresh_at: Instant,
     rekey_requested_at: Option<Instant>,
+    /// [`Event::RekeyOverdue`] was reported since the last fresh epoch.
+    rekey_overdue_reported: bool,
     /// Another member's leave or removal, received but not yet answered by an installed epoch:
     /// event sequence number (the epoch that excludes the departed member) -> when it came.
     departures: BTreeMap<u64, Instant>,
@@ -175,6 +180,7 @@ impl<R: CryptoRng> Session<R> {
             early_code: Vec::new(),
             last_fresh_at: Instant::default(),
             rekey_requested_at: None,
+            rekey_overdue_reported: false,
             departures: BTreeMap::new(),
             stalled: None,
             outputs: VecDeque::new(),
@@ -252,6 +258,9 @@ impl<R: CryptoRng> Session<R> {
         }
         if let Some(c) = self.committer_due() {
             min(c);
+        }
+        if let Some(o) = self.rekey_overdue_due() {
+            min(o);
         }
         t
     }

@@ -5,7 +5,9 @@ use alloc::vec::Vec;
 
 use rand_core::CryptoRng;
 
-use super::{Event, KeyMode, KeyUpdate, Output, REKEY_RETRY, RekeyReason, Session, Wait};
+use super::{
+    Event, KeyMode, KeyUpdate, Output, REKEY_OVERDUE_AFTER, REKEY_RETRY, RekeyReason, Session, Wait,
+};
 use crate::time::Instant;
 
 impl<R: CryptoRng> Session<R> {
@@ -22,6 +24,19 @@ impl<R: CryptoRng> Session<R> {
             Some(r) => due.max(r.saturating_add(REKEY_RETRY)),
             None => due,
         })
+    }
+
+    /// When the committer reports that no fresh epoch came although its timer asked
+    /// ([`Event::RekeyOverdue`]), once per overdue period.
+    pub(super) fn rekey_overdue_due(&self) -> Option<Instant> {
+        if self.rekey_overdue_reported {
+            return None;
+        }
+        let due = self.rekey_due()?;
+        let interval = self.cfg.rekey_interval?;
+        // From the timer's due time, not from a retry's: retries push `rekey_due` on.
+        let first = self.last_fresh_at.saturating_add(interval);
+        Some(first.min(due).saturating_add(REKEY_OVERDUE_AFTER))
     }
 
     pub(super) fn request_rekey(&mut self, now: Instant, reason: RekeyReason) {
@@ -66,6 +81,11 @@ impl<R: CryptoRng> Session<R> {
         }
         if self.rekey_due().is_some_and(|d| now >= d) {
             self.request_rekey(now, RekeyReason::Timer);
+        }
+        if self.rekey_overdue_due().is_some_and(|d| now >= d) {
+            self.rekey_overdue_reported = true;
+            let epoch = self.head.unwrap_or(self.applied_seq);
+            self.event(Event::RekeyOverdue { epoch });
         }
         self.check_committer(now);
     }

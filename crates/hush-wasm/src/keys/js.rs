@@ -241,7 +241,8 @@ fn event(e: &Event) -> js_sys::Object {
         Event::EpochInstalled(n)
         | Event::Switched(n)
         | Event::KeyAwaited(n)
-        | Event::SafetyCodePending(n) => set(&ev, "epoch", &(*n as f64).into()),
+        | Event::SafetyCodePending(n)
+        | Event::RekeyOverdue(n) => set(&ev, "epoch", &(*n as f64).into()),
         Event::CommitterStalled { epoch, committer } => {
             set(&ev, "epoch", &(*epoch as f64).into());
             set(&ev, "committer", &committer.as_str().into());
