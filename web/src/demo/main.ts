@@ -231,6 +231,13 @@ async function join(room: string): Promise<void> {
     state.keyAwaited = null;
     $('key-awaited').hidden = true;
   });
+  // We hand out the keys, and the relay has kept our regular fresh key from happening: keys
+  // still change, but only from what the members already had. Say so; it stays on screen.
+  e2ee.addEventListener('rekeyoverdue', () => {
+    const el = $('rekey-overdue');
+    el.textContent = 'The relay is holding back the regular fresh key for this call: keys still change, but only from what members already had. Rejoin if it stays.';
+    el.hidden = false;
+  });
   e2ee.addEventListener('memberrefused', (e) => {
     const d = (e as CustomEvent<{ participant: string; reason: string }>).detail;
     member(String(d.participant), `refused: ${String(d.reason)}`);
