@@ -314,11 +314,12 @@ fn junk_before_the_snapshot_gives_way_to_the_real_envelope() {
 }
 
 #[test]
-fn shared_secret_snapshot_with_a_huge_sequence_is_refused_quickly() {
+fn shared_secret_snapshot_with_a_huge_sequence_is_refused_before_any_ratchet() {
     let secret = || SharedSecret::new(&(1u8..=32).collect::<Vec<_>>()).unwrap();
     for seq in [MAX_SHARED_SECRET_SEQ + 1, 1 << 40, u64::MAX] {
         let mut p = peer("erin", 1, seq, 5, Some(secret()));
-        let started = std::time::Instant::now();
+        // Refused before any ratchet: a loop up to `seq` would not return, so this test's
+        // finishing is the check (no timing asserted).
         let r = p.session.handle_input(
             now(),
             Input::Joined {
@@ -331,7 +332,6 @@ fn shared_secret_snapshot_with_a_huge_sequence_is_refused_quickly() {
             Err(Error::Membership(MembershipError::SequenceTooLarge)),
             "seq {seq}"
         );
-        assert!(started.elapsed() < std::time::Duration::from_secs(1));
         assert_eq!(p.session.sender_index(), None, "not joined");
         assert_eq!(p.session.latest_epoch(), None);
     }

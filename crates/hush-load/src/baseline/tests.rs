@@ -64,7 +64,8 @@ async fn run(mode: Mode) {
     // Payload bytes: per sender 50 × 100 + 60 × 625, each received twice.
     let per_sender = 50 * 100 + 60 * 625;
     assert!(m.received_bytes <= 3 * 2 * per_sender, "{m:?}");
-    assert!(m.wall_secs >= 1.0 && m.wall_secs < 5.0, "{m:?}");
+    // The stream lasts a second; how much longer the run took is the machine's, not asserted.
+    assert!(m.wall_secs >= 1.0, "{m:?}");
     assert!(stats.forwarded >= m.forwarded_packets, "{stats:?} {m:?}");
     assert_eq!(
         stats.hellos_dropped + stats.unknown + stats.refused + stats.malformed,
