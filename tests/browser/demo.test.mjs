@@ -55,12 +55,9 @@ await run(async () => {
     check(`${label}: still in the call, room link shown`, !s.closed && s.link?.endsWith(`/r/${ROOM}`), { closed: s.closed, status: s.status, link: s.link });
   }
   const [a, b] = states;
-  if (a.mode === 'exchange') {
-    check('both pages show the same safety code', /^\d{5}( \d{5}){4}$/.test(a.safetyCode) && a.safetyCode === b.safetyCode,
-      { first: a.safetyCode, second: b.safetyCode });
-  } else {
-    console.log(`SKIP safety code: the demo runs in ${a.mode} mode (no key exchange in this Worker)`);
-  }
+  check('the demo runs the key exchange', a.mode === 'exchange' && b.mode === 'exchange', { first: a.mode, second: b.mode });
+  check('both pages show the same safety code', /^\d{5}( \d{5}){4}$/.test(a.safetyCode) && a.safetyCode === b.safetyCode,
+    { first: a.safetyCode, second: b.safetyCode });
   const self0 = a.tiles.find((t) => t.participant === 'self');
   const other1 = b.tiles.find((t) => t.participant !== 'self');
   check('the pages see each other (tile ids match across pages)', self0 && other1 && a.tiles.some((t) => t.participant !== 'self')

@@ -24,7 +24,8 @@ await run(async () => {
   const ff = await firefox.newPage();
   watch(ff, 'firefox');
   const jc = await join(ch, 'exchange');
-  const mode = jc.unsupported ? 'explicit' : 'exchange';
+  if (jc.unsupported) throw new Error('this Worker has no key exchange');
+  const mode = 'exchange';
   const jf = await join(ff, mode);
   check('chromium and firefox joined', jc.you && jf.you && jc.you !== jf.you, { chromium: jc, firefox: jf });
 
