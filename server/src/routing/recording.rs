@@ -47,6 +47,12 @@ pub(super) struct ActiveRecording {
 
 const UNKNOWN_ROOM: Refusal = Refusal::new(ErrorCode::UnknownRoom, "no such room");
 
+/// The shortest time between two recording starts in one room. Each start admits the recorder
+/// as a member (a sender index used up, a fresh epoch sealed to everyone): a `record` grant
+/// holder looping start and stop would otherwise churn the room's keys and use up its indexes.
+pub(super) const RECORDING_RESTART_INTERVAL: std::time::Duration =
+    std::time::Duration::from_secs(10);
+
 impl Relay {
     /// Admin API: sets (or replaces) the room's recorder identity, creating the room (empty)
     /// if needed. A recording in progress keeps the identity it started with.
@@ -113,7 +119,7 @@ impl Relay {
 
     pub(super) fn start_recording_as(
         &mut self,
-        _now: Instant,
+        now: Instant,
         room_id: &RoomId,
         by: Option<ParticipantId>,
     ) -> Result<(), Refusal> {
@@ -150,6 +156,23 @@ impl Relay {
             let r = Refusal::new(ErrorCode::RoomEmpty, "nobody in the room to record");
             return refused(self, r);
         }
+        if room
+            .recording_started_at
+            .is_some_and(|t| now < t + RECORDING_RESTART_INTERVAL)
+        {
+            let r = Refusal::new(
+                ErrorCode::RateLimited,
+                "a recording started here less than 10 s ago",
+            );
+            return refused(self, r);
+        }
+        if room.next_sender_index >= self.config.max_sender_indexes {
+            let r = Refusal::new(
+                ErrorCode::RoomFull,
+                "the room has used all its sender indexes",
+            );
+            return refused(self, r);
+        }
         if room.member(&recorder.participant).is_some() {
             let r = Refusal::new(
                 ErrorCode::AlreadyRecording,
@@ -181,6 +204,7 @@ impl Relay {
         };
         room.admit(newcomer, &mut self.out);
         room.recording = Some(ActiveRecording { conn });
+        room.recording_started_at = Some(now);
         let status = ServerMessage::Recording(RecordingStatus {
             active: true,
             by: by.clone(),

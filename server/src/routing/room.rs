@@ -53,7 +53,7 @@ pub(super) struct Room {
     pub(super) members: Vec<Member>,
     pub(super) publications: Vec<Publication>,
     /// The next sender index to hand out; never goes back.
-    next_sender_index: u32,
+    pub(super) next_sender_index: u32,
     /// The membership sequence number of the last join or leave.
     seq: u64,
     next_track: u64,
@@ -68,6 +68,8 @@ pub(super) struct Room {
     pub(super) recorder: Option<RecorderIdentity>,
     /// The recording in progress, if any (its recorder is in `members`).
     pub(super) recording: Option<ActiveRecording>,
+    /// When a recording last started ([`super::recording::RECORDING_RESTART_INTERVAL`]).
+    pub(super) recording_started_at: Option<Instant>,
 }
 
 impl Room {
@@ -93,6 +95,7 @@ impl Room {
             rekey_by: Vec::new(),
             recorder: None,
             recording: None,
+            recording_started_at: None,
         }
     }
 

@@ -191,6 +191,23 @@ fn the_recording_ends_with_the_last_participant_and_with_the_room() {
     assert_eq!(stopped(&sim.drain()), Some(RecordingEnd::RoomEmpty));
 }
 
+/// Longer than the shortest time between two recording starts in a room.
+const RESTART: Duration = Duration::from_secs(11);
+
+#[test]
+fn a_recording_cannot_be_restarted_in_a_loop() {
+    let (mut sim, a, _b) = recorded_room();
+    started(&sim.send(a, record(RecordAction::Start)));
+    sim.send(a, record(RecordAction::Stop));
+    // At once again: refused (each start is a member, a sender index and a fresh epoch).
+    let out = sim.send(a, record(RecordAction::Start));
+    assert_refused(&out, a, ErrorCode::RateLimited);
+    assert!(!sim.relay.is_recording(&rid("r")));
+    // Ten seconds on: fine.
+    sim.advance(RESTART);
+    started(&sim.send(a, record(RecordAction::Start)));
+}
+
 #[test]
 fn removing_the_recorder_stops_it_and_a_write_failure_is_told_to_everyone() {
     let (mut sim, a, b) = recorded_room();
@@ -203,6 +220,7 @@ fn removing_the_recorder_stops_it_and_a_write_failure_is_told_to_everyone() {
     let out = sim.send(m, kick);
     assert_eq!(stopped(&out), Some(RecordingEnd::Removed));
 
+    sim.advance(RESTART);
     sim.send(a, record(RecordAction::Start));
     sim.relay
         .recording_failed(sim.now, rec, RecordingEnd::DiskFull);
@@ -211,6 +229,7 @@ fn removing_the_recorder_stops_it_and_a_write_failure_is_told_to_everyone() {
         "a stale report changes nothing"
     );
     sim.send(a, record(RecordAction::Stop));
+    sim.advance(RESTART);
     let out = sim.send(a, record(RecordAction::Start));
     let rec = started(&out);
     sim.advance(Duration::from_millis(10));
