@@ -414,3 +414,38 @@ fn a_refused_join_keeps_the_log_moving() {
     );
     assert_eq!(b.session.members().count(), 3);
 }
+
+/// A relay parks large events behind a gap it never fills (sequence 4 never comes): rekey
+/// points each naming 1,024 long ids. They are held to about a megabyte, not to the 4,096
+/// events the count allows (about 300 MB of them), and what is refused is said.
+#[test]
+fn events_held_behind_a_gap_are_bounded_in_bytes() {
+    let (_, mut b, _) = room_of_three();
+    let long = |i: u64| ParticipantId::new(format!("{i:0>255}")).unwrap();
+    let mut held = 0;
+    let mut refused = 0;
+    for seq in 5..5 + 64u64 {
+        let by = (0..1024).map(|i| long(seq * 10_000 + i)).collect();
+        let ev = MembershipEvent {
+            seq,
+            change: Change::RekeyRequested(by),
+        };
+        match b.session.handle_input(now(), Input::Membership(ev)) {
+            Ok(()) => held += 1,
+            Err(Error::Membership(MembershipError::EventBufferFull)) => refused += 1,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    // Each is about 285 KB: three fit in a megabyte.
+    assert_eq!(held, 3, "refused {refused}");
+    assert_eq!(refused, 61);
+    // Small events still queue beside them until the megabyte is spent.
+    let small = MembershipEvent {
+        seq: 100,
+        change: Change::Rekey,
+    };
+    assert_eq!(
+        b.session.handle_input(now(), Input::Membership(small)),
+        Ok(())
+    );
+}

@@ -4,7 +4,10 @@ use alloc::vec::Vec;
 
 use rand_core::CryptoRng;
 
-use super::{Event, KeyMode, KeyUpdate, MAX_QUEUED_EVENTS, MAX_SHARED_SECRET_SEQ, Session, Wait};
+use super::{
+    Event, KeyMode, KeyUpdate, MAX_QUEUED_EVENT_BYTES, MAX_QUEUED_EVENTS, MAX_SHARED_SECRET_SEQ,
+    Session, Wait,
+};
 use crate::envelope::Reason;
 use crate::error::{Error, MembershipError, UsageError};
 use crate::ids::ParticipantId;
@@ -160,6 +163,10 @@ impl<R: CryptoRng> Session<R> {
         if self.events.len() >= MAX_QUEUED_EVENTS {
             return Err(MembershipError::EventBufferFull.into());
         }
+        let queued: usize = self.events.values().map(event_bytes).sum();
+        if queued.saturating_add(event_bytes(&ev)) > MAX_QUEUED_EVENT_BYTES {
+            return Err(MembershipError::EventBufferFull.into());
+        }
         // Another member's departure starts the stall deadline now, when it arrives, even if
         // it waits in the queue behind an envelope that never comes.
         if let Change::Leave(p) | Change::Remove(p) = &ev.change
@@ -306,4 +313,18 @@ impl<R: CryptoRng> Session<R> {
         self.stalled = None;
         self.event(Event::Removed);
     }
+}
+
+/// About what a queued event takes in memory: a fixed part, and its ids and keys.
+fn event_bytes(ev: &MembershipEvent) -> usize {
+    const FIXED: usize = 64;
+    FIXED
+        + match &ev.change {
+            Change::Join(m) => {
+                m.participant.as_bytes().len() + 32 + m.attestation.as_ref().map_or(0, |_| 128)
+            }
+            Change::Leave(p) | Change::Remove(p) | Change::Refused(p) => p.as_bytes().len(),
+            Change::RekeyRequested(by) => by.iter().map(|p| p.as_bytes().len() + 24).sum(),
+            _ => 0,
+        }
 }

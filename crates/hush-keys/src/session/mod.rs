@@ -35,6 +35,9 @@ pub use io::{Destination, Event, Input, KeyUpdate, Output, RekeyReason, Transmit
 pub use pre_join::JoinHorizon;
 
 const MAX_QUEUED_EVENTS: usize = 4096;
+/// What the queued events may take in memory, about (see `event_bytes`): a relay that parks
+/// thousands of large events behind a gap it never fills cannot grow a Worker's heap past it.
+const MAX_QUEUED_EVENT_BYTES: usize = 1 << 20;
 const MAX_EARLY_ENVELOPES: usize = 32;
 const MAX_EARLY_ACKS: usize = 4096;
 /// Key messages for epochs further ahead than this (past the newest relay event received) are
