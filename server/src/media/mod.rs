@@ -36,7 +36,7 @@ mod layers;
 pub(crate) mod peer;
 pub mod ports;
 mod retransmit;
-mod sdp;
+pub mod sdp;
 pub(crate) mod threads;
 
 use std::fmt;

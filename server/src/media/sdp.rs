@@ -12,7 +12,7 @@
 
 /// The relay's DTLS role on a transport, as an `a=setup` value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Setup {
+pub enum Setup {
     /// The DTLS client.
     Active,
     /// The DTLS server.
@@ -36,7 +36,7 @@ impl Setup {
 }
 
 /// The first `a=setup:active|passive` of `sdp` (an answer; `actpass` gives `None`).
-pub(crate) fn answer_setup(sdp: &str) -> Option<Setup> {
+pub fn answer_setup(sdp: &str) -> Option<Setup> {
     sdp.lines()
         .find_map(|line| line.trim_end().strip_prefix("a=setup:"))
         .and_then(|value| match value {
@@ -47,15 +47,16 @@ pub(crate) fn answer_setup(sdp: &str) -> Option<Setup> {
 }
 
 /// Our role once the client answered our offer with `sdp`: the opposite of the client's.
-pub(crate) fn role_from_client_answer(sdp: &str) -> Option<Setup> {
+pub fn role_from_client_answer(sdp: &str) -> Option<Setup> {
     answer_setup(sdp).map(Setup::opposite)
 }
 
 /// `answer` with every `a=setup:active|passive` line set to `role`. Line endings are kept.
-pub(crate) fn with_setup(answer: &str, role: Setup) -> String {
+pub fn with_setup(answer: &str, role: Setup) -> String {
     let mut out = String::with_capacity(answer.len());
     for line in answer.split_inclusive('\n') {
-        let body = line.trim_end_matches(['\r', '\n']);
+        // Trimmed as `answer_setup` reads it, so what one sets the other reads.
+        let body = line.trim_end();
         match body.strip_prefix("a=setup:") {
             Some("active" | "passive") => {
                 out.push_str("a=setup:");
@@ -69,7 +70,7 @@ pub(crate) fn with_setup(answer: &str, role: Setup) -> String {
 }
 
 /// The mid of the first m-section of `sdp`, if it names one.
-pub(crate) fn first_mid(sdp: &str) -> Option<String> {
+pub fn first_mid(sdp: &str) -> Option<String> {
     let mut in_media = false;
     for line in sdp.lines() {
         if line.starts_with("m=") {
@@ -126,6 +127,15 @@ mod tests {
         assert_eq!(answer_setup(&ANSWER.replace("active", "actpass")), None);
         assert_eq!(answer_setup("v=0\r\n"), None);
         assert_eq!(answer_setup("a=setup:holdconn\r\n"), None);
+    }
+
+    #[test]
+    fn a_role_line_with_trailing_blanks_is_rewritten_as_it_is_read() {
+        let sdp = "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=setup:active \t\r\n";
+        assert_eq!(answer_setup(sdp), Some(Setup::Active));
+        let fixed = with_setup(sdp, Setup::Passive);
+        assert_eq!(answer_setup(&fixed), Some(Setup::Passive), "{fixed:?}");
+        assert!(fixed.ends_with(" \t\r\n"));
     }
 
     #[test]
