@@ -80,6 +80,26 @@ async fn build_pc(handler: Handler) -> Arc<dyn PeerConnection> {
 
 /// Joins, builds a PeerConnection, optionally publishes `track` as the camera, and runs the
 /// client side of the negotiation contract in a task.
+/// Adds `track` to `pc` as a send-only transceiver and sets the offer: its mid and the SDP.
+async fn offer_to_send(
+    pc: &Arc<dyn PeerConnection>,
+    track: Arc<TrackLocalStaticRTP>,
+) -> (Option<String>, String) {
+    let init = RTCRtpTransceiverInit {
+        direction: RTCRtpTransceiverDirection::Sendonly,
+        streams: vec![],
+        send_encodings: vec![],
+    };
+    let transceiver = pc
+        .add_transceiver_from_track(track as Arc<dyn TrackLocal>, Some(init))
+        .await
+        .unwrap();
+    let offer = pc.create_offer(None).await.unwrap();
+    let sdp = offer.sdp.clone();
+    pc.set_local_description(offer).await.unwrap();
+    (transceiver.mid().await.unwrap(), sdp)
+}
+
 async fn media_client(
     relay: &TestRelay,
     sub: &str,
@@ -95,19 +115,7 @@ async fn media_client(
     })
     .await;
     if let Some(track) = publish {
-        let init = RTCRtpTransceiverInit {
-            direction: RTCRtpTransceiverDirection::Sendonly,
-            streams: vec![],
-            send_encodings: vec![],
-        };
-        let transceiver = pc
-            .add_transceiver_from_track(track as Arc<dyn TrackLocal>, Some(init))
-            .await
-            .unwrap();
-        let offer = pc.create_offer(None).await.unwrap();
-        let sdp = offer.sdp.clone();
-        pc.set_local_description(offer).await.unwrap();
-        let mid = transceiver.mid().await.unwrap();
+        let (mid, sdp) = offer_to_send(&pc, track).await;
         out_tx
             .send(ClientMessage::Publish(Publish {
                 source: Source::Camera,
@@ -329,19 +337,7 @@ async fn candidate_flood() {
     let (out, _out_rx) = mpsc::channel(256);
     let (tracks, _tracks_rx) = mpsc::channel(16);
     let pc = build_pc(Handler { out, tracks }).await;
-    let init = RTCRtpTransceiverInit {
-        direction: RTCRtpTransceiverDirection::Sendonly,
-        streams: vec![],
-        send_encodings: vec![],
-    };
-    let transceiver = pc
-        .add_transceiver_from_track(vp8_track(7) as Arc<dyn TrackLocal>, Some(init))
-        .await
-        .unwrap();
-    let offer = pc.create_offer(None).await.unwrap();
-    let sdp = offer.sdp.clone();
-    pc.set_local_description(offer).await.unwrap();
-    let mid = transceiver.mid().await.unwrap();
+    let (mid, sdp) = offer_to_send(&pc, vp8_track(7)).await;
     client
         .send(&ClientMessage::Publish(Publish {
             source: Source::Camera,
