@@ -74,9 +74,7 @@ impl RelayConfig {
             per_second: room.saturating_mul(2),
         }
     }
-}
 
-impl RelayConfig {
     /// Key-exchange messages from one member to one other (each recipient of a broadcast
     /// counts): a quarter of a recipient's signaling queue (256 messages) at once, 16 a second.
     /// A committer sends each member about four per membership change (an envelope, a switch

@@ -1,5 +1,6 @@
 //! Handling each client message: `join` on a fresh connection, everything else in a room.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use hush_proto::{
@@ -11,7 +12,7 @@ use hush_proto::{
 use super::config::RoomSettings;
 use super::outbox::Refusal;
 use super::output::{Audit, ConnId, E2eeHealth, MediaSignal, Output, RecordingAction, TokenClaim};
-use super::relay::{PendingJoin, Relay};
+use super::relay::{Conn, PendingJoin, Relay};
 use super::room::Newcomer;
 use crate::time::Now;
 
@@ -23,12 +24,25 @@ const OVER_SHARE: Refusal = Refusal::new(
     "too many key-exchange messages to one participant: dropped",
 );
 
-/// How many per-recipient buckets a sender keeps ([`super::share::Shares::take_all`]): its
-/// room's members, twice over for those that left lately.
-fn room_share_cap(config: &super::RelayConfig) -> usize {
-    usize::try_from(config.max_participants_per_room)
+/// Takes `sender`'s share of each recipient's queue for one key-exchange message
+/// ([`super::share`]), or refuses it. It keeps a bucket for each member of its room, twice over
+/// for those that left lately.
+fn take_shares(
+    conns: &mut BTreeMap<ConnId, Conn>,
+    config: &super::RelayConfig,
+    now: Instant,
+    sender: ConnId,
+    recipients: &[ConnId],
+) -> Result<(), Refusal> {
+    let max_entries = usize::try_from(config.max_participants_per_room)
         .unwrap_or(usize::MAX)
-        .saturating_mul(2)
+        .saturating_mul(2);
+    let shares = &mut conns.get_mut(&sender).ok_or(NOT_IN_ROOM)?.shares;
+    if shares.take_all(now, config.pair_key_message_rate(), max_entries, recipients) {
+        Ok(())
+    } else {
+        Err(OVER_SHARE)
+    }
 }
 
 impl Relay {
@@ -245,19 +259,10 @@ impl Relay {
                     ErrorCode::UnknownParticipant,
                     "no such participant in your room",
                 ))?;
-                let recipients = [recipient.conn];
-                let cap = room_share_cap(&self.config);
-                let sender = self.conns.get_mut(&conn).ok_or(NOT_IN_ROOM)?;
-                if !sender.shares.take_all(
-                    now,
-                    self.config.pair_key_message_rate(),
-                    cap,
-                    &recipients,
-                ) {
-                    return Err(OVER_SHARE);
-                }
+                let to = recipient.conn;
+                take_shares(&mut self.conns, &self.config, now, conn, &[to])?;
                 let message = ServerMessage::E2ee(E2eeFrom { from: me, payload });
-                self.out.send(recipients[0], message);
+                self.out.send(to, message);
             }
             ClientMessage::E2eeBroadcast(E2eeBroadcast { payload }) => {
                 // One message in, one copy to every other member of the sender's room: to all
@@ -268,14 +273,7 @@ impl Relay {
                     .filter(|m| m.conn != conn)
                     .map(|m| m.conn)
                     .collect();
-                let cap = room_share_cap(&self.config);
-                let sender = self.conns.get_mut(&conn).ok_or(NOT_IN_ROOM)?;
-                if !sender
-                    .shares
-                    .take_all(now, self.config.pair_key_message_rate(), cap, &others)
-                {
-                    return Err(OVER_SHARE);
-                }
+                take_shares(&mut self.conns, &self.config, now, conn, &others)?;
                 let message = ServerMessage::E2ee(E2eeFrom { from: me, payload });
                 for other in others {
                     self.out.send(other, message.clone());

@@ -32,11 +32,15 @@ impl<R: CryptoRng> Session<R> {
         if self.rekey_overdue_reported {
             return None;
         }
-        let due = self.rekey_due()?;
+        // Only where the rekey timer runs; counted from its due time, not from a retry's
+        // (retries push `rekey_due` on).
+        self.rekey_due()?;
         let interval = self.cfg.rekey_interval?;
-        // From the timer's due time, not from a retry's: retries push `rekey_due` on.
-        let first = self.last_fresh_at.saturating_add(interval);
-        Some(first.min(due).saturating_add(REKEY_OVERDUE_AFTER))
+        Some(
+            self.last_fresh_at
+                .saturating_add(interval)
+                .saturating_add(REKEY_OVERDUE_AFTER),
+        )
     }
 
     pub(super) fn request_rekey(&mut self, now: Instant, reason: RekeyReason) {
