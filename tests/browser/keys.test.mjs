@@ -95,7 +95,8 @@ await t.run(async () => {
     st.recovered && st.afterRelease?.ok === 5 && st.aliceOpensBob && !st.carolOpensBob, st);
   // Late messages for an epoch already settled are refused as stale and change nothing: bob's
   // ack after alice stopped collecting (her switch timeout passed), a message to carol that
-  // was under way when she left.
+  // was under way when she left, and alice's switch notice when her timer ran late and bob's
+  // ack reached her first (bob had resumed on the envelope: it was `replayed` before).
   check('(l) ... refusals: at most late messages (stale)',
     Object.values(st.errors).every((es) => es.every((e) => e === 'stale')), st.errors);
   const t2 = await page.evaluate(() => window.keys.twoTransforms());

@@ -12,7 +12,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use common::{Net, NetConfig};
-use hush_keys::{Event, Input};
+use hush_keys::{EnvelopeError, Error, Event, Input};
 
 /// Committer, leaver, victim (the relay withholds its key messages), bystander.
 const COMMITTER: usize = 0;
@@ -28,11 +28,15 @@ type Withheld = Rc<RefCell<Option<Vec<Vec<u8>>>>>;
 /// A room of four, settled and sending, whose relay withholds every key message to `VICTIM`
 /// while the returned cell is `Some` (the withheld bytes collect there).
 fn room() -> (Net, Withheld) {
-    let cfg = NetConfig {
+    room_with(NetConfig {
         frame_interval: Some(100),
         dup_per_mille: 0,
         ..NetConfig::default()
-    };
+    })
+}
+
+/// [`room`] with other settings.
+fn room_with(cfg: NetConfig) -> (Net, Withheld) {
     let mut net = Net::new(11, cfg);
     net.join_spaced(4, 300);
     net.run_until_settled(10_000).expect("room settles");
@@ -138,8 +142,20 @@ fn withheld_envelope_after_removal_stops_sending_until_it_comes() {
     assert!(!late.is_empty());
     let resumed_at = net.now;
     for b in &late {
-        let _ = net.input(VICTIM, Input::Message(b));
+        net.input(VICTIM, Input::Message(b)).unwrap();
     }
+    // A second copy of each is a replay.
+    let again: Vec<_> = late
+        .iter()
+        .filter_map(|b| net.input(VICTIM, Input::Message(b)).err())
+        .collect();
+    assert_eq!(again.len(), late.len(), "{again:?}");
+    assert!(
+        again
+            .iter()
+            .all(|e| *e == Error::Envelope(EnvelopeError::Replayed)),
+        "{again:?}"
+    );
     assert!(net.nodes[VICTIM].enc.is_some(), "victim did not resume");
     assert_eq!(net.nodes[VICTIM].session.sending_epoch(), Some(removal));
     assert_eq!(net.nodes[VICTIM].session.awaited_epoch(), None);
@@ -155,6 +171,41 @@ fn withheld_envelope_after_removal_stops_sending_until_it_comes() {
     assert!(resumed.len() > 10, "victim sends again");
     assert!(resumed.iter().all(|f| net.frames[*f].epoch >= removal));
     honest_only(&net, &resumed, &[]);
+}
+
+#[test]
+fn the_committers_switch_notice_after_the_victim_resumed_is_late_not_a_replay() {
+    // The committer waits longer for acks than the victim waits for its envelope. The victim
+    // resumes on the envelope at once; the committer's switch notice (sent once the victim's
+    // ack is in) then arrives for an epoch the victim already sends on: the first copy is late
+    // (stale), not a replay (was: `Replayed`, which the browser test saw as a CI flake).
+    let cfg = NetConfig {
+        frame_interval: Some(100),
+        dup_per_mille: 0,
+        switch_timeout_ms: 3 * STALL_MS,
+        ..NetConfig::default()
+    };
+    let (mut net, withheld) = room_with(cfg);
+    *withheld.borrow_mut() = Some(Vec::new());
+    let removal = leave_and_stall(&mut net, true);
+    assert_ne!(net.nodes[COMMITTER].session.sending_epoch(), Some(removal));
+    let late = withheld.borrow_mut().take().unwrap();
+    for b in &late {
+        net.input(VICTIM, Input::Message(b)).unwrap();
+    }
+    assert_eq!(net.nodes[VICTIM].session.sending_epoch(), Some(removal));
+    net.run_for(1_000);
+    assert_eq!(
+        net.nodes[COMMITTER].session.sending_epoch(),
+        Some(removal),
+        "the committer switched on the victim's ack"
+    );
+    assert_eq!(
+        net.nodes[VICTIM].errors.keys().collect::<Vec<_>>(),
+        ["Envelope(Stale)"],
+        "{:?}",
+        net.nodes[VICTIM].errors
+    );
 }
 
 #[test]

@@ -272,8 +272,16 @@ impl<R: CryptoRng> Session<R> {
             return Err(EnvelopeError::NotCommitter.into());
         }
         envelope::verify_control(self.cfg.room.as_bytes(), bytes, &st.secret)?;
+        match self.switch_noticed {
+            Some(n) if n == epoch => return Err(EnvelopeError::Replayed.into()),
+            Some(n) if n > epoch => return Err(EnvelopeError::Stale.into()),
+            _ => {}
+        }
+        self.switch_noticed = Some(epoch);
+        // Already sending on it or a newer one (its deadline passed, or the member resumed from
+        // a stall on the envelope): the notice is late, not a replay.
         if self.sending.is_some_and(|s| s >= epoch) {
-            return Err(EnvelopeError::Replayed.into());
+            return Err(EnvelopeError::Stale.into());
         }
         self.switch_to(now, epoch);
         Ok(())

@@ -112,6 +112,9 @@ pub struct Session<R> {
     early_envelopes: Vec<(u64, SenderIndex, Vec<u8>)>,
     early_acks: Vec<Vec<u8>>,
     early_switch: Option<(u64, Vec<u8>)>,
+    /// The newest epoch whose committer's switch notice was accepted (a second copy of it is a
+    /// replay; a first copy for an epoch already sent on is late).
+    switch_noticed: Option<u64>,
     last_envelope_epoch: Option<u64>,
     local_streams: BTreeSet<StreamContext>,
     membership_dirty: bool,
@@ -174,6 +177,7 @@ impl<R: CryptoRng> Session<R> {
             early_envelopes: Vec::new(),
             early_acks: Vec::new(),
             early_switch: None,
+            switch_noticed: None,
             last_envelope_epoch: None,
             local_streams: BTreeSet::new(),
             membership_dirty: false,
