@@ -163,9 +163,9 @@ class Relay {
   /**
    * A member joins. `ghost`: a member the relay made up (its own Worker, admitting anyone),
    * announced with no attestation (`'none'`) or one signed by a key that is not the backend's
-   * (`'forged'`).
+   * (`'forged'`). `hide`: names the relay leaves out of the newcomer's snapshot.
    */
-  async join(name, { ghost } = {}) {
+  async join(name, { ghost, hide = [] } = {}) {
     const m = new Member(this, name);
     this.all.set(name, m);
     await m.ask({ kind: 'init', wasmUrl: WASM_URL, suite: 4 }, 'initAck');
@@ -180,7 +180,7 @@ class Relay {
     m.joinSeq = ++this.seq;
     this.deliver(m, { v: 1, type: 'joined', you: name, sender_index: m.index, join_seq: m.joinSeq, room: ROOM,
       locked: false, grants: { publish: true, subscribe: true, moderator: false, record: false },
-      participants: this.present.map((p) => this.info(p)), tracks: [] });
+      participants: this.present.filter((p) => !hide.includes(p.name)).map((p) => this.info(p)), tracks: [] });
     for (const p of this.present) this.deliver(p, { v: 1, type: 'participant_joined', seq: m.joinSeq, participant: this.info(m) });
     this.present.push(m);
     return m;
@@ -528,5 +528,32 @@ async function preJoin() {
   return out;
 }
 
-window.keys = { run, ghosts, startRefusals, twoTransforms, pageRandomness, stall, preJoin };
+/**
+ * (n) A relay that leaves carol out of dave's snapshot. Alice seals dave the join's epoch for
+ * her roster, carol in it; carol ratchets to the same secret. Dave's roster lacks carol, so he
+ * refuses the envelope (roster_mismatch) and has no key to send under: nothing of his is
+ * readable by a member his screen never showed. The others move on as with any slow joiner.
+ */
+async function hidden() {
+  const relay = new Relay(await backend());
+  const alice = await relay.join('alice');
+  const bob = await relay.join('bob');
+  const carol = await relay.join('carol');
+  const out = { settled: await relay.settle(relay.seq) };
+  const dave = await relay.join('dave', { hide: ['carol'] });
+  const others = [alice, bob, carol];
+  const until = performance.now() + 6000;
+  while (performance.now() < until
+    && !(dave.errors().includes('roster_mismatch') && others.every((m) => m.switched === dave.joinSeq))) await sleep(25);
+  out.daveErrors = dave.errors();
+  out.daveSwitched = dave.switched ?? null;
+  out.daveSeal = (await dave.ask({ kind: 'testSeal', context: 0, layout: 0, data: new Uint8Array(8) }, 'testSealed')).reason;
+  out.othersSwitched = others.map((m) => m.switched === dave.joinSeq);
+  const a = await alice.seal('alice after dave');
+  out.carolOpensAlice = (await carol.open(a.frame)).ok;
+  for (const m of relay.all.values()) m.worker.terminate();
+  return out;
+}
+
+window.keys = { run, ghosts, startRefusals, twoTransforms, pageRandomness, stall, preJoin, hidden };
 window.keysReady = true;

@@ -16,6 +16,8 @@
 // replayed (one replay window per KID for the whole Worker); a track attached without a
 // participant opens no member's frames. (l) A relay that withholds the envelope a member needs
 // after a leave: the member's real send transform stops at the stall deadline (keyAwaited).
+// (n) A relay that leaves a member out of a newcomer's snapshot: the newcomer refuses the join's
+// envelope (sealed for the committer's roster; roster_mismatch) and has no key to send under.
 // Run by `cargo xtask test` (after `cargo xtask web`) as: node tests/browser/keys.test.mjs
 import { openFromRoot, suite } from './harness.mjs';
 
@@ -105,6 +107,11 @@ await t.run(async () => {
   const pr = await page.evaluate(() => window.keys.pageRandomness());
   check('(k) a page that stubs getRandomValues still gets two independent 32-byte identity keys from the Workers',
     pr.ids.length === 2 && pr.ids[0] !== pr.ids[1] && pr.ids.every((k) => k.length === 44) && pr.stubRemoved, pr);
+  const hd = await page.evaluate(() => window.keys.hidden());
+  check('(n) carol hidden from dave\'s snapshot: dave refuses the join\'s envelope (roster_mismatch) and has no send key',
+    hd.settled && hd.daveErrors.includes('roster_mismatch') && hd.daveSwitched === null && hd.daveSeal === 'no_key', hd);
+  check('(n) ... while alice, bob and carol move to the join\'s epoch and hear each other',
+    hd.othersSwitched.every(Boolean) && hd.carolOpensAlice, hd);
   const pj = await page.evaluate(() => window.keys.preJoin());
   check('(m) alice\'s 3 frames from before carol joined: dropped at carol as before_join, no failure event for them',
     pj.settled && pj.settledAfter && pj.pre?.ok === 0 && pj.pre.dropped.before_join === 3 && drops(pj.pre) === 3

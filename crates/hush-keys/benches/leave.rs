@@ -40,7 +40,7 @@ fn simulated_leave(n: usize) {
     let took = net.run_until_settled(10_000).expect("leave settles");
     let s = &net.stats;
     println!(
-        "room {n:>3}: one leave = {} envelopes, {} envelope bytes, {} acks/switch deliveries ({} bytes); every member sends on the new epoch after {took} ms (50 ms one-way)",
+        "room {n:>3}: one leave = {} envelopes, {} envelope bytes, {} other key-message deliveries: acks, switch notices, safety-code commits and reveals ({} bytes); every member sends on the new epoch after {took} ms (50 ms one-way)",
         s.envelopes - before.envelopes,
         s.envelope_bytes - before.envelope_bytes,
         s.control_msgs - before.control_msgs,

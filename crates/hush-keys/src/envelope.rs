@@ -5,15 +5,16 @@
 //! kind byte.
 //!
 //! ```text
-//! epoch envelope (99 bytes)
-//!   0      version = 1
-//!   1      kind = 1
-//!   2..10  epoch number (= the sequence number of the relay event it answers)
-//!   10..14 sender index of the committer
-//!   14..18 sender index of the recipient
-//!   18     reason: 0 join, 1 leave, 2 removal, 3 rekey
-//!   19..51 HPKE encapsulated key (DHKEM(X25519, HKDF-SHA256), 32 bytes)
-//!   51..99 AES-128-GCM ciphertext of the 32-byte epoch secret, then the 16-byte tag
+//! epoch envelope (131 bytes)
+//!   0       version = 1
+//!   1       kind = 1
+//!   2..10   epoch number (= the sequence number of the relay event it answers)
+//!   10..14  sender index of the committer
+//!   14..18  sender index of the recipient
+//!   18      reason: 0 join, 1 leave, 2 removal, 3 rekey
+//!   19..51  roster digest: the committer's member list at this epoch (crate::roster)
+//!   51..83  HPKE encapsulated key (DHKEM(X25519, HKDF-SHA256), 32 bytes)
+//!   83..131 AES-128-GCM ciphertext of the 32-byte epoch secret, then the 16-byte tag
 //!
 //! ack (30 bytes)     version, kind = 2, epoch (8), sender index (4), tag (16)
 //! switch (30 bytes)  version, kind = 3, epoch (8), sender index (4), tag (16)
@@ -25,9 +26,10 @@
 //! HKDF-SHA256 and AES-128-GCM (suite 0x0020, 0x0001, 0x0001), from the `hpke` crate. The sender
 //! authenticates with its identity key, so only the holder of the committer's private key can
 //! make an envelope that opens under the committer's public key. `info` is
-//! `"hush epoch envelope v1" || len(room) || room id`; the AAD is the 19-byte header, so room,
-//! epoch, event sequence, sender, recipient and reason are all bound; the KEM binds both
-//! identity keys. **Acks and switch notices** carry a 16-byte HMAC-SHA256 tag under a key derived
+//! `"hush epoch envelope v1" || len(room) || room id`; the AAD is the 51-byte header, so room,
+//! epoch, event sequence, sender, recipient, reason and the committer's roster are all bound;
+//! the KEM binds both identity keys. A session opens an envelope only when the roster digest is
+//! its own (see [`crate::roster`]). **Acks and switch notices** carry a 16-byte HMAC-SHA256 tag under a key derived
 //! from the epoch secret they name, over `room || header`: the relay cannot forge one, and an ack
 //! proves that its sender holds the epoch. **Code commits and reveals** (the safety-code round,
 //! [`crate::safety`]) are tagged the same way over `room ||` everything before the tag, under the
@@ -41,6 +43,7 @@ use crate::epoch::EpochSecret;
 use crate::error::EnvelopeError;
 use crate::identity::{IdentityKeyPair, IdentityPublicKey};
 use crate::kid::SenderIndex;
+use crate::roster::RosterDigest;
 use crate::secret::SECRET_LEN;
 
 /// The KEM of epoch envelopes: DHKEM(X25519, HKDF-SHA256).
@@ -51,7 +54,7 @@ type Aead = hpke::aead::AesGcm128;
 /// The first byte of every message.
 pub const WIRE_VERSION: u8 = 1;
 /// The size of an epoch envelope in bytes.
-pub const ENVELOPE_LEN: usize = 99;
+pub const ENVELOPE_LEN: usize = 131;
 /// The size of an ack or a switch notice in bytes.
 pub const CONTROL_LEN: usize = 30;
 /// The size of a safety-code commit or reveal in bytes.
@@ -62,7 +65,7 @@ const KIND_ACK: u8 = 2;
 const KIND_SWITCH: u8 = 3;
 const KIND_CODE_COMMIT: u8 = 4;
 const KIND_CODE_REVEAL: u8 = 5;
-const HEADER_LEN: usize = 19;
+const HEADER_LEN: usize = 51;
 const INFO_LABEL: &[u8] = b"hush epoch envelope v1";
 
 /// Why an envelope was sent: which relay event it answers.
@@ -111,6 +114,8 @@ pub struct EnvelopeHeader {
     pub recipient: SenderIndex,
     /// Which event kind it answers.
     pub reason: Reason,
+    /// The committer's member list at `epoch` ([`crate::roster::digest`]).
+    pub roster: RosterDigest,
 }
 
 /// Reads the header of an epoch envelope without opening it (the relay and tools can).
@@ -130,6 +135,7 @@ impl EnvelopeHeader {
         h[10..14].copy_from_slice(&self.sender.get().to_be_bytes());
         h[14..18].copy_from_slice(&self.recipient.get().to_be_bytes());
         h[18] = self.reason.to_byte();
+        h[19..51].copy_from_slice(&self.roster);
         h
     }
 }
@@ -192,6 +198,11 @@ impl<'a> Message<'a> {
                     sender: sender_index(&bytes[10..14])?,
                     recipient: sender_index(&bytes[14..18])?,
                     reason: Reason::from_byte(bytes[18]).ok_or(EnvelopeError::Malformed)?,
+                    roster: {
+                        let mut r = [0u8; 32];
+                        r.copy_from_slice(&bytes[19..HEADER_LEN]);
+                        r
+                    },
                 };
                 Ok(Message::Envelope { header, bytes })
             }
@@ -479,6 +490,7 @@ mod tests {
             sender: SenderIndex::new(1).unwrap(),
             recipient: SenderIndex::new(2).unwrap(),
             reason: Reason::Leave,
+            roster: [4; 32],
         };
         (rng, a, b, h, EpochSecret::from_array([9; 32]))
     }
@@ -521,14 +533,15 @@ mod tests {
             open(b"room", &env, &c, a.public()).unwrap_err(),
             EnvelopeError::Forged
         );
-        // Any flipped byte: header (epoch, sender, recipient, reason), enc, ciphertext, tag.
+        // Any flipped byte: header (epoch, sender, recipient, reason, roster), enc, ciphertext,
+        // tag.
         for i in 2..ENVELOPE_LEN {
             let mut t = env.clone();
             t[i] ^= 1;
             assert!(open(b"room", &t, &b, a.public()).is_err(), "byte {i}");
         }
         assert_eq!(
-            Message::parse(&env[..98]).unwrap_err(),
+            Message::parse(&env[..ENVELOPE_LEN - 1]).unwrap_err(),
             EnvelopeError::Malformed
         );
         let mut v = env.clone();

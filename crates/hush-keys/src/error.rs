@@ -61,6 +61,9 @@ pub enum EnvelopeError {
     /// A safety-code reveal does not match the commitment its sender sent, or a second commit
     /// differs from the first: the round's code is not shown ([`crate::safety`]).
     CommitmentMismatch,
+    /// An envelope sealed for another member list than this member's at that epoch (the relay
+    /// showed the committer and this member different rosters; [`crate::roster`]): not opened.
+    RosterMismatch,
 }
 
 impl fmt::Display for EnvelopeError {
@@ -78,6 +81,7 @@ impl fmt::Display for EnvelopeError {
             EnvelopeError::BufferFull => "too many early key messages",
             EnvelopeError::BadRecipientKey => "recipient identity key unusable",
             EnvelopeError::CommitmentMismatch => "safety-code reveal does not match its commitment",
+            EnvelopeError::RosterMismatch => "epoch envelope sealed for another member list",
         })
     }
 }

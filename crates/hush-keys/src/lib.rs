@@ -12,6 +12,7 @@
 //! - [`epoch`]: epoch secrets, the ratchet, base keys, shared-secret mode.
 //! - [`envelope`]: the wire format of envelopes (HPKE Auth mode, RFC 9180), acks and switch
 //!   notices.
+//! - [`roster`]: the member-list digest that binds each envelope to the committer's roster.
 //! - [`safety`]: the 12-digit safety code.
 //! - [`attest`]: Ed25519 member attestations.
 //! - [`session`]: the state machine.
@@ -74,6 +75,7 @@ pub mod ids;
 pub mod kid;
 pub mod manual;
 pub mod member;
+pub mod roster;
 pub mod safety;
 mod secret;
 pub mod session;

@@ -29,11 +29,16 @@
 //!   to each remaining member: N-1 envelopes. The leaver's KIDs are retired at once by everyone.
 //! - **Acceptance**: a member accepts an envelope only if it is addressed to it, comes from the
 //!   committer of the event it answers (as the member's own log says), is for the epoch that
-//!   member waits for (the next event that needs one), and authenticates in HPKE Auth mode under
-//!   the committer's identity key with room, epoch, sender, recipient and reason bound. Anything
-//!   else is refused with an [`crate::EnvelopeError`]: `Misaddressed`, `NotCommitter`, `Stale`,
-//!   `Replayed`, `UnexpectedEpoch`, `Forged`. Envelopes for events not seen yet are buffered
-//!   (bounded) and checked when the event arrives.
+//!   member waits for (the next event that needs one), was sealed for the member list the
+//!   member itself has at that epoch (the header's roster digest, [`crate::roster`]), and
+//!   authenticates in HPKE Auth mode under the committer's identity key with room, epoch,
+//!   sender, recipient, reason and roster bound. Anything else is refused with an
+//!   [`crate::EnvelopeError`]: `Misaddressed`, `NotCommitter`, `Stale`, `Replayed`,
+//!   `UnexpectedEpoch`, `RosterMismatch`, `Forged`. Envelopes for events not seen yet are
+//!   buffered (bounded) and checked when the event arrives. A roster mismatch leaves the member
+//!   waiting, so a relay that showed it another member list than the committer's (a member it
+//!   refused and the committer admitted, a member left out of its snapshot) gets it to stop
+//!   sending at the stall deadline, not to send under a secret that member holds.
 //! - **Committer gone mid-change**: a member waiting for an envelope whose committer leaves later
 //!   in the log stops waiting (that envelope may never come) and applies the log up to the
 //!   leave, which the next committer answers with a fresh epoch for everyone.

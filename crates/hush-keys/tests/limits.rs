@@ -175,6 +175,7 @@ fn junk(from: &Peer, to: &Member, epoch: u64, seed: u64) -> Vec<u8> {
         sender: from.member.sender_index,
         recipient: to.sender_index,
         reason: Reason::Rekey,
+        roster: [0; 32],
     };
     let secret = EpochSecret::random(&mut rng);
     envelope::seal(
@@ -195,7 +196,9 @@ fn sent_to<'a>(msgs: &'a [(Destination, Vec<u8>)], to: &Destination) -> &'a [u8]
 
 fn envelope_for(msgs: &[(Destination, Vec<u8>)], to: &Member) -> Vec<u8> {
     msgs.iter()
-        .find(|(d, b)| *d == Destination::Member(to.participant.clone()) && b.len() == 99)
+        .find(|(d, b)| {
+            *d == Destination::Member(to.participant.clone()) && b.len() == envelope::ENVELOPE_LEN
+        })
         .map(|(_, b)| b.clone())
         .expect("an envelope for the member")
 }

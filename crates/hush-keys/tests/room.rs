@@ -266,25 +266,17 @@ fn d_identity_key_swap_changes_every_code() {
     let c_pid = net.nodes[committer].pid.clone();
     let c_pub = net.nodes[committer].identity_pub;
     let victim_slot = net.nodes.len();
-    let stolen: Rc<RefCell<Option<EpochSecret>>> = Rc::default();
-    let stolen2 = stolen.clone();
-    let room = net.room.clone();
-    let mut relay_rng = common::rng(99);
-    let victim_pub: Rc<RefCell<Option<hush_keys::IdentityPublicKey>>> = Rc::default();
-    let victim_pub2 = victim_pub.clone();
+    // The relay holds the committer's envelopes to the victim, then plays man in the middle:
+    // it opens each as "the victim" (R2) and re-seals it as "the committer" (R1), with the
+    // roster digest of the list it showed the victim (it knows it: rosters are public).
+    let held: Rc<RefCell<Vec<Vec<u8>>>> = Rc::default();
+    let held2 = held.clone();
     net.tamper = Some(Box::new(move |from, to, bytes| {
-        if from != committer || to != victim_slot {
+        if from != committer || to != victim_slot || envelope::peek_header(&bytes).is_err() {
             return Some(bytes);
         }
-        let Ok(h) = envelope::peek_header(&bytes) else {
-            return Some(bytes);
-        };
-        // Man in the middle: open as "the victim" (R2), re-seal as "the committer" (R1).
-        let e = envelope::open(room.as_bytes(), &bytes, &r2, &c_pub).unwrap();
-        let vp = victim_pub2.borrow().unwrap();
-        let out = envelope::seal(&mut relay_rng, room.as_bytes(), &h, &r1, &vp, &e).unwrap();
-        *stolen2.borrow_mut() = Some(e);
-        Some(out)
+        held2.borrow_mut().push(bytes);
+        None
     }));
     let v = net.join_custom(
         false,
@@ -295,14 +287,34 @@ fn d_identity_key_swap_changes_every_code() {
         },
         |m| m.identity = r2_pub,
     );
-    *victim_pub.borrow_mut() = Some(net.nodes[v].identity_pub);
+    net.run_for(500);
+    let room = net.room.clone();
+    let mut relay_rng = common::rng(99);
+    let envelopes = std::mem::take(&mut *held.borrow_mut());
+    assert!(!envelopes.is_empty(), "the committer sealed to the victim");
+    let mut stolen = None;
+    for bytes in envelopes {
+        let h = envelope::peek_header(&bytes).unwrap();
+        let e = envelope::open(room.as_bytes(), &bytes, &r2, &c_pub).unwrap();
+        let vp = net.nodes[v].identity_pub;
+        // Re-sealed under the committer's digest, the victim refuses it: its list differs.
+        let naive = envelope::seal(&mut relay_rng, room.as_bytes(), &h, &r1, &vp, &e).unwrap();
+        assert_eq!(
+            net.input(v, Input::Message(&naive)).unwrap_err(),
+            Error::Envelope(EnvelopeError::RosterMismatch)
+        );
+        let h = EnvelopeHeader {
+            roster: net.nodes[v].session.roster_digest(),
+            ..h
+        };
+        let out = envelope::seal(&mut relay_rng, room.as_bytes(), &h, &r1, &vp, &e).unwrap();
+        net.input(v, Input::Message(&out)).unwrap();
+        stolen = Some(e);
+    }
     net.run_until_settled(10_000)
         .expect("the attacked room still settles");
     // Without vouching, the relay does get the epoch secret: keys are not what this shows.
-    let _secret = stolen
-        .borrow_mut()
-        .take()
-        .expect("the relay got the epoch secret");
+    let _secret = stolen.expect("the relay got the epoch secret");
     assert_eq!(net.nodes[v].session.sending_epoch(), Some(e_epoch(&net, v)));
 
     // The victim and the others hold different lists (the swapped keys), so their commits
@@ -361,6 +373,8 @@ fn e_only_the_committer_moves_the_room() {
             sender: net.nodes[m].idx,
             recipient: idx,
             reason: Reason::Rekey,
+            // The relay knows the roster: the digest it copies is right, the seal is not.
+            roster: net.nodes[to].session.roster_digest(),
         };
         let b = envelope::seal(&mut r, net.room.as_bytes(), &h, &mk, &pk, &fake).unwrap();
         let err = net.input(to, Input::Message(&b)).unwrap_err();

@@ -83,6 +83,7 @@ fn keys_code(e: Error) -> &'static str {
             EnvelopeError::BufferFull => "buffer_full",
             EnvelopeError::BadRecipientKey => "bad_recipient_key",
             EnvelopeError::CommitmentMismatch => "commitment_mismatch",
+            EnvelopeError::RosterMismatch => "roster_mismatch",
             _ => "envelope_refused",
         },
         Error::Membership(e) => match e {

@@ -227,22 +227,7 @@ fn joined_for_another_room_is_refused() {
 #[test]
 fn a_member_refused_by_one_but_admitted_by_the_committer_never_gets_that_ones_key() {
     let mut r = room(true);
-    r.hook(|d| match (&d.msg, d.to.as_str()) {
-        (ServerMessage::ParticipantJoined(p), "bob") if p.participant.id.as_str() == "yves" => {
-            let mut p = p.clone();
-            let mut att = p
-                .participant
-                .attestation
-                .clone()
-                .unwrap()
-                .as_bytes()
-                .to_vec();
-            att[20] ^= 1;
-            p.participant.attestation = Some(hush_proto::OpaqueBytes::new(att));
-            Verdict::Rewrite(ServerMessage::ParticipantJoined(p))
-        }
-        _ => Verdict::Deliver,
-    });
+    spoil_yves_for_bob(&mut r);
     r.join("yves");
     r.settle();
     assert_eq!(
@@ -273,6 +258,108 @@ fn a_member_refused_by_one_but_admitted_by_the_committer_never_gets_that_ones_ke
             .iter()
             .filter(|b| **b != a)
         {
+            assert_eq!(r.frame(a, b), Ok(()), "{a} -> {b}");
+        }
+    }
+}
+
+/// Spoils Bob's copy of Yves's join (a broken attestation), so that Bob refuses Yves while
+/// Alice, the committer, admits him.
+fn spoil_yves_for_bob(r: &mut Room) {
+    r.hook(|d| match (&d.msg, d.to.as_str()) {
+        (ServerMessage::ParticipantJoined(p), "bob") if p.participant.id.as_str() == "yves" => {
+            let mut p = p.clone();
+            let mut att = p
+                .participant
+                .attestation
+                .clone()
+                .unwrap()
+                .as_bytes()
+                .to_vec();
+            att[20] ^= 1;
+            p.participant.attestation = Some(hush_proto::OpaqueBytes::new(att));
+            Verdict::Rewrite(ServerMessage::ParticipantJoined(p))
+        }
+        _ => Verdict::Deliver,
+    });
+}
+
+fn refusal_codes(r: &Room, who: &str) -> Vec<&'static str> {
+    r.member(who).refusals.iter().map(|e| e.code()).collect()
+}
+
+/// As above, then Carol leaves: Alice seals a fresh epoch to Bob and to Yves. Bob's roster
+/// lacks Yves, so the envelope (sealed for Alice's roster, which has him) is not Bob's to open:
+/// he refuses it (`roster_mismatch`), stops sending at the stall deadline and says a key is
+/// awaited. Before envelopes carried the committer's roster, Bob opened it and sent on a
+/// secret Yves, whom his screen shows as refused, holds.
+#[test]
+fn a_fresh_epoch_sealed_for_a_roster_with_a_member_bob_refused_is_not_opened_by_bob() {
+    let mut r = room(true);
+    spoil_yves_for_bob(&mut r);
+    r.join("yves");
+    r.settle();
+    assert_eq!(refusals_of(&r, "yves"), ["bad_attestation"]);
+    r.leave("carol");
+    r.settle();
+    assert!(
+        refusal_codes(&r, "bob").contains(&"roster_mismatch"),
+        "{:?}",
+        refusal_codes(&r, "bob")
+    );
+    assert!(
+        r.member("bob")
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::KeyAwaited(_))),
+        "Bob says a key is awaited"
+    );
+    assert!(
+        r.frame("bob", "yves").is_err(),
+        "Yves opens nothing of Bob's"
+    );
+    assert!(r.member("bob").send.is_empty(), "Bob has no send key");
+    // Alice and Yves, on the same roster, go on.
+    assert_eq!(r.frame("alice", "yves"), Ok(()));
+    assert_eq!(r.frame("yves", "alice"), Ok(()));
+}
+
+/// The relay leaves Carol out of Dave's snapshot: Dave would not know she is there. Alice
+/// seals Dave the join's epoch for the roster with Carol in it, which Carol ratchets to as well;
+/// Dave's roster differs, so he refuses it (`roster_mismatch`) and sends nothing that Carol,
+/// hidden from him, could read. Before the roster digest, Dave's camera was open to her.
+#[test]
+fn a_member_hidden_from_a_newcomers_snapshot_gets_nothing_of_the_newcomers() {
+    let mut r = room(true);
+    r.hook(|d| match (&d.msg, d.to.as_str()) {
+        (ServerMessage::Joined(j), "dave") => {
+            let mut j = j.clone();
+            j.participants.retain(|p| p.id.as_str() != "carol");
+            Verdict::Rewrite(ServerMessage::Joined(j))
+        }
+        _ => Verdict::Deliver,
+    });
+    r.join("dave");
+    r.settle();
+    assert!(
+        refusal_codes(&r, "dave").contains(&"roster_mismatch"),
+        "{:?}",
+        refusal_codes(&r, "dave")
+    );
+    assert!(
+        r.member("dave")
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::CommitterStalled { .. })),
+        "Dave reports that no usable key came"
+    );
+    assert!(r.member("dave").send.is_empty(), "Dave has no send key");
+    assert!(r.frame("dave", "carol").is_err());
+    // The others hear each other; their new safety code waits for Dave, who never commits to
+    // the round, so no code shows: the room sees that the join did not complete.
+    for a in HONEST {
+        assert_eq!(r.safety_code(a), None, "{a}");
+        for b in HONEST.iter().filter(|b| **b != a) {
             assert_eq!(r.frame(a, b), Ok(()), "{a} -> {b}");
         }
     }

@@ -116,7 +116,10 @@ export interface KeyChange {
  * changed}: the code of the current members, 25 digits in five groups; `changed` when an earlier
  * code was shown, so users who compared it must compare again), `safetycodepending` ({epoch}:
  * membership changed and the members are agreeing on the new code, hide the old one),
- * `keyframewanted` ({}), `memberrefused` ({participant, reason}), `keyerror` ({reason}),
+ * `keyframewanted` ({}), `memberrefused` ({participant, reason}), `keyerror` ({reason}: a key
+ * message refused; `roster_mismatch` means the committer sealed an epoch for another member
+ * list than the one the relay showed this participant, so it is not used: sending stops as for
+ * `keyawaited`, and the safety codes will differ),
  * `workerfailed` ({detail}), `keyawaited` ({epoch, committer?}: sending stopped until a key
  * comes; `keychange` `switched` ends it), `recording` ({active}: the room's recorder became a
  * member of the key exchange, so every epoch from now on is also sealed to the recorder's

@@ -46,7 +46,8 @@ impl<R: CryptoRng> Session<R> {
                 if committer
                     && let Some(m) = newcomer.and_then(|i| self.member_by_index(i)).cloned()
                 {
-                    self.seal_to(epoch, reason, &m, &next);
+                    let roster = self.roster_digest();
+                    self.seal_to(epoch, reason, &m, &next, &roster);
                 }
                 self.install(now, epoch, next, false);
             }
@@ -87,8 +88,10 @@ impl<R: CryptoRng> Session<R> {
             .filter(|m| Some(m.sender_index) != self.me)
             .cloned()
             .collect();
+        // One digest for all: the roster does not change while sealing.
+        let roster = self.roster_digest();
         for m in &others {
-            self.seal_to(epoch, reason, m, &secret);
+            self.seal_to(epoch, reason, m, &secret, &roster);
         }
         self.last_fresh_at = now;
         self.rekey_overdue_reported = false;
@@ -102,6 +105,7 @@ impl<R: CryptoRng> Session<R> {
         reason: Reason,
         to: &Member,
         secret: &EpochSecret,
+        roster: &crate::roster::RosterDigest,
     ) {
         let Some(me) = self.me else { return };
         let header = EnvelopeHeader {
@@ -109,6 +113,7 @@ impl<R: CryptoRng> Session<R> {
             sender: me,
             recipient: to.sender_index,
             reason,
+            roster: *roster,
         };
         match envelope::seal(
             &mut self.rng,

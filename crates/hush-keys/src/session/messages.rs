@@ -170,6 +170,11 @@ impl<R: CryptoRng> Session<R> {
         if h.sender != w.committer {
             return Err(EnvelopeError::NotCommitter.into());
         }
+        // Sealed for the members this member knows at this epoch, or not opened: a secret
+        // someone it refused (or was never shown) holds is no key to send under.
+        if h.roster != self.roster_digest() {
+            return Err(EnvelopeError::RosterMismatch.into());
+        }
         let secret = envelope::open(
             self.cfg.room.as_bytes(),
             bytes,

@@ -310,6 +310,12 @@ impl<R: CryptoRng> Session<R> {
         self.members.values()
     }
 
+    /// The digest of the members admitted now ([`crate::roster`]): what an envelope this member
+    /// seals carries, and what one it opens must carry.
+    pub fn roster_digest(&self) -> crate::roster::RosterDigest {
+        crate::roster::digest(&self.cfg.room, self.members.values())
+    }
+
     /// The sequence number of the last relay event applied.
     pub fn applied_seq(&self) -> u64 {
         self.applied_seq
