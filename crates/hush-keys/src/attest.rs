@@ -8,6 +8,12 @@
 //! participant || identity key (32) || be64(expiry, Unix seconds)`; for a recorder
 //! ([`Role::Recorder`]) the label is `"hush recorder attestation v1"`, so one role's signature
 //! never verifies as the other's.
+//!
+//! The expiry bounds when a member may *join*: a join event carrying an expired attestation is
+//! refused. A member already in the room stays a member when its attestation expires, for
+//! those who saw it join and for a newcomer that finds it in its snapshot alike
+//! ([`Attestation::verify_signature_as`]), so that every member holds the same list (epoch
+//! secrets are bound to it, [`crate::roster`]).
 
 use alloc::vec::Vec;
 
@@ -25,7 +31,7 @@ const RECORDER_LABEL: &[u8] = b"hush recorder attestation v1";
 /// The backend's Ed25519 signature over a member's identity, with its expiry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Attestation {
-    /// Expiry, in Unix seconds; the attestation is refused from this second on.
+    /// Expiry, in Unix seconds; a join with it is refused from this second on.
     pub expires_at: u64,
     /// The Ed25519 signature (64 bytes).
     pub signature: [u8; 64],
@@ -143,6 +149,21 @@ impl Attestation {
         if now.as_secs() >= self.expires_at {
             return Err(MembershipError::BadAttestation);
         }
+        self.verify_signature_as(backend, role, room, participant, key)
+    }
+
+    /// Verifies the signature only, whatever the time: for a member already in the room when
+    /// this member joined (a snapshot entry), whose attestation was checked when it joined and
+    /// may have expired since; the members who were there keep it, and so must a newcomer, or
+    /// the two would hold different member lists ([`crate::roster`]).
+    pub fn verify_signature_as(
+        &self,
+        backend: &VerifyingKey,
+        role: Role,
+        room: &RoomId,
+        participant: &ParticipantId,
+        key: &IdentityPublicKey,
+    ) -> Result<(), MembershipError> {
         let sig = Signature::from_bytes(&self.signature);
         backend
             .verify_strict(

@@ -5,7 +5,8 @@
 //!
 //! | value | derivation |
 //! |---|---|
-//! | the epoch a join starts | `E_s = HKDF-Expand(E_prev, "hush ratchet v2" \|\| be64(s), 32)`, `s` the new epoch's number |
+//! | the epoch a join (or a member's rekey request) starts | `E_s = HKDF-Expand(E_prev, "hush ratchet v3" \|\| be64(s) \|\| roster digest (32), 32)`, `s` the new epoch's number, the digest of the member list after the event ([`crate::roster`]) |
+//! | the same in shared-secret mode | `E_s = HKDF-Expand(E_prev, "hush ratchet v2" \|\| be64(s), 32)` (a newcomer recomputes it from `E_0` and has no past member lists) |
 //! | base key of (sender, stream) | `HKDF-Expand(E_n, "hush base key v2" \|\| be32(sender index) \|\| u8(context) \|\| sender identity key (32), 32)` |
 //! | ack / switch / code-round MAC keys | `HKDF-Expand(E_n, "hush ack" / "hush switch" / "hush code", 32)` |
 //!
@@ -19,6 +20,12 @@
 //! number, that would be `E_s` again, the secret the newcomer it refused holds; with it, it is
 //! a secret nobody else holds (the member is out of step with the room, visibly: its frames
 //! do not open), never one a refused participant has.
+//!
+//! The ratchet also takes the member list. A relay that shows members different rosters at
+//! an event (a join to the committer, a rekey point to another member; or a join whose copy
+//! one member refuses) so makes them derive different secrets: the member shown the other list
+//! is out of step, visibly, and never sends under a secret a member it does not know holds.
+//! Fresh secrets get the same binding from the roster digest in their envelope.
 //!
 //! ## No nonce reuse, whatever the relay says
 //!
@@ -54,6 +61,7 @@ use crate::secret::{FrameKey, SECRET_LEN, Secret32};
 
 /// Label of the join ratchet (followed by the new epoch's number).
 const RATCHET: &[u8] = b"hush ratchet v2";
+const RATCHET_FOR: &[u8] = b"hush ratchet v3";
 const BASE_KEY: &[u8] = b"hush base key v2";
 pub(crate) const ACK: &[u8] = b"hush ack";
 pub(crate) const SWITCH: &[u8] = b"hush switch";
@@ -115,6 +123,19 @@ impl EpochSecret {
     /// `HKDF-Expand(E, "hush ratchet v2" || be64(to), 32)`.
     pub fn ratchet(&self, to: u64) -> Self {
         Self::from_array(expand(self.as_array(), &[RATCHET, &to.to_be_bytes()]))
+    }
+
+    /// The secret of epoch `to` for the member list `roster` ([`crate::roster`]), ratcheted from
+    /// this one: `HKDF-Expand(E, "hush ratchet v3" || be64(to) || roster, 32)`. What sessions in
+    /// exchange mode ratchet with (shared-secret mode uses [`EpochSecret::ratchet`], which a
+    /// newcomer recomputes from the start). A member the relay showed another member list
+    /// than the committer's (a join swapped for a rekey point, a join spoiled in its copy)
+    /// derives another secret, one that nobody it does not know holds.
+    pub fn ratchet_for(&self, to: u64, roster: &crate::roster::RosterDigest) -> Self {
+        Self::from_array(expand(
+            self.as_array(),
+            &[RATCHET_FOR, &to.to_be_bytes(), roster],
+        ))
     }
 
     /// The base key of one sending stream in this epoch: the sender's index and stream context,
@@ -236,6 +257,19 @@ mod tests {
         assert_ne!(e.ratchet(5).as_array(), e.as_array());
         // Another epoch number, another secret.
         assert_ne!(e.ratchet(5).as_array(), e.ratchet(6).as_array());
+        // Bound to a member list: the documented label, number and digest.
+        let roster = [3u8; 32];
+        let mut info = b"hush ratchet v3\0\0\0\0\0\0\0\x05".to_vec();
+        info.extend_from_slice(&roster);
+        Hkdf::<Sha256>::from_prk(&[7u8; 32])
+            .unwrap()
+            .expand(&info, &mut want)
+            .unwrap();
+        assert_eq!(e.ratchet_for(5, &roster).as_array(), &want);
+        assert_ne!(
+            e.ratchet_for(5, &roster).as_array(),
+            e.ratchet_for(5, &[4u8; 32]).as_array()
+        );
     }
 
     #[test]

@@ -37,7 +37,7 @@
 //! | `keyframe_request` | `track` | `subscribe`, subscribed to `track` | `keyframe_request` to the publisher, rate limited per track |
 //! | `video_size` | `track`, `width`, `height` (device pixels, at most 16384) | `subscribe`, subscribed to `track` | none; the relay sends no simulcast layer of `track` much larger than that |
 //! | `rekey` | `reason`? (`timer`, `usage_limit`) | | `rekey` with the next membership `seq` to every member (you too); at most one per room per second, requests in between merge into one |
-//! | `force_disconnect` | `participant` | `moderator` | removes it (`removed`); a removal is a leave |
+//! | `force_disconnect` | `participant` | `moderator` | removes it (`removed`); a removal is a leave; its next join needs a token issued after the removal |
 //! | `force_unpublish` | `participant`, `source` | `moderator` | unpublishes its track |
 //! | `lock_room` | `locked` | `moderator` | `room_locked` to everyone |
 //! | `close_room` | | `moderator` | removes everyone (`room_closed`) |

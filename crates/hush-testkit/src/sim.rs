@@ -134,6 +134,8 @@ pub struct Room {
     room_check: bool,
     /// The room secret, in shared-secret mode.
     shared: Option<Vec<u8>>,
+    /// How long the backend's attestations hold (seconds).
+    attestation_ttl: u64,
     now: u64,
     seq: u64,
     next_index: u32,
@@ -169,6 +171,7 @@ impl Room {
             backend: None,
             room_check: true,
             shared: None,
+            attestation_ttl: 86_400,
             now: 1_000,
             seq: 0,
             next_index: 1,
@@ -188,6 +191,12 @@ impl Room {
         let mut r = Self::new(seed);
         r.backend = Some(SigningKey::from_bytes(&seed_of(seed, "backend")));
         r
+    }
+
+    /// Attestations signed from now on hold for `secs` of simulated time (a day by default).
+    pub fn with_attestation_ttl(mut self, secs: u64) -> Self {
+        self.attestation_ttl = secs;
+        self
     }
 
     /// The same room in shared-secret mode: every participant holds `secret` (at least 32
@@ -243,7 +252,7 @@ impl Room {
     }
 
     /// The backend's attestation of `identity` for `name` in this room, valid for a day of
-    /// simulated time.
+    /// simulated time (or [`Room::with_attestation_ttl`]).
     pub fn attest(&self, name: &str, identity: &[u8]) -> Option<Vec<u8>> {
         self.attest_as(hush_keys::Role::Participant, name, identity)
     }
@@ -266,7 +275,7 @@ impl Room {
         let key = hush_keys::IdentityPublicKey::from_slice(identity).ok()?;
         let room = hush_keys::RoomId::new(room).ok()?;
         let who = hush_keys::ParticipantId::new(name).ok()?;
-        let expires = self.now / 1000 + 86_400;
+        let expires = self.now / 1000 + self.attestation_ttl;
         Some(
             Attestation::sign_as(backend, role, &room, &who, &key, expires)
                 .to_bytes()

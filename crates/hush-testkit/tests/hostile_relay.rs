@@ -364,3 +364,85 @@ fn a_member_hidden_from_a_newcomers_snapshot_gets_nothing_of_the_newcomers() {
         }
     }
 }
+
+/// The relay announces Yves's join to everyone but Bob, to whom it sends a rekey point at the
+/// same sequence number instead, one Carol asked for: a ratchet. Alice, the committer, ratchets
+/// for the join and seals that secret to Yves. Were the ratchet blind to the member list, Bob's
+/// secret would be the very one Yves holds, and Bob, whose screen never showed Yves, would
+/// send to him. Bound to the list, Bob's secret is his alone: his ack fails at Alice
+/// (`forged`), he is out of step with the room, and Yves reads nothing of his.
+#[test]
+fn a_join_shown_to_one_member_as_a_rekey_point_gives_that_member_no_shared_secret() {
+    let mut r = room(true);
+    r.hook(|d| match (&d.msg, d.to.as_str()) {
+        (ServerMessage::ParticipantJoined(p), "bob") if p.participant.id.as_str() == "yves" => {
+            Verdict::Rewrite(ServerMessage::Rekey(hush_proto::RekeyEvent {
+                seq: p.seq,
+                by: vec![hush_proto::ParticipantId::new("carol").unwrap()],
+            }))
+        }
+        _ => Verdict::Deliver,
+    });
+    r.join("yves");
+    r.settle();
+    assert!(
+        !r.sent_to("alice", "yves").is_empty(),
+        "the committer sealed the join's epoch to Yves"
+    );
+    let yves_epoch = r.sending_epoch("yves");
+    assert_eq!(
+        r.sending_epoch("bob"),
+        yves_epoch,
+        "Bob moved to that epoch number"
+    );
+    assert!(
+        r.frame("bob", "yves").is_err(),
+        "Yves opens nothing of Bob's"
+    );
+    assert!(
+        refusal_codes(&r, "alice").contains(&"forged"),
+        "Bob's ack does not verify at Alice: {:?}",
+        refusal_codes(&r, "alice")
+    );
+    // Alice, Carol and Yves hear each other.
+    for a in ["alice", "carol", "yves"] {
+        for b in ["alice", "carol", "yves"].iter().filter(|b| **b != a) {
+            assert_eq!(r.frame(a, b), Ok(()), "{a} -> {b}");
+        }
+    }
+}
+
+/// Honest conditions: the members' attestations hold for 60 s and the call goes on past that.
+/// A newcomer checks the expiry of the joins it sees happen, not of the members already there
+/// (their attestations were checked when they joined, and the others keep them): so it holds
+/// the committer's member list, opens the join's envelope and hears everyone. Before, it
+/// refused them all as `bad_attestation` and, with the roster bound to its envelope, got no
+/// key at all.
+#[test]
+fn a_newcomer_after_the_members_attestations_expired_holds_the_same_list() {
+    let mut r = Room::vouched(3).with_attestation_ttl(60);
+    for n in HONEST {
+        r.join(n);
+    }
+    r.settle();
+    r.advance(61_000);
+    r.join("dave");
+    r.settle();
+    assert!(
+        r.member("dave").refusals.is_empty(),
+        "{:?}",
+        refusal_codes(&r, "dave")
+    );
+    assert!(refusals_of(&r, "alice").is_empty());
+    for a in ["alice", "bob", "carol", "dave"] {
+        for b in ["alice", "bob", "carol", "dave"]
+            .iter()
+            .filter(|b| **b != a)
+        {
+            assert_eq!(r.frame(a, b), Ok(()), "{a} -> {b}");
+        }
+    }
+    let code = r.safety_code("alice");
+    assert!(code.is_some());
+    assert_eq!(r.safety_code("dave"), code);
+}

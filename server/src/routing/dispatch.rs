@@ -60,7 +60,7 @@ impl Relay {
                 LeaveReason::Disconnected,
             ),
             (Some(room), message) => {
-                if let Err(refusal) = self.in_room(now.instant, conn, room, message) {
+                if let Err(refusal) = self.in_room(now, conn, room, message) {
                     self.out.refuse(conn, refusal, false);
                 }
             }
@@ -97,7 +97,7 @@ impl Relay {
                 });
             }
             (Some(_), None) => {}
-            (None, _) => self.admit_join(now.instant, conn, pending),
+            (None, _) => self.admit_join(now, conn, pending),
         }
     }
 
@@ -109,7 +109,7 @@ impl Relay {
             return;
         };
         match claim {
-            TokenClaim::Fresh => self.admit_join(now.instant, conn, *pending),
+            TokenClaim::Fresh => self.admit_join(now, conn, *pending),
             TokenClaim::Used => {
                 let err = crate::token::TokenError::Replayed;
                 self.refuse_join(now.instant, conn, err.code(), err.to_string());
@@ -126,9 +126,20 @@ impl Relay {
     }
 
     /// Admits a join whose token passed every check.
-    fn admit_join(&mut self, now: Instant, conn: ConnId, join: PendingJoin) {
+    fn admit_join(&mut self, clock: Now, conn: ConnId, join: PendingJoin) {
+        let now = clock.instant;
         let claims = join.claims;
         let room_id = claims.room;
+        let horizon = self.removal_horizon();
+        let unix = clock.unix_secs();
+        if !self
+            .removals
+            .admits(unix, horizon, &room_id, &claims.sub, claims.iat)
+        {
+            let message =
+                "a moderator removed you from this room: it takes a new token from the app";
+            return self.refuse_join(now, conn, ErrorCode::Removed, message);
+        }
         if let Err(refusal) = self.admit(now, &room_id, &claims.sub) {
             return self.refuse_join(now, conn, refusal.code, refusal.message);
         }
@@ -203,11 +214,12 @@ impl Relay {
     /// A message from a member of `room_id`.
     fn in_room(
         &mut self,
-        now: Instant,
+        clock: Now,
         conn: ConnId,
         room_id: RoomId,
         message: ClientMessage,
     ) -> Result<(), Refusal> {
+        let now = clock.instant;
         let room = self.rooms.get_mut(&room_id).ok_or(NOT_IN_ROOM)?;
         let member = room.member_by_conn(conn).ok_or(NOT_IN_ROOM)?;
         let (me, grants): (ParticipantId, Grants) =
@@ -301,7 +313,7 @@ impl Relay {
             }
             ClientMessage::ForceDisconnect(f) => {
                 moderator(&grants)?;
-                self.remove_participant_as(now, &room_id, &f.participant, Some(me))?;
+                self.remove_participant_as(clock, &room_id, &f.participant, Some(me))?;
             }
             ClientMessage::ForceUnpublish(f) => {
                 moderator(&grants)?;

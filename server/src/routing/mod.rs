@@ -60,6 +60,7 @@ mod output;
 pub(crate) mod rate;
 mod recording;
 mod relay;
+mod removals;
 mod room;
 mod share;
 

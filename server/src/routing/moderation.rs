@@ -27,7 +27,7 @@ impl Relay {
         room: &RoomId,
         participant: &ParticipantId,
     ) -> Result<(), ErrorCode> {
-        self.remove_participant_as(now.instant, room, participant, None)
+        self.remove_participant_as(now, room, participant, None)
             .map_err(|r| r.code)
     }
 
@@ -64,7 +64,7 @@ impl Relay {
 
     pub(super) fn remove_participant_as(
         &mut self,
-        now: Instant,
+        clock: Now,
         room_id: &RoomId,
         target: &ParticipantId,
         by: Option<ParticipantId>,
@@ -72,6 +72,7 @@ impl Relay {
         let room = self.rooms.get(room_id).ok_or(UNKNOWN_ROOM)?;
         let conn = room.member(target).ok_or(UNKNOWN_PARTICIPANT)?.conn;
         let recorder = room.recording.as_ref().is_some_and(|r| r.conn == conn);
+        let now = clock.instant;
         self.audit(
             room_id,
             by.clone(),
@@ -81,9 +82,22 @@ impl Relay {
             // The recorder has no socket to close: removing it ends the recording.
             return self.stop_recording_as(now, room_id, by, RecordingEnd::Removed);
         }
+        // Remembered past the connection: no coming back with a token issued before now.
+        let horizon = self.removal_horizon();
+        self.removals
+            .remember(clock.unix_secs(), horizon, room_id, target);
         let message = "a moderator removed you from the room";
         self.close_with_error(now, conn, ErrorCode::Removed, message, LeaveReason::Removed);
         Ok(())
+    }
+
+    /// How long a removal is remembered (seconds): as long as a token issued before it can
+    /// still be valid, the token lifetime limit plus the clock leeway at both ends.
+    pub(super) fn removal_horizon(&self) -> u64 {
+        let policy = self.tokens.policy();
+        policy
+            .max_lifetime_secs
+            .saturating_add(policy.leeway_secs.saturating_mul(2))
     }
 
     pub(super) fn unpublish_as(

@@ -12,6 +12,7 @@ use super::config::{RelayConfig, RoomSettings};
 use super::outbox::{Outbox, Refusal};
 use super::output::{Audit, ConnId, Output};
 use super::rate::TokenBucket;
+use super::removals::Removals;
 use super::room::Room;
 use super::share::Shares;
 use crate::time::Now;
@@ -33,6 +34,8 @@ pub struct Relay {
     room_instance_key: Zeroizing<[u8; 32]>,
     /// Rooms created so far: each creation gets a distinct instance.
     rooms_created: u64,
+    /// Who was removed from which room, so that a token issued before cannot bring them back.
+    pub(super) removals: Removals,
 }
 
 /// A connection's state.
@@ -87,6 +90,7 @@ impl Relay {
             out: Outbox::default(),
             room_instance_key: Zeroizing::new([0; 32]),
             rooms_created: 0,
+            removals: Removals::default(),
         }
     }
 

@@ -131,6 +131,14 @@ impl TokenVerifier {
         if claims.exp > latest_exp {
             return Err(TokenError::LifetimeTooLong);
         }
+        // Issued with a longer life than the limit (checked on its whole life, not only on
+        // what is left of it): a removal is remembered for that limit, so no token issued
+        // before a removal may outlive it (routing/removals.rs).
+        if claims.iat.is_some_and(|iat| {
+            claims.exp.saturating_sub(iat) > self.policy.max_lifetime_secs.saturating_add(leeway)
+        }) {
+            return Err(TokenError::LifetimeTooLong);
+        }
         if !self.policy.audiences.iter().any(|a| claims.aud.contains(a)) {
             return Err(TokenError::WrongAudience);
         }

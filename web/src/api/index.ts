@@ -118,8 +118,9 @@ export interface KeyChange {
  * membership changed and the members are agreeing on the new code, hide the old one),
  * `keyframewanted` ({}), `memberrefused` ({participant, reason}), `keyerror` ({reason}: a key
  * message refused; `roster_mismatch` means the committer sealed an epoch for another member
- * list than the one the relay showed this participant, so it is not used: sending stops as for
- * `keyawaited`, and the safety codes will differ),
+ * list than the one the relay showed this participant, so it is not used: this participant
+ * stays on its epoch (after a departure it stops sending at the stall deadline, `keyawaited`;
+ * a newcomer never starts) and the safety code stays pending),
  * `workerfailed` ({detail}), `keyawaited` ({epoch, committer?}: sending stopped until a key
  * comes; `keychange` `switched` ends it), `recording` ({active}: the room's recorder became a
  * member of the key exchange, so every epoch from now on is also sealed to the recorder's

@@ -36,17 +36,18 @@ impl<R: CryptoRng> Session<R> {
             }
             return;
         }
+        // Bound to the member list as this member has it now (the event applied).
+        let roster = self.roster_digest();
         let head_secret = self
             .head
             .and_then(|h| self.epochs.get(&h))
-            .map(|st| st.secret.ratchet(epoch));
+            .map(|st| st.secret.ratchet_for(epoch, &roster));
         match (reason, head_secret) {
             (Reason::Join, Some(next)) => {
                 let committer = self.is_committer();
                 if committer
                     && let Some(m) = newcomer.and_then(|i| self.member_by_index(i)).cloned()
                 {
-                    let roster = self.roster_digest();
                     self.seal_to(epoch, reason, &m, &next, &roster);
                 }
                 self.install(now, epoch, next, false);
@@ -69,10 +70,11 @@ impl<R: CryptoRng> Session<R> {
             // Shared-secret mode ratchets on every event anyway.
             return self.new_epoch(now, epoch, Reason::Rekey, None);
         }
+        let roster = self.roster_digest();
         let Some(next) = self
             .head
             .and_then(|h| self.epochs.get(&h))
-            .map(|st| st.secret.ratchet(epoch))
+            .map(|st| st.secret.ratchet_for(epoch, &roster))
         else {
             return;
         };

@@ -29,7 +29,11 @@ impl<R: CryptoRng> Session<R> {
         self.members.values().find(|m| m.sender_index == idx)
     }
 
-    pub(super) fn validate(&self, now: Instant, m: &Member) -> Result<(), MembershipError> {
+    /// Checks `m` before it is admitted. `now`: check its attestation's expiry at that time (a
+    /// join event); `None` for an entry of the snapshot, a member that was there before this
+    /// one, whose attestation the members then checked when it joined (see
+    /// [`crate::Attestation::verify_signature_as`]).
+    pub(super) fn validate(&self, now: Option<Instant>, m: &Member) -> Result<(), MembershipError> {
         if self
             .members
             .values()
@@ -51,12 +55,19 @@ impl<R: CryptoRng> Session<R> {
                 .attestation
                 .as_ref()
                 .ok_or(MembershipError::MissingAttestation)?;
-            a.verify_as(vk, m.role, &self.cfg.room, &m.participant, &m.identity, now)?;
+            match now {
+                Some(now) => {
+                    a.verify_as(vk, m.role, &self.cfg.room, &m.participant, &m.identity, now)?
+                }
+                None => {
+                    a.verify_signature_as(vk, m.role, &self.cfg.room, &m.participant, &m.identity)?
+                }
+            }
         }
         Ok(())
     }
 
-    pub(super) fn admit(&mut self, now: Instant, m: Member) -> bool {
+    pub(super) fn admit(&mut self, now: Option<Instant>, m: Member) -> bool {
         match self.validate(now, &m) {
             Ok(()) => {
                 self.seen_indexes.insert(m.sender_index);
@@ -123,7 +134,7 @@ impl<R: CryptoRng> Session<R> {
                     reason: MembershipError::BadJoinSequence,
                 });
             } else {
-                self.admit(now, m);
+                self.admit(None, m);
             }
         }
         self.me = Some(me);
@@ -229,7 +240,7 @@ impl<R: CryptoRng> Session<R> {
                     return;
                 }
                 let idx = m.sender_index;
-                if self.admit(now, m) {
+                if self.admit(Some(now), m) {
                     self.new_epoch(now, seq, Reason::Join, Some(idx));
                 }
             }

@@ -63,6 +63,22 @@ impl Sim {
         mint(&claims, &self.key).unwrap()
     }
 
+    /// A token like [`Sim::token`] but without `iat`: it cannot show when it was issued.
+    pub(super) fn token_without_iat(&mut self, sub: &str, room: &str) -> String {
+        self.next_jti += 1;
+        let claims = TokenClaims {
+            sub: pid(sub),
+            room: rid(room),
+            aud: Audience::from("hush"),
+            exp: self.now.unix_secs() + 600,
+            nbf: None,
+            iat: None,
+            jti: Some(format!("jti-{}", self.next_jti)),
+            grants: full(),
+        };
+        mint(&claims, &self.key).unwrap()
+    }
+
     pub(super) fn connect(&mut self) -> ConnId {
         self.relay.connect(self.now)
     }

@@ -71,6 +71,68 @@ fn force_disconnect_is_a_removal_and_a_leave() {
     assert!(to(&out, x).is_empty());
 }
 
+/// A removal outlives the connection: the removed participant cannot come back with a token
+/// issued before it (one it already held, or one without `iat`), only with one the backend
+/// issues after it; and the memory ends once no earlier token can still be valid.
+#[test]
+fn a_removed_participant_needs_a_token_issued_after_the_removal() {
+    let (mut sim, [m, b]) = room_of([("mod", moderator()), ("b", full())]);
+    let held = sim.token("b", "r", full());
+    sim.advance(Duration::from_secs(5));
+    let out = sim.send(m, kick("b"));
+    assert_refused_fatally(&out, b, ErrorCode::Removed);
+    // The token b held from before.
+    let conn = sim.connect();
+    let out = sim.send(conn, Sim::join_message(held, Some("r")));
+    assert_refused_fatally(&out, conn, ErrorCode::Removed);
+    // One issued in the second of the removal is no proof either; nor one without `iat`.
+    sim.join_refused("b", "r", ErrorCode::Removed);
+    let no_iat = sim.token_without_iat("b", "r");
+    let conn = sim.connect();
+    let out = sim.send(conn, Sim::join_message(no_iat, Some("r")));
+    assert_refused_fatally(&out, conn, ErrorCode::Removed);
+    assert_eq!(sim.relay.participant_count(&rid("r")), Some(1));
+    // Others, and b in another room, are not concerned.
+    sim.join("c", "r", full());
+    sim.join("b", "elsewhere", full());
+    // The backend issues b a new token after the removal: b is back, and the memory ends.
+    sim.advance(Duration::from_secs(1));
+    let b2 = sim.join("b", "r", full());
+    sim.send(b2, ClientMessage::Leave);
+    let no_iat = sim.token_without_iat("b", "r");
+    let conn = sim.connect();
+    let out = sim.send(conn, Sim::join_message(no_iat, Some("r")));
+    assert!(
+        matches!(to(&out, conn).first(), Some(ServerMessage::Joined(_))),
+        "{out:?}"
+    );
+}
+
+/// The admin API's removal is remembered the same way, until no token issued before it can
+/// still be valid (the lifetime cap, 3600 s, plus 30 s of leeway at each end).
+#[test]
+fn an_admin_removal_is_remembered_until_earlier_tokens_expire() {
+    let (mut sim, [_m, b]) = room_of([("mod", moderator()), ("b", full())]);
+    sim.relay
+        .remove_participant(sim.now, &rid("r"), &pid("b"))
+        .unwrap();
+    let out = sim.drain();
+    assert_refused_fatally(&out, b, ErrorCode::Removed);
+    sim.advance(Duration::from_secs(3659));
+    let no_iat = sim.token_without_iat("b", "r");
+    let conn = sim.connect();
+    let out = sim.send(conn, Sim::join_message(no_iat, Some("r")));
+    assert_refused_fatally(&out, conn, ErrorCode::Removed);
+    sim.advance(Duration::from_secs(1));
+    let no_iat = sim.token_without_iat("b", "r");
+    let conn = sim.connect();
+    let out = sim.send(conn, Sim::join_message(no_iat, Some("r")));
+    assert!(
+        matches!(to(&out, conn).first(), Some(ServerMessage::Joined(_))),
+        "{out:?}"
+    );
+}
+
 #[test]
 fn force_unpublish() {
     let (mut sim, [m, b]) = room_of([("mod", moderator()), ("b", full())]);

@@ -73,6 +73,30 @@ fn lifetime_over_the_policy_cap() {
     );
 }
 
+/// Issued two hours ago to live three: one hour left, within the cap by what is left, but its
+/// whole life is three times the cap. A removal is remembered for the cap, so such a token,
+/// issued before a removal, could bring the removed participant back after it.
+#[test]
+fn whole_lifetime_over_the_policy_cap() {
+    let got = refusal_with(&hs_key(), |c| {
+        c.iat = Some(NOW - 7200);
+        c.exp = NOW + 3600;
+    });
+    assert_eq!(
+        got,
+        (TokenError::LifetimeTooLong, ErrorCode::TokenLifetimeTooLong)
+    );
+    // Within the cap (and its leeway) over its whole life: accepted.
+    let mut c = claims("y");
+    c.iat = Some(NOW - 1000);
+    c.exp = NOW + 2600 + 30;
+    assert!(
+        verifier()
+            .verify(NOW, &mint(&c, &hs_key()).unwrap(), None)
+            .is_ok()
+    );
+}
+
 #[test]
 fn wrong_room() {
     let token = mint(&claims("x"), &hs_key()).unwrap();

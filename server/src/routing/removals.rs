@@ -1,0 +1,126 @@
+//! Removals remembered past the connection. A participant a moderator (or the admin API)
+//! removed cannot come straight back: a join of the same id to the same room is refused
+//! (`removed`) unless its token was issued after the removal (`iat` later than it), which only
+//! the app's backend can decide to mint. Without this a removed user rejoined at once with a
+//! second token it already held, or with the same token where it has no `jti`.
+//!
+//! Tokens are checked against the removal for as long as one issued before it can still be
+//! valid: the token policy refuses a token whose `exp - iat` passes the lifetime limit, so a
+//! removal is forgotten `max_lifetime + 2 x leeway` after it. A token without `iat` cannot show
+//! when it was issued: it is refused for as long as the removal is remembered. The memory is
+//! bounded ([`MAX_REMEMBERED`]); when full, the oldest removal is forgotten first.
+
+use std::collections::BTreeMap;
+
+use hush_proto::{ParticipantId, RoomId};
+
+/// Removals remembered at most (about 100 bytes each).
+pub(super) const MAX_REMEMBERED: usize = 4096;
+
+/// Who was removed from which room, and when (Unix seconds).
+#[derive(Debug, Default)]
+pub(super) struct Removals {
+    at: BTreeMap<(RoomId, ParticipantId), u64>,
+}
+
+impl Removals {
+    /// Remembers that `participant` was removed from `room` at `now` (Unix seconds); forgets
+    /// removals older than `horizon` seconds first.
+    pub(super) fn remember(
+        &mut self,
+        now: u64,
+        horizon: u64,
+        room: &RoomId,
+        participant: &ParticipantId,
+    ) {
+        self.at.retain(|_, t| t.saturating_add(horizon) > now);
+        if self.at.len() >= MAX_REMEMBERED
+            && let Some(oldest) = self
+                .at
+                .iter()
+                .min_by_key(|(_, t)| **t)
+                .map(|(k, _)| k.clone())
+        {
+            self.at.remove(&oldest);
+        }
+        self.at.insert((room.clone(), participant.clone()), now);
+    }
+
+    /// Whether a join of `participant` to `room` with a token issued at `iat` may go on: yes
+    /// unless it was removed from that room within `horizon` seconds and the token is not newer
+    /// than the removal. A join the backend re-admitted (a newer token) ends the memory.
+    pub(super) fn admits(
+        &mut self,
+        now: u64,
+        horizon: u64,
+        room: &RoomId,
+        participant: &ParticipantId,
+        iat: Option<u64>,
+    ) -> bool {
+        let key = (room.clone(), participant.clone());
+        let Some(&removed) = self.at.get(&key) else {
+            return true;
+        };
+        if removed.saturating_add(horizon) <= now || iat.is_some_and(|i| i > removed) {
+            self.at.remove(&key);
+            return true;
+        }
+        false
+    }
+
+    /// Removals remembered now.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.at.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(r: &str, p: &str) -> (RoomId, ParticipantId) {
+        (RoomId::new(r).unwrap(), ParticipantId::new(p).unwrap())
+    }
+
+    #[test]
+    fn a_token_issued_before_the_removal_is_refused_a_later_one_admitted() {
+        let mut m = Removals::default();
+        let (room, eve) = ids("r", "eve");
+        m.remember(1_000, 3_600, &room, &eve);
+        assert!(!m.admits(1_001, 3_600, &room, &eve, Some(999)));
+        assert!(
+            !m.admits(1_001, 3_600, &room, &eve, Some(1_000)),
+            "same second"
+        );
+        assert!(!m.admits(1_001, 3_600, &room, &eve, None), "no iat");
+        // Another room, another id: not concerned.
+        let (other, bob) = ids("other", "bob");
+        assert!(m.admits(1_001, 3_600, &other, &eve, Some(1)));
+        assert!(m.admits(1_001, 3_600, &room, &bob, Some(1)));
+        // The backend re-admits: a newer token ends the memory.
+        assert!(m.admits(1_002, 3_600, &room, &eve, Some(1_001)));
+        assert_eq!(m.len(), 0);
+        assert!(m.admits(1_003, 3_600, &room, &eve, Some(5)));
+    }
+
+    #[test]
+    fn forgotten_past_the_horizon_and_bounded() {
+        let mut m = Removals::default();
+        let (room, eve) = ids("r", "eve");
+        m.remember(1_000, 3_600, &room, &eve);
+        assert!(!m.admits(4_599, 3_600, &room, &eve, None));
+        assert!(m.admits(4_600, 3_600, &room, &eve, None));
+        const LONG: u64 = 1_000_000;
+        for i in 0..MAX_REMEMBERED + 10 {
+            let p = ParticipantId::new(format!("p{i}")).unwrap();
+            m.remember(10_000 + i as u64, LONG, &room, &p);
+        }
+        assert_eq!(m.len(), MAX_REMEMBERED);
+        // The oldest went first; the newest are still refused.
+        let first = ParticipantId::new("p0").unwrap();
+        let last = ParticipantId::new(format!("p{}", MAX_REMEMBERED + 9)).unwrap();
+        assert!(m.admits(20_000, LONG, &room, &first, None));
+        assert!(!m.admits(20_000, LONG, &room, &last, None));
+    }
+}
