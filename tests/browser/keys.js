@@ -546,6 +546,8 @@ async function hidden() {
   while (performance.now() < until
     && !(dave.errors().includes('roster_mismatch') && others.every((m) => m.switched === dave.joinSeq))) await sleep(25);
   out.daveErrors = dave.errors();
+  out.daveMismatch = dave.events.filter((e) => e.type === 'rosterMismatch').map((e) => [e.epoch, e.committer]);
+  out.joinSeq = dave.joinSeq;
   out.daveSwitched = dave.switched ?? null;
   out.daveSeal = (await dave.ask({ kind: 'testSeal', context: 0, layout: 0, data: new Uint8Array(8) }, 'testSealed')).reason;
   out.othersSwitched = others.map((m) => m.switched === dave.joinSeq);

@@ -110,6 +110,8 @@ await t.run(async () => {
   const hd = await page.evaluate(() => window.keys.hidden());
   check('(n) carol hidden from dave\'s snapshot: dave refuses the join\'s envelope (roster_mismatch) and has no send key',
     hd.settled && hd.daveErrors.includes('roster_mismatch') && hd.daveSwitched === null && hd.daveSeal === 'no_key', hd);
+  check('(n) ... and says so once: rosterMismatch for the join\'s epoch, naming alice (the committer)',
+    JSON.stringify(hd.daveMismatch) === JSON.stringify([[hd.joinSeq, 'alice']]), hd.daveMismatch);
   check('(n) ... while alice, bob and carol move to the join\'s epoch and hear each other',
     hd.othersSwitched.every(Boolean) && hd.carolOpensAlice, hd);
   const pj = await page.evaluate(() => window.keys.preJoin());

@@ -107,6 +107,11 @@ export type KeyEvent =
    * leaves until the next fresh epoch.
    */
   | { type: 'rekeyOverdue'; epoch: number }
+  /**
+   * The committer sealed this participant the secret of `epoch` for another member list than
+   * the one the relay showed it: not used. The relay shows members different rosters.
+   */
+  | { type: 'rosterMismatch'; epoch: number; committer: string }
   /** A refused input (a stable code such as `malformed`, `forged`, `stale_event`); nothing changed. */
   | { type: 'error'; reason: string };
 

@@ -21,8 +21,9 @@ const WASM_BINDGEN: &str = "0.2.130";
 /// key exchange (HPKE, X25519, Ed25519, the session, JSON parsing of relay events) brings the
 /// module to about 181 KB with the `wasm` profile (opt-level z, fat LTO, the ciphers at
 /// opt-level 3 for speed); `joined.ice_servers` (TURN) added 1 KB, as the Worker decodes
-/// `joined` with hush-proto's types; binding epochs to the roster digest (envelopes, ratchet) 0.6
-/// KB (188,143 to 188,788 bytes). The budget leaves room for fixes, not for a new dependency tree.
+/// `joined` with hush-proto's types; binding epochs to the roster digest (envelopes, ratchet)
+/// and its event 0.7 KB (188,143 to 188,864 bytes). The budget leaves room for fixes, not for
+/// a new dependency tree.
 const WASM_GZIP_BUDGET: u64 = 185 * 1024;
 
 fn main() -> ExitCode {

@@ -80,6 +80,15 @@ pub enum Event {
     /// timer: the relay withholds or rewrites rekey points (keys still ratchet; fresh secrets
     /// enter only at leaves). The epoch keys are on now. Show it.
     RekeyOverdue(u64),
+    /// The committer sealed this participant an epoch for another member list than the one the
+    /// relay showed it: not used (this participant stays on its epoch). The relay shows
+    /// members different rosters. Show it; rejoining gets a fresh snapshot.
+    RosterMismatch {
+        /// The epoch of the envelope.
+        epoch: u64,
+        /// The committer (lossy UTF-8 where it is not).
+        committer: String,
+    },
     /// The room's recorder became a member of the key exchange (`true`: the call is being
     /// recorded, for whoever holds the recorder's offline key) or left it (`false`). Only a
     /// recorder admitted to the key exchange counts (vouched for by the app's backend in the
@@ -105,6 +114,7 @@ impl Event {
             Event::KeyAwaited(_) => "keyAwaited",
             Event::CommitterStalled { .. } => "committerStalled",
             Event::RekeyOverdue(_) => "rekeyOverdue",
+            Event::RosterMismatch { .. } => "rosterMismatch",
             Event::Recording(_) => "recording",
         }
     }

@@ -482,6 +482,13 @@ impl<R: CryptoRng> Participant<R> {
                             }
                         }
                         hush_keys::Event::RekeyOverdue { epoch } => Event::RekeyOverdue(epoch),
+                        hush_keys::Event::RosterMismatch { epoch, committer } => {
+                            Event::RosterMismatch {
+                                epoch,
+                                committer: String::from_utf8_lossy(committer.as_bytes())
+                                    .into_owned(),
+                            }
+                        }
                         _ => continue,
                     };
                     out.push(Output::Event(e));

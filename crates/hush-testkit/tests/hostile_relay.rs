@@ -288,6 +288,18 @@ fn refusal_codes(r: &Room, who: &str) -> Vec<&'static str> {
     r.member(who).refusals.iter().map(|e| e.code()).collect()
 }
 
+/// The committers `who` reported a roster mismatch for, one per report.
+fn roster_mismatches(r: &Room, who: &str) -> Vec<String> {
+    r.member(who)
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::RosterMismatch { committer, .. } => Some(committer.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// As above, then Carol leaves: Alice seals a fresh epoch to Bob and to Yves. Bob's roster
 /// lacks Yves, so the envelope (sealed for Alice's roster, which has him) is not Bob's to open:
 /// he refuses it (`roster_mismatch`), stops sending at the stall deadline and says a key is
@@ -306,6 +318,11 @@ fn a_fresh_epoch_sealed_for_a_roster_with_a_member_bob_refused_is_not_opened_by_
         refusal_codes(&r, "bob").contains(&"roster_mismatch"),
         "{:?}",
         refusal_codes(&r, "bob")
+    );
+    assert_eq!(
+        roster_mismatches(&r, "bob"),
+        ["alice"],
+        "reported once, naming the committer"
     );
     assert!(
         r.member("bob")
@@ -346,6 +363,7 @@ fn a_member_hidden_from_a_newcomers_snapshot_gets_nothing_of_the_newcomers() {
         "{:?}",
         refusal_codes(&r, "dave")
     );
+    assert_eq!(roster_mismatches(&r, "dave"), ["alice"]);
     assert!(
         r.member("dave")
             .events

@@ -117,10 +117,7 @@ export interface KeyChange {
  * code was shown, so users who compared it must compare again), `safetycodepending` ({epoch}:
  * membership changed and the members are agreeing on the new code, hide the old one),
  * `keyframewanted` ({}), `memberrefused` ({participant, reason}), `keyerror` ({reason}: a key
- * message refused; `roster_mismatch` means the committer sealed an epoch for another member
- * list than the one the relay showed this participant, so it is not used: this participant
- * stays on its epoch (after a departure it stops sending at the stall deadline, `keyawaited`;
- * a newcomer never starts) and the safety code stays pending),
+ * message refused; `roster_mismatch` comes with `rostermismatch`, below),
  * `workerfailed` ({detail}), `keyawaited` ({epoch, committer?}: sending stopped until a key
  * comes; `keychange` `switched` ends it), `recording` ({active}: the room's recorder became a
  * member of the key exchange, so every epoch from now on is also sealed to the recorder's
@@ -128,12 +125,17 @@ export interface KeyChange {
  * not what the relay says; `RelaySession`'s `recording` event adds who started it and why it
  * ended), `rekeyoverdue` ({epoch}: this participant is the committer and the relay has kept its
  * rekey from happening for 90 s past due, withholding the point or naming only others as asking;
- * keys still ratchet, but fresh secrets enter only at leaves until the next fresh epoch). Each
- * is a CustomEvent with the object as `detail`.
+ * keys still ratchet, but fresh secrets enter only at leaves until the next fresh epoch),
+ * `rostermismatch` ({epoch, committer}: the committer sealed this participant an epoch for
+ * another member list than the relay showed it, so the relay shows members different rosters;
+ * the epoch is not used: this participant stays on its epoch, after a departure it stops
+ * sending at the stall deadline (`keyawaited`), a newcomer never starts, and the safety code
+ * stays pending; say so, rejoining gets a fresh snapshot). Each is a CustomEvent with
+ * the object as `detail`.
  */
 export type HushEventName =
   | 'keychange' | 'decryptfailure' | 'safetycode' | 'safetycodepending' | 'keyframewanted' | 'memberrefused'
-  | 'keyerror' | 'workerfailed' | 'keyawaited' | 'recording' | 'rekeyoverdue';
+  | 'keyerror' | 'workerfailed' | 'keyawaited' | 'recording' | 'rekeyoverdue' | 'rostermismatch';
 
 interface Attached {
   options: TransformOptions;
@@ -475,6 +477,10 @@ export class HushE2ee extends EventTarget {
         return;
       // We are the committer and the relay kept our rekey from happening for 90 s past due.
       case 'rekeyOverdue': this.emit('rekeyoverdue', { epoch: Number(e.epoch) }); return;
+      // The committer sealed us an epoch for another member list than the relay showed us.
+      case 'rosterMismatch':
+        this.emit('rostermismatch', { epoch: Number(e.epoch), committer: String(e.committer) });
+        return;
       // The recorder joined or left the key exchange (trusted: vouched for as recorder).
       case 'recording': this.emit('recording', { active: e.active === true }); return;
       case 'error': this.emit('keyerror', { reason: e.reason }); return;

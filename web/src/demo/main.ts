@@ -238,6 +238,12 @@ async function join(room: string): Promise<void> {
     el.textContent = 'The relay is holding back the regular fresh key for this call: keys still change, but only from what members already had. Rejoin if it stays.';
     el.hidden = false;
   });
+  // The relay showed us another member list than the one the committer sealed for.
+  e2ee.addEventListener('rostermismatch', () => {
+    const el = $('roster-mismatch');
+    el.textContent = 'The relay showed you a different list of members than the others see: this call is not keyed for you. Rejoin; if it happens again, do not trust this relay.';
+    el.hidden = false;
+  });
   e2ee.addEventListener('memberrefused', (e) => {
     const d = (e as CustomEvent<{ participant: string; reason: string }>).detail;
     member(String(d.participant), `refused: ${String(d.reason)}`);

@@ -170,6 +170,18 @@ pub enum Event {
         /// The epoch keys are on now (the newest installed).
         epoch: u64,
     },
+    /// The committer sealed this member the secret of `epoch` for another member list than
+    /// the one the relay showed this member ([`crate::roster`]; authenticated: the committer
+    /// really sealed it so). It is not used: the member stays on its epoch, after a departure
+    /// stops sending at the stall deadline, and as a newcomer never starts. The relay shows
+    /// members different rosters; the app should say so (rejoining gets a fresh snapshot).
+    /// Once per epoch.
+    RosterMismatch {
+        /// The epoch of the envelope.
+        epoch: u64,
+        /// The committer, as this member's log names it.
+        committer: ParticipantId,
+    },
 }
 
 /// One output of the session.

@@ -4,7 +4,7 @@ use alloc::vec::Vec;
 
 use rand_core::CryptoRng;
 
-use super::{EARLY_EPOCH_WINDOW, KeyMode, MAX_EARLY_ACKS, MAX_EARLY_ENVELOPES, Session};
+use super::{EARLY_EPOCH_WINDOW, Event, KeyMode, MAX_EARLY_ACKS, MAX_EARLY_ENVELOPES, Session};
 use crate::envelope::{self, EnvelopeHeader, Message, Reason};
 use crate::error::{EnvelopeError, Error};
 use crate::ids::ParticipantId;
@@ -170,17 +170,26 @@ impl<R: CryptoRng> Session<R> {
         if h.sender != w.committer {
             return Err(EnvelopeError::NotCommitter.into());
         }
-        // Sealed for the members this member knows at this epoch, or not opened: a secret
-        // someone it refused (or was never shown) holds is no key to send under.
-        if h.roster != self.roster_digest() {
-            return Err(EnvelopeError::RosterMismatch.into());
-        }
+        let committer = sender.participant.clone();
         let secret = envelope::open(
             self.cfg.room.as_bytes(),
             bytes,
             &self.identity,
             &sender.identity,
         )?;
+        // Authentic, and sealed for the members this member knows at this epoch, or not used:
+        // a secret someone it refused (or was never shown) holds is no key to send under.
+        if h.roster != self.roster_digest() {
+            drop(secret);
+            if self.roster_mismatch_reported != Some(h.epoch) {
+                self.roster_mismatch_reported = Some(h.epoch);
+                self.event(Event::RosterMismatch {
+                    epoch: h.epoch,
+                    committer,
+                });
+            }
+            return Err(EnvelopeError::RosterMismatch.into());
+        }
         self.wait = None;
         self.last_envelope_epoch = Some(h.epoch);
         if h.reason != Reason::Join {

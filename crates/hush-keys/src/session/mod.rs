@@ -130,6 +130,8 @@ pub struct Session<R> {
     rekey_requested_at: Option<Instant>,
     /// [`Event::RekeyOverdue`] was reported since the last fresh epoch.
     rekey_overdue_reported: bool,
+    /// The last epoch for which [`Event::RosterMismatch`] was reported.
+    roster_mismatch_reported: Option<u64>,
     /// Another member's leave or removal, received but not yet answered by an installed epoch:
     /// event sequence number (the epoch that excludes the departed member) -> when it came.
     departures: BTreeMap<u64, Instant>,
@@ -188,6 +190,7 @@ impl<R: CryptoRng> Session<R> {
             last_fresh_at: Instant::default(),
             rekey_requested_at: None,
             rekey_overdue_reported: false,
+            roster_mismatch_reported: None,
             departures: BTreeMap::new(),
             stalled: None,
             outputs: VecDeque::new(),

@@ -243,7 +243,8 @@ fn event(e: &Event) -> js_sys::Object {
         | Event::KeyAwaited(n)
         | Event::SafetyCodePending(n)
         | Event::RekeyOverdue(n) => set(&ev, "epoch", &(*n as f64).into()),
-        Event::CommitterStalled { epoch, committer } => {
+        Event::CommitterStalled { epoch, committer }
+        | Event::RosterMismatch { epoch, committer } => {
             set(&ev, "epoch", &(*epoch as f64).into());
             set(&ev, "committer", &committer.as_str().into());
         }
