@@ -248,6 +248,41 @@ async fn a_recorded_call_opens_only_with_the_recorders_key_and_decodes() {
     assert_eq!(ffprobe_count(&b, false), ba.written);
     assert_eq!(files_containing(&out, PLAINTEXT_MARKER), vec![b]);
 
+    // Members checked against another backend's key: everyone is refused, no frame opens, and
+    // the report says why (it said nothing before: key refusals were dropped).
+    let other = hush_keys::ed25519_dalek::SigningKey::from_bytes(&[0x33; 32]).verifying_key();
+    let options = OpenOptions {
+        backend_key: Some(other),
+    };
+    let misjudged = open(
+        dir,
+        recorder.key_pair(),
+        &work.path().join("other"),
+        &options,
+        &mut |_| {},
+    )
+    .expect("the recording opens");
+    assert_eq!(
+        misjudged
+            .key_refusals
+            .get("member_refused: bad_attestation"),
+        Some(&2),
+        "{:?}",
+        misjudged.key_refusals
+    );
+    assert!(
+        misjudged.tracks.iter().all(|t| t.written == 0),
+        "{misjudged:?}"
+    );
+    assert!(
+        report
+            .key_refusals
+            .keys()
+            .all(|k| !k.starts_with("member_refused")),
+        "the honest opening refused no member: {:?}",
+        report.key_refusals
+    );
+
     // Another key: refused, nothing written.
     let stranger = TestRecorder::new("recorder-1", 8);
     let elsewhere = work.path().join("stranger");

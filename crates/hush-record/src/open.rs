@@ -115,6 +115,10 @@ pub struct Report {
     pub safety_codes: Vec<String>,
     /// Whether the members were checked against the app's backend key.
     pub members_checked: bool,
+    /// What the recorder's key session refused, by code: relay messages (`forged`, `stale`,
+    /// `roster_mismatch`, ...) and members (`member_refused: bad_attestation`, ...). Frames
+    /// that do not open (`unknown_kid`, say) often have their reason here.
+    pub key_refusals: BTreeMap<String, u64>,
 }
 
 /// How to open.
@@ -254,7 +258,11 @@ pub fn open(
             let now = at(*t);
             tick(&mut me, now, &mut dec, &mut report);
             if let Some(msg) = msg {
-                let _ = me.handle_input(now, Input::Relay(msg));
+                match me.handle_input(now, Input::Relay(msg)) {
+                    // Media signaling (tracks, offers) is not the key session's: not a refusal.
+                    Err(hush_participant::Refusal::NotAKeyEvent) | Ok(()) => {}
+                    Err(r) => *report.key_refusals.entry(r.code().into()).or_default() += 1,
+                }
             }
             drain(&mut me, &mut dec, &mut report);
             next_event += 1;
@@ -321,6 +329,10 @@ fn drain(me: &mut Participant<ChaCha20Rng>, dec: &mut Decryptor, r: &mut Report)
             }
             Output::Event(hush_participant::Event::SafetyCode(c)) => {
                 r.safety_codes.push(c.to_string());
+            }
+            Output::Event(hush_participant::Event::MemberRefused { reason, .. }) => {
+                let code = format!("member_refused: {}", reason.code());
+                *r.key_refusals.entry(code).or_default() += 1;
             }
             _ => {}
         }

@@ -304,6 +304,14 @@ fn print_report(r: &Report, took: std::time::Duration) {
     for d in &r.events_damage {
         println!("events damaged: {d}");
     }
+    if !r.key_refusals.is_empty() {
+        let refused: Vec<String> = r
+            .key_refusals
+            .iter()
+            .map(|(code, n)| format!("{code} {n}"))
+            .collect();
+        println!("key session refused: {}", refused.join(", "));
+    }
     println!(
         "{} events replayed; safety codes seen: {}; members {}",
         r.events,

@@ -49,22 +49,17 @@ impl Sim {
     }
 
     pub(super) fn token(&mut self, sub: &str, room: &str, grants: Grants) -> String {
-        self.next_jti += 1;
-        let claims = TokenClaims {
-            sub: pid(sub),
-            room: rid(room),
-            aud: Audience::from("hush"),
-            exp: self.now.unix_secs() + 600,
-            nbf: None,
-            iat: Some(self.now.unix_secs()),
-            jti: Some(format!("jti-{}", self.next_jti)),
-            grants,
-        };
-        mint(&claims, &self.key).unwrap()
+        let iat = self.now.unix_secs();
+        self.token_issued(sub, room, grants, Some(iat))
     }
 
-    /// A token like [`Sim::token`] but without `iat`: it cannot show when it was issued.
+    /// A token like [`Sim::token`] (with [`full`] grants) but without `iat`: it cannot show
+    /// when it was issued.
     pub(super) fn token_without_iat(&mut self, sub: &str, room: &str) -> String {
+        self.token_issued(sub, room, full(), None)
+    }
+
+    fn token_issued(&mut self, sub: &str, room: &str, grants: Grants, iat: Option<u64>) -> String {
         self.next_jti += 1;
         let claims = TokenClaims {
             sub: pid(sub),
@@ -72,9 +67,9 @@ impl Sim {
             aud: Audience::from("hush"),
             exp: self.now.unix_secs() + 600,
             nbf: None,
-            iat: None,
+            iat,
             jti: Some(format!("jti-{}", self.next_jti)),
-            grants: full(),
+            grants,
         };
         mint(&claims, &self.key).unwrap()
     }
@@ -114,6 +109,11 @@ impl Sim {
         grants: Grants,
     ) -> (ConnId, Vec<Output>) {
         let token = self.token(sub, room, grants);
+        self.try_join_with(token, room)
+    }
+
+    /// Connects and joins `room` with `token`; returns the connection and what happened.
+    pub(super) fn try_join_with(&mut self, token: String, room: &str) -> (ConnId, Vec<Output>) {
         let conn = self.connect();
         let out = self.send(conn, Self::join_message(token, Some(room)));
         (conn, out)

@@ -82,14 +82,11 @@ fn a_removed_participant_needs_a_token_issued_after_the_removal() {
     let out = sim.send(m, kick("b"));
     assert_refused_fatally(&out, b, ErrorCode::Removed);
     // The token b held from before.
-    let conn = sim.connect();
-    let out = sim.send(conn, Sim::join_message(held, Some("r")));
+    let (conn, out) = sim.try_join_with(held, "r");
     assert_refused_fatally(&out, conn, ErrorCode::Removed);
     // One issued in the second of the removal is no proof either; nor one without `iat`.
     sim.join_refused("b", "r", ErrorCode::Removed);
-    let no_iat = sim.token_without_iat("b", "r");
-    let conn = sim.connect();
-    let out = sim.send(conn, Sim::join_message(no_iat, Some("r")));
+    let (conn, out) = join_without_iat(&mut sim, "b");
     assert_refused_fatally(&out, conn, ErrorCode::Removed);
     assert_eq!(sim.relay.participant_count(&rid("r")), Some(1));
     // Others, and b in another room, are not concerned.
@@ -99,13 +96,7 @@ fn a_removed_participant_needs_a_token_issued_after_the_removal() {
     sim.advance(Duration::from_secs(1));
     let b2 = sim.join("b", "r", full());
     sim.send(b2, ClientMessage::Leave);
-    let no_iat = sim.token_without_iat("b", "r");
-    let conn = sim.connect();
-    let out = sim.send(conn, Sim::join_message(no_iat, Some("r")));
-    assert!(
-        matches!(to(&out, conn).first(), Some(ServerMessage::Joined(_))),
-        "{out:?}"
-    );
+    assert_joined(&mut sim, "b");
 }
 
 /// The admin API's removal is remembered the same way, until no token issued before it can
@@ -119,14 +110,20 @@ fn an_admin_removal_is_remembered_until_earlier_tokens_expire() {
     let out = sim.drain();
     assert_refused_fatally(&out, b, ErrorCode::Removed);
     sim.advance(Duration::from_secs(3659));
-    let no_iat = sim.token_without_iat("b", "r");
-    let conn = sim.connect();
-    let out = sim.send(conn, Sim::join_message(no_iat, Some("r")));
+    let (conn, out) = join_without_iat(&mut sim, "b");
     assert_refused_fatally(&out, conn, ErrorCode::Removed);
     sim.advance(Duration::from_secs(1));
-    let no_iat = sim.token_without_iat("b", "r");
-    let conn = sim.connect();
-    let out = sim.send(conn, Sim::join_message(no_iat, Some("r")));
+    assert_joined(&mut sim, "b");
+}
+
+/// `who` joins room "r" with a token that has no `iat`.
+fn join_without_iat(sim: &mut Sim, who: &str) -> (ConnId, Vec<Output>) {
+    let token = sim.token_without_iat(who, "r");
+    sim.try_join_with(token, "r")
+}
+
+fn assert_joined(sim: &mut Sim, who: &str) {
+    let (conn, out) = join_without_iat(sim, who);
     assert!(
         matches!(to(&out, conn).first(), Some(ServerMessage::Joined(_))),
         "{out:?}"
