@@ -557,5 +557,28 @@ async function hidden() {
   return out;
 }
 
-window.keys = { run, ghosts, startRefusals, twoTransforms, pageRandomness, stall, preJoin, hidden };
+/**
+ * (o) A long call adds and drops tracks: 100 receive transforms start and end in one Worker.
+ * Its stats keep the newest 64 ended ones and every live one, not all 100.
+ */
+async function endedStats() {
+  const relay = new Relay(null);
+  const m = await relay.join('alice');
+  await m.track('live', 'bob');
+  for (let i = 0; i < 100; i++) {
+    await m.track(`t${i}`, 'bob');
+    await m.ask({ kind: 'testTrackEnd', id: `t${i}` }, 'testTrackEnded');
+  }
+  const until = performance.now() + 3000;
+  let all = [];
+  while (performance.now() < until) {
+    all = (await m.ask({ kind: 'stats' }, 'stats')).transforms;
+    if (all.filter((t) => t.ended).length <= 64 && all.some((t) => t.id === 't99' && t.ended)) break;
+    await sleep(25);
+  }
+  m.worker.terminate();
+  return { count: all.length, ended: all.filter((t) => t.ended).map((t) => t.id), live: all.filter((t) => !t.ended).map((t) => t.id) };
+}
+
+window.keys = { run, ghosts, startRefusals, twoTransforms, pageRandomness, stall, preJoin, hidden, endedStats };
 window.keysReady = true;

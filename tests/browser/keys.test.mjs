@@ -18,6 +18,7 @@
 // after a leave: the member's real send transform stops at the stall deadline (keyAwaited).
 // (n) A relay that leaves a member out of a newcomer's snapshot: the newcomer refuses the join's
 // envelope (sealed for the committer's roster; roster_mismatch) and has no key to send under.
+// (o) The Worker's per-transform stats stay bounded as tracks come and go.
 // Run by `cargo xtask test` (after `cargo xtask web`) as: node tests/browser/keys.test.mjs
 import { openFromRoot, suite } from './harness.mjs';
 
@@ -114,6 +115,10 @@ await t.run(async () => {
     JSON.stringify(hd.daveMismatch) === JSON.stringify([[hd.joinSeq, 'alice']]), hd.daveMismatch);
   check('(n) ... while alice, bob and carol move to the join\'s epoch and hear each other',
     hd.othersSwitched.every(Boolean) && hd.carolOpensAlice, hd);
+  const es = await page.evaluate(() => window.keys.endedStats());
+  check('(o) 100 transforms started and ended: the Worker\'s stats keep the newest 64 ended (t36..t99) and the live one',
+    es.count === 65 && es.ended.length === 64 && es.ended[0] === 't36' && es.ended[63] === 't99'
+      && JSON.stringify(es.live) === JSON.stringify(['live']), { count: es.count, first: es.ended[0], last: es.ended.at(-1), live: es.live });
   const pj = await page.evaluate(() => window.keys.preJoin());
   check('(m) alice\'s 3 frames from before carol joined: dropped at carol as before_join, no failure event for them',
     pj.settled && pj.settledAfter && pj.pre?.ok === 0 && pj.pre.dropped.before_join === 3 && drops(pj.pre) === 3

@@ -13,6 +13,7 @@
 //   testSealWith {kid, key, data} -> {kind:'testSealed', frame} under a key the page names
 //   testFeed {id, frames}     -> the frames enter that transform, in order: {kind:'testFed'}
 //   testTaken {id}            -> {kind:'testTook', frames}: what the transform let through so far
+//   testTrackEnd {id}         -> that transform's input ends (a track stopped): {kind:'testTrackEnded'}
 import '/web/dist/worker.js';
 import { keyRing } from '/web/dist/keyring.js';
 import { Receiver, Sender } from '/web/wasm/hush_wasm.js';
@@ -82,6 +83,11 @@ self.onmessage = (event) => {
       self.postMessage({ kind: 'testFed' });
       return;
     }
+    case 'testTrackEnd':
+      tracks.get(m.id)?.input.close();
+      tracks.delete(m.id);
+      self.postMessage({ kind: 'testTrackEnded' });
+      return;
     case 'testTaken':
       self.postMessage({ kind: 'testTook', frames: tracks.get(m.id).out.slice() });
       return;

@@ -168,6 +168,8 @@ export interface TransformStats {
   bytes: number;
   /** Frames that went through WebCrypto (the rest through wasm). */
   host: number;
+  /** The transform ended (its track stopped); the Worker keeps the newest 64 of these. */
+  ended?: boolean;
 }
 
 /** Worker -> page. */

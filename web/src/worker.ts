@@ -21,6 +21,21 @@ let ready = false;
 let suite = 4;
 let hostKeys: HostKeys | null = null;
 const stats: TransformStats[] = [];
+/**
+ * Stats of transforms that ended, kept for the page's next `stats` request: the newest this
+ * many (a long call that adds and drops tracks must not grow the Worker without bound); those of
+ * live transforms are always kept.
+ */
+const MAX_ENDED_STATS = 64;
+
+/** Marks `s` ended and drops the oldest ended entries past [`MAX_ENDED_STATS`]. */
+function ended(s: TransformStats): void {
+  s.ended = true;
+  let over = stats.filter((x) => x.ended).length - MAX_ENDED_STATS;
+  for (let i = 0; i < stats.length && over > 0;) {
+    if (stats[i].ended) { stats.splice(i, 1); over--; } else i++;
+  }
+}
 /** The base key of a receive KID (for its WebCrypto key). */
 const recvBase = (kid: bigint): Uint8Array | undefined => keyRing.recvKey(kid)?.key;
 
@@ -163,7 +178,8 @@ function attach(readable: ReadableStream, writable: WritableStream, opts: Transf
     };
     cleanup = () => { release(); release = () => {}; opener = null; };
   }
-  readable.pipeThrough(orderedTransform<Frame>(step)).pipeTo(writable).catch(() => {}).finally(cleanup);
+  readable.pipeThrough(orderedTransform<Frame>(step)).pipeTo(writable).catch(() => {})
+    .finally(() => { cleanup(); ended(s); });
 }
 
 self.onrtctransform = (event: RTCTransformEvent) => {
