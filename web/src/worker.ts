@@ -28,9 +28,12 @@ const stats: TransformStats[] = [];
  */
 const MAX_ENDED_STATS = 64;
 
-/** Marks `s` ended and drops the oldest ended entries past [`MAX_ENDED_STATS`]. */
+/** Marks `s` ended (moved to the end: the newest ended) and drops the oldest ended past the cap. */
 function ended(s: TransformStats): void {
   s.ended = true;
+  const at = stats.indexOf(s);
+  if (at >= 0) stats.splice(at, 1);
+  stats.push(s);
   let over = stats.filter((x) => x.ended).length - MAX_ENDED_STATS;
   for (let i = 0; i < stats.length && over > 0;) {
     if (stats[i].ended) { stats.splice(i, 1); over--; } else i++;

@@ -88,7 +88,7 @@
 //! | `token_expired` | `exp` has passed |
 //! | `token_not_yet_valid` | `nbf` is in the future |
 //! | `token_issued_in_future` | `iat` is in the future |
-//! | `token_lifetime_too_long` | `exp` is further away than the relay's policy allows |
+//! | `token_lifetime_too_long` | `exp` is further away than the relay's policy allows, or the token's whole life (`exp - iat`) is longer |
 //! | `token_wrong_audience` | `aud` does not name this relay |
 //! | `token_wrong_room` | the token's `room` is not the room the `join` named |
 //! | `token_replayed` | the `jti` was used before: tokens are single use |

@@ -6,16 +6,21 @@
 //!
 //! Tokens are checked against the removal for as long as one issued before it can still be
 //! valid: the token policy refuses a token whose `exp - iat` passes the lifetime limit, so a
-//! removal is forgotten `max_lifetime + 2 x leeway` after it. A token without `iat` cannot show
-//! when it was issued: it is refused for as long as the removal is remembered. The memory is
-//! bounded ([`MAX_REMEMBERED`]); when full, the oldest removal is forgotten first.
+//! removal is forgotten `max_lifetime + 2 x leeway` after it, and not before: a re-admission
+//! (a newer token) does not end it, so tokens held from before stay refused. A token without
+//! `iat` cannot show when it was issued: it is refused for as long as the removal is
+//! remembered. The memory is bounded: [`MAX_PER_ROOM`] a room (one room's moderator cannot push
+//! out the others' removals) and [`MAX_REMEMBERED`] in all; past either, the oldest removal of
+//! the room holding the most is forgotten first.
 
 use std::collections::BTreeMap;
 
 use hush_proto::{ParticipantId, RoomId};
 
-/// Removals remembered at most (about 100 bytes each).
+/// Removals remembered at most (up to about 400 bytes each with the longest ids).
 pub(super) const MAX_REMEMBERED: usize = 4096;
+/// Removals remembered at most for one room.
+pub(super) const MAX_PER_ROOM: usize = 256;
 
 /// Who was removed from which room, and when (Unix seconds).
 #[derive(Debug, Default)]
@@ -34,21 +39,42 @@ impl Removals {
         participant: &ParticipantId,
     ) {
         self.at.retain(|_, t| t.saturating_add(horizon) > now);
-        if self.at.len() >= MAX_REMEMBERED
+        let key = (room.clone(), participant.clone());
+        let full_room = if self.at.contains_key(&key) {
+            None
+        } else {
+            let mut counts: BTreeMap<&RoomId, usize> = BTreeMap::new();
+            for (r, _) in self.at.keys() {
+                *counts.entry(r).or_default() += 1;
+            }
+            if counts.get(room).copied().unwrap_or(0) >= MAX_PER_ROOM {
+                Some(room.clone())
+            } else if self.at.len() >= MAX_REMEMBERED {
+                // The room holding the most removals gives way.
+                counts
+                    .iter()
+                    .max_by_key(|(_, n)| **n)
+                    .map(|(r, _)| (*r).clone())
+            } else {
+                None
+            }
+        };
+        if let Some(full) = full_room
             && let Some(oldest) = self
                 .at
                 .iter()
+                .filter(|((r, _), _)| *r == full)
                 .min_by_key(|(_, t)| **t)
                 .map(|(k, _)| k.clone())
         {
             self.at.remove(&oldest);
         }
-        self.at.insert((room.clone(), participant.clone()), now);
+        self.at.insert(key, now);
     }
 
     /// Whether a join of `participant` to `room` with a token issued at `iat` may go on: yes
     /// unless it was removed from that room within `horizon` seconds and the token is not newer
-    /// than the removal. A join the backend re-admitted (a newer token) ends the memory.
+    /// than the removal. A newer token does not end the memory (older ones stay refused).
     pub(super) fn admits(
         &mut self,
         now: u64,
@@ -61,11 +87,11 @@ impl Removals {
         let Some(&removed) = self.at.get(&key) else {
             return true;
         };
-        if removed.saturating_add(horizon) <= now || iat.is_some_and(|i| i > removed) {
+        if removed.saturating_add(horizon) <= now {
             self.at.remove(&key);
             return true;
         }
-        false
+        iat.is_some_and(|i| i > removed)
     }
 
     /// Removals remembered now.
@@ -98,10 +124,11 @@ mod tests {
         let (other, bob) = ids("other", "bob");
         assert!(m.admits(1_001, 3_600, &other, &eve, Some(1)));
         assert!(m.admits(1_001, 3_600, &room, &bob, Some(1)));
-        // The backend re-admits: a newer token ends the memory.
+        // The backend re-admits with a newer token; older ones stay refused.
         assert!(m.admits(1_002, 3_600, &room, &eve, Some(1_001)));
-        assert_eq!(m.len(), 0);
-        assert!(m.admits(1_003, 3_600, &room, &eve, Some(5)));
+        assert!(!m.admits(1_003, 3_600, &room, &eve, Some(5)));
+        assert!(!m.admits(1_003, 3_600, &room, &eve, None));
+        assert_eq!(m.len(), 1);
     }
 
     #[test]
@@ -112,15 +139,31 @@ mod tests {
         assert!(!m.admits(4_599, 3_600, &room, &eve, None));
         assert!(m.admits(4_600, 3_600, &room, &eve, None));
         const LONG: u64 = 1_000_000;
-        for i in 0..MAX_REMEMBERED + 10 {
+        // One room's moderator removes many: its own oldest go, not the others' removals.
+        let other = RoomId::new("other").unwrap();
+        m.remember(9_000, LONG, &other, &eve);
+        for i in 0..MAX_PER_ROOM + 10 {
             let p = ParticipantId::new(format!("p{i}")).unwrap();
             m.remember(10_000 + i as u64, LONG, &room, &p);
         }
-        assert_eq!(m.len(), MAX_REMEMBERED);
-        // The oldest went first; the newest are still refused.
+        assert_eq!(m.len(), MAX_PER_ROOM + 1);
         let first = ParticipantId::new("p0").unwrap();
-        let last = ParticipantId::new(format!("p{}", MAX_REMEMBERED + 9)).unwrap();
+        let last = ParticipantId::new(format!("p{}", MAX_PER_ROOM + 9)).unwrap();
         assert!(m.admits(20_000, LONG, &room, &first, None));
         assert!(!m.admits(20_000, LONG, &room, &last, None));
+        assert!(
+            !m.admits(20_000, LONG, &other, &eve, None),
+            "the other room's removal stays"
+        );
+        // Many rooms: the total holds, and the room holding the most gives way.
+        for r in 0..MAX_REMEMBERED {
+            let room = RoomId::new(format!("r{r}")).unwrap();
+            m.remember(30_000 + r as u64, LONG, &room, &eve);
+        }
+        assert_eq!(m.len(), MAX_REMEMBERED);
+        assert!(
+            !m.admits(40_000, LONG, &other, &eve, None),
+            "one of one: kept"
+        );
     }
 }
