@@ -11,9 +11,12 @@
 //! turn); measured in `net-simulcast.test.mjs` (300 kbit/s downlink): 12,714 packets dropped at
 //! the bottleneck in 10 s with the unlimited responder, 121 without NACK at all.
 //!
-//! [`Retransmitter`] replaces that responder. It keeps each stream's packets for
-//! [`HISTORY_AGE`] and at most [`HISTORY_PACKETS`] of them (a NACK that comes later than that
-//! would repair a frame the receiver has already given up on), answers a NACK from that history
+//! [`Retransmitter`] replaces that responder. It keeps each stream's packets for three round
+//! trips, at least [`HISTORY_MIN`] and at most [`HISTORY_MAX`] (libwebrtc's sender keeps
+//! max(1 s, 3 x RTT)), and at most [`HISTORY_PACKETS`] of them (a NACK that comes later than that
+//! would repair a frame the receiver has already given up on). The round trip is the leg's own:
+//! from the subscriber's reception reports, against the sender reports they answer (RFC 3550
+//! 6.4.1). It answers a NACK from that history
 //! (as RTX, RFC 4588, when the leg negotiated it), and lets the resends out only within a token
 //! bucket refilled at a share of the leg's bandwidth estimate; the rest are dropped and counted,
 //! and the subscriber's decoder asks for a keyframe if it must. Sitting where the responder sat
@@ -28,6 +31,9 @@ use std::time::{Duration, Instant};
 use rtc::interceptor::{
     Attribute, AttributedPacket, Interceptor, Packet, StreamInfo, TaggedPacket,
 };
+use rtc::rtcp::receiver_report::ReceiverReport;
+use rtc::rtcp::reception_report::ReceptionReport;
+use rtc::rtcp::sender_report::SenderReport;
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::rtp;
 use rtc::sansio::Protocol;
@@ -40,9 +46,18 @@ const SHARE: f64 = 0.2;
 const FLOOR_BPS: f64 = 30_000.0;
 /// The bucket holds this many seconds of budget.
 const BURST_SECONDS: f64 = 0.25;
-/// How long a sent packet can be asked for again. A browser asks within a round trip or two
-/// and gives a packet up after about a second of retries; mediasoup keeps video two seconds.
-pub(crate) const HISTORY_AGE: Duration = Duration::from_secs(2);
+/// How long a sent packet can be asked for again, at least, and while the leg's round trip is
+/// not known yet: libwebrtc's sender keeps max(1 s, 3 x RTT). A browser asks within a round
+/// trip or two and gives a packet up after about a second of retries.
+pub(crate) const HISTORY_MIN: Duration = Duration::from_secs(1);
+/// And at most, whatever the round trip (mediasoup keeps video two seconds). Memory grows with
+/// the bitrate times this: at 1.5 Mbit/s, two seconds of one publisher's video are 375 KB.
+pub(crate) const HISTORY_MAX: Duration = Duration::from_secs(2);
+/// Round trips are kept for this many of them.
+const HISTORY_RTTS: u32 = 3;
+/// Sender reports remembered for round-trip measurement (a report block answers one of the
+/// last few; sender reports go out about once a second per stream).
+const SENT_REPORTS: usize = 32;
 /// At most this many packets per stream (about 2 s at 5 Mbit/s), whatever their age.
 pub(crate) const HISTORY_PACKETS: usize = 1_024;
 
@@ -86,8 +101,8 @@ pub(crate) struct History {
 }
 
 impl History {
-    /// Stores `packet`, sent at `now`, and forgets what is too old or too many.
-    pub(crate) fn push(&mut self, now: Instant, packet: &rtp::Packet) {
+    /// Stores `packet`, sent at `now`, and forgets what is older than `keep` or too many.
+    pub(crate) fn push(&mut self, now: Instant, packet: &rtp::Packet, keep: Duration) {
         if let Some((_, newest)) = self.packets.back() {
             let ahead = packet
                 .header
@@ -97,26 +112,26 @@ impl History {
                 return; // a resend, or out of order: the first copy is kept
             }
         }
-        self.forget(now);
+        self.forget(now, keep);
         if self.packets.len() >= HISTORY_PACKETS {
             self.packets.pop_front();
         }
         self.packets.push_back((now, packet.clone()));
     }
 
-    /// Drops the packets older than [`HISTORY_AGE`] at `now`.
-    fn forget(&mut self, now: Instant) {
+    /// Drops the packets older than `keep` at `now`.
+    fn forget(&mut self, now: Instant, keep: Duration) {
         while let Some((at, _)) = self.packets.front() {
-            if now.saturating_duration_since(*at) <= HISTORY_AGE {
+            if now.saturating_duration_since(*at) <= keep {
                 break;
             }
             self.packets.pop_front();
         }
     }
 
-    /// The packet with sequence number `seq`, if it is still held at `now`.
-    pub(crate) fn get(&mut self, now: Instant, seq: u16) -> Option<&rtp::Packet> {
-        self.forget(now);
+    /// The packet with sequence number `seq`, if it is still held at `now` (kept for `keep`).
+    pub(crate) fn get(&mut self, now: Instant, seq: u16, keep: Duration) -> Option<&rtp::Packet> {
+        self.forget(now, keep);
         let first = self.packets.front()?.1.header.sequence_number;
         let offset = |s: u16| s.wrapping_sub(first);
         let at = self
@@ -148,6 +163,10 @@ pub(crate) struct Retransmitter {
     refused: Arc<AtomicU64>,
     budget: Budget,
     streams: HashMap<u32, Stream>,
+    /// Sender reports sent lately: (the middle 32 bits of their NTP time, when), oldest first.
+    sent_reports: VecDeque<(u32, Instant)>,
+    /// The leg's round trip, from the newest reception report that answered one of them.
+    rtt: Option<Duration>,
     read: VecDeque<TaggedPacket>,
     write: VecDeque<TaggedPacket>,
 }
@@ -159,19 +178,67 @@ impl Retransmitter {
             refused,
             budget: Budget::new(),
             streams: HashMap::new(),
+            sent_reports: VecDeque::new(),
+            rtt: None,
             read: VecDeque::new(),
             write: VecDeque::new(),
         }
     }
 
+    /// How long this leg's packets are kept: three round trips, within
+    /// [`HISTORY_MIN`]..=[`HISTORY_MAX`]; [`HISTORY_MIN`] before the first measurement.
+    pub(crate) fn keep(&self) -> Duration {
+        self.rtt.map_or(HISTORY_MIN, |rtt| {
+            rtt.saturating_mul(HISTORY_RTTS)
+                .clamp(HISTORY_MIN, HISTORY_MAX)
+        })
+    }
+
+    /// The leg's round trip as last measured.
+    #[cfg(test)]
+    pub(crate) fn rtt(&self) -> Option<Duration> {
+        self.rtt
+    }
+
+    /// A sender report leaves at `now`: remembered, to time the reports that answer it.
+    fn sent_report(&mut self, now: Instant, report: &SenderReport) {
+        if self.sent_reports.len() >= SENT_REPORTS {
+            self.sent_reports.pop_front();
+        }
+        // The middle 32 bits of the NTP timestamp, as a reception report's LSR names it.
+        self.sent_reports
+            .push_back(((report.ntp_time >> 16) as u32, now));
+    }
+
+    /// A reception report block arrived at `now`: the round trip, if it answers a sender report
+    /// of ours (RFC 3550 6.4.1: arrival - LSR - DLSR).
+    fn received_report(&mut self, now: Instant, block: &ReceptionReport) {
+        if block.last_sender_report == 0 || !self.streams.contains_key(&block.ssrc) {
+            return; // no sender report received yet, or not a stream this leg retransmits
+        }
+        let Some(&(_, sent)) = self
+            .sent_reports
+            .iter()
+            .rev()
+            .find(|(lsr, _)| *lsr == block.last_sender_report)
+        else {
+            return;
+        };
+        let held = Duration::from_secs_f64(f64::from(block.delay) / 65_536.0);
+        if let Some(rtt) = now.saturating_duration_since(sent).checked_sub(held) {
+            self.rtt = Some(rtt);
+        }
+    }
+
     /// Queues the resends `nack` asks for that the history holds and the budget allows.
     fn answer(&mut self, now: Instant, nack: &TransportLayerNack) {
+        let keep = self.keep();
         let Some(stream) = self.streams.get_mut(&nack.media_ssrc) else {
             return;
         };
         let estimate = f64::from_bits(self.estimate.load(Ordering::Relaxed));
         for seq in nack.nacks.iter().flat_map(|pair| pair.packet_list()) {
-            let Some(original) = stream.history.get(now, seq) else {
+            let Some(original) = stream.history.get(now, seq, keep) else {
                 continue;
             };
             let bits = (original.payload.len() + 12) as f64 * 8.0;
@@ -227,8 +294,18 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for Retransmitter {
     fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
         if let Packet::Rtcp(packets) = &msg.message.packet {
             for packet in packets {
-                if let Some(nack) = packet.as_any().downcast_ref::<TransportLayerNack>() {
+                let any = packet.as_any();
+                if let Some(nack) = any.downcast_ref::<TransportLayerNack>() {
                     self.answer(msg.now, nack);
+                } else if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
+                    for block in &rr.reports {
+                        self.received_report(msg.now, block);
+                    }
+                } else if let Some(sr) = any.downcast_ref::<SenderReport>() {
+                    // A subscriber that publishes too reports in its own sender reports.
+                    for block in &sr.reports {
+                        self.received_report(msg.now, block);
+                    }
                 }
             }
         }
@@ -241,10 +318,21 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for Retransmitter {
     }
 
     fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
-        if let Packet::Rtp(packet) = &msg.message.packet
-            && let Some(stream) = self.streams.get_mut(&packet.header.ssrc)
-        {
-            stream.history.push(msg.now, packet);
+        match &msg.message.packet {
+            Packet::Rtp(packet) => {
+                let keep = self.keep();
+                if let Some(stream) = self.streams.get_mut(&packet.header.ssrc) {
+                    stream.history.push(msg.now, packet, keep);
+                }
+            }
+            Packet::Rtcp(packets) => {
+                for packet in packets {
+                    if let Some(sr) = packet.as_any().downcast_ref::<SenderReport>() {
+                        self.sent_report(msg.now, sr);
+                    }
+                }
+            }
+            _ => {}
         }
         self.write.push_back(msg);
         Ok(())

@@ -125,7 +125,7 @@ fn a_packet_older_than_the_history_or_never_sent_is_not_resent() {
     let t0 = Instant::now();
     let (mut r, refused) = retransmitter(false);
     send(&mut r, t0, 0..5);
-    let later = t0 + HISTORY_AGE + Duration::from_millis(1);
+    let later = t0 + HISTORY_MIN + Duration::from_millis(1);
     send(&mut r, later, 5..6);
     assert!(nack(&mut r, later, SSRC, &[1, 2]).is_empty(), "too old");
     assert!(
@@ -150,17 +150,19 @@ fn the_history_is_bounded_by_age_and_by_count() {
         h.push(
             t0 + Duration::from_millis(u64::from(i) * 1000 / 30),
             &packet(i, &[0; 1000]),
+            HISTORY_MAX,
         );
     }
     assert!((60..=62).contains(&h.len()), "{}", h.len());
     // 10,000 packets at one instant: the count bound.
     let mut h = History::default();
     for i in 0..10_000u16 {
-        h.push(t0, &packet(i, &[]));
+        h.push(t0, &packet(i, &[]), HISTORY_MAX);
     }
     assert_eq!(h.len(), HISTORY_PACKETS);
-    assert!(h.get(t0, 10_000 - HISTORY_PACKETS as u16 - 1).is_none());
-    assert!(h.get(t0, 10_000 - HISTORY_PACKETS as u16).is_some());
+    let first = 10_000 - HISTORY_PACKETS as u16;
+    assert!(h.get(t0, first - 1, HISTORY_MAX).is_none());
+    assert!(h.get(t0, first, HISTORY_MAX).is_some());
 }
 
 #[test]
@@ -169,19 +171,19 @@ fn lookups_work_across_gaps_and_the_sequence_wrap_and_keep_the_first_copy() {
     let mut h = History::default();
     // 65,530..65,535, then a gap (packets dropped before this leg), then 3..9 past the wrap.
     for seq in (65_530..=65_535).chain(3..10) {
-        h.push(t0, &packet(seq, &[1]));
+        h.push(t0, &packet(seq, &[1]), HISTORY_MAX);
     }
     // A resend or a late packet is not stored over the first copy.
-    h.push(t0, &packet(4, &[2]));
-    h.push(t0, &packet(65_531, &[2]));
+    h.push(t0, &packet(4, &[2]), HISTORY_MAX);
+    h.push(t0, &packet(65_531, &[2]), HISTORY_MAX);
     for seq in (65_530..=65_535).chain(3..10) {
         let got = h
-            .get(t0, seq)
+            .get(t0, seq, HISTORY_MAX)
             .map(|p| (p.header.sequence_number, p.payload[0]));
         assert_eq!(got, Some((seq, 1)), "{seq}");
     }
     for seq in [0, 1, 2, 10, 65_529] {
-        assert!(h.get(t0, seq).is_none(), "{seq}");
+        assert!(h.get(t0, seq, HISTORY_MAX).is_none(), "{seq}");
     }
 }
 
@@ -232,4 +234,108 @@ fn the_budget_is_a_share_of_the_estimate_with_a_floor() {
     let t2 = t1 + Duration::from_secs(1);
     assert!(budget.take(7_000.0, 0.0, t2));
     assert!(!budget.take(7_000.0, 0.0, t2));
+}
+
+/// A sender report of ours for `SSRC` with NTP time `ntp` leaves at `at`.
+fn report_sent(r: &mut Retransmitter, at: Instant, ntp: u64) {
+    let sr = SenderReport {
+        ssrc: SSRC,
+        ntp_time: ntp,
+        ..Default::default()
+    };
+    r.handle_write(tagged(at, Packet::Rtcp(vec![Box::new(sr)])))
+        .unwrap();
+    assert!(r.poll_write().is_some(), "the report goes on to the wire");
+}
+
+/// A receiver report block for `ssrc` naming `lsr`, held `held` by the subscriber, arrives at `at`.
+fn report_received(r: &mut Retransmitter, at: Instant, ssrc: u32, lsr: u32, held: Duration) {
+    let rr = ReceiverReport {
+        ssrc: 9,
+        reports: vec![ReceptionReport {
+            ssrc,
+            last_sender_report: lsr,
+            delay: (held.as_secs_f64() * 65_536.0) as u32,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    r.handle_read(tagged(at, Packet::Rtcp(vec![Box::new(rr)])))
+        .unwrap();
+    assert!(
+        r.poll_read().is_some(),
+        "the report goes on to the application"
+    );
+}
+
+/// NTP time whose middle 32 bits are `lsr`.
+fn ntp_of(lsr: u32) -> u64 {
+    u64::from(lsr) << 16
+}
+
+#[test]
+fn the_round_trip_is_read_from_a_reception_report_answering_our_sender_report() {
+    let t0 = Instant::now();
+    let (mut r, _) = retransmitter(false);
+    assert_eq!(r.rtt(), None);
+    assert_eq!(r.keep(), HISTORY_MIN, "unknown: libwebrtc's floor");
+    report_sent(&mut r, t0, ntp_of(0xAAAA_0001));
+    report_sent(&mut r, t0 + Duration::from_millis(100), ntp_of(0xAAAA_0002));
+    // Answers the first report: arrived 900 ms after it, held 300 ms by the subscriber.
+    report_received(
+        &mut r,
+        t0 + Duration::from_millis(900),
+        SSRC,
+        0xAAAA_0001,
+        Duration::from_millis(300),
+    );
+    let rtt = r.rtt().expect("measured");
+    assert!(
+        rtt.abs_diff(Duration::from_millis(600)) < Duration::from_millis(1),
+        "{rtt:?}"
+    );
+    assert!(r.keep().abs_diff(Duration::from_millis(1_800)) < Duration::from_millis(3));
+}
+
+#[test]
+fn reports_that_answer_nothing_of_ours_leave_the_round_trip_unknown() {
+    let t0 = Instant::now();
+    let (mut r, _) = retransmitter(false);
+    report_sent(&mut r, t0, ntp_of(0xAAAA_0001));
+    let later = t0 + Duration::from_millis(500);
+    // No sender report received yet (LSR 0), a report we never sent, another SSRC, and a
+    // delay longer than the time since our report (a lie or a clock fault): all ignored.
+    report_received(&mut r, later, SSRC, 0, Duration::ZERO);
+    report_received(&mut r, later, SSRC, 0xBBBB_0001, Duration::ZERO);
+    report_received(&mut r, later, 0x9999, 0xAAAA_0001, Duration::ZERO);
+    report_received(&mut r, later, SSRC, 0xAAAA_0001, Duration::from_secs(1));
+    assert_eq!(r.rtt(), None);
+    assert_eq!(r.keep(), HISTORY_MIN);
+}
+
+#[test]
+fn the_history_keeps_three_round_trips_within_its_bounds() {
+    let t0 = Instant::now();
+    let cases = [
+        (Duration::from_millis(20), HISTORY_MIN),
+        (Duration::from_millis(500), Duration::from_millis(1_500)),
+        (Duration::from_secs(3), HISTORY_MAX),
+    ];
+    for (rtt, keep) in cases {
+        let (mut r, _) = retransmitter(false);
+        report_sent(&mut r, t0, ntp_of(7 << 16));
+        report_received(&mut r, t0 + rtt, SSRC, 7 << 16, Duration::ZERO);
+        let kept = r.keep();
+        assert!(
+            kept.abs_diff(keep) < Duration::from_millis(3),
+            "{rtt:?}: {kept:?}"
+        );
+        // A packet sent now is answered just inside that window, not just outside it.
+        let sent = t0 + rtt;
+        send(&mut r, sent, [40]);
+        let inside = sent + keep - Duration::from_millis(5);
+        assert_eq!(nack(&mut r, inside, SSRC, &[40]).len(), 1, "{rtt:?}");
+        let outside = sent + keep + Duration::from_millis(5);
+        assert!(nack(&mut r, outside, SSRC, &[40]).is_empty(), "{rtt:?}");
+    }
 }
