@@ -277,6 +277,8 @@ async function run() {
   // (c) carol leaves: the others move to a fresh epoch; carol's keys open none of its frames.
   const carol = relay.all.get('carol');
   const codeBefore = alice.code;
+  // The key bytes bob's Worker holds now: once replaced or removed they must be zeroed.
+  await bob.ask({ kind: 'testKeyHold', context: 0 }, 'testKeyHoldAck');
   relay.leave('carol');
   const leaveSeq = relay.seq;
   out.leave = { settled: await relay.settle(leaveSeq), epochs: relay.present.map((m) => m.switched) };
@@ -297,6 +299,7 @@ async function run() {
   const r2 = await alice.seal('after rekey');
   out.rekey.bob = await bob.open(r2.frame);
   out.rekey.carol = await carol.open(r2.frame);
+  out.wiped = await bob.ask({ kind: 'testKeyHeld', context: 0 }, 'testKeyHeldReport');
 
   out.errors = Object.fromEntries([...relay.all.values()].map((m) => [m.name, m.errors()]));
   for (const m of relay.all.values()) m.worker.terminate();

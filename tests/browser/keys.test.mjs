@@ -69,6 +69,11 @@ await t.run(async () => {
     { carol: r.leave.carol, carolEpoch: r.leave.carolEpoch });
   check('bob\'s usage limit -> rekey request -> epoch 6 (a ratchet: bob is not the committer), same code, leaver still out', r.rekey.requests === 1 && r.rekey.settled && r.rekey.sameCode && r.rekey.bob.ok && !r.rekey.carol.ok, r.rekey);
   const v = await page.evaluate(() => window.keys.ghosts(true));
+  const w = r.wiped ?? {};
+  check('(p) bob\'s send key of epoch 4, replaced since, is zeroed in his Worker',
+    w.send && !w.send.current && w.send.zeroed, w.send);
+  check('(p) ... every receive key of then that left his key ring is zeroed, every one still in it intact',
+    Array.isArray(w.recv) && w.recv.some((k) => !k.kept) && w.recv.every((k) => k.kept !== k.zeroed), w.recv);
   check('(e) vouched: both honest members refuse the ghost (missing_attestation) and the forger (bad_attestation)',
     ['alice', 'bob'].every((n) => JSON.stringify(v.refused[n]) === JSON.stringify(['forger:bad_attestation', 'ghost:missing_attestation'])), v.refused);
   check('(e) vouched: no envelope sealed to either ghost', !v.sealedTo.ghost && !v.sealedTo.forger, v.sealedTo);

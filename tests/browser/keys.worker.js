@@ -14,6 +14,10 @@
 //   testFeed {id, frames}     -> the frames enter that transform, in order: {kind:'testFed'}
 //   testTaken {id}            -> {kind:'testTook', frames}: what the transform let through so far
 //   testTrackEnd {id}         -> that transform's input ends (a track stopped): {kind:'testTrackEnded'}
+//   testKeyHold {context}     -> keeps references to the key ring's send key of `context` and to
+//                                every receive key, as they are now: {kind:'testKeyHoldAck'}
+//   testKeyHeld {context}     -> {kind:'testKeyHeldReport', send: {current, zeroed}, recv: [{kept, zeroed}]}
+//                                for those bytes: still in the ring, and all zero
 import '/web/dist/worker.js';
 import { keyRing } from '/web/dist/keyring.js';
 import { Receiver, Sender } from '/web/wasm/hush_wasm.js';
@@ -24,6 +28,9 @@ const realHandler = self.onmessage;
 const senders = new Map();
 /** Test receive transforms by id: where frames go in, what came out. */
 const tracks = new Map();
+/** Key bytes referenced by testKeyHold. */
+let held = null;
+const zeroed = (b) => b.every((x) => x === 0);
 
 self.onmessage = (event) => {
   const m = event.data;
@@ -35,6 +42,17 @@ self.onmessage = (event) => {
     case 'testStreamStop':
       keyRing.streamStopped(m.context);
       self.postMessage({ kind: 'testStreamStopAck' });
+      return;
+    case 'testKeyHold':
+      held = { send: keyRing.sendKey(m.context)?.key, recv: [...keyRing.recvKeys()].map(([kid, k]) => [kid, k.key]) };
+      self.postMessage({ kind: 'testKeyHoldAck' });
+      return;
+    case 'testKeyHeld':
+      self.postMessage({
+        kind: 'testKeyHeldReport',
+        send: held?.send ? { current: keyRing.sendKey(m.context)?.key === held.send, zeroed: zeroed(held.send) } : null,
+        recv: (held?.recv ?? []).map(([kid, key]) => ({ kept: keyRing.recvKey(kid)?.key === key, zeroed: zeroed(key) })),
+      });
       return;
     case 'testUsageLimit':
       keyRing.usageLimitNear(m.context);

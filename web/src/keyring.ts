@@ -2,6 +2,12 @@
  * The Worker's frame keys: the one place media keys live. The transforms (worker.ts) read it;
  * key sources write it: explicit keys from the page (`setSendKey`/`addRecvKey`) or the hush-keys
  * session running in this Worker (worker-keys.ts). Nothing here ever goes back to the page.
+ *
+ * The ring owns the key bytes it is given: a key it replaces or removes is zeroed once every
+ * listener has been told (the frame layer and WebCrypto hold copies of their own), so an old
+ * epoch's key does not linger in the Worker's heap until the garbage collector happens by.
+ * A key source must hand over bytes nobody else keeps (the wasm session's outputs and the
+ * page's structured-cloned messages are such copies).
  */
 
 /** Stream contexts, as in hush-keys' KID layout: one SFrame counter per local stream. */
@@ -57,17 +63,21 @@ export class KeyRing {
     return this.send.get(context);
   }
 
-  /** Sets the key a local stream encrypts with from its next frame. */
+  /** Sets the key a local stream encrypts with from its next frame (the old one is zeroed). */
   setSend(context: number, kid: bigint, key: Uint8Array): void {
+    const old = this.send.get(context);
     const k = { kid, key };
     this.send.set(context, k);
     for (const l of this.listeners) l.sendKeyChanged?.(context, k);
+    if (old && old.key !== key) wipe(old.key);
   }
 
   /** Stops a local stream from sending (frames are dropped until a new key is set). */
   stopSend(context: number): void {
+    const old = this.send.get(context);
     this.send.delete(context);
     for (const l of this.listeners) l.sendKeyChanged?.(context, null);
+    if (old) wipe(old.key);
   }
 
   /** Every receive key, for a receive transform that starts now. */
@@ -93,18 +103,22 @@ export class KeyRing {
    */
   addRecv(kid: bigint, key: Uint8Array, owner?: string): void {
     const had = this.recv.get(kid);
-    if (had && had.owner === owner && sameBytes(had.key, key)) return;
+    if (had && had.owner === owner && sameBytes(had.key, key)) {
+      if (had.key !== key) wipe(key); // a second copy of a key held already
+      return;
+    }
     if (had) this.removeRecv(kid);
     this.recv.set(kid, { key, owner });
     for (const l of this.listeners) l.recvKeyAdded?.(kid, key, owner);
   }
 
-  /** Removes a receive key. */
+  /** Removes a receive key (and zeroes it). */
   removeRecv(kid: bigint): void {
     const had = this.recv.get(kid);
     if (!had) return;
     this.recv.delete(kid);
     for (const l of this.listeners) l.recvKeyRemoved?.(kid, had.owner);
+    wipe(had.key);
   }
 
   /**
@@ -134,6 +148,11 @@ export class KeyRing {
   usageLimitNear(context: number): void {
     for (const l of this.listeners) l.usageLimitNear?.(context);
   }
+}
+
+/** Zeroes key bytes the ring no longer holds. */
+function wipe(key: Uint8Array): void {
+  key.fill(0);
 }
 
 /** Whether two keys are equal (constant time in their length). */

@@ -202,11 +202,19 @@ self.onmessage = async (event: MessageEvent<ToWorker & { readable?: ReadableStre
       hostKeys = hostSuite(suite) && m.hostAead !== false ? new HostKeys(suite) : null;
       ready = true; post({ kind: 'initAck' }); return;
     case 'setSendKey':
-      for (const c of m.context === undefined ? ALL_CONTEXTS : [m.context]) keyRing.setSend(c, m.kid, m.key);
+      if (!(m.key instanceof Uint8Array)) {
+        post({ kind: 'error', reason: 'bad_argument', detail: 'key must be a Uint8Array' }); return;
+      }
+      // The ring owns (and later zeroes) what it is given: a copy per context.
+      for (const c of m.context === undefined ? ALL_CONTEXTS : [m.context]) keyRing.setSend(c, m.kid, m.key.slice());
+      m.key.fill(0);
       post({ kind: 'ack', of: m.kind }); return;
     case 'addRecvKey':
       if (m.participant !== undefined && typeof m.participant !== 'string') {
         post({ kind: 'error', reason: 'bad_argument', detail: 'participant must be a string' }); return;
+      }
+      if (!(m.key instanceof Uint8Array)) {
+        post({ kind: 'error', reason: 'bad_argument', detail: 'key must be a Uint8Array' }); return;
       }
       keyRing.addRecv(m.kid, m.key, m.participant); post({ kind: 'ack', of: m.kind }); return;
     case 'removeRecvKey':

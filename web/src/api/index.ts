@@ -250,9 +250,13 @@ export class HushE2ee extends EventTarget {
 
   /** Sets the send key (all contexts, or one) for the local streams. */
   async setSendKey(kid: bigint, key: Uint8Array, context?: number): Promise<void> {
+    if (!(key instanceof Uint8Array)) throw new HushError('bad_argument', 'key must be a Uint8Array');
     const link = this.ready();
-    const m = { kind: 'setSendKey', kid, key: key.slice(), ...(context === undefined ? {} : { context }) } as ToWorker;
-    await link.request(m, 'ack');
+    // A copy, transferred: the Worker owns it (and zeroes it when the key is replaced); the
+    // page keeps nothing of it. The caller's own `key` stays the caller's to clear.
+    const copy = key.slice();
+    const m = { kind: 'setSendKey', kid, key: copy, ...(context === undefined ? {} : { context }) } as ToWorker;
+    await link.request(m, 'ack', [copy.buffer]);
     this.emit('keychange', { type: 'explicit' } satisfies KeyChange);
   }
 
@@ -264,7 +268,9 @@ export class HushE2ee extends EventTarget {
   async addRecvKey(kid: bigint, key: Uint8Array, options: { participant?: string } = {}): Promise<void> {
     const { participant } = options;
     if (participant !== undefined && typeof participant !== 'string') throw new HushError('bad_argument', 'participant must be a string');
-    await this.ready().request({ kind: 'addRecvKey', kid, key: key.slice(), ...(participant === undefined ? {} : { participant }) }, 'ack');
+    if (!(key instanceof Uint8Array)) throw new HushError('bad_argument', 'key must be a Uint8Array');
+    const copy = key.slice(); // transferred, as in setSendKey
+    await this.ready().request({ kind: 'addRecvKey', kid, key: copy, ...(participant === undefined ? {} : { participant }) }, 'ack', [copy.buffer]);
     this.emit('keychange', { type: 'explicit' } satisfies KeyChange);
   }
 
