@@ -38,6 +38,8 @@ class Member {
     this.events = [];
     /** `decryptFailure` events of the Worker's receive transforms. */
     this.failures = [];
+    /** `encryptFailure` events of its send transforms. */
+    this.sendFailures = [];
     this.pending = null;
     this.worker = new Worker('./keys.worker.js', { type: 'module' });
     this.worker.onmessage = (e) => this.onMessage(e.data);
@@ -48,6 +50,7 @@ class Member {
       case 'relaySend': this.relay.fromClient(this, m.message); return;
       case 'keyEvent': this.events.push(m.event); return;
       case 'decryptFailure': this.failures.push(m); return;
+      case 'encryptFailure': this.sendFailures.push(m); return;
       default:
         if (this.pending && this.pending.kind === m.kind) { const p = this.pending; this.pending = null; p.resolve(m); }
         else if (m.kind === 'error') this.events.push({ type: 'workerError', detail: m });
@@ -440,6 +443,7 @@ async function stall() {
   const leaveSeq = relay.seq;
   out.leaveSeq = leaveSeq;
   out.beforeDeadline = await bob.feed('bob-mic', audio(3, 'early'));
+  out.sendFailuresBefore = bob.sendFailures.length;
   const awaited = () => bob.events.find((e) => e.type === 'keyAwaited');
   while (!awaited() && performance.now() - leftAt < 6000) await sleep(25);
   out.awaitedAfterMs = Math.round(performance.now() - leftAt);
@@ -449,6 +453,7 @@ async function stall() {
   out.heldForBob = relay.held.length;
   out.sealWhileAwaited = (await bob.ask({ kind: 'testSeal', context: 0, layout: 0, data: new Uint8Array(8) }, 'testSealed')).reason;
   out.whileAwaited = await bob.feed('bob-mic', audio(4, 'stalled'));
+  out.sendFailures = bob.sendFailures.map(({ id, context, reason, total }) => ({ id, context, reason, total }));
   relay.release();
   out.recovered = await relay.settle(leaveSeq);
   out.afterRelease = await bob.feed('bob-mic', audio(2, 'late'));
@@ -553,6 +558,10 @@ async function hidden() {
   out.joinSeq = dave.joinSeq;
   out.daveSwitched = dave.switched ?? null;
   out.daveSeal = (await dave.ask({ kind: 'testSeal', context: 0, layout: 0, data: new Uint8Array(8) }, 'testSealed')).reason;
+  // His real send transform, which never had a key: its drops are no encryptFailure.
+  await dave.sendTrack('dave-mic', 0);
+  out.daveMic = await dave.feed('dave-mic', [new Uint8Array(60), new Uint8Array(60)]);
+  out.daveSendFailures = dave.sendFailures.length;
   out.othersSwitched = others.map((m) => m.switched === dave.joinSeq);
   const a = await alice.seal('alice after dave');
   out.carolOpensAlice = (await carol.open(a.frame)).ok;

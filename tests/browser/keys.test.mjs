@@ -99,6 +99,9 @@ await t.run(async () => {
   check('(l) ... and stops sending: the transform drops all 4 frames as no_key, no send key left',
     st.whileAwaited?.ok === 3 && st.whileAwaited.dropped.no_key === 4 && drops(st.whileAwaited) === 4 && st.sealWhileAwaited === 'no_key',
     { stats: st.whileAwaited, seal: st.sealWhileAwaited });
+  check('(l) ... and tells the page: one encryptFailure (bob-mic, context 0, no_key, total 1) for the 4 drops, none while it sealed',
+    st.sendFailuresBefore === 0 && JSON.stringify(st.sendFailures) === JSON.stringify([{ id: 'bob-mic', context: 0, reason: 'no_key', total: 1 }]),
+    { before: st.sendFailuresBefore, events: st.sendFailures });
   check('(l) the late envelope: bob switches to the new epoch and sends again; alice opens it, carol cannot',
     st.recovered && st.afterRelease?.ok === 5 && st.aliceOpensBob && !st.carolOpensBob, st);
   // Late messages for an epoch already settled are refused as stale and change nothing: bob's
@@ -116,6 +119,8 @@ await t.run(async () => {
   const hd = await page.evaluate(() => window.keys.hidden());
   check('(n) carol hidden from dave\'s snapshot: dave refuses the join\'s envelope (roster_mismatch) and has no send key',
     hd.settled && hd.daveErrors.includes('roster_mismatch') && hd.daveSwitched === null && hd.daveSeal === 'no_key', hd);
+  check('(n) ... his send transform drops its frames as no_key, and no encryptFailure: it never had a key (rosterMismatch says why)',
+    hd.daveMic?.dropped?.no_key === 2 && hd.daveMic.ok === 0 && hd.daveSendFailures === 0, { mic: hd.daveMic, events: hd.daveSendFailures });
   check('(n) ... and says so once: rosterMismatch for the join\'s epoch, naming alice (the committer)',
     JSON.stringify(hd.daveMismatch) === JSON.stringify([[hd.joinSeq, 'alice']]), hd.daveMismatch);
   check('(n) ... while alice, bob and carol move to the join\'s epoch and hear each other',

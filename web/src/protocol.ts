@@ -182,6 +182,12 @@ export type FromWorker =
    * one event per transform and reason per second. `total` counts every drop for the reason.
    */
   | { kind: 'decryptFailure'; id: string; participant?: string; reason: DropReason; total: number }
+  /**
+   * A send transform dropped frames instead of sending them: `no_key` (sending stopped: the
+   * context's key was taken away, after this transform had sealed under one; frames before its
+   * first key are not reported) or `encrypt_failed`. Rate-limited as `decryptFailure`.
+   */
+  | { kind: 'encryptFailure'; id: string; context: number; reason: 'no_key' | 'encrypt_failed'; total: number }
   | { kind: 'error'; reason: 'not_initialized' | 'bad_message' | 'wasm_failed' | 'bad_argument'; detail: string }
   /** The identity public key for `join.identity_key` (answer to `keysStart`). */
   | { kind: 'keysIdentity'; identityKey: Uint8Array }

@@ -44,7 +44,7 @@ const recvBase = (kid: bigint): Uint8Array | undefined => keyRing.recvKey(kid)?.
 
 /** Every context `setSendKey` without a context applies to. */
 const ALL_CONTEXTS = Object.values(Context);
-/** decryptFailure events: at most one per transform and reason per this many ms. */
+/** decryptFailure and encryptFailure events: at most one per transform and reason per this many ms. */
 const FAILURE_EVENT_MS = 1000;
 
 function post(m: FromWorker): void {
@@ -117,13 +117,20 @@ function attach(readable: ReadableStream, writable: WritableStream, opts: Transf
     // A duplicate (a byte-identical copy of a frame already decrypted, which browsers hand
     // the receive transform at times, see hybrid.ts) and a frame sealed before this member
     // joined (receivers.ts) are counted but are no failure.
-    if (opts.side === 'recv' && r !== 'duplicate' && r !== 'before_join') {
-      const now = performance.now();
-      const last = lastEvent.get(r);
-      if (last === undefined || now - last >= FAILURE_EVENT_MS) {
-        lastEvent.set(r, now);
-        post({ kind: 'decryptFailure', id: opts.id, ...(opts.participant !== undefined ? { participant: opts.participant } : {}), reason: r, total });
-      }
+    // A send transform's frames before its first key are no failure either (every call starts
+    // so); after it sealed one, `no_key` means sending stopped.
+    const report = opts.side === 'recv'
+      ? r !== 'duplicate' && r !== 'before_join'
+      : r === 'encrypt_failed' || (r === 'no_key' && s.ok > 0);
+    if (!report) return null;
+    const now = performance.now();
+    const last = lastEvent.get(r);
+    if (last !== undefined && now - last < FAILURE_EVENT_MS) return null;
+    lastEvent.set(r, now);
+    if (opts.side === 'recv') {
+      post({ kind: 'decryptFailure', id: opts.id, ...(opts.participant !== undefined ? { participant: opts.participant } : {}), reason: r, total });
+    } else {
+      post({ kind: 'encryptFailure', id: opts.id, context, reason: r === 'no_key' ? 'no_key' : 'encrypt_failed', total });
     }
     return null;
   };

@@ -104,6 +104,22 @@ export interface DecryptFailure {
   id: string;
 }
 
+/**
+ * Detail of the `encryptfailure` event: a local stream's frames are being dropped instead of
+ * sent. `no_key`: its key was taken away after it had sent (with the key exchange, `keyawaited`
+ * says why); `encrypt_failed`: the frame layer refused to seal. The first drop for a reason is
+ * reported at once, then at most one event per second per transform and reason.
+ */
+export interface EncryptFailure {
+  /** The send transform's label. */
+  id: string;
+  /** The stream context (microphone 0, camera 1, screen 2, screen audio 3). */
+  context: number;
+  reason: 'no_key' | 'encrypt_failed';
+  /** Frames dropped for this reason by this transform so far. */
+  total: number;
+}
+
 /** Detail of the `keychange` event. */
 export interface KeyChange {
   /** `installed`: a new epoch's keys are ready; `switched`: senders now use it; `explicit`: setKey. */
@@ -112,7 +128,8 @@ export interface KeyChange {
 }
 
 /**
- * Events: `keychange` (KeyChange), `decryptfailure` (DecryptFailure), `safetycode` ({code,
+ * Events: `keychange` (KeyChange), `decryptfailure` (DecryptFailure), `encryptfailure`
+ * (EncryptFailure: a local stream's frames are dropped, not sent), `safetycode` ({code,
  * changed}: the code of the current members, 25 digits in five groups; `changed` when an earlier
  * code was shown, so users who compared it must compare again), `safetycodepending` ({epoch}:
  * membership changed and the members are agreeing on the new code, hide the old one),
@@ -135,7 +152,8 @@ export interface KeyChange {
  */
 export type HushEventName =
   | 'keychange' | 'decryptfailure' | 'safetycode' | 'safetycodepending' | 'keyframewanted' | 'memberrefused'
-  | 'keyerror' | 'workerfailed' | 'keyawaited' | 'recording' | 'rekeyoverdue' | 'rostermismatch';
+  | 'keyerror' | 'workerfailed' | 'keyawaited' | 'recording' | 'rekeyoverdue' | 'rostermismatch'
+  | 'encryptfailure';
 
 interface Attached {
   options: TransformOptions;
@@ -441,6 +459,11 @@ export class HushE2ee extends EventTarget {
         this.emit('decryptfailure', {
           participant: m.participant as string | undefined, reason: m.reason as DropReason, total: Number(m.total), id: String(m.id),
         } satisfies DecryptFailure);
+        return;
+      case 'encryptFailure':
+        this.emit('encryptfailure', {
+          id: String(m.id), context: Number(m.context), reason: m.reason === 'no_key' ? 'no_key' : 'encrypt_failed', total: Number(m.total),
+        } satisfies EncryptFailure);
         return;
       case 'relaySend':
         if (this.keyExchange && m.message && typeof m.message === 'object') {
