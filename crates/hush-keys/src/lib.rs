@@ -13,7 +13,7 @@
 //! - [`envelope`]: the wire format of envelopes (HPKE Auth mode, RFC 9180), acks and switch
 //!   notices.
 //! - [`roster`]: the member-list digest that binds each envelope to the committer's roster.
-//! - [`safety`]: the 12-digit safety code.
+//! - [`safety`]: the 25-digit safety code.
 //! - [`attest`]: Ed25519 member attestations.
 //! - [`session`]: the state machine.
 //! - [`manual`]: the protocol, in prose.

@@ -23,8 +23,11 @@
 //! - **Committer**: the member with the lowest join sequence; everyone computes the same one
 //!   from the log. When it leaves, the next one takes over with that very leave.
 //! - **Join** (event `s`): every member ratchets
-//!   `E_s = HKDF-Expand(E_prev, "hush ratchet v2" || be64(s), 32)`; the committer seals `E_s` to
-//!   the newcomer alone (one envelope). The newcomer cannot reach `E_prev`.
+//!   `E_s = HKDF-Expand(E_prev, "hush ratchet v3" || be64(s) || roster digest, 32)`, the digest
+//!   of the member list after the join ([`crate::roster`]; shared-secret mode keeps
+//!   `"hush ratchet v2" || be64(s)`, below); the committer seals `E_s` to the newcomer alone
+//!   (one envelope). The newcomer cannot reach `E_prev`, and a member shown another list (a
+//!   join it refused, a rekey point in the join's place) lands on another secret.
 //! - **Leave, removal, rekey** (event `s`): the committer draws a fresh random `E_s` and seals it
 //!   to each remaining member: N-1 envelopes. The leaver's KIDs are retired at once by everyone.
 //! - **Acceptance**: a member accepts an envelope only if it is addressed to it, comes from the
