@@ -5,35 +5,14 @@
 // keys), say so on screen, and list both members; a third client that joins with an identity
 // key nobody vouched for (a ghost) is listed on both pages as refused, with the reason, while
 // the code stays. Saves tests/browser/artifacts/demo.png.
-import { artifact, launchBrowser, startRelay, suite, until, watch } from './harness.mjs';
+import { artifact, demoInCall, demoState, demoUntil, launchBrowser, startRelay, suite, watch } from './harness.mjs';
 
 const { check, use, run } = suite('demo tests');
 const ROOM = 'demo-test';
 const relay = use(await startRelay());
 const browser = use(await launchBrowser());
 
-/** What the test reads off a demo page. */
-const pageState = () => {
-  const tiles = [...document.querySelectorAll('.tile')].map((t) => ({
-    participant: t.dataset.participant,
-    e2ee: t.dataset.e2ee ?? 'wait',
-    badge: t.querySelector('.badge')?.textContent,
-    videoWidth: t.querySelector('video')?.videoWidth ?? 0,
-    stats: t.querySelector('.stats')?.textContent,
-  }));
-  const d = window.hushDemo;
-  return {
-    tiles, mode: d?.mode, safetyCode: document.getElementById('safety-code')?.textContent,
-    closed: d?.closed, status: document.getElementById('status')?.textContent, link: document.getElementById('link')?.value,
-    members: [...document.querySelectorAll('#members li')].map((li) => ({ id: li.dataset.participant, status: li.dataset.status, text: li.textContent })),
-    vouching: document.getElementById('vouching')?.textContent,
-  };
-};
-const ready = (s) => s.tiles.length === 2 && s.tiles.every((t) => t.e2ee === 'ok' && t.videoWidth > 0)
-  && (s.mode !== 'exchange' || /\d/.test(s.safetyCode ?? ''));
-// Polled from here with a function (`until`), never `page.waitForFunction` with a string: Playwright
-// evals a string predicate inside the page, which the relay's CSP (no 'unsafe-eval') refuses.
-const polled = (page) => ({ state: () => page.evaluate(pageState) });
+const ready = (s) => demoInCall(s) && (s.mode !== 'exchange' || /\d/.test(s.safetyCode ?? ''));
 
 await run(async () => {
   const pages = [];
@@ -45,7 +24,7 @@ await run(async () => {
     pages.push(page);
   }
   const states = [];
-  for (const page of pages) states.push(await until(polled(page), ready, 30_000, 500));
+  for (const page of pages) states.push(await demoUntil(page, ready, 30_000, 500));
   await pages[0].screenshot({ path: await artifact('demo.png'), fullPage: true });
   for (const [i, s] of states.entries()) {
     const label = i === 0 ? 'first page' : 'second page';
@@ -84,7 +63,7 @@ await run(async () => {
   const refusedGhost = (s) => s.members.find((m) => m.id === ghost.participant);
   const ghostStates = [];
   for (const page of pages) {
-    ghostStates.push(await until(polled(page), (s) => s.members.some((m) => m.id === ghost.participant && m.status === 'refused'), 5000, 200));
+    ghostStates.push(await demoUntil(page, (s) => s.members.some((m) => m.id === ghost.participant && m.status === 'refused'), 5000, 200));
   }
   check('a member nobody vouched for is listed as refused with the reason on both pages, code unchanged',
     ghostJoined === 'joined' && ghostStates.every((s, i) => /refused: missing_attestation/.test(refusedGhost(s)?.text ?? '')
@@ -125,6 +104,6 @@ await run(async () => {
   const bad = await ctx.newPage();
   await bad.goto(`${relay.base}/r/${encodeURIComponent('no spaces!')}`);
   await bad.waitForTimeout(500);
-  const badState = await bad.evaluate(pageState);
+  const badState = await bad.evaluate(demoState);
   check('an invalid room name is refused on the page', badState.tiles.length === 0 && /not valid/.test(badState.status ?? ''), badState.status);
 });

@@ -480,6 +480,39 @@ export function flowing(state, other) {
   return Boolean(r && r.ok > 50 && r.framesDecoded > 20 && r.videoWidth > 0 && r.audioSamples > 0);
 }
 
+/**
+ * What a test reads off the demo page (web/demo), for `page.evaluate(demoState)`: the tiles
+ * (participant, E2EE badge, video width, stats line), the members list, the safety code, the
+ * recording badge and button, the session's grants, the status line. Serialized into the page,
+ * so it uses nothing from here. Tests poll it with `until` (a function, never
+ * `page.waitForFunction` with a string: Playwright evals that inside the page, which the relay's
+ * CSP, no 'unsafe-eval', refuses).
+ */
+export const demoState = () => {
+  const d = window.hushDemo;
+  const text = (id) => document.getElementById(id)?.textContent;
+  const badge = document.getElementById('recording');
+  const button = document.getElementById('record');
+  return {
+    you: d?.session?.you, grants: d?.session?.grants, mode: d?.mode, closed: d?.closed, recording: d?.recording,
+    safetyCode: text('safety-code'), status: text('status'), vouching: text('vouching'),
+    link: document.getElementById('link')?.value,
+    tiles: [...document.querySelectorAll('.tile')].map((t) => ({
+      participant: t.dataset.participant, e2ee: t.dataset.e2ee ?? 'wait', badge: t.querySelector('.badge')?.textContent,
+      videoWidth: t.querySelector('video')?.videoWidth ?? 0, stats: t.querySelector('.stats')?.textContent,
+    })),
+    members: [...document.querySelectorAll('#members li')].map((li) => ({ id: li.dataset.participant, status: li.dataset.status, text: li.textContent })),
+    badge: badge ? { hidden: badge.hidden, active: badge.dataset.active, text: badge.textContent } : null,
+    button: button ? { hidden: button.hidden, text: button.textContent } : null,
+  };
+};
+
+/** Whether a demo page (`demoState`) shows a call of two: both tiles with video and green E2EE badges. */
+export const demoInCall = (s) => s.tiles.length === 2 && s.tiles.every((t) => t.e2ee === 'ok' && t.videoWidth > 0);
+
+/** `until` for a demo page: polls `demoState` on `page`. */
+export const demoUntil = (page, pred, ms, step = 250) => until({ state: () => page.evaluate(demoState) }, pred, ms, step);
+
 /** Polls `p.state()` until `pred(state)` holds or `ms` pass (counted in steps); returns the last state. */
 export async function until(p, pred, ms, step = 250) {
   let s = await p.state();

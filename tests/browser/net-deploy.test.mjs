@@ -36,7 +36,7 @@ import { request as httpsRequest } from 'node:https';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { artifact, drops, launchBrowserTrusting, needFiles, onLink, relayBinary, root, sleep, suite, testPki, watch } from './harness.mjs';
+import { artifact, demoInCall, demoState, drops, launchBrowserTrusting, needFiles, onLink, relayBinary, root, sleep, suite, testPki, watch } from './harness.mjs';
 
 const OPENSSL = '/usr/bin/openssl';
 const CERTUTIL = '/usr/bin/certutil';
@@ -259,8 +259,8 @@ async function navigate(page, url) {
   }
 }
 
-/** What the test reads off a demo page: the demo's state, the Worker's counters, WebRTC stats. */
-async function pageState() {
+/** What the test reads off a demo page besides `demoState`: the Worker's counters and WebRTC stats. */
+async function netState() {
   const d = window.hushDemo;
   const e2ee = d?.e2ee ? await d.e2ee.getStats().catch(() => []) : [];
   let audioSamples = 0;
@@ -279,16 +279,14 @@ async function pageState() {
     }
   }
   return {
-    you: d?.session?.you, mode: d?.mode, closed: d?.closed, safetyCode: document.getElementById('safety-code')?.textContent,
-    status: document.getElementById('status')?.textContent,
-    tiles: [...document.querySelectorAll('.tile')].map((t) => ({ participant: t.dataset.participant, e2ee: t.dataset.e2ee ?? 'wait', videoWidth: t.querySelector('video')?.videoWidth ?? 0 })),
-    members: [...document.querySelectorAll('#members li')].map((li) => ({ id: li.dataset.participant, status: li.dataset.status, text: li.textContent })),
     remote: Object.fromEntries(e2ee.filter((s) => s.participant !== 'self').map((s) => [s.participant, { ok: s.ok, dropped: s.dropped, framesDecoded: s.framesDecoded }])),
     audioSamples, path,
   };
 }
+/** A demo page's `demoState` and `netState` in one. */
+const pageState = async (page) => ({ ...(await page.evaluate(demoState)), ...(await page.evaluate(netState)) });
 /** Whether a page shows the call: two tiles with video and green badges, the other's frames decrypted and decoded, audio. */
-const inCall = (s) => s.tiles.length === 2 && s.tiles.every((t) => t.e2ee === 'ok' && t.videoWidth > 0)
+const inCall = (s) => demoInCall(s)
   && Object.values(s.remote).some((r) => r.ok > 50 && r.framesDecoded > 20) && s.audioSamples > 0 && /\d/.test(s.safetyCode ?? '');
 
 /**
@@ -375,7 +373,7 @@ await run(async () => {
   const started = Date.now();
   const reloaded = new Set();
   // (A page that is navigating has no state to read: an empty one.)
-  const read = () => Promise.all(people.map((p) => p.page.evaluate(pageState).catch(() => ({ tiles: [], members: [], remote: {} }))));
+  const read = () => Promise.all(people.map((p) => pageState(p.page).catch(() => ({ tiles: [], members: [], remote: {} }))));
   let states = await read();
   while (!states.every(inCall) && Date.now() - started < 120_000) {
     for (const [i, p] of people.entries()) {

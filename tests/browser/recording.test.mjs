@@ -26,7 +26,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { artifact, launchBrowser, needFiles, root, sleep, startRelay, suite, until as poll, watch } from './harness.mjs';
+import { artifact, demoInCall, demoState, demoUntil, launchBrowser, needFiles, root, sleep, startRelay, suite, watch } from './harness.mjs';
 
 const t = suite('recording tests');
 const { use, run } = t;
@@ -60,38 +60,11 @@ const watchdog = setTimeout(() => {
 }, LIMIT_MS);
 watchdog.unref();
 
-/** What the test reads off a demo page. */
-const pageState = () => {
-  const d = window.hushDemo;
-  const badge = document.getElementById('recording');
-  const button = document.getElementById('record');
-  return {
-    you: d?.session?.you,
-    grants: d?.session?.grants,
-    recording: d?.recording,
-    badge: { hidden: badge.hidden, active: badge.dataset.active, text: badge.textContent },
-    button: { hidden: button.hidden, text: button.textContent },
-    tiles: [...document.querySelectorAll('.tile')].map((t) => ({
-      participant: t.dataset.participant, e2ee: t.dataset.e2ee ?? 'wait', videoWidth: t.querySelector('video')?.videoWidth ?? 0,
-    })),
-    members: [...document.querySelectorAll('#members li')].map((li) => ({ id: li.dataset.participant, status: li.dataset.status, text: li.textContent })),
-    link: document.getElementById('link')?.value,
-    status: document.getElementById('status')?.textContent,
-    closed: d?.closed,
-  };
-};
-const readyCall = (s) => s.tiles.length === 2 && s.tiles.every((t) => t.e2ee === 'ok' && t.videoWidth > 0);
 const badgeOn = (s) => !s.badge.hidden && s.badge.active === 'true' && /● Recording/.test(s.badge.text);
 const badgeOff = (s) => s.badge.active === 'false' && /Recording stopped/.test(s.badge.text);
 
-/**
- * Waits until `pred(pageState())` holds on `page` (or `ms` pass); returns the state then. Polled
- * from here with a function: Playwright evals a string predicate (`waitForFunction`) inside the
- * page, which the relay's CSP (no 'unsafe-eval') refuses.
- */
-function until(page, pred, ms) {
-  return poll({ state: () => page.evaluate(pageState) }, pred, ms, 100);
-}
+/** Waits until `pred(demoState)` holds on `page` (or `ms` pass); returns the state then. */
+const until = (page, pred, ms) => demoUntil(page, pred, ms, 100);
 
 /**
  * The publisher's RTP payload byte counters (getStats `outbound-rtp`): audio, and each video
@@ -175,8 +148,8 @@ async function scenario() {
     pages.push(page);
   }
   const [pa, pb] = pages;
-  let [a, b] = [await until(pa, readyCall, 30_000), await until(pb, readyCall, 30_000)];
-  check('both pages in the call, decoding each other with E2EE', readyCall(a) && readyCall(b),
+  let [a, b] = [await until(pa, demoInCall, 30_000), await until(pb, demoInCall, 30_000)];
+  check('both pages in the call, decoding each other with E2EE', demoInCall(a) && demoInCall(b),
     { a: a.tiles, b: b.tiles, status: [a.status, b.status] });
   const [A, B] = [a.you, b.you];
   check('A has the record grant and a Record button; B (?record=0) has neither',
@@ -192,7 +165,7 @@ async function scenario() {
     setRecorder);
   const refused = await pb.evaluate(() => window.hushDemo.session.startRecording().then(() => 'resolved', (e) => e.code));
   await sleep(1000);
-  [a, b] = [await pa.evaluate(pageState), await pb.evaluate(pageState)];
+  [a, b] = [await pa.evaluate(demoState), await pb.evaluate(demoState)];
   check('B\'s startRecording() is refused with record_not_allowed', refused === 'record_not_allowed', refused);
   check('no recording directory for the refused attempt, no badge on either page',
     (await recordings()).length === 0 && a.badge.hidden && b.badge.hidden && !a.recording.active && !b.recording.active,
@@ -233,7 +206,7 @@ async function scenario() {
 
   await sleep(Math.max(0, RECORD_MS - (Date.now() - recordingSince)));
   const ended = [await pa.evaluate(sent), await pb.evaluate(sent)];
-  [a, b] = [await pa.evaluate(pageState), await pb.evaluate(pageState)];
+  [a, b] = [await pa.evaluate(demoState), await pb.evaluate(demoState)];
   check(`still recording on A's and B's pages ${RECORD_MS / 1000} s later`, badgeOn(a) && badgeOn(b), { a: a.badge, b: b.badge });
 
   // A stops.
