@@ -8,6 +8,7 @@
  */
 import { aeadKey, type Receiver, type Sender } from '../wasm/hush_wasm.js';
 import type { DropReason, LayoutCode } from './protocol.js';
+import { sameBytes } from './keyring.js';
 
 /**
  * Frames of at least this many bytes go through WebCrypto; smaller ones stay in wasm.
@@ -55,7 +56,12 @@ export class HostKeys {
   /** The key for `kid` under base key `base`: at once once imported, else a promise. */
   get(kid: bigint, base: Uint8Array): CryptoKey | Promise<CryptoKey> {
     const have = this.keys.get(kid);
-    if (have && have.base === base) return have.ready ?? have.key;
+    // The same bytes in another object count as the same key: each context holds its own copy
+    // of a key set for all of them, and the key ring hands out new objects (zeroing the old).
+    if (have && (have.base === base || sameBytes(have.base, base))) {
+      have.base = base;
+      return have.ready ?? have.key;
+    }
     const raw = aeadKey(this.suite, kid, base);
     const key = crypto.subtle.importKey('raw', buf(raw), 'AES-GCM', false, ['encrypt', 'decrypt']);
     raw.fill(0);

@@ -185,7 +185,8 @@ export type FromWorker =
   /**
    * A send transform dropped frames instead of sending them: `no_key` (sending stopped: the
    * context's key was taken away, after this transform had sealed under one; frames before its
-   * first key are not reported) or `encrypt_failed`. Rate-limited as `decryptFailure`.
+   * first key are not reported, though `total` counts them) or `encrypt_failed`. Rate-limited
+   * as `decryptFailure`.
    */
   | { kind: 'encryptFailure'; id: string; context: number; reason: 'no_key' | 'encrypt_failed'; total: number }
   | { kind: 'error'; reason: 'not_initialized' | 'bad_message' | 'wasm_failed' | 'bad_argument'; detail: string }

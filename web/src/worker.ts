@@ -83,21 +83,32 @@ const sealers = new Map<bigint, { sealer: HybridSealer; key: Uint8Array }>();
 /** Encryptors kept for KIDs no context uses any more (a KID can come back: keep its counter). */
 const MAX_SEALERS = 64;
 
-/** The encryptor for `kid`, keyed with `key` (created, or re-keyed when the key changed). */
+/**
+ * The encryptor for `kid`, keyed with `key` (created, or re-keyed when the key changed). Each
+ * entry compares against a copy of its own: the key ring zeroes the bytes it hands out once it
+ * replaces them, and the same key handed again (a stream restarted) must not re-key the
+ * encryptor (that would restart its usage count). The copy is zeroed when replaced or evicted.
+ */
 function sealerFor(kid: bigint, key: Uint8Array): HybridSealer | null {
   const have = sealers.get(kid);
   try {
     if (have) {
-      if (!sameBytes(have.key, key)) { have.sealer.sender.setKey(kid, key); hostKeys?.drop(kid); }
-      have.key = key;
+      if (!sameBytes(have.key, key)) {
+        have.sealer.sender.setKey(kid, key);
+        hostKeys?.drop(kid);
+        have.key.fill(0);
+        have.key = key.slice();
+      }
       return have.sealer;
     }
     const sealer = new HybridSealer(new Sender(suite, kid, key), hostKeys);
-    sealers.set(kid, { sealer, key });
+    sealers.set(kid, { sealer, key: key.slice() });
   } catch { return null; }
   if (sealers.size > MAX_SEALERS) {
     const live = new Set(ALL_CONTEXTS.map((c) => keyRing.sendKey(c)?.kid));
-    for (const old of sealers.keys()) if (!live.has(old)) { sealers.delete(old); break; }
+    for (const [old, entry] of sealers) {
+      if (!live.has(old)) { entry.key.fill(0); sealers.delete(old); break; }
+    }
   }
   return sealers.get(kid)?.sealer ?? null;
 }
@@ -111,6 +122,8 @@ function attach(readable: ReadableStream, writable: WritableStream, opts: Transf
   };
   stats.push(s);
   const lastEvent = new Map<DropReason, number>();
+  /** Send side: a frame was handed to an encryptor (sealing may finish later). */
+  let sealing = false;
   const drop = (r: DropReason): null => {
     const total = (s.dropped[r] ?? 0) + 1;
     s.dropped[r] = total;
@@ -118,10 +131,10 @@ function attach(readable: ReadableStream, writable: WritableStream, opts: Transf
     // the receive transform at times, see hybrid.ts) and a frame sealed before this member
     // joined (receivers.ts) are counted but are no failure.
     // A send transform's frames before its first key are no failure either (every call starts
-    // so); after it sealed one, `no_key` means sending stopped.
+    // so); once it has sealed (or started sealing) one, `no_key` means sending stopped.
     const report = opts.side === 'recv'
       ? r !== 'duplicate' && r !== 'before_join'
-      : r === 'encrypt_failed' || (r === 'no_key' && s.ok > 0);
+      : r === 'encrypt_failed' || (r === 'no_key' && sealing);
     if (!report) return null;
     const now = performance.now();
     const last = lastEvent.get(r);
@@ -159,6 +172,7 @@ function attach(readable: ReadableStream, writable: WritableStream, opts: Transf
       if (!k) return drop('no_key');
       const sealer = sealerFor(k.kid, k.key);
       if (!sealer) return drop('encrypt_failed');
+      sealing = true;
       const r = sealer.seal(layoutFor(frame, opts.kind), data, k.key);
       if (warnedKid !== k.kid && sealer.sender.needsRotation()) { warnedKid = k.kid; keyRing.usageLimitNear(context); }
       return finish(frame, r);
@@ -213,7 +227,7 @@ self.onmessage = async (event: MessageEvent<ToWorker & { readable?: ReadableStre
         post({ kind: 'error', reason: 'bad_argument', detail: 'key must be a Uint8Array' }); return;
       }
       // The ring owns (and later zeroes) what it is given: a copy per context.
-      for (const c of m.context === undefined ? ALL_CONTEXTS : [m.context]) keyRing.setSend(c, m.kid, m.key.slice());
+      for (const c of m.context === undefined ? ALL_CONTEXTS : [m.context]) keyRing.setSend(c, m.kid, new Uint8Array(m.key));
       m.key.fill(0);
       post({ kind: 'ack', of: m.kind }); return;
     case 'addRecvKey':

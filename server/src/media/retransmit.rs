@@ -55,9 +55,9 @@ pub(crate) const HISTORY_MIN: Duration = Duration::from_secs(1);
 pub(crate) const HISTORY_MAX: Duration = Duration::from_secs(2);
 /// Round trips are kept for this many of them.
 const HISTORY_RTTS: u32 = 3;
-/// Sender reports remembered for round-trip measurement (a report block answers one of the
-/// last few; sender reports go out about once a second per stream).
-const SENT_REPORTS: usize = 32;
+/// Sender reports remembered per stream for round-trip measurement (a report block answers one
+/// of the last few; sender reports go out about once a second per stream).
+const SENT_REPORTS: usize = 4;
 /// At most this many packets per stream (about 2 s at 5 Mbit/s), whatever their age.
 pub(crate) const HISTORY_PACKETS: usize = 1_024;
 
@@ -151,6 +151,9 @@ impl History {
 /// A stream this leg sends with NACK negotiated.
 struct Stream {
     history: History,
+    /// Its sender reports sent lately: (the middle 32 bits of their NTP time, when), oldest
+    /// first. Per stream: each stream's reports carry their own NTP times.
+    sent_reports: VecDeque<(u32, Instant)>,
     /// RTX SSRC and payload type, when negotiated.
     rtx: Option<(u32, u8)>,
     rtx_sequence: u16,
@@ -163,8 +166,6 @@ pub(crate) struct Retransmitter {
     refused: Arc<AtomicU64>,
     budget: Budget,
     streams: HashMap<u32, Stream>,
-    /// Sender reports sent lately: (the middle 32 bits of their NTP time, when), oldest first.
-    sent_reports: VecDeque<(u32, Instant)>,
     /// The leg's round trip, from the newest reception report that answered one of them.
     rtt: Option<Duration>,
     read: VecDeque<TaggedPacket>,
@@ -178,7 +179,6 @@ impl Retransmitter {
             refused,
             budget: Budget::new(),
             streams: HashMap::new(),
-            sent_reports: VecDeque::new(),
             rtt: None,
             read: VecDeque::new(),
             write: VecDeque::new(),
@@ -200,23 +200,31 @@ impl Retransmitter {
         self.rtt
     }
 
-    /// A sender report leaves at `now`: remembered, to time the reports that answer it.
+    /// A sender report leaves at `now`: remembered (for a stream this leg retransmits), to time
+    /// the reception reports that answer it.
     fn sent_report(&mut self, now: Instant, report: &SenderReport) {
-        if self.sent_reports.len() >= SENT_REPORTS {
-            self.sent_reports.pop_front();
+        let Some(stream) = self.streams.get_mut(&report.ssrc) else {
+            return;
+        };
+        if stream.sent_reports.len() >= SENT_REPORTS {
+            stream.sent_reports.pop_front();
         }
         // The middle 32 bits of the NTP timestamp, as a reception report's LSR names it.
-        self.sent_reports
+        stream
+            .sent_reports
             .push_back(((report.ntp_time >> 16) as u32, now));
     }
 
     /// A reception report block arrived at `now`: the round trip, if it answers a sender report
     /// of ours (RFC 3550 6.4.1: arrival - LSR - DLSR).
     fn received_report(&mut self, now: Instant, block: &ReceptionReport) {
-        if block.last_sender_report == 0 || !self.streams.contains_key(&block.ssrc) {
-            return; // no sender report received yet, or not a stream this leg retransmits
+        if block.last_sender_report == 0 {
+            return; // no sender report received yet
         }
-        let Some(&(_, sent)) = self
+        let Some(stream) = self.streams.get(&block.ssrc) else {
+            return; // not a stream this leg retransmits
+        };
+        let Some(&(_, sent)) = stream
             .sent_reports
             .iter()
             .rev()
@@ -354,6 +362,7 @@ impl Interceptor for Retransmitter {
                 info.ssrc,
                 Stream {
                     history: History::default(),
+                    sent_reports: VecDeque::new(),
                     rtx: info.ssrc_rtx.zip(info.payload_type_rtx),
                     rtx_sequence: 0,
                 },

@@ -272,7 +272,7 @@ export class HushE2ee extends EventTarget {
     const link = this.ready();
     // A copy, transferred: the Worker owns it (and zeroes it when the key is replaced); the
     // page keeps nothing of it. The caller's own `key` stays the caller's to clear.
-    const copy = key.slice();
+    const copy = new Uint8Array(key);
     const m = { kind: 'setSendKey', kid, key: copy, ...(context === undefined ? {} : { context }) } as ToWorker;
     await link.request(m, 'ack', [copy.buffer]);
     this.emit('keychange', { type: 'explicit' } satisfies KeyChange);
@@ -287,7 +287,7 @@ export class HushE2ee extends EventTarget {
     const { participant } = options;
     if (participant !== undefined && typeof participant !== 'string') throw new HushError('bad_argument', 'participant must be a string');
     if (!(key instanceof Uint8Array)) throw new HushError('bad_argument', 'key must be a Uint8Array');
-    const copy = key.slice(); // transferred, as in setSendKey
+    const copy = new Uint8Array(key); // transferred, as in setSendKey
     await this.ready().request({ kind: 'addRecvKey', kid, key: copy, ...(participant === undefined ? {} : { participant }) }, 'ack', [copy.buffer]);
     this.emit('keychange', { type: 'explicit' } satisfies KeyChange);
   }

@@ -238,8 +238,13 @@ fn the_budget_is_a_share_of_the_estimate_with_a_floor() {
 
 /// A sender report of ours for `SSRC` with NTP time `ntp` leaves at `at`.
 fn report_sent(r: &mut Retransmitter, at: Instant, ntp: u64) {
+    report_sent_for(r, SSRC, at, ntp);
+}
+
+/// A sender report of ours for `ssrc` with NTP time `ntp` leaves at `at`.
+fn report_sent_for(r: &mut Retransmitter, ssrc: u32, at: Instant, ntp: u64) {
     let sr = SenderReport {
-        ssrc: SSRC,
+        ssrc,
         ntp_time: ntp,
         ..Default::default()
     };
@@ -338,4 +343,73 @@ fn the_history_keeps_three_round_trips_within_its_bounds() {
         let outside = sent + keep + Duration::from_millis(5);
         assert!(nack(&mut r, outside, SSRC, &[40]).is_empty(), "{rtt:?}");
     }
+}
+
+#[test]
+fn many_streams_reporting_do_not_crowd_out_the_report_a_block_answers() {
+    // A subscriber of a large room: 60 NACK streams on the leg, each with its own sender
+    // reports (its own NTP times), all sent in one round before the browser answers the first.
+    let t0 = Instant::now();
+    let (mut r, _) = retransmitter(false);
+    let ssrcs: Vec<u32> = (0..60).map(|i| 0x5000 + i).collect();
+    for &ssrc in &ssrcs {
+        r.bind_local_stream(&StreamInfo {
+            ssrc,
+            rtcp_feedback: vec![RTCPFeedback {
+                typ: "nack".into(),
+                parameter: String::new(),
+            }],
+            ..Default::default()
+        });
+    }
+    for (i, &ssrc) in ssrcs.iter().enumerate() {
+        report_sent_for(&mut r, ssrc, t0, ntp_of(0x1000 + i as u32));
+    }
+    // A stream without NACK (audio, say) has no reports remembered: its blocks time nothing.
+    report_sent_for(&mut r, 0x9999, t0, ntp_of(0xCCCC));
+    report_received(
+        &mut r,
+        t0 + Duration::from_millis(400),
+        0x9999,
+        0xCCCC,
+        Duration::ZERO,
+    );
+    assert_eq!(r.rtt(), None);
+    report_received(
+        &mut r,
+        t0 + Duration::from_millis(400),
+        ssrcs[0],
+        0x1000,
+        Duration::from_millis(100),
+    );
+    let rtt = r
+        .rtt()
+        .expect("the first stream's report is still remembered");
+    assert!(
+        rtt.abs_diff(Duration::from_millis(300)) < Duration::from_millis(1),
+        "{rtt:?}"
+    );
+}
+
+#[test]
+fn a_stream_remembers_its_last_few_reports_only() {
+    let t0 = Instant::now();
+    let (mut r, _) = retransmitter(false);
+    for i in 0..6u32 {
+        report_sent(
+            &mut r,
+            t0 + Duration::from_secs(u64::from(i)),
+            ntp_of(0x2000 + i),
+        );
+    }
+    let at = t0 + Duration::from_secs(6);
+    // The first two were forgotten (four kept): a block naming one times nothing.
+    report_received(&mut r, at, SSRC, 0x2001, Duration::ZERO);
+    assert_eq!(r.rtt(), None);
+    report_received(&mut r, at, SSRC, 0x2002, Duration::from_millis(3_900));
+    let rtt = r.rtt().expect("the third is remembered");
+    assert!(
+        rtt.abs_diff(Duration::from_millis(100)) < Duration::from_millis(1),
+        "{rtt:?}"
+    );
 }
