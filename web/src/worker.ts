@@ -51,6 +51,13 @@ function post(m: FromWorker): void {
   self.postMessage(m);
 }
 
+/** Whether a page message's `key` is refused (not a Uint8Array): the page is told so. */
+function keyRefused(key: unknown): boolean {
+  if (key instanceof Uint8Array) return false;
+  post({ kind: 'error', reason: 'bad_argument', detail: 'key must be a Uint8Array' });
+  return true;
+}
+
 keyRing.listen({
   recvKeyAdded(kid) { hostKeys?.drop(kid); },
   recvKeyRemoved(kid) { hostKeys?.drop(kid); },
@@ -223,9 +230,7 @@ self.onmessage = async (event: MessageEvent<ToWorker & { readable?: ReadableStre
       hostKeys = hostSuite(suite) && m.hostAead !== false ? new HostKeys(suite) : null;
       ready = true; post({ kind: 'initAck' }); return;
     case 'setSendKey':
-      if (!(m.key instanceof Uint8Array)) {
-        post({ kind: 'error', reason: 'bad_argument', detail: 'key must be a Uint8Array' }); return;
-      }
+      if (keyRefused(m.key)) return;
       // The ring owns (and later zeroes) what it is given: a copy per context.
       for (const c of m.context === undefined ? ALL_CONTEXTS : [m.context]) keyRing.setSend(c, m.kid, new Uint8Array(m.key));
       m.key.fill(0);
@@ -234,9 +239,7 @@ self.onmessage = async (event: MessageEvent<ToWorker & { readable?: ReadableStre
       if (m.participant !== undefined && typeof m.participant !== 'string') {
         post({ kind: 'error', reason: 'bad_argument', detail: 'participant must be a string' }); return;
       }
-      if (!(m.key instanceof Uint8Array)) {
-        post({ kind: 'error', reason: 'bad_argument', detail: 'key must be a Uint8Array' }); return;
-      }
+      if (keyRefused(m.key)) return;
       keyRing.addRecv(m.kid, m.key, m.participant); post({ kind: 'ack', of: m.kind }); return;
     case 'removeRecvKey':
       keyRing.removeRecv(m.kid); post({ kind: 'ack', of: m.kind }); return;

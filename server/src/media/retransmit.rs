@@ -305,13 +305,13 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for Retransmitter {
                 let any = packet.as_any();
                 if let Some(nack) = any.downcast_ref::<TransportLayerNack>() {
                     self.answer(msg.now, nack);
-                } else if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
-                    for block in &rr.reports {
-                        self.received_report(msg.now, block);
-                    }
-                } else if let Some(sr) = any.downcast_ref::<SenderReport>() {
+                } else if let Some(blocks) = any
+                    .downcast_ref::<ReceiverReport>()
+                    .map(|rr| &rr.reports)
                     // A subscriber that publishes too reports in its own sender reports.
-                    for block in &sr.reports {
+                    .or_else(|| any.downcast_ref::<SenderReport>().map(|sr| &sr.reports))
+                {
+                    for block in blocks {
                         self.received_report(msg.now, block);
                     }
                 }

@@ -163,6 +163,16 @@ interface Attached {
   lastTime: number;
 }
 
+/**
+ * A copy of `key` for the Worker, whose buffer the caller transfers: the Worker owns it (and
+ * zeroes it when the key is replaced) and the page keeps nothing of it; the caller's own `key`
+ * stays the caller's to clear. A fresh buffer (a `Buffer`'s `slice` would be a view of a pool).
+ */
+function keyCopy(key: Uint8Array): Uint8Array<ArrayBuffer> {
+  if (!(key instanceof Uint8Array)) throw new HushError('bad_argument', 'key must be a Uint8Array');
+  return new Uint8Array(key);
+}
+
 /** Legacy Chromium API (`encodedInsertableStreams: true`). */
 type WithEncodedStreams = { createEncodedStreams(): { readable: ReadableStream; writable: WritableStream } };
 
@@ -268,11 +278,8 @@ export class HushE2ee extends EventTarget {
 
   /** Sets the send key (all contexts, or one) for the local streams. */
   async setSendKey(kid: bigint, key: Uint8Array, context?: number): Promise<void> {
-    if (!(key instanceof Uint8Array)) throw new HushError('bad_argument', 'key must be a Uint8Array');
+    const copy = keyCopy(key);
     const link = this.ready();
-    // A copy, transferred: the Worker owns it (and zeroes it when the key is replaced); the
-    // page keeps nothing of it. The caller's own `key` stays the caller's to clear.
-    const copy = new Uint8Array(key);
     const m = { kind: 'setSendKey', kid, key: copy, ...(context === undefined ? {} : { context }) } as ToWorker;
     await link.request(m, 'ack', [copy.buffer]);
     this.emit('keychange', { type: 'explicit' } satisfies KeyChange);
@@ -286,8 +293,7 @@ export class HushE2ee extends EventTarget {
   async addRecvKey(kid: bigint, key: Uint8Array, options: { participant?: string } = {}): Promise<void> {
     const { participant } = options;
     if (participant !== undefined && typeof participant !== 'string') throw new HushError('bad_argument', 'participant must be a string');
-    if (!(key instanceof Uint8Array)) throw new HushError('bad_argument', 'key must be a Uint8Array');
-    const copy = new Uint8Array(key); // transferred, as in setSendKey
+    const copy = keyCopy(key);
     await this.ready().request({ kind: 'addRecvKey', kid, key: copy, ...(participant === undefined ? {} : { participant }) }, 'ack', [copy.buffer]);
     this.emit('keychange', { type: 'explicit' } satisfies KeyChange);
   }
