@@ -588,8 +588,14 @@ async function endedStats() {
     if (all.filter((t) => t.ended).length <= 64 && all.some((t) => t.id === 't99' && t.ended)) break;
     await sleep(25);
   }
+  // A page message whose key is not a Uint8Array is refused, not taken into the key ring.
+  const refused = [];
+  for (const kind of ['setSendKey', 'addRecvKey']) {
+    const e = await m.ask({ kind, kid: 9n, key: [1, 2, 3], context: 0 }, 'error');
+    refused.push(`${e.reason}: ${e.detail}`);
+  }
   m.worker.terminate();
-  return { count: all.length, ended: all.filter((t) => t.ended).map((t) => t.id), live: all.filter((t) => !t.ended).map((t) => t.id) };
+  return { count: all.length, ended: all.filter((t) => t.ended).map((t) => t.id), live: all.filter((t) => !t.ended).map((t) => t.id), refused };
 }
 
 window.keys = { run, ghosts, startRefusals, twoTransforms, pageRandomness, stall, preJoin, hidden, endedStats };

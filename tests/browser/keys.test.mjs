@@ -129,6 +129,8 @@ await t.run(async () => {
   check('(o) 100 transforms started and ended: the Worker\'s stats keep the newest 64 ended (t36..t99) and the live one',
     es.count === 65 && es.ended.length === 64 && es.ended[0] === 't36' && es.ended[63] === 't99'
       && JSON.stringify(es.live) === JSON.stringify(['live']), { count: es.count, first: es.ended[0], last: es.ended.at(-1), live: es.live });
+  check('a setSendKey or addRecvKey whose key is not a Uint8Array is refused (bad_argument)',
+    JSON.stringify(es.refused) === JSON.stringify(Array(2).fill('bad_argument: key must be a Uint8Array')), es.refused);
   const pj = await page.evaluate(() => window.keys.preJoin());
   check('(m) alice\'s 3 frames from before carol joined: dropped at carol as before_join, no failure event for them',
     pj.settled && pj.settledAfter && pj.pre?.ok === 0 && pj.pre.dropped.before_join === 3 && drops(pj.pre) === 3
