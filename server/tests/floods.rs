@@ -141,3 +141,80 @@ async fn a_thousand_half_open_tls_connections_do_not_keep_another_address_out() 
     assert!(held_back >= 900.0, "{text}");
     drop(silent);
 }
+
+/// Reads from `stream` until the relay closes it (end of stream or an error) or `limit` passes:
+/// how long that took, or `None` if it stayed open. Bytes that arrive are discarded.
+async fn closed_within(stream: &mut TcpStream, limit: Duration) -> Option<Duration> {
+    use tokio::io::AsyncReadExt;
+    let start = Instant::now();
+    let mut buf = [0u8; 512];
+    loop {
+        match tokio::time::timeout_at((start + limit).into(), stream.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => return Some(start.elapsed()),
+            Ok(Ok(_)) => {}
+            Err(_) => return None,
+        }
+    }
+}
+
+/// A connection that never sends a request, one that sends its head a byte at a time, and a
+/// keep-alive connection idle after its first answer are closed once the header timeout has
+/// passed (before it, one of each was held for ever: `axum::serve` runs hyper without a timer);
+/// a WebSocket, past its head, is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_without_a_request_head_in_time_are_closed_and_websockets_are_not() {
+    use tokio::io::AsyncWriteExt;
+    let timeout = Duration::from_millis(800);
+    let relay = TestRelay::builder()
+        .configure(|o| o.header_timeout = timeout)
+        .start()
+        .await;
+    let mut ws = hush_testkit::client::RawSignal::connect(&relay.ws_url()).await;
+    ws.join_with(relay.tokens().member("ws", "room"), None)
+        .await;
+    ws.expect_joined().await;
+
+    let mut silent = TcpStream::connect(relay.addr()).await.unwrap();
+    let mut dribbler = TcpStream::connect(relay.addr()).await.unwrap();
+    let dribble = tokio::spawn(async move {
+        for byte in b"GET /healthz HTTP/1.1\r\nHost: relay\r\nX-Slow: " {
+            if dribbler.write_all(&[*byte]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        dribbler
+    });
+    let mut kept = TcpStream::connect(relay.addr()).await.unwrap();
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: relay\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = [0u8; 12];
+    tokio::io::AsyncReadExt::read_exact(&mut kept, &mut answer)
+        .await
+        .unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200", "a request in time is answered");
+
+    let limit = timeout * 4;
+    let silent_closed = closed_within(&mut silent, limit).await;
+    assert!(
+        silent_closed.is_some_and(|t| t >= timeout * 3 / 4),
+        "a silent connection: {silent_closed:?}"
+    );
+    let kept_closed = closed_within(&mut kept, limit).await;
+    assert!(
+        kept_closed.is_some(),
+        "an idle keep-alive connection stayed open"
+    );
+    let mut dribbler = dribble.await.unwrap();
+    assert!(
+        closed_within(&mut dribbler, limit).await.is_some(),
+        "a head sent a byte at a time stayed open"
+    );
+
+    // The WebSocket joined before all this, silent since, is still served.
+    ws.send(&ClientMessage::Ping(hush_proto::Ping { seq: 7 }))
+        .await;
+    let pong = ws.recv_until(|m| matches!(m, ServerMessage::Pong(_))).await;
+    assert!(matches!(pong, ServerMessage::Pong(p) if p.seq == 7));
+}

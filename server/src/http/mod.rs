@@ -26,6 +26,7 @@
 
 pub mod accept;
 pub mod admin;
+mod conn;
 mod dev;
 pub mod tls;
 mod ws;
@@ -39,14 +40,13 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
-use axum::extract::connect_info::Connected;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::IncomingStream;
 use tokio::net::TcpListener;
 use tower_http::services::{ServeDir, ServeFile};
 
+pub use conn::DEFAULT_HEADER_TIMEOUT;
 pub use dev::{DEV_KID, DEV_RECORDER, DEV_RECORDER_KEY_FILE, DevKeyError, DevMinter};
 
 use crate::driver::{self, DriverHandle, DriverOps};
@@ -86,6 +86,9 @@ pub struct RelayOptions {
     pub ip_limits: IpLimits,
     /// How long a WebSocket may stay silent before it is closed (pinged at half of it).
     pub idle_timeout: Duration,
+    /// How long a connection may take to send a request's head, and stay idle between
+    /// requests (HTTP keep-alive), before it is closed (default [`DEFAULT_HEADER_TIMEOUT`]).
+    pub header_timeout: Duration,
     /// The audit trail's writer; `None`: one with a random pseudonym key.
     pub audit: Option<AuditSink>,
     /// The admin API's bearer token; `None`: no admin API (see [`admin`]).
@@ -128,6 +131,7 @@ impl RelayOptions {
             dev: None,
             ip_limits: IpLimits::default(),
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
             audit: None,
             admin_token: None,
             shutdown: None,
@@ -183,28 +187,10 @@ impl AppState {
     }
 }
 
-/// The client's address, as axum's connect info for plain and TLS listeners (the WebSocket
-/// handler reads it for the per-IP limits).
+/// The client's address, as axum's connect info on every request (the WebSocket handler reads
+/// it for the per-IP limits; [`conn`] puts it there).
 #[derive(Clone, Copy, Debug)]
 pub struct PeerAddr(pub SocketAddr);
-
-impl Connected<IncomingStream<'_, TcpListener>> for PeerAddr {
-    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
-        Self(*stream.remote_addr())
-    }
-}
-
-impl Connected<IncomingStream<'_, accept::GatedListener>> for PeerAddr {
-    fn connect_info(stream: IncomingStream<'_, accept::GatedListener>) -> Self {
-        Self(*stream.remote_addr())
-    }
-}
-
-impl Connected<IncomingStream<'_, tls::TlsListener>> for PeerAddr {
-    fn connect_info(stream: IncomingStream<'_, tls::TlsListener>) -> Self {
-        Self(*stream.remote_addr())
-    }
-}
 
 /// The relay's two route sets, sharing one driver.
 #[derive(Debug)]
@@ -487,6 +473,7 @@ pub async fn serve_all(
         });
     }
     let (shutdown, drain) = (options.shutdown.clone(), options.drain);
+    let header_timeout = options.header_timeout;
     let routers = routers(options)?;
     let lifecycle = routers.lifecycle.clone();
     let (public, admin) = match metrics {
@@ -511,18 +498,17 @@ pub async fn serve_all(
     };
     let listener_metrics = Arc::clone(&lifecycle.metrics);
     let public = async {
-        let app = public.into_make_service_with_connect_info::<PeerAddr>();
         match tls {
             Some(config) => {
                 let listener =
                     tls::TlsListener::new(listener, config, listener_metrics, tcp_cap, proxies)
                         .map_err(ServeError::Io)?;
-                axum::serve(listener, app).await.map_err(ServeError::Io)
+                match conn::serve(listener, public, header_timeout).await {}
             }
             None => {
                 let listener =
                     accept::GatedListener::new(listener, listener_metrics, tcp_cap, proxies);
-                axum::serve(listener, app).await.map_err(ServeError::Io)
+                match conn::serve(listener, public, header_timeout).await {}
             }
         }
     };
@@ -530,7 +516,7 @@ pub async fn serve_all(
         match admin {
             Some((admin, app)) => tokio::select! {
                 result = public => result,
-                result = axum::serve(admin, app) => result.map_err(ServeError::Io),
+                never = conn::serve(admin, app, header_timeout) => match never {},
             },
             None => public.await,
         }
