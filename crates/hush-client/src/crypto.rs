@@ -8,6 +8,7 @@ use hush_frame::{
 };
 use hush_keys::{JoinHorizon, KeyUpdate, Kid};
 use hush_proto::Source;
+use subtle::ConstantTimeEq;
 
 /// What happened to one local stream's frames.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -125,10 +126,22 @@ impl From<DecryptError> for Refused {
     }
 }
 
+/// One outgoing context's encryptor, kept for the client's life once made: `StopSend` only
+/// pauses it. Its counter never goes back, so a `SetSend` that resumes a KID and key already
+/// sent on (the key session does after a stall) goes on from where it stopped. Dropping the
+/// encryptor at `StopSend`, as before, restarted the counter at 0 under a key already used:
+/// AES-GCM nonces used twice, which a relay able to stall and unstall the session could cause.
+struct SendSlot {
+    enc: Encryptor,
+    /// The base key in use: a resumed one keeps its usage count, a new one starts its own.
+    key: BaseKey,
+    paused: bool,
+}
+
 /// Encryptors, decryptor and counters, behind the client's lock.
 pub(crate) struct FrameCrypto {
     suite: CipherSuite,
-    send: HashMap<u8, Encryptor>,
+    send: HashMap<u8, SendSlot>,
     recv: Decryptor,
     /// What tells frames sealed before the join, and until when on this process's clock.
     pre_join: Option<(JoinHorizon, std::time::Instant)>,
@@ -179,26 +192,56 @@ impl FrameCrypto {
             }
             KeyUpdate::SetSend { context, kid, key } => {
                 if let Ok(k) = BaseKey::new(key.as_bytes()) {
-                    match self.send.get_mut(&context.0) {
-                        Some(e) => e.set_key(kid.get(), &k),
-                        None => {
-                            self.send
-                                .insert(context.0, Encryptor::new(self.suite, kid.get(), &k));
-                        }
-                    }
+                    self.set_send(context.0, kid.get(), k);
                 }
             }
-            KeyUpdate::StopSend { context } => {
-                self.send.remove(&context.0);
-            }
+            KeyUpdate::StopSend { context } => self.stop_send(context.0),
             _ => {}
+        }
+    }
+
+    /// Sends on `context` under `kid` and `key`: resumed where a paused slot has them already
+    /// (counter and usage go on), switched to otherwise (the counter still goes on).
+    fn set_send(&mut self, context: u8, kid: u64, key: BaseKey) {
+        match self.send.get_mut(&context) {
+            Some(slot) => {
+                let same = slot.enc.kid() == kid
+                    && bool::from(slot.key.expose_secret().ct_eq(key.expose_secret()));
+                if !same {
+                    slot.enc.set_key(kid, &key);
+                    slot.key = key;
+                }
+                slot.paused = false;
+            }
+            None => {
+                let enc = Encryptor::new(self.suite, kid, &key);
+                self.send.insert(
+                    context,
+                    SendSlot {
+                        enc,
+                        key,
+                        paused: false,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Stops sending on `context` until the next [`Self::set_send`]: its frames are dropped.
+    fn stop_send(&mut self, context: u8) {
+        if let Some(slot) = self.send.get_mut(&context) {
+            slot.paused = true;
         }
     }
 
     /// Encrypts `frame` in place for `source`; fails closed without a key.
     pub(crate) fn encrypt(&mut self, source: Source, frame: &mut Vec<u8>) -> Sealed {
         let stats = self.stats.sent.entry(source).or_default();
-        let Some(enc) = self.send.get_mut(&context_of(source).0) else {
+        let slot = self
+            .send
+            .get_mut(&context_of(source).0)
+            .filter(|slot| !slot.paused);
+        let Some(SendSlot { enc, .. }) = slot else {
             stats.dropped_no_key += 1;
             return Sealed::NoKey;
         };
@@ -289,6 +332,44 @@ mod tests {
             SenderIndex::new(1).unwrap(),
             1,
         ),);
+    }
+
+    /// The SFrame counter of a sealed frame (its header follows the codec's clear prefix:
+    /// the TOC byte for Opus).
+    fn counter_of(frame: &[u8], clear: usize) -> u64 {
+        hush_frame::Header::decode(&frame[clear..]).unwrap().0.ctr
+    }
+
+    #[test]
+    fn a_send_key_resumed_after_a_stop_goes_on_from_its_counter() {
+        let mut c = FrameCrypto::new(CipherSuite::Aes128GcmSha256_128);
+        let ctx = context_of(Source::Microphone).0;
+        let kid = 0x0102;
+        let key = || BaseKey::new(&[7u8; 32]).unwrap();
+        let seal = |c: &mut FrameCrypto| {
+            let mut f = crate::synth::opus_frame(0, 80);
+            (c.encrypt(Source::Microphone, &mut f), f)
+        };
+        c.set_send(ctx, kid, key());
+        let (_, first) = seal(&mut c);
+        let (_, second) = seal(&mut c);
+        let left = c.send[&ctx].enc.frames_left();
+        c.stop_send(ctx);
+        assert_eq!(seal(&mut c).0, Sealed::NoKey, "stopped: dropped");
+        // The key session resumes the same epoch (same KID and key) after a stall.
+        c.set_send(ctx, kid, key());
+        let (sealed, resumed) = seal(&mut c);
+        assert_eq!(sealed, Sealed::Ok { rotate: false });
+        let counters: Vec<u64> = [&first, &second, &resumed]
+            .iter()
+            .map(|f| counter_of(f, 1))
+            .collect();
+        assert_eq!(counters, vec![0, 1, 2], "no counter twice under one key");
+        // The resumed key's usage went on too (it did not start again).
+        assert_eq!(c.send[&ctx].enc.frames_left(), left - 1);
+        // A new key on the same context: the counter still goes on.
+        c.set_send(ctx, kid + 1, BaseKey::new(&[8u8; 32]).unwrap());
+        assert_eq!(counter_of(&seal(&mut c).1, 1), 3);
     }
 
     /// Bob joined at sequence 2, after alice (index 1): his key session's horizon.

@@ -65,7 +65,9 @@
 //! applied: a leave queued behind a withheld rekey envelope counts too, since events apply in
 //! order). Past it, with no epoch `>= s` installed, the member stops every local stream
 //! ([`crate::KeyUpdate::StopSend`]: the frame layer then drops frames as no-key instead of
-//! encrypting them) and reports [`crate::Event::KeyAwaited`] `{ epoch: s }`; receive keys are
+//! encrypting them; it pauses its encryptor and keeps the counter, because a stall whose
+//! departures turn out void, a relay's leave of someone who was never a member, say, resumes
+//! the epoch it stopped under the same KID and key) and reports [`crate::Event::KeyAwaited`] `{ epoch: s }`; receive keys are
 //! untouched, so it still hears whoever it can. Only departures start a deadline: a join
 //! ratchets locally and a rekey excludes nobody (the epoch before it is held by members only).
 //!

@@ -102,7 +102,10 @@ pub enum KeyUpdate {
         key: FrameKey,
     },
     /// Stop encrypting (this member was removed, or the epoch after a leave is late:
-    /// [`Event::KeyAwaited`]): drop the encryptor's key, so frames are dropped, not sent.
+    /// [`Event::KeyAwaited`]): pause the encryptor, so frames are dropped, not sent. Keep its
+    /// counter: a stall can end without a new epoch (the departure turned out void), and the
+    /// [`KeyUpdate::SetSend`] that follows then names the KID and key sent on before; its
+    /// frames must go on from that counter, never from 0 (a nonce used twice).
     StopSend {
         /// The local stream.
         context: StreamContext,

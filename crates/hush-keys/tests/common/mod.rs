@@ -78,7 +78,11 @@ pub struct Node {
     pub idx: SenderIndex,
     pub identity_pub: hush_keys::IdentityPublicKey,
     pub session: Session<TestRng>,
+    /// Kept once made, as a client must: `StopSend` pauses it (a resumed KID goes on from
+    /// its counter).
     pub enc: Option<Encryptor>,
+    /// Stopped by `StopSend` until the next `SetSend`.
+    pub paused: bool,
     pub dec: Decryptor,
     /// Every frame key this node ever held, by (sender index, context).
     pub keys: BTreeMap<(u32, u8), Vec<[u8; 32]>>,
@@ -156,6 +160,8 @@ pub struct Net {
     pub frames: Vec<FrameRec>,
     pub stats: Stats,
     pub violations: Vec<String>,
+    /// Every (sender index, KID, counter) sent.
+    sent_nonces: std::collections::HashSet<(u32, u64, u64)>,
     queue: BinaryHeap<Reverse<(u64, u64, usize)>>,
     slab: Vec<Option<Delivery>>,
     tie: u64,
@@ -185,6 +191,7 @@ impl Net {
             frames: Vec::new(),
             stats: Stats::default(),
             violations: Vec::new(),
+            sent_nonces: std::collections::HashSet::new(),
             queue: BinaryHeap::new(),
             slab: Vec::new(),
             tie: 0,
@@ -289,6 +296,7 @@ impl Net {
             identity_pub: *identity.public(),
             session: Session::new(self.session_config(), identity, pid, r),
             enc: None,
+            paused: false,
             dec: Decryptor::new(SUITE),
             keys: BTreeMap::new(),
             installed: BTreeMap::new(),
@@ -498,8 +506,9 @@ impl Net {
                         node.enc = Some(e);
                     }
                 }
+                node.paused = false;
             }
-            KeyUpdate::StopSend { .. } => self.nodes[n].enc = None,
+            KeyUpdate::StopSend { .. } => self.nodes[n].paused = true,
             _ => {}
         }
     }
@@ -597,7 +606,7 @@ impl Net {
             let Some(epoch) = self.nodes[n].session.sending_epoch() else {
                 continue;
             };
-            if self.nodes[n].enc.is_none() {
+            if self.nodes[n].enc.is_none() || self.nodes[n].paused {
                 continue;
             }
             let f = self.frames.len();
@@ -610,6 +619,16 @@ impl Net {
                 continue;
             }
             let near = enc.needs_rotation();
+            // No (KID, counter) twice from one sender: under one key that is a nonce used twice.
+            if let Ok((h, _)) = hush_frame::Header::decode(&buf) {
+                let idx = self.nodes[n].idx.get();
+                if !self.sent_nonces.insert((idx, h.kid, h.ctr)) {
+                    self.violations.push(format!(
+                        "sender {idx} sent KID {} CTR {} twice",
+                        h.kid, h.ctr
+                    ));
+                }
+            }
             self.nodes[n].frames_sent += 1;
             let receivers: Vec<usize> =
                 self.members_now().into_iter().filter(|x| *x != n).collect();
