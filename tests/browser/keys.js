@@ -570,6 +570,36 @@ async function hidden() {
 }
 
 /**
+ * (q) Page keys: a send KID replaced by another is retired. Setting it again is refused
+ * (its encryptor and counter are gone: a new one would start at counter 0 under a key already
+ * used, an AES-GCM nonce twice), while a KID paused (stopSend by a stall) and resumed goes on
+ * from its counter. Counters are read from the sealed frames' SFrame headers (one byte after
+ * the Opus TOC, KID and CTR below 8).
+ */
+async function retiredKid() {
+  const m = new Member(new Relay(null), 'alice');
+  await m.ask({ kind: 'init', wasmUrl: WASM_URL, suite: 4 }, 'initAck');
+  await m.sendTrack('mic', 0);
+  const frame = () => new Uint8Array(60).fill(0x78);
+  const setKey = (kid, fill) => m.ask({ kind: 'setSendKey', kid, key: new Uint8Array(16).fill(fill), context: 0 }, 'ack');
+  const counters = async () => (await m.ask({ kind: 'testTaken', id: 'mic' }, 'testTook')).frames
+    .map((f) => [(f[1] >> 4) & 7, f[1] & 7]);
+  await setKey(1n, 7);
+  await m.feed('mic', [frame(), frame()]);
+  // A stall: the key exchange stops the stream, then resumes the same KID and key.
+  await m.ask({ kind: 'testStopSend', context: 0 }, 'testStopSendAck');
+  await setKey(1n, 7);
+  await m.feed('mic', [frame()]);
+  await setKey(2n, 8);
+  await m.feed('mic', [frame()]);
+  const again = await m.ask({ kind: 'setSendKey', kid: 1n, key: new Uint8Array(16).fill(7), context: 0 }, 'error');
+  const stats = await m.trackStats('mic');
+  const sealed = await counters();
+  m.worker.terminate();
+  return { sealed, again: `${again.reason}: ${again.detail}`, stats };
+}
+
+/**
  * (o) A long call adds and drops tracks: 100 receive transforms start and end in one Worker.
  * Its stats keep the newest 64 ended ones and every live one, not all 100.
  */
@@ -598,5 +628,5 @@ async function endedStats() {
   return { count: all.length, ended: all.filter((t) => t.ended).map((t) => t.id), live: all.filter((t) => !t.ended).map((t) => t.id), refused };
 }
 
-window.keys = { run, ghosts, startRefusals, twoTransforms, pageRandomness, stall, preJoin, hidden, endedStats };
+window.keys = { run, ghosts, startRefusals, twoTransforms, pageRandomness, stall, preJoin, hidden, endedStats, retiredKid };
 window.keysReady = true;

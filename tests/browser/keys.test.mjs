@@ -131,6 +131,11 @@ await t.run(async () => {
       && JSON.stringify(es.live) === JSON.stringify(['live']), { count: es.count, first: es.ended[0], last: es.ended.at(-1), live: es.live });
   check('a setSendKey or addRecvKey whose key is not a Uint8Array is refused (bad_argument)',
     JSON.stringify(es.refused) === JSON.stringify(Array(2).fill('bad_argument: key must be a Uint8Array')), es.refused);
+  const rk = await page.evaluate(() => window.keys.retiredKid());
+  check('(q) page keys: KID 1 paused (stopSend) and resumed goes on from its counter, KID 2 has its own: [KID, CTR] 1/0 1/1 1/2 2/0',
+    JSON.stringify(rk.sealed) === JSON.stringify([[1, 0], [1, 1], [1, 2], [2, 0]]) && rk.stats?.ok === 4, rk);
+  check('(q) ... and KID 1, replaced by 2, is retired: setting it again is refused (a new encryptor would reuse its counters)',
+    rk.again.startsWith('bad_argument: KID 1 was sent on and replaced'), rk.again);
   const pj = await page.evaluate(() => window.keys.preJoin());
   check('(m) alice\'s 3 frames from before carol joined: dropped at carol as before_join, no failure event for them',
     pj.settled && pj.settledAfter && pj.pre?.ok === 0 && pj.pre.dropped.before_join === 3 && drops(pj.pre) === 3

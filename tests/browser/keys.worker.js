@@ -3,6 +3,7 @@
 // does, so the page can check which frames each member's keys open without a full WebRTC call.
 //   testStream {context}      -> keyRing.streamStarted(context) (what a send transform does)
 //   testStreamStop {context}  -> keyRing.streamStopped(context) (a send transform ends)
+//   testStopSend {context}    -> keyRing.stopSend(context) (what a stalled key exchange does)
 //   testUsageLimit {context}  -> keyRing.usageLimitNear(context) (an encryptor past half its budget)
 //   testSeal {context, data, layout?} -> {kind:'testSealed', frame, kid} with the context's send key
 //   testOpen {frame}          -> {kind:'testOpened', data?, reason?} with every receive key
@@ -42,6 +43,10 @@ self.onmessage = (event) => {
     case 'testStreamStop':
       keyRing.streamStopped(m.context);
       self.postMessage({ kind: 'testStreamStopAck' });
+      return;
+    case 'testStopSend':
+      keyRing.stopSend(m.context);
+      self.postMessage({ kind: 'testStopSendAck' });
       return;
     case 'testKeyHold':
       held = { send: keyRing.sendKey(m.context)?.key, recv: [...keyRing.recvKeys()].map(([kid, k]) => [kid, k.key]) };

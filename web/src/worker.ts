@@ -61,7 +61,44 @@ function keyRefused(key: unknown): boolean {
 keyRing.listen({
   recvKeyAdded(kid) { hostKeys?.drop(kid); },
   recvKeyRemoved(kid) { hostKeys?.drop(kid); },
+  sendKeyChanged(context, key) {
+    if (key === null) {
+      // Paused, not replaced: the same KID may resume (a stall that ends without a new epoch).
+      const was = lastSendKid.get(context);
+      if (was !== undefined) pausedKids.set(context, was);
+      return;
+    }
+    pausedKids.delete(context);
+    lastSendKid.set(context, key.kid);
+    retireUnused();
+  },
 });
+
+/** Each context's current send KID, and the KID a stopped context was sending under. */
+const lastSendKid = new Map<number, bigint>();
+const pausedKids = new Map<number, bigint>();
+
+/**
+ * KIDs sent on and then replaced: their encryptors are gone, with their counters, so they are
+ * never used again (a new encryptor would start at counter 0 under a key already used). A
+ * `setSendKey` naming one is refused.
+ */
+const retired = new Set<bigint>();
+
+/** Retires the encryptor of every KID no context sends under or paused under. */
+function retireUnused(): void {
+  const live = new Set<bigint>([...ALL_CONTEXTS.flatMap((c) => {
+    const k = keyRing.sendKey(c)?.kid;
+    return k === undefined ? [] : [k];
+  }), ...pausedKids.values()]);
+  for (const [kid, entry] of sealers) {
+    if (live.has(kid)) continue;
+    entry.key.fill(0);
+    hostKeys?.drop(kid);
+    sealers.delete(kid);
+    retired.add(kid);
+  }
+}
 
 /** The layout code for a frame, from its MIME type where the browser gives one. */
 function layoutFor(frame: RTCEncodedVideoFrame | RTCEncodedAudioFrame, kind: 'audio' | 'video'): LayoutCode {
@@ -83,12 +120,11 @@ type Frame = RTCEncodedVideoFrame | RTCEncodedAudioFrame;
  * One encryptor per KID for the whole Worker, shared by every send transform that seals under
  * that KID. Its counter never goes back: not when a transform restarts (track replaced), not
  * when two transforms share a KID (one key set for every context, simulcast), not when a
- * KID's base key is replaced. So no nonce is ever used twice in this Worker, whatever the page
- * does with keys.
+ * stream pauses and resumes. A KID replaced by another is retired (`retired`): its key is
+ * zeroed and the KID refused from then on. So no nonce is ever used twice in this Worker,
+ * whatever the page does with keys.
  */
 const sealers = new Map<bigint, { sealer: HybridSealer; key: Uint8Array }>();
-/** Encryptors kept for KIDs no context uses any more (a KID can come back: keep its counter). */
-const MAX_SEALERS = 64;
 
 /**
  * The encryptor for `kid`, keyed with `key` (created, or re-keyed when the key changed). Each
@@ -97,6 +133,7 @@ const MAX_SEALERS = 64;
  * encryptor (that would restart its usage count). The copy is zeroed when replaced or evicted.
  */
 function sealerFor(kid: bigint, key: Uint8Array): HybridSealer | null {
+  if (retired.has(kid)) return null;
   const have = sealers.get(kid);
   try {
     if (have) {
@@ -110,14 +147,8 @@ function sealerFor(kid: bigint, key: Uint8Array): HybridSealer | null {
     }
     const sealer = new HybridSealer(new Sender(suite, kid, key), hostKeys);
     sealers.set(kid, { sealer, key: key.slice() });
+    return sealer;
   } catch { return null; }
-  if (sealers.size > MAX_SEALERS) {
-    const live = new Set(ALL_CONTEXTS.map((c) => keyRing.sendKey(c)?.kid));
-    for (const [old, entry] of sealers) {
-      if (!live.has(old)) { entry.key.fill(0); sealers.delete(old); break; }
-    }
-  }
-  return sealers.get(kid)?.sealer ?? null;
 }
 
 function attach(readable: ReadableStream, writable: WritableStream, opts: TransformOptions): void {
@@ -231,6 +262,11 @@ self.onmessage = async (event: MessageEvent<ToWorker & { readable?: ReadableStre
       ready = true; post({ kind: 'initAck' }); return;
     case 'setSendKey':
       if (keyRefused(m.key)) return;
+      if (retired.has(m.kid)) {
+        m.key.fill(0);
+        post({ kind: 'error', reason: 'bad_argument', detail: `KID ${m.kid} was sent on and replaced: its counter is gone, so it is never used again; use a new KID` });
+        return;
+      }
       // The ring owns (and later zeroes) what it is given: a copy per context.
       for (const c of m.context === undefined ? ALL_CONTEXTS : [m.context]) keyRing.setSend(c, m.kid, new Uint8Array(m.key));
       m.key.fill(0);
