@@ -47,7 +47,9 @@ pub(super) struct Conn {
     key_bucket: TokenBucket,
     /// Its share of each recipient's queue for key-exchange messages ([`super::share`]).
     pub(super) shares: Shares,
-    strikes: u32,
+    /// Messages dropped in a row by [`Self::bucket`] and by [`Self::key_bucket`]: each
+    /// bucket's own, so that a message the other bucket lets through does not forgive a flood.
+    strikes: [u32; 2],
     /// The room it joined, once it has.
     pub(super) room: Option<RoomId>,
     /// `e2ee_stats` bookkeeping.
@@ -154,7 +156,7 @@ impl Relay {
             bucket: TokenBucket::new(self.config.message_rate, now.instant),
             key_bucket: TokenBucket::new(self.config.key_message_rate(), now.instant),
             shares: Shares::default(),
-            strikes: 0,
+            strikes: [0; 2],
             room: None,
             e2ee_stats: E2eeStatsState::default(),
             offers_first: None,
@@ -370,17 +372,18 @@ impl Relay {
         let Some(c) = self.conns.get_mut(&conn) else {
             return false; // closed already: late input is ignored
         };
-        let bucket = if keys {
-            &mut c.key_bucket
+        let (bucket, strikes) = if keys {
+            (&mut c.key_bucket, &mut c.strikes[1])
         } else {
-            &mut c.bucket
+            (&mut c.bucket, &mut c.strikes[0])
         };
         if bucket.try_take(now) {
-            c.strikes = 0;
+            *strikes = 0;
             return true;
         }
-        c.strikes = c.strikes.saturating_add(1);
-        if c.strikes > self.config.max_rate_strikes {
+        *strikes = strikes.saturating_add(1);
+        let strikes = *strikes;
+        if strikes > self.config.max_rate_strikes {
             self.out.push(Output::Audit(Audit::Abuse {
                 conn,
                 code: ErrorCode::RateLimited,
@@ -392,7 +395,7 @@ impl Relay {
                 "too many messages",
                 LeaveReason::Disconnected,
             );
-        } else if c.strikes == 1 {
+        } else if strikes == 1 {
             self.out.error(
                 conn,
                 ErrorCode::RateLimited,

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use hush_proto::{ClientMessage, ErrorCode, LeaveReason, Ping, ServerMessage};
+use hush_proto::{ClientMessage, E2eeTo, ErrorCode, LeaveReason, OpaqueBytes, Ping, ServerMessage};
 
 use super::*;
 use crate::routing::{Audit, RateLimit};
@@ -65,6 +65,31 @@ fn a_flood_is_dropped_then_closed_while_the_others_keep_going() {
         [ServerMessage::ParticipantLeft(e)] if e.reason == LeaveReason::Disconnected
     ));
     assert_alive(&mut sim, honest);
+}
+
+/// A ping flood interleaved with key-exchange messages, which have a bucket of their own: each
+/// accepted key message used to clear the strike count, so the flood was dropped for ever and
+/// never closed.
+#[test]
+fn a_flood_is_closed_even_when_the_other_bucket_lets_messages_through() {
+    let mut sim = rate_limited(5, 10, 20);
+    let [a, b] = sim.join_all("r", ["a", "b"]);
+    let mut out = Vec::new();
+    for round in 0..10 {
+        out.extend(sim.send(
+            a,
+            ClientMessage::E2ee(E2eeTo {
+                to: pid("b"),
+                payload: OpaqueBytes::new(vec![round; 64]),
+            }),
+        ));
+        out.extend(pings(&mut sim, a, 15));
+        if closed(&out, a) {
+            break;
+        }
+    }
+    assert!(closed(&out, a), "the flood went on");
+    assert_alive(&mut sim, b);
 }
 
 #[test]
