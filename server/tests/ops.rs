@@ -183,6 +183,7 @@ async fn metrics_render_and_a_join_moves_them() {
         ("hush_participants", 3.0),
         ("hush_connections_total", 4.0),
         ("hush_messages_out_total{type=\"joined\"}", 3.0),
+        ("hush_messages_in_total{type=\"join\"}", 4.0),
         ("hush_refusals_total{code=\"token_bad_signature\"}", 1.0),
     ];
     assert_metrics(&text, &expected);

@@ -332,7 +332,10 @@ impl Driver {
                     self.relay.disconnected(now(), conn);
                 }
             }
-            Input::Text { conn, text } => self.relay.handle_text(now(), conn, &text),
+            Input::Text { conn, text } => {
+                let type_name = self.relay.handle_text(now(), conn, &text);
+                self.ops.metrics.message_in(type_name);
+            }
             Input::Closed { conn } => {
                 if self.conns.remove(&conn).is_some() {
                     self.relay.disconnected(now(), conn);

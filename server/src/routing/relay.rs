@@ -166,14 +166,17 @@ impl Relay {
         id
     }
 
-    /// A text message from a connection: rate limited, decoded, then handled.
-    pub fn handle_text(&mut self, now: Now, conn: ConnId, text: &str) {
+    /// A text message from a connection: rate limited, decoded, then handled. Returns its
+    /// type (`ClientMessage::type_name`, or `"invalid"` when it did not decode), for the
+    /// operator's message counts.
+    pub fn handle_text(&mut self, now: Now, conn: ConnId, text: &str) -> &'static str {
         // Decoded first (bounded by the message size limit) to charge the right bucket; input
         // that does not decode is charged to the general one.
         let decoded = ClientMessage::decode(text);
+        let type_name = decoded.as_ref().map_or("invalid", ClientMessage::type_name);
         let keys = decoded.as_ref().is_ok_and(is_key_message);
         if !self.take_rate_token(now.instant, conn, keys) {
-            return;
+            return type_name;
         }
         match decoded {
             Ok(message) => self.dispatch(now, conn, message),
@@ -182,6 +185,7 @@ impl Relay {
                 self.refuse_input(now.instant, conn, err.code(), refusal_text);
             }
         }
+        type_name
     }
 
     /// A message already decoded (by an in-process client): rate limited and size checked like
