@@ -120,6 +120,11 @@ impl AuditSink {
                         "target": self.participant(recorder),
                         "key_fingerprint": key_fingerprint,
                     }),
+                    ModerationAction::Refused { command, code } => json!({
+                        "action": "refused",
+                        "command": command,
+                        "code": code.as_str(),
+                    }),
                     ModerationAction::Configure(settings) => json!({
                         "action": "configure",
                         "max_participants": settings.max_participants,

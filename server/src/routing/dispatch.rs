@@ -11,7 +11,9 @@ use hush_proto::{
 
 use super::config::RoomSettings;
 use super::outbox::Refusal;
-use super::output::{Audit, ConnId, E2eeHealth, MediaSignal, Output, RecordingAction, TokenClaim};
+use super::output::{
+    Audit, ConnId, E2eeHealth, MediaSignal, ModerationAction, Output, RecordingAction, TokenClaim,
+};
 use super::relay::{Conn, PendingJoin, Relay};
 use super::room::Newcomer;
 use crate::time::Now;
@@ -312,19 +314,19 @@ impl Relay {
                 room.request_rekey(now, self.config.rekey_interval, &me, &mut self.out);
             }
             ClientMessage::ForceDisconnect(f) => {
-                moderator(&grants)?;
+                self.moderator(&grants, &room_id, &me, "force_disconnect")?;
                 self.remove_participant_as(clock, &room_id, &f.participant, Some(me))?;
             }
             ClientMessage::ForceUnpublish(f) => {
-                moderator(&grants)?;
+                self.moderator(&grants, &room_id, &me, "force_unpublish")?;
                 self.unpublish_as(&room_id, &f.participant, f.source, Some(me))?;
             }
             ClientMessage::LockRoom(l) => {
-                moderator(&grants)?;
+                self.moderator(&grants, &room_id, &me, "lock_room")?;
                 self.set_locked_as(&room_id, l.locked, Some(me))?;
             }
             ClientMessage::CloseRoom => {
-                moderator(&grants)?;
+                self.moderator(&grants, &room_id, &me, "close_room")?;
                 self.close_room_as(now, &room_id, Some(me))?;
             }
             ClientMessage::Record(r) => {
@@ -468,12 +470,27 @@ impl Relay {
     }
 }
 
-fn moderator(grants: &Grants) -> Result<(), Refusal> {
-    if grants.moderator {
-        Ok(())
-    } else {
+impl Relay {
+    /// Refuses a moderator command from a member without the moderator grant, and writes the
+    /// attempt to the audit trail (`command` names it).
+    fn moderator(
+        &mut self,
+        grants: &Grants,
+        room: &RoomId,
+        me: &ParticipantId,
+        command: &'static str,
+    ) -> Result<(), Refusal> {
+        if grants.moderator {
+            return Ok(());
+        }
+        let code = ErrorCode::ModeratorRequired;
+        self.out.push(Output::Audit(Audit::Moderation {
+            room: room.clone(),
+            moderator: Some(me.clone()),
+            action: ModerationAction::Refused { command, code },
+        }));
         Err(Refusal::new(
-            ErrorCode::ModeratorRequired,
+            code,
             "moderator commands need the moderator grant",
         ))
     }

@@ -260,6 +260,13 @@ pub enum ModerationAction {
         /// The first 8 bytes of SHA-256 over its identity key, hex.
         key_fingerprint: String,
     },
+    /// A moderator command from a member without the grant was refused.
+    Refused {
+        /// The command (`force_disconnect`, `force_unpublish`, `lock_room`, `close_room`).
+        command: &'static str,
+        /// Why.
+        code: ErrorCode,
+    },
 }
 
 /// What happened to a recording, for the audit trail.

@@ -29,9 +29,27 @@ fn moderator_commands_need_the_moderator_grant() {
         ClientMessage::LockRoom(LockRoom { locked: true }),
         ClientMessage::CloseRoom,
     ] {
+        let name = match &command {
+            ClientMessage::ForceDisconnect(_) => "force_disconnect",
+            ClientMessage::ForceUnpublish(_) => "force_unpublish",
+            ClientMessage::LockRoom(_) => "lock_room",
+            _ => "close_room",
+        };
         let out = sim.send(a, command);
         assert_refused(&out, a, ErrorCode::ModeratorRequired);
         assert!(to(&out, b).is_empty(), "nothing happened to b");
+        // The attempt is in the audit trail.
+        assert!(
+            out.contains(&Output::Audit(Audit::Moderation {
+                room: RoomId::new("r").unwrap(),
+                moderator: Some(pid("a")),
+                action: ModerationAction::Refused {
+                    command: name,
+                    code: ErrorCode::ModeratorRequired,
+                },
+            })),
+            "{name}: {out:?}"
+        );
     }
     assert_eq!(sim.relay.subscribers(b, TrackId(0)), [a]);
     assert_alive(&mut sim, b);
