@@ -75,6 +75,18 @@ impl RelayConfig {
         }
     }
 
+    /// `publish` and `unpublish` per connection. Each is announced to every member and starts
+    /// or stops forwarding for every subscriber, through the same bounded queues, so without a
+    /// bucket of its own one member toggling a track could fill another's queue (256) inside
+    /// the general bucket's burst and have it disconnected. A client publishes at most four
+    /// sources at once and toggles one now and then: 16 at once, 2 a second.
+    pub fn track_change_rate(&self) -> RateLimit {
+        RateLimit {
+            burst: 16,
+            per_second: 2,
+        }
+    }
+
     /// Key-exchange messages from one member to one other (each recipient of a broadcast
     /// counts): a quarter of a recipient's signaling queue (256 messages) at once, 16 a second.
     /// A committer sends each member about four per membership change (an envelope, a switch

@@ -250,9 +250,11 @@ impl Relay {
                         "your token does not allow this source",
                     ));
                 }
+                track_change(&mut self.conns, conn, now)?;
                 room.publish(conn, source, mid, &mut self.out)?;
             }
             ClientMessage::Unpublish(u) => {
+                track_change(&mut self.conns, conn, now)?;
                 room.unpublish(conn, u.source, true, &mut self.out)?;
             }
             ClientMessage::Subscribe(t) => {
@@ -492,6 +494,23 @@ impl Relay {
         Err(Refusal::new(
             code,
             "moderator commands need the moderator grant",
+        ))
+    }
+}
+
+/// Takes a token from `conn`'s publish/unpublish bucket, or refuses the change.
+fn track_change(
+    conns: &mut std::collections::BTreeMap<ConnId, Conn>,
+    conn: ConnId,
+    now: Instant,
+) -> Result<(), Refusal> {
+    let c = conns.get_mut(&conn).ok_or(NOT_IN_ROOM)?;
+    if c.track_bucket.try_take(now) {
+        Ok(())
+    } else {
+        Err(Refusal::new(
+            ErrorCode::RateLimited,
+            "too many publish and unpublish: slow down",
         ))
     }
 }

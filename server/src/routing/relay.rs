@@ -45,6 +45,8 @@ pub(super) struct Conn {
     bucket: TokenBucket,
     /// Key-exchange messages' own bucket ([`RelayConfig::key_message_rate`]).
     key_bucket: TokenBucket,
+    /// `publish` and `unpublish`'s own bucket ([`RelayConfig::track_change_rate`]).
+    pub(super) track_bucket: TokenBucket,
     /// Its share of each recipient's queue for key-exchange messages ([`super::share`]).
     pub(super) shares: Shares,
     /// Messages dropped in a row by [`Self::bucket`] and by [`Self::key_bucket`]: each
@@ -155,6 +157,7 @@ impl Relay {
             opened: now.instant,
             bucket: TokenBucket::new(self.config.message_rate, now.instant),
             key_bucket: TokenBucket::new(self.config.key_message_rate(), now.instant),
+            track_bucket: TokenBucket::new(self.config.track_change_rate(), now.instant),
             shares: Shares::default(),
             strikes: [0; 2],
             room: None,

@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use hush_proto::{ClientMessage, E2eeTo, ErrorCode, LeaveReason, OpaqueBytes, Ping, ServerMessage};
+use hush_proto::{
+    ClientMessage, E2eeTo, ErrorCode, LeaveReason, OpaqueBytes, Ping, ServerMessage, Source,
+    Unpublish,
+};
 
 use super::*;
 use crate::routing::{Audit, RateLimit};
@@ -89,6 +92,54 @@ fn a_flood_is_closed_even_when_the_other_bucket_lets_messages_through() {
         }
     }
     assert!(closed(&out, a), "the flood went on");
+    assert_alive(&mut sim, b);
+}
+
+/// One member toggling its camera as fast as the general bucket allows: each publish and
+/// unpublish is announced to every member, so 199 of them filled most of another member's
+/// signaling queue (256) at once, and two such members had it disconnected. Track changes have
+/// a bucket of their own: 16 at once, then refused, then 2 a second.
+#[test]
+fn publish_and_unpublish_churn_is_limited_per_member() {
+    let mut sim = Sim::new();
+    let [a, b] = sim.join_all("r", ["a", "b"]);
+    let mut out = Vec::new();
+    for i in 0..200 {
+        let message = if i % 2 == 0 {
+            publish(Source::Camera)
+        } else {
+            ClientMessage::Unpublish(Unpublish {
+                source: Source::Camera,
+            })
+        };
+        out.extend(sim.send(a, message));
+    }
+    let announced = to(&out, b)
+        .iter()
+        .filter(|m| {
+            matches!(
+                m,
+                ServerMessage::TrackPublished(_) | ServerMessage::TrackUnpublished(_)
+            )
+        })
+        .count();
+    assert_eq!(
+        announced, 16,
+        "b heard each change the bucket let through, and no more"
+    );
+    let refused = to(&out, a)
+        .iter()
+        .filter(|m| matches!(m, ServerMessage::Error(e) if e.code == ErrorCode::RateLimited && !e.fatal))
+        .count();
+    assert_eq!(refused, 184, "a was told of each refusal");
+    assert!(!closed(&out, a));
+    // A second later, two more changes pass.
+    sim.now = sim.now.advance(Duration::from_secs(1));
+    let out = sim.send(a, publish(Source::Camera));
+    assert!(matches!(
+        to(&out, b).as_slice(),
+        [ServerMessage::TrackPublished(_)]
+    ));
     assert_alive(&mut sim, b);
 }
 
