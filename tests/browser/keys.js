@@ -624,8 +624,21 @@ async function endedStats() {
     const e = await m.ask({ kind, kid: 9n, key: [1, 2, 3], context: 0 }, 'error');
     refused.push(`${e.reason}: ${e.detail}`);
   }
+  // KIDs a frame never carries, and keys SFrame cannot derive from, are refused too.
+  const badArgs = [];
+  for (const [kid, key] of [[1, new Uint8Array(16)], [-1n, new Uint8Array(16)], [1n << 64n, new Uint8Array(16)], [1n, new Uint8Array(8)], [1n, new Uint8Array(65)]]) {
+    for (const kind of ['setSendKey', 'addRecvKey']) {
+      const e = await m.ask({ kind, kid, key, context: 0 }, 'error');
+      badArgs.push(`${e.reason}: ${e.detail}`);
+    }
+  }
   m.worker.terminate();
-  return { count: all.length, ended: all.filter((t) => t.ended).map((t) => t.id), live: all.filter((t) => !t.ended).map((t) => t.id), refused };
+  // A suite the frame layer does not have is refused at init (its receivers used to throw on
+  // every frame, uncounted).
+  const n = new Member(relay, 'nosuite');
+  const badSuite = await n.ask({ kind: 'init', wasmUrl: WASM_URL, suite: 9 }, 'error');
+  n.worker.terminate();
+  return { count: all.length, ended: all.filter((t) => t.ended).map((t) => t.id), live: all.filter((t) => !t.ended).map((t) => t.id), refused, badArgs, badSuite: `${badSuite.reason}: ${badSuite.detail}` };
 }
 
 window.keys = { run, ghosts, startRefusals, twoTransforms, pageRandomness, stall, preJoin, hidden, endedStats, retiredKid };

@@ -131,6 +131,12 @@ await t.run(async () => {
       && JSON.stringify(es.live) === JSON.stringify(['live']), { count: es.count, first: es.ended[0], last: es.ended.at(-1), live: es.live });
   check('a setSendKey or addRecvKey whose key is not a Uint8Array is refused (bad_argument)',
     JSON.stringify(es.refused) === JSON.stringify(Array(2).fill('bad_argument: key must be a Uint8Array')), es.refused);
+  const kidRule = 'bad_argument: kid must be a bigint from 0 to 2^64 - 1';
+  const keyRule = 'bad_argument: key must be 16 to 64 bytes';
+  check('a Number KID, a negative one, one past 2^64 - 1, an 8-byte and a 65-byte key are refused (bad_argument), both ways',
+    JSON.stringify(es.badArgs) === JSON.stringify([...Array(6).fill(kidRule), ...Array(4).fill(keyRule)]), es.badArgs);
+  check('init with a suite the frame layer does not have is refused (bad_argument)',
+    es.badSuite === 'bad_argument: suite 9: 1 to 5 (RFC 9605)', es.badSuite);
   const rk = await page.evaluate(() => window.keys.retiredKid());
   check('(q) page keys: KID 1 paused (stopSend) and resumed goes on from its counter, KID 2 has its own: [KID, CTR] 1/0 1/1 1/2 2/0',
     JSON.stringify(rk.sealed) === JSON.stringify([[1, 0], [1, 1], [1, 2], [2, 0]]) && rk.stats?.ok === 4, rk);

@@ -51,12 +51,32 @@ function post(m: FromWorker): void {
   self.postMessage(m);
 }
 
-/** Whether a page message's `key` is refused (not a Uint8Array): the page is told so. */
-function keyRefused(key: unknown): boolean {
-  if (key instanceof Uint8Array) return false;
-  post({ kind: 'error', reason: 'bad_argument', detail: 'key must be a Uint8Array' });
+/** Whether a page message's KID or key is refused (`kidKeyProblem`): the page is told why. */
+function keyRefused(kid: unknown, key: unknown): boolean {
+  const detail = kidKeyProblem(kid, key);
+  if (detail === null) return false;
+  post({ kind: 'error', reason: 'bad_argument', detail });
   return true;
 }
+
+/** The largest KID (the wasm binding takes a u64). */
+const MAX_KID = (1n << 64n) - 1n;
+
+/**
+ * What is wrong with a page's KID and key, or null: a KID is a bigint from 0 to 2^64 - 1 (a
+ * Number never matches a frame's KID; a negative or larger one would be wrapped by the wasm
+ * binding and keyed apart from it), a key a Uint8Array of 16 to 64 bytes (what SFrame's key
+ * derivation takes; a shorter one was acknowledged, then refused where nobody saw).
+ */
+function kidKeyProblem(kid: unknown, key: unknown): string | null {
+  if (typeof kid !== 'bigint' || kid < 0n || kid > MAX_KID) return 'kid must be a bigint from 0 to 2^64 - 1';
+  if (!(key instanceof Uint8Array)) return 'key must be a Uint8Array';
+  if (key.length < 16 || key.length > 64) return 'key must be 16 to 64 bytes';
+  return null;
+}
+
+/** The cipher suites the wasm frame layer has (RFC 9605 section 4.5). */
+const SUITES = new Set([1, 2, 3, 4, 5]);
 
 keyRing.listen({
   recvKeyAdded(kid) { hostKeys?.drop(kid); },
@@ -256,12 +276,13 @@ self.onmessage = async (event: MessageEvent<ToWorker & { readable?: ReadableStre
   if (m.kind !== 'init' && !ready) { post({ kind: 'error', reason: 'not_initialized', detail: m.kind }); return; }
   switch (m.kind) {
     case 'init':
+      if (!SUITES.has(m.suite)) { post({ kind: 'error', reason: 'bad_argument', detail: `suite ${String(m.suite)}: 1 to 5 (RFC 9605)` }); return; }
       try { await init({ module_or_path: m.wasmUrl }); } catch (e) { post({ kind: 'error', reason: 'wasm_failed', detail: String(e) }); return; }
       suite = m.suite;
       hostKeys = hostSuite(suite) && m.hostAead !== false ? new HostKeys(suite) : null;
       ready = true; post({ kind: 'initAck' }); return;
     case 'setSendKey':
-      if (keyRefused(m.key)) return;
+      if (keyRefused(m.kid, m.key)) return;
       if (retired.has(m.kid)) {
         m.key.fill(0);
         post({ kind: 'error', reason: 'bad_argument', detail: `KID ${m.kid} was sent on and replaced: its counter is gone, so it is never used again; use a new KID` });
@@ -275,7 +296,7 @@ self.onmessage = async (event: MessageEvent<ToWorker & { readable?: ReadableStre
       if (m.participant !== undefined && typeof m.participant !== 'string') {
         post({ kind: 'error', reason: 'bad_argument', detail: 'participant must be a string' }); return;
       }
-      if (keyRefused(m.key)) return;
+      if (keyRefused(m.kid, m.key)) return;
       keyRing.addRecv(m.kid, m.key, m.participant); post({ kind: 'ack', of: m.kind }); return;
     case 'removeRecvKey':
       keyRing.removeRecv(m.kid); post({ kind: 'ack', of: m.kind }); return;
