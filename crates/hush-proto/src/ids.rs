@@ -57,6 +57,9 @@ impl<'de> Deserialize<'de> for RoomInstance {
     }
 }
 
+/// The rule room and participant ids follow, in words, for refusals that state it.
+pub const ID_RULE: &str = "1 to 128 bytes of printable ASCII (`!` to `~`: no spaces)";
+
 /// Why a string is not a valid room or participant id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -227,6 +230,20 @@ mod tests {
             Err(IdError::TooLong)
         );
         assert!(ParticipantId::new("x".repeat(MAX_ID_BYTES)).is_ok());
+    }
+
+    /// What [`ID_RULE`] says is what is checked: every printable ASCII character, `@` and `/`
+    /// included, and nothing else (the rule once read `[A-Za-z0-9._~-]`, which refusals
+    /// stated while `a@b` passed).
+    #[test]
+    fn the_stated_rule_is_the_checked_one() {
+        assert!(ID_RULE.starts_with("1 to 128 bytes of printable ASCII"));
+        assert_eq!(MAX_ID_BYTES, 128);
+        for b in 0u8..=255 {
+            let id = format!("a{}", b as char);
+            let printable = (b'!'..=b'~').contains(&b);
+            assert_eq!(RoomId::new(id.as_str()).is_ok(), printable, "byte {b}");
+        }
     }
 
     #[test]

@@ -39,7 +39,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use hush_proto::{ErrorCode, OpaqueBytes, ParticipantId, RoomId, Source};
+use hush_proto::{ErrorCode, ID_RULE, OpaqueBytes, ParticipantId, RoomId, Source};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -202,12 +202,12 @@ fn authorize(
 }
 
 fn room_id(room: String) -> Result<RoomId, Refusal> {
-    RoomId::new(room).map_err(|_| bad_request("the room id must be 1 to 128 of [A-Za-z0-9._~-]"))
+    RoomId::new(room).map_err(|_| bad_request(format!("the room id must be {ID_RULE}")))
 }
 
 fn participant_id(id: String) -> Result<ParticipantId, Refusal> {
     ParticipantId::new(id)
-        .map_err(|_| bad_request("the participant id must be 1 to 128 of [A-Za-z0-9._~-]"))
+        .map_err(|_| bad_request(format!("the participant id must be {ID_RULE}")))
 }
 
 fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, Refusal> {

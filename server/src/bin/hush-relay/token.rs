@@ -102,7 +102,7 @@ pub(crate) fn token(args: TokenArgs) -> ExitCode {
         Err(err) => return fail(err),
     };
     let (Ok(sub), Ok(room)) = (ParticipantId::new(args.sub), RoomId::new(args.room)) else {
-        return fail("--sub and --room must be 1 to 128 characters of [A-Za-z0-9._~-]");
+        return fail(format!("--sub and --room must be {}", hush_proto::ID_RULE));
     };
     let now = hush_relay::driver::now().unix_secs();
     let mut jti = [0u8; 16];
