@@ -233,6 +233,25 @@ async fn metrics_are_not_public_off_loopback_and_go_to_the_metrics_listener() {
     assert_eq!(get(metrics_addr, "/v1/rtc").await.status, 404);
 }
 
+/// A loopback relay behind a trusted reverse proxy is public through it: no /metrics on its
+/// listener (before, loopback alone put /metrics there, and the proxy forwarded it to anyone).
+#[tokio::test]
+async fn metrics_are_not_public_on_loopback_behind_a_trusted_proxy() {
+    let relay = TestRelay::builder()
+        .configure(|o| {
+            o.trusted_proxies =
+                hush_relay::ops::proxy::TrustedProxies::parse(["127.0.0.1"]).unwrap();
+        })
+        .start()
+        .await;
+    let response = relay.get("/metrics").await;
+    assert_eq!(response.status, 404, "{}", response.body);
+    assert_eq!(relay.get("/healthz").await.status, 200);
+    // Without a proxy, loopback still serves it (development).
+    let local = TestRelay::start().await;
+    assert_eq!(local.get("/metrics").await.status, 200);
+}
+
 /// A relay that closes a WebSocket silent for 400 ms.
 async fn idle_relay() -> TestRelay {
     TestRelay::builder()

@@ -152,7 +152,9 @@ pub use client::{
     RecordAction, RekeyReason, RekeyRequest, TrackRef, Unpublish, VideoSize,
 };
 pub use error::ErrorCode;
-pub use ids::{ID_RULE, IdError, ParticipantId, RoomId, RoomInstance, SenderIndex, Source, TrackId};
+pub use ids::{
+    ID_RULE, IdError, ParticipantId, RoomId, RoomInstance, SenderIndex, Source, TrackId,
+};
 pub use limits::MAX_MESSAGE_BYTES;
 pub use message::{DecodeError, FieldTooLarge, PROTOCOL_VERSION};
 pub use redact::Pii;

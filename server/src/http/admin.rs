@@ -206,8 +206,7 @@ fn room_id(room: String) -> Result<RoomId, Refusal> {
 }
 
 fn participant_id(id: String) -> Result<ParticipantId, Refusal> {
-    ParticipantId::new(id)
-        .map_err(|_| bad_request(format!("the participant id must be {ID_RULE}")))
+    ParticipantId::new(id).map_err(|_| bad_request(format!("the participant id must be {ID_RULE}")))
 }
 
 fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, Refusal> {

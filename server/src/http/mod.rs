@@ -484,10 +484,15 @@ pub async fn serve_all(
                 .route("/healthz", get(healthz));
             (routers.public, Some((admin, app)))
         }
-        None if local.ip().is_loopback() => (routers.public.merge(routers.metrics), None),
+        // On loopback the public listener is local, unless a trusted proxy forwards to it
+        // (then everything the proxy forwards is public, /metrics with it).
+        None if local.ip().is_loopback() && proxies.is_empty() => {
+            (routers.public.merge(routers.metrics), None)
+        }
         None => {
             tracing::info!(
-                "/metrics is not served: the listener is not loopback (set metrics_bind)"
+                "/metrics is not served: the listener is not loopback, or a trusted proxy \
+                 forwards to it (set metrics_bind)"
             );
             (routers.public, None)
         }
