@@ -133,13 +133,14 @@ impl Relay {
         let claims = join.claims;
         let room_id = claims.room;
         let horizon = self.removal_horizon();
+        let leeway = self.tokens.policy().leeway_secs;
         let unix = clock.unix_secs();
         if !self
             .removals
-            .admits(unix, horizon, &room_id, &claims.sub, claims.iat)
+            .admits(unix, horizon, leeway, &room_id, &claims.sub, claims.iat)
         {
-            let message =
-                "a moderator removed you from this room: it takes a new token from the app";
+            let message = "a moderator removed you from this room: it takes a token the app \
+                           issues after the removal (past the clock leeway)";
             return self.refuse_join(now, conn, ErrorCode::Removed, message);
         }
         if let Err(refusal) = self.admit(now, &room_id, &claims.sub) {

@@ -73,12 +73,17 @@ impl Removals {
     }
 
     /// Whether a join of `participant` to `room` with a token issued at `iat` may go on: yes
-    /// unless it was removed from that room within `horizon` seconds and the token is not newer
-    /// than the removal. A newer token does not end the memory (older ones stay refused).
+    /// unless it was removed from that room within `horizon` seconds and the token was not
+    /// issued more than `leeway` seconds after the removal. The token policy accepts an `iat`
+    /// up to `leeway` in the relay's future (a backend clock ahead), so a token minted just
+    /// before the removal can carry an `iat` up to `leeway` after it: such a token is refused,
+    /// and a re-admission takes a token minted more than `leeway` after the removal. A newer
+    /// token does not end the memory (older ones stay refused).
     pub(super) fn admits(
         &mut self,
         now: u64,
         horizon: u64,
+        leeway: u64,
         room: &RoomId,
         participant: &ParticipantId,
         iat: Option<u64>,
@@ -91,7 +96,7 @@ impl Removals {
             self.at.remove(&key);
             return true;
         }
-        iat.is_some_and(|i| i > removed)
+        iat.is_some_and(|i| i > removed.saturating_add(leeway))
     }
 
     /// Removals remembered now.
@@ -114,21 +119,34 @@ mod tests {
         let mut m = Removals::default();
         let (room, eve) = ids("r", "eve");
         m.remember(1_000, 3_600, &room, &eve);
-        assert!(!m.admits(1_001, 3_600, &room, &eve, Some(999)));
+        assert!(!m.admits(1_001, 3_600, 0, &room, &eve, Some(999)));
         assert!(
-            !m.admits(1_001, 3_600, &room, &eve, Some(1_000)),
+            !m.admits(1_001, 3_600, 0, &room, &eve, Some(1_000)),
             "same second"
         );
-        assert!(!m.admits(1_001, 3_600, &room, &eve, None), "no iat");
+        assert!(!m.admits(1_001, 3_600, 0, &room, &eve, None), "no iat");
         // Another room, another id: not concerned.
         let (other, bob) = ids("other", "bob");
-        assert!(m.admits(1_001, 3_600, &other, &eve, Some(1)));
-        assert!(m.admits(1_001, 3_600, &room, &bob, Some(1)));
+        assert!(m.admits(1_001, 3_600, 0, &other, &eve, Some(1)));
+        assert!(m.admits(1_001, 3_600, 0, &room, &bob, Some(1)));
         // The backend re-admits with a newer token; older ones stay refused.
-        assert!(m.admits(1_002, 3_600, &room, &eve, Some(1_001)));
-        assert!(!m.admits(1_003, 3_600, &room, &eve, Some(5)));
-        assert!(!m.admits(1_003, 3_600, &room, &eve, None));
+        assert!(m.admits(1_002, 3_600, 0, &room, &eve, Some(1_001)));
+        assert!(!m.admits(1_003, 3_600, 0, &room, &eve, Some(5)));
+        assert!(!m.admits(1_003, 3_600, 0, &room, &eve, None));
         assert_eq!(m.len(), 1);
+    }
+
+    /// A backend clock 10 s ahead minted eve's token just before the removal: its `iat` is
+    /// after the removal by the relay's clock, within the 30 s the token policy allows. It is
+    /// refused; a token issued more than the leeway after the removal is admitted.
+    #[test]
+    fn a_token_within_the_clock_leeway_of_the_removal_is_refused() {
+        let mut m = Removals::default();
+        let (room, eve) = ids("r", "eve");
+        m.remember(1_000, 3_600, &room, &eve);
+        assert!(!m.admits(1_001, 3_600, 30, &room, &eve, Some(1_010)));
+        assert!(!m.admits(1_031, 3_600, 30, &room, &eve, Some(1_030)));
+        assert!(m.admits(1_031, 3_600, 30, &room, &eve, Some(1_031)));
     }
 
     #[test]
@@ -136,8 +154,8 @@ mod tests {
         let mut m = Removals::default();
         let (room, eve) = ids("r", "eve");
         m.remember(1_000, 3_600, &room, &eve);
-        assert!(!m.admits(4_599, 3_600, &room, &eve, None));
-        assert!(m.admits(4_600, 3_600, &room, &eve, None));
+        assert!(!m.admits(4_599, 3_600, 0, &room, &eve, None));
+        assert!(m.admits(4_600, 3_600, 0, &room, &eve, None));
         const LONG: u64 = 1_000_000;
         // One room's moderator removes many: its own oldest go, not the others' removals.
         let other = RoomId::new("other").unwrap();
@@ -149,10 +167,10 @@ mod tests {
         assert_eq!(m.len(), MAX_PER_ROOM + 1);
         let first = ParticipantId::new("p0").unwrap();
         let last = ParticipantId::new(format!("p{}", MAX_PER_ROOM + 9)).unwrap();
-        assert!(m.admits(20_000, LONG, &room, &first, None));
-        assert!(!m.admits(20_000, LONG, &room, &last, None));
+        assert!(m.admits(20_000, LONG, 0, &room, &first, None));
+        assert!(!m.admits(20_000, LONG, 0, &room, &last, None));
         assert!(
-            !m.admits(20_000, LONG, &other, &eve, None),
+            !m.admits(20_000, LONG, 0, &other, &eve, None),
             "the other room's removal stays"
         );
         // Many rooms: the total holds, and the room holding the most gives way.
@@ -162,7 +180,7 @@ mod tests {
         }
         assert_eq!(m.len(), MAX_REMEMBERED);
         assert!(
-            !m.admits(40_000, LONG, &other, &eve, None),
+            !m.admits(40_000, LONG, 0, &other, &eve, None),
             "one of one: kept"
         );
     }
