@@ -114,8 +114,15 @@ fn leave_and_stall(net: &mut Net, removed: bool) -> u64 {
 #[test]
 fn withheld_envelope_after_removal_stops_sending_until_it_comes() {
     let (mut net, withheld) = room();
+    assert!(
+        net.nodes[VICTIM].session.safety_code().is_some(),
+        "the settled room shows a code"
+    );
     *withheld.borrow_mut() = Some(Vec::new());
     let removal = leave_and_stall(&mut net, true);
+    // The code shown described the roster with the leaver in it: gone with the removal, not
+    // shown until the round of the new roster completes (the relay withholds its epoch).
+    assert_eq!(net.nodes[VICTIM].session.safety_code(), None);
     assert_eq!(net.nodes[VICTIM].session.awaited_epoch(), Some(removal));
     let sent = net.nodes[VICTIM].frames_sent;
     net.run_for(3_000);

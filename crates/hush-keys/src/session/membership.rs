@@ -73,6 +73,8 @@ impl<R: CryptoRng> Session<R> {
                 self.seen_indexes.insert(m.sender_index);
                 self.members.insert(m.join_seq, m);
                 self.membership_dirty = true;
+                // The code shown described the roster before this join.
+                self.safety = None;
                 true
             }
             Err(reason) => {
@@ -281,6 +283,8 @@ impl<R: CryptoRng> Session<R> {
             return;
         };
         self.membership_dirty = true;
+        // The code shown described the roster before this departure.
+        self.safety = None;
         // Its keys stop working at once, in every epoch still held.
         let idx = gone.sender_index;
         let mut retired = Vec::new();

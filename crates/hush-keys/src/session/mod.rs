@@ -275,8 +275,8 @@ impl<R: CryptoRng> Session<R> {
         t
     }
 
-    /// The safety code to show: `None` until the round of the latest membership change has
-    /// completed (show it as pending).
+    /// The safety code to show: `None` from the moment a membership change is applied until
+    /// the round of the new roster has completed (show it as pending).
     pub fn safety_code(&self) -> Option<SafetyCode> {
         self.safety
     }
