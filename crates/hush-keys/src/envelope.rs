@@ -39,7 +39,7 @@ use hpke::aead::AeadTag;
 use hpke::{Deserializable, OpModeR, OpModeS, Serializable};
 use rand_core::CryptoRng;
 
-use crate::epoch::EpochSecret;
+use crate::epoch::{EpochSecret, LabelKey};
 use crate::error::EnvelopeError;
 use crate::identity::{IdentityKeyPair, IdentityPublicKey};
 use crate::kid::SenderIndex;
@@ -353,13 +353,25 @@ fn control(
     secret: &EpochSecret,
 ) -> alloc::vec::Vec<u8> {
     let label = control_label(kind).unwrap_or(crate::epoch::ACK);
+    signed(kind, room, epoch, sender, body, &secret.label_key(label))
+}
+
+/// [`control`] under one label's key.
+fn signed(
+    kind: u8,
+    room: &[u8],
+    epoch: u64,
+    sender: SenderIndex,
+    body: &[u8],
+    key: &LabelKey,
+) -> alloc::vec::Vec<u8> {
     let mut out = alloc::vec::Vec::with_capacity(14 + body.len() + 16);
     out.push(WIRE_VERSION);
     out.push(kind);
     out.extend_from_slice(&epoch.to_be_bytes());
     out.extend_from_slice(&sender.get().to_be_bytes());
     out.extend_from_slice(body);
-    let tag = secret.mac(label, &[room, &out]);
+    let tag = key.mac(&[room, &out]);
     out.extend_from_slice(&tag);
     out
 }
@@ -385,21 +397,44 @@ pub(crate) fn switch(
 }
 
 /// A safety-code commit (`reveal: false`, `value` the commitment) or reveal (`value` the
-/// nonce) for the round of membership epoch `epoch`, tagged under that epoch's secret.
+/// nonce) for the round of membership epoch `epoch`, tagged under that epoch's code key
+/// ([`code_key`]).
 pub(crate) fn code(
     reveal: bool,
     room: &[u8],
     epoch: u64,
     sender: SenderIndex,
     value: &[u8; 32],
-    secret: &EpochSecret,
+    key: &LabelKey,
 ) -> alloc::vec::Vec<u8> {
     let kind = if reveal {
         KIND_CODE_REVEAL
     } else {
         KIND_CODE_COMMIT
     };
-    control(kind, room, epoch, sender, value, secret)
+    signed(kind, room, epoch, sender, value, key)
+}
+
+/// The key that tags an epoch's safety-code commits and reveals: what a round keeps instead
+/// of the epoch secret, which may be retired before the round ends.
+pub(crate) fn code_key(secret: &EpochSecret) -> LabelKey {
+    secret.label_key(crate::epoch::CODE)
+}
+
+/// Checks the tag of a code commit or reveal (`bytes` as parsed by [`Message::parse`]) under
+/// the round's [`code_key`].
+pub(crate) fn verify_code(room: &[u8], bytes: &[u8], key: &LabelKey) -> Result<(), EnvelopeError> {
+    match bytes.get(1).copied() {
+        Some(KIND_CODE_COMMIT | KIND_CODE_REVEAL) if bytes.len() == CODE_LEN => {}
+        _ => return Err(EnvelopeError::Malformed),
+    }
+    let mut tag = [0u8; 16];
+    tag.copy_from_slice(&bytes[CODE_LEN - 16..]);
+    if key.verify(&[room, &bytes[..CODE_LEN - 16]], &tag) {
+        Ok(())
+    } else {
+        Err(EnvelopeError::Forged)
+    }
 }
 
 /// Checks the tag of an ack, switch notice, code commit or reveal (`bytes` as parsed by

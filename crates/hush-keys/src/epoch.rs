@@ -154,12 +154,28 @@ impl EpochSecret {
         ))
     }
 
-    /// A 16-byte tag over `parts` under the key labelled `label` (acks and switch messages).
-    pub(crate) fn mac(&self, label: &[u8], parts: &[&[u8]]) -> [u8; 16] {
-        let key = Zeroizing::new(expand(self.as_array(), &[label]));
+    /// Whether `tag` is [`Self::mac`] of `parts` (constant-time comparison).
+    pub(crate) fn verify_mac(&self, label: &'static [u8], parts: &[&[u8]], tag: &[u8; 16]) -> bool {
+        self.label_key(label).verify(parts, tag)
+    }
+
+    /// The MAC key labelled `label`, on its own: what a holder that must outlive this secret
+    /// keeps (a safety-code round), so the secret itself can go.
+    pub(crate) fn label_key(&self, label: &'static [u8]) -> LabelKey {
+        LabelKey(Secret32::from_array(expand(self.as_array(), &[label])))
+    }
+}
+
+/// One label's MAC key, derived from an epoch secret ([`EpochSecret::label_key`]); zeroized on
+/// drop.
+pub(crate) struct LabelKey(Secret32);
+
+impl LabelKey {
+    /// A 16-byte tag over `parts` (HMAC-SHA256, truncated).
+    pub(crate) fn mac(&self, parts: &[&[u8]]) -> [u8; 16] {
         // HMAC takes keys of any length: cannot fail.
         #[allow(clippy::expect_used)]
-        let mut m = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(key.as_ref())
+        let mut m = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(self.0.as_array())
             .expect("HMAC accepts any key length");
         for p in parts {
             m.update(p);
@@ -170,10 +186,10 @@ impl EpochSecret {
         out
     }
 
-    /// Constant-time check of a tag made by [`EpochSecret::mac`].
-    pub(crate) fn verify_mac(&self, label: &[u8], parts: &[&[u8]], tag: &[u8; 16]) -> bool {
+    /// Whether `tag` is [`Self::mac`] of `parts` (constant-time comparison).
+    pub(crate) fn verify(&self, parts: &[&[u8]], tag: &[u8; 16]) -> bool {
         use subtle::ConstantTimeEq;
-        self.mac(label, parts).ct_eq(tag).into()
+        self.mac(parts).ct_eq(tag).into()
     }
 }
 
@@ -329,7 +345,7 @@ mod tests {
     #[test]
     fn mac_verifies_and_rejects_other_labels() {
         let e = EpochSecret::from_array([3u8; 32]);
-        let t = e.mac(ACK, &[b"x"]);
+        let t = e.label_key(ACK).mac(&[b"x"]);
         assert!(e.verify_mac(ACK, &[b"x"], &t));
         assert!(!e.verify_mac(SWITCH, &[b"x"], &t));
         assert!(!e.verify_mac(ACK, &[b"y"], &t));

@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 
 use super::{Destination, Event, Session};
 use crate::envelope;
-use crate::epoch::EpochSecret;
+use crate::epoch::LabelKey;
 use crate::error::{EnvelopeError, Error};
 use crate::identity::IdentityPublicKey;
 use crate::ids::ParticipantId;
@@ -24,8 +24,9 @@ const MAX_EARLY_CODE: usize = 1024;
 /// One round: the members of one membership epoch, their commits and reveals.
 pub(super) struct CodeRound {
     epoch: u64,
-    /// A copy of the round's epoch secret: its MAC key outlives the epoch's retirement.
-    key: EpochSecret,
+    /// The epoch's code key, not the epoch secret: the round may outlive the epoch's
+    /// retirement (a withheld reveal), and only this key is needed for it.
+    key: LabelKey,
     nonce: Zeroizing<[u8; NONCE_LEN]>,
     view: BTreeMap<SenderIndex, (ParticipantId, IdentityPublicKey)>,
     /// Members of the view that take no part in the round (recorders): they are in the code
@@ -66,7 +67,7 @@ impl<R: CryptoRng> Session<R> {
         let (Some(me), Some(st)) = (self.me, self.epochs.get(&epoch)) else {
             return;
         };
-        let key = EpochSecret::from_array(*st.secret.as_array());
+        let key = envelope::code_key(&st.secret);
         let mut nonce = Zeroizing::new([0u8; NONCE_LEN]);
         self.rng.fill_bytes(nonce.as_mut());
         let view: BTreeMap<_, _> = self
@@ -164,7 +165,7 @@ impl<R: CryptoRng> Session<R> {
         if !r.view.contains_key(&sender) || r.passive.contains(&sender) {
             return Err(EnvelopeError::UnknownSender.into());
         }
-        envelope::verify_control(room.as_bytes(), bytes, &r.key)?;
+        envelope::verify_code(room.as_bytes(), bytes, &r.key)?;
         if Some(sender) == me {
             // Our own message reflected back.
             return Err(EnvelopeError::Replayed.into());
@@ -258,7 +259,7 @@ mod tests {
         let nonce = [3u8; NONCE_LEN];
         let mut r = CodeRound {
             epoch: 5,
-            key: EpochSecret::from_array([1; 32]),
+            key: envelope::code_key(&crate::epoch::EpochSecret::from_array([1; 32])),
             nonce: Zeroizing::new([0; NONCE_LEN]),
             view: BTreeMap::from([(bob, (pid.clone(), key))]),
             passive: BTreeSet::new(),
@@ -286,5 +287,32 @@ mod tests {
         assert!(r.reveals.is_empty());
         assert_eq!(r.accept_reveal(&room, bob, nonce), Ok(()));
         assert_eq!(r.reveals.get(&bob), Some(&nonce));
+    }
+
+    /// A round keeps the epoch's code key, not the epoch secret (it may outlive the epoch's
+    /// retirement); messages tagged with the secret's code label verify under it, others not.
+    #[test]
+    fn a_round_holds_the_code_key_only_and_it_checks_code_messages() {
+        let secret = crate::epoch::EpochSecret::from_array([9; 32]);
+        let key = envelope::code_key(&secret);
+        let bob = SenderIndex::new(2).unwrap();
+        let commit = envelope::code(false, b"room", 5, bob, &[4; 32], &key);
+        assert_eq!(envelope::verify_code(b"room", &commit, &key), Ok(()));
+        // The same bytes through the epoch secret's own check (acks, switch notices, codes).
+        assert_eq!(envelope::verify_control(b"room", &commit, &secret), Ok(()));
+        assert_eq!(
+            envelope::verify_code(b"roon", &commit, &key),
+            Err(EnvelopeError::Forged)
+        );
+        let other = envelope::code_key(&crate::epoch::EpochSecret::from_array([8; 32]));
+        assert_eq!(
+            envelope::verify_code(b"room", &commit, &other),
+            Err(EnvelopeError::Forged)
+        );
+        let ack = envelope::ack(b"room", 5, bob, &secret);
+        assert_eq!(
+            envelope::verify_code(b"room", &ack, &key),
+            Err(EnvelopeError::Malformed)
+        );
     }
 }
