@@ -600,6 +600,20 @@ async function retiredKid() {
 }
 
 /**
+ * (r) Key bytes handed to the wasm module are zeroed there once used: a distinctive secret,
+ * passed to every entry that takes a frame key or a room secret, is not found in the module's
+ * memory afterwards (wasm-bindgen frees the copies it makes of borrowed arguments unzeroed).
+ */
+async function wasmScan() {
+  const m = new Member(new Relay(null), 'alice');
+  await m.ask({ kind: 'init', wasmUrl: WASM_URL, suite: 4 }, 'initAck');
+  const secret = crypto.getRandomValues(new Uint8Array(32));
+  const r = await m.ask({ kind: 'testWasmScan', secret }, 'testWasmScanned');
+  m.worker.terminate();
+  return r;
+}
+
+/**
  * (o) A long call adds and drops tracks: 100 receive transforms start and end in one Worker.
  * Its stats keep the newest 64 ended ones and every live one, not all 100.
  */
@@ -641,5 +655,5 @@ async function endedStats() {
   return { count: all.length, ended: all.filter((t) => t.ended).map((t) => t.id), live: all.filter((t) => !t.ended).map((t) => t.id), refused, badArgs, badSuite: `${badSuite.reason}: ${badSuite.detail}` };
 }
 
-window.keys = { run, ghosts, startRefusals, twoTransforms, pageRandomness, stall, preJoin, hidden, endedStats, retiredKid };
+window.keys = { run, ghosts, startRefusals, twoTransforms, pageRandomness, stall, preJoin, hidden, endedStats, retiredKid, wasmScan };
 window.keysReady = true;

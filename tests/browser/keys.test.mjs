@@ -137,6 +137,9 @@ await t.run(async () => {
     JSON.stringify(es.badArgs) === JSON.stringify([...Array(6).fill(kidRule), ...Array(4).fill(keyRule)]), es.badArgs);
   check('init with a suite the frame layer does not have is refused (bad_argument)',
     es.badSuite === 'bad_argument: suite 9: 1 to 5 (RFC 9605)', es.badSuite);
+  const ws = await page.evaluate(() => window.keys.wasmScan());
+  check('(r) a key and a room secret handed to the wasm module leave no copy in its memory once used',
+    ws.key === 0 && ws.secret === 0, ws);
   const rk = await page.evaluate(() => window.keys.retiredKid());
   check('(q) page keys: KID 1 paused (stopSend) and resumed goes on from its counter, KID 2 has its own: [KID, CTR] 1/0 1/1 1/2 2/0',
     JSON.stringify(rk.sealed) === JSON.stringify([[1, 0], [1, 1], [1, 2], [2, 0]]) && rk.stats?.ok === 4, rk);

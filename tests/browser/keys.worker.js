@@ -4,6 +4,11 @@
 //   testStream {context}      -> keyRing.streamStarted(context) (what a send transform does)
 //   testStreamStop {context}  -> keyRing.streamStopped(context) (a send transform ends)
 //   testStopSend {context}    -> keyRing.stopSend(context) (what a stalled key exchange does)
+//   testWasmScan {secret}     -> hands `secret` (32 bytes) to every wasm entry that takes a key
+//                                or a room secret, frees what they made, and counts the places
+//                                the tails of its first 16 bytes and of all 32 still sit in
+//                                wasm memory:
+//                                {kind:'testWasmScanned', key, secret}
 //   testUsageLimit {context}  -> keyRing.usageLimitNear(context) (an encryptor past half its budget)
 //   testSeal {context, data, layout?} -> {kind:'testSealed', frame, kid} with the context's send key
 //   testOpen {frame}          -> {kind:'testOpened', data?, reason?} with every receive key
@@ -21,7 +26,7 @@
 //                                for those bytes: still in the ring, and all zero
 import '/web/dist/worker.js';
 import { keyRing } from '/web/dist/keyring.js';
-import { Receiver, Sender } from '/web/wasm/hush_wasm.js';
+import init, { KeySession, Receiver, Sender, aeadKey } from '/web/wasm/hush_wasm.js';
 
 const SUITE = 4;
 const realHandler = self.onmessage;
@@ -44,6 +49,37 @@ self.onmessage = (event) => {
       keyRing.streamStopped(m.context);
       self.postMessage({ kind: 'testStreamStopAck' });
       return;
+    case 'testWasmScan': {
+      const wasmScan = async () => {
+        const w = await init();
+        const secret = m.secret;
+        const key = () => secret.slice(0, 16);
+        new Sender(SUITE, 1n, key()).free();
+        const r = new Receiver(SUITE);
+        r.addKey(1n, key());
+        r.free();
+        const s = new Sender(SUITE, 2n, new Uint8Array(16).fill(1));
+        s.setKey(3n, key());
+        s.free();
+        aeadKey(SUITE, 1n, key()).fill(0);
+        KeySession.insecureUnvouchedMembers('shared', secret.slice()).free();
+        const mem = new Uint8Array(w.memory.buffer);
+        const count = (needle) => {
+          let n = 0;
+          for (let i = mem.indexOf(needle[0]); i !== -1 && i + needle.length <= mem.length; i = mem.indexOf(needle[0], i + 1)) {
+            let j = 1;
+            while (j < needle.length && mem[i + j] === needle[j]) j++;
+            if (j === needle.length) n++;
+          }
+          return n;
+        };
+        // The allocator writes its free-list links over the first bytes of a freed block: look
+        // for the tail of each (the key's bytes 8..16, the secret's 16..32).
+        self.postMessage({ kind: 'testWasmScanned', key: count(secret.subarray(8, 16)), secret: count(secret.subarray(16, 32)) });
+      };
+      wasmScan();
+      return;
+    }
     case 'testStopSend':
       keyRing.stopSend(m.context);
       self.postMessage({ kind: 'testStopSendAck' });

@@ -38,6 +38,7 @@ use hush_frame::{
     Header, Layout, OpenPlan, SealPlan,
 };
 use wasm_bindgen::prelude::*;
+use zeroize::Zeroizing;
 
 /// The key exchange in the Worker, over the participant core: [`keys::js::KeySession`].
 pub mod keys;
@@ -64,6 +65,13 @@ fn base_key(bytes: &[u8]) -> Result<BaseKey, JsError> {
     BaseKey::new(bytes).map_err(|e| JsError::new(&e.to_string()))
 }
 
+/// A key handed in from JS, owned: wasm-bindgen copies a `Uint8Array` argument into wasm memory
+/// for the call, and frees the copy of a borrowed `&[u8]` without zeroing it, so key bytes
+/// would linger in the module's memory. Taken as a `Vec`, the copy is zeroed when this drops.
+fn key_in(key: Vec<u8>) -> Zeroizing<Vec<u8>> {
+    Zeroizing::new(key)
+}
+
 /// Encrypts one outgoing stream's frames.
 #[wasm_bindgen]
 pub struct Sender {
@@ -75,17 +83,19 @@ pub struct Sender {
 impl Sender {
     /// A sender for suite `suite_id` (1 to 5) under `kid`, keyed with `key` (16 to 64 bytes).
     #[wasm_bindgen(constructor)]
-    pub fn new(suite_id: u16, kid: u64, key: &[u8]) -> Result<Sender, JsError> {
+    pub fn new(suite_id: u16, kid: u64, key: Vec<u8>) -> Result<Sender, JsError> {
+        let key = key_in(key);
         Ok(Sender {
-            inner: Encryptor::new(suite(suite_id)?, kid, &base_key(key)?),
+            inner: Encryptor::new(suite(suite_id)?, kid, &base_key(&key)?),
             buf: Vec::with_capacity(2048),
         })
     }
 
     /// Switches to a new key and KID.
     #[wasm_bindgen(js_name = setKey)]
-    pub fn set_key(&mut self, kid: u64, key: &[u8]) -> Result<(), JsError> {
-        self.inner.set_key(kid, &base_key(key)?);
+    pub fn set_key(&mut self, kid: u64, key: Vec<u8>) -> Result<(), JsError> {
+        let key = key_in(key);
+        self.inner.set_key(kid, &base_key(&key)?);
         Ok(())
     }
 
@@ -231,9 +241,10 @@ impl Receiver {
 
     /// Installs the key for `kid`.
     #[wasm_bindgen(js_name = addKey)]
-    pub fn add_key(&mut self, kid: u64, key: &[u8]) -> Result<(), JsError> {
+    pub fn add_key(&mut self, kid: u64, key: Vec<u8>) -> Result<(), JsError> {
+        let key = key_in(key);
         self.inner
-            .add_key(kid, &base_key(key)?)
+            .add_key(kid, &base_key(&key)?)
             .map_err(|e| JsError::new(&e.to_string()))
     }
 
@@ -613,26 +624,30 @@ pub fn header_decode(bytes: &[u8]) -> Result<Vec<u64>, JsError> {
 /// The key schedule of section 4.4.2 as `secret || key || salt` (lengths per suite), for
 /// known-answer tests and for importing the AEAD key into WebCrypto.
 #[wasm_bindgen(js_name = deriveKey)]
-pub fn derive_key(suite_id: u16, kid: u64, key: &[u8]) -> Result<Vec<u8>, JsError> {
-    let d = DerivedKey::derive(suite(suite_id)?, kid, &base_key(key)?);
-    let mut out = d.expose_secret().to_vec();
+pub fn derive_key(suite_id: u16, kid: u64, key: Vec<u8>) -> Result<js_sys::Uint8Array, JsError> {
+    let key = key_in(key);
+    let d = DerivedKey::derive(suite(suite_id)?, kid, &base_key(&key)?);
+    let mut out = Zeroizing::new(d.expose_secret().to_vec());
     out.extend_from_slice(d.expose_key());
     out.extend_from_slice(d.salt());
-    Ok(out)
+    Ok(js_sys::Uint8Array::from(out.as_slice()))
 }
 
 /// The AEAD key of section 4.4.2 (`sframe_key`) for `kid`, to import into WebCrypto once per
-/// KID (as a non-extractable key; the caller zeroes these bytes after the import).
+/// KID (as a non-extractable key; the caller zeroes these bytes after the import). Written
+/// straight into a JS array: no copy stays in wasm memory.
 #[wasm_bindgen(js_name = aeadKey)]
-pub fn aead_key(suite_id: u16, kid: u64, key: &[u8]) -> Result<Vec<u8>, JsError> {
-    let d = DerivedKey::derive(suite(suite_id)?, kid, &base_key(key)?);
-    Ok(d.expose_key().to_vec())
+pub fn aead_key(suite_id: u16, kid: u64, key: Vec<u8>) -> Result<js_sys::Uint8Array, JsError> {
+    let key = key_in(key);
+    let d = DerivedKey::derive(suite(suite_id)?, kid, &base_key(&key)?);
+    Ok(js_sys::Uint8Array::from(d.expose_key()))
 }
 
 /// The nonce of counter `ctr` for `kid` under `key`.
 #[wasm_bindgen(js_name = frameNonce)]
-pub fn frame_nonce(suite_id: u16, kid: u64, key: &[u8], ctr: u64) -> Result<Vec<u8>, JsError> {
-    Ok(FrameCipher::derive(suite(suite_id)?, kid, &base_key(key)?)
+pub fn frame_nonce(suite_id: u16, kid: u64, key: Vec<u8>, ctr: u64) -> Result<Vec<u8>, JsError> {
+    let key = key_in(key);
+    Ok(FrameCipher::derive(suite(suite_id)?, kid, &base_key(&key)?)
         .nonce(ctr)
         .to_vec())
 }

@@ -39,8 +39,14 @@ impl KeySession {
         shared_secret: Option<Vec<u8>>,
         backend_key: &[u8],
     ) -> Result<KeySession, JsError> {
+        // Owned so that wasm-bindgen's copy of the room secret is zeroed, not just freed.
+        let shared_secret = shared_secret.map(zeroize::Zeroizing::new);
         let key = super::backend_key(backend_key).map_err(|e| JsError::new(&e.to_string()))?;
-        Self::start(Membership::VouchedBy(key), mode, shared_secret.as_deref())
+        Self::start(
+            Membership::VouchedBy(key),
+            mode,
+            shared_secret.as_deref().map(Vec::as_slice),
+        )
     }
 
     /// A session that admits every member the relay announces, vouched for or not: the relay
@@ -51,7 +57,12 @@ impl KeySession {
         mode: &str,
         shared_secret: Option<Vec<u8>>,
     ) -> Result<KeySession, JsError> {
-        Self::start(Membership::Unauthenticated, mode, shared_secret.as_deref())
+        let shared_secret = shared_secret.map(zeroize::Zeroizing::new);
+        Self::start(
+            Membership::Unauthenticated,
+            mode,
+            shared_secret.as_deref().map(Vec::as_slice),
+        )
     }
 
     fn start(
