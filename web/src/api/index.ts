@@ -339,16 +339,18 @@ export class HushE2ee extends EventTarget {
       throw new HushError('bad_argument',
         'the key exchange needs backendKey (the app backend vouches for members); insecureUnvouchedMembers: true admits anyone the relay announces');
     }
-    // No randomness from this page: the Worker draws every secret itself.
+    // No randomness from this page: the Worker draws every secret itself. The room secret's
+    // copy is transferred, so none stays in the page; the one passed in stays the caller's.
+    const secret = options.sharedSecret ? keyCopy(options.sharedSecret) : undefined;
     const m: ToWorker = {
       kind: 'keysStart',
       mode: options.mode,
-      ...(options.sharedSecret ? { sharedSecret: options.sharedSecret.slice() } : {}),
+      ...(secret ? { sharedSecret: secret } : {}),
       ...(backendKey ? { backendKey: backendKey.slice() } : { insecureUnvouchedMembers: true }),
     };
     this.keyExchange = options;
     try {
-      const reply = await link.request<Extract<FromWorker, { kind: 'keysIdentity' }>>(m, 'keysIdentity');
+      const reply = await link.request<Extract<FromWorker, { kind: 'keysIdentity' }>>(m, 'keysIdentity', secret ? [secret.buffer] : []);
       return reply.identityKey;
     } catch (e) {
       this.keyExchange = null;

@@ -892,7 +892,9 @@ export class RelaySession extends EventTarget {
     if (!e2ee || keys.mode !== 'explicit') return;
     for (const ctx of [CONTEXTS.microphone, CONTEXTS.camera, CONTEXTS.screen, CONTEXTS.screen_audio]) {
       const kid = explicitKid(this.senderIndex, ctx);
-      await e2ee.setSendKey(kid, await explicitKey(keys.secret, kid, this.senderNonce), ctx);
+      // The Worker gets a copy; the page's bytes are zeroed once handed over.
+      const key = await explicitKey(keys.secret, kid, this.senderNonce);
+      try { await e2ee.setSendKey(kid, key, ctx); } finally { key.fill(0); }
     }
     for (const m of this.members.values()) await this.addExplicitRecvKeys(m);
   }
@@ -905,8 +907,10 @@ export class RelaySession extends EventTarget {
     if (!nonce || nonce.length !== 32) return;
     for (const ctx of [0, 1, 2, 3]) {
       const kid = explicitKid(member.senderIndex, ctx);
-      // Bound to the member: only its tracks open frames under this key.
-      await e2ee.addRecvKey(kid, await explicitKey(keys.secret, kid, nonce), { participant: member.id });
+      // Bound to the member: only its tracks open frames under this key. The page's bytes are
+      // zeroed once the Worker has its copy.
+      const key = await explicitKey(keys.secret, kid, nonce);
+      try { await e2ee.addRecvKey(kid, key, { participant: member.id }); } finally { key.fill(0); }
     }
   }
 
