@@ -67,6 +67,37 @@ export async function call(HushE2ee, { wrongKey = false, legacy = false, seconds
   return result;
 }
 
+/**
+ * Receivers whose transceivers were stopped are forgotten by `getStats` once it has reported
+ * them: 10 receivers attached and stopped, then `getStats` asks none of them for RTP stats.
+ */
+export async function pruned(HushE2ee) {
+  const rx = await HushE2ee.init();
+  const pc = new RTCPeerConnection(rx.peerConnectionConfig());
+  const transceivers = [];
+  for (let i = 0; i < 10; i++) {
+    const t = pc.addTransceiver(i % 2 ? 'video' : 'audio', { direction: 'recvonly' });
+    rx.attachReceiver(t.receiver, { participant: `p${i}` });
+    transceivers.push(t);
+  }
+  const real = RTCRtpReceiver.prototype.getStats;
+  let asked = 0;
+  RTCRtpReceiver.prototype.getStats = function (...args) { asked++; return real.apply(this, args); };
+  try {
+    await rx.getStats();
+    const live = asked;
+    for (const t of transceivers) t.stop();
+    await rx.getStats(); // reports them one last time
+    asked = 0;
+    await rx.getStats();
+    return { live, afterStop: asked };
+  } finally {
+    RTCRtpReceiver.prototype.getStats = real;
+    pc.close();
+    rx.close();
+  }
+}
+
 /** Methods called before init must throw a clear `not_initialized` error. */
 export async function beforeInit(HushE2ee) {
   try {

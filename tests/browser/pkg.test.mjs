@@ -15,8 +15,8 @@ const PLAIN = `<!doctype html>
 <title>hush-e2ee from a plain module script</title>
 <script type="module">
 import { HushE2ee } from '/node_modules/hush-e2ee/dist/api/index.js';
-import { call, beforeInit } from '/pkg-call.js';
-window.hushPkg = { call: (o) => call(HushE2ee, o), beforeInit: () => beforeInit(HushE2ee) };
+import { call, beforeInit, pruned } from '/pkg-call.js';
+window.hushPkg = { call: (o) => call(HushE2ee, o), beforeInit: () => beforeInit(HushE2ee), pruned: () => pruned(HushE2ee) };
 window.hushPkgReady = true;
 </script>
 `;
@@ -67,6 +67,9 @@ await run(async () => {
   watch(plain, 'plain page');
   await plain.goto(`${base}/plain.html`);
   await plain.waitForFunction(() => window.hushPkgReady === true, null, { timeout: 10_000 });
+  const pr = await plain.evaluate(() => window.hushPkg.pruned());
+  check('plain module page: getStats asks 10 live receivers for RTP stats, and none once their transceivers stopped',
+    pr.live === 10 && pr.afterStop === 0, pr);
   await expectCall(plain, 'plain module page, RTCRtpScriptTransform', {});
   await expectCall(plain, 'plain module page, legacy createEncodedStreams', { legacy: true });
   await expectCall(plain, 'plain module page, legacy path, wrong key', { legacy: true, wrongKey: true, seconds: 3 });

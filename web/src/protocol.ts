@@ -20,8 +20,9 @@ export interface TransformOptions {
    * by the key exchange or by `addRecvKey`'s `participant`), in one replay window per KID that
    * every transform of that participant shares: another sender's frame is dropped as
    * `wrong_sender`, a frame already accepted on any of the participant's tracks as `replayed`.
-   * Without it (the legacy path) the transform opens every receive key's frames, with replay
-   * windows of its own, so the relay could move frames between tracks unnoticed.
+   * Without it the transform opens only the frames of keys added without a participant
+   * (`addRecvKey(kid, key)`), with replay windows of its own: a key bound to a participant,
+   * which every key of the key exchange is, never opens frames there (`wrong_sender`).
    */
   participant?: string;
 }
@@ -78,7 +79,7 @@ export type KeyEvent =
   | { type: 'epoch'; epoch: number }
   /** Local streams now send on this epoch. */
   | { type: 'switched'; epoch: number }
-  /** The safety code to compare out of band, `0123 4567 8901`. */
+  /** The safety code to compare out of band: 25 digits in five groups, `01234 56789 01234 56789 01234`. */
   | { type: 'safetyCode'; code: string }
   /** A new key arrived from the committer: ask publishers for a keyframe. */
   | { type: 'keyframeWanted' }

@@ -419,6 +419,15 @@ export class HushE2ee extends EventTarget {
       a.lastBytes = rtp.bytes;
       a.lastTime = now;
     }
+    // Endpoints that are done are forgotten after this report: a long call adds and drops
+    // tracks, and each one kept would be asked for its RTP stats at every call. Done: the
+    // Worker says the transform ended, or (a receiver) its track ended, which is for good (a
+    // sender's track can come back through replaceTrack).
+    for (let i = this.attached.length - 1; i >= 0; i--) {
+      const a = this.attached[i];
+      const done = byId.get(a.options.id)?.ended === true || a.receiver?.track.readyState === 'ended';
+      if (done) this.attached.splice(i, 1);
+    }
     return [...out.values()];
   }
 

@@ -797,6 +797,7 @@ export class RelaySession extends EventTarget {
       case 'participant_left': {
         const id = String(m.participant);
         this.members.delete(id);
+        for (const [track, who] of this.trackSenders) if (who === id) this.trackSenders.delete(track);
         this.dispatchEvent(new CustomEvent('participantleft', { detail: { id } }));
         return;
       }
@@ -805,6 +806,7 @@ export class RelaySession extends EventTarget {
         if (String(m.participant) === this.you) this.published.set(String(m.source), Number(m.track));
         return;
       case 'track_unpublished':
+        this.trackSenders.delete(Number(m.track));
         for (const [key, t] of this.remote) {
           if (t.trackId === Number(m.track)) {
             this.remote.delete(key);
