@@ -570,20 +570,18 @@ async function hidden() {
 }
 
 /**
- * (q) Page keys: a send KID replaced by another is retired. Setting it again is refused
- * (its encryptor and counter are gone: a new one would start at counter 0 under a key already
- * used, an AES-GCM nonce twice), while a KID paused (stopSend by a stall) and resumed goes on
- * from its counter. Counters are read from the sealed frames' SFrame headers (one byte after
- * the Opus TOC, KID and CTR below 8).
+ * (q) Page keys: a send KID replaced by another is retired (its encryptor and key copy go) but
+ * its counter is kept: set again, with the same key or a new one (the key exchange's KIDs
+ * wrap after 256 epochs), it goes on from there, never from 0 (an AES-GCM nonce twice). A KID
+ * paused (stopSend by a stall) and resumed goes on from its counter too. Counters are read
+ * from the sealed frames' SFrame headers (one byte after the Opus TOC, KID and CTR below 8).
  */
 async function retiredKid() {
   const m = new Member(new Relay(null), 'alice');
   await m.ask({ kind: 'init', wasmUrl: WASM_URL, suite: 4 }, 'initAck');
   await m.sendTrack('mic', 0);
   const frame = () => new Uint8Array(60).fill(0x78);
-  const setKey = (kid, fill) => m.ask({ kind: 'setSendKey', kid, key: new Uint8Array(16).fill(fill), context: 0 }, 'ack');
-  const counters = async () => (await m.ask({ kind: 'testTaken', id: 'mic' }, 'testTook')).frames
-    .map((f) => [(f[1] >> 4) & 7, f[1] & 7]);
+  const setKey = (kid, fill, context = 0) => m.ask({ kind: 'setSendKey', kid, key: new Uint8Array(16).fill(fill), context }, 'ack');
   await setKey(1n, 7);
   await m.feed('mic', [frame(), frame()]);
   // A stall: the key exchange stops the stream, then resumes the same KID and key.
@@ -592,11 +590,18 @@ async function retiredKid() {
   await m.feed('mic', [frame()]);
   await setKey(2n, 8);
   await m.feed('mic', [frame()]);
-  const again = await m.ask({ kind: 'setSendKey', kid: 1n, key: new Uint8Array(16).fill(7), context: 0 }, 'error');
+  // KID 1 again, with its old key, then with a new one.
+  await setKey(1n, 7);
+  await m.feed('mic', [frame()]);
+  await setKey(2n, 8);
+  await setKey(1n, 9);
+  await m.feed('mic', [frame()]);
+  const badContext = await m.ask({ kind: 'setSendKey', kid: 3n, key: new Uint8Array(16), context: 5 }, 'error');
   const stats = await m.trackStats('mic');
-  const sealed = await counters();
+  const sealed = (await m.ask({ kind: 'testTaken', id: 'mic' }, 'testTook')).frames
+    .map((f) => [(f[1] >> 4) & 7, f[1] & 7]);
   m.worker.terminate();
-  return { sealed, again: `${again.reason}: ${again.detail}`, stats };
+  return { sealed, badContext: `${badContext.reason}: ${badContext.detail}`, stats };
 }
 
 /**

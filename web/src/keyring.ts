@@ -63,6 +63,11 @@ export class KeyRing {
     return this.send.get(context);
   }
 
+  /** The KIDs local streams send under now. */
+  sendKids(): bigint[] {
+    return [...this.send.values()].map((k) => k.kid);
+  }
+
   /** Sets the key a local stream encrypts with from its next frame (the old one is zeroed). */
   setSend(context: number, kid: bigint, key: Uint8Array): void {
     const old = this.send.get(context);

@@ -99,24 +99,24 @@ const lastSendKid = new Map<number, bigint>();
 const pausedKids = new Map<number, bigint>();
 
 /**
- * KIDs sent on and then replaced: their encryptors are gone, with their counters, so they are
- * never used again (a new encryptor would start at counter 0 under a key already used). A
- * `setSendKey` naming one is refused.
+ * The counters of KIDs sent on and then replaced: their encryptors and key copies are gone, and
+ * a KID that comes back (the key exchange's KIDs wrap after 256 epochs, a page may set one
+ * again, explicit keys restart after a relay restart) gets a new encryptor that goes on from
+ * here, so no counter is used twice under any key. At most `MAX_RETIRED` KIDs; past it a
+ * `setSendKey` naming a new KID is refused rather than forget one.
  */
-const retired = new Set<bigint>();
+const retired = new Map<bigint, bigint>();
+const MAX_RETIRED = 65_536;
 
 /** Retires the encryptor of every KID no context sends under or paused under. */
 function retireUnused(): void {
-  const live = new Set<bigint>([...ALL_CONTEXTS.flatMap((c) => {
-    const k = keyRing.sendKey(c)?.kid;
-    return k === undefined ? [] : [k];
-  }), ...pausedKids.values()]);
+  const live = new Set<bigint>([...keyRing.sendKids(), ...pausedKids.values()]);
   for (const [kid, entry] of sealers) {
     if (live.has(kid)) continue;
+    retired.set(kid, entry.sealer.sender.nextCounter());
     entry.key.fill(0);
     hostKeys?.drop(kid);
     sealers.delete(kid);
-    retired.add(kid);
   }
 }
 
@@ -140,8 +140,8 @@ type Frame = RTCEncodedVideoFrame | RTCEncodedAudioFrame;
  * One encryptor per KID for the whole Worker, shared by every send transform that seals under
  * that KID. Its counter never goes back: not when a transform restarts (track replaced), not
  * when two transforms share a KID (one key set for every context, simulcast), not when a
- * stream pauses and resumes. A KID replaced by another is retired (`retired`): its key is
- * zeroed and the KID refused from then on. So no nonce is ever used twice in this Worker,
+ * stream pauses and resumes, not when a KID replaced by another comes back (`retired` keeps
+ * its counter; its key copy is zeroed). So no nonce is ever used twice in this Worker,
  * whatever the page does with keys.
  */
 const sealers = new Map<bigint, { sealer: HybridSealer; key: Uint8Array }>();
@@ -153,7 +153,6 @@ const sealers = new Map<bigint, { sealer: HybridSealer; key: Uint8Array }>();
  * encryptor (that would restart its usage count). The copy is zeroed when replaced or evicted.
  */
 function sealerFor(kid: bigint, key: Uint8Array): HybridSealer | null {
-  if (retired.has(kid)) return null;
   const have = sealers.get(kid);
   try {
     if (have) {
@@ -165,7 +164,10 @@ function sealerFor(kid: bigint, key: Uint8Array): HybridSealer | null {
       }
       return have.sealer;
     }
-    const sealer = new HybridSealer(new Sender(suite, kid, key), hostKeys);
+    const sender = new Sender(suite, kid, key);
+    const resumed = retired.get(kid);
+    if (resumed !== undefined) { sender.resumeFrom(resumed); retired.delete(kid); }
+    const sealer = new HybridSealer(sender, hostKeys);
     sealers.set(kid, { sealer, key: key.slice() });
     return sealer;
   } catch { return null; }
@@ -283,9 +285,14 @@ self.onmessage = async (event: MessageEvent<ToWorker & { readable?: ReadableStre
       ready = true; post({ kind: 'initAck' }); return;
     case 'setSendKey':
       if (keyRefused(m.kid, m.key)) return;
-      if (retired.has(m.kid)) {
+      if (m.context !== undefined && !ALL_CONTEXTS.includes(m.context as (typeof ALL_CONTEXTS)[number])) {
         m.key.fill(0);
-        post({ kind: 'error', reason: 'bad_argument', detail: `KID ${m.kid} was sent on and replaced: its counter is gone, so it is never used again; use a new KID` });
+        post({ kind: 'error', reason: 'bad_argument', detail: 'context must be 0 to 3' });
+        return;
+      }
+      if (retired.size >= MAX_RETIRED && !retired.has(m.kid) && !sealers.has(m.kid)) {
+        m.key.fill(0);
+        post({ kind: 'error', reason: 'bad_argument', detail: `this Worker has sent under ${MAX_RETIRED} KIDs: start a new one` });
         return;
       }
       // The ring owns (and later zeroes) what it is given: a copy per context.

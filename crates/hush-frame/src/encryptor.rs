@@ -85,6 +85,20 @@ impl Encryptor {
         self.kid
     }
 
+    /// The counter the next frame gets.
+    pub fn next_counter(&self) -> u64 {
+        self.next_ctr
+    }
+
+    /// Moves the counter forward to `next`, never back: an encryptor made again for a KID that
+    /// another one sealed under (its key possibly the same) goes on from that one's
+    /// [`Self::next_counter`], so no counter is used twice under a key. The per-key usage count
+    /// starts from zero here; the suite's limits are far above what a resumed key has used when
+    /// keys rotate at half of them ([`Self::needs_rotation`]).
+    pub fn resume_from(&mut self, next: u64) {
+        self.next_ctr = self.next_ctr.max(next);
+    }
+
     /// The suite.
     pub fn suite(&self) -> CipherSuite {
         self.suite

@@ -245,6 +245,26 @@ fn the_key_must_rotate_before_its_usage_limit() {
     assert_eq!(tx.encrypt(Layout::Pure, &mut g).unwrap().ctr(), 11);
 }
 
+/// An encryptor made again for a KID another one sealed under goes on from that one's counter
+/// (`resume_from`), and a resume never moves the counter back.
+#[test]
+fn a_new_encryptor_resumes_another_ones_counter_and_never_goes_back() {
+    let mut first = Encryptor::new(CipherSuite::default(), 1, &key(1));
+    for _ in 0..3 {
+        let mut f = vec![1u8; 10];
+        first.encrypt(Layout::Pure, &mut f).unwrap();
+    }
+    assert_eq!(first.next_counter(), 3);
+    let mut again = Encryptor::new(CipherSuite::default(), 1, &key(1));
+    again.resume_from(first.next_counter());
+    let mut f = vec![1u8; 10];
+    assert_eq!(again.encrypt(Layout::Pure, &mut f).unwrap().ctr(), 3);
+    again.resume_from(1);
+    assert_eq!(again.next_counter(), 4, "not back");
+    let mut g = vec![1u8; 10];
+    assert_eq!(again.encrypt(Layout::Pure, &mut g).unwrap().ctr(), 4);
+}
+
 #[test]
 fn host_seam_matches_the_built_in_aead() {
     // A host that runs the AEAD itself (as the browser does with WebCrypto) produces the

@@ -99,6 +99,19 @@ impl Sender {
         Ok(())
     }
 
+    /// The counter the next frame gets.
+    #[wasm_bindgen(js_name = nextCounter)]
+    pub fn next_counter(&self) -> u64 {
+        self.inner.next_counter()
+    }
+
+    /// Moves the counter forward to `next` (never back): a sender made again for a KID another
+    /// one sealed under goes on from that one's counter.
+    #[wasm_bindgen(js_name = resumeFrom)]
+    pub fn resume_from(&mut self, next: u64) {
+        self.inner.resume_from(next);
+    }
+
     /// Encrypts `frame`; throws (and the frame must be dropped) when it cannot.
     pub fn encrypt(&mut self, layout_code: u8, frame: Vec<u8>) -> Result<Vec<u8>, JsError> {
         let l = layout(layout_code)?;
@@ -627,7 +640,11 @@ pub fn header_decode(bytes: &[u8]) -> Result<Vec<u64>, JsError> {
 pub fn derive_key(suite_id: u16, kid: u64, key: Vec<u8>) -> Result<js_sys::Uint8Array, JsError> {
     let key = key_in(key);
     let d = DerivedKey::derive(suite(suite_id)?, kid, &base_key(&key)?);
-    let mut out = Zeroizing::new(d.expose_secret().to_vec());
+    // Sized once: a reallocation would free a copy of the secret unzeroed.
+    let mut out = Zeroizing::new(Vec::with_capacity(
+        d.expose_secret().len() + d.expose_key().len() + d.salt().len(),
+    ));
+    out.extend_from_slice(d.expose_secret());
     out.extend_from_slice(d.expose_key());
     out.extend_from_slice(d.salt());
     Ok(js_sys::Uint8Array::from(out.as_slice()))
@@ -656,13 +673,14 @@ pub fn frame_nonce(suite_id: u16, kid: u64, key: Vec<u8>, ctr: u64) -> Result<Ve
 #[wasm_bindgen(js_name = aeadSeal)]
 pub fn aead_seal(
     suite_id: u16,
-    key: &[u8],
+    key: Vec<u8>,
     nonce: &[u8],
     aad: &[u8],
     pt: &[u8],
 ) -> Result<Vec<u8>, JsError> {
+    let key = key_in(key);
     let s = suite(suite_id)?;
-    let aead = SuiteAead::new(s, key).map_err(|e| JsError::new(&e.to_string()))?;
+    let aead = SuiteAead::new(s, &key).map_err(|e| JsError::new(&e.to_string()))?;
     let nonce: [u8; 12] = nonce
         .try_into()
         .map_err(|_| JsError::new("nonce must be 12 bytes"))?;
