@@ -121,8 +121,15 @@ fn withheld_envelope_after_removal_stops_sending_until_it_comes() {
     *withheld.borrow_mut() = Some(Vec::new());
     let removal = leave_and_stall(&mut net, true);
     // The code shown described the roster with the leaver in it: gone with the removal, not
-    // shown until the round of the new roster completes (the relay withholds its epoch).
+    // shown until the round of the new roster completes (the relay withholds its epoch), and
+    // the app is told (an event, not only the getter).
     assert_eq!(net.nodes[VICTIM].session.safety_code(), None);
+    assert!(
+        net.nodes[VICTIM]
+            .events
+            .contains(&Event::SafetyCodePending { epoch: removal }),
+        "no pending event for the removal"
+    );
     assert_eq!(net.nodes[VICTIM].session.awaited_epoch(), Some(removal));
     let sent = net.nodes[VICTIM].frames_sent;
     net.run_for(3_000);
@@ -175,6 +182,8 @@ fn withheld_envelope_after_removal_stops_sending_until_it_comes() {
     assert!(resumed.len() > 10, "victim sends again");
     assert!(resumed.iter().all(|f| net.frames[*f].epoch >= removal));
     honest_only(&net, &resumed, &[]);
+    // No sender sent a (KID, counter) twice, nor broke another invariant.
+    assert!(net.violations.is_empty(), "{:?}", &net.violations);
 }
 
 #[test]
@@ -210,6 +219,8 @@ fn the_committers_switch_notice_after_the_victim_resumed_is_late_not_a_replay() 
         "{:?}",
         net.nodes[VICTIM].errors
     );
+    // No sender sent a (KID, counter) twice, nor broke another invariant.
+    assert!(net.violations.is_empty(), "{:?}", &net.violations);
 }
 
 #[test]
@@ -232,6 +243,8 @@ fn a_leave_queued_behind_a_withheld_rekey_stalls_too() {
     assert_eq!(net.nodes[VICTIM].session.sending_epoch(), Some(leave));
     assert_eq!(frames_before(&net, VICTIM, from, leave), 0);
     assert!(net.nodes[VICTIM].frames_sent > 0);
+    // No sender sent a (KID, counter) twice, nor broke another invariant.
+    assert!(net.violations.is_empty(), "{:?}", &net.violations);
 }
 
 #[test]
@@ -267,6 +280,8 @@ fn a_silent_committer_is_reported_and_the_member_stays_closed() {
     net.run_for(20_000);
     assert!(net.nodes[VICTIM].paused, "still closed");
     assert_eq!(frames_before(&net, VICTIM, t0 + 80 + STALL_MS, removal), 0);
+    // No sender sent a (KID, counter) twice, nor broke another invariant.
+    assert!(net.violations.is_empty(), "{:?}", &net.violations);
 }
 
 #[test]
@@ -325,4 +340,6 @@ fn a_refused_ghost_leaving_stalls_nobody() {
         assert_eq!(net.nodes[n].session.sending_epoch(), epoch);
         assert!(!net.nodes[n].paused);
     }
+    // No sender sent a (KID, counter) twice, nor broke another invariant.
+    assert!(net.violations.is_empty(), "{:?}", &net.violations);
 }

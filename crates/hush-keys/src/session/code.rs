@@ -109,8 +109,7 @@ impl<R: CryptoRng> Session<R> {
         let alone = round.view.len() - round.passive.len() <= 1;
         self.code_round = Some(round);
         self.code_epoch = Some(epoch);
-        self.safety = None;
-        self.event(Event::SafetyCodePending { epoch });
+        self.withdraw_code(epoch);
         if !alone && me_active {
             self.transmit(Destination::AllMembers, commit);
         }
@@ -243,7 +242,20 @@ impl<R: CryptoRng> Session<R> {
         );
         self.code_round = None;
         self.safety = Some(code);
+        self.code_pending_said = false;
         self.event(Event::SafetyCodeChanged(code));
+    }
+
+    /// The code shown no longer describes the members (a change at `seq` was applied, or the
+    /// round of epoch `seq` starts): withdrawn at once and said pending, once until the next
+    /// code. Before, it stayed shown until the new epoch was installed, which a relay
+    /// withholding that epoch could put off for good.
+    pub(super) fn withdraw_code(&mut self, seq: u64) {
+        self.safety = None;
+        if !self.code_pending_said {
+            self.code_pending_said = true;
+            self.event(Event::SafetyCodePending { epoch: seq });
+        }
     }
 }
 

@@ -70,11 +70,12 @@ impl<R: CryptoRng> Session<R> {
     pub(super) fn admit(&mut self, now: Option<Instant>, m: Member) -> bool {
         match self.validate(now, &m) {
             Ok(()) => {
+                let seq = m.join_seq;
                 self.seen_indexes.insert(m.sender_index);
-                self.members.insert(m.join_seq, m);
+                self.members.insert(seq, m);
                 self.membership_dirty = true;
                 // The code shown described the roster before this join.
-                self.safety = None;
+                self.withdraw_code(seq);
                 true
             }
             Err(reason) => {
@@ -284,7 +285,7 @@ impl<R: CryptoRng> Session<R> {
         };
         self.membership_dirty = true;
         // The code shown described the roster before this departure.
-        self.safety = None;
+        self.withdraw_code(seq);
         // Its keys stop working at once, in every epoch still held.
         let idx = gone.sender_index;
         let mut retired = Vec::new();

@@ -120,6 +120,8 @@ pub struct Session<R> {
     membership_dirty: bool,
     /// The last complete safety code; `None` while a round is in progress.
     safety: Option<SafetyCode>,
+    /// `Event::SafetyCodePending` was said since the last code (said once per wait).
+    code_pending_said: bool,
     /// The safety-code round in progress, if any.
     code_round: Option<code::CodeRound>,
     /// The membership epoch of the latest round started (in progress or complete).
@@ -184,6 +186,7 @@ impl<R: CryptoRng> Session<R> {
             local_streams: BTreeSet::new(),
             membership_dirty: false,
             safety: None,
+            code_pending_said: false,
             code_round: None,
             code_epoch: None,
             early_code: Vec::new(),
