@@ -218,3 +218,22 @@ async fn connections_without_a_request_head_in_time_are_closed_and_websockets_ar
     let pong = ws.recv_until(|m| matches!(m, ServerMessage::Pong(_))).await;
     assert!(matches!(pong, ServerMessage::Pong(p) if p.seq == 7));
 }
+
+/// When the relay stops serving (its serve future dropped), an open keep-alive connection is
+/// closed at once, as `axum::serve` did; the serve loop's connection tasks used to keep
+/// answering on it (with the old router) until the header timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_connections_close_when_the_relay_stops_serving() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let relay = TestRelay::start().await;
+    let mut kept = TcpStream::connect(relay.addr()).await.unwrap();
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: relay\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = [0u8; 12];
+    kept.read_exact(&mut answer).await.unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200");
+    drop(relay);
+    let closed = closed_within(&mut kept, Duration::from_secs(3)).await;
+    assert!(closed.is_some(), "the connection outlived the relay");
+}

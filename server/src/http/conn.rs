@@ -27,7 +27,9 @@ use super::PeerAddr;
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Accepts connections from `listener` for ever and serves `router` on each, in a task of its
-/// own, with `header_timeout` for each request's head.
+/// own, with `header_timeout` for each request's head. When this future is dropped (the relay
+/// stops serving), every connection it started finishes the request in progress and closes,
+/// as `axum::serve` did; a WebSocket already upgraded is the relay's to close.
 pub(crate) async fn serve<L>(
     mut listener: L,
     router: Router,
@@ -36,9 +38,12 @@ pub(crate) async fn serve<L>(
 where
     L: Listener<Addr = SocketAddr>,
 {
+    // Dropped with this future: each connection's `changed()` then returns.
+    let (_serving, stopped) = tokio::sync::watch::channel(());
     loop {
         let (io, peer) = listener.accept().await;
         let router = router.clone();
+        let mut stopped = stopped.clone();
         tokio::spawn(async move {
             let service =
                 hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
@@ -50,7 +55,15 @@ where
                 .header_read_timeout(header_timeout)
                 .serve_connection(TokioIo::new(io), service)
                 .with_upgrades();
-            if let Err(err) = connection.await {
+            let mut connection = std::pin::pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                _ = stopped.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(err) = result {
                 tracing::trace!(%err, "connection ended with an error");
             }
         });

@@ -17,8 +17,10 @@
 //! connections there are, which is more than the public should see. [`serve_all`] with a
 //! separate `metrics` listener (`--metrics-bind`) serves `/metrics` (and `/healthz`) only
 //! there, in plain HTTP: bind it to a private address. Without one, `/metrics` is on the main
-//! listener only when that is bound to a loopback address (development, or a relay behind a
-//! local proxy); otherwise it is not served at all.
+//! listener only when that is bound to a loopback address and no trusted proxy is configured
+//! (development); otherwise it is not served at all. A relay behind a local proxy sets
+//! `trusted_proxies` (and then `metrics_bind`): without it, anything the proxy forwards,
+//! `/metrics` included, reaches the public.
 //!
 //! **Idle connections.** A WebSocket that sends nothing (no message, no pong) for half of
 //! [`RelayOptions::idle_timeout`] gets a WebSocket ping (browsers answer by themselves); one
@@ -424,7 +426,7 @@ async fn render_metrics(State(state): State<AppState>) -> Response {
 pub const INSECURE_WARNING_EVERY: Duration = Duration::from_secs(60);
 
 /// Serves the relay on `listener` until the task is dropped or the listener fails (`/metrics`
-/// included when `listener` is bound to a loopback address).
+/// included when `listener` is bound to a loopback address and no trusted proxy is set).
 pub async fn serve(listener: TcpListener, options: RelayOptions) -> Result<(), ServeError> {
     serve_all(listener, None, None, options).await
 }
