@@ -150,7 +150,7 @@ const sealers = new Map<bigint, { sealer: HybridSealer; key: Uint8Array }>();
  * The encryptor for `kid`, keyed with `key` (created, or re-keyed when the key changed). Each
  * entry compares against a copy of its own: the key ring zeroes the bytes it hands out once it
  * replaces them, and the same key handed again (a stream restarted) must not re-key the
- * encryptor (that would restart its usage count). The copy is zeroed when replaced or evicted.
+ * encryptor (that would restart its usage count). The copy is zeroed when replaced or retired.
  */
 function sealerFor(kid: bigint, key: Uint8Array): HybridSealer | null {
   const have = sealers.get(kid);

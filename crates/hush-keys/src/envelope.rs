@@ -425,15 +425,8 @@ pub(crate) fn code_key(secret: &EpochSecret) -> LabelKey {
 /// the round's [`code_key`].
 pub(crate) fn verify_code(room: &[u8], bytes: &[u8], key: &LabelKey) -> Result<(), EnvelopeError> {
     match bytes.get(1).copied() {
-        Some(KIND_CODE_COMMIT | KIND_CODE_REVEAL) if bytes.len() == CODE_LEN => {}
-        _ => return Err(EnvelopeError::Malformed),
-    }
-    let mut tag = [0u8; 16];
-    tag.copy_from_slice(&bytes[CODE_LEN - 16..]);
-    if key.verify(&[room, &bytes[..CODE_LEN - 16]], &tag) {
-        Ok(())
-    } else {
-        Err(EnvelopeError::Forged)
+        Some(KIND_CODE_COMMIT | KIND_CODE_REVEAL) => check_tag(room, bytes, CODE_LEN, key),
+        _ => Err(EnvelopeError::Malformed),
     }
 }
 
@@ -451,12 +444,17 @@ pub(crate) fn verify_control(
         _ => return Err(EnvelopeError::Malformed),
     };
     let label = control_label(kind).ok_or(EnvelopeError::Malformed)?;
+    check_tag(room, bytes, len, &secret.label_key(label))
+}
+
+/// Checks that `bytes` is `len` long and ends in the tag of the rest under `key`.
+fn check_tag(room: &[u8], bytes: &[u8], len: usize, key: &LabelKey) -> Result<(), EnvelopeError> {
     if bytes.len() != len {
         return Err(EnvelopeError::Malformed);
     }
     let mut tag = [0u8; 16];
     tag.copy_from_slice(&bytes[len - 16..]);
-    if secret.verify_mac(label, &[room, &bytes[..len - 16]], &tag) {
+    if key.verify(&[room, &bytes[..len - 16]], &tag) {
         Ok(())
     } else {
         Err(EnvelopeError::Forged)

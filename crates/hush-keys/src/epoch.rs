@@ -154,13 +154,9 @@ impl EpochSecret {
         ))
     }
 
-    /// Whether `tag` is [`Self::mac`] of `parts` (constant-time comparison).
-    pub(crate) fn verify_mac(&self, label: &'static [u8], parts: &[&[u8]], tag: &[u8; 16]) -> bool {
-        self.label_key(label).verify(parts, tag)
-    }
-
-    /// The MAC key labelled `label`, on its own: what a holder that must outlive this secret
-    /// keeps (a safety-code round), so the secret itself can go.
+    /// The MAC key labelled `label` (acks, switch notices, code messages), on its own: what a
+    /// holder that must outlive this secret keeps (a safety-code round), so the secret itself
+    /// can go.
     pub(crate) fn label_key(&self, label: &'static [u8]) -> LabelKey {
         LabelKey(Secret32::from_array(expand(self.as_array(), &[label])))
     }
@@ -346,9 +342,9 @@ mod tests {
     fn mac_verifies_and_rejects_other_labels() {
         let e = EpochSecret::from_array([3u8; 32]);
         let t = e.label_key(ACK).mac(&[b"x"]);
-        assert!(e.verify_mac(ACK, &[b"x"], &t));
-        assert!(!e.verify_mac(SWITCH, &[b"x"], &t));
-        assert!(!e.verify_mac(ACK, &[b"y"], &t));
+        assert!(e.label_key(ACK).verify(&[b"x"], &t));
+        assert!(!e.label_key(SWITCH).verify(&[b"x"], &t));
+        assert!(!e.label_key(ACK).verify(&[b"y"], &t));
     }
 
     #[test]

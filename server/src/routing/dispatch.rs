@@ -227,6 +227,7 @@ impl Relay {
         let member = room.member_by_conn(conn).ok_or(NOT_IN_ROOM)?;
         let (me, grants): (ParticipantId, Grants) =
             (member.info.id.clone(), member.info.grants.clone());
+        let command = message.type_name();
         match message {
             ClientMessage::Join(_) => {
                 return Err(Refusal::new(ErrorCode::AlreadyJoined, "already joined"));
@@ -317,19 +318,19 @@ impl Relay {
                 room.request_rekey(now, self.config.rekey_interval, &me, &mut self.out);
             }
             ClientMessage::ForceDisconnect(f) => {
-                self.moderator(&grants, &room_id, &me, "force_disconnect")?;
+                self.moderator(&grants, &room_id, &me, command)?;
                 self.remove_participant_as(clock, &room_id, &f.participant, Some(me))?;
             }
             ClientMessage::ForceUnpublish(f) => {
-                self.moderator(&grants, &room_id, &me, "force_unpublish")?;
+                self.moderator(&grants, &room_id, &me, command)?;
                 self.unpublish_as(&room_id, &f.participant, f.source, Some(me))?;
             }
             ClientMessage::LockRoom(l) => {
-                self.moderator(&grants, &room_id, &me, "lock_room")?;
+                self.moderator(&grants, &room_id, &me, command)?;
                 self.set_locked_as(&room_id, l.locked, Some(me))?;
             }
             ClientMessage::CloseRoom => {
-                self.moderator(&grants, &room_id, &me, "close_room")?;
+                self.moderator(&grants, &room_id, &me, command)?;
                 self.close_room_as(now, &room_id, Some(me))?;
             }
             ClientMessage::Record(r) => {
@@ -475,7 +476,7 @@ impl Relay {
 
 impl Relay {
     /// Refuses a moderator command from a member without the moderator grant, and writes the
-    /// attempt to the audit trail (`command` names it).
+    /// attempt to the audit trail (`command`: the message's `type_name`).
     fn moderator(
         &mut self,
         grants: &Grants,

@@ -29,12 +29,7 @@ fn moderator_commands_need_the_moderator_grant() {
         ClientMessage::LockRoom(LockRoom { locked: true }),
         ClientMessage::CloseRoom,
     ] {
-        let name = match &command {
-            ClientMessage::ForceDisconnect(_) => "force_disconnect",
-            ClientMessage::ForceUnpublish(_) => "force_unpublish",
-            ClientMessage::LockRoom(_) => "lock_room",
-            _ => "close_room",
-        };
+        let name = command.type_name();
         let out = sim.send(a, command);
         assert_refused(&out, a, ErrorCode::ModeratorRequired);
         assert!(to(&out, b).is_empty(), "nothing happened to b");
