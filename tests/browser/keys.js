@@ -604,6 +604,49 @@ async function retiredKid() {
   return { sealed, badContext: `${badContext.reason}: ${badContext.detail}`, stats };
 }
 
+/** RFC 9605 section 4.4.2 with WebCrypto: the salt of `kid` under suite 4 (AES-128-GCM, SHA-256). */
+async function sframeSalt(kid, baseKey) {
+  const info = new Uint8Array(33);
+  info.set(new TextEncoder().encode('SFrame 1.0 Secret salt '), 0);
+  new DataView(info.buffer).setBigUint64(23, kid);
+  new DataView(info.buffer).setUint16(31, 4);
+  const ikm = await crypto.subtle.importKey('raw', baseKey, 'HKDF', false, ['deriveBits']);
+  const bits = await crypto.subtle.deriveBits({ name: 'HKDF', hash: 'SHA-256', salt: new Uint8Array(0), info }, ikm, 96);
+  return new Uint8Array(bits);
+}
+
+/**
+ * (s) A send key replaced by another is gone from the wasm module's memory at once, not when
+ * the garbage collector finalises its encryptor: the salt derived from the old key (which the
+ * encryptor keeps for its nonces) is found while the key is in use, and not after the new key
+ * sealed a few frames (their nonces overwrite the stack slots the old ones used).
+ */
+async function retiredKeyFreed() {
+  const m = new Member(new Relay(null), 'alice');
+  await m.ask({ kind: 'init', wasmUrl: WASM_URL, suite: 4 }, 'initAck');
+  await m.sendTrack('mic', 0);
+  const frame = () => new Uint8Array(60).fill(0x78);
+  const key1 = crypto.getRandomValues(new Uint8Array(16));
+  // The salt's first 8 bytes (small counters leave them as they are in every nonce too; the
+  // stack slots KID 1's nonces used are written over by KID 2's).
+  const needle = (await sframeSalt(1n, key1)).subarray(0, 8);
+  const count = async () => (await m.ask({ kind: 'testWasmCount', needle }, 'testWasmCounted')).n;
+  await m.ask({ kind: 'setSendKey', kid: 1n, key: key1, context: 0 }, 'ack');
+  await m.feed('mic', [frame(), frame()]);
+  const inUse = await count();
+  // A frame big enough for WebCrypto, still being sealed under KID 1 when KID 2 replaces it:
+  // it goes out under KID 1, and the encryptor is freed after it.
+  await m.ask({ kind: 'testSlowSeal', ms: 200 }, 'testSlowSealAck');
+  m.worker.postMessage({ kind: 'testFeed', id: 'mic', frames: [new Uint8Array(2000).fill(0x78)] });
+  await m.ask({ kind: 'setSendKey', kid: 2n, key: crypto.getRandomValues(new Uint8Array(16)), context: 0 }, 'ack');
+  await m.feed('mic', [frame(), frame(), frame()]);
+  const replaced = await count();
+  const stats = await m.trackStats('mic');
+  const sealed = (await m.ask({ kind: 'testTaken', id: 'mic' }, 'testTook')).frames.map((f) => (f[1] >> 4) & 7);
+  m.worker.terminate();
+  return { inUse, replaced, sealed, host: stats.host, dropped: stats.dropped };
+}
+
 /**
  * (r) Key bytes handed to the wasm module are zeroed there once used: a distinctive secret,
  * passed to every entry that takes a frame key or a room secret, is not found in the module's
@@ -660,5 +703,5 @@ async function endedStats() {
   return { count: all.length, ended: all.filter((t) => t.ended).map((t) => t.id), live: all.filter((t) => !t.ended).map((t) => t.id), refused, badArgs, badSuite: `${badSuite.reason}: ${badSuite.detail}` };
 }
 
-window.keys = { run, ghosts, startRefusals, twoTransforms, pageRandomness, stall, preJoin, hidden, endedStats, retiredKid, wasmScan };
+window.keys = { run, ghosts, startRefusals, twoTransforms, pageRandomness, stall, preJoin, hidden, endedStats, retiredKid, wasmScan, retiredKeyFreed };
 window.keysReady = true;

@@ -19,6 +19,7 @@
 // (n) A relay that leaves a member out of a newcomer's snapshot: the newcomer refuses the join's
 // envelope (sealed for the committer's roster; roster_mismatch) and has no key to send under.
 // (o) The Worker's per-transform stats stay bounded as tracks come and go.
+// (s) A replaced send key leaves the wasm module's memory at once (its encryptor freed).
 // Run by `cargo xtask test` (after `cargo xtask web`) as: node tests/browser/keys.test.mjs
 import { openFromRoot, suite } from './harness.mjs';
 
@@ -140,6 +141,11 @@ await t.run(async () => {
   const ws = await page.evaluate(() => window.keys.wasmScan());
   check('(r) a key and a room secret handed to the wasm module leave no copy on its heap once used (stack residue of hashing, overwritten by the next calls, is not checked)',
     ws.key === 0 && ws.secret === 0, ws);
+  const rf = await page.evaluate(() => window.keys.retiredKeyFreed());
+  check('(s) a replaced send key: its salt is in wasm memory while in use, and gone once KID 2 replaced it (not left for the garbage collector)',
+    rf.inUse >= 1 && rf.replaced === 0, rf);
+  check('(s) ... and the frame WebCrypto was sealing under KID 1 meanwhile still goes out under KID 1 [KID] 1 1 1 2 2 2',
+    rf.sealed.join() === '1,1,1,2,2,2' && rf.host === 1 && Object.keys(rf.dropped).length === 0, rf);
   const rk = await page.evaluate(() => window.keys.retiredKid());
   check('(q) page keys: KID 1 paused and resumed, replaced by 2, set again with its key and with a new one: its counter goes on each time [KID, CTR] 1/0 1/1 1/2 2/0 1/3 1/4',
     JSON.stringify(rk.sealed) === JSON.stringify([[1, 0], [1, 1], [1, 2], [2, 0], [1, 3], [1, 4]]) && rk.stats?.ok === 6, rk);

@@ -9,6 +9,10 @@
 //                                the tails of its first 16 bytes and of all 32 still sit in
 //                                wasm memory:
 //                                {kind:'testWasmScanned', key, secret}
+//   testWasmCount {needle}    -> {kind:'testWasmCounted', n}: the places `needle` sits in wasm
+//                                memory now (no wasm call is made first)
+//   testSlowSeal {ms}         -> WebCrypto's encrypt resolves `ms` later from now on, so a seal is
+//                                still in flight when the next message arrives: {kind:'testSlowSealAck'}
 //   testUsageLimit {context}  -> keyRing.usageLimitNear(context) (an encryptor past half its budget)
 //   testSeal {context, data, layout?} -> {kind:'testSealed', frame, kid} with the context's send key
 //   testOpen {frame}          -> {kind:'testOpened', data?, reason?} with every receive key
@@ -37,6 +41,16 @@ const tracks = new Map();
 /** Key bytes referenced by testKeyHold. */
 let held = null;
 const zeroed = (b) => b.every((x) => x === 0);
+/** The places `needle` sits in `mem`. */
+const countIn = (mem, needle) => {
+  let n = 0;
+  for (let i = mem.indexOf(needle[0]); i !== -1 && i + needle.length <= mem.length; i = mem.indexOf(needle[0], i + 1)) {
+    let j = 1;
+    while (j < needle.length && mem[i + j] === needle[j]) j++;
+    if (j === needle.length) n++;
+  }
+  return n;
+};
 
 self.onmessage = (event) => {
   const m = event.data;
@@ -69,20 +83,22 @@ self.onmessage = (event) => {
         aeadKey(SUITE, 1n, key()).fill(0);
         KeySession.insecureUnvouchedMembers('shared', secret.slice()).free();
         const mem = new Uint8Array(w.memory.buffer);
-        const count = (needle) => {
-          let n = 0;
-          for (let i = mem.indexOf(needle[0]); i !== -1 && i + needle.length <= mem.length; i = mem.indexOf(needle[0], i + 1)) {
-            let j = 1;
-            while (j < needle.length && mem[i + j] === needle[j]) j++;
-            if (j === needle.length) n++;
-          }
-          return n;
-        };
+        const count = (needle) => countIn(mem, needle);
         // The allocator writes its free-list links over the first bytes of a freed block: look
         // for the tail of each (the key's bytes 8..16, the secret's 16..32).
         self.postMessage({ kind: 'testWasmScanned', key: count(secret.subarray(8, 16)), secret: count(secret.subarray(16, 32)) });
       };
       wasmScan();
+      return;
+    }
+    case 'testWasmCount':
+      // `init` hands back the module the Worker already started (it makes no call into it).
+      init().then((w) => self.postMessage({ kind: 'testWasmCounted', n: countIn(new Uint8Array(w.memory.buffer), m.needle) }));
+      return;
+    case 'testSlowSeal': {
+      const encrypt = crypto.subtle.encrypt.bind(crypto.subtle);
+      crypto.subtle.encrypt = (...args) => encrypt(...args).then((ct) => new Promise((r) => setTimeout(() => r(ct), m.ms)));
+      self.postMessage({ kind: 'testSlowSealAck' });
       return;
     }
     case 'testStopSend':

@@ -130,12 +130,31 @@ export type FrameResult = Uint8Array | { drop: DropReason };
 export class HybridSealer {
   /** Frames sealed by WebCrypto. */
   host = 0;
+  /** Seals waiting for WebCrypto: each still calls into `sender` when it finishes. */
+  private pending = 0;
+  private retiring = false;
 
   constructor(
     readonly sender: Sender,
     private readonly keys: HostKeys | null,
     private readonly threshold = HOST_AEAD_MIN_BYTES,
   ) {}
+
+  /**
+   * Frees the wasm sender, whose key is zeroed as it drops: now, or when the last seal in
+   * flight finishes. Not left to the garbage collector, which may keep a replaced key in the
+   * module's memory for the rest of the call. Nothing is sealed with this sealer after.
+   */
+  retire(): void {
+    this.retiring = true;
+    if (this.pending === 0) this.sender.free();
+  }
+
+  /** A seal in flight finished (after its last call into `sender`). */
+  private settle(): void {
+    this.pending--;
+    if (this.retiring && this.pending === 0) this.sender.free();
+  }
 
   /**
    * Seals `data` under the sender's current key, whose base key is `base` (selects the
@@ -163,14 +182,17 @@ export class HybridSealer {
       const sealed = key instanceof Promise
         ? ((p) => key.then((k) => crypto.subtle.encrypt(p, k, plain)))(ioParams(true))
         : crypto.subtle.encrypt(ioParams(false), key, plain);
+      this.pending++;
       return sealed.then(
         (ct): FrameResult => {
-          if (ct.byteLength !== out.length - at) return { drop: 'encrypt_failed' };
-          out.set(new Uint8Array(ct), at);
-          this.sender.finishHost();
-          return out;
+          try {
+            if (ct.byteLength !== out.length - at) return { drop: 'encrypt_failed' };
+            out.set(new Uint8Array(ct), at);
+            this.sender.finishHost();
+            return out;
+          } catch { return { drop: 'encrypt_failed' }; } finally { this.settle(); }
         },
-        (): FrameResult => ({ drop: 'encrypt_failed' }),
+        (): FrameResult => { this.settle(); return { drop: 'encrypt_failed' }; },
       );
     }
     // H.26x and AV1: the plan needs the whole frame.
@@ -184,6 +206,7 @@ export class HybridSealer {
     const sealed = key instanceof Promise
       ? key.then((k) => crypto.subtle.encrypt(params, k, plain))
       : crypto.subtle.encrypt(params, key, plain);
+    this.pending++;
     return sealed.then(
       (ct): FrameResult => {
         try {
@@ -191,9 +214,9 @@ export class HybridSealer {
           if (job.escapes) out = this.sender.finishFrame(job, out);
           else this.sender.finish(job);
           return out;
-        } catch { return { drop: 'encrypt_failed' }; } finally { job.free(); }
+        } catch { return { drop: 'encrypt_failed' }; } finally { job.free(); this.settle(); }
       },
-      (): FrameResult => { job.free(); return { drop: 'encrypt_failed' }; },
+      (): FrameResult => { job.free(); this.settle(); return { drop: 'encrypt_failed' }; },
     );
   }
 }

@@ -114,6 +114,7 @@ function retireUnused(): void {
   for (const [kid, entry] of sealers) {
     if (live.has(kid)) continue;
     retired.set(kid, entry.sealer.sender.nextCounter());
+    entry.sealer.retire();
     entry.key.fill(0);
     hostKeys?.drop(kid);
     sealers.delete(kid);
