@@ -489,6 +489,150 @@ async fn tampered_and_truncated_files_are_reported_and_the_rest_still_opens() {
     assert!(t.written >= good - 4 && t.written < good, "{t:?} of {n}");
 }
 
+/// A copy of recording `dir` in `to`, for a test to tamper with.
+fn copy_recording(dir: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+/// The frames of track file `file`.
+fn frames_of(file: &Path) -> Vec<hush_record::FrameRecord> {
+    RecordReader::open(file, RecordKind::Frames)
+        .unwrap()
+        .filter_map(|r| match r {
+            Ok(Rec::Frame(f)) => Some(f),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Replaces track file `file` with `frames`.
+fn rewrite_track(file: &Path, frames: &[hush_record::FrameRecord]) {
+    std::fs::remove_file(file).unwrap();
+    let mut w = RecordWriter::create(file, RecordKind::Frames).unwrap();
+    for f in frames {
+        w.append_frame(f).unwrap();
+    }
+    w.sync().unwrap();
+}
+
+/// The relay writes the recording's manifest, so it names each track's sender; the keys name
+/// who sealed each frame. A relay that merges bob's frames into alice's track, or swaps the
+/// tracks' labels, gets those frames refused unopened (`wrong_sender`), not written out under
+/// alice's name (they were, before the check), and alice's own frames still open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_relabels_recorded_tracks_gets_the_frames_refused_as_wrong_sender() {
+    let disk = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let relay = relay_recording_to(disk.path()).await;
+    let recorder = TestRecorder::new("rec", 11);
+    relay.set_recorder(ROOM, &recorder).await;
+    let alice = relay
+        .client(ROOM, "alice")
+        .grants(recorder_grants())
+        .publish(&[Source::Microphone])
+        .connect()
+        .await;
+    let bob = relay
+        .client(ROOM, "bob")
+        .publish(&[Source::Microphone])
+        .connect()
+        .await;
+    pump_until_decrypted(&alice, &[&bob], 10, Media::Audio, 10).await;
+    record(&alice, RecordAction::Start).await;
+    tokio::join!(pump(&alice, 2, Media::Audio), pump(&bob, 2, Media::Audio));
+    record(&alice, RecordAction::Stop).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let dir = &recordings_in(disk.path())[0];
+    let clean = open_with(dir, &recorder, &relay, &work.path().join("clean"));
+    let (a, b) = (
+        track(&clean, "alice", "audio").clone(),
+        track(&clean, "bob", "audio").clone(),
+    );
+    assert!(a.written >= 50 && b.written >= 50, "{clean:#?}");
+    assert_eq!(a.refused.get("wrong_sender"), None, "{a:?}");
+    let manifest = Manifest::read(dir).unwrap();
+    let index = |who: &str| {
+        manifest
+            .tracks
+            .iter()
+            .position(|t| t.participant == who)
+            .unwrap()
+    };
+    let (ai, bi) = (index("alice"), index("bob"));
+
+    // bob's frames moved into alice's track file, in time order (bob's left empty).
+    let merged = work.path().join("merged");
+    copy_recording(dir, &merged);
+    let (alice_file, bob_file) = (
+        merged.join(&manifest.tracks[ai].file),
+        merged.join(&manifest.tracks[bi].file),
+    );
+    let bob_frames = frames_of(&bob_file);
+    let mut frames = frames_of(&alice_file);
+    frames.extend(bob_frames.iter().cloned());
+    frames.sort_by_key(|f| f.at_us);
+    rewrite_track(&alice_file, &frames);
+    rewrite_track(&bob_file, &[]);
+    let r = open_with(&merged, &recorder, &relay, &work.path().join("merged-out"));
+    let t = track(&r, "alice", "audio");
+    assert_eq!(t.written, a.written, "{t:?}");
+    // Every frame of bob's that opened on his own track (the rest predate the recorder's keys).
+    assert!(bob_frames.len() as u64 >= b.written);
+    assert_eq!(t.refused.get("wrong_sender"), Some(&b.written), "{t:?}");
+
+    // The two tracks' labels swapped (names and sender indexes): nothing is written under
+    // either name.
+    let swapped = work.path().join("swapped");
+    copy_recording(dir, &swapped);
+    let mut m = manifest.clone();
+    let (fa, fb) = (m.tracks[ai].file.clone(), m.tracks[bi].file.clone());
+    m.tracks[ai].file = fb;
+    m.tracks[bi].file = fa;
+    m.write_atomic(&swapped).unwrap();
+    let r = open_with(
+        &swapped,
+        &recorder,
+        &relay,
+        &work.path().join("swapped-out"),
+    );
+    for (who, theirs) in [("alice", &b), ("bob", &a)] {
+        let t = track(&r, who, "audio");
+        assert_eq!(t.written, 0, "{t:?}");
+        assert_eq!(
+            t.refused.get("wrong_sender"),
+            Some(&theirs.written),
+            "{t:?}"
+        );
+    }
+
+    // bob's track renamed alice's, its sender index left as bob's: the index is bob's key,
+    // the name is not bob's.
+    let renamed = work.path().join("renamed");
+    copy_recording(dir, &renamed);
+    let mut m = manifest.clone();
+    m.tracks.remove(ai);
+    let bj = m
+        .tracks
+        .iter()
+        .position(|t| t.participant == "bob")
+        .unwrap();
+    m.tracks[bj].participant = "alice".into();
+    m.write_atomic(&renamed).unwrap();
+    let r = open_with(
+        &renamed,
+        &recorder,
+        &relay,
+        &work.path().join("renamed-out"),
+    );
+    let t = track(&r, "alice", "audio");
+    assert_eq!(t.written, 0, "{t:?}");
+    assert_eq!(t.refused.get("wrong_sender"), Some(&b.written), "{t:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recording_at_its_size_limit_stops_and_says_why_and_the_call_goes_on() {
     let disk = tempfile::tempdir().unwrap();

@@ -22,13 +22,13 @@
 
 mod output;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use hush_frame::{BaseKey, CipherSuite, Codec, Decryptor, Layout};
-use hush_keys::IdentityKeyPair;
 use hush_keys::ed25519_dalek::VerifyingKey;
+use hush_keys::{IdentityKeyPair, Kid};
 use hush_participant::{Input, Instant, KeyUpdate, Output, Participant, ParticipantConfig};
 use hush_proto::ServerMessage;
 use rand_chacha::ChaCha20Rng;
@@ -199,6 +199,9 @@ pub fn open(
     getrandom::fill(&mut seed).map_err(|_| OpenError::Rng)?;
     let mut me = Participant::recorder(config, key, ChaCha20Rng::from_seed(seed));
     let mut dec = Decryptor::new(CipherSuite::Aes128GcmSha256_128);
+    // Every member the key session admitted, by sender index (never reused in a room), kept
+    // after it leaves: its frames recorded just before the leave still name it.
+    let mut senders = HashMap::new();
 
     std::fs::create_dir_all(out).map_err(OpenError::Output)?;
     let mut sources = Vec::new();
@@ -268,15 +271,17 @@ pub fn open(
             next_event += 1;
         }
         tick(&mut me, at(frame.at_us), &mut dec, &mut report);
+        learn_senders(&me, &mut senders);
         let tr = &mut report.tracks[index];
         tr.frames += 1;
         tr.bytes += frame.data.len() as u64;
-        match manifest.tracks.get(index).and_then(layout) {
+        let track = manifest.tracks.get(index);
+        match track.and_then(|t| layout(t).map(|l| (t, l))) {
             None => *tr.refused.entry("codec").or_default() += 1,
-            Some(l) => {
+            Some((track, l)) => {
                 let mut buf = frame.data;
-                match dec.decrypt(l, &mut buf) {
-                    Ok(_) => match outputs[index].write(&buf, frame.rtp_timestamp) {
+                match open_frame(&mut dec, l, &mut buf, track, &senders) {
+                    Ok(()) => match outputs[index].write(&buf, frame.rtp_timestamp) {
                         Ok(true) => {
                             tr.written += 1;
                             let t = start_ms.saturating_add(frame.at_us / 1000);
@@ -286,7 +291,7 @@ pub fn open(
                         Ok(false) => *tr.refused.entry("before_keyframe").or_default() += 1,
                         Err(e) => return Err(OpenError::Output(e)),
                     },
-                    Err(e) => *tr.refused.entry(e.reason().as_str()).or_default() += 1,
+                    Err(reason) => *tr.refused.entry(reason).or_default() += 1,
                 }
             }
         }
@@ -303,6 +308,39 @@ pub fn open(
         }
     }
     Ok(report)
+}
+
+/// Adds the key session's current members to `senders` (sender index to participant id).
+fn learn_senders(me: &Participant<ChaCha20Rng>, senders: &mut HashMap<u32, Vec<u8>>) {
+    for m in me.session().into_iter().flat_map(|s| s.members()) {
+        senders
+            .entry(m.sender_index.get())
+            .or_insert_with(|| m.participant.as_bytes().to_vec());
+    }
+}
+
+/// Opens one frame of `track`, refusing it unopened (`wrong_sender`) when its KID is not the
+/// key of the sender the manifest names, by index and by participant id as the key session
+/// admitted it: the manifest is the relay's word, and a relay that merges one member's frames
+/// into another's track, or swaps the tracks' labels, would otherwise have them written out
+/// under the wrong name. Any other refusal is the decryptor's reason.
+fn open_frame(
+    dec: &mut Decryptor,
+    layout: Layout,
+    buf: &mut Vec<u8>,
+    track: &TrackInfo,
+    senders: &HashMap<u32, Vec<u8>>,
+) -> Result<(), &'static str> {
+    let plan = dec.plan(layout, buf).map_err(|e| e.reason().as_str())?;
+    let sender = Kid::unpack(plan.kid()).map(|(_, s, _)| s.get());
+    let named = sender.and_then(|s| senders.get(&s));
+    if sender != Some(track.sender_index)
+        || named.map(Vec::as_slice) != Some(track.participant.as_bytes())
+    {
+        return Err("wrong_sender");
+    }
+    dec.open(&plan, buf).map_err(|e| e.reason().as_str())?;
+    dec.commit(&plan, buf).map_err(|e| e.reason().as_str())
 }
 
 /// Runs the key session's timers up to `now`.
