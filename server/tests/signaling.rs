@@ -224,6 +224,25 @@ async fn dev_attestations_only_in_dev_mode_and_bad_input_refused() {
     }
 }
 
+/// A proxy on the relay's host makes a loopback listener public, and its requests carry the
+/// `Host` it was configured with and often no `Origin`: dev mode's checks would pass for
+/// anyone. With trusted proxies configured, dev mode does not start (it did).
+#[tokio::test]
+async fn dev_mode_is_refused_behind_a_trusted_proxy() {
+    let start = TestRelay::builder()
+        .dev_mode()
+        .configure(|o| {
+            o.trusted_proxies =
+                hush_relay::ops::proxy::TrustedProxies::parse(["127.0.0.1/32"]).unwrap();
+        })
+        .try_start()
+        .await;
+    match start {
+        Err(StartError::Serve(ServeError::DevBehindProxy)) => {}
+        other => panic!("expected DevBehindProxy, got {:?}", other.map(|_| ())),
+    }
+}
+
 #[tokio::test]
 async fn dev_mode_is_refused_off_loopback() {
     let start = TestRelay::builder()

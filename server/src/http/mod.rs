@@ -224,6 +224,9 @@ struct Lifecycle {
 pub enum ServeError {
     /// Dev mode on a listener that is not bound to a loopback address.
     DevNotLoopback,
+    /// Dev mode with [`RelayOptions::trusted_proxies`]: a proxy on the same host makes a
+    /// loopback listener public (and a proxy's requests pass its `Host` and `Origin` checks).
+    DevBehindProxy,
     /// Plain HTTP on a listener that is not bound to a loopback address, without
     /// [`RelayOptions::insecure`].
     PlainNotLoopback,
@@ -238,6 +241,10 @@ impl std::fmt::Display for ServeError {
         match self {
             Self::DevNotLoopback => f.write_str(
                 "dev mode mints tokens for anyone who asks: it only runs on a loopback address",
+            ),
+            Self::DevBehindProxy => f.write_str(
+                "dev mode mints tokens for anyone who asks: it does not run behind a proxy \
+                 (trusted_proxies is set)",
             ),
             Self::PlainNotLoopback => f.write_str(
                 "refusing plain HTTP on a non-loopback address: configure TLS ([tls] or \
@@ -456,6 +463,9 @@ pub async fn serve_all(
     let proxies = options.trusted_proxies.clone();
     if options.dev.is_some() && !local.ip().is_loopback() {
         return Err(ServeError::DevNotLoopback);
+    }
+    if options.dev.is_some() && !options.trusted_proxies.is_empty() {
+        return Err(ServeError::DevBehindProxy);
     }
     if tls.is_none() && !local.ip().is_loopback() {
         if !options.insecure {
