@@ -235,6 +235,8 @@ async fn a_recorded_call_opens_only_with_the_recorders_key_and_decodes() {
         assert_eq!(t.refused.get("auth_failed"), None, "{t:?}");
         assert!(t.damage.is_empty(), "{t:?}");
     }
+    // An honest recording shows no sign of alteration (the CLI exits 0).
+    assert_eq!(report.alterations(), Vec::<String>::new());
     // About 4 s: 60 video frames (the first keyframe may come up to a second in), 200 audio.
     assert!(av.written >= 35, "{av:?}");
     assert!(aa.written >= 150, "{aa:?}");
@@ -467,6 +469,11 @@ async fn tampered_and_truncated_files_are_reported_and_the_rest_still_opens() {
     let t = track(&tampered, "alice", "audio");
     assert_eq!(t.refused.get("auth_failed"), Some(&1), "{t:?}");
     assert_eq!(t.written, good - 1);
+    assert_eq!(clean.alterations(), Vec::<String>::new());
+    assert_eq!(
+        tampered.alterations(),
+        vec!["alice audio: 1 frames refused as auth_failed".to_owned()]
+    );
 
     // A flipped byte without a new checksum, and the file cut in its last record.
     let mut bytes = std::fs::read(&file).unwrap();

@@ -121,6 +121,43 @@ pub struct Report {
     pub key_refusals: BTreeMap<String, u64>,
 }
 
+/// Frame refusals that an honest recording has too: frames under keys the recorder never got
+/// (sealed before it joined, or after it left), video before its first keyframe, and codecs
+/// this tool does not write.
+const EXPECTED_REFUSALS: [&str; 3] = ["unknown_kid", "before_keyframe", "codec"];
+
+impl Report {
+    /// What says the recording was altered or damaged since it was sealed: frames refused for
+    /// any reason but [`EXPECTED_REFUSALS`] (failed authentication, another sender's key,
+    /// replayed, malformed), damaged record files, members the key session refused (a ghost
+    /// the relay added). One line each; empty for a recording that opened clean.
+    pub fn alterations(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        for t in &self.tracks {
+            for (reason, n) in &t.refused {
+                if !EXPECTED_REFUSALS.contains(reason) {
+                    found.push(format!(
+                        "{} {}: {n} frames refused as {reason}",
+                        t.participant, t.kind
+                    ));
+                }
+            }
+            for d in &t.damage {
+                found.push(format!("{} {}: damaged: {d}", t.participant, t.kind));
+            }
+        }
+        for d in &self.events_damage {
+            found.push(format!("events damaged: {d}"));
+        }
+        for (code, n) in &self.key_refusals {
+            if code.starts_with("member_refused") {
+                found.push(format!("{code}: {n}"));
+            }
+        }
+        found
+    }
+}
+
 /// How to open.
 #[derive(Clone, Debug, Default)]
 pub struct OpenOptions {

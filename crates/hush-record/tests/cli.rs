@@ -150,6 +150,7 @@ fn decrypt_refuses_another_key_and_writes_nothing() {
     let o = cli(&[
         "decrypt",
         "--quiet",
+        "--insecure-unvouched-members",
         "--key",
         theirs.to_str().unwrap(),
         dir.path().to_str().unwrap(),
@@ -164,6 +165,7 @@ fn decrypt_refuses_another_key_and_writes_nothing() {
     std::fs::write(keys.path().join("bad.key"), "not base64!").unwrap();
     let o = cli(&[
         "decrypt",
+        "--insecure-unvouched-members",
         "--key",
         keys.path().join("bad.key").to_str().unwrap(),
         dir.path().to_str().unwrap(),
@@ -172,8 +174,8 @@ fn decrypt_refuses_another_key_and_writes_nothing() {
     ]);
     assert!(!o.status.success());
     assert!(text(&o).1.contains("not a recorder key"), "{}", text(&o).1);
-    // The right key opens it: the synthetic frames are no SFrame, so each is refused and
-    // counted, and the run still succeeds.
+    // Neither the backend's key nor the explicit opt-out: refused before anything is read (a
+    // relay could have written the whole recording with a member of its own).
     let o = cli(&[
         "decrypt",
         "--quiet",
@@ -183,9 +185,29 @@ fn decrypt_refuses_another_key_and_writes_nothing() {
         "-o",
         out.to_str().unwrap(),
     ]);
+    assert_eq!(o.status.code(), Some(2), "a usage error");
+    assert!(text(&o).1.contains("--backend-key"), "{}", text(&o).1);
+    assert!(!out.exists(), "nothing written");
+    // The right key opens it: the synthetic frames are no SFrame, so each is refused and
+    // counted, the run finishes, and its status says the recording was altered (2).
+    let o = cli(&[
+        "decrypt",
+        "--quiet",
+        "--insecure-unvouched-members",
+        "--key",
+        mine.to_str().unwrap(),
+        dir.path().to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
     let (stdout, err) = text(&o);
-    assert!(o.status.success(), "{err}");
+    assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(stdout.contains("alice"), "{stdout}");
     assert!(stdout.contains("members not checked"), "{stdout}");
-    assert!(err.contains("warning: no --backend-key"), "{err}");
+    assert!(
+        err.contains("warning: --insecure-unvouched-members"),
+        "{err}"
+    );
+    assert!(err.contains("altered or damaged"), "{err}");
+    assert!(err.contains("frames refused as"), "{err}");
 }

@@ -6,8 +6,9 @@
 //!   admin API (`PUT /v1/admin/rooms/{room}/recorder`).
 //! - `hush-record inspect RECORDING`: what a recording holds, without a key (tracks, sizes,
 //!   times, events by type; nothing secret).
-//! - `hush-record decrypt --key recorder.key RECORDING -o DIR`: opens it into IVF (VP8) and
-//!   Ogg Opus files, with a summary of every track and every frame refused and why.
+//! - `hush-record decrypt --key recorder.key --backend-key B64 RECORDING -o DIR`: opens it
+//!   into IVF (VP8) and Ogg Opus files, with a summary of every track and every frame refused
+//!   and why. Exit status 2 when it finished but found the recording altered or damaged.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -52,9 +53,13 @@ enum Command {
         #[arg(long)]
         key: PathBuf,
         /// The app backend's Ed25519 public key (base64): members must carry its
-        /// attestation, as in the browsers. Without it the recording's members are trusted.
-        #[arg(long)]
+        /// attestation, as in the browsers. Required, unless --insecure-unvouched-members.
+        #[arg(long, required_unless_present = "insecure_unvouched_members")]
         backend_key: Option<String>,
+        /// Take the recording's members as the relay announced them (no --backend-key): a
+        /// relay that added a member of its own could have written the whole recording.
+        #[arg(long, conflicts_with = "backend_key")]
+        insecure_unvouched_members: bool,
         /// The recording's directory.
         recording: PathBuf,
         /// Where the playable files go.
@@ -66,21 +71,35 @@ enum Command {
     },
 }
 
+/// Exit status of a decrypt that finished but found the recording altered or damaged (what
+/// opened was written; the report says what did not).
+const ALTERED: u8 = 2;
+
+/// How a command finished.
+enum Opened {
+    /// Nothing to report.
+    Clean,
+    /// A decrypt found frames refused, damage or refused members ([`Report::alterations`]).
+    Altered,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.command {
-        Command::Keygen { out } => keygen(&out),
-        Command::Inspect { recording } => inspect(&recording),
+        Command::Keygen { out } => keygen(&out).map(|()| Opened::Clean),
+        Command::Inspect { recording } => inspect(&recording).map(|()| Opened::Clean),
         Command::Decrypt {
             key,
             backend_key,
+            insecure_unvouched_members: _,
             recording,
             out,
             quiet,
         } => decrypt(&key, backend_key.as_deref(), &recording, &out, quiet),
     };
     match r {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Opened::Clean) => ExitCode::SUCCESS,
+        Ok(Opened::Altered) => ExitCode::from(ALTERED),
         Err(e) => {
             eprintln!("hush-record: {e}");
             ExitCode::FAILURE
@@ -226,11 +245,13 @@ fn decrypt(
     dir: &Path,
     out: &Path,
     quiet: bool,
-) -> Result<(), String> {
+) -> Result<Opened, String> {
     let pair = read_key(key)?;
     let backend_key = match backend {
         None => {
-            eprintln!("warning: no --backend-key: members are taken as the relay announced them");
+            eprintln!(
+                "warning: --insecure-unvouched-members: members are taken as the relay announced them"
+            );
             None
         }
         Some(b64) => {
@@ -267,7 +288,15 @@ fn decrypt(
         .map_err(|e| format!("{}: {e}", dir.display()))?;
     bar.finish_and_clear();
     print_report(&report, started.elapsed());
-    Ok(())
+    let altered = report.alterations();
+    if altered.is_empty() {
+        return Ok(Opened::Clean);
+    }
+    eprintln!("hush-record: the recording was altered or damaged after it was sealed:");
+    for line in altered {
+        eprintln!("  {line}");
+    }
+    Ok(Opened::Altered)
 }
 
 fn print_report(r: &Report, took: std::time::Duration) {
