@@ -6,14 +6,16 @@
 //! Nothing here can open a frame or an envelope: the recorder's private key never leaves the
 //! app, and `hush-record decrypt` opens the recording offline.
 //!
-//! - Writing happens on a thread per recording ([`writer`]) behind a bounded queue; frames that
-//!   do not fit are dropped and counted, never buffered without bound.
+//! - Writing happens on a thread per recording ([`writer`]) behind a bounded queue
+//!   ([`queue`]); frames that do not fit are dropped and counted, never buffered without
+//!   bound, and never crowd out an event (an epoch's envelope).
 //! - Synced every [`RecordingOptions::sync_interval`] (1 s by default): `kill -9` loses at most
 //!   that much.
 //! - Disk use is bounded per room and per relay; a full disk, a write error or a limit stops
 //!   the recording (the recorder leaves the key exchange), reported to the participants, the
 //!   audit trail and the metrics; the call goes on.
 
+mod queue;
 mod tap;
 mod writer;
 
@@ -21,7 +23,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::sync::mpsc::{SyncSender, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -47,13 +48,16 @@ pub struct RecordingOptions {
     pub max_total_bytes: u64,
     /// How often written records are synced to disk.
     pub sync_interval: Duration,
-    /// Most items (frames, events) waiting for one recording's writer.
+    /// Most frames waiting for one recording's writer (events and new tracks have
+    /// [`queue::CONTROL_SLOTS`] more of their own, which frames never take).
     pub queue: usize,
+    /// Most bytes of frames waiting for one recording's writer.
+    pub queue_bytes: usize,
 }
 
 impl RecordingOptions {
     /// Defaults under `dir`: 2 GiB a recording, 20 GiB in all, synced every second, 4,096
-    /// queued frames (a few seconds of a call).
+    /// queued frames (a few seconds of a call) of at most 64 MiB.
     pub fn new(dir: PathBuf) -> Self {
         Self {
             dir,
@@ -61,6 +65,7 @@ impl RecordingOptions {
             max_total_bytes: 20 << 30,
             sync_interval: Duration::from_secs(1),
             queue: 4096,
+            queue_bytes: 64 << 20,
         }
     }
 }
@@ -75,7 +80,7 @@ pub(crate) fn unix_ms() -> u64 {
 /// One recording in progress.
 struct Active {
     started: Instant,
-    tx: SyncSender<Item>,
+    tx: queue::Queue,
     thread: JoinHandle<()>,
     /// Tracks tapped, by (publisher, track): their tasks.
     taps: HashMap<(ConnId, TrackId), tokio::task::JoinHandle<()>>,
@@ -161,7 +166,7 @@ impl Recordings {
         manifest.write_atomic(&dir).map_err(fail)?;
         let events = RecordWriter::create(dir.join(&manifest.events_file), RecordKind::Events)
             .map_err(fail)?;
-        let (tx, rx) = sync_channel(options.queue);
+        let (tx, rx) = queue::queue(options.queue, options.queue_bytes);
         let writer = Writer {
             conn,
             dir,
@@ -201,7 +206,7 @@ impl Recordings {
             at_us: u64::try_from(active.started.elapsed().as_micros()).unwrap_or(u64::MAX),
             json: message.encode(),
         };
-        if active.tx.try_send(Item::Event(record)).is_err() {
+        if active.tx.control(Item::Event(record)).is_err() {
             // An event lost is a key the recording may miss: counted, and visible offline.
             self.metrics.recording_dropped("event_queue_full", 1);
         }
@@ -265,7 +270,7 @@ impl Recordings {
         // A full queue still takes the stop once the writer catches up: this thread waits.
         let tx = active.tx;
         let stopper = std::thread::spawn(move || {
-            let _ = tx.send(Item::Stop(end));
+            tx.wait_send(Item::Stop(end));
         });
         tracing::info!(
             conn = conn.get(),

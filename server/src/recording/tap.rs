@@ -4,7 +4,7 @@
 //! here can open them. The top simulcast layer is recorded.
 
 use std::sync::Arc;
-use std::sync::mpsc::{SyncSender, TrySendError};
+
 use std::time::{Duration, Instant};
 
 use hush_proto::TrackId;
@@ -14,6 +14,7 @@ use rtc::rtp;
 use rtc::rtp::packetizer::Depacketizer;
 use tokio::sync::mpsc;
 
+use super::queue::{NotQueued, Queue};
 use super::writer::Item;
 use crate::bus::Input;
 use crate::media::fanout::{Fanout, SUBSCRIBER_QUEUE, SinkControl};
@@ -35,7 +36,7 @@ pub(super) struct TapContext {
     pub(super) participant: String,
     pub(super) file: String,
     pub(super) started: Instant,
-    pub(super) writer: SyncSender<Item>,
+    pub(super) writer: Queue,
     pub(super) driver: mpsc::WeakSender<Input>,
     pub(super) metrics: Arc<Metrics>,
 }
@@ -78,7 +79,7 @@ pub(super) async fn run(fanout: Arc<Fanout>, cx: TapContext) {
         clock_rate: codec.clock_rate,
         added_at_ms: super::unix_ms(),
     };
-    if cx.writer.try_send(Item::Track(info)).is_err() {
+    if cx.writer.control(Item::Track(info)).is_err() {
         cx.metrics.recording_dropped("queue_full", 1);
         return;
     }
@@ -153,18 +154,14 @@ pub(super) async fn run(fanout: Arc<Fanout>, cx: TapContext) {
             gap: std::mem::take(&mut gap),
             data,
         };
-        let item = Item::Frame {
-            file: Arc::clone(&file),
-            record,
-        };
-        match cx.writer.try_send(item) {
+        match cx.writer.frame(Arc::clone(&file), record) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
+            Err(NotQueued::Full) => {
                 // Bounded: a disk slower than the media loses frames, never memory.
                 gap = true;
                 cx.metrics.recording_dropped("queue_full", 1);
             }
-            Err(TrySendError::Disconnected(_)) => break,
+            Err(NotQueued::Closed) => break,
         }
     }
     asks.abort();

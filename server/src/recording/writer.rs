@@ -8,7 +8,7 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::Instant;
 
 use hush_proto::RecordingEnd;
@@ -50,7 +50,7 @@ pub(super) struct Writer {
 
 impl Writer {
     /// Runs until `Stop` (or the sender is gone), then closes the recording.
-    pub(super) fn run(mut self, rx: Receiver<Item>) {
+    pub(super) fn run(mut self, rx: super::queue::Dequeue) {
         let mut failed: Option<RecordingEnd> = None;
         let mut last_sync = Instant::now();
         let end = loop {
