@@ -75,6 +75,11 @@ pub const FORMAT: &str = "hush-recording";
 pub const VERSION: u32 = 1;
 /// Largest manifest accepted: 1 MiB, thousands of tracks.
 pub const MAX_MANIFEST_LEN: usize = 1 << 20;
+/// Most tracks a recording's writer lists: a recording that would take one more stops (as at
+/// its size limit). Opening one holds two files per track (its records, its output), under
+/// the usual limit of 1,024 open files, and the manifest stays far under
+/// [`MAX_MANIFEST_LEN`] with the longest ids.
+pub const MAX_TRACKS: usize = 400;
 /// Longest file name a manifest may hold, in bytes.
 pub const MAX_FILE_NAME_LEN: usize = 64;
 
@@ -271,7 +276,8 @@ impl Manifest {
     }
 
     /// The manifest's JSON (pretty-printed, with a final newline), after
-    /// [`Manifest::validate`]: what [`Manifest::from_json`] reads back.
+    /// [`Manifest::validate`]: what [`Manifest::from_json`] reads back, so one over
+    /// [`MAX_MANIFEST_LEN`] is refused ([`FormatError::TooLarge`]) rather than written unreadable.
     pub fn to_json(&self) -> Result<Vec<u8>, FormatError> {
         self.validate()?;
         let wire = Wire {
@@ -281,6 +287,9 @@ impl Manifest {
         };
         let mut json = serde_json::to_vec_pretty(&wire)?;
         json.push(b'\n');
+        if json.len() > MAX_MANIFEST_LEN {
+            return Err(FormatError::TooLarge);
+        }
         Ok(json)
     }
 

@@ -12,8 +12,10 @@ use std::sync::mpsc::RecvTimeoutError;
 use std::time::Instant;
 
 use hush_proto::RecordingEnd;
+use hush_record::manifest::MAX_TRACKS;
 use hush_record::{
-    EventRecord, FrameRecord, Manifest, RecordKind, RecordWriter, StopReason, TrackInfo,
+    EventRecord, FormatError, FrameRecord, Manifest, RecordKind, RecordWriter, StopReason,
+    TrackInfo,
 };
 
 use super::RecordingOptions;
@@ -122,11 +124,35 @@ impl Writer {
                 self.metrics.recording_frame(n);
             }
             Item::Track(info) => {
-                let path = self.dir.join(&info.file);
-                let w = RecordWriter::create(path, RecordKind::Frames).map_err(io_end)?;
-                self.tracks.push((Arc::from(info.file.as_str()), w));
+                // Bounded: a participant who publishes and unpublishes in a loop stops the
+                // recording (participants are told), rather than growing a manifest past what
+                // `hush-record` opens.
+                if self.manifest.tracks.len() >= MAX_TRACKS {
+                    return Err(RecordingEnd::SizeLimit);
+                }
                 self.manifest.tracks.push(info);
-                self.sync()?;
+                if matches!(self.manifest.to_json(), Err(FormatError::TooLarge)) {
+                    self.manifest.tracks.pop();
+                    return Err(RecordingEnd::SizeLimit);
+                }
+                let Some(info) = self.manifest.tracks.last() else {
+                    return Ok(());
+                };
+                let path = self.dir.join(&info.file);
+                let file = Arc::from(info.file.as_str());
+                let created = RecordWriter::create(path, RecordKind::Frames)
+                    .and_then(|mut w| w.sync().map(|()| w));
+                let w = match created {
+                    Ok(w) => w,
+                    Err(e) => {
+                        self.manifest.tracks.pop();
+                        return Err(io_end(e));
+                    }
+                };
+                self.tracks.push((file, w));
+                // Only the new file is synced before the manifest names it (the others are,
+                // every `sync_interval`): syncing all of them made each new track cost one
+                // sync per track already recorded.
                 self.manifest.write_atomic(&self.dir).map_err(io_end)?;
             }
             Item::Stop(_) => {}
@@ -276,6 +302,43 @@ mod tests {
         w.write(frame("t1.hrec", 1_000)).expect("written");
         assert!(w.room_bytes >= 1_000, "{}", w.room_bytes);
         assert_eq!(w.total.load(Ordering::Relaxed), w.room_bytes);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A participant who publishes and unpublishes in a loop: the recording stops at
+    /// `MAX_TRACKS` tracks with `size_limit`, and the manifest it leaves, with the longest ids,
+    /// still opens (it grew past what `Manifest::read` takes, unbounded, before).
+    #[test]
+    fn tracks_past_the_limit_stop_the_recording_and_the_manifest_still_opens() {
+        let dir = std::env::temp_dir().join(format!("hush-writer-tracks-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let mut w = writer(&dir);
+        let track = |n: u32| {
+            Item::Track(TrackInfo {
+                file: hush_record::manifest::track_file_name(n),
+                track_id: format!("{n:0>64}"),
+                participant: "p".repeat(128),
+                sender_index: n,
+                kind: TrackKind::Video,
+                codec: "vp8".into(),
+                clock_rate: 90_000,
+                added_at_ms: u64::MAX,
+            })
+        };
+        for n in 0..MAX_TRACKS as u32 {
+            w.write(track(n)).expect("under the limit");
+        }
+        assert!(matches!(
+            w.write(track(MAX_TRACKS as u32)),
+            Err(RecordingEnd::SizeLimit)
+        ));
+        let read = Manifest::read(&dir).expect("the manifest opens");
+        assert_eq!(read.tracks.len(), MAX_TRACKS);
+        assert!(
+            !dir.join(hush_record::manifest::track_file_name(MAX_TRACKS as u32))
+                .exists()
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
