@@ -22,6 +22,9 @@ pub struct RelayConfig {
     /// Sender indexes a room may hand out in its life; once used up it refuses joins with
     /// `room_full`. Must fit the key layer's KID packing.
     pub max_sender_indexes: u32,
+    /// Admissions of one participant id to one room a minute: a participant rejoining in a
+    /// loop is refused (`rate_limited`) past it (see `admissions`).
+    pub admissions_per_minute: u32,
     /// How long an empty room lives before it is forgotten (unless set per room).
     pub empty_room_timeout: Duration,
     /// How long a closed room is remembered, refusing joins with `room_closed`.
@@ -105,6 +108,7 @@ impl Default for RelayConfig {
             max_rooms: 10_000,
             max_participants_per_room: 100,
             max_sender_indexes: 1 << 16,
+            admissions_per_minute: 10,
             empty_room_timeout: Duration::from_secs(5 * 60),
             closed_room_retention: Duration::from_secs(10 * 60),
             join_timeout: Duration::from_secs(10),

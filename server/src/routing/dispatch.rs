@@ -200,8 +200,18 @@ impl Relay {
             let room = self.new_room(room_id.clone(), RoomSettings::default(), now);
             self.rooms.insert(room_id.clone(), room);
         }
-        let room = self.rooms.get(room_id).ok_or(NOT_IN_ROOM)?;
-        if let Some(old) = room.check_admission(participant, &self.config)? {
+        let room = self.rooms.get_mut(room_id).ok_or(NOT_IN_ROOM)?;
+        let replaces = room.check_admission(participant, &self.config)?;
+        if !room
+            .admissions
+            .admit(participant, now, self.config.admissions_per_minute)
+        {
+            return Err(Refusal::new(
+                ErrorCode::RateLimited,
+                "joined this room too often within a minute: wait before joining again",
+            ));
+        }
+        if let Some(old) = replaces {
             let message = "you joined again on another connection";
             self.close_with_error(
                 now,

@@ -51,6 +51,7 @@
 //!   `role: recorder` on a connection the adapter writes to disk ([`recording`]).
 
 mod admin;
+mod admissions;
 mod config;
 mod dispatch;
 mod gate;

@@ -70,6 +70,8 @@ pub(super) struct Room {
     pub(super) recording: Option<ActiveRecording>,
     /// When a recording last started ([`super::recording::RECORDING_RESTART_INTERVAL`]).
     pub(super) recording_started_at: Option<Instant>,
+    /// Admissions per participant id in the last minute.
+    pub(super) admissions: super::admissions::Admissions,
 }
 
 impl Room {
@@ -96,6 +98,7 @@ impl Room {
             recorder: None,
             recording: None,
             recording_started_at: None,
+            admissions: super::admissions::Admissions::default(),
         }
     }
 

@@ -206,6 +206,32 @@ fn sender_indexes_run_out() {
     sim.join_refused("c", "r", ErrorCode::RoomFull);
 }
 
+/// A participant rejoining in a loop (each time with a fresh token from the app) used up the
+/// room's sender indexes: a newcomer then got `room_full`. Past its admissions a minute it is
+/// refused (`rate_limited`) and the room keeps room for others; a minute later it may rejoin.
+#[test]
+fn a_participant_rejoining_in_a_loop_is_rate_limited_and_others_still_get_in() {
+    let mut sim = Sim::with_config(RelayConfig {
+        max_sender_indexes: 16,
+        ..Default::default()
+    });
+    let a = sim.join("a", "r", full());
+    let mut refused = 0;
+    for _ in 0..20 {
+        let (conn, out) = sim.try_join("eve", "r", full());
+        if closed(&out, conn) {
+            assert_refused_fatally(&out, conn, ErrorCode::RateLimited);
+            refused += 1;
+        }
+        sim.now = sim.now.advance(Duration::from_millis(500));
+    }
+    assert_eq!(refused, 10, "10 admissions a minute, the other 10 refused");
+    sim.join("bob", "r", full());
+    assert_alive(&mut sim, a);
+    sim.now = sim.now.advance(Duration::from_secs(60));
+    sim.join("eve", "r", full());
+}
+
 #[test]
 fn the_first_message_must_be_join() {
     let mut sim = Sim::new();
