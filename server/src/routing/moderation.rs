@@ -20,7 +20,8 @@ const UNKNOWN_PARTICIPANT: Refusal = Refusal::new(
 );
 
 impl Relay {
-    /// Admin API: removes a participant from a room.
+    /// Admin API: removes a participant from a room; one not in it now is remembered as
+    /// removed all the same (no coming back with a token issued before).
     pub fn remove_participant(
         &mut self,
         now: Now,
@@ -70,7 +71,19 @@ impl Relay {
         by: Option<ParticipantId>,
     ) -> Result<(), Refusal> {
         let room = self.rooms.get(room_id).ok_or(UNKNOWN_ROOM)?;
-        let conn = room.member(target).ok_or(UNKNOWN_PARTICIPANT)?.conn;
+        let Some(conn) = room.member(target).map(|m| m.conn) else {
+            // The backend's word holds for someone not in the room now (its connection
+            // dropped a moment ago, say): remembered, so it cannot come back with a token
+            // issued before this. A moderator in the call removes only members.
+            if by.is_some() {
+                return Err(UNKNOWN_PARTICIPANT);
+            }
+            let horizon = self.removal_horizon();
+            self.removals
+                .remember(clock.unix_secs(), horizon, room_id, target);
+            self.audit(room_id, None, ModerationAction::Remove(target.clone()));
+            return Ok(());
+        };
         let recorder = room.recording.as_ref().is_some_and(|r| r.conn == conn);
         let now = clock.instant;
         self.audit(

@@ -135,6 +135,33 @@ fn an_admin_removal_is_remembered_until_earlier_tokens_expire() {
     assert_joined(&mut sim, "b");
 }
 
+/// The backend removes a participant whose connection dropped a moment before: the removal is
+/// remembered all the same (it was refused, `unknown_participant`, and nothing remembered), so
+/// the token it held from before does not bring it back. A moderator in the call still
+/// removes only members.
+#[test]
+fn the_backend_removes_a_participant_who_is_away_for_a_moment() {
+    let (mut sim, [m, b]) = room_of([("mod", moderator()), ("b", full())]);
+    let held = sim.token("b", "r", full());
+    sim.send(b, ClientMessage::Leave);
+    sim.advance(Duration::from_secs(5));
+    let out = sim.send(m, kick("b"));
+    assert_refused(&out, m, ErrorCode::UnknownParticipant);
+    assert_eq!(
+        sim.relay.remove_participant(sim.now, &rid("r"), &pid("b")),
+        Ok(())
+    );
+    assert!(sim.drain().contains(&Output::Audit(Audit::Moderation {
+        room: rid("r"),
+        moderator: None,
+        action: ModerationAction::Remove(pid("b")),
+    })));
+    let (conn, out) = sim.try_join_with(held, "r");
+    assert_refused_fatally(&out, conn, ErrorCode::Removed);
+    sim.advance(Duration::from_secs(31));
+    sim.join("b", "r", full());
+}
+
 /// `who` joins room "r" with a token that has no `iat`.
 fn join_without_iat(sim: &mut Sim, who: &str) -> (ConnId, Vec<Output>) {
     let token = sim.token_without_iat(who, "r");
@@ -235,9 +262,15 @@ fn the_admin_api_acts_without_a_moderator() {
         moderator: None,
         action: ModerationAction::Remove(pid("b")),
     })));
+    // b is gone: removing it again is remembered again, not refused (see below).
     assert_eq!(
         sim.relay.remove_participant(sim.now, &rid("r"), &pid("b")),
-        Err(ErrorCode::UnknownParticipant)
+        Ok(())
+    );
+    assert_eq!(
+        sim.relay
+            .remove_participant(sim.now, &rid("nope"), &pid("b")),
+        Err(ErrorCode::UnknownRoom)
     );
     assert_eq!(
         sim.relay.set_locked(&rid("nope"), true),
