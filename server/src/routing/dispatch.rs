@@ -143,6 +143,14 @@ impl Relay {
                            issues after the removal (past the clock leeway)";
             return self.refuse_join(now, conn, ErrorCode::Removed, message);
         }
+        if !self
+            .removals
+            .admits_after_close(unix, horizon, leeway, &room_id, claims.iat)
+        {
+            let message = "this room was closed: it takes a token the app issues after the \
+                           close (past the clock leeway)";
+            return self.refuse_join(now, conn, ErrorCode::RoomClosed, message);
+        }
         if let Err(refusal) = self.admit(now, &room_id, &claims.sub) {
             return self.refuse_join(now, conn, refusal.code, refusal.message);
         }
@@ -341,7 +349,7 @@ impl Relay {
             }
             ClientMessage::CloseRoom => {
                 self.moderator(&grants, &room_id, &me, command)?;
-                self.close_room_as(now, &room_id, Some(me))?;
+                self.close_room_as(clock, &room_id, Some(me))?;
             }
             ClientMessage::Record(r) => {
                 if !grants.record {

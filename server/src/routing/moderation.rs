@@ -2,8 +2,6 @@
 //! (the admin API, through the public methods here). A removal is a leave: the others get
 //! `participant_left` with reason `removed` and move to a new epoch.
 
-use std::time::Instant;
-
 use hush_proto::{
     ErrorCode, LeaveReason, LockRoom, ParticipantId, RecordingEnd, RoomId, ServerMessage, Source,
 };
@@ -48,10 +46,10 @@ impl Relay {
         self.set_locked_as(room, locked, None).map_err(|r| r.code)
     }
 
-    /// Admin API: closes a room, removing everyone; it refuses joins until it is forgotten.
+    /// Admin API: closes a room, removing everyone; it refuses joins until it is forgotten,
+    /// and after that every token issued before the close.
     pub fn close_room(&mut self, now: Now, room: &RoomId) -> Result<(), ErrorCode> {
-        self.close_room_as(now.instant, room, None)
-            .map_err(|r| r.code)
+        self.close_room_as(now, room, None).map_err(|r| r.code)
     }
 
     fn audit(&mut self, room: &RoomId, moderator: Option<ParticipantId>, action: ModerationAction) {
@@ -164,10 +162,11 @@ impl Relay {
 
     pub(super) fn close_room_as(
         &mut self,
-        now: Instant,
+        clock: Now,
         room_id: &RoomId,
         by: Option<ParticipantId>,
     ) -> Result<(), Refusal> {
+        let now = clock.instant;
         let recording = self
             .rooms
             .get(room_id)
@@ -183,6 +182,13 @@ impl Relay {
         }
         room.closed_at = Some(now);
         room.locked = true;
+        // Remembered past the room: no reopening it with a token issued before the close.
+        let horizon = self.removal_horizon();
+        self.removals
+            .remember_close(clock.unix_secs(), horizon, room_id);
+        let Some(room) = self.rooms.get_mut(room_id) else {
+            return Err(UNKNOWN_ROOM);
+        };
         let conns: Vec<_> = room.members.iter().map(|m| m.conn).collect();
         let mut left = Vec::with_capacity(conns.len());
         for conn in conns {

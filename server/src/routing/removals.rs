@@ -22,10 +22,19 @@ pub(super) const MAX_REMEMBERED: usize = 4096;
 /// Removals remembered at most for one room.
 pub(super) const MAX_PER_ROOM: usize = 256;
 
-/// Who was removed from which room, and when (Unix seconds).
+/// Closed rooms remembered at most (past it, the oldest close is forgotten first).
+pub(super) const MAX_CLOSED: usize = 4096;
+
+/// Who was removed from which room, and when (Unix seconds); and which rooms were closed, and
+/// when.
 #[derive(Debug, Default)]
 pub(super) struct Removals {
     at: BTreeMap<(RoomId, ParticipantId), u64>,
+    /// A closed room is forgotten by the routing core after `closed_room_retention` (10 min by
+    /// default), far sooner than tokens issued before the close expire: those must not open it
+    /// again. The same rule as a removal, for everyone: a join then takes a token issued after
+    /// the close.
+    closed: BTreeMap<RoomId, u64>,
 }
 
 impl Removals {
@@ -97,6 +106,44 @@ impl Removals {
             return true;
         }
         iat.is_some_and(|i| i > removed.saturating_add(leeway))
+    }
+
+    /// Remembers that `room` was closed at `now` (Unix seconds); forgets closes older than
+    /// `horizon` first, and the oldest past [`MAX_CLOSED`].
+    pub(super) fn remember_close(&mut self, now: u64, horizon: u64, room: &RoomId) {
+        self.closed.retain(|_, t| t.saturating_add(horizon) > now);
+        if self.closed.len() >= MAX_CLOSED
+            && !self.closed.contains_key(room)
+            && let Some(oldest) = self
+                .closed
+                .iter()
+                .min_by_key(|(_, t)| **t)
+                .map(|(r, _)| r.clone())
+        {
+            self.closed.remove(&oldest);
+        }
+        self.closed.insert(room.clone(), now);
+    }
+
+    /// Whether a join of `room` with a token issued at `iat` may go on as far as a close goes:
+    /// yes unless the room was closed within `horizon` seconds and the token was not issued more
+    /// than `leeway` seconds after (as [`Removals::admits`]).
+    pub(super) fn admits_after_close(
+        &mut self,
+        now: u64,
+        horizon: u64,
+        leeway: u64,
+        room: &RoomId,
+        iat: Option<u64>,
+    ) -> bool {
+        let Some(&closed) = self.closed.get(room) else {
+            return true;
+        };
+        if closed.saturating_add(horizon) <= now {
+            self.closed.remove(room);
+            return true;
+        }
+        iat.is_some_and(|i| i > closed.saturating_add(leeway))
     }
 
     /// Removals remembered now.
@@ -182,6 +229,27 @@ mod tests {
         assert!(
             !m.admits(40_000, LONG, 0, &other, &eve, None),
             "one of one: kept"
+        );
+    }
+
+    #[test]
+    fn closes_are_remembered_until_the_horizon_and_bounded() {
+        let mut m = Removals::default();
+        let (room, _) = ids("r", "eve");
+        m.remember_close(1_000, 3_600, &room);
+        assert!(!m.admits_after_close(1_001, 3_600, 30, &room, Some(1_030)));
+        assert!(!m.admits_after_close(1_001, 3_600, 30, &room, None));
+        assert!(m.admits_after_close(1_031, 3_600, 30, &room, Some(1_031)));
+        assert!(m.admits_after_close(4_600, 3_600, 30, &room, None));
+        for r in 0..MAX_CLOSED + 5 {
+            let room = RoomId::new(format!("r{r}")).unwrap();
+            m.remember_close(10_000 + r as u64, 1_000_000, &room);
+        }
+        assert_eq!(m.closed.len(), MAX_CLOSED);
+        let first = RoomId::new("r0").unwrap();
+        assert!(
+            m.admits_after_close(20_000, 1_000_000, 0, &first, None),
+            "oldest forgotten"
         );
     }
 }

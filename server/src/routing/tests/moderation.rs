@@ -162,6 +162,27 @@ fn the_backend_removes_a_participant_who_is_away_for_a_moment() {
     sim.join("b", "r", full());
 }
 
+/// A closed room is forgotten after 10 minutes, while a token issued before the close can be
+/// valid for an hour: such a token opened the room again (it was admitted). It is refused
+/// (`room_closed`) until a token issued after the close, past the clock leeway.
+#[test]
+fn a_closed_room_does_not_reopen_with_a_token_issued_before_the_close() {
+    let (mut sim, [a]) = room_of([("a", full())]);
+    let held = sim.token("b", "r", full());
+    sim.advance(Duration::from_secs(5));
+    assert_eq!(sim.relay.close_room(sim.now, &rid("r")), Ok(()));
+    assert_refused_fatally(&sim.drain(), a, ErrorCode::RoomClosed);
+    sim.advance(Duration::from_secs(601));
+    assert_eq!(sim.relay.room_count(), 0, "forgotten");
+    let (conn, out) = sim.try_join_with(held, "r");
+    assert_refused_fatally(&out, conn, ErrorCode::RoomClosed);
+    let (conn, out) = join_without_iat(&mut sim, "c");
+    assert_refused_fatally(&out, conn, ErrorCode::RoomClosed);
+    // Other rooms are not concerned; a token issued after the close opens it.
+    sim.join("b", "elsewhere", full());
+    sim.join("b", "r", full());
+}
+
 /// `who` joins room "r" with a token that has no `iat`.
 fn join_without_iat(sim: &mut Sim, who: &str) -> (ConnId, Vec<Output>) {
     let token = sim.token_without_iat(who, "r");
