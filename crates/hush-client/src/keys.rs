@@ -31,22 +31,22 @@ impl KeyAgent {
     /// [`KeyAgent::identity_key`], hand the result to [`KeyAgent::set_attestation`], then
     /// [`crate::Client::join`].
     pub fn new(membership: Membership) -> Result<Self, ClientError> {
-        let mut seed = [0u8; 32];
-        getrandom::fill(&mut seed).map_err(|_| ClientError::Media("no OS randomness".into()))?;
-        let agent = Self::with_seed(membership, seed);
-        seed.fill(0);
-        agent
+        let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+        getrandom::fill(seed.as_mut_slice())
+            .map_err(|_| ClientError::Media("no OS randomness".into()))?;
+        Self::with_seed(membership, *seed)
     }
 
     /// A participant seeded with `seed`: for tests and reproducible runs only (whoever knows
     /// the seed knows every key).
     pub fn with_seed(membership: Membership, seed: [u8; 32]) -> Result<Self, ClientError> {
+        let seed = zeroize::Zeroizing::new(seed);
         let config = ParticipantConfig {
             membership,
             shared_secret: None,
         };
         let core =
-            Participant::new(config, ChaCha20Rng::from_seed(seed)).map_err(ClientError::Keys)?;
+            Participant::new(config, ChaCha20Rng::from_seed(*seed)).map_err(ClientError::Keys)?;
         Ok(Self {
             core,
             refused: 0,

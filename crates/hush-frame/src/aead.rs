@@ -237,3 +237,16 @@ mod tests {
         assert!(SuiteAead::new(CipherSuite::default(), &[0; 15]).is_err());
     }
 }
+
+#[cfg(test)]
+mod wiped {
+    /// HMAC-SHA256/512 (the CTR suites' authentication key, HKDF's PRK) keeps its state in the
+    /// hash's cores, which wipe themselves on drop only with sha2's `zeroize` feature (`Hmac`
+    /// itself has no marker). Fails to compile without the feature.
+    #[test]
+    fn the_hash_states_hmac_keeps_are_zeroized_on_drop() {
+        fn wiped<T: zeroize::ZeroizeOnDrop>() {}
+        wiped::<sha2::Sha256>();
+        wiped::<sha2::Sha512>();
+    }
+}

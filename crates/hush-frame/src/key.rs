@@ -107,13 +107,15 @@ impl DerivedKey {
         // HKDF-Expand fails only for outputs over 255 hash lengths; ours are at most 48 bytes,
         // so the results are ignored.
         if suite == CipherSuite::Aes256GcmSha512_128 {
-            let (prk, hk) = Hkdf::<Sha512>::extract(Some(&[]), ikm);
+            let (mut prk, hk) = Hkdf::<Sha512>::extract(Some(&[]), ikm);
             out.secret[..64].copy_from_slice(&prk);
+            prk.as_mut_slice().zeroize();
             let _ = hk.expand(&kl[..kn], &mut out.key[..nk]);
             let _ = hk.expand(&sl[..sn], &mut out.salt[..]);
         } else {
-            let (prk, hk) = Hkdf::<Sha256>::extract(Some(&[]), ikm);
+            let (mut prk, hk) = Hkdf::<Sha256>::extract(Some(&[]), ikm);
             out.secret[..32].copy_from_slice(&prk);
+            prk.as_mut_slice().zeroize();
             let _ = hk.expand(&kl[..kn], &mut out.key[..nk]);
             let _ = hk.expand(&sl[..sn], &mut out.salt[..]);
         }
