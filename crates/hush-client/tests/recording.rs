@@ -638,6 +638,48 @@ async fn a_relay_that_relabels_recorded_tracks_gets_the_frames_refused_as_wrong_
     let t = track(&r, "alice", "audio");
     assert_eq!(t.written, 0, "{t:?}");
     assert_eq!(t.refused.get("wrong_sender"), Some(&b.written), "{t:?}");
+
+    // The recording labelled another room's: the recorder's `joined` names the real one, so
+    // nothing opens and the report says why (it opened, relabelled, before).
+    let moved = work.path().join("moved");
+    copy_recording(dir, &moved);
+    let mut m = manifest.clone();
+    m.room = "another-room".into();
+    m.write_atomic(&moved).unwrap();
+    let r = open_with(&moved, &recorder, &relay, &work.path().join("moved-out"));
+    assert!(r.tracks.iter().all(|t| t.written == 0), "{r:#?}");
+    assert!(
+        r.alterations().iter().any(|a| a.starts_with("wrong_room")),
+        "{:?}",
+        r.alterations()
+    );
+
+    // An event with a valid checksum that is no relay message: reported (it vanished).
+    let junk = work.path().join("junk");
+    copy_recording(dir, &junk);
+    let events_file = junk.join(&manifest.events_file);
+    let mut events: Vec<hush_record::EventRecord> =
+        RecordReader::open(&events_file, RecordKind::Events)
+            .unwrap()
+            .filter_map(|r| match r {
+                Ok(Rec::Event(e)) => Some(e),
+                _ => None,
+            })
+            .collect();
+    events.push(hush_record::EventRecord {
+        at_us: u64::MAX,
+        json: r#"{"not":"a message"}"#.to_owned(),
+    });
+    std::fs::remove_file(&events_file).unwrap();
+    let mut w = RecordWriter::create(&events_file, RecordKind::Events).unwrap();
+    for e in &events {
+        w.append_event(e).unwrap();
+    }
+    w.sync().unwrap();
+    drop(w);
+    let r = open_with(&junk, &recorder, &relay, &work.path().join("junk-out"));
+    assert_eq!(r.events_damage.len(), 1, "{:?}", r.events_damage);
+    assert_eq!(track(&r, "alice", "audio").written, a.written);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

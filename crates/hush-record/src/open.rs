@@ -129,8 +129,9 @@ const EXPECTED_REFUSALS: [&str; 3] = ["unknown_kid", "before_keyframe", "codec"]
 impl Report {
     /// What says the recording was altered or damaged since it was sealed: frames refused for
     /// any reason but [`EXPECTED_REFUSALS`] (failed authentication, another sender's key,
-    /// replayed, malformed), damaged record files, members the key session refused (a ghost
-    /// the relay added). One line each; empty for a recording that opened clean.
+    /// replayed, malformed), damaged record files and events that are no relay message,
+    /// members the key session refused (a ghost the relay added), a `joined` for another room
+    /// than the manifest's. One line each; empty for a recording that opened clean.
     pub fn alterations(&self) -> Vec<String> {
         let mut found = Vec::new();
         for t in &self.tracks {
@@ -150,7 +151,7 @@ impl Report {
             found.push(format!("events damaged: {d}"));
         }
         for (code, n) in &self.key_refusals {
-            if code.starts_with("member_refused") {
+            if code.starts_with("member_refused") || code == "wrong_room" {
                 found.push(format!("{code}: {n}"));
             }
         }
@@ -222,7 +223,16 @@ pub fn open(
     let mut events = Vec::new();
     for r in rec.open_events().map_err(OpenError::Events)? {
         match r {
-            Ok(Record::Event(e)) => events.push((e.at_us, ServerMessage::decode(&e.json).ok())),
+            Ok(Record::Event(e)) => {
+                let message = ServerMessage::decode(&e.json).ok();
+                if message.is_none() {
+                    // Checksummed but no protocol message: written so, not damaged on disk.
+                    report
+                        .events_damage
+                        .push(format!("event at {} us: not a relay message", e.at_us));
+                }
+                events.push((e.at_us, message));
+            }
             Ok(Record::Frame(_)) => {}
             Err(e) => report.events_damage.push(e.to_string()),
         }
@@ -235,6 +245,11 @@ pub fn open(
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(|_| OpenError::Rng)?;
     let mut me = Participant::recorder(config, key, ChaCha20Rng::from_seed(seed));
+    // The manifest's room is the relay's word: the recorder's `joined` must name it (a real
+    // recording relabelled as another room's is refused, `wrong_room`, and opens nothing).
+    if let Err(r) = me.expect_room(&manifest.room) {
+        *report.key_refusals.entry(r.code().into()).or_default() += 1;
+    }
     let mut dec = Decryptor::new(CipherSuite::Aes128GcmSha256_128);
     // Every member the key session admitted, by sender index (never reused in a room), kept
     // after it leaves: its frames recorded just before the leave still name it.

@@ -154,11 +154,13 @@ fn read_key(path: &Path) -> Result<IdentityKeyPair, String> {
             .decode(text.trim())
             .map_err(|_| format!("{}: not a recorder key (base64)", path.display()))?,
     );
-    let secret: [u8; 32] = bytes
-        .as_slice()
-        .try_into()
-        .map_err(|_| format!("{}: a recorder key is 32 bytes", path.display()))?;
-    Ok(IdentityKeyPair::from_secret_bytes(secret))
+    let secret: Zeroizing<[u8; 32]> = Zeroizing::new(
+        bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| format!("{}: a recorder key is 32 bytes", path.display()))?,
+    );
+    Ok(IdentityKeyPair::from_secret_bytes(*secret))
 }
 
 fn inspect(dir: &Path) -> Result<(), String> {
