@@ -581,7 +581,7 @@ impl Driver {
     fn audit(&mut self, audit: &Audit) {
         self.ops.audit.record(audit);
         let (conn, failed) = match audit {
-            Audit::JoinRefused { conn, code } if code.is_token_error() => (*conn, true),
+            Audit::JoinRefused { conn, code, .. } if code.is_token_error() => (*conn, true),
             Audit::Joined { conn, .. } => (*conn, false),
             _ => return,
         };

@@ -107,6 +107,7 @@ fn token_refusals_back_off_the_address_and_other_refusals_do_not() {
         d.audit(&Audit::JoinRefused {
             conn,
             code: hush_proto::ErrorCode::RoomFull,
+            who: None,
         });
     }
     assert!(
@@ -120,6 +121,7 @@ fn token_refusals_back_off_the_address_and_other_refusals_do_not() {
         d.audit(&Audit::JoinRefused {
             conn,
             code: hush_proto::ErrorCode::TokenExpired,
+            who: None,
         });
     }
     assert!(matches!(

@@ -82,11 +82,21 @@ impl AuditSink {
                 "participant": self.participant(participant),
                 "reason": leave_reason(*reason),
             }),
-            Audit::JoinRefused { conn, code } => json!({
-                "event": "join_refused",
-                "conn": conn.get(),
-                "code": code.as_str(),
-            }),
+            Audit::JoinRefused { conn, code, who } => {
+                let mut line = json!({
+                    "event": "join_refused",
+                    "conn": conn.get(),
+                    "code": code.as_str(),
+                });
+                if let (Some((room, participant)), Some(fields)) = (who, line.as_object_mut()) {
+                    fields.insert("room".into(), Value::String(self.room(room)));
+                    fields.insert(
+                        "participant".into(),
+                        Value::String(self.participant(participant)),
+                    );
+                }
+                line
+            }
             Audit::Moderation {
                 room,
                 moderator,
@@ -347,6 +357,7 @@ mod tests {
             Audit::JoinRefused {
                 conn: ConnId(8),
                 code: ErrorCode::TokenExpired,
+                who: None,
             },
             Audit::Moderation {
                 room: rid("board-meeting"),
@@ -365,6 +376,12 @@ mod tests {
             Audit::Rekey {
                 room: rid("board-meeting"),
                 seq: 12,
+            },
+            // Refused after its token was verified: tied to the (pseudonymous) participant.
+            Audit::JoinRefused {
+                conn: ConnId(10),
+                code: ErrorCode::Removed,
+                who: Some((rid("board-meeting"), pid("alice@example.com"))),
             },
         ];
         let lines = capture(&sink, &events);
@@ -397,6 +414,12 @@ mod tests {
         assert_eq!(parsed[6]["event"], "rekey");
         assert_eq!(parsed[6]["seq"], 12);
         assert_eq!(parsed[6]["room"], parsed[0]["room"]);
+        // A token refusal names nobody; a refusal after the token was verified names whom it
+        // named, under the same pseudonyms.
+        assert!(parsed[2].get("participant").is_none(), "{}", parsed[2]);
+        assert_eq!(parsed[7]["code"], "removed");
+        assert_eq!(parsed[7]["participant"], alice);
+        assert_eq!(parsed[7]["room"], parsed[0]["room"]);
     }
 
     #[test]
@@ -410,6 +433,7 @@ mod tests {
             sink.record(&Audit::JoinRefused {
                 conn: ConnId(4),
                 code: ErrorCode::TokenBadSignature,
+                who: None,
             });
             tracing::warn!("not audit either");
         });

@@ -72,14 +72,16 @@ impl Relay {
     fn join(&mut self, now: Now, conn: ConnId, join: Join) {
         if self.conns.get(&conn).is_some_and(|c| c.pending.is_some()) {
             let message = "a join is already being checked";
-            return self.refuse_join(now.instant, conn, ErrorCode::AlreadyJoined, message);
+            return self.refuse_join(now.instant, conn, ErrorCode::AlreadyJoined, message, None);
         }
         let verified = self
             .tokens
             .verify(now.unix_secs(), join.token.expose(), join.room.as_ref());
         let claims = match verified {
             Ok(claims) => claims,
-            Err(err) => return self.refuse_join(now.instant, conn, err.code(), err.to_string()),
+            Err(err) => {
+                return self.refuse_join(now.instant, conn, err.code(), err.to_string(), None);
+            }
         };
         let jti = claims.jti.clone().filter(|_| self.config.token_store);
         let forget_after = self.tokens.forget_after(&claims);
@@ -114,7 +116,8 @@ impl Relay {
             TokenClaim::Fresh => self.admit_join(now, conn, *pending),
             TokenClaim::Used => {
                 let err = crate::token::TokenError::Replayed;
-                self.refuse_join(now.instant, conn, err.code(), err.to_string());
+                let who = pending.who();
+                self.refuse_join(now.instant, conn, err.code(), err.to_string(), who);
             }
             TokenClaim::Unavailable => {
                 // Not the token's fault: it was not used, it may try again.
@@ -122,7 +125,8 @@ impl Relay {
                     self.tokens.release(jti);
                 }
                 let message = "the relay cannot check tokens for reuse right now: try again";
-                self.refuse_join(now.instant, conn, ErrorCode::ServerBusy, message);
+                let who = pending.who();
+                self.refuse_join(now.instant, conn, ErrorCode::ServerBusy, message, who);
             }
         }
     }
@@ -141,7 +145,8 @@ impl Relay {
         {
             let message = "a moderator removed you from this room: it takes a token the app \
                            issues after the removal (past the clock leeway)";
-            return self.refuse_join(now, conn, ErrorCode::Removed, message);
+            let who = Some((room_id, claims.sub));
+            return self.refuse_join(now, conn, ErrorCode::Removed, message, who);
         }
         if !self
             .removals
@@ -149,10 +154,12 @@ impl Relay {
         {
             let message = "this room was closed: it takes a token the app issues after the \
                            close (past the clock leeway)";
-            return self.refuse_join(now, conn, ErrorCode::RoomClosed, message);
+            let who = Some((room_id, claims.sub));
+            return self.refuse_join(now, conn, ErrorCode::RoomClosed, message, who);
         }
         if let Err(refusal) = self.admit(now, &room_id, &claims.sub) {
-            return self.refuse_join(now, conn, refusal.code, refusal.message);
+            let who = Some((room_id, claims.sub));
+            return self.refuse_join(now, conn, refusal.code, refusal.message, who);
         }
         let newcomer = Newcomer {
             id: claims.sub.clone(),
@@ -177,16 +184,17 @@ impl Relay {
         }));
     }
 
-    /// A refused join: audited, then fatal.
+    /// A refused join: audited (with whom its token named, once verified), then fatal.
     fn refuse_join(
         &mut self,
         now: Instant,
         conn: ConnId,
         code: ErrorCode,
         message: impl Into<String>,
+        who: Option<(RoomId, ParticipantId)>,
     ) {
         self.out
-            .push(Output::Audit(Audit::JoinRefused { conn, code }));
+            .push(Output::Audit(Audit::JoinRefused { conn, code, who }));
         self.close_with_error(now, conn, code, message, LeaveReason::Disconnected);
     }
 

@@ -203,6 +203,9 @@ pub enum Audit {
         conn: ConnId,
         /// Why.
         code: ErrorCode,
+        /// The room and the participant its token named, once the token was verified (`None`
+        /// for a token refused, or no join at all), so a refused comeback is tied to someone.
+        who: Option<(RoomId, ParticipantId)>,
     },
     /// A moderator acted.
     Moderation {

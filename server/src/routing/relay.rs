@@ -71,6 +71,13 @@ pub(super) struct PendingJoin {
     pub(super) offers_first: Option<bool>,
 }
 
+impl PendingJoin {
+    /// The room and the participant its token names, for the audit trail.
+    pub(super) fn who(&self) -> Option<(hush_proto::RoomId, hush_proto::ParticipantId)> {
+        Some((self.claims.room.clone(), self.claims.sub.clone()))
+    }
+}
+
 /// A connection's `e2ee_stats` rate limit and last reported epoch.
 #[derive(Debug, Default)]
 pub(super) struct E2eeStatsState {
@@ -230,6 +237,7 @@ impl Relay {
             self.out.push(Output::Audit(Audit::JoinRefused {
                 conn,
                 code: ErrorCode::JoinTimeout,
+                who: None,
             }));
             self.close_with_error(
                 now,

@@ -289,7 +289,8 @@ fn token_refusals_close_the_connection_and_nobody_hears_of_it() {
     assert!(to(&out, a).is_empty());
     assert!(out.contains(&Output::Audit(Audit::JoinRefused {
         conn,
-        code: ErrorCode::TokenWrongRoom
+        code: ErrorCode::TokenWrongRoom,
+        who: None,
     })));
 
     // An expired one.

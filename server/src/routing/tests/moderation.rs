@@ -94,9 +94,14 @@ fn a_removed_participant_needs_a_token_issued_after_the_removal() {
     sim.advance(Duration::from_secs(5));
     let out = sim.send(m, kick("b"));
     assert_refused_fatally(&out, b, ErrorCode::Removed);
-    // The token b held from before.
+    // The token b held from before; the audit trail says who tried (it named nobody).
     let (conn, out) = sim.try_join_with(held, "r");
     assert_refused_fatally(&out, conn, ErrorCode::Removed);
+    assert!(out.contains(&Output::Audit(Audit::JoinRefused {
+        conn,
+        code: ErrorCode::Removed,
+        who: Some((rid("r"), pid("b"))),
+    })));
     // One issued in the second of the removal is no proof either; nor one without `iat`.
     sim.join_refused("b", "r", ErrorCode::Removed);
     let (conn, out) = join_without_iat(&mut sim, "b");
