@@ -234,7 +234,13 @@ async fn relays_sharing_redis_admit_each_token_once_and_refuse_while_it_is_down(
     let t3 = dev_token(a.addr(), "standup").await;
     redis.stop();
     assert_eq!(join(&a, &t3).await, Some(ErrorCode::ServerBusy));
-    let ready = get(a.addr(), "/readyz").await;
+    // `/readyz` probes the store at most once a second: read again until it has.
+    let mut ready = get(a.addr(), "/readyz").await;
+    let down = Instant::now();
+    while ready.status == 200 && down.elapsed() < Duration::from_secs(3) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        ready = get(a.addr(), "/readyz").await;
+    }
     assert_eq!(ready.status, 503, "{}", ready.body);
     assert!(ready.body.contains("token store"), "{}", ready.body);
     assert!(claims(&a, "unavailable").await >= 1);
@@ -254,7 +260,12 @@ async fn relays_sharing_redis_admit_each_token_once_and_refuse_while_it_is_down(
         back.elapsed().as_millis()
     );
     assert_eq!(join(&b, &t1).await, Some(ErrorCode::TokenReplayed));
-    assert_eq!(get(a.addr(), "/readyz").await.status, 200);
+    let mut ready = get(a.addr(), "/readyz").await;
+    while ready.status != 200 && back.elapsed() < Duration::from_secs(13) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        ready = get(a.addr(), "/readyz").await;
+    }
+    assert_eq!(ready.status, 200, "{}", ready.body);
 }
 
 #[test]

@@ -30,6 +30,7 @@ pub mod accept;
 pub mod admin;
 mod conn;
 mod dev;
+mod ready;
 pub mod tls;
 mod ws;
 
@@ -42,7 +43,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
@@ -159,6 +160,8 @@ pub(crate) struct AppState {
     pub(crate) keys_loaded: bool,
     /// The token store, if any: `/readyz` checks that it answers.
     pub(crate) token_store: Option<Arc<crate::ops::token_store::TokenStore>>,
+    /// `/readyz`'s last probe, reused for a second ([`ready::ProbeCache`]).
+    pub(crate) ready_probe: Arc<ready::ProbeCache>,
     /// Where recordings go (dev mode writes its recorder's key there).
     pub(crate) recording_dir: Option<std::path::PathBuf>,
     /// Proxies whose forwarding headers name the client ([`TrustedProxies`]).
@@ -300,6 +303,7 @@ pub fn routers(options: RelayOptions) -> Result<Routers, ServeError> {
         media_ip,
         keys_loaded,
         token_store: options.token_store.clone(),
+        ready_probe: Arc::new(ready::ProbeCache::default()),
         recording_dir,
         driver,
         dev: options.dev.map(Arc::new),
@@ -318,7 +322,7 @@ pub fn routers(options: RelayOptions) -> Result<Routers, ServeError> {
     let public = public
         .route("/v1/rtc", get(ws::upgrade))
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .route("/readyz", get(ready::readyz))
         .route("/dev/token", post(dev::token))
         .route("/dev/attest", post(dev::attest))
         .route("/dev/backend-key", get(dev::backend_key))
@@ -337,7 +341,7 @@ pub fn routers(options: RelayOptions) -> Result<Routers, ServeError> {
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state.clone());
     let probes = Router::new()
-        .route("/readyz", get(readyz))
+        .route("/readyz", get(ready::readyz))
         .with_state(state.clone());
     let metrics = Router::new()
         .route("/metrics", get(render_metrics))
@@ -392,28 +396,6 @@ async fn hsts(mut response: Response) -> Response {
 
 async fn healthz() -> &'static str {
     "ok\n"
-}
-
-/// `GET /readyz`: 200 when the relay takes calls (token keys loaded, a media socket binds on
-/// the media address, not shutting down); 503 with the reason otherwise. `/healthz` says the
-/// process is alive; this says to send it traffic.
-async fn readyz(State(state): State<AppState>) -> Response {
-    let unavailable = |why: &'static str| (StatusCode::SERVICE_UNAVAILABLE, why).into_response();
-    if state.draining.load(Ordering::Relaxed) {
-        return unavailable("draining: shutting down\n");
-    }
-    if !state.keys_loaded {
-        return unavailable("no token keys loaded\n");
-    }
-    if std::net::UdpSocket::bind((state.media_ip, 0)).is_err() {
-        return unavailable("no media socket binds on the media address\n");
-    }
-    if let Some(store) = &state.token_store
-        && !store.ready().await
-    {
-        return unavailable("the token store does not answer\n");
-    }
-    "ready\n".into_response()
 }
 
 /// How long `/metrics` waits for the driver to refresh the gauges before rendering anyway.
