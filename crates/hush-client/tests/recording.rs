@@ -15,7 +15,7 @@ use hush_client::{Client, ClientEvent};
 use hush_participant::Event;
 use hush_proto::{ClientMessage, ErrorCode, Grants, Record, RecordAction, Source};
 use hush_record::open::{OpenError, OpenOptions, Report, TrackReport, open};
-use hush_record::{Manifest, Record as Rec, RecordKind, RecordReader, RecordWriter};
+use hush_record::{Manifest, Record as Rec, RecordKind, RecordReader, RecordWriter, TrackKind};
 use hush_testkit::client::{Media, next_error, pump, pump_until_decrypted};
 use hush_testkit::recording::RecordingOptions;
 use hush_testkit::recording::{TestRecorder, files_containing, recordings_in};
@@ -284,6 +284,39 @@ async fn a_recorded_call_opens_only_with_the_recorders_key_and_decodes() {
         "the honest opening refused no member: {:?}",
         report.key_refusals
     );
+
+    // Each track says which of the sender's streams its frames are, as their keys say.
+    assert_eq!(av.stream.as_deref(), Some("camera"));
+    assert_eq!(aa.stream.as_deref(), Some("microphone"));
+    // alice's microphone frames moved into her camera's track: refused (`wrong_stream` where
+    // the camera's layout finds their KID, `unknown_kid` where it reads garbage), none
+    // written into her video.
+    let spliced = work.path().join("spliced");
+    copy_recording(dir, &spliced);
+    let file_of = |kind: TrackKind| {
+        let t = manifest
+            .tracks
+            .iter()
+            .find(|t| t.participant == "alice" && t.kind == kind)
+            .unwrap();
+        spliced.join(&t.file)
+    };
+    let (audio_file, video_file) = (file_of(TrackKind::Audio), file_of(TrackKind::Video));
+    let mut frames = frames_of(&video_file);
+    frames.extend(frames_of(&audio_file));
+    frames.sort_by_key(|f| f.at_us);
+    rewrite_track(&video_file, &frames);
+    rewrite_track(&audio_file, &[]);
+    let r = open_with(
+        &spliced,
+        &recorder,
+        &relay,
+        &work.path().join("spliced-out"),
+    );
+    let v = track(&r, "alice", "video");
+    assert_eq!(v.frames, av.frames + aa.frames, "{v:?}");
+    assert_eq!(v.written, av.written, "{v:?}");
+    assert_eq!(v.stream.as_deref(), Some("camera"));
 
     // Another key: refused, nothing written.
     let stranger = TestRecorder::new("recorder-1", 8);
@@ -649,7 +682,7 @@ async fn a_relay_that_relabels_recorded_tracks_gets_the_frames_refused_as_wrong_
     let r = open_with(&moved, &recorder, &relay, &work.path().join("moved-out"));
     assert!(r.tracks.iter().all(|t| t.written == 0), "{r:#?}");
     assert!(
-        r.alterations().iter().any(|a| a.starts_with("wrong_room")),
+        r.alterations().iter().any(|a| a.contains("wrong_room")),
         "{:?}",
         r.alterations()
     );
@@ -680,6 +713,45 @@ async fn a_relay_that_relabels_recorded_tracks_gets_the_frames_refused_as_wrong_
     let r = open_with(&junk, &recorder, &relay, &work.path().join("junk-out"));
     assert_eq!(r.events_damage.len(), 1, "{:?}", r.events_damage);
     assert_eq!(track(&r, "alice", "audio").written, a.written);
+
+    // The recorder's `joined` left out of the events: nothing opens (`unknown_kid`, a reason an
+    // honest recording has too), so the report must say why (it exited 0 before).
+    let headless = work.path().join("headless");
+    copy_recording(dir, &headless);
+    let events_file = headless.join(&manifest.events_file);
+    let kept: Vec<hush_record::EventRecord> = events
+        .iter()
+        .filter(|e| e.at_us != u64::MAX && !e.json.contains(r#""type":"joined""#))
+        .cloned()
+        .collect();
+    assert_eq!(
+        kept.len() + 2,
+        events.len(),
+        "one joined and the junk left out"
+    );
+    std::fs::remove_file(&events_file).unwrap();
+    let mut w = RecordWriter::create(&events_file, RecordKind::Events).unwrap();
+    for e in &kept {
+        w.append_event(e).unwrap();
+    }
+    w.sync().unwrap();
+    drop(w);
+    let r = open_with(
+        &headless,
+        &recorder,
+        &relay,
+        &work.path().join("headless-out"),
+    );
+    assert!(r.tracks.iter().all(|t| t.written == 0), "{r:#?}");
+    assert!(!r.joined);
+    assert!(
+        r.alterations()
+            .iter()
+            .any(|a| a.contains("joined never arrived")),
+        "{:?}",
+        r.alterations()
+    );
+    assert_eq!(clean.alterations(), Vec::<String>::new());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 
 use hush_frame::{BaseKey, CipherSuite, Codec, Decryptor, Layout};
 use hush_keys::ed25519_dalek::VerifyingKey;
-use hush_keys::{IdentityKeyPair, Kid};
+use hush_keys::{IdentityKeyPair, Kid, StreamContext};
 use hush_participant::{Input, Instant, KeyUpdate, Output, Participant, ParticipantConfig};
 use hush_proto::ServerMessage;
 use rand_chacha::ChaCha20Rng;
@@ -90,6 +90,9 @@ pub struct TrackReport {
     pub written: u64,
     /// Frames refused, by reason (`auth_failed`, `unknown_kid`, `before_keyframe`, ...).
     pub refused: BTreeMap<&'static str, u64>,
+    /// The sender's stream its frames are (`microphone`, `camera`, `screen`, `screen_audio`),
+    /// as their keys say, once one opened: not the relay's word, as `kind` is.
+    pub stream: Option<String>,
     /// Media time written, in milliseconds.
     pub duration_ms: u64,
     /// Bytes of ciphertext read.
@@ -119,6 +122,8 @@ pub struct Report {
     /// `roster_mismatch`, ...) and members (`member_refused: bad_attestation`, ...). Frames
     /// that do not open (`unknown_kid`, say) often have their reason here.
     pub key_refusals: BTreeMap<String, u64>,
+    /// Whether the recorder's `joined` was applied (without it no key opens).
+    pub joined: bool,
 }
 
 /// Frame refusals that an honest recording has too: frames under keys the recorder never got
@@ -126,12 +131,18 @@ pub struct Report {
 /// this tool does not write.
 const EXPECTED_REFUSALS: [&str; 3] = ["unknown_kid", "before_keyframe", "codec"];
 
+/// Key-session refusals an honest recording can have: an envelope for an epoch already
+/// superseded when it arrived. Any other (a forged or misaddressed envelope, a roster that
+/// differs, a refused member, a `joined` for another room) says the events were altered.
+const EXPECTED_KEY_REFUSALS: [&str; 1] = ["stale"];
+
 impl Report {
     /// What says the recording was altered or damaged since it was sealed: frames refused for
     /// any reason but [`EXPECTED_REFUSALS`] (failed authentication, another sender's key,
-    /// replayed, malformed), damaged record files and events that are no relay message,
-    /// members the key session refused (a ghost the relay added), a `joined` for another room
-    /// than the manifest's. One line each; empty for a recording that opened clean.
+    /// replayed, malformed), damaged record files and events that are no relay message, any
+    /// key-session refusal but [`EXPECTED_KEY_REFUSALS`] (a ghost member the relay added, a
+    /// forged envelope, a `joined` for another room than the manifest's), no `joined` at all.
+    /// One line each; empty for a recording that opened clean.
     pub fn alterations(&self) -> Vec<String> {
         let mut found = Vec::new();
         for t in &self.tracks {
@@ -151,9 +162,12 @@ impl Report {
             found.push(format!("events damaged: {d}"));
         }
         for (code, n) in &self.key_refusals {
-            if code.starts_with("member_refused") || code == "wrong_room" {
-                found.push(format!("{code}: {n}"));
+            if !EXPECTED_KEY_REFUSALS.contains(&code.as_str()) {
+                found.push(format!("key session refused: {code} {n}"));
             }
+        }
+        if !self.joined {
+            found.push("the recorder's joined never arrived: no key could be opened".into());
         }
         found
     }
@@ -254,6 +268,8 @@ pub fn open(
     // Every member the key session admitted, by sender index (never reused in a room), kept
     // after it leaves: its frames recorded just before the leave still name it.
     let mut senders = HashMap::new();
+    // Each track's stream, from its first opened frame.
+    let mut streams: Vec<Option<StreamContext>> = vec![None; manifest.tracks.len()];
 
     std::fs::create_dir_all(out).map_err(OpenError::Output)?;
     let mut sources = Vec::new();
@@ -310,16 +326,7 @@ pub fn open(
             *t <= frame.at_us
                 || (*t <= horizon && !matches!(msg, Some(ServerMessage::ParticipantLeft(_))))
         }) {
-            let now = at(*t);
-            tick(&mut me, now, &mut dec, &mut report);
-            if let Some(msg) = msg {
-                match me.handle_input(now, Input::Relay(msg)) {
-                    // Media signaling (tracks, offers) is not the key session's: not a refusal.
-                    Err(hush_participant::Refusal::NotAKeyEvent) | Ok(()) => {}
-                    Err(r) => *report.key_refusals.entry(r.code().into()).or_default() += 1,
-                }
-            }
-            drain(&mut me, &mut dec, &mut report);
+            apply_event(&mut me, &mut dec, &mut report, at(*t), msg.as_ref());
             next_event += 1;
         }
         tick(&mut me, at(frame.at_us), &mut dec, &mut report);
@@ -332,7 +339,8 @@ pub fn open(
             None => *tr.refused.entry("codec").or_default() += 1,
             Some((track, l)) => {
                 let mut buf = frame.data;
-                match open_frame(&mut dec, l, &mut buf, track, &senders) {
+                let stream = &mut streams[index];
+                match open_frame(&mut dec, l, &mut buf, track, &senders, stream) {
                     Ok(()) => match outputs[index].write(&buf, frame.rtp_timestamp) {
                         Ok(true) => {
                             tr.written += 1;
@@ -352,11 +360,18 @@ pub fn open(
         handled += record_len;
         progress(handled);
     }
+    // The events after the last frame too: the whole log is checked (a forged envelope there
+    // is an alteration all the same), and a recording without frames still shows its joined.
+    for (t, msg) in events.iter().skip(next_event) {
+        apply_event(&mut me, &mut dec, &mut report, at(*t), msg.as_ref());
+    }
+    report.joined = me.session().is_some();
     for (i, o) in outputs.into_iter().enumerate() {
         let (path, duration_ms) = o.finish().map_err(OpenError::Output)?;
         if let Some(tr) = report.tracks.get_mut(i) {
             tr.output = path;
             tr.duration_ms = duration_ms;
+            tr.stream = streams.get(i).copied().flatten().map(stream_name);
         }
     }
     Ok(report)
@@ -375,24 +390,76 @@ fn learn_senders(me: &Participant<ChaCha20Rng>, senders: &mut HashMap<u32, Vec<u
 /// key of the sender the manifest names, by index and by participant id as the key session
 /// admitted it: the manifest is the relay's word, and a relay that merges one member's frames
 /// into another's track, or swaps the tracks' labels, would otherwise have them written out
-/// under the wrong name. Any other refusal is the decryptor's reason.
+/// under the wrong name; and (`wrong_stream`) when the KID names another of the sender's
+/// streams than the track's (`stream`: set by its first frame that opens) or one of the other
+/// kind. Any other refusal is the decryptor's reason.
 fn open_frame(
     dec: &mut Decryptor,
     layout: Layout,
     buf: &mut Vec<u8>,
     track: &TrackInfo,
     senders: &HashMap<u32, Vec<u8>>,
+    stream: &mut Option<StreamContext>,
 ) -> Result<(), &'static str> {
     let plan = dec.plan(layout, buf).map_err(|e| e.reason().as_str())?;
-    let sender = Kid::unpack(plan.kid()).map(|(_, s, _)| s.get());
+    let unpacked = Kid::unpack(plan.kid());
+    let sender = unpacked.map(|(_, s, _)| s.get());
     let named = sender.and_then(|s| senders.get(&s));
     if sender != Some(track.sender_index)
         || named.map(Vec::as_slice) != Some(track.participant.as_bytes())
     {
         return Err("wrong_sender");
     }
+    // The sender's other streams open under its keys too (its screen's frames in its camera's
+    // track, say): a track holds one stream, of its kind, the one its first opened frame's KID
+    // names (authenticated, unlike the manifest's labels).
+    if let Some((context, _, _)) = unpacked
+        && (is_audio(context) != (track.kind == TrackKind::Audio)
+            || stream.is_some_and(|s| s != context))
+    {
+        return Err("wrong_stream");
+    }
     dec.open(&plan, buf).map_err(|e| e.reason().as_str())?;
-    dec.commit(&plan, buf).map_err(|e| e.reason().as_str())
+    dec.commit(&plan, buf).map_err(|e| e.reason().as_str())?;
+    if let Some((context, _, _)) = unpacked {
+        stream.get_or_insert(context);
+    }
+    Ok(())
+}
+
+/// Whether frames of stream `context` are audio (Hush's microphone and screen audio).
+fn is_audio(context: StreamContext) -> bool {
+    context == StreamContext::MICROPHONE || context == StreamContext::SCREEN_AUDIO
+}
+
+/// The name of stream `context`, as the report shows it.
+fn stream_name(context: StreamContext) -> String {
+    match context {
+        StreamContext::MICROPHONE => "microphone".into(),
+        StreamContext::CAMERA => "camera".into(),
+        StreamContext::SCREEN => "screen".into(),
+        StreamContext::SCREEN_AUDIO => "screen_audio".into(),
+        StreamContext(n) => format!("stream {n}"),
+    }
+}
+
+/// Applies one recorded relay event at its time `now`, after the timers due by then.
+fn apply_event(
+    me: &mut Participant<ChaCha20Rng>,
+    dec: &mut Decryptor,
+    report: &mut Report,
+    now: Instant,
+    msg: Option<&ServerMessage>,
+) {
+    tick(me, now, dec, report);
+    if let Some(msg) = msg {
+        match me.handle_input(now, Input::Relay(msg)) {
+            // Media signaling (tracks, offers) is not the key session's: not a refusal.
+            Err(hush_participant::Refusal::NotAKeyEvent) | Ok(()) => {}
+            Err(r) => *report.key_refusals.entry(r.code().into()).or_default() += 1,
+        }
+    }
+    drain(me, dec, report);
 }
 
 /// Runs the key session's timers up to `now`.
@@ -439,4 +506,71 @@ pub fn tracks_bytes(dir: &Path) -> Result<u64, OpenError> {
         .map(|m| m.len())
         .sum();
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use hush_frame::Encryptor;
+    use hush_keys::SenderIndex;
+
+    use super::*;
+
+    fn track(kind: TrackKind) -> TrackInfo {
+        TrackInfo {
+            file: "track-0.hrf".into(),
+            track_id: "t0".into(),
+            participant: "alice".into(),
+            sender_index: 1,
+            kind,
+            codec: "vp8".into(),
+            clock_rate: 90_000,
+            added_at_ms: 0,
+        }
+    }
+
+    /// A relay splicing alice's screen frames into her camera's track (or her microphone's
+    /// into it): they open under her keys, so only the KID's stream tells them apart. The
+    /// track keeps the stream of its first opened frame; the others are `wrong_stream`.
+    #[test]
+    fn a_track_holds_one_stream_of_its_sender() {
+        let suite = CipherSuite::Aes128GcmSha256_128;
+        let key = BaseKey::new(&[7; 16]).expect("key");
+        let kid = |c| Kid::new(c, SenderIndex::new(1).expect("index"), 0).get();
+        let (camera, screen, mic) = (
+            StreamContext::CAMERA,
+            StreamContext::SCREEN,
+            StreamContext::MICROPHONE,
+        );
+        let mut dec = Decryptor::new(suite);
+        let mut sealers = HashMap::new();
+        for c in [camera, screen, mic] {
+            dec.add_key(kid(c), &key).expect("added");
+            sealers.insert(c.0, Encryptor::new(suite, kid(c), &key));
+        }
+        let mut seal = |c: StreamContext| {
+            let mut frame = b"a frame of media".to_vec();
+            sealers
+                .get_mut(&c.0)
+                .expect("sealer")
+                .encrypt(Layout::Pure, &mut frame)
+                .expect("sealed");
+            frame
+        };
+        let senders = HashMap::from([(1u32, b"alice".to_vec())]);
+        let video = track(TrackKind::Video);
+        let mut stream = None;
+        let mut open = |mut frame: Vec<u8>, stream: &mut Option<StreamContext>| {
+            open_frame(&mut dec, Layout::Pure, &mut frame, &video, &senders, stream)
+        };
+        assert_eq!(open(seal(camera), &mut stream), Ok(()));
+        assert_eq!(stream, Some(camera));
+        assert_eq!(open(seal(screen), &mut stream), Err("wrong_stream"));
+        assert_eq!(open(seal(mic), &mut stream), Err("wrong_stream"));
+        assert_eq!(open(seal(camera), &mut stream), Ok(()));
+        // A video track whose first frame is audio takes no stream from it.
+        let mut fresh = None;
+        assert_eq!(open(seal(mic), &mut fresh), Err("wrong_stream"));
+        assert_eq!(fresh, None);
+        assert_eq!(stream_name(screen), "screen");
+    }
 }

@@ -189,7 +189,8 @@ fn decrypt_refuses_another_key_and_writes_nothing() {
     assert!(text(&o).1.contains("--backend-key"), "{}", text(&o).1);
     assert!(!out.exists(), "nothing written");
     // The right key opens it: the synthetic frames are no SFrame, so each is refused and
-    // counted, the run finishes, and its status says the recording was altered (2).
+    // counted, the run finishes, and its status says the recording was altered (3; 2 is a
+    // usage error).
     let o = cli(&[
         "decrypt",
         "--quiet",
@@ -201,7 +202,7 @@ fn decrypt_refuses_another_key_and_writes_nothing() {
         out.to_str().unwrap(),
     ]);
     let (stdout, err) = text(&o);
-    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(o.status.code(), Some(3), "{err}");
     assert!(stdout.contains("alice"), "{stdout}");
     assert!(stdout.contains("members not checked"), "{stdout}");
     assert!(

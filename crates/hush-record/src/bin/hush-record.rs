@@ -8,7 +8,8 @@
 //!   times, events by type; nothing secret).
 //! - `hush-record decrypt --key recorder.key --backend-key B64 RECORDING -o DIR`: opens it
 //!   into IVF (VP8) and Ogg Opus files, with a summary of every track and every frame refused
-//!   and why. Exit status 2 when it finished but found the recording altered or damaged.
+//!   and why. Exit status 3 when it finished but found the recording altered or damaged (2: a
+//!   usage error).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -72,8 +73,8 @@ enum Command {
 }
 
 /// Exit status of a decrypt that finished but found the recording altered or damaged (what
-/// opened was written; the report says what did not).
-const ALTERED: u8 = 2;
+/// opened was written; the report says what did not). Not 2, which is a usage error (clap's).
+const ALTERED: u8 = 3;
 
 /// How a command finished.
 enum Opened {
@@ -303,8 +304,8 @@ fn decrypt(
 
 fn print_report(r: &Report, took: std::time::Duration) {
     println!(
-        "{:<16} {:<6} {:<6} {:>8} {:>8} {:>9}  {:<28} output",
-        "participant", "kind", "codec", "frames", "written", "seconds", "refused"
+        "{:<16} {:<6} {:<12} {:<6} {:>8} {:>8} {:>9}  {:<28} output",
+        "participant", "kind", "stream", "codec", "frames", "written", "seconds", "refused"
     );
     let (mut frames, mut bytes) = (0u64, 0u64);
     for t in &r.tracks {
@@ -312,9 +313,10 @@ fn print_report(r: &Report, took: std::time::Duration) {
         bytes += t.bytes;
         let refused: Vec<String> = t.refused.iter().map(|(k, n)| format!("{k} {n}")).collect();
         println!(
-            "{:<16} {:<6} {:<6} {:>8} {:>8} {:>9.1}  {:<28} {}",
+            "{:<16} {:<6} {:<12} {:<6} {:>8} {:>8} {:>9.1}  {:<28} {}",
             t.participant,
             t.kind,
+            t.stream.as_deref().unwrap_or("-"),
             t.codec,
             t.frames,
             t.written,
