@@ -146,6 +146,7 @@ export class HybridSealer {
    * module's memory for the rest of the call. Nothing is sealed with this sealer after.
    */
   retire(): void {
+    if (this.retiring) return;
     this.retiring = true;
     if (this.pending === 0) this.sender.free();
   }
@@ -161,6 +162,8 @@ export class HybridSealer {
    * WebCrypto key). The counter is reserved now, even when sealing finishes later.
    */
   seal(layout: LayoutCode, data: Uint8Array, base: Uint8Array): FrameResult | Promise<FrameResult> {
+    // Retired: its sender is (or is about to be) freed.
+    if (this.retiring) return { drop: 'encrypt_failed' };
     if (!this.keys || data.byteLength < this.threshold) {
       try { return this.sender.encrypt(layout, data); } catch { return { drop: 'encrypt_failed' }; }
     }

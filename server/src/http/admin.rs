@@ -6,7 +6,7 @@
 //! | `GET /v1/admin/rooms/{room}` | | the room's state |
 //! | `PUT /v1/admin/rooms/{room}` | `{"max_participants":N,"empty_timeout_secs":S}` | sets its limits (creates it empty if needed) |
 //! | `POST /v1/admin/rooms/{room}/lock` | `{"locked":true}` | locks or unlocks it to newcomers |
-//! | `POST /v1/admin/rooms/{room}/close` | | removes everyone; refuses joins until forgotten |
+//! | `POST /v1/admin/rooms/{room}/close` | | removes everyone; refuses joins until forgotten, then tokens issued before; a room not held is held closed |
 //! | `POST /v1/admin/rooms/{room}/participants/{id}/remove` | | removes a participant (a leave: new epoch); one not in the room is remembered as removed |
 //! | `POST /v1/admin/rooms/{room}/participants/{id}/unpublish` | `{"source":"camera"}` | stops one of its tracks |
 //! | `PUT /v1/admin/rooms/{room}/recorder` | `{"participant":id,"identity_key":b64,"attestation":b64}` | sets the room's recorder: an X25519 public key whose private half the app keeps offline, and the backend's recorder attestation of it (creates the room empty if needed) |

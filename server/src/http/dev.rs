@@ -322,8 +322,17 @@ pub(crate) fn dev_request_allowed(
     Ok(())
 }
 
-/// [`dev_request_allowed`] for `headers`: a 403 response when refused.
+/// Headers a proxy adds to what it forwards.
+const PROXY_HEADERS: [&str; 3] = ["forwarded", "x-forwarded-for", "via"];
+
+/// [`dev_request_allowed`] for `headers`, and no request that came through a proxy (one on
+/// the relay's host makes a loopback listener public, with the `Host` it was configured with,
+/// whether or not it is among `trusted_proxies`): a 403 response when refused.
 fn check_headers(headers: &axum::http::HeaderMap) -> Option<Response> {
+    if PROXY_HEADERS.iter().any(|h| headers.contains_key(*h)) {
+        let why = "dev endpoints refuse requests that came through a proxy";
+        return Some(refusal(StatusCode::FORBIDDEN, why));
+    }
     let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
     dev_request_allowed(
         text(axum::http::header::HOST),
@@ -561,6 +570,21 @@ mod tests {
         assert!(!ok("127.0.0.1:8080", Some("https://evil.example")));
         assert!(!ok("127.0.0.1:8080", Some("null")));
         assert!(dev_request_allowed(None, None).is_err());
+    }
+
+    /// A proxy on the relay's host that is not among `trusted_proxies` (dev mode refuses to
+    /// start with any): what it forwards carries its headers, and is refused.
+    #[test]
+    fn requests_through_a_proxy_are_refused() {
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert(axum::http::header::HOST, "127.0.0.1:8080".parse().unwrap());
+        assert!(check_headers(&headers).is_none());
+        for h in PROXY_HEADERS {
+            let mut proxied = headers.clone();
+            proxied.insert(h, "203.0.113.7".parse().unwrap());
+            let refused = check_headers(&proxied).expect("refused");
+            assert_eq!(refused.status(), StatusCode::FORBIDDEN, "{h}");
+        }
     }
 
     #[test]

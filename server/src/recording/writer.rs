@@ -131,9 +131,13 @@ impl Writer {
                     return Err(RecordingEnd::SizeLimit);
                 }
                 self.manifest.tracks.push(info);
-                if matches!(self.manifest.to_json(), Err(FormatError::TooLarge)) {
+                if let Err(e) = self.manifest.to_json() {
+                    // Never kept in the manifest: the final rewrite would fail too.
                     self.manifest.tracks.pop();
-                    return Err(RecordingEnd::SizeLimit);
+                    return Err(match e {
+                        FormatError::TooLarge => RecordingEnd::SizeLimit,
+                        _ => RecordingEnd::WriteError,
+                    });
                 }
                 let Some(info) = self.manifest.tracks.last() else {
                     return Ok(());

@@ -87,7 +87,10 @@ impl Relay {
             }
             AdminCommand::Remove(room, participant) => {
                 self.remove_participant(now, &room, &participant)?;
-                room
+                // Remembered even where the relay holds no such room now: it has nobody.
+                return Ok(self
+                    .room_state(&room)
+                    .unwrap_or_else(|| self.absent_room_state(room)));
             }
             AdminCommand::Unpublish(room, participant, source) => {
                 self.force_unpublish(&room, &participant, source)?;
@@ -107,6 +110,22 @@ impl Relay {
             }
         };
         self.room_state(&room).ok_or(ErrorCode::UnknownRoom)
+    }
+
+    /// The state of a room the relay does not hold: nobody, nothing, the server's defaults.
+    fn absent_room_state(&self, room: RoomId) -> RoomState {
+        let config = self.config();
+        RoomState {
+            room,
+            participants: 0,
+            tracks: 0,
+            locked: false,
+            closed: false,
+            max_participants: config.max_participants_per_room,
+            empty_timeout_secs: config.empty_room_timeout.as_secs(),
+            recorder_set: false,
+            recording: false,
+        }
     }
 
     /// `room`'s state, if the relay holds it.

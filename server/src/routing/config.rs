@@ -22,8 +22,9 @@ pub struct RelayConfig {
     /// Sender indexes a room may hand out in its life; once used up it refuses joins with
     /// `room_full`. Must fit the key layer's KID packing.
     pub max_sender_indexes: u32,
-    /// Admissions of one participant id to one room a minute: a participant rejoining in a
-    /// loop is refused (`rate_limited`) past it (see `admissions`).
+    /// Admissions of one participant id to one room a minute, all at once or spread (one comes
+    /// back every minute / this): a participant rejoining in a loop is refused (`rate_limited`)
+    /// past it (see `admissions`).
     pub admissions_per_minute: u32,
     /// How long an empty room lives before it is forgotten (unless set per room).
     pub empty_room_timeout: Duration,

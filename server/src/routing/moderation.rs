@@ -6,6 +6,7 @@ use hush_proto::{
     ErrorCode, LeaveReason, LockRoom, ParticipantId, RecordingEnd, RoomId, ServerMessage, Source,
 };
 
+use super::config::RoomSettings;
 use super::outbox::Refusal;
 use super::output::{Audit, ModerationAction, Output};
 use super::relay::Relay;
@@ -68,11 +69,16 @@ impl Relay {
         target: &ParticipantId,
         by: Option<ParticipantId>,
     ) -> Result<(), Refusal> {
-        let room = self.rooms.get(room_id).ok_or(UNKNOWN_ROOM)?;
-        let Some(conn) = room.member(target).map(|m| m.conn) else {
+        let conn = match self.rooms.get(room_id) {
+            Some(room) => room.member(target).map(|m| m.conn),
+            None if by.is_some() => return Err(UNKNOWN_ROOM),
+            None => None,
+        };
+        let Some(conn) = conn else {
             // The backend's word holds for someone not in the room now (its connection
-            // dropped a moment ago, say): remembered, so it cannot come back with a token
-            // issued before this. A moderator in the call removes only members.
+            // dropped a moment ago, say, or the room, empty, was forgotten): remembered, so it
+            // cannot come back with a token issued before this. A moderator in the call
+            // removes only members.
             if by.is_some() {
                 return Err(UNKNOWN_PARTICIPANT);
             }
@@ -82,7 +88,11 @@ impl Relay {
             self.audit(room_id, None, ModerationAction::Remove(target.clone()));
             return Ok(());
         };
-        let recorder = room.recording.as_ref().is_some_and(|r| r.conn == conn);
+        let recorder = self
+            .rooms
+            .get(room_id)
+            .and_then(|r| r.recording.as_ref())
+            .is_some_and(|r| r.conn == conn);
         let now = clock.instant;
         self.audit(
             room_id,
@@ -167,6 +177,21 @@ impl Relay {
         by: Option<ParticipantId>,
     ) -> Result<(), Refusal> {
         let now = clock.instant;
+        if !self.rooms.contains_key(room_id) {
+            // The backend closes a room the relay does not hold now (never opened, or empty
+            // and forgotten): held closed all the same, and its close remembered after.
+            if by.is_some() {
+                return Err(UNKNOWN_ROOM);
+            }
+            if self.rooms.len() >= self.config.max_rooms {
+                return Err(Refusal::new(
+                    ErrorCode::ServerFull,
+                    "the relay has no room for another room",
+                ));
+            }
+            let room = self.new_room(room_id.clone(), RoomSettings::default(), now);
+            self.rooms.insert(room_id.clone(), room);
+        }
         let recording = self
             .rooms
             .get(room_id)

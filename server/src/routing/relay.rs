@@ -234,10 +234,17 @@ impl Relay {
             .map(|(&id, _)| id)
             .collect();
         for conn in late {
+            // A join whose token was verified and whose claim the store never answered names
+            // whom its token named.
+            let who = self
+                .conns
+                .get(&conn)
+                .and_then(|c| c.pending.as_ref())
+                .and_then(|p| p.who());
             self.out.push(Output::Audit(Audit::JoinRefused {
                 conn,
                 code: ErrorCode::JoinTimeout,
-                who: None,
+                who,
             }));
             self.close_with_error(
                 now,
