@@ -339,6 +339,18 @@ mod tests {
         ));
         let read = Manifest::read(&dir).expect("the manifest opens");
         assert_eq!(read.tracks.len(), MAX_TRACKS);
+        // A track the manifest refuses for another reason is not kept in it either (the final
+        // rewrite would fail on it).
+        w.manifest.tracks.truncate(1);
+        let Item::Track(mut bad) = track(9_999) else {
+            unreachable!()
+        };
+        bad.file = "../outside".into();
+        assert!(matches!(
+            w.write(Item::Track(bad)),
+            Err(RecordingEnd::WriteError)
+        ));
+        assert_eq!(w.manifest.tracks.len(), 1);
         assert!(
             !dir.join(hush_record::manifest::track_file_name(MAX_TRACKS as u32))
                 .exists()

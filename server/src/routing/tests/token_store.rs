@@ -79,6 +79,23 @@ fn an_id_the_store_knows_is_refused_as_replayed() {
     assert_eq!(sim.relay.participant_total(), 0);
 }
 
+/// A join whose token was verified and whose claim the store never answers times out; the
+/// audit line names whom the token named (it named nobody).
+#[test]
+fn a_join_the_store_never_answers_times_out_and_the_audit_names_it() {
+    let mut sim = store_sim();
+    let (conn, _, _) = start_join(&mut sim, "alice");
+    let out = sim.advance(Duration::from_secs(10));
+    assert_refused_fatally(&out, conn, ErrorCode::JoinTimeout);
+    assert!(
+        out.contains(&Output::Audit(crate::routing::Audit::JoinRefused {
+            conn,
+            code: ErrorCode::JoinTimeout,
+            who: Some((rid("r"), pid("alice"))),
+        }))
+    );
+}
+
 #[test]
 fn a_store_that_cannot_answer_refuses_the_join() {
     let mut sim = store_sim();
