@@ -425,6 +425,8 @@ async fn a_late_joiner_and_a_removed_member_are_recorded_for_their_time_only() {
     let dir = &recordings_in(disk.path())[0];
     let report = open_with(dir, &recorder, &relay, &work.path().join("out"));
     eprintln!("{report:#?}");
+    // Honest churn (a member removed, one joining) is no alteration: the CLI exits 0.
+    assert_eq!(report.alterations(), Vec::<String>::new());
     let (d, c) = (
         track(&report, "dave", "audio"),
         track(&report, "carol", "audio"),

@@ -322,8 +322,15 @@ pub(crate) fn dev_request_allowed(
     Ok(())
 }
 
-/// Headers a proxy adds to what it forwards.
-const PROXY_HEADERS: [&str; 3] = ["forwarded", "x-forwarded-for", "via"];
+/// Headers a proxy adds to what it forwards (one that adds none of them is not detected).
+const PROXY_HEADERS: [&str; 6] = [
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-real-ip",
+    "via",
+];
 
 /// [`dev_request_allowed`] for `headers`, and no request that came through a proxy (one on
 /// the relay's host makes a loopback listener public, with the `Host` it was configured with,

@@ -183,6 +183,10 @@ impl Relay {
             if by.is_some() {
                 return Err(UNKNOWN_ROOM);
             }
+            // Remembered even when the relay has no room to hold it closed.
+            let horizon = self.removal_horizon();
+            self.removals
+                .remember_close(clock.unix_secs(), horizon, room_id);
             if self.rooms.len() >= self.config.max_rooms {
                 return Err(Refusal::new(
                     ErrorCode::ServerFull,
