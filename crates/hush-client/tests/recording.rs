@@ -42,6 +42,30 @@ async fn relay_recording_to(dir: &Path) -> TestRelay {
         .await
 }
 
+/// A relay recording to `disk` with `recorder` set on the room, and in the call alice (who
+/// may record) publishing `alice_sources` and bob publishing `bob_sources`.
+async fn recorded_call(
+    disk: &Path,
+    recorder: &TestRecorder,
+    alice_sources: &[Source],
+    bob_sources: &[Source],
+) -> (TestRelay, Client, Client) {
+    let relay = relay_recording_to(disk).await;
+    relay.set_recorder(ROOM, recorder).await;
+    let alice = relay
+        .client(ROOM, "alice")
+        .grants(recorder_grants())
+        .publish(alice_sources)
+        .connect()
+        .await;
+    let bob = relay
+        .client(ROOM, "bob")
+        .publish(bob_sources)
+        .connect()
+        .await;
+    (relay, alice, bob)
+}
+
 async fn record(client: &Client, action: RecordAction) {
     client
         .send_message(ClientMessage::Record(Record { action }))
@@ -184,20 +208,14 @@ async fn a_recorded_call_opens_only_with_the_recorders_key_and_decodes() {
     let disk = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
     let (video, audio) = real_media(work.path());
-    let relay = relay_recording_to(disk.path()).await;
     let recorder = TestRecorder::new("recorder-1", 7);
-    relay.set_recorder(ROOM, &recorder).await;
-    let alice = relay
-        .client(ROOM, "alice")
-        .grants(recorder_grants())
-        .publish(&[Source::Camera, Source::Microphone])
-        .connect()
-        .await;
-    let mut bob = relay
-        .client(ROOM, "bob")
-        .publish(&[Source::Microphone])
-        .connect()
-        .await;
+    let (relay, alice, mut bob) = recorded_call(
+        disk.path(),
+        &recorder,
+        &[Source::Camera, Source::Microphone],
+        &[Source::Microphone],
+    )
+    .await;
     let got = pump_until_decrypted(&bob, &[&alice], 20, Media::Audio, 10).await;
     assert!(got[0] > 20, "alice decrypts bob: {got:?}");
 
@@ -461,16 +479,9 @@ fn hush_record_now() -> u64 {
 async fn tampered_and_truncated_files_are_reported_and_the_rest_still_opens() {
     let disk = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
-    let relay = relay_recording_to(disk.path()).await;
     let recorder = TestRecorder::new("rec", 9);
-    relay.set_recorder(ROOM, &recorder).await;
-    let alice = relay
-        .client(ROOM, "alice")
-        .grants(recorder_grants())
-        .publish(&[Source::Microphone])
-        .connect()
-        .await;
-    let bob = relay.client(ROOM, "bob").connect().await;
+    let (relay, alice, bob) =
+        recorded_call(disk.path(), &recorder, &[Source::Microphone], &[]).await;
     pump_until_decrypted(&alice, &[&bob], 10, Media::Audio, 10).await;
     record(&alice, RecordAction::Start).await;
     pump(&alice, 3, Media::Audio).await;
@@ -569,20 +580,14 @@ fn rewrite_track(file: &Path, frames: &[hush_record::FrameRecord]) {
 async fn a_relay_that_relabels_recorded_tracks_gets_the_frames_refused_as_wrong_sender() {
     let disk = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
-    let relay = relay_recording_to(disk.path()).await;
     let recorder = TestRecorder::new("rec", 11);
-    relay.set_recorder(ROOM, &recorder).await;
-    let alice = relay
-        .client(ROOM, "alice")
-        .grants(recorder_grants())
-        .publish(&[Source::Microphone])
-        .connect()
-        .await;
-    let bob = relay
-        .client(ROOM, "bob")
-        .publish(&[Source::Microphone])
-        .connect()
-        .await;
+    let (relay, alice, bob) = recorded_call(
+        disk.path(),
+        &recorder,
+        &[Source::Microphone],
+        &[Source::Microphone],
+    )
+    .await;
     pump_until_decrypted(&alice, &[&bob], 10, Media::Audio, 10).await;
     record(&alice, RecordAction::Start).await;
     tokio::join!(pump(&alice, 2, Media::Audio), pump(&bob, 2, Media::Audio));

@@ -9,7 +9,6 @@ use hush_proto::{
     RoomId, ServerMessage, TrackId,
 };
 
-use super::config::RoomSettings;
 use super::outbox::Refusal;
 use super::output::{
     Audit, ConnId, E2eeHealth, MediaSignal, ModerationAction, Output, RecordingAction, TokenClaim,
@@ -206,16 +205,7 @@ impl Relay {
         room_id: &RoomId,
         participant: &ParticipantId,
     ) -> Result<(), Refusal> {
-        if !self.rooms.contains_key(room_id) {
-            if self.rooms.len() >= self.config.max_rooms {
-                return Err(Refusal::new(
-                    ErrorCode::ServerFull,
-                    "the relay has no room for another room",
-                ));
-            }
-            let room = self.new_room(room_id.clone(), RoomSettings::default(), now);
-            self.rooms.insert(room_id.clone(), room);
-        }
+        self.ensure_room(room_id, now)?;
         let room = self.rooms.get_mut(room_id).ok_or(NOT_IN_ROOM)?;
         let replaces = room.check_admission(participant, &self.config)?;
         if !room

@@ -6,7 +6,6 @@ use hush_proto::{
     ErrorCode, LeaveReason, LockRoom, ParticipantId, RecordingEnd, RoomId, ServerMessage, Source,
 };
 
-use super::config::RoomSettings;
 use super::outbox::Refusal;
 use super::output::{Audit, ModerationAction, Output};
 use super::relay::Relay;
@@ -187,14 +186,7 @@ impl Relay {
             let horizon = self.removal_horizon();
             self.removals
                 .remember_close(clock.unix_secs(), horizon, room_id);
-            if self.rooms.len() >= self.config.max_rooms {
-                return Err(Refusal::new(
-                    ErrorCode::ServerFull,
-                    "the relay has no room for another room",
-                ));
-            }
-            let room = self.new_room(room_id.clone(), RoomSettings::default(), now);
-            self.rooms.insert(room_id.clone(), room);
+            self.ensure_room(room_id, now)?;
         }
         let recording = self
             .rooms

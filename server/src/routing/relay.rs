@@ -117,6 +117,23 @@ impl Relay {
     }
 
     /// A new room named `id`, with the next instance.
+    /// Creates `room_id` (empty, default settings) unless the relay holds it; refused
+    /// (`server_full`) past [`RelayConfig::max_rooms`].
+    pub(super) fn ensure_room(&mut self, room_id: &RoomId, now: Instant) -> Result<(), Refusal> {
+        if self.rooms.contains_key(room_id) {
+            return Ok(());
+        }
+        if self.rooms.len() >= self.config.max_rooms {
+            return Err(Refusal::new(
+                ErrorCode::ServerFull,
+                "the relay has no room for another room",
+            ));
+        }
+        let room = self.new_room(room_id.clone(), RoomSettings::default(), now);
+        self.rooms.insert(room_id.clone(), room);
+        Ok(())
+    }
+
     pub(super) fn new_room(&mut self, id: RoomId, settings: RoomSettings, now: Instant) -> Room {
         self.rooms_created += 1;
         let instance = match Hmac::<Sha256>::new_from_slice(self.room_instance_key.as_slice()) {
