@@ -326,11 +326,17 @@ pub fn open(
             *t <= frame.at_us
                 || (*t <= horizon && !matches!(msg, Some(ServerMessage::ParticipantLeft(_))))
         }) {
-            apply_event(&mut me, &mut dec, &mut report, at(*t), msg.as_ref());
+            apply_event(
+                &mut me,
+                &mut dec,
+                &mut report,
+                &mut senders,
+                at(*t),
+                msg.as_ref(),
+            );
             next_event += 1;
         }
         tick(&mut me, at(frame.at_us), &mut dec, &mut report);
-        learn_senders(&me, &mut senders);
         let tr = &mut report.tracks[index];
         tr.frames += 1;
         tr.bytes += frame.data.len() as u64;
@@ -363,7 +369,14 @@ pub fn open(
     // The events after the last frame too: the whole log is checked (a forged envelope there
     // is an alteration all the same), and a recording without frames still shows its joined.
     for (t, msg) in events.iter().skip(next_event) {
-        apply_event(&mut me, &mut dec, &mut report, at(*t), msg.as_ref());
+        apply_event(
+            &mut me,
+            &mut dec,
+            &mut report,
+            &mut senders,
+            at(*t),
+            msg.as_ref(),
+        );
     }
     report.joined = me.session().is_some();
     for (i, o) in outputs.into_iter().enumerate() {
@@ -443,11 +456,13 @@ fn stream_name(context: StreamContext) -> String {
     }
 }
 
-/// Applies one recorded relay event at its time `now`, after the timers due by then.
+/// Applies one recorded relay event at its time `now`, after the timers due by then, and
+/// learns the members it admitted (only relay events change who is a member).
 fn apply_event(
     me: &mut Participant<ChaCha20Rng>,
     dec: &mut Decryptor,
     report: &mut Report,
+    senders: &mut HashMap<u32, Vec<u8>>,
     now: Instant,
     msg: Option<&ServerMessage>,
 ) {
@@ -460,6 +475,7 @@ fn apply_event(
         }
     }
     drain(me, dec, report);
+    learn_senders(me, senders);
 }
 
 /// Runs the key session's timers up to `now`.

@@ -25,6 +25,9 @@ pub(crate) const PROBE_TTL: Duration = Duration::from_secs(1);
 /// runs (the token store's own timeout is 2 s); past it a request waits for the probe.
 pub(crate) const PROBE_GRACE: Duration = Duration::from_secs(3);
 
+/// The answer when a probe ended without one (its task panicked or was cancelled).
+const UNFINISHED: &str = "the readiness probe did not finish\n";
+
 /// The last probe's answer (`None`: ready) and when that probe finished. One probe runs at a
 /// time, in a task of its own, so it finishes and is stored even when the request that started
 /// it goes away (a checker's timeout shorter than the store's); a request that arrives while it
@@ -48,32 +51,28 @@ impl ProbeCache {
         C: Fn() -> Instant + Send + Sync + 'static,
         F: std::future::Future<Output = Option<&'static str>> + Send + 'static,
     {
-        let age = |at: Instant| clock().saturating_duration_since(at);
-        if let Some((at, answer)) = self.last()
-            && age(at) < PROBE_TTL
-        {
+        // The last answer, if its probe finished less than `limit` ago.
+        let recent = |limit: Duration| {
+            self.last()
+                .filter(|(at, _)| clock().saturating_duration_since(*at) < limit)
+                .map(|(_, answer)| answer)
+        };
+        if let Some(answer) = recent(PROBE_TTL) {
             return answer;
         }
         let guard = match Arc::clone(&self.running).try_lock_owned() {
             Ok(guard) => guard,
             Err(_) => {
-                if let Some((at, answer)) = self.last()
-                    && age(at) < PROBE_TTL + PROBE_GRACE
-                {
+                if let Some(answer) = recent(PROBE_TTL + PROBE_GRACE) {
                     return answer;
                 }
                 // Wait for the probe that runs, and give its answer.
                 drop(self.running.lock().await);
-                return match self.last() {
-                    Some((_, answer)) => answer,
-                    None => Some("the readiness probe did not finish\n"),
-                };
+                return self.last().map_or(Some(UNFINISHED), |(_, answer)| answer);
             }
         };
         // Another probe may have finished while this request took the lock.
-        if let Some((at, answer)) = self.last()
-            && age(at) < PROBE_TTL
-        {
+        if let Some(answer) = recent(PROBE_TTL) {
             return answer;
         }
         let me = Arc::clone(self);
@@ -83,8 +82,7 @@ impl ProbeCache {
             drop(guard);
             answer
         });
-        task.await
-            .unwrap_or(Some("the readiness probe did not finish\n"))
+        task.await.unwrap_or(Some(UNFINISHED))
     }
 }
 

@@ -130,6 +130,8 @@ impl Writer {
                 if self.manifest.tracks.len() >= MAX_TRACKS {
                     return Err(RecordingEnd::SizeLimit);
                 }
+                let path = self.dir.join(&info.file);
+                let file = Arc::from(info.file.as_str());
                 self.manifest.tracks.push(info);
                 if let Err(e) = self.manifest.to_json() {
                     // Never kept in the manifest: the final rewrite would fail too.
@@ -139,11 +141,6 @@ impl Writer {
                         _ => RecordingEnd::WriteError,
                     });
                 }
-                let Some(info) = self.manifest.tracks.last() else {
-                    return Ok(());
-                };
-                let path = self.dir.join(&info.file);
-                let file = Arc::from(info.file.as_str());
                 let created = RecordWriter::create(path, RecordKind::Frames)
                     .and_then(|mut w| w.sync().map(|()| w));
                 let w = match created {

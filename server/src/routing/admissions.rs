@@ -40,13 +40,11 @@ impl Admissions {
             let elapsed = now.saturating_duration_since(b.since);
             let back =
                 u32::try_from(elapsed.as_nanos() / period.as_nanos().max(1)).unwrap_or(u32::MAX);
+            // `period * back` is at most `elapsed`: `since` never passes `now`. A bucket full
+            // again is dropped below, so where it would start again does not matter.
             if back > 0 {
                 b.left = b.left.saturating_add(back).min(limit);
-                b.since = if b.left == limit {
-                    now
-                } else {
-                    b.since + period * back
-                };
+                b.since += period * back;
             }
         };
         self.by_id.retain(|_, b| {
@@ -59,9 +57,6 @@ impl Admissions {
         });
         if b.left == 0 {
             return false;
-        }
-        if b.left == limit {
-            b.since = now;
         }
         b.left -= 1;
         true

@@ -115,7 +115,7 @@ impl Relay {
             TokenClaim::Fresh => self.admit_join(now, conn, *pending),
             TokenClaim::Used => {
                 let err = crate::token::TokenError::Replayed;
-                let who = pending.who();
+                let who = Some(pending.who());
                 self.refuse_join(now.instant, conn, err.code(), err.to_string(), who);
             }
             TokenClaim::Unavailable => {
@@ -124,7 +124,7 @@ impl Relay {
                     self.tokens.release(jti);
                 }
                 let message = "the relay cannot check tokens for reuse right now: try again";
-                let who = pending.who();
+                let who = Some(pending.who());
                 self.refuse_join(now.instant, conn, ErrorCode::ServerBusy, message, who);
             }
         }

@@ -68,12 +68,15 @@ impl Relay {
         target: &ParticipantId,
         by: Option<ParticipantId>,
     ) -> Result<(), Refusal> {
-        let conn = match self.rooms.get(room_id) {
-            Some(room) => room.member(target).map(|m| m.conn),
+        let member = match self.rooms.get(room_id) {
+            Some(room) => room.member(target).map(|m| {
+                let recorder = room.recording.as_ref().is_some_and(|r| r.conn == m.conn);
+                (m.conn, recorder)
+            }),
             None if by.is_some() => return Err(UNKNOWN_ROOM),
             None => None,
         };
-        let Some(conn) = conn else {
+        let Some((conn, recorder)) = member else {
             // The backend's word holds for someone not in the room now (its connection
             // dropped a moment ago, say, or the room, empty, was forgotten): remembered, so it
             // cannot come back with a token issued before this. A moderator in the call
@@ -87,11 +90,6 @@ impl Relay {
             self.audit(room_id, None, ModerationAction::Remove(target.clone()));
             return Ok(());
         };
-        let recorder = self
-            .rooms
-            .get(room_id)
-            .and_then(|r| r.recording.as_ref())
-            .is_some_and(|r| r.conn == conn);
         let now = clock.instant;
         self.audit(
             room_id,
@@ -182,11 +180,13 @@ impl Relay {
             if by.is_some() {
                 return Err(UNKNOWN_ROOM);
             }
-            // Remembered even when the relay has no room to hold it closed.
-            let horizon = self.removal_horizon();
-            self.removals
-                .remember_close(clock.unix_secs(), horizon, room_id);
-            self.ensure_room(room_id, now)?;
+            if let Err(full) = self.ensure_room(room_id, now) {
+                // Remembered even when the relay has no room to hold it closed.
+                let horizon = self.removal_horizon();
+                self.removals
+                    .remember_close(clock.unix_secs(), horizon, room_id);
+                return Err(full);
+            }
         }
         let recording = self
             .rooms

@@ -73,8 +73,8 @@ pub(super) struct PendingJoin {
 
 impl PendingJoin {
     /// The room and the participant its token names, for the audit trail.
-    pub(super) fn who(&self) -> Option<(hush_proto::RoomId, hush_proto::ParticipantId)> {
-        Some((self.claims.room.clone(), self.claims.sub.clone()))
+    pub(super) fn who(&self) -> (hush_proto::RoomId, hush_proto::ParticipantId) {
+        (self.claims.room.clone(), self.claims.sub.clone())
     }
 }
 
@@ -257,7 +257,7 @@ impl Relay {
                 .conns
                 .get(&conn)
                 .and_then(|c| c.pending.as_ref())
-                .and_then(|p| p.who());
+                .map(|p| p.who());
             self.out.push(Output::Audit(Audit::JoinRefused {
                 conn,
                 code: ErrorCode::JoinTimeout,

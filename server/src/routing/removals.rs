@@ -98,14 +98,7 @@ impl Removals {
         iat: Option<u64>,
     ) -> bool {
         let key = (room.clone(), participant.clone());
-        let Some(&removed) = self.at.get(&key) else {
-            return true;
-        };
-        if removed.saturating_add(horizon) <= now {
-            self.at.remove(&key);
-            return true;
-        }
-        iat.is_some_and(|i| i > removed.saturating_add(leeway))
+        admits_in(&mut self.at, &key, now, horizon, leeway, iat)
     }
 
     /// Remembers that `room` was closed at `now` (Unix seconds); forgets closes older than
@@ -136,14 +129,7 @@ impl Removals {
         room: &RoomId,
         iat: Option<u64>,
     ) -> bool {
-        let Some(&closed) = self.closed.get(room) else {
-            return true;
-        };
-        if closed.saturating_add(horizon) <= now {
-            self.closed.remove(room);
-            return true;
-        }
-        iat.is_some_and(|i| i > closed.saturating_add(leeway))
+        admits_in(&mut self.closed, room, now, horizon, leeway, iat)
     }
 
     /// Removals remembered now.
@@ -151,6 +137,27 @@ impl Removals {
     pub(super) fn len(&self) -> usize {
         self.at.len()
     }
+}
+
+/// The rule [`Removals::admits`] and [`Removals::admits_after_close`] share, for the time
+/// `map` holds for `key`: none, or past `horizon` (then forgotten), admits; else only a token
+/// issued more than `leeway` after it.
+fn admits_in<K: Ord>(
+    map: &mut BTreeMap<K, u64>,
+    key: &K,
+    now: u64,
+    horizon: u64,
+    leeway: u64,
+    iat: Option<u64>,
+) -> bool {
+    let Some(&at) = map.get(key) else {
+        return true;
+    };
+    if at.saturating_add(horizon) <= now {
+        map.remove(key);
+        return true;
+    }
+    iat.is_some_and(|i| i > at.saturating_add(leeway))
 }
 
 #[cfg(test)]
